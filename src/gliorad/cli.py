@@ -1,2 +1,144 @@
-def main() -> None:
-    pass
+"""Command line: a thin layer over the library API.
+
+Exit codes: 0 success, 2 bad input (one line per problem, naming file/row and value), 1 internal
+error. Heavy modules are imported inside the commands so that ``gliorad --help`` is fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from gliorad import __version__
+from gliorad.errors import GlioradInputError
+
+app = typer.Typer(
+    name="gliorad",
+    help="Automated glioma grading and LGG survival prediction from brain MRI (Xu et al. 2022).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _fail(err: GlioradInputError) -> None:
+    for line in err.problems:
+        typer.echo(f"error: {line}", err=True)
+    raise typer.Exit(2)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"gliorad {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print version.")
+    ] = False,
+) -> None:
+    """gliorad command line."""
+
+
+def _load_config(config: Optional[Path]):
+    from gliorad.config import GlioradConfig, load_config
+
+    return load_config(config) if config is not None else GlioradConfig()
+
+
+@app.command()
+def validate(
+    cohort_dir: Annotated[Path, typer.Argument(help="Folder of patients (BraTS naming or custom).")],
+    clinical: Annotated[Optional[Path], typer.Option(help="Clinical table (CSV/TSV).")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="YAML config (cohort / clinical sections).")] = None,
+    sequences: Annotated[
+        Optional[str], typer.Option(help="Comma-separated sequences to require, e.g. t1ce,flair.")
+    ] = None,
+    naming: Annotated[Optional[str], typer.Option(help="auto, brats2018, brats2023 or custom.")] = None,
+    time_unit: Annotated[Optional[str], typer.Option(help="Unit of os_time: days, months, years.")] = None,
+    require_seg: Annotated[bool, typer.Option(help="Every patient must have a segmentation.")] = False,
+    jobs: Annotated[int, typer.Option(min=1, help="Patients checked in parallel.")] = 2,
+) -> None:
+    """Check that a cohort folder (and clinical table) is usable: exit 0, or 2 listing problems."""
+    from gliorad.errors import check_option
+    from gliorad.validation import validate as run_validate
+
+    try:
+        cfg = _load_config(config)
+        cohort_upd: dict = {}
+        if sequences:
+            cohort_upd["sequences"] = [s.strip() for s in sequences.split(",") if s.strip()]
+        if naming:
+            cohort_upd["naming"] = naming
+        if require_seg:
+            cohort_upd["require_seg"] = True
+        clin_upd: dict = {}
+        if time_unit:
+            clin_upd["time_unit"] = check_option("--time-unit", time_unit, ["days", "months", "years"])
+        cfg = cfg.model_copy(update={
+            "cohort": cfg.cohort.model_copy(update=cohort_upd),
+            "clinical": cfg.clinical.model_copy(update=clin_upd),
+        })
+        clinical = clinical if clinical is not None else cfg.clinical.path
+        report = run_validate(cohort_dir, clinical, cfg, n_jobs=jobs)
+    except GlioradInputError as err:
+        _fail(err)
+    if not report.ok:
+        _fail(GlioradInputError(report.problems))
+    typer.echo(f"ok: {report.summary()}")
+
+
+@app.command()
+def synth(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write the synthetic cohort into.")],
+    patients: Annotated[int, typer.Option(min=2, help="Number of patients.")] = 40,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same cohort).")] = 0,
+    spacing: Annotated[float, typer.Option(min=1.0, max=4.0, help="Isotropic voxel size in mm.")] = 2.0,
+    hgg_fraction: Annotated[float, typer.Option(min=0.05, max=0.95, help="Expected HGG share.")] = 0.5,
+    jobs: Annotated[int, typer.Option(min=1, help="Patients rendered in parallel.")] = 2,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing cohort in OUT_DIR.")] = False,
+) -> None:
+    """Generate a realistic synthetic two-centre glioma cohort with known ground truth."""
+    from gliorad.synthetic import SynthConfig, generate_cohort
+
+    try:
+        cfg = SynthConfig(n_patients=patients, seed=seed, spacing=spacing, hgg_fraction=hgg_fraction)
+        result = generate_cohort(out_dir, cfg, n_jobs=jobs, overwrite=overwrite)
+    except GlioradInputError as err:
+        _fail(err)
+    typer.echo(f"wrote {result.n_patients} patients to {result.root} "
+               f"({result.n_hgg} HGG, {result.n_lgg} LGG; clinical.csv, truth.json, cohort.yaml)")
+
+
+@app.command()
+def demo(
+    workspace: Annotated[Path, typer.Option(help="Folder for the demo's cohort and outputs.")] = Path(
+        "demo_workspace"
+    ),
+    patients: Annotated[int, typer.Option(min=10, help="Synthetic patients.")] = 60,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    jobs: Annotated[int, typer.Option(min=1, help="Parallel workers.")] = 2,
+) -> None:
+    """Synthetic two-centre cohort, validated; later stages of the pipeline are added as they land."""
+    from gliorad.demo import run_demo
+
+    try:
+        run_demo(workspace, n_patients=patients, seed=seed, n_jobs=jobs, echo=typer.echo)
+    except GlioradInputError as err:
+        _fail(err)
+
+
+def main() -> None:  # console entry point
+    try:
+        app()
+    except KeyboardInterrupt:  # pragma: no cover
+        sys.exit(130)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

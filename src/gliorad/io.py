@@ -1,0 +1,283 @@
+"""Image and file I/O: SimpleITK readers that keep geometry, atomic writes, content hashes.
+
+Every reader raises :class:`~gliorad.errors.GlioradInputError` naming the file when it cannot read
+it; every writer writes to a temporary name in the destination folder and renames it into place, so
+a crash never leaves a half-written file under the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from gliorad.errors import GlioradInputError
+
+#: File name endings SimpleITK reads as one volume. A folder is read as a DICOM series.
+IMAGE_EXTENSIONS: tuple[str, ...] = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+def image_extension(path: str | os.PathLike) -> str | None:
+    """Return the recognised image extension of ``path`` (``.nii.gz`` counts as one), else None."""
+    name = Path(path).name.lower()
+    for ext in IMAGE_EXTENSIONS:
+        if name.endswith(ext):
+            return ext
+    return None
+
+
+# --------------------------------------------------------------------------------------- geometry
+@dataclass(frozen=True)
+class Geometry:
+    """Physical grid of an image in SimpleITK (LPS) convention; ``size`` is (x, y, z)."""
+
+    size: tuple[int, ...]
+    spacing: tuple[float, ...]
+    origin: tuple[float, ...]
+    direction: tuple[float, ...]
+
+    @classmethod
+    def of(cls, image: sitk.Image | sitk.ImageFileReader) -> Geometry:
+        return cls(
+            tuple(int(s) for s in image.GetSize()),
+            tuple(float(s) for s in image.GetSpacing()),
+            tuple(float(o) for o in image.GetOrigin()),
+            tuple(float(d) for d in image.GetDirection()),
+        )
+
+    def differences(
+        self,
+        other: Geometry,
+        spacing_tol: float = 1e-3,
+        origin_tol: float = 1e-2,
+        direction_tol: float = 1e-3,
+    ) -> list[str]:
+        """Describe how ``other`` differs from this grid beyond the tolerances (empty if it does not).
+
+        ``spacing_tol`` is relative, ``origin_tol`` is in mm, ``direction_tol`` is absolute on the
+        direction-cosine matrix entries.
+        """
+        out: list[str] = []
+        if self.size != other.size:
+            out.append(f"shape {other.size} differs from {self.size}")
+            return out
+        sp_a, sp_b = np.asarray(self.spacing), np.asarray(other.spacing)
+        if np.any(np.abs(sp_a - sp_b) > spacing_tol * np.maximum(sp_a, 1e-12)):
+            out.append(f"spacing {_fmt(other.spacing)} differs from {_fmt(self.spacing)}")
+        if np.any(np.abs(np.subtract(self.origin, other.origin)) > origin_tol):
+            out.append(f"origin {_fmt(other.origin)} differs from {_fmt(self.origin)}")
+        if np.any(np.abs(np.subtract(self.direction, other.direction)) > direction_tol):
+            out.append(f"direction {_fmt(other.direction)} differs from {_fmt(self.direction)}")
+        return out
+
+
+def _fmt(values: tuple[float, ...]) -> str:
+    return "(" + ", ".join(f"{v:.4g}" for v in values) + ")"
+
+
+# ------------------------------------------------------------------------------------------ read
+def _dicom_files(folder: Path) -> list[str]:
+    series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+    if not series:
+        raise GlioradInputError(f"{folder}: folder holds no DICOM series")
+    if len(series) > 1:
+        raise GlioradInputError(
+            f"{folder}: folder holds {len(series)} DICOM series ({', '.join(series)}); "
+            "expected exactly one per sequence"
+        )
+    return list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series[0]))
+
+
+def read_image(path: str | os.PathLike, pixel_type: int = sitk.sitkUnknown) -> sitk.Image:
+    """Read a NIfTI / NRRD / MHA volume, or a folder holding one DICOM series, keeping geometry.
+
+    Raises :class:`GlioradInputError` naming the file for a missing, unreadable or truncated file.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise GlioradInputError(f"{p}: file not found")
+    try:
+        if p.is_dir():
+            reader = sitk.ImageSeriesReader()
+            reader.SetFileNames(_dicom_files(p))
+            img = reader.Execute()
+            return img if pixel_type == sitk.sitkUnknown else sitk.Cast(img, pixel_type)
+        img = sitk.ReadImage(str(p), pixel_type)
+    except GlioradInputError:
+        raise
+    except RuntimeError as err:
+        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+        detail = next((ln for ln in reversed(lines) if "rror" in ln or "xception" in ln),
+                      lines[-1] if lines else "")
+        raise GlioradInputError(
+            f"{p}: cannot read image (unreadable or truncated file): {detail[:200]}"
+        ) from err
+    if image_extension(p) in (".nii", ".nii.gz"):
+        _check_nifti_complete(p)
+    return img
+
+
+def _check_nifti_complete(path: Path) -> None:
+    """ITK zero-fills a truncated NIfTI without complaint; compare the data length with the header.
+
+    ``.nii``: the file must hold ``vox_offset + voxels * bytes``. ``.nii.gz``: the gzip trailer's
+    uncompressed length (mod 2**32) must match; when it does not (also for multi-member gzip files),
+    the stream is decompressed to be sure.
+    """
+    import gzip
+    import zlib
+
+    import nibabel as nib
+
+    try:
+        hdr = nib.load(str(path)).header
+    except Exception as err:  # nibabel raises several types for bad headers
+        raise GlioradInputError(f"{path}: cannot read NIfTI header: {err}") from err
+    expected = int(hdr.get_data_offset()) + int(np.prod(hdr.get_data_shape())) * hdr.get_data_dtype().itemsize
+    if path.name.lower().endswith(".nii"):
+        actual = path.stat().st_size
+    else:
+        with open(path, "rb") as fh:
+            fh.seek(-4, os.SEEK_END)
+            actual = int.from_bytes(fh.read(4), "little")
+        if actual == expected % 2**32:
+            return
+        actual = 0
+        try:
+            with gzip.open(path, "rb") as fh:
+                while block := fh.read(1 << 22):
+                    actual += len(block)
+        except (EOFError, OSError, zlib.error) as err:
+            raise GlioradInputError(
+                f"{path}: cannot read image (unreadable or truncated file): compressed data ends "
+                f"early ({err})"
+            ) from err
+    if actual < expected:
+        raise GlioradInputError(
+            f"{path}: cannot read image (unreadable or truncated file): holds {actual} bytes of "
+            f"header and voxels, header promises {expected}"
+        )
+
+
+def read_geometry(path: str | os.PathLike) -> Geometry:
+    """Geometry from the header only (fast; does not load voxels). DICOM folders load the series."""
+    p = Path(path)
+    if p.is_dir():
+        return Geometry.of(read_image(p))
+    if not p.exists():
+        raise GlioradInputError(f"{p}: file not found")
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(p))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as err:
+        raise GlioradInputError(f"{p}: cannot read image header: {str(err).strip()[:200]}") from err
+    return Geometry.of(reader)
+
+
+def read_array(path: str | os.PathLike, dtype: Any = None) -> tuple[np.ndarray, sitk.Image]:
+    """Voxels as a numpy array in (z, y, x) order, plus the image (for its geometry)."""
+    img = read_image(path)
+    arr = sitk.GetArrayFromImage(img)
+    return (arr.astype(dtype, copy=False) if dtype is not None else arr), img
+
+
+def array_to_image(array: np.ndarray, reference: sitk.Image | Geometry | None = None) -> sitk.Image:
+    """Wrap a (z, y, x) array as an image with the geometry of ``reference`` (if given)."""
+    img = sitk.GetImageFromArray(np.ascontiguousarray(array))
+    if reference is not None:
+        geo = reference if isinstance(reference, Geometry) else Geometry.of(reference)
+        if tuple(img.GetSize()) != geo.size:
+            raise GlioradInputError(
+                f"array of shape {array.shape} (x,y,z size {img.GetSize()}) does not match the "
+                f"reference grid size {geo.size}"
+            )
+        img.SetSpacing(geo.spacing)
+        img.SetOrigin(geo.origin)
+        img.SetDirection(geo.direction)
+    return img
+
+
+# ----------------------------------------------------------------------------------------- write
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it to ``path``, else delete it.
+
+    The temporary name keeps the file's extension so that format-by-extension writers work.
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    ext = image_extension(final) or final.suffix
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=f".tmp{ext}", dir=final.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_image(image: sitk.Image, path: str | os.PathLike, compress: bool = True) -> Path:
+    """Write ``image`` atomically; the format follows the extension of ``path``."""
+    with atomic_path(path) as tmp:
+        sitk.WriteImage(image, str(tmp), useCompression=compress)
+    return Path(path)
+
+
+def write_bytes(data: bytes, path: str | os.PathLike) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_text(text: str, path: str | os.PathLike) -> Path:
+    return write_bytes(text.encode("utf-8"), path)
+
+
+def write_json(obj: Any, path: str | os.PathLike) -> Path:
+    """Write JSON atomically (sorted keys, numpy scalars and arrays converted)."""
+    return write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n", path)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"object of type {type(obj).__name__} is not JSON serialisable")
+
+
+# ---------------------------------------------------------------------------------------- hashes
+def file_hash(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes (of every file, in name order, for a DICOM folder)."""
+    p = Path(path)
+    h = hashlib.sha256()
+    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+    for f in files:
+        if p.is_dir():
+            h.update(str(f.relative_to(p)).encode())
+        with open(f, "rb") as fh:
+            while block := fh.read(chunk):
+                h.update(block)
+    return h.hexdigest()
+
+
+def array_hash(array: np.ndarray) -> str:
+    """SHA-256 of an array's dtype, shape and bytes."""
+    a = np.ascontiguousarray(array)
+    h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
+    h.update(a.tobytes())
+    return h.hexdigest()
