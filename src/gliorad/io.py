@@ -121,9 +121,28 @@ def read_image(path: str | os.PathLike, pixel_type: int = sitk.sitkUnknown) -> s
         raise GlioradInputError(
             f"{p}: cannot read image (unreadable or truncated file): {detail[:200]}"
         ) from err
-    if image_extension(p) in (".nii", ".nii.gz"):
+    is_nifti = image_extension(p) in (".nii", ".nii.gz")
+    if is_nifti:
         _check_nifti_complete(p)
+    if img.GetPixelID() in _FLOAT_TYPES:
+        # ITK's NIfTI reader turns NaN and inf into 0 silently: count them in the file itself.
+        n_bad = _nifti_nonfinite(p) if is_nifti else int(
+            np.count_nonzero(~np.isfinite(sitk.GetArrayViewFromImage(img))))
+        if n_bad:
+            raise GlioradInputError(
+                f"{p}: {n_bad} non-finite voxels (NaN or inf); expected finite intensities"
+            )
     return img
+
+
+_FLOAT_TYPES = {sitk.sitkFloat32, sitk.sitkFloat64, sitk.sitkVectorFloat32, sitk.sitkVectorFloat64}
+
+
+def _nifti_nonfinite(path: Path) -> int:
+    import nibabel as nib
+
+    data = np.asanyarray(nib.load(str(path)).dataobj)
+    return int(np.count_nonzero(~np.isfinite(data))) if np.issubdtype(data.dtype, np.floating) else 0
 
 
 def _check_nifti_complete(path: Path) -> None:

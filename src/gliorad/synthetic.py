@@ -415,18 +415,21 @@ def _render_and_write(args: tuple[str, dict, dict, str]) -> tuple[str, dict]:
     return pid, facts
 
 
-def _oracle_metrics(table: pd.DataFrame) -> dict[str, float]:
+def _oracle_metrics(table: pd.DataFrame) -> dict[str, float | None]:
+    """Best achievable AUC / C-index (None where the cohort has no comparable pair)."""
     from lifelines.utils import concordance_index
     from sklearn.metrics import roc_auc_score
 
-    out: dict[str, float] = {}
+    out: dict[str, float | None] = {}
     y = (table["grade_group"] == "HGG").to_numpy()
-    if 0 < y.sum() < len(y):
-        out["grade_auc_of_true_probability"] = float(roc_auc_score(y, table["grade_probability"]))
+    out["grade_auc_of_true_probability"] = (
+        float(roc_auc_score(y, table["grade_probability"])) if 0 < y.sum() < len(y) else None)
     lgg = table[table["grade_group"] == "LGG"]
-    if lgg["event"].sum() > 0:
+    try:
         out["lgg_cindex_of_true_risk"] = float(
             concordance_index(lgg["os_time"], -lgg["latent_risk"], lgg["event"]))
+    except ZeroDivisionError:  # lifelines: no comparable pair (too few LGG patients or events)
+        out["lgg_cindex_of_true_risk"] = None
     return out
 
 

@@ -1,0 +1,88 @@
+"""The command line, in process (typer's CliRunner): exit codes and messages."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from gliorad.cli import app
+
+runner = CliRunner()
+
+
+def test_help_and_version():
+    res = runner.invoke(app, ["--help"])
+    assert res.exit_code == 0
+    for cmd in ("validate", "synth", "demo"):
+        assert cmd in res.output
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0 and res.output.startswith("gliorad ")
+
+
+def test_help_does_not_import_heavy_modules():
+    code = ("import sys; from gliorad.cli import app; "
+            "print(sorted(m for m in ('torch', 'monai', 'SimpleITK', 'pandas', 'radiomics') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_validate_ok_exit_0(make_cohort):
+    root = make_cohort(ids=("P1",))
+    res = runner.invoke(app, ["validate", str(root)])
+    assert res.exit_code == 0, res.output
+    assert "ok: 1 patients (brats2018 naming)" in res.output
+
+
+def test_validate_problems_exit_2_one_line_each(make_cohort, tmp_path):
+    root = make_cohort(ids=("P1", "P2"))
+    (root / "P1" / "P1_t2.nii.gz").unlink()
+    csv = tmp_path / "clin.csv"
+    csv.write_text("patient_id,age,event\nP1,abc,0\nP2,40,3\n")
+    res = runner.invoke(app, ["validate", str(root), "--clinical", str(csv)])
+    assert res.exit_code == 2
+    lines = [ln for ln in res.output.splitlines() if ln.startswith("error: ")]
+    assert len(lines) == 3, res.output
+    assert "patient P1: missing t2 file (expected P1_t2.nii.gz)" in lines[0]
+    assert "clin.csv row 2 (patient P1): column 'age' value 'abc' is not a number" in lines[1]
+    assert "clin.csv row 3 (patient P2): column 'event' value '3' is not valid" in lines[2]
+
+
+def test_validate_options_sequences_and_time_unit(make_cohort, tmp_path):
+    root = make_cohort(ids=("P1",), sequences=("t1ce",), seg=False)
+    assert runner.invoke(app, ["validate", str(root)]).exit_code == 2
+    assert runner.invoke(app, ["validate", str(root), "--sequences", "t1ce"]).exit_code == 0
+    res = runner.invoke(app, ["validate", str(root), "--sequences", "t1ce", "--time-unit", "weeks"])
+    assert res.exit_code == 2
+    assert "--time-unit 'weeks' is not valid; expected one of: days, months, years" in res.output
+
+
+def test_validate_bad_config_file_names_key(make_cohort, tmp_path):
+    root = make_cohort(ids=("P1",))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("cohort:\n  sequence: [t1]\n")
+    res = runner.invoke(app, ["validate", str(root), "--config", str(cfg)])
+    assert res.exit_code == 2
+    assert "c.yaml: cohort.sequence: Extra inputs are not permitted" in res.output
+
+
+def test_synth_then_validate_then_refuse_overwrite(tmp_path):
+    out = tmp_path / "syn"
+    res = runner.invoke(app, ["synth", str(out), "--patients", "3", "--seed", "2", "--spacing", "4"])
+    assert res.exit_code == 0, res.output
+    assert "wrote 3 patients" in res.output
+    res = runner.invoke(app, ["validate", str(out), "--config", str(out / "cohort.yaml")])
+    assert res.exit_code == 0, res.output
+    assert "clinical table with 3 rows" in res.output
+    res = runner.invoke(app, ["synth", str(out), "--patients", "3"])
+    assert res.exit_code == 2 and "pass overwrite" in res.output
+
+
+def test_demo_runs_and_resumes(tmp_path):
+    ws = tmp_path / "ws"
+    res = runner.invoke(app, ["demo", "--workspace", str(ws), "--patients", "10"])
+    assert res.exit_code == 0, res.output
+    assert "ok: 10 patients" in res.output
+    res = runner.invoke(app, ["demo", "--workspace", str(ws), "--patients", "10"])
+    assert res.exit_code == 0 and "reusing" in res.output
