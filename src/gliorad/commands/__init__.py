@@ -1,0 +1,5 @@
+"""Command modules, one per stage, each a thin typer layer over the library API.
+
+Each module imports only typer (and the standard library) at import time, so ``gliorad --help`` stays
+fast; ``gliorad.cli`` registers them.
+"""
