@@ -412,6 +412,12 @@ def test_icc_zero_variance_feature_is_nan_with_note():
     assert table.loc["x", "note"] == "" and 0.9 < table.loc["x", "icc"] <= 1
 
 
+def test_icc_feature_constant_within_each_table_is_nan_with_note():
+    table = S.icc([[1.0], [1.0], [1.0]], [[2.0], [2.0], [2.0]], kind="ICC(3,1)")
+    assert math.isnan(table.iloc[0]["icc"])
+    assert table.iloc[0]["note"].startswith("zero variance")
+
+
 def test_two_per_class_hand_computed():
     # positives 0.35, 0.8; negatives 0.1, 0.4 -> placements (0.5, 1) and (1, 0.5)
     res = S.roc_auc_ci([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
@@ -469,6 +475,25 @@ def test_cohort_table_layout_missing_values_and_categoricals():
     assert list(sex.iloc[1:]["LGG"]) == ["3 (50.0%)", "3 (50.0%)"]
     site = table[table["variable"] == "site"].iloc[0]
     assert math.isnan(site["p"]) and site["test"] == "not tested: only one level"
+
+
+def test_cohort_table_untestable_continuous_and_mixed_levels():
+    df = pd.DataFrame({"g": [0, 0, 1, 1], "x": [2.0] * 4, "c": [1, "a", 1, "a"]})
+    table = S.cohort_table(df, "g", continuous=["x"], categorical=["c"])
+    assert math.isnan(table.iloc[0]["p"]) and table.iloc[0]["test"] == (
+        "not tested: all values identical")
+    assert list(table["level"].iloc[2:]) == ["1", "a"]
+
+
+def test_fisher_falls_back_to_seeded_monte_carlo_when_too_large(monkeypatch):
+    table = np.array([[30, 25], [45, 43], [24, 26], [3, 0]])
+    exact = S.fisher_exact_rx2(table)
+    monkeypatch.setattr(S, "FISHER_MAX_TABLES", 10)
+    with pytest.raises(GlioradInputError, match=r"more than the exact Fisher test's limit"):
+        S.fisher_exact_rx2(table)
+    p, test = S._categorical_test(table)
+    assert test == S.FISHER_MC and p == pytest.approx(exact, abs=0.01)
+    assert S._categorical_test(table) == (p, test)  # seeded
 
 
 # ==============================================================================================

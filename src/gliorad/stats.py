@@ -56,6 +56,7 @@ __all__ = [
     "concordance_ci",
     "concordance_index",
     "delong_test",
+    "fisher_exact_rx2",
     "icc",
     "icc_single",
     "roc_auc",
@@ -965,7 +966,10 @@ def _mean_squares(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return msb, msj, mse
 
 
-def _icc3(msb, mse, n, k, alpha):
+Arrays = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def _icc3(msb: np.ndarray, mse: np.ndarray, n: int, k: int, alpha: float) -> Arrays:
     """ICC(3,1) consistency, its CI (F-based) as psych::ICC "Single_fixed_raters"."""
     with np.errstate(divide="ignore", invalid="ignore"):
         value = (msb - mse) / (msb + (k - 1) * mse)
@@ -979,7 +983,9 @@ def _icc3(msb, mse, n, k, alpha):
     return value, np.where(perfect, 1.0, low), np.where(perfect, 1.0, high)
 
 
-def _icc2(msb, msj, mse, n, k, alpha):
+def _icc2(
+    msb: np.ndarray, msj: np.ndarray, mse: np.ndarray, n: int, k: int, alpha: float
+) -> Arrays:
     """ICC(2,1) absolute agreement and its CI (Satterthwaite df) as psych::ICC."""
     with np.errstate(divide="ignore", invalid="ignore"):
         value = (msb - mse) / (msb + (k - 1) * mse + k * (msj - mse) / n)
@@ -1006,9 +1012,9 @@ def _icc_frame(x: np.ndarray, names: list[str], kind: str, alpha: float) -> pd.D
     with np.errstate(divide="ignore", invalid="ignore"):
         f = np.where(mse > 0, msb / mse, np.inf)
     p = sps.f.sf(f, n - 1, (n - 1) * (k - 1))
-    constant = np.ptp(x, axis=(0, 1)) == 0
+    constant = np.all(np.ptp(x, axis=0) == 0, axis=0)  # no subject differs, in either table
     note = np.where(mse == 0, "zero residual variance: ratings agree up to a rater offset", "")
-    note = np.where(constant, "zero variance: feature is constant in both tables", note)
+    note = np.where(constant, "zero variance: the feature does not vary between subjects", note)
     frame = pd.DataFrame(
         {"icc": value, "ci_low": low, "ci_high": high, "F": f, "p": p, "note": note},
         index=pd.Index(names, name="feature"),
@@ -1034,8 +1040,8 @@ def icc(table_a: Any, table_b: Any, kind: str = "ICC(2,1)", alpha: float = 0.05)
     ``psych::ICC(..., lmer = FALSE)`` (the ANOVA estimates; psych's default ``lmer = TRUE``
     truncates negative variance components at 0 and can differ).
 
-    Special cases (no silent NaN): a feature constant in both tables has icc/CI/F/p = NaN and
-    ``note = "zero variance: ..."``; a feature whose tables agree up to a constant offset
+    Special cases (no silent NaN): a feature that does not vary between subjects (constant in
+    each table) has icc/CI/F/p = NaN and ``note = "zero variance: ..."``; a feature whose tables agree up to a constant offset
     (MSE = 0) has F = inf, p = 0, ICC(3,1) = 1 with CI [1, 1] and a ``note``.
 
     Parameters
@@ -1118,7 +1124,11 @@ def _levels(col: pd.Series) -> list[Any]:
     """Observed levels of a column: categorical order if categorical, else sorted."""
     if isinstance(col.dtype, pd.CategoricalDtype):
         return [c for c in col.cat.categories if (col == c).any()]
-    return sorted(col.dropna().unique().tolist())
+    values = col.dropna().unique().tolist()
+    try:
+        return sorted(values)
+    except TypeError:  # mixed types (e.g. numbers and text): sort by their text
+        return sorted(values, key=str)
 
 
 def _numeric(df: pd.DataFrame, column: str) -> pd.Series:
@@ -1159,16 +1169,30 @@ def _continuous_row(
                 f"continuous column {column!r} has no values in group {g!r}; cannot compare groups"
             )
         samples.append(x)
-    p = sps.mannwhitneyu(samples[0], samples[1], alternative="two-sided",
-                         method="asymptotic", use_continuity=True).pvalue
+    p, test = _mann_whitney(samples[0], samples[1])
     row = {"variable": column, "level": "", "statistic": "median (IQR)",
-           "n_missing": int(values.isna().sum()), "p": float(p), "test": MANN_WHITNEY}
+           "n_missing": int(values.isna().sum()), "p": p, "test": test}
     row.update({_group_label(g): _format_median_iqr(x, digits) for g, x in zip(groups, samples)})
     return row
 
 
+def _mann_whitney(x: np.ndarray, y: np.ndarray) -> tuple[float, str]:
+    """Two-sided Mann-Whitney p (see :func:`_continuous_row`); all-identical values: untested."""
+    if np.ptp(np.concatenate([x, y])) == 0:
+        return float("nan"), "not tested: all values identical"
+    res = sps.mannwhitneyu(x, y, alternative="two-sided", method="asymptotic",
+                           use_continuity=True)
+    return float(res.pvalue), MANN_WHITNEY
+
+
 def _group_label(group: Any) -> str:
+    """Column header of a group in the cohort table."""
     return str(group)
+
+
+# ----------------------------------------------------------------------------------------------
+# Fisher's exact test for r x 2 tables (R's fisher.test p-value)
+# ----------------------------------------------------------------------------------------------
 
 
 def _log_choose(n: np.ndarray | int, k: np.ndarray) -> np.ndarray:
@@ -1305,6 +1329,7 @@ def _level_label(level: Any) -> str:
 
 
 def _format_count(count: int, total: int, digits: int) -> str:
+    """``n (x.x%)``."""
     pct = 100.0 * count / total if total else 0.0
     return f"{count} ({pct:.{digits}f}%)"
 
@@ -1329,8 +1354,9 @@ def cohort_table(
 
     Missing values of a variable are left out of its summary and test and counted in
     ``n_missing``. Level rows have ``p`` = NaN and an empty ``test`` by design: the variable's
-    p-value is on its header row. A categorical variable with a single observed level gets
-    ``p`` = NaN and ``test = "not tested: only one level"``.
+    p-value is on its header row. Untestable variables get ``p`` = NaN and a ``test`` saying
+    why: ``"not tested: only one level"`` (categorical) or ``"not tested: all values
+    identical"`` (continuous).
 
     Parameters
     ----------
