@@ -24,7 +24,7 @@ def test_help_and_version():
 def test_help_does_not_import_heavy_modules():
     code = ("import sys; from gliorad.cli import app; "
             "print(sorted(m for m in ('torch', 'monai', 'SimpleITK', 'pandas', 'radiomics') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, encoding="utf-8", check=True)
     assert out.stdout.strip() == "[]"
 
 

@@ -190,7 +190,7 @@ def test_cohort_table_matches_R(ref):
 def test_reference_script_reproduces_committed_json(tmp_path):
     probe = subprocess.run(
         ["Rscript", "-e", "library(pROC); library(survival); library(psych); library(jsonlite)"],
-        check=False, capture_output=True, text=True, timeout=120,
+        check=False, capture_output=True, encoding="utf-8", errors="replace", timeout=120,
     )
     if probe.returncode != 0:
         pytest.skip(f"R packages missing: {probe.stderr.strip()[-200:]}")
