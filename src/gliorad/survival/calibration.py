@@ -24,6 +24,7 @@ resamples (the reference tests replay R's ``sample()`` draws and match ``KM.corr
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -107,9 +108,12 @@ def _group_km(
 
 
 def _new_estimator(model: object) -> object:
-    if callable(model) and not hasattr(model, "fit"):
+    """A fresh, unfitted estimator: call a class / factory, clone an estimator instance."""
+    if isinstance(model, type) or (callable(model) and not hasattr(model, "fit")):
         return model()
-    return clone(model)
+    if hasattr(model, "get_params"):
+        return clone(model)
+    return copy.deepcopy(model)
 
 
 def _predict_at(estimator: object, X: pd.DataFrame, t: float) -> np.ndarray:
@@ -154,10 +158,11 @@ def calibrate_survival(
 
     Parameters
     ----------
-    model : estimator or callable
+    model : estimator, class or callable
         An estimator with ``fit(X, time, event)`` and ``predict_survival(X, times)`` (e.g.
-        :class:`CoxModel`, fitted or not: it is cloned and refitted on ``X``), or a
-        zero-argument factory returning a fresh one.
+        :class:`CoxModel`, fitted or not: it is cloned with ``sklearn.base.clone`` and refitted
+        on ``X`` and on every resample), or a class / zero-argument factory returning a fresh
+        one.
     X, time, event
         Patients' factors and survival data.
     t : float

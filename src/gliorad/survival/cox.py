@@ -9,7 +9,6 @@ predictors (``predict(fit, type="lp")``).
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 
 import numpy as np
@@ -111,14 +110,12 @@ class CoxModel(BaseEstimator):
         data = D.reset_index(drop=True).assign(**{_TIME: t, _EVENT: e})
         fitter = CoxPHFitter(penalizer=self.penalizer)
         try:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*[Cc]onverge.*")
-                fitter.fit(
-                    data,
-                    duration_col=_TIME,
-                    event_col=_EVENT,
-                    fit_options={"precision": self.tol, "max_steps": self.max_steps},
-                )
+            fitter.fit(
+                data,
+                duration_col=_TIME,
+                event_col=_EVENT,
+                fit_options={"precision": self.tol, "max_steps": self.max_steps},
+            )
         except ConvergenceError as exc:
             raise GlioradInputError(
                 f"Cox model did not converge ({str(exc).splitlines()[0]}); check for factors "
