@@ -38,7 +38,8 @@ def _close(a: object, b: object, path: str = "") -> None:
 def test_r_script_reproduces_committed_json(tmp_path: Path) -> None:
     proc = subprocess.run(
         ["Rscript", str(SCRIPT), str(REF), str(tmp_path)],
-        check=False, capture_output=True, text=True, timeout=300, cwd=ROOT,
+        check=False, capture_output=True, text=True, encoding="utf-8", errors="replace",
+        timeout=300, cwd=ROOT,
     )
     if proc.returncode != 0 and "there is no package called" in proc.stderr:
         pytest.skip(f"an R package is missing: {proc.stderr.strip().splitlines()[-1]}")

@@ -66,6 +66,16 @@ class CoxModel(BaseEstimator):
         Last training follow-up time.
     lifelines_model_ : lifelines.CoxPHFitter
         The underlying fitted lifelines model.
+
+    Notes
+    -----
+    - Only Efron's tie handling is available for fitting (lifelines implements no other); it
+      is R's default. ``coxph(ties="breslow")`` fits are not reproduced.
+    - Centring: linear predictors are centred at the column means of the design matrix, as
+      ``rms::cph`` (and ``coxph.fit``) do. R >= 3.0 ``coxph()`` instead sets the "mean" of 0/1
+      columns (e.g. dummies) to 0, so ``predict(coxph_fit, type="lp")`` differs from
+      :meth:`predict_risk` by a constant for such models; predicted survival, hazard ratios,
+      concordance and ``cox.zph`` are unaffected.
     """
 
     def __init__(
