@@ -212,6 +212,14 @@ def test_cox_bad_inputs() -> None:
         univariate_cox(d, "time", "event", ["grade"])
 
 
+def test_cox_zph_rejects_other_data() -> None:
+    d, factors, model = _case("veteran")
+    with pytest.raises(GlioradInputError, match=r"data the model was fitted on \(137 patients"):
+        cox_zph(model, d[factors].iloc[:100], d["time"][:100], d["event"][:100])
+    with pytest.raises(GlioradInputError, match=r"transform 'loglog' is not valid"):
+        cox_zph(model, d[factors], d["time"], d["event"], transform="loglog")
+
+
 def test_dropna_uses_complete_cases() -> None:
     d = pd.read_csv(REF / "lung.csv")
     with pytest.raises(GlioradInputError, match=r"covariate 'ph.ecog' has missing values"):

@@ -23,7 +23,7 @@ from scipy import stats
 from scipy.stats import rankdata
 from sklearn.utils.validation import check_is_fitted
 
-from gliorad.errors import check_option
+from gliorad.errors import GlioradInputError, check_option
 from gliorad.survival._risksets import efron_terms
 from gliorad.survival._validate import check_lengths, check_survival
 from gliorad.survival.cox import CoxModel
@@ -79,6 +79,11 @@ def cox_zph(
     t, e = check_survival(time, event)
     D = model.design_matrix(X)
     check_lengths(X=D, time=t)
+    if t.size != model.n_samples_ or int(e.sum()) != model.n_events_:
+        raise GlioradInputError(
+            f"cox_zph needs the data the model was fitted on ({model.n_samples_} patients, "
+            f"{model.n_events_} events); got {t.size} patients, {int(e.sum())} events"
+        )
     cols = list(model.coef_.index)
     Xd = D[cols].to_numpy(dtype=float)
     eta = model._lp(D)
