@@ -1,0 +1,849 @@
+"""Handcrafted radiomics with pyradiomics, per patient, sequence and mask source, in parallel.
+
+The numbers come from pyradiomics (PyPI ``pyradiomics-bhklab``, import ``radiomics``); gliorad adds
+what a cohort run needs around it:
+
+* **Parameter presets** shipped with the package (``features/params/<name>.yaml``, pyradiomics'
+  own parameter-file format; see :data:`PRESETS`), or any pyradiomics parameter file / dict.
+* **Region of interest** chosen by gliorad, not by the parameter file: ``region="whole"`` (whole
+  tumour, every label > 0; the default), ``"core"`` (tumour core, labels {1, 4}), ``"enhancing"``
+  ({4}), or an explicit list of labels. The region becomes a binary mask handed to pyradiomics as
+  label 1, so a parameter file's ``setting: label`` must be 1 (or absent).
+* **Mask sources**: ``manual`` is the cohort's ``seg`` files; ``auto`` is a folder of predicted
+  masks named ``<id>_seg.nii.gz`` or ``<id>.nii.gz`` (any image extension gliorad reads; flat or in
+  ``<id>/`` sub-folders), as the segmentation stage writes them.
+* **Parallel over (patient, sequence) cases** with joblib (loky), each worker building its own
+  ``RadiomicsFeatureExtractor``; SimpleITK's thread pool is set to ``cores // n_jobs`` per case so
+  that workers do not oversubscribe the CPU.
+* **Per-case cache and error capture**: every finished case is written at once to
+  ``<out>/cache/<source>/<patient>/<sequence>.json`` (features, diagnostics, input hashes, the
+  pyradiomics warnings it raised). A rerun uses a cached case when the settings key (parameters,
+  region, pyradiomics version) and the size and modification time of its image and mask are
+  unchanged, so it computes only what is missing and a crash loses nothing. A failing case (bad
+  file, empty or tiny region, pyradiomics refusing the mask) is recorded with its files and reason
+  and does not stop the others.
+
+Outputs in ``out_dir`` (all written atomically):
+
+* ``radiomics_<source>.csv`` (and ``.parquet`` when pyarrow or fastparquet is installed): one row
+  per patient (index ``patient_id``), columns ``<sequence>_<imagetype>_<class>_<feature>`` such as
+  ``t1ce_original_glcm_Contrast`` or ``flair_wavelet-LLH_firstorder_Mean``. Only patients whose
+  every sequence succeeded are rows; the others are in ``failures.csv``.
+* ``diagnostics_<source>.csv``: pyradiomics' ``diagnostics_*`` values, prefixed by sequence.
+* ``failures.csv``: source, patient_id, sequence, image, mask, reason (header only when none).
+* ``provenance.json``: parameters, region, versions, input file hashes, counts, timing.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib.util
+import io as _io
+import json
+import logging
+import os
+import platform
+import shutil
+import time
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import SimpleITK as sitk
+import yaml
+
+from gliorad.errors import GlioradInputError
+from gliorad.io import IMAGE_EXTENSIONS, Geometry, file_hash, read_image, write_json, write_text
+
+#: Presets shipped in ``gliorad/features/params/<name>.yaml`` (name -> one-line description).
+PRESETS: dict[str, str] = {
+    "fast": "original image only, every feature class (107 features per sequence)",
+    "paper": "original + 8 wavelet + 3 LoG images, every feature class (1130 per sequence)",
+    "paper788": "original + 8 wavelet images, pyradiomics' example-MR feature list "
+                "(788 per sequence, the paper's count)",
+}
+
+#: Named regions of interest: label values of a BraTS mask (``None`` = every label > 0).
+REGIONS: dict[str, tuple[int, ...] | None] = {
+    "whole": None,
+    "core": (1, 4),
+    "enhancing": (4,),
+}
+
+#: Mask sources: ``manual`` = the cohort's ``seg`` files, ``auto`` = a folder of predicted masks.
+MASK_SOURCES: tuple[str, ...] = ("manual", "auto")
+
+#: Default smallest region (voxels) accepted; smaller regions give meaningless texture matrices.
+MIN_VOXELS = 27
+
+#: Bump when the cache record format or the feature computation around pyradiomics changes.
+CACHE_VERSION = 1
+
+#: pyradiomics warnings that are information, not problems (left out of the per-case warnings).
+BENIGN_WARNINGS: tuple[str, ...] = (
+    "GLCM is symmetrical, therefore Sum Average = 2 * Joint Average",
+)
+
+FAILURE_COLUMNS = ["source", "patient_id", "sequence", "image", "mask", "reason"]
+
+
+# ------------------------------------------------------------------------------------ parameters
+def preset_path(name: str) -> Path:
+    """Path of a shipped preset's pyradiomics parameter file."""
+    if name not in PRESETS:
+        raise GlioradInputError(
+            f"radiomics preset {name!r} is not valid; expected one of: {', '.join(PRESETS)} "
+            "(or the path of a pyradiomics parameter file)"
+        )
+    return Path(str(resources.files("gliorad.features").joinpath("params", f"{name}.yaml")))
+
+
+def load_params(params: str | os.PathLike | Mapping[str, Any]) -> dict[str, Any]:
+    """pyradiomics parameters from a preset name, a YAML/JSON parameter file or a dict.
+
+    The result is validated against pyradiomics' schema; errors name the preset or file.
+    ``setting: label`` must be 1 or absent (gliorad chooses the region, see the module docstring).
+    """
+    if isinstance(params, Mapping):
+        source = "radiomics parameters (dict)"
+        loaded: Any = copy.deepcopy(dict(params))
+    else:
+        text = str(params)
+        path = preset_path(text) if text in PRESETS else Path(text)
+        source = f"radiomics preset {text!r} ({path})" if text in PRESETS else str(path)
+        if not path.is_file():
+            raise GlioradInputError(
+                f"radiomics parameters {text!r}: neither a preset ({', '.join(PRESETS)}) nor an "
+                "existing parameter file"
+            )
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as err:
+            raise GlioradInputError(f"{source}: not valid YAML/JSON: {err}") from err
+    if not isinstance(loaded, dict):
+        raise GlioradInputError(
+            f"{source}: expected a mapping with imageType / featureClass / setting, "
+            f"got {type(loaded).__name__}"
+        )
+    loaded = {k: ({} if v is None else v) for k, v in loaded.items()}
+    _validate_params(loaded, source)
+    label = (loaded.get("setting") or {}).get("label", 1)
+    if label != 1:
+        raise GlioradInputError(
+            f"{source}: setting label {label!r} is not supported; gliorad selects the region of "
+            "interest itself (region='whole' | 'core' | 'enhancing' | list of labels) and passes "
+            "it to pyradiomics as label 1, so leave label at 1 or remove it"
+        )
+    return loaded
+
+
+def _validate_params(params: dict[str, Any], source: str) -> None:
+    """Run pyradiomics' own schema validation (pykwalify), quietly, and raise GlioradInputError."""
+    from radiomics import featureextractor
+
+    pk_log = logging.getLogger("pykwalify")
+    old_level, old_prop = pk_log.level, pk_log.propagate
+    pk_log.setLevel(logging.CRITICAL + 1)
+    try:
+        featureextractor.RadiomicsFeatureExtractor(copy.deepcopy(params))
+    except Exception as err:  # pykwalify raises SchemaError, CoreError, ... for bad parameters
+        msg = " ".join(str(getattr(err, "msg", err)).split())
+        raise GlioradInputError(
+            f"{source}: not valid pyradiomics parameters: {msg[:400]}"
+        ) from err
+    finally:
+        pk_log.setLevel(old_level)
+        pk_log.propagate = old_prop
+
+
+def settings_key(params: Mapping[str, Any], labels: tuple[int, ...] | None, min_voxels: int) -> str:
+    """Hash of everything that changes a case's features (used to validate cached cases)."""
+    import radiomics
+
+    blob = json.dumps(
+        {"params": params, "labels": labels, "min_voxels": min_voxels, "cache": CACHE_VERSION,
+         "pyradiomics": radiomics.__version__},
+        sort_keys=True, default=str,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------- region
+def resolve_region(region: str | Iterable[int]) -> tuple[str, tuple[int, ...] | None]:
+    """(name, labels) for a named region or a list of labels; labels ``None`` = every label > 0."""
+    if isinstance(region, str):
+        if region not in REGIONS:
+            raise GlioradInputError(
+                f"region {region!r} is not valid; expected one of: {', '.join(REGIONS)} "
+                "or a list of label values such as [1, 4]"
+            )
+        return region, REGIONS[region]
+    try:
+        labels = tuple(sorted({int(v) for v in region}))
+    except (TypeError, ValueError) as err:
+        raise GlioradInputError(
+            f"region {region!r}: expected a region name ({', '.join(REGIONS)}) or integer labels"
+        ) from err
+    if not labels or any(v <= 0 for v in labels):
+        raise GlioradInputError(
+            f"region labels {list(labels)}: expected one or more positive label values"
+        )
+    return "labels " + "+".join(map(str, labels)), labels
+
+
+def region_mask(
+    seg: sitk.Image, labels: tuple[int, ...] | None, *, where: str = "mask",
+    min_voxels: int = MIN_VOXELS,
+) -> sitk.Image:
+    """Binary UInt8 mask (1 inside the region) on the grid of ``seg``.
+
+    Raises :class:`GlioradInputError` naming ``where`` when the region is empty or has fewer than
+    ``min_voxels`` voxels.
+    """
+    arr = sitk.GetArrayViewFromImage(seg)
+    sel = arr > 0 if labels is None else np.isin(arr, labels)
+    n = int(np.count_nonzero(sel))
+    what = "label > 0" if labels is None else f"label in {list(labels)}"
+    if n == 0:
+        found = [v.item() for v in np.unique(arr)][:10]
+        raise GlioradInputError(
+            f"{where}: region is empty (no voxel with {what}; labels present: {found}); "
+            "expected a tumour mask"
+        )
+    if n < min_voxels:
+        raise GlioradInputError(
+            f"{where}: region has only {n} voxel(s) with {what}; at least {min_voxels} are needed "
+            "for meaningful shape/texture features (min_voxels)"
+        )
+    out = sitk.GetImageFromArray(sel.astype(np.uint8))
+    out.CopyInformation(seg)
+    return out
+
+
+# ------------------------------------------------------------------------------------ one case
+@dataclass
+class CaseFeatures:
+    """Features of one image + mask: pyradiomics keys ``<imagetype>_<class>_<feature>``."""
+
+    features: dict[str, float]
+    diagnostics: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.getMessage()
+        if not msg.startswith(BENIGN_WARNINGS):
+            self.messages.append(msg)
+
+
+def _as_image(obj: str | os.PathLike | sitk.Image, what: str) -> tuple[sitk.Image, str]:
+    if isinstance(obj, sitk.Image):
+        return obj, what
+    return read_image(obj), str(obj)
+
+
+def extract_case(
+    image: str | os.PathLike | sitk.Image,
+    mask: str | os.PathLike | sitk.Image,
+    params: str | os.PathLike | Mapping[str, Any] = "fast",
+    *,
+    region: str | Iterable[int] = "whole",
+    min_voxels: int = MIN_VOXELS,
+    _validated: bool = False,
+) -> CaseFeatures:
+    """Radiomics of one image inside one mask's region (see :func:`load_params`, :data:`REGIONS`).
+
+    ``image`` and ``mask`` are files gliorad reads (NIfTI, NRRD, MHA, DICOM folder) or SimpleITK
+    images on the same grid. pyradiomics' warnings are returned, not printed. Raises
+    :class:`GlioradInputError` naming the file for unreadable inputs, grids that differ, empty or
+    tiny regions, and masks pyradiomics refuses.
+    """
+    from radiomics import featureextractor
+
+    t0 = time.perf_counter()
+    p = params if _validated else load_params(params)
+    _, labels = resolve_region(region)
+    img, img_name = _as_image(image, "image")
+    seg, seg_name = _as_image(mask, "mask")
+    diff = Geometry.of(img).differences(Geometry.of(seg))
+    if diff:
+        raise GlioradInputError(
+            f"{seg_name}: mask grid does not match image {img_name}: {'; '.join(diff)}"
+        )
+    roi = region_mask(seg, labels, where=seg_name, min_voxels=min_voxels)
+
+    rlog = logging.getLogger("radiomics")
+    collector = _Collect()
+    muted = [(h, h.level) for h in rlog.handlers]
+    for h, _ in muted:
+        h.setLevel(logging.CRITICAL + 1)
+    rlog.addHandler(collector)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            extractor = featureextractor.RadiomicsFeatureExtractor(copy.deepcopy(p))
+            result = extractor.execute(img, roi, label=1)
+    except ValueError as err:  # pyradiomics' way of refusing a mask (checkMask etc.)
+        raise GlioradInputError(
+            f"{seg_name}: pyradiomics cannot use this mask with {img_name}: {err}"
+        ) from err
+    finally:
+        rlog.removeHandler(collector)
+        for h, level in muted:
+            h.setLevel(level)
+    feats: dict[str, float] = {}
+    diags: dict[str, Any] = {}
+    for key, value in result.items():
+        if key.startswith("diagnostics_"):
+            diags[key] = _plain(value)
+        else:
+            feats[key] = float(value)
+    notes = list(dict.fromkeys(collector.messages + [
+        f"{w.category.__name__}: {w.message}" for w in caught
+        if not issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning, ImportWarning))
+    ]))
+    return CaseFeatures(feats, diags, notes, time.perf_counter() - t0)
+
+
+def _plain(value: Any) -> Any:
+    """A diagnostics value as a JSON-friendly scalar (numbers stay numbers, the rest text)."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value)
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        return _plain(value.item())
+    return str(value)
+
+
+# ------------------------------------------------------------------------------------ mask folders
+def find_auto_masks(folder: str | os.PathLike, ids: Iterable[str]) -> tuple[dict[str, Path], dict[str, str]]:
+    """Predicted masks in ``folder`` for each patient id.
+
+    Accepts ``<id>_seg<ext>`` and ``<id><ext>`` for every image extension gliorad reads, directly in
+    the folder or in an ``<id>/`` sub-folder. Returns ``(found, problems)``: ``problems`` maps a
+    patient id to why it has no usable mask (none found, or several candidates). Raises
+    :class:`GlioradInputError` when the folder does not exist or holds no mask for any patient.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise GlioradInputError(f"{root}: automatic-mask folder not found")
+    ids = list(ids)
+    found: dict[str, Path] = {}
+    problems: dict[str, str] = {}
+    for pid in ids:
+        cands = [
+            d / f"{pid}{suffix}{ext}"
+            for d in (root, root / pid)
+            for suffix in ("_seg", "")
+            for ext in IMAGE_EXTENSIONS
+        ]
+        hits = [c for c in cands if c.is_file()]
+        if len(hits) == 1:
+            found[pid] = hits[0]
+        elif not hits:
+            problems[pid] = f"no automatic mask in {root} (expected {pid}_seg.nii.gz or {pid}.nii.gz)"
+        else:
+            problems[pid] = (
+                f"{len(hits)} candidate automatic masks ({', '.join(str(h) for h in hits)}); "
+                "expected exactly one"
+            )
+    if ids and not found:
+        raise GlioradInputError(
+            f"{root}: no automatic mask for any of the {len(ids)} patients "
+            f"(expected files such as {ids[0]}_seg.nii.gz or {ids[0]}.nii.gz)"
+        )
+    return found, problems
+
+
+# ------------------------------------------------------------------------------------ column names
+def column_name(sequence: str, key: str) -> str:
+    """``<sequence>_<imagetype>_<class>_<feature>`` from a pyradiomics key."""
+    return f"{sequence}_{key}"
+
+
+def parse_column(column: str) -> tuple[str, str, str, str]:
+    """(sequence, image type, class, feature) of a feature-table column."""
+    parts = column.rsplit("_", 3)
+    if len(parts) != 4:
+        raise GlioradInputError(
+            f"column {column!r} is not of the form <sequence>_<imagetype>_<class>_<feature>"
+        )
+    return parts[0], parts[1], parts[2], parts[3]
+
+
+# ------------------------------------------------------------------------------------ cohort run
+@dataclass
+class RadiomicsResult:
+    """Outcome of :func:`extract_radiomics`."""
+
+    out_dir: Path
+    tables: dict[str, pd.DataFrame]
+    diagnostics: dict[str, pd.DataFrame]
+    failures: pd.DataFrame
+    files: dict[str, Path]
+    n_computed: int
+    n_cached: int
+    notes: list[str] = field(default_factory=list)
+
+
+class RadiomicsFailedError(GlioradInputError):
+    """Some cases failed; ``result`` holds everything that was written (the others' results)."""
+
+    def __init__(self, problems: Sequence[str], result: RadiomicsResult):
+        super().__init__(problems)
+        self.result = result
+
+
+@dataclass(frozen=True)
+class _Task:
+    source: str
+    patient_id: str
+    sequence: str
+    image: str
+    mask: str
+    cache: str
+    key: str
+    params: dict
+    labels: tuple[int, ...] | None
+    min_voxels: int
+    threads: int
+
+
+def _stat(path: str | Path) -> list[int]:
+    st = Path(path).stat()
+    return [int(st.st_size), int(st.st_mtime_ns)]
+
+
+def _peak_rss_mb() -> float:
+    try:
+        import resource
+
+        # ru_maxrss is KiB on Linux
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    except (ImportError, OSError):  # pragma: no cover - not on Linux
+        return float("nan")
+
+
+def _run_case(task: _Task) -> dict[str, Any]:
+    """Worker: compute one case, write its cache record, return a short status dict."""
+    old_threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(task.threads)
+    base = {"source": task.source, "patient_id": task.patient_id, "sequence": task.sequence,
+            "image": task.image, "mask": task.mask}
+    try:
+        case = extract_case(task.image, task.mask, task.params, region=task.labels or "whole",
+                            min_voxels=task.min_voxels, _validated=True)
+        record = {
+            **base, "key": task.key, "image_stat": _stat(task.image), "mask_stat": _stat(task.mask),
+            "image_sha256": file_hash(task.image), "mask_sha256": file_hash(task.mask),
+            "features": case.features, "diagnostics": case.diagnostics,
+            "warnings": case.warnings, "seconds": case.seconds,
+        }
+        write_json(record, task.cache)
+        return {**base, "status": "ok", "seconds": case.seconds, "peak_rss_mb": _peak_rss_mb()}
+    except GlioradInputError as err:
+        return {**base, "status": "failed", "reason": " ".join(err.problems)}
+    except Exception as err:  # noqa: BLE001 - one failing case must not lose the others
+        return {**base, "status": "failed", "reason": f"{type(err).__name__}: {err}"}
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(old_threads)
+
+
+def _read_cache(task: _Task) -> dict[str, Any] | None:
+    """The cached record of ``task`` if it is valid for the current settings and input files."""
+    path = Path(task.cache)
+    if not path.is_file():
+        return None
+    try:
+        rec = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # unreadable cache record: recompute the case
+    try:
+        ok = (rec.get("key") == task.key and rec.get("image") == task.image
+              and rec.get("mask") == task.mask and rec.get("image_stat") == _stat(task.image)
+              and rec.get("mask_stat") == _stat(task.mask))
+    except OSError:
+        return None
+    return rec if ok else None
+
+
+def _resolve_jobs(n_jobs: int) -> int:
+    import joblib
+
+    cores = joblib.cpu_count()
+    if n_jobs == 0:
+        raise GlioradInputError("n_jobs 0 is not valid; expected a positive number or -1 (all cores)")
+    return max(1, cores + 1 + n_jobs) if n_jobs < 0 else n_jobs
+
+
+def extract_radiomics(
+    cohort: Any,
+    out_dir: str | os.PathLike,
+    *,
+    params: str | os.PathLike | Mapping[str, Any] = "fast",
+    sequences: Sequence[str] | None = None,
+    manual: bool = True,
+    auto_masks: str | os.PathLike | None = None,
+    region: str | Iterable[int] = "whole",
+    min_voxels: int = MIN_VOXELS,
+    n_jobs: int = -1,
+    progress: bool = True,
+    overwrite: bool = False,
+    parquet: bool | None = None,
+    raise_on_failure: bool = True,
+) -> RadiomicsResult:
+    """Radiomics for every patient, sequence and mask source of a cohort; see the module docstring.
+
+    Parameters
+    ----------
+    cohort : Cohort or path
+        A :class:`gliorad.cohort.Cohort` or a cohort folder (discovered with default settings).
+    out_dir : path
+        Output folder (created); holds the tables, ``failures.csv``, ``provenance.json`` and the
+        per-case ``cache/``.
+    params : preset name, parameter-file path or dict
+        pyradiomics parameters (:data:`PRESETS`: ``fast``, ``paper``, ``paper788``).
+    sequences : list of str, optional
+        Sequences to use (default: the cohort's configured sequences).
+    manual : bool
+        Use the cohort's ``seg`` files as the ``manual`` mask source.
+    auto_masks : path, optional
+        Folder of automatic masks (the ``auto`` source); see :func:`find_auto_masks`.
+    region : str or list of int
+        Region of interest, see :data:`REGIONS`.
+    min_voxels : int
+        Smallest region accepted.
+    n_jobs : int
+        Parallel cases (-1: all cores; 1: in this process, no worker processes).
+    progress : bool
+        Show a progress bar (rich, on stderr).
+    overwrite : bool
+        Delete the cache and compute every case again.
+    parquet : bool or None
+        Also write Parquet: ``None`` = when pyarrow or fastparquet is installed (else a note says
+        it was not written), ``True`` = required, ``False`` = CSV only.
+    raise_on_failure : bool
+        Raise :class:`RadiomicsFailedError` (a :class:`GlioradInputError` listing each failed case,
+        carrying ``.result``) after writing the outputs when any case failed.
+    """
+    from gliorad.cohort import Cohort, discover_cohort
+
+    t_start = time.perf_counter()
+    if not isinstance(cohort, Cohort):
+        cohort = discover_cohort(cohort)
+    p = load_params(params)
+    region_name, labels = resolve_region(region)
+    if int(min_voxels) < 1:
+        raise GlioradInputError(f"min_voxels {min_voxels!r}: expected a positive number of voxels")
+    seqs = list(sequences) if sequences is not None else list(cohort.sequences)
+    if not seqs or len(set(seqs)) != len(seqs):
+        raise GlioradInputError(f"sequences {seqs}: expected one or more distinct sequence names")
+    known = {k for pat in cohort.patients.values() for k in pat.files if k != "seg"}
+    unknown = [s for s in seqs if s not in known]
+    if unknown:
+        raise GlioradInputError(
+            f"sequences {unknown} not found in cohort {cohort.root}; it holds: {', '.join(sorted(known))}"
+        )
+    if not manual and auto_masks is None:
+        raise GlioradInputError(
+            "no mask source: enable manual masks (the cohort's seg files) or give auto_masks"
+        )
+    if parquet is True and _parquet_engine() is None:
+        raise GlioradInputError(
+            "parquet=True but neither pyarrow nor fastparquet is installed; install one or pass "
+            "parquet=None/False"
+        )
+    jobs = _resolve_jobs(n_jobs)
+    threads = max(1, __import__("joblib").cpu_count() // jobs)
+    out = Path(out_dir)
+    cache_root = out / "cache"
+    if overwrite and cache_root.exists():
+        shutil.rmtree(cache_root)
+    key = settings_key(p, labels, int(min_voxels))
+    ids = cohort.ids
+
+    masks: dict[str, dict[str, Path]] = {}
+    failures: list[dict[str, Any]] = []
+    source_dirs: dict[str, str] = {}
+    if manual:
+        with_seg = {pid: cohort.patients[pid].seg for pid in ids if cohort.patients[pid].seg}
+        if not with_seg:
+            raise GlioradInputError(
+                f"cohort {cohort.root}: no patient has a manual mask (seg file); "
+                "use automatic masks only (manual=False / --no-manual)"
+            )
+        masks["manual"] = with_seg
+        source_dirs["manual"] = str(cohort.root)
+        for pid in ids:
+            if pid not in with_seg:
+                failures.append(_failure("manual", pid, "*", "", "",
+                                         f"patient {pid}: no manual mask (seg file) in {cohort.root}"))
+    if auto_masks is not None:
+        found, probs = find_auto_masks(auto_masks, ids)
+        masks["auto"] = found
+        source_dirs["auto"] = str(Path(auto_masks))
+        for pid, why in probs.items():
+            failures.append(_failure("auto", pid, "*", "", "", f"patient {pid}: {why}"))
+
+    tasks: list[_Task] = []
+    for source, by_pid in masks.items():
+        for pid in ids:
+            if pid not in by_pid:
+                continue
+            for seq in seqs:
+                img = cohort.patients[pid].files.get(seq)
+                if img is None:
+                    failures.append(_failure(source, pid, seq, "", str(by_pid[pid]),
+                                             f"patient {pid}: no {seq} image in {cohort.root}"))
+                    continue
+                tasks.append(_Task(
+                    source, pid, seq, str(img), str(by_pid[pid]),
+                    str(cache_root / source / pid / f"{seq}.json"), key, p, labels,
+                    int(min_voxels), threads,
+                ))
+
+    records: dict[tuple[str, str, str], dict[str, Any]] = {}
+    todo: list[_Task] = []
+    for t in tasks:
+        rec = _read_cache(t)
+        if rec is None:
+            todo.append(t)
+        else:
+            records[(t.source, t.patient_id, t.sequence)] = rec
+    n_cached = len(records)
+    statuses = _run_all(todo, jobs, progress)
+    worker_peak = max((s.get("peak_rss_mb", 0.0) for s in statuses), default=0.0)
+    by_task = {(t.source, t.patient_id, t.sequence): t for t in todo}
+    n_computed = 0
+    for s in statuses:
+        k = (s["source"], s["patient_id"], s["sequence"])
+        if s["status"] == "ok":
+            rec = _read_cache(by_task[k])
+            if rec is None:  # written by the worker a moment ago: must be readable
+                raise RuntimeError(f"cache record of {k} vanished after it was written")
+            records[k] = rec
+            n_computed += 1
+        else:
+            failures.append(_failure(*k, s["image"], s["mask"], s["reason"]))
+
+    result = _write_outputs(
+        out, cohort, seqs, masks, records, failures, p, params, region_name, labels,
+        int(min_voxels), jobs, threads, n_computed, n_cached, parquet,
+        time.perf_counter() - t_start, source_dirs, worker_peak,
+    )
+    if failures and raise_on_failure:
+        raise RadiomicsFailedError(
+            [f"radiomics failed for {len(failures)} case(s); the other cases were written to {out}"]
+            + [_failure_line(f) for f in failures],
+            result,
+        )
+    return result
+
+
+def _failure(source: str, pid: str, seq: str, image: str, mask: str, reason: str) -> dict[str, Any]:
+    return {"source": source, "patient_id": pid, "sequence": seq, "image": image, "mask": mask,
+            "reason": reason}
+
+
+def _failure_line(f: Mapping[str, Any]) -> str:
+    files = f" [image {f['image']}]" if f.get("image") else ""
+    return f"{f['source']} mask, patient {f['patient_id']}, {f['sequence']}{files}: {f['reason']}"
+
+
+def _run_all(todo: list[_Task], jobs: int, progress: bool) -> list[dict[str, Any]]:
+    """Run the cases (in this process when ``jobs == 1``), with an optional rich progress bar."""
+    if not todo:
+        return []
+    if jobs == 1:
+        iterator: Iterable[dict[str, Any]] = map(_run_case, todo)
+    else:
+        from joblib import Parallel, delayed
+
+        iterator = Parallel(n_jobs=min(jobs, len(todo)), backend="loky",
+                            return_as="generator_unordered", batch_size=1)(
+            delayed(_run_case)(t) for t in todo)
+    out: list[dict[str, Any]] = []
+    if not progress:
+        return list(iterator)
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(TextColumn("radiomics"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[failed]} failed"), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=Console(stderr=True), transient=False) as bar:
+        task_id = bar.add_task("radiomics", total=len(todo), failed=0)
+        n_failed = 0
+        for status in iterator:
+            out.append(status)
+            n_failed += status["status"] != "ok"
+            bar.update(task_id, advance=1, failed=n_failed)
+    return out
+
+
+def _parquet_engine() -> str | None:
+    for name in ("pyarrow", "fastparquet"):
+        if importlib.util.find_spec(name) is not None:
+            return name
+    return None
+
+
+def _write_csv(df: pd.DataFrame, path: Path) -> Path:
+    return write_text(df.to_csv(), path)
+
+
+def _write_parquet(df: pd.DataFrame, path: Path, engine: str) -> Path:
+    from gliorad.io import write_bytes
+
+    buf = _io.BytesIO()
+    df.to_parquet(buf, engine=engine)
+    return write_bytes(buf.getvalue(), path)
+
+
+def _versions() -> dict[str, str]:
+    import joblib
+    import pywt
+    import radiomics
+
+    from gliorad import __version__
+
+    return {"gliorad": __version__, "pyradiomics": radiomics.__version__,
+            "SimpleITK": sitk.Version.VersionString(), "numpy": np.__version__,
+            "pywavelets": pywt.__version__, "pandas": pd.__version__, "joblib": joblib.__version__,
+            "python": platform.python_version()}
+
+
+def _write_outputs(
+    out: Path, cohort: Any, seqs: list[str], masks: dict[str, dict[str, Path]],
+    records: dict[tuple[str, str, str], dict[str, Any]], failures: list[dict[str, Any]],
+    params: dict, params_arg: Any, region_name: str, labels: tuple[int, ...] | None,
+    min_voxels: int, jobs: int, threads: int, n_computed: int, n_cached: int,
+    parquet: bool | None, elapsed: float, source_dirs: dict[str, str], worker_peak: float,
+) -> RadiomicsResult:
+    files: dict[str, Path] = {}
+    tables: dict[str, pd.DataFrame] = {}
+    diagnostics: dict[str, pd.DataFrame] = {}
+    notes: list[str] = []
+    engine = _parquet_engine() if parquet is not False else None
+    if parquet is None and engine is None:
+        notes.append("Parquet not written: neither pyarrow nor fastparquet is installed "
+                     "(CSV written; install pyarrow for Parquet)")
+    inputs: dict[str, dict[str, dict[str, dict[str, str]]]] = {}
+    n_warned = 0
+    for source in masks:
+        rows: dict[str, dict[str, float]] = {}
+        drows: dict[str, dict[str, Any]] = {}
+        for pid in cohort.ids:
+            recs = [records.get((source, pid, s)) for s in seqs]
+            if any(r is None for r in recs):
+                continue
+            row: dict[str, float] = {}
+            drow: dict[str, Any] = {}
+            for seq, rec in zip(seqs, recs):
+                row.update({column_name(seq, k): v for k, v in rec["features"].items()})
+                drow.update({column_name(seq, k): v for k, v in rec["diagnostics"].items()})
+                inputs.setdefault(source, {}).setdefault(pid, {})[seq] = {
+                    "image": rec["image"], "image_sha256": rec["image_sha256"],
+                    "mask": rec["mask"], "mask_sha256": rec["mask_sha256"]}
+                n_warned += bool(rec.get("warnings"))
+            rows[pid] = row
+            drows[pid] = drow
+        table = pd.DataFrame.from_dict(rows, orient="index")
+        if rows:
+            first = next(iter(rows.values()))
+            bad = [pid for pid, r in rows.items() if list(r) != list(first)]
+            if bad:
+                raise RuntimeError(f"feature names differ between patients {bad[:3]} (internal error)")
+        table.index.name = "patient_id"
+        dtable = pd.DataFrame.from_dict(drows, orient="index")
+        dtable.index.name = "patient_id"
+        tables[source], diagnostics[source] = table, dtable
+        files[f"radiomics_{source}.csv"] = _write_csv(table, out / f"radiomics_{source}.csv")
+        if engine is not None:
+            files[f"radiomics_{source}.parquet"] = _write_parquet(
+                table, out / f"radiomics_{source}.parquet", engine)
+        files[f"diagnostics_{source}.csv"] = _write_csv(dtable, out / f"diagnostics_{source}.csv")
+    fail_df = pd.DataFrame(failures, columns=FAILURE_COLUMNS)
+    files["failures.csv"] = write_text(fail_df.to_csv(index=False), out / "failures.csv")
+    if n_warned:
+        notes.append(f"pyradiomics raised warnings for {n_warned} case(s); see the 'warnings' "
+                     f"lists in {out / 'cache'}")
+    first_table = next((t for t in tables.values() if len(t.columns)), None)
+    n_features = {s: int(sum(1 for c in first_table.columns if c.startswith(f"{s}_")))
+                  for s in seqs} if first_table is not None else {}
+    prov = {
+        "stage": "features.radiomics",
+        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "versions": _versions(),
+        "params_argument": params_arg if isinstance(params_arg, (str, os.PathLike)) else "dict",
+        "params": params,
+        "region": {"name": region_name, "labels": list(labels) if labels else "any label > 0"},
+        "min_voxels": min_voxels,
+        "cohort": str(cohort.root),
+        "sequences": seqs,
+        "sources": source_dirs,
+        "n_jobs": jobs, "threads_per_job": threads,
+        "cases": {"computed": n_computed, "from_cache": n_cached, "failed": len(failures)},
+        "patients": {s: len(t) for s, t in tables.items()},
+        "features_per_sequence": n_features,
+        "worker_peak_rss_mb": worker_peak,
+        "seconds": elapsed,
+        "inputs": inputs,
+        "outputs": sorted(files),
+        "notes": notes,
+    }
+    files["provenance.json"] = write_json(prov, out / "provenance.json")
+    return RadiomicsResult(out, tables, diagnostics, fail_df, files, n_computed, n_cached, notes)
+
+
+# ------------------------------------------------------------------------------------ tables
+def read_feature_table(path: str | os.PathLike) -> pd.DataFrame:
+    """A feature table written by gliorad (CSV or Parquet), indexed by ``patient_id``."""
+    p = Path(path)
+    if not p.is_file():
+        raise GlioradInputError(f"{p}: feature table not found")
+    try:
+        if p.suffix.lower() == ".parquet":
+            df = pd.read_parquet(p)
+            if "patient_id" in df.columns:
+                df = df.set_index("patient_id")
+        else:
+            df = pd.read_csv(p, index_col=0, float_precision="round_trip")
+    except (ImportError, ValueError, OSError, pd.errors.ParserError) as err:
+        raise GlioradInputError(f"{p}: cannot read feature table: {err}") from err
+    if df.index.name != "patient_id":
+        raise GlioradInputError(
+            f"{p}: first column is {df.index.name!r}; expected 'patient_id' (one row per patient)"
+        )
+    df.index = df.index.astype(str)
+    dup = df.index[df.index.duplicated()].unique().tolist()
+    if dup:
+        raise GlioradInputError(f"{p}: patient_id values repeated: {dup[:5]}")
+    nonnum = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
+    if nonnum:
+        raise GlioradInputError(
+            f"{p}: non-numeric feature column(s) {nonnum[:5]}; expected numbers only"
+        )
+    return df
