@@ -9,8 +9,17 @@ import SimpleITK as sitk
 
 from gliorad.errors import GlioradInputError
 from gliorad.io import (
-    Geometry, array_hash, array_to_image, atomic_path, file_hash, image_extension, read_array,
-    read_geometry, read_image, write_image, write_json,
+    Geometry,
+    array_hash,
+    array_to_image,
+    atomic_path,
+    file_hash,
+    image_extension,
+    read_array,
+    read_geometry,
+    read_image,
+    write_image,
+    write_json,
 )
 from tests.conftest import make_image
 
@@ -83,10 +92,9 @@ def test_empty_folder_is_not_a_dicom_series(tmp_path):
 def test_atomic_path_leaves_nothing_on_failure_and_keeps_old_file(tmp_path):
     target = tmp_path / "out.json"
     write_json({"a": 1}, target)
-    with pytest.raises(ZeroDivisionError):
-        with atomic_path(target) as tmp:
-            tmp.write_text("half")
-            1 / 0
+    with pytest.raises(ZeroDivisionError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        1 / 0
     assert target.read_text().strip().startswith("{")
     assert sorted(os.listdir(tmp_path)) == ["out.json"]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -45,7 +45,7 @@ def _root(
     """gliorad command line."""
 
 
-def _load_config(config: Optional[Path]):
+def _load_config(config: Path | None):
     from gliorad.config import GlioradConfig, load_config
 
     return load_config(config) if config is not None else GlioradConfig()
@@ -54,13 +54,13 @@ def _load_config(config: Optional[Path]):
 @app.command()
 def validate(
     cohort_dir: Annotated[Path, typer.Argument(help="Folder of patients (BraTS naming or custom).")],
-    clinical: Annotated[Optional[Path], typer.Option(help="Clinical table (CSV/TSV).")] = None,
-    config: Annotated[Optional[Path], typer.Option(help="YAML config (cohort / clinical sections).")] = None,
+    clinical: Annotated[Path | None, typer.Option(help="Clinical table (CSV/TSV).")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML config (cohort / clinical sections).")] = None,
     sequences: Annotated[
-        Optional[str], typer.Option(help="Comma-separated sequences to require, e.g. t1ce,flair.")
+        str | None, typer.Option(help="Comma-separated sequences to require, e.g. t1ce,flair.")
     ] = None,
-    naming: Annotated[Optional[str], typer.Option(help="auto, brats2018, brats2023 or custom.")] = None,
-    time_unit: Annotated[Optional[str], typer.Option(help="Unit of os_time: days, months, years.")] = None,
+    naming: Annotated[str | None, typer.Option(help="auto, brats2018, brats2023 or custom.")] = None,
+    time_unit: Annotated[str | None, typer.Option(help="Unit of os_time: days, months, years.")] = None,
     require_seg: Annotated[bool, typer.Option(help="Every patient must have a segmentation.")] = False,
     jobs: Annotated[int, typer.Option(min=1, help="Patients checked in parallel.")] = 2,
 ) -> None:

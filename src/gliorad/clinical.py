@@ -83,7 +83,7 @@ def allowed_values(cfg: ClinicalConfig) -> dict[str, dict[str, str]]:
         for spelling, canon in cfg.aliases.get(name, {}).items():
             table[spelling.lower()] = canon
         out[name] = table
-    for name, values in cfg.categories.items():
+    for name in cfg.categories:
         if name not in out:
             raise GlioradInputError(
                 f"clinical.categories: {name!r} is not a categorical field; expected one of: "
@@ -152,7 +152,7 @@ def parse_clinical(
         pid = str(row[cols["patient_id"]]).strip()
         where = f"{source} row {line} (patient {pid})" if pid else f"{source} row {line}"
 
-        def bad(col_field: str, value: str, expected: str) -> None:
+        def bad(col_field: str, value: str, expected: str, where: str = where) -> None:
             problems.append(f"{where}: column {cols[col_field]!r} value {value!r} {expected}")
 
         if pid.lower() in MISSING:

@@ -134,7 +134,7 @@ def load_atlas(spacing: float) -> Atlas:
     gm = _nib_to_sitk(datasets.load_mni152_gm_template(resolution=1))
     wm = _nib_to_sitk(datasets.load_mni152_wm_template(resolution=1))
     mask = _nib_to_sitk(datasets.load_mni152_brain_mask(resolution=1))
-    size = [int(math.ceil(n * s / spacing)) for n, s in zip(gm.GetSize(), gm.GetSpacing())]
+    size = [math.ceil(n * s / spacing) for n, s in zip(gm.GetSize(), gm.GetSpacing())]
     ref = sitk.Image(size, sitk.sitkFloat32)
     ref.SetSpacing((spacing,) * 3)
     ref.SetOrigin(gm.GetOrigin())
@@ -373,7 +373,7 @@ def render_patient(row: pd.Series, cfg: SynthConfig) -> tuple[dict[str, sitk.Ima
         tum = sum(con[k] * w for k, w in soft.items()) * texture
         img[box] = sub * (1 - np.clip(tumour_w, 0, 1)) + tum * maps["mask"][box]
         if centre.slice_thickness_mm and centre.slice_thickness_mm > cfg.spacing:
-            img = ndimage.uniform_filter1d(img, int(round(centre.slice_thickness_mm / cfg.spacing)), axis=0)
+            img = ndimage.uniform_filter1d(img, round(centre.slice_thickness_mm / cfg.spacing), axis=0)
         img = img * bias
         sd = centre.noise_sd
         img = np.sqrt((img + rng.normal(0, sd, img.shape)) ** 2 + rng.normal(0, sd, img.shape) ** 2)

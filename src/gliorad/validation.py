@@ -88,9 +88,9 @@ def _check_intensities(path: Path, arr: np.ndarray, components: int) -> list[str
 
 
 def _check_segmentation(path: Path, arr: np.ndarray, labels: list[int]) -> list[str]:
-    if np.issubdtype(arr.dtype, np.floating):  # non-finite values were refused by read_image
-        if np.any(arr != np.round(arr)):
-            return [f"{path}: segmentation has non-integer values; expected integer labels {labels}"]
+    # (non-finite values were already refused by read_image)
+    if np.issubdtype(arr.dtype, np.floating) and np.any(arr != np.round(arr)):
+        return [f"{path}: segmentation has non-integer values; expected integer labels {labels}"]
     present = np.unique(arr).astype(np.int64)
     extra = sorted(set(present.tolist()) - set(labels))
     if extra:
