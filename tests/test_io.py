@@ -94,7 +94,7 @@ def test_atomic_path_leaves_nothing_on_failure_and_keeps_old_file(tmp_path):
     write_json({"a": 1}, target)
     with pytest.raises(ZeroDivisionError), atomic_path(target) as tmp:
         tmp.write_text("half")
-        1 / 0
+        raise ZeroDivisionError("simulated failure")
     assert target.read_text().strip().startswith("{")
     assert sorted(os.listdir(tmp_path)) == ["out.json"]
 

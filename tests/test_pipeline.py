@@ -66,7 +66,7 @@ def test_changed_settings_rerun_that_stage_and_consumers(tmp_path):
 
 def test_forced_stage_with_identical_outputs_does_not_rerun_consumers(tmp_path):
     run_pipeline(toy_stages()[0], tmp_path)
-    stages, calls = toy_stages()
+    stages, _ = toy_stages()
     assert statuses(run_pipeline(stages, tmp_path, force=["make"])) == ["ran", "skipped", "skipped"]
     assert statuses(run_pipeline(stages, tmp_path, from_stage="transform")) == ["skipped", "ran", "ran"]
     assert statuses(run_pipeline(stages, tmp_path, until="make", force=["make"])) == ["ran"]
