@@ -96,8 +96,8 @@ def _check_segmentation(path: Path, arr: np.ndarray, labels: list[int]) -> list[
     if extra:
         return [f"{path}: segmentation label values {extra} are outside the declared set {sorted(labels)}"]
     if not np.any(arr):
-        return [f"{path}: segmentation is empty (no tumour voxels); expected labels "
-                f"{sorted(set(labels) - {0})}"]
+        nonzero = sorted(set(labels) - {0})
+        return [f"{path}: segmentation is empty (no tumour voxels); expected labels {nonzero}"]
     return []
 
 
