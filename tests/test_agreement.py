@@ -179,6 +179,9 @@ def test_bad_run_arguments(tmp_path):
         A.run_agreement(a, b, tmp_path, kind="ICC(1,1)")
     with pytest.raises(GlioradInputError, match=r"nope\.csv: feature table not found"):
         A.run_agreement(tmp_path / "nope.csv", b, tmp_path)
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(GlioradInputError, match=r"output path exists and is not a folder"):
+        A.run_agreement(a, b, tmp_path / "f")
 
 
 # ------------------------------------------------------------------------------ synthetic cohort

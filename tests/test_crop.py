@@ -321,6 +321,9 @@ def test_crop_cohort_failure_keeps_others_and_cli(cohort, tmp_path):
         C.crop_cohort(cohort, tmp_path / "o", masks=masks, size=(16, 16, 16), slice_size=(32, 32),
                       complete_size=None, n_jobs=1)
     assert set(info.value.result.records) == set(ids) - {ids[1]}
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(GlioradInputError, match=r"output path exists and is not a folder"):
+        C.crop_cohort(cohort, tmp_path / "file", masks=masks)
     assert "is empty" in info.value.result.failures[ids[1]]
     res = runner.invoke(app, ["crop", str(cohort), "--out", str(tmp_path / "c"), "--masks",
                               str(masks), "--size", "16,16,16", "--slice-size", "32,32",

@@ -6,7 +6,6 @@ from __future__ import annotations
 import ast
 import json
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -353,6 +352,9 @@ def test_bad_run_arguments(cohort, tmp_path):
         R.extract_radiomics(cohort, tmp_path, auto_masks=tmp_path / "empty", progress=False)
     with pytest.raises(GlioradInputError, match=r"n_jobs 0 is not valid"):
         R.extract_radiomics(cohort, tmp_path, n_jobs=0, progress=False)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(GlioradInputError, match=r"file: output path exists and is not a folder"):
+        R.extract_radiomics(cohort, tmp_path / "file", progress=False)
 
 
 def test_read_feature_table_errors(tmp_path):
@@ -416,9 +418,7 @@ def test_brats2018_four_sequences_manual_masks(shared_data, tmp_path):
     params = {"imageType": {"Original": {}}, "featureClass": {"firstorder": []},
               "setting": {"normalize": True, "normalizeScale": 100, "binWidth": 5,
                           "voxelArrayShift": 300}}
-    t0 = time.perf_counter()
     res = R.extract_radiomics(root, tmp_path, params=params, n_jobs=2, progress=False)
-    assert time.perf_counter() - t0 < 120
     table = res.tables["manual"]
     assert table.shape == (6, 4 * 18) and res.failures.empty
     assert list(table.index) == sorted(p.name for p in root.iterdir() if p.is_dir())

@@ -530,6 +530,8 @@ def crop_cohort(
         mask_of, probs = find_auto_masks(masks, cohort.ids)
         failures.update({pid: f"patient {pid}: {why}" for pid, why in probs.items()})
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise GlioradInputError(f"{out}: output path exists and is not a folder")
     records: dict[str, dict[str, Any]] = {}
     todo = []
     for pid in cohort.ids:

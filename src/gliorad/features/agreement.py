@@ -257,6 +257,8 @@ def run_agreement(
             return obj, None
         return read_feature_table(obj), str(obj)
 
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise GlioradInputError(f"{out_dir}: output path exists and is not a folder")
     ta, pa = load(auto)
     tm, pm = load(manual)
     comparisons = {"auto_vs_manual": (ta, tm, ("auto", "manual"))}

@@ -13,8 +13,10 @@ what a cohort run needs around it:
   masks named ``<id>_seg.nii.gz`` or ``<id>.nii.gz`` (any image extension gliorad reads; flat or in
   ``<id>/`` sub-folders), as the segmentation stage writes them.
 * **Parallel over (patient, sequence) cases** with joblib (loky), each worker building its own
-  ``RadiomicsFeatureExtractor``; SimpleITK's thread pool is set to ``cores // n_jobs`` per case so
-  that workers do not oversubscribe the CPU.
+  ``RadiomicsFeatureExtractor``. Each case runs SimpleITK single-threaded: its multi-threaded
+  reductions (pyradiomics' normalisation, the LoG filter) change the last bits of a few features
+  with the thread count, so one thread per case keeps every value identical whatever ``n_jobs``
+  (and identical to a single-threaded pyradiomics run), and workers do not oversubscribe cores.
 * **Per-case cache and error capture**: every finished case is written at once to
   ``<out>/cache/<source>/<patient>/<sequence>.json`` (features, diagnostics, input hashes, the
   pyradiomics warnings it raised). A rerun uses a cached case when the settings key (parameters,
@@ -37,6 +39,7 @@ Outputs in ``out_dir`` (all written atomically):
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import importlib.util
 import io as _io
@@ -271,7 +274,7 @@ def extract_case(
     :class:`GlioradInputError` naming the file for unreadable inputs, grids that differ, empty or
     tiny regions, and masks pyradiomics refuses.
     """
-    from radiomics import featureextractor
+    import radiomics.featureextractor  # noqa: F401 - installs its log handler before we mute it
 
     t0 = time.perf_counter()
     p = params if _validated else load_params(params)
@@ -294,7 +297,7 @@ def extract_case(
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            extractor = featureextractor.RadiomicsFeatureExtractor(copy.deepcopy(p))
+            extractor = _extractor(json.dumps(p, sort_keys=True))
             result = extractor.execute(img, roi, label=1)
     except ValueError as err:  # pyradiomics' way of refusing a mask (checkMask etc.)
         raise GlioradInputError(
@@ -316,6 +319,15 @@ def extract_case(
         if not issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning, ImportWarning))
     ]))
     return CaseFeatures(feats, diags, notes, time.perf_counter() - t0)
+
+
+@functools.lru_cache(maxsize=4)
+def _extractor(params_json: str) -> Any:
+    """One ``RadiomicsFeatureExtractor`` per parameter set and process (its construction runs
+    pyradiomics' schema validation, ~0.2 s; ``execute`` copies the settings, so reuse is safe)."""
+    from radiomics import featureextractor
+
+    return featureextractor.RadiomicsFeatureExtractor(json.loads(params_json))
 
 
 def _plain(value: Any) -> Any:
@@ -431,12 +443,22 @@ def _stat(path: str | Path) -> list[int]:
 
 
 def _peak_rss_mb() -> float:
+    """Peak resident memory of this process in MB.
+
+    Linux's ``VmHWM`` (reset at exec, so a loky worker reports its own peak; ``ru_maxrss`` would
+    carry over the parent's size at fork), else ``ru_maxrss``.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     try:
         import resource
 
-        # ru_maxrss is KiB on Linux
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    except (ImportError, OSError):  # pragma: no cover - not on Linux
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+    except (ImportError, OSError):  # pragma: no cover - neither Linux nor POSIX
         return float("nan")
 
 
@@ -570,8 +592,10 @@ def extract_radiomics(
             "parquet=None/False"
         )
     jobs = _resolve_jobs(n_jobs)
-    threads = max(1, __import__("joblib").cpu_count() // jobs)
+    threads = 1  # SimpleITK threads per case: results must not depend on n_jobs (module docstring)
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise GlioradInputError(f"{out}: output path exists and is not a folder")
     cache_root = out / "cache"
     if overwrite and cache_root.exists():
         shutil.rmtree(cache_root)
@@ -628,7 +652,7 @@ def extract_radiomics(
             records[(t.source, t.patient_id, t.sequence)] = rec
     n_cached = len(records)
     statuses = _run_all(todo, jobs, progress)
-    worker_peak = max((s.get("peak_rss_mb", 0.0) for s in statuses), default=0.0)
+    worker_peak = max((s.get("peak_rss_mb", 0.0) for s in statuses), default=None)
     by_task = {(t.source, t.patient_id, t.sequence): t for t in todo}
     n_computed = 0
     for s in statuses:
@@ -740,7 +764,7 @@ def _write_outputs(
     records: dict[tuple[str, str, str], dict[str, Any]], failures: list[dict[str, Any]],
     params: dict, params_arg: Any, region_name: str, labels: tuple[int, ...] | None,
     min_voxels: int, jobs: int, threads: int, n_computed: int, n_cached: int,
-    parquet: bool | None, elapsed: float, source_dirs: dict[str, str], worker_peak: float,
+    parquet: bool | None, elapsed: float, source_dirs: dict[str, str], worker_peak: float | None,
 ) -> RadiomicsResult:
     files: dict[str, Path] = {}
     tables: dict[str, pd.DataFrame] = {}
