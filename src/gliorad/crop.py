@@ -19,8 +19,9 @@ Near the image border the patch runs outside the image and is padded with ``pad_
 (``border="pad"``, the default), or it is shifted back inside the image so no padding is needed
 (``border="shift"``; the tumour then is off-centre but still wholly inside). A tumour larger than
 the patch along any axis is handled by cutting a larger region, ``ceil(size / f)`` with
-``f = min(size / extent)``, and resampling it down to ``size`` (linear for images, nearest for the
-mask); the record says so (``downscaled``, ``scale``).
+``f = min(size / extent)``, and resampling it down to ``size`` (Gaussian anti-aliasing and linear
+interpolation for images, nearest neighbour for the mask); the record says so (``downscaled``,
+``scale``).
 """
 
 from __future__ import annotations
@@ -148,10 +149,18 @@ def _cut(arr: np.ndarray, start: Sequence[int], region: Sequence[int], fill: flo
 
 
 def _resize(arr: np.ndarray, size: Sequence[int], order: int) -> np.ndarray:
-    """Resample ``arr`` to ``size`` treating voxels as cells (corners of the grid aligned)."""
+    """Resample ``arr`` to ``size`` treating voxels as cells (grid corners aligned).
+
+    Images (``order > 0``) shrunk by a factor ``f < 1`` along an axis are first smoothed with a
+    Gaussian of sigma ``(1/f - 1) / 2`` voxels there (anti-aliasing, as scikit-image's resize);
+    masks (``order = 0``) are sampled nearest-neighbour.
+    """
     if tuple(arr.shape) == tuple(size):
         return arr
     zoom = [s / n for s, n in zip(size, arr.shape)]
+    if order > 0 and min(zoom) < 1.0:
+        sigma = [max(0.0, (1.0 / z - 1.0) / 2.0) for z in zoom]
+        arr = ndimage.gaussian_filter(arr, sigma, mode="nearest")
     out = ndimage.zoom(arr, zoom, order=order, mode="nearest", grid_mode=True, prefilter=False)
     if out.shape != tuple(size):  # rounding in ndimage.zoom: cannot happen with exact ratios
         raise RuntimeError(f"resampled shape {out.shape} != {tuple(size)}")

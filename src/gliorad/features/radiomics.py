@@ -666,6 +666,8 @@ def extract_radiomics(
         else:
             failures.append(_failure(*k, s["image"], s["mask"], s["reason"]))
 
+    order = {s: i for i, s in enumerate(seqs)}
+    failures.sort(key=lambda f: (f["source"], f["patient_id"], order.get(f["sequence"], -1)))
     result = _write_outputs(
         out, cohort, seqs, masks, records, failures, p, params, region_name, labels,
         int(min_voxels), jobs, threads, n_computed, n_cached, parquet,
