@@ -1,0 +1,234 @@
+"""``gliorad grade cv|fit|evaluate|tables``: HGG vs LGG grading on any feature table.
+
+Thin layer over :mod:`gliorad.grading.run`; heavy modules are imported inside the commands.
+Exit 2 lists each problem on its own ``error:`` line.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gliorad.errors import GlioradInputError
+
+app = typer.Typer(
+    name="grade",
+    help="Grade HGG vs LGG from a feature table: the paper's selection + SVM model.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+FeaturesOpt = Annotated[Path, typer.Option(
+    "--features", help="Feature table (CSV/TSV/Parquet): one row per patient, an id column.")]
+LabelsOpt = Annotated[str, typer.Option(
+    "--labels", help="Clinical table (CSV with a grade column) or the name of a label column "
+    "in the feature table (HGG/LGG, GBM/LGG, II/III/IV or 0/1; HGG is positive).")]
+OutOpt = Annotated[Path, typer.Option("--out", help="Output folder.")]
+PresetOpt = Annotated[str, typer.Option(help="Settings preset: paper or demo.")]
+ConfigOpt = Annotated[Path | None, typer.Option(
+    help="YAML file with a 'grading:' section (over the preset).")]
+IdOpt = Annotated[str | None, typer.Option(
+    "--id-column", help="Id column (default: patient_id, id, patient, subject_id, ...).")]
+ExcludeOpt = Annotated[str | None, typer.Option(
+    help="Comma-separated non-feature columns to ignore (e.g. centre,age).")]
+SeedOpt = Annotated[int | None, typer.Option(help="Random seed (overrides the config).")]
+JobsOpt = Annotated[int, typer.Option(min=1, help="Folds fitted in parallel.")]
+OverwriteOpt = Annotated[bool, typer.Option(help="Replace a different earlier run in --out.")]
+
+
+def _fail(err: GlioradInputError) -> None:
+    for line in err.problems:
+        typer.echo(f"error: {line}", err=True)
+    raise typer.Exit(2)
+
+
+def _config(preset: str, config: Path | None, **overrides):
+    from gliorad.grading.config import GradingConfig
+
+    cfg = GradingConfig.from_yaml(config, preset) if config else GradingConfig.preset(preset)
+    upd = {k: v for k, v in overrides.items() if v is not None}
+    return GradingConfig.from_dict({**cfg.model_dump(), **upd}, "command-line options") if upd \
+        else cfg
+
+
+def _exclude(value: str | None) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else ()
+
+
+def _command() -> str:
+    return " ".join(["gliorad", *sys.argv[1:]]) if sys.argv else "gliorad grade"
+
+
+def _pairs(values: list[str] | None, option: str) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for v in values or []:
+        name, sep, path = v.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise GlioradInputError(f"{option} {v!r}: expected NAME=PATH, e.g. "
+                                    "radiomics_t1ce=t1ce.csv")
+        if name.strip() in out:
+            raise GlioradInputError(f"{option}: {name.strip()!r} given twice")
+        out[name.strip()] = Path(path.strip())
+    return out
+
+
+def _echo_messages(messages: list[str]) -> None:
+    for m in messages:
+        typer.echo(f"note: {m}", err=True)
+
+
+def _fmt(v) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
+
+
+@app.command()
+def cv(
+    features: FeaturesOpt,
+    labels: LabelsOpt,
+    out: OutOpt,
+    scheme: Annotated[str, typer.Option(
+        help="cv (repeated stratified k-fold) or split (train/validation/test ratios).")] = "cv",
+    splits: Annotated[int | None, typer.Option(min=2, help="Folds per repeat.")] = None,
+    repeats: Annotated[int | None, typer.Option(min=1, help="CV repeats.")] = None,
+    preset: PresetOpt = "paper",
+    config: ConfigOpt = None,
+    id_column: IdOpt = None,
+    exclude: ExcludeOpt = None,
+    seed: SeedOpt = None,
+    jobs: JobsOpt = 2,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Leak-free evaluation: metrics.json, predictions.csv, roc.png, selected_features.csv."""
+    from gliorad.grading.run import run_cv
+
+    try:
+        cfg = _config(preset, config, cv_splits=splits, cv_repeats=repeats, seed=seed)
+        res = run_cv(features, labels, out, cfg, scheme=scheme, id_column=id_column,
+                     exclude=_exclude(exclude), n_jobs=jobs, overwrite=overwrite,
+                     command=_command())
+    except GlioradInputError as err:
+        _fail(err)
+    _echo_messages(res.messages)
+    if res.skipped:
+        typer.echo(f"up to date: {res.out} (same inputs and settings)")
+        return
+    m = res.metrics
+    typer.echo(
+        f"AUC {m['auc']:.3f} (95% CI {m['auc_ci_low']:.3f}-{m['auc_ci_high']:.3f}), accuracy "
+        f"{_fmt(m['accuracy'])}, sensitivity {_fmt(m['sensitivity'])}, precision "
+        f"{_fmt(m['precision'])}, specificity {_fmt(m['specificity'])}; "
+        f"{m['class_counts']['HGG']} HGG (positive) / {m['class_counts']['LGG']} LGG")
+    if scheme == "cv":
+        typer.echo(f"mean AUC over {cfg.cv_repeats} repeat(s): {m['auc_mean']:.3f}"
+                   + (f" (SD {m['auc_sd']:.3f})" if m.get("auc_sd") is not None else ""))
+    typer.echo(f"wrote {res.out}")
+
+
+@app.command()
+def fit(
+    features: FeaturesOpt,
+    labels: LabelsOpt,
+    out: OutOpt,
+    preset: PresetOpt = "paper",
+    config: ConfigOpt = None,
+    id_column: IdOpt = None,
+    exclude: ExcludeOpt = None,
+    seed: SeedOpt = None,
+    jobs: JobsOpt = 2,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Fit the model on every patient; save model.skops (skops, not pickle) and model.json."""
+    from gliorad.grading.run import run_fit
+
+    try:
+        cfg = _config(preset, config, seed=seed)
+        res = run_fit(features, labels, out, cfg, id_column=id_column,
+                      exclude=_exclude(exclude), n_jobs=jobs, overwrite=overwrite,
+                      command=_command())
+    except GlioradInputError as err:
+        _fail(err)
+    _echo_messages(res.messages)
+    if res.skipped:
+        typer.echo(f"up to date: {res.out} (same inputs and settings)")
+        return
+    typer.echo(f"selected features: {', '.join(res.metrics['selected_features'])}")
+    typer.echo(f"SVM C={res.metrics['best_params']['C']:g}, "
+               f"gamma={res.metrics['best_params']['gamma']:g}; wrote {res.out}/model.skops")
+
+
+@app.command()
+def evaluate(
+    model: Annotated[Path, typer.Option("--model", help="Folder written by 'gliorad grade fit' "
+                                        "(or its model.skops).")],
+    features: FeaturesOpt,
+    out: OutOpt,
+    labels: Annotated[str | None, typer.Option(
+        "--labels", help="Optional grade labels (clinical table or column) for metrics.")] = None,
+    id_column: IdOpt = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Apply a saved model to new patients (external validation): predictions, metrics."""
+    from gliorad.grading.run import run_evaluate
+
+    try:
+        res = run_evaluate(model, features, out, labels=labels, id_column=id_column,
+                           overwrite=overwrite, command=_command())
+    except GlioradInputError as err:
+        _fail(err)
+    _echo_messages(res.messages)
+    if res.skipped:
+        typer.echo(f"up to date: {res.out} (same inputs and settings)")
+        return
+    m = res.metrics
+    if m:
+        typer.echo(f"AUC {m['auc']:.3f} (95% CI {m['auc_ci_low']:.3f}-{m['auc_ci_high']:.3f}), "
+                   f"accuracy {_fmt(m['accuracy'])}, sensitivity {_fmt(m['sensitivity'])}, "
+                   f"precision {_fmt(m['precision'])}")
+    typer.echo(f"wrote {res.out}")
+
+
+@app.command()
+def tables(
+    labels: LabelsOpt,
+    out: OutOpt,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="NAME=PATH feature table; NAME is radiomics_<seq>, fused_<patch|full>_"
+        "<se|nose> or deep_<patch|full>_<se|nose>. Repeat for each set.")] = None,
+    radiomics: Annotated[Path | None, typer.Option(
+        help="One radiomics table with <sequence>_ column prefixes, split per sequence.")] = None,
+    cnn: Annotated[list[str] | None, typer.Option(
+        "--cnn", help="NAME=PATH CNN predictions (patient_id, probability); NAME is "
+        "cnn_<patch|full>_<se|nose>. Repeat for each.")] = None,
+    scheme: Annotated[str, typer.Option(help="cv or split.")] = "cv",
+    fuse_with: Annotated[str, typer.Option(
+        help="Radiomics set fused with deep_* sets: best (highest AUC) or a set name.")] = "best",
+    preset: PresetOpt = "paper",
+    config: ConfigOpt = None,
+    id_column: IdOpt = None,
+    seed: SeedOpt = None,
+    jobs: JobsOpt = 2,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """The paper's Tables S3, 1 and 2 with DeLong P of best fused vs best CNN (tables.md, CSV)."""
+    from gliorad.grading.run import run_tables
+
+    try:
+        sets = _pairs(set_, "--set")
+        if not sets and radiomics is None:
+            raise GlioradInputError("give feature sets with --set NAME=PATH and/or --radiomics")
+        cfg = _config(preset, config, seed=seed)
+        res = run_tables(sets, labels, out, _pairs(cnn, "--cnn"), cfg, scheme=scheme,
+                         fuse_with=fuse_with, radiomics_table=radiomics, id_column=id_column,
+                         n_jobs=jobs, overwrite=overwrite, command=_command())
+    except GlioradInputError as err:
+        _fail(err)
+    _echo_messages(res.messages)
+    if res.skipped:
+        typer.echo(f"up to date: {res.out} (same inputs and settings)")
+        return
+    typer.echo((Path(res.out) / "tables.md").read_text())
+    typer.echo(f"wrote {res.out}")

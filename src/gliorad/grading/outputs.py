@@ -1,0 +1,181 @@
+"""Writing a grading run to a folder: metrics, predictions, selection, ROC, provenance.
+
+A run's folder is written as a whole: files go to a hidden sibling folder that replaces the
+destination only when every file is written, so a crash never leaves a half-written run. A run
+whose inputs and settings are unchanged (same ``fingerprint`` in ``provenance.json``) is skipped;
+a different run into a non-empty folder needs ``overwrite=True``.
+
+Files
+-----
+``metrics.json``           headline metrics (see :mod:`gliorad.grading.evaluate`), class counts,
+                           positive class, scheme, per-repeat values, notes
+``predictions.csv``        ``patient_id, label, probability, fold, repeat, split`` (label 1 = HGG)
+``selected_features.csv``  ``feature, n_selected, frequency, ...`` over all fitted folds
+``folds.json``             per fold: selected features, ``C``/``gamma``, inner-CV AUC, warnings
+``roc.csv`` / ``roc.png``  ROC curve points per repeat (or per split part) and the figure
+``provenance.json``        settings, versions, input hashes, seed, command, fingerprint
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gliorad.errors import GlioradInputError
+from gliorad.grading.evaluate import GradingResult, roc_table
+from gliorad.io import atomic_path, file_hash, write_json, write_text
+
+__all__ = ["RUN_FILES", "plot_roc", "provenance", "run_folder", "write_grading_outputs"]
+
+RUN_FILES = ("metrics.json", "predictions.csv", "selected_features.csv", "folds.json",
+             "roc.csv", "roc.png", "provenance.json")
+
+
+def versions() -> dict[str, str]:
+    """Versions of gliorad and the libraries a grading result depends on."""
+    import scipy
+    import sklearn
+    import skops
+
+    from gliorad import __version__
+
+    return {"gliorad": __version__, "python": platform.python_version(),
+            "numpy": np.__version__, "scipy": scipy.__version__, "pandas": pd.__version__,
+            "scikit-learn": sklearn.__version__, "skops": skops.__version__}
+
+
+def provenance(settings: Mapping[str, Any], inputs: Mapping[str, str | Path],
+               command: str | None = None) -> dict[str, Any]:
+    """Settings, versions, input file hashes and a fingerprint of what decides the result."""
+    hashes = {name: {"path": str(Path(p).resolve()), "sha256": file_hash(p)}
+              for name, p in inputs.items()}
+    decided_by = json.dumps({"settings": settings,
+                             "inputs": {k: v["sha256"] for k, v in hashes.items()}},
+                            sort_keys=True, default=str)
+    return {
+        "settings": dict(settings),
+        "inputs": hashes,
+        "versions": versions(),
+        "command": command,
+        "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "fingerprint": hashlib.sha256(decided_by.encode()).hexdigest(),
+    }
+
+
+def _done(folder: Path, fingerprint: str, files: tuple[str, ...]) -> bool:
+    prov = folder / "provenance.json"
+    if not prov.is_file() or not all((folder / f).is_file() for f in files):
+        return False
+    try:
+        return json.loads(prov.read_text()).get("fingerprint") == fingerprint
+    except (json.JSONDecodeError, OSError):
+        return False
+
+
+@contextlib.contextmanager
+def run_folder(out: str | Path, fingerprint: str, overwrite: bool = False,
+               files: tuple[str, ...] = RUN_FILES) -> Iterator[Path | None]:
+    """Yield a temporary folder to write a run into, or ``None`` when ``out`` is up to date.
+
+    On success the temporary folder replaces ``out``; on failure it is removed and ``out`` is
+    left as it was.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise GlioradInputError(f"{out}: exists and is not a folder")
+    if not overwrite and _done(out, fingerprint, files):
+        yield None
+        return
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise GlioradInputError(
+            f"{out}: folder is not empty and holds no run with the same inputs and settings; "
+            "pass --overwrite to replace it, or choose another folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        yield tmp
+        old = None
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.replace(out, old)
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_csv(df: pd.DataFrame, path: Path) -> None:
+    write_text(df.to_csv(index=False, float_format="%.10g"), path)
+
+
+def _curves(result: GradingResult) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    pred = result.predictions
+    if result.scheme == "split":
+        groups = [(name, pred[pred["split"] == name]) for name in ("validation", "test")]
+    else:
+        groups = [(f"repeat {r}", pred[pred["repeat"] == r]) for r in sorted(pred["repeat"].unique())]
+    return {name: (g["label"].to_numpy(), g["probability"].to_numpy())
+            for name, g in groups if len(g)}
+
+
+def plot_roc(curves: Mapping[str, tuple[Any, Any]], path: str | Path, title: str) -> Path:
+    """ROC curves (one per entry: ``name -> (labels 0/1, scores)``) with DeLong AUC in the legend."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from gliorad import stats
+
+    fig = Figure(figsize=(5.2, 5.0), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], ls="--", lw=0.8, color="0.6")
+    for name, (y, s) in curves.items():
+        roc = roc_table(y, s)
+        a = stats.roc_auc_ci(y, s)
+        ax.plot(roc["fpr"], roc["tpr"], lw=1.4,
+                label=f"{name}: AUC {a.auc:.3f} ({a.ci_low:.3f}-{a.ci_high:.3f})")
+    ax.set_xlabel("1 - specificity (false-positive rate)")
+    ax.set_ylabel("sensitivity (HGG true-positive rate)")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.set_aspect("equal")
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="lower right", fontsize=7)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return Path(path)
+
+
+def write_grading_outputs(result: GradingResult, folder: str | Path,
+                          prov: Mapping[str, Any], extra_metrics: Mapping[str, Any] | None = None,
+                          title: str = "HGG vs LGG") -> None:
+    """Write :data:`RUN_FILES` for ``result`` into ``folder``."""
+    folder = Path(folder)
+    metrics = {**result.metrics, **(extra_metrics or {}), "notes": result.notes +
+               list(result.metrics.get("notes", []))}
+    write_json(metrics, folder / "metrics.json")
+    write_csv(result.predictions, folder / "predictions.csv")
+    write_csv(result.selection, folder / "selected_features.csv")
+    write_json(result.fits, folder / "folds.json")
+    curves = _curves(result)
+    rows = [roc_table(y, s).assign(curve=name) for name, (y, s) in curves.items()]
+    write_csv(pd.concat(rows, ignore_index=True)[["curve", "fpr", "tpr", "threshold"]],
+              folder / "roc.csv")
+    scheme = ("repeated CV, out-of-fold" if result.scheme == "cv" else "held-out split")
+    plot_roc(curves, folder / "roc.png", f"{title} ({scheme})")
+    write_json(dict(prov), folder / "provenance.json")

@@ -1,0 +1,277 @@
+"""Grading stages on files: what ``gliorad grade cv|fit|evaluate|tables`` run.
+
+Each stage reads a feature table (CSV/TSV/Parquet, one row per patient) and grade labels, and
+writes one output folder as a whole (see :mod:`gliorad.grading.outputs`): skipped when the same
+inputs and settings were already written there, refused when the folder holds something else
+unless ``overwrite=True``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from gliorad.errors import GlioradInputError, check_option
+from gliorad.grading.config import GradingConfig
+from gliorad.grading.evaluate import (
+    GradingResult,
+    binary_metrics,
+    cross_validate_grading,
+    split_evaluate_grading,
+)
+from gliorad.grading.outputs import (
+    plot_roc,
+    provenance,
+    run_folder,
+    write_csv,
+    write_grading_outputs,
+)
+from gliorad.io import write_json
+from gliorad.tables import (
+    align_features_labels,
+    feature_matrix,
+    labels_from_clinical,
+    load_grading_data,
+    read_table,
+    resolve_labels,
+)
+
+__all__ = ["StageResult", "run_cv", "run_evaluate", "run_fit", "run_tables"]
+
+Echo = Callable[[str], None]
+
+
+@dataclass
+class StageResult:
+    """Where a stage wrote, whether it was skipped, and its headline metrics (if any)."""
+
+    out: Path
+    skipped: bool
+    metrics: dict[str, Any] = field(default_factory=dict)
+    messages: list[str] = field(default_factory=list)
+
+
+def _inputs(features: Path, labels: str | Path) -> dict[str, Path]:
+    inputs = {"features": Path(features)}
+    if Path(str(labels)).is_file():
+        inputs["labels"] = Path(str(labels))
+    return inputs
+
+
+def _alignment_metrics(align, grade) -> dict[str, Any]:
+    return {"label_coding": grade.coding, "label_source": grade.source,
+            "ids_only_in_features": align.only_in_features,
+            "ids_only_in_labels": align.only_in_labels}
+
+
+def run_cv(
+    features: str | Path, labels: str | Path, out: str | Path,
+    config: GradingConfig | None = None, scheme: str = "cv", id_column: str | None = None,
+    exclude: tuple[str, ...] = (), n_jobs: int = 1, overwrite: bool = False,
+    command: str | None = None,
+) -> StageResult:
+    """Evaluate the grading model on a feature table (repeated CV or split) into ``out``."""
+    check_option("scheme", scheme, ("cv", "split"))
+    config = config or GradingConfig.preset("paper")
+    X, grade, align = load_grading_data(features, labels, id_column, tuple(exclude))
+    settings = {"stage": "grade cv", "config": config.model_dump(mode="json"), "scheme": scheme,
+                "labels": str(labels), "id_column": id_column, "exclude": list(exclude)}
+    prov = provenance(settings, _inputs(Path(features), labels), command)
+    with run_folder(out, prov["fingerprint"], overwrite) as tmp:
+        if tmp is None:
+            return StageResult(Path(out), skipped=True, messages=align.messages())
+        run = cross_validate_grading if scheme == "cv" else split_evaluate_grading
+        result: GradingResult = run(X, grade, config, n_jobs=n_jobs)
+        result.notes.extend(align.messages())
+        write_grading_outputs(result, tmp, prov, _alignment_metrics(align, grade))
+    return StageResult(Path(out), skipped=False, metrics=result.metrics,
+                       messages=align.messages())
+
+
+FIT_FILES = ("model.skops", "model.json", "selected_features.csv", "provenance.json")
+
+
+def run_fit(
+    features: str | Path, labels: str | Path, out: str | Path,
+    config: GradingConfig | None = None, id_column: str | None = None,
+    exclude: tuple[str, ...] = (), n_jobs: int = 1, overwrite: bool = False,
+    command: str | None = None,
+) -> StageResult:
+    """Fit the grading model on every patient and save it (skops) with its metadata."""
+    from gliorad.grading.model import fit_quietly
+    from gliorad.grading.persist import save_model
+
+    config = config or GradingConfig.preset("paper")
+    X, grade, align = load_grading_data(features, labels, id_column, tuple(exclude))
+    settings = {"stage": "grade fit", "config": config.model_dump(mode="json"),
+                "labels": str(labels), "id_column": id_column, "exclude": list(exclude)}
+    prov = provenance(settings, _inputs(Path(features), labels), command)
+    with run_folder(out, prov["fingerprint"], overwrite, files=FIT_FILES) as tmp:
+        if tmp is None:
+            return StageResult(Path(out), skipped=True, messages=align.messages())
+        model, fallback = fit_quietly(config.make_model(n_jobs=n_jobs), X, grade.y.to_numpy())
+        info = {
+            "feature_columns": list(X.columns), "positive_class": "HGG",
+            "label_meaning": "probability is that of HGG; label 1 = HGG, 0 = LGG",
+            "classes": [int(c) for c in model.classes_], "class_counts": grade.counts,
+            "label_coding": grade.coding, "selected_features": model.selected_features_,
+            "n_per_stage": {k: len(v) for k, v in model.stage_features_.items()},
+            "best_params": model.best_params_, "threshold": config.threshold,
+            "config": config.model_dump(mode="json"), "fallback_warnings": fallback,
+            "n_imputed_cells": model.n_imputed_cells_, **_alignment_metrics(align, grade),
+            "provenance": prov,
+        }
+        save_model(model, tmp, info)
+        rf = model.pipeline_.named_steps["rf"]
+        imp = dict(zip(model.stage_features_["lasso"], rf.importances_, strict=True))
+        write_csv(pd.DataFrame({"feature": model.selected_features_,
+                                "rf_importance": [imp[f] for f in model.selected_features_]}),
+                  tmp / "selected_features.csv")
+        write_json(prov, tmp / "provenance.json")
+    return StageResult(Path(out), skipped=False, metrics=info, messages=align.messages())
+
+
+EVAL_FILES = ("predictions.csv", "provenance.json")
+
+
+def run_evaluate(
+    model_path: str | Path, features: str | Path, out: str | Path,
+    labels: str | Path | None = None, id_column: str | None = None,
+    overwrite: bool = False, command: str | None = None,
+) -> StageResult:
+    """Apply a saved model to a new feature table (external validation).
+
+    The table must hold every feature column the model was fitted on (others are ignored);
+    with ``labels``, ``metrics.json`` and ``roc.png`` are written too.
+    """
+    from gliorad.grading.persist import load_model, read_model_info
+
+    model = load_model(model_path)
+    info = read_model_info(model_path)
+    table = read_table(features, id_column)
+    source = Path(features).name
+    grade = None
+    if labels is not None:
+        grade, table = resolve_labels(labels, table, source)
+    needed = [str(c) for c in model.feature_names_in_]
+    missing = [c for c in needed if c not in table.columns]
+    if missing:
+        raise GlioradInputError(
+            f"{source}: {len(missing)} feature column(s) the model was fitted on are missing: "
+            f"{', '.join(missing[:15])}{' ...' if len(missing) > 15 else ''}")
+    extra = [c for c in table.columns if c not in needed]
+    X = feature_matrix(table[needed], source)
+    messages = [f"{len(extra)} column(s) not used by the model were ignored"] if extra else []
+    align = None
+    if grade is not None:
+        X, grade, align = align_features_labels(X, grade)
+        messages += align.messages()
+    settings = {"stage": "grade evaluate", "labels": None if labels is None else str(labels),
+                "id_column": id_column}
+    inputs = {"model": Path(model_path) / "model.skops" if Path(model_path).is_dir()
+              else Path(model_path), "features": Path(features)}
+    if labels is not None:
+        inputs.update({k: v for k, v in _inputs(Path(features), labels).items() if k == "labels"})
+    prov = provenance(settings, inputs, command)
+    files = EVAL_FILES + (("metrics.json", "roc.png") if grade is not None else ())
+    with run_folder(out, prov["fingerprint"], overwrite, files=files) as tmp:
+        if tmp is None:
+            return StageResult(Path(out), skipped=True, messages=messages)
+        prob = model.decision_score(X)
+        pred = pd.DataFrame({"patient_id": X.index, "probability": prob})
+        threshold = float(info.get("threshold", 0.5))
+        pred["predicted"] = ["HGG" if p >= threshold else "LGG" for p in prob]
+        metrics: dict[str, Any] = {}
+        if grade is not None:
+            pred.insert(1, "label", grade.y.to_numpy())
+            metrics = {**binary_metrics(grade.y, prob, threshold), "positive_class": "HGG",
+                       "negative_class": "LGG", "class_counts": grade.counts,
+                       "n_patients": len(X), "n_missing_cells": int(X.isna().to_numpy().sum()),
+                       "scheme": {"type": "external", "model": str(model_path)},
+                       **_alignment_metrics(align, grade), "messages": messages}
+            write_json(metrics, tmp / "metrics.json")
+            plot_roc({"external": (grade.y.to_numpy(), prob)}, tmp / "roc.png",
+                     "HGG vs LGG (saved model, new patients)")
+        write_csv(pred, tmp / "predictions.csv")
+        write_json(prov, tmp / "provenance.json")
+    return StageResult(Path(out), skipped=False, metrics=metrics, messages=messages)
+
+
+TABLE_FILES = ("table_s3.csv", "table_1.csv", "table_2.csv", "comparisons.csv", "tables.md",
+               "metrics.json", "provenance.json")
+
+
+def _read_cnn(path: Path, id_column: str | None) -> pd.Series | pd.DataFrame:
+    table = read_table(path, id_column)
+    if "probability" not in table.columns:
+        raise GlioradInputError(f"{path}: CNN predictions need a 'probability' column (of HGG); "
+                                f"columns are {', '.join(map(str, table.columns))}")
+    return table
+
+
+def run_tables(
+    feature_sets: Mapping[str, str | Path], labels: str | Path, out: str | Path,
+    cnn_predictions: Mapping[str, str | Path] | None = None,
+    config: GradingConfig | None = None, scheme: str = "cv", fuse_with: str = "best",
+    radiomics_table: str | Path | None = None, id_column: str | None = None, n_jobs: int = 1,
+    overwrite: bool = False, command: str | None = None,
+) -> StageResult:
+    """Build Tables S3, 1 and 2 from named feature tables (see :mod:`gliorad.grading.paper`).
+
+    ``radiomics_table`` is one table with ``<sequence>_...`` columns (``gliorad features
+    radiomics``), split into ``radiomics_<sequence>`` sets.
+    """
+    from gliorad.grading.paper import paper_tables, parse_set_name, radiomics_by_sequence
+
+    config = config or GradingConfig.preset("paper")
+    feature_sets = dict(feature_sets)
+    for name in feature_sets:
+        parse_set_name(name)
+    cnn_predictions = dict(cnn_predictions or {})
+    sets, grade = {}, None
+    sources = list(feature_sets.items())
+    if radiomics_table is not None:
+        sources.insert(0, ("radiomics", radiomics_table))
+    for name, path in sources:
+        table = read_table(path, id_column)
+        if str(labels) in table.columns:  # a label column: taken from the first table having it
+            g, table = resolve_labels(labels, table, Path(path).name)
+            grade = grade or g
+        X = feature_matrix(table, f"{name} ({Path(path).name})")
+        if name == "radiomics" and radiomics_table is not None:
+            split = radiomics_by_sequence(X)
+            clash = sorted(set(split) & set(feature_sets))
+            if clash:
+                raise GlioradInputError(f"{', '.join(clash)} given both as a set and in the "
+                                        "radiomics table")
+            sets.update(split)
+        else:
+            sets[name] = X
+    if grade is None:
+        if not Path(str(labels)).is_file():
+            raise GlioradInputError(f"labels {str(labels)!r} is neither a file nor a column of "
+                                    "any feature set")
+        grade = labels_from_clinical(labels)
+    cnn = {name: _read_cnn(Path(p), id_column) for name, p in cnn_predictions.items()}
+    settings = {"stage": "grade tables", "config": config.model_dump(mode="json"),
+                "scheme": scheme, "fuse_with": fuse_with, "labels": str(labels),
+                "sets": sorted(sets), "cnn": sorted(cnn_predictions)}
+    inputs = {f"set:{k}": Path(v) for k, v in sources}
+    inputs.update({f"cnn:{k}": Path(v) for k, v in cnn_predictions.items()})
+    if Path(str(labels)).is_file():
+        inputs["labels"] = Path(str(labels))
+    prov = provenance(settings, inputs, command)
+    with run_folder(out, prov["fingerprint"], overwrite, files=TABLE_FILES) as tmp:
+        if tmp is None:
+            return StageResult(Path(out), skipped=True)
+        result = paper_tables(sets, grade, cnn, config, scheme=scheme, fuse_with=fuse_with,
+                              n_jobs=n_jobs)
+        result.write(tmp)
+        write_json(prov, tmp / "provenance.json")
+    return StageResult(Path(out), skipped=False,
+                       metrics={k: v.to_dict(orient="records") for k, v in result.tables.items()},
+                       messages=result.notes)
