@@ -359,10 +359,10 @@ def test_label_bad_values(values, match):
 
 def test_read_table_and_feature_matrix(tmp_path):
     f = tmp_path / "feat.tsv"
-    f.write_text("Subject\tx\ty\tsite\n1\t0.5\t1\tA\n2\t\t2\tB\n3\t1.5\t3\tA\n")
+    f.write_text("Subject\tx\ty\tsite\n001\t0.5\t1\tA\n002\t\t2\tB\n3\t1.5\t3\tA\n")
     t = read_table(f)
-    assert list(t.index) == ["1", "2", "3"] and list(t.columns) == ["x", "y", "site"]
-    with pytest.raises(GlioradInputError, match=r"column 'site' is not numeric \(e.g. 'A' for patient 1\)"):
+    assert list(t.index) == ["001", "002", "3"] and list(t.columns) == ["x", "y", "site"]
+    with pytest.raises(GlioradInputError, match=r"column 'site' is not numeric \(e.g. 'A' for patient 001\)"):
         feature_matrix(t, "feat.tsv")
     X = feature_matrix(t, "feat.tsv", exclude=("site",))
     assert X["x"].isna().sum() == 1 and X.dtypes.eq(np.float64).all()
@@ -575,6 +575,13 @@ def test_cli_cv_writes_every_output_and_skips_when_done(feature_csv, tmp_path):
     assert list(pred.columns) == ["patient_id", "label", "probability", "fold", "repeat", "split"]
     res = _invoke(args)
     assert res.exit_code == 0 and "up to date" in res.output
+    # DeLong between two runs' predictions (here: the same file twice -> P = 1)
+    res = _invoke(["compare", "--pred", f"a={out}", "--pred", f"b={out / 'predictions.csv'}",
+                   "--out", tmp_path / "cmp.csv"])
+    assert res.exit_code == 0, res.output
+    assert "a vs b:" in res.output and "DeLong P = 1" in res.output
+    res = _invoke(["compare", "--pred", f"a={out}"])
+    assert res.exit_code == 2 and "at least two predictions files" in res.output
     res = _invoke(args[:-2] + ["--seed", "1", "--jobs", "1"])
     assert res.exit_code == 2 and "pass --overwrite" in res.output
 
@@ -604,11 +611,13 @@ def test_cli_fit_then_evaluate_external(feature_csv, tmp_path):
 
 def test_cli_tables_and_bad_inputs(tmp_path, feature_csv):
     sets, y, cnn = _paper_inputs(n=45)
-    paths = []
-    for name, df in sets.items():
-        if name in ("radiomics_t1", "radiomics_t1ce", "deep_patch_se"):
-            df.rename_axis("patient_id").reset_index().to_csv(tmp_path / f"{name}.csv", index=False)
-            paths += ["--set", f"{name}={tmp_path / name}.csv"]
+    # one radiomics table with sequence prefixes (as `gliorad features radiomics` writes it)
+    radiomics = pd.concat([sets["radiomics_t1"].add_prefix("t1_original_"),
+                           sets["radiomics_t1ce"].add_prefix("t1ce_original_")], axis=1)
+    radiomics.rename_axis("patient_id").reset_index().to_csv(tmp_path / "rad.csv", index=False)
+    sets["deep_patch_se"].rename_axis("patient_id").reset_index().to_csv(tmp_path / "deep.csv",
+                                                                        index=False)
+    paths = ["--radiomics", tmp_path / "rad.csv", "--set", f"deep_patch_se={tmp_path / 'deep.csv'}"]
     pd.DataFrame({"patient_id": y.index, "probability": cnn["cnn_patch_se"]}).to_csv(
         tmp_path / "cnn.csv", index=False)
     pd.DataFrame({"patient_id": y.index, "grade": np.where(y == 1, "HGG", "LGG")}).to_csv(
@@ -619,6 +628,7 @@ def test_cli_tables_and_bad_inputs(tmp_path, feature_csv):
                    "--config", cfg, "--jobs", "1", "--scheme", "split"])
     assert res.exit_code == 0, res.output
     assert "Table S3" in res.output and "best fused vs best CNN" in res.output
+    assert "| T1-Gd |" in res.output
     for name in ("table_s3.csv", "table_1.csv", "table_2.csv", "comparisons.csv", "tables.md"):
         assert (tmp_path / "tab" / name).is_file()
     res = _invoke(["tables", "--labels", "grade", "--out", tmp_path / "t2", "--set", "oops"])

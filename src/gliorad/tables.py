@@ -71,7 +71,11 @@ def read_table(path: str | Path, id_column: str | None = None) -> pd.DataFrame:
             df = _read_parquet(p)
         else:
             sep = "\t" if suffix in (".tsv", ".tab", ".tsv.gz") else ","
-            df = pd.read_csv(p, sep=sep, low_memory=False)
+            raw_names = list(pd.read_csv(p, sep=sep, nrows=0).columns)
+            header = pd.DataFrame(columns=[str(c).strip() for c in raw_names])
+            # ids as text, so that '007' stays '007' and matches the clinical table
+            id_raw = raw_names[header.columns.get_loc(_id_column(header, id_column, p))]
+            df = pd.read_csv(p, sep=sep, low_memory=False, dtype={id_raw: str})
     except GlioradInputError:
         raise
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as err:

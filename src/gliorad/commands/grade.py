@@ -1,4 +1,4 @@
-"""``gliorad grade cv|fit|evaluate|tables``: HGG vs LGG grading on any feature table.
+"""``gliorad grade cv|fit|evaluate|tables|compare``: HGG vs LGG grading on any feature table.
 
 Thin layer over :mod:`gliorad.grading.run`; heavy modules are imported inside the commands.
 Exit 2 lists each problem on its own ``error:`` line.
@@ -232,3 +232,27 @@ def tables(
         return
     typer.echo((Path(res.out) / "tables.md").read_text())
     typer.echo(f"wrote {res.out}")
+
+
+@app.command()
+def compare(
+    pred: Annotated[list[str], typer.Option(
+        "--pred", help="NAME=PATH of a predictions.csv (or its run folder); repeat for each "
+        "model. Repeated CV: repeat 1; split: the test part.")],
+    out: Annotated[Path | None, typer.Option(help="Write the table as CSV here.")] = None,
+) -> None:
+    """Paired DeLong tests between models scored on the same patients."""
+    from gliorad.grading.run import run_compare
+    from gliorad.io import write_text
+
+    try:
+        table = run_compare(_pairs(pred, "--pred"))
+    except GlioradInputError as err:
+        _fail(err)
+    for r in table.itertuples(index=False):
+        typer.echo(f"{r.model_a} vs {r.model_b}: AUC {r.auc_a:.3f} vs {r.auc_b:.3f}, difference "
+                   f"{r.diff:+.3f} (95% CI {r.ci_low:+.3f} to {r.ci_high:+.3f}), DeLong "
+                   f"P = {r.p:.3g} ({r.n_pos} HGG, {r.n_neg} LGG)")
+    if out is not None:
+        write_text(table.to_csv(index=False, float_format="%.10g"), out)
+        typer.echo(f"wrote {out}")

@@ -368,12 +368,9 @@ class GradingModel(ClassifierMixin, BaseEstimator):
         out: dict[str, list[str]] = {}
         for name in STEPS[:-1]:
             step = self.pipeline_.named_steps[name]
-            if step != "passthrough":
-                if name == "impute":
-                    # SimpleImputer drops no column here (all-NaN columns were refused)
-                    current = current[: step.statistics_.size]
-                elif hasattr(step, "get_support"):
-                    current = current[step.get_support()]
+            # impute and zscore keep every column (all-NaN columns were refused in fit)
+            if step != "passthrough" and hasattr(step, "get_support"):
+                current = current[step.get_support()]
             out[name] = [str(c) for c in current]
         return out
 

@@ -40,7 +40,8 @@ from gliorad.tables import (
     resolve_labels,
 )
 
-__all__ = ["StageResult", "run_cv", "run_evaluate", "run_fit", "run_tables"]
+__all__ = ["StageResult", "read_predictions", "run_compare", "run_cv", "run_evaluate", "run_fit",
+           "run_tables"]
 
 Echo = Callable[[str], None]
 
@@ -275,3 +276,55 @@ def run_tables(
     return StageResult(Path(out), skipped=False,
                        metrics={k: v.to_dict(orient="records") for k, v in result.tables.items()},
                        messages=result.notes)
+
+
+def read_predictions(path: str | Path) -> tuple[pd.Series, pd.Series]:
+    """Labels and HGG probabilities from a ``predictions.csv`` written by gliorad.
+
+    Repeated-CV files give repeat 1; split files give the test part. Returns ``(label,
+    probability)`` indexed by patient id.
+    """
+    p = Path(path)
+    if p.is_dir():
+        p = p / "predictions.csv"
+    if not p.is_file():
+        raise GlioradInputError(f"{p}: predictions file not found")
+    try:
+        table = pd.read_csv(p, dtype={"patient_id": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise GlioradInputError(f"{p}: cannot parse the table: {err}") from err
+    for col in ("patient_id", "label", "probability"):
+        if col not in table.columns:
+            raise GlioradInputError(f"{p}: no {col!r} column; expected a predictions.csv written "
+                                    "by 'gliorad grade cv' or 'grade evaluate --labels'")
+    if "repeat" in table.columns:
+        table = table[table["repeat"] == table["repeat"].min()]
+    if "split" in table.columns and (table["split"] == "test").any():
+        table = table[table["split"] == "test"]
+    table = table.set_index("patient_id")
+    if table.index.duplicated().any():
+        raise GlioradInputError(f"{p}: patient ids repeat within one repeat/split")
+    return table["label"].astype(int), table["probability"].astype(float)
+
+
+def run_compare(predictions: Mapping[str, str | Path]) -> pd.DataFrame:
+    """Paired DeLong tests between models from their ``predictions.csv`` (same patients)."""
+    from gliorad.grading.evaluate import compare_models
+
+    if len(predictions) < 2:
+        raise GlioradInputError("give at least two predictions files to compare")
+    labels, scores = None, {}
+    for name, path in predictions.items():
+        y, s = read_predictions(path)
+        if labels is None:
+            labels = y
+        else:
+            common = labels.index.intersection(y.index)
+            if (labels.loc[common] != y.loc[common]).any():
+                bad = common[(labels.loc[common] != y.loc[common]).to_numpy()]
+                raise GlioradInputError(
+                    f"{name}: labels differ from the first file for patient(s) "
+                    f"{', '.join(map(str, bad[:5]))}; the models were not graded on the same "
+                    "truth")
+        scores[name] = s
+    return compare_models(labels, scores)
