@@ -153,7 +153,11 @@ class CoxModel(BaseEstimator):
 
     # --------------------------------------------------------------- prediction
     def _lp(self, D: pd.DataFrame) -> np.ndarray:
-        return (D.to_numpy(dtype=float) - self.means_.to_numpy()) @ self.coef_.to_numpy()
+        # Row-wise sum, not a BLAS matrix-vector product: gemv can round identical rows
+        # differently (blocked / FMA paths), so patients with the same covariates got risks
+        # 2e-16 apart, which broke the risk ties that R keeps (C-index, nomogram groups).
+        Z = np.ascontiguousarray(D.to_numpy(dtype=float) - self.means_.to_numpy())
+        return (Z * self.coef_.to_numpy()).sum(axis=1)
 
     def design_matrix(self, X: object) -> pd.DataFrame:
         """Dummy-coded design matrix of ``X`` with the training coding."""
