@@ -50,3 +50,28 @@ __all__ = [
     "survival_at",
     "univariate_cox",
 ]
+
+# The deep-radiomics signature and the end-to-end analysis over cohorts (Parts 1-7).
+from gliorad.survival.analysis import (
+    SurvivalConfig,
+    apply_models,
+    cross_validate,
+    run_analysis,
+    write_analysis,
+)
+from gliorad.survival.bundle import load_bundle, save_bundle
+from gliorad.survival.sequence_choice import choose_sequence
+from gliorad.survival.signature import DeepRadiomicsSignature, make_survival_y
+
+__all__ += [
+    "DeepRadiomicsSignature",
+    "SurvivalConfig",
+    "apply_models",
+    "choose_sequence",
+    "cross_validate",
+    "load_bundle",
+    "make_survival_y",
+    "run_analysis",
+    "save_bundle",
+    "write_analysis",
+]

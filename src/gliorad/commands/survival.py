@@ -1,0 +1,403 @@
+"""``gliorad survival cv|fit|validate``: the LGG survival analysis on a feature table and a
+clinical table (thin layer over :mod:`gliorad.survival.analysis` and
+:mod:`gliorad.survival.bundle`).
+
+Settings: a preset (``paper`` or ``demo``), then a YAML file (its ``survival:`` section holds
+:class:`~gliorad.survival.analysis.SurvivalConfig` keys, its ``clinical:`` section the clinical
+table's columns / units), then the command-line options. Outputs go to ``--out`` as a whole: the
+folder is built under a temporary name and renamed when complete; a folder whose
+``provenance.json`` has the same settings and input hashes is left as it is ("up to date"); any
+other existing folder is replaced only with ``--overwrite``. Exit 2 lists each problem on its own
+``error:`` line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from gliorad.errors import GlioradInputError
+
+app = typer.Typer(
+    name="survival",
+    help="LGG survival: deep-radiomics signature, risk groups, Cox models, nomograms, validation.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+FeaturesArg = Annotated[Path, typer.Argument(help="Feature table (CSV/TSV/Parquet), one row per patient.")]
+ClinicalArg = Annotated[Path, typer.Argument(help="Clinical table (CSV/TSV): os_time, event, factors.")]
+OutOpt = Annotated[Path, typer.Option("--out", help="Output folder.")]
+ConfigOpt = Annotated[Path | None, typer.Option(
+    "--config", help="YAML with a 'survival:' (and optionally 'clinical:') section.")]
+PresetOpt = Annotated[str, typer.Option(help="Settings preset: paper or demo.")]
+TimeUnitOpt = Annotated[str | None, typer.Option(
+    help="Unit of os_time in the clinical table: days, months or years (default: days).")]
+SplitOpt = Annotated[str | None, typer.Option(
+    "--split", help="column (by --split-column), random, or none (all patients train).")]
+SplitColumnOpt = Annotated[str | None, typer.Option(help="Clinical column that names the cohort.")]
+TrainOpt = Annotated[str | None, typer.Option("--train", help="Training value of the split column (paper: B).")]
+ExternalOpt = Annotated[list[str] | None, typer.Option(
+    "--external", help="External validation value(s) of the split column; repeatable (default: all others).")]
+FractionOpt = Annotated[float | None, typer.Option(help="Training fraction of a random split.")]
+SequenceOpt = Annotated[str | None, typer.Option(
+    "--sequence", help="Force the signature's radiomics sequence (skip the choice by AUC).")]
+SequencesOpt = Annotated[str | None, typer.Option(
+    help="Comma-separated candidate sequences (column prefixes), e.g. t1,t1ce,t2; 'none' = all features.")]
+DeepPrefixOpt = Annotated[str | None, typer.Option(help="Prefix of the deep (2D CNN) feature columns.")]
+SeedOpt = Annotated[int | None, typer.Option(help="Random seed.")]
+JobsOpt = Annotated[int | None, typer.Option("--jobs", min=1, help="Parallel workers (random forests).")]
+OverwriteOpt = Annotated[bool, typer.Option(help="Replace an existing, different output folder.")]
+
+
+def _fail(err: GlioradInputError) -> None:
+    for line in err.problems:
+        typer.echo(f"error: {line}", err=True)
+    raise typer.Exit(2)
+
+
+# ------------------------------------------------------------------------------------ settings
+def _read_yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError as err:
+        raise GlioradInputError(f"{path}: config file not found") from err
+    except yaml.YAMLError as err:
+        raise GlioradInputError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise GlioradInputError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def _validation_problems(err: Any, source: str) -> GlioradInputError:
+    return GlioradInputError([
+        f"{source}: {'.'.join(str(x) for x in e['loc'])}: {e['msg']} (got {e.get('input')!r})"
+        for e in err.errors()
+    ])
+
+
+def _merge(base: dict[str, Any], upd: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in upd.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _settings(
+    preset: str, config: Path | None, time_unit: str | None, cli: dict[str, Any]
+) -> tuple[Any, Any]:
+    """(SurvivalConfig, ClinicalConfig) from preset < YAML < command line."""
+    from pydantic import ValidationError
+
+    from gliorad.config import ClinicalConfig
+    from gliorad.errors import check_option
+    from gliorad.survival.analysis import PRESETS, SurvivalConfig
+
+    check_option("--preset", preset, PRESETS)
+    data: dict[str, Any] = dict(PRESETS[preset])
+    clinical: dict[str, Any] = {}
+    if config is not None:
+        doc = _read_yaml(config)
+        unknown = [k for k in doc if k not in {"survival", "clinical", "cohort"}]
+        if unknown:
+            raise GlioradInputError(f"{config}: unknown top-level key(s) {unknown}; expected survival, clinical")
+        data = _merge(data, doc.get("survival") or {})
+        clinical = dict(doc.get("clinical") or {})
+    data = _merge(data, cli)
+    if time_unit is not None:
+        clinical["time_unit"] = check_option("--time-unit", time_unit, ["days", "months", "years"])
+    try:
+        cfg = SurvivalConfig.model_validate(data)
+    except ValidationError as err:
+        raise _validation_problems(err, str(config) if config else "settings") from err
+    try:
+        ccfg = ClinicalConfig.model_validate(clinical)
+    except ValidationError as err:
+        raise _validation_problems(err, f"{config}: clinical") from err
+    return cfg, ccfg
+
+
+def _cli_overrides(
+    split: str | None, split_column: str | None, train: str | None, external: list[str] | None,
+    train_fraction: float | None, sequence: str | None, sequences: str | None,
+    deep_prefix: str | None, seed: int | None, jobs: int | None,
+) -> dict[str, Any]:
+    from gliorad.errors import check_option
+
+    out: dict[str, Any] = {}
+    sp: dict[str, Any] = {}
+    if split is not None:
+        sp["method"] = check_option("--split", split, ["column", "random", "none"])
+    if split_column is not None:
+        sp["column"] = split_column
+    if train is not None:
+        sp["train"] = train
+    if external:
+        sp["external"] = list(external)
+    if train_fraction is not None:
+        sp["train_fraction"] = train_fraction
+    if sp:
+        out["split"] = sp
+    sq: dict[str, Any] = {}
+    if sequence is not None:
+        sq["force"] = sequence
+    if sequences is not None:
+        items = [s.strip() for s in sequences.split(",") if s.strip()]
+        sq["sequences"] = [] if items == ["none"] else items
+        if not items:
+            raise GlioradInputError(f"--sequences {sequences!r}: expected a comma-separated list or 'none'")
+    if deep_prefix is not None:
+        sq["deep_prefix"] = deep_prefix or None
+    if sq:
+        out["sequence"] = sq
+    if seed is not None:
+        out["seed"] = seed
+    if jobs is not None:
+        out["n_jobs"] = jobs
+    return out
+
+
+# ----------------------------------------------------------------------------------- plumbing
+def _read_inputs(features: Path, clinical: Path, ccfg: Any, survival: bool = True) -> tuple[Any, Any]:
+    from gliorad.clinical import read_clinical
+    from gliorad.survival.analysis import read_feature_table
+
+    problems: list[str] = []
+    feats = clin = None
+    try:
+        feats = read_feature_table(features)
+    except GlioradInputError as err:
+        problems += err.problems
+    try:
+        clin = read_clinical(clinical, ccfg, require=("os_time", "event") if survival else ())
+    except GlioradInputError as err:
+        problems += err.problems
+    if problems:
+        raise GlioradInputError(problems)
+    return feats, clin
+
+
+def _provenance(command: str, cfg: Any, ccfg: Any, inputs: dict[str, Path]) -> dict[str, Any]:
+    import datetime
+
+    from gliorad.io import file_hash
+    from gliorad.survival.bundle import _versions
+
+    missing = [f"{p}: {name} not found" for name, p in inputs.items() if not Path(p).is_file()]
+    if missing:
+        raise GlioradInputError(missing)
+
+    return {
+        "stage": f"survival {command}",
+        "key": {
+            "command": command,
+            "config": cfg.model_dump(mode="json"),
+            "clinical": ccfg.model_dump(mode="json"),
+            "inputs": {name: {"path": str(p), "sha256": file_hash(p)} for name, p in inputs.items()},
+        },
+        "seed": cfg.seed,
+        "versions": _versions(),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _up_to_date(out: Path, provenance: dict[str, Any], overwrite: bool) -> bool:
+    import json
+
+    if not out.exists() or not any(out.iterdir()):
+        return False
+    prov = out / "provenance.json"
+    if prov.is_file() and not overwrite:
+        try:
+            if json.loads(prov.read_text(encoding="utf-8")).get("key") == provenance["key"]:
+                return True
+        except json.JSONDecodeError:
+            pass
+    if not overwrite:
+        raise GlioradInputError(
+            f"{out}: output folder exists with other settings or inputs; pass --overwrite to replace it"
+        )
+    return False
+
+
+def _write_stage(out: Path, write: Any) -> None:
+    """Run ``write(tmp_folder)`` in a temporary sibling and rename it to ``out`` when complete."""
+    import os
+    import shutil
+    import tempfile
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        write(tmp)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def _fmt(x: Any, digits: int = 3) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, (list, tuple)):
+        return "(" + "-".join(_fmt(v, digits) for v in x) + ")"
+    return f"{x:.{digits}f}" if isinstance(x, float) else str(x)
+
+
+def _summary(metrics: dict[str, Any]) -> None:
+    typer.echo(f"{'cohort':<14}{'role':<10}{'n':>5}{'events':>8}  {'C integrated (95% CI)':<26}"
+               f"{'C clinical (95% CI)':<26}{'compare P':>10}{'log-rank P':>12}")
+    for name, c in metrics["cohorts"].items():
+        typer.echo(
+            f"{name:<14}{c['role']:<10}{c['n_analysed']:>5}{c.get('n_events', '-'):>8}  "
+            f"{_fmt(c.get('c_index_integrated')) + ' ' + _fmt(c.get('c_index_integrated_ci')):<26}"
+            f"{_fmt(c.get('c_index_clinical')) + ' ' + _fmt(c.get('c_index_clinical_ci')):<26}"
+            f"{_fmt(c.get('compare_p')):>10}{_fmt(c.get('logrank_p'), 4):>12}"
+        )
+    for w in metrics.get("warnings", []):
+        typer.echo(f"warning: {w}", err=True)
+
+
+# ------------------------------------------------------------------------------------ commands
+@app.command()
+def fit(
+    features: FeaturesArg,
+    clinical: ClinicalArg,
+    out: OutOpt,
+    config: ConfigOpt = None,
+    preset: PresetOpt = "paper",
+    time_unit: TimeUnitOpt = None,
+    split: SplitOpt = None,
+    split_column: SplitColumnOpt = None,
+    train: TrainOpt = None,
+    external: ExternalOpt = None,
+    train_fraction: FractionOpt = None,
+    sequence: SequenceOpt = None,
+    sequences: SequencesOpt = None,
+    deep_prefix: DeepPrefixOpt = None,
+    seed: SeedOpt = None,
+    jobs: JobsOpt = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Fit the signature and nomograms on the training cohort, validate on the others; write
+    metrics.json, signature.json, Tables 3/4, figures and the model bundle."""
+    try:
+        cli = _cli_overrides(split, split_column, train, external, train_fraction, sequence,
+                             sequences, deep_prefix, seed, jobs)
+        cfg, ccfg = _settings(preset, config, time_unit, cli)
+        prov = _provenance("fit", cfg, ccfg, {"features": features, "clinical": clinical})
+        if _up_to_date(out, prov, overwrite):
+            typer.echo(f"up to date: {out} (same settings and inputs)")
+            return
+        feats, clin = _read_inputs(features, clinical, ccfg)
+        from gliorad.survival.analysis import run_analysis, write_analysis
+
+        analysis = run_analysis(feats, clin, cfg)
+        metrics: dict[str, Any] = {}
+        _write_stage(out, lambda tmp: metrics.update(write_analysis(analysis, tmp, prov)))
+    except GlioradInputError as err:
+        _fail(err)
+    sig = metrics["signature"]
+    typer.echo(f"signature ({len(sig['features'])} features, sequence {sig['sequence']}): {sig['formula']}")
+    typer.echo(f"cut-off ({sig['cutoff_method']}): {sig['cutoff']:.4g}; integrated factors: "
+               f"{metrics['integrated_factors']}; clinical factors: {metrics['clinical_factors']}")
+    _summary(metrics)
+    typer.echo(f"wrote {out}")
+
+
+@app.command()
+def cv(
+    features: FeaturesArg,
+    clinical: ClinicalArg,
+    out: OutOpt,
+    config: ConfigOpt = None,
+    preset: PresetOpt = "paper",
+    time_unit: TimeUnitOpt = None,
+    folds: Annotated[int | None, typer.Option(min=2, help="Cross-validation folds.")] = None,
+    split: SplitOpt = None,
+    split_column: SplitColumnOpt = None,
+    train: TrainOpt = None,
+    external: ExternalOpt = None,
+    train_fraction: FractionOpt = None,
+    sequence: SequenceOpt = None,
+    sequences: SequencesOpt = None,
+    deep_prefix: DeepPrefixOpt = None,
+    seed: SeedOpt = None,
+    jobs: JobsOpt = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Cross-validate the whole model building inside the training cohort (held-out C-indices
+    of the signature, integrated and clinical models; cross-validated risk groups)."""
+    try:
+        cli = _cli_overrides(split, split_column, train, external, train_fraction, sequence,
+                             sequences, deep_prefix, seed, jobs)
+        if folds is not None:
+            cli["cv_folds"] = folds
+        cfg, ccfg = _settings(preset, config, time_unit, cli)
+        prov = _provenance("cv", cfg, ccfg, {"features": features, "clinical": clinical})
+        if _up_to_date(out, prov, overwrite):
+            typer.echo(f"up to date: {out} (same settings and inputs)")
+            return
+        feats, clin = _read_inputs(features, clinical, ccfg)
+        from gliorad.survival.analysis import cross_validate, write_cv
+
+        result = cross_validate(feats, clin, cfg)
+        metrics: dict[str, Any] = {}
+        _write_stage(out, lambda tmp: metrics.update(write_cv(result, tmp, prov)))
+    except GlioradInputError as err:
+        _fail(err)
+    s = metrics["summary"]
+    typer.echo(f"{s['folds']}-fold cross-validation in cohort {s['training']} "
+               f"({s['n_patients']} patients, {s['n_events']} events)")
+    for key in ("signature", "integrated", "clinical"):
+        typer.echo(f"  C-index {key:<11} {_fmt(s[f'c_index_{key}_mean'])} +/- {_fmt(s[f'c_index_{key}_sd'])}")
+    typer.echo(f"  cross-validated risk groups: log-rank P {_fmt(s.get('cv_logrank_p'), 4)}")
+    for w in metrics.get("warnings", []):
+        typer.echo(f"warning: {w}", err=True)
+    typer.echo(f"wrote {out}")
+
+
+@app.command()
+def validate(
+    bundle: Annotated[Path, typer.Argument(help="Model bundle folder (from 'survival fit', <out>/bundle).")],
+    features: FeaturesArg,
+    clinical: ClinicalArg,
+    out: OutOpt,
+    cohort_column: Annotated[str | None, typer.Option(
+        help="Clinical column splitting the new patients into cohorts (default: one cohort).")] = None,
+    name: Annotated[str, typer.Option(help="Cohort name without --cohort-column.")] = "validation",
+    config: ConfigOpt = None,
+    time_unit: TimeUnitOpt = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Apply a saved bundle (signature, cut-off, nomograms) unchanged to new patients: risk
+    groups, survival predictions, and with os_time/event the C-indices, log-rank and calibration."""
+    try:
+        from gliorad.survival.analysis import apply_models, write_analysis
+        from gliorad.survival.bundle import load_bundle
+
+        models = load_bundle(bundle)
+        _, ccfg = _settings("paper", config, time_unit, {})
+        prov = _provenance("validate", models.config, ccfg, {
+            "bundle": bundle / "bundle.json", "signature": bundle / "signature.skops",
+            "features": features, "clinical": clinical})
+        prov["key"]["cohort_column"] = cohort_column
+        prov["key"]["name"] = name
+        if _up_to_date(out, prov, overwrite):
+            typer.echo(f"up to date: {out} (same bundle and inputs)")
+            return
+        feats, clin = _read_inputs(features, clinical, ccfg, survival=False)
+        analysis = apply_models(models, feats, clin, by=cohort_column, name=name)
+        metrics: dict[str, Any] = {}
+        _write_stage(out, lambda tmp: metrics.update(write_analysis(analysis, tmp, prov, bundle=False)))
+    except GlioradInputError as err:
+        _fail(err)
+    _summary(metrics)
+    typer.echo(f"wrote {out}")
