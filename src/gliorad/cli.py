@@ -13,6 +13,8 @@ from typing import Annotated
 import typer
 
 from gliorad import __version__
+from gliorad.commands.features import app as features_app
+from gliorad.commands.grade import app as grade_app
 from gliorad.errors import GlioradInputError
 
 app = typer.Typer(
@@ -22,6 +24,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+# Per-stage command groups (each module imports only typer at import time).
+app.add_typer(features_app, name="features")
+app.add_typer(grade_app, name="grade")
 
 
 def _fail(err: GlioradInputError) -> None:
