@@ -197,6 +197,31 @@ def test_cutoff_from_training_reused_unchanged(analysis):
     assert np.median(ext.data["signature_score"]) != pytest.approx(m.cutoff)
 
 
+def test_optimal_cutoff_is_reused_unchanged(inputs):
+    """X-tile-style cut-off (maximally selected log-rank) chosen on training only; every feature
+    column used (no sequence choice)."""
+    from gliorad.survival.analysis import fit_models
+    from gliorad.survival.cutpoint import optimal_cutpoint
+
+    features, clinical = inputs
+    cfg = SurvivalConfig.model_validate({
+        "cutoff": "optimal", "sequence": {"sequences": []}, "min_level_size": 10,
+        "signature": {"n_estimators": 50, "n_alphas": 8, "l1_ratios": [1.0], "cv_folds": 3}})
+    table, fcols, _ = prepare_table(features, clinical)
+    train, ext = table[table["centre"] == "B"], table[table["centre"] == "A"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SurvivalWarning)
+        models = fit_models(train, fcols, cfg, name="B", nomograms=False)
+        res = evaluate_cohort(models, ext, "A", calibration=False)
+    assert models.sequence is None and models.feature_columns == fcols
+    score = models.signature.predict(train[fcols])
+    assert models.cutoff == optimal_cutpoint(train["os_days"], train["event"], score).cutpoint
+    assert "optimistic" in models.cutoff_detail["warning"]
+    np.testing.assert_array_equal(res.data[SIGNATURE] == "high", res.data["signature_score"] > models.cutoff)
+    with pytest.raises(GlioradInputError, match=r"--sequences none"):
+        fit_models(train, fcols, SurvivalConfig(sequence={"sequences": ["dwi"]}), name="B")
+
+
 def test_metrics_per_cohort(analysis):
     metrics = analysis.metrics()
     json.dumps(metrics, allow_nan=False)
@@ -483,8 +508,11 @@ def cli_files(tmp_path_factory):
     clin.to_csv(d / "clinical.csv", index=False)
     months = clin.assign(os_time=clin["os_time"] / (365.25 / 12))
     months.to_csv(d / "clinical_months.csv", index=False)
-    synthetic_feature_table(patients, n_features=90, n_deep=30, seed=0).to_csv(
-        d / "features.csv", index_label="patient_id")
+    feats = synthetic_feature_table(patients, n_features=90, n_deep=30, seed=0)
+    feats.to_csv(d / "features.csv", index_label="patient_id")
+    deep = [c for c in feats.columns if c.startswith("cnn2d_")]
+    feats.drop(columns=deep).to_csv(d / "radiomics.csv", index_label="patient_id")
+    feats[deep].iloc[:-3].to_csv(d / "cnn2d.csv", index_label="id")
     (d / "config.yaml").write_text(CLI_YAML)
     return d
 
@@ -520,6 +548,19 @@ def test_cli_fit_validate_and_skip(cli_files):
     assert val["cohorts"]["A"]["c_index_integrated"] == pytest.approx(
         metrics["cohorts"]["A"]["c_index_integrated"], rel=1e-12)
     assert not (d / "val" / "bundle").exists()
+
+
+def test_cli_extra_features_are_joined(cli_files):
+    from gliorad.commands.survival import _read_inputs, _settings
+
+    d = cli_files
+    _, ccfg = _settings("demo", None, None, {})
+    one, _ = _read_inputs(d / "features.csv", d / "clinical.csv", ccfg)
+    two, _ = _read_inputs(d / "radiomics.csv", d / "clinical.csv", ccfg, extra=[d / "cnn2d.csv"])
+    assert len(two) == len(one) - 3
+    pd.testing.assert_frame_equal(two, one.loc[two.index, two.columns])
+    with pytest.raises(GlioradInputError, match=r"also in"):
+        _read_inputs(d / "features.csv", d / "clinical.csv", ccfg, extra=[d / "cnn2d.csv"])
 
 
 def test_cli_time_unit(cli_files):

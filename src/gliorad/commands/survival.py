@@ -51,6 +51,9 @@ DeepPrefixOpt = Annotated[str | None, typer.Option(help="Prefix of the deep (2D 
 SeedOpt = Annotated[int | None, typer.Option(help="Random seed.")]
 JobsOpt = Annotated[int | None, typer.Option("--jobs", min=1, help="Parallel workers (random forests).")]
 OverwriteOpt = Annotated[bool, typer.Option(help="Replace an existing, different output folder.")]
+ExtraOpt = Annotated[list[Path] | None, typer.Option(
+    "--extra-features", help="More feature tables joined by patient id (e.g. the 2D CNN features); "
+    "repeatable; patients must be in every table.")]
 
 
 def _fail(err: GlioradInputError) -> None:
@@ -163,7 +166,9 @@ def _cli_overrides(
 
 
 # ----------------------------------------------------------------------------------- plumbing
-def _read_inputs(features: Path, clinical: Path, ccfg: Any, survival: bool = True) -> tuple[Any, Any]:
+def _read_inputs(
+    features: Path, clinical: Path, ccfg: Any, survival: bool = True, extra: list[Path] | None = None,
+) -> tuple[Any, Any]:
     from gliorad.clinical import read_clinical
     from gliorad.survival.analysis import read_feature_table
 
@@ -171,6 +176,17 @@ def _read_inputs(features: Path, clinical: Path, ccfg: Any, survival: bool = Tru
     feats = clin = None
     try:
         feats = read_feature_table(features)
+        for path in extra or []:
+            more = read_feature_table(path)
+            clash = sorted(set(more.columns) & set(feats.columns))
+            if clash:
+                raise GlioradInputError(f"{path}: column(s) {clash[:5]} also in {features}")
+            ids = feats.index.intersection(more.index, sort=False)
+            lost = len(feats.index.union(more.index)) - len(ids)
+            if lost:
+                typer.echo(f"warning: {lost} patient(s) are not in every feature table and are "
+                           f"left out ({features.name}, {path.name})", err=True)
+            feats = feats.loc[ids].join(more.loc[ids])
     except GlioradInputError as err:
         problems += err.problems
     try:
@@ -180,6 +196,12 @@ def _read_inputs(features: Path, clinical: Path, ccfg: Any, survival: bool = Tru
     if problems:
         raise GlioradInputError(problems)
     return feats, clin
+
+
+def _input_files(features: Path, clinical: Path, extra: list[Path] | None) -> dict[str, Path]:
+    files = {"features": features, "clinical": clinical}
+    files.update({f"extra_features_{i}": p for i, p in enumerate(extra or [], start=1)})
+    return files
 
 
 def _provenance(command: str, cfg: Any, ccfg: Any, inputs: dict[str, Path]) -> dict[str, Any]:
@@ -284,6 +306,7 @@ def fit(
     deep_prefix: DeepPrefixOpt = None,
     seed: SeedOpt = None,
     jobs: JobsOpt = None,
+    extra_features: ExtraOpt = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Fit the signature and nomograms on the training cohort, validate on the others; write
@@ -292,11 +315,11 @@ def fit(
         cli = _cli_overrides(split, split_column, train, external, train_fraction, sequence,
                              sequences, deep_prefix, seed, jobs)
         cfg, ccfg = _settings(preset, config, time_unit, cli)
-        prov = _provenance("fit", cfg, ccfg, {"features": features, "clinical": clinical})
+        prov = _provenance("fit", cfg, ccfg, _input_files(features, clinical, extra_features))
         if _up_to_date(out, prov, overwrite):
             typer.echo(f"up to date: {out} (same settings and inputs)")
             return
-        feats, clin = _read_inputs(features, clinical, ccfg)
+        feats, clin = _read_inputs(features, clinical, ccfg, extra=extra_features)
         from gliorad.survival.analysis import run_analysis, write_analysis
 
         analysis = run_analysis(feats, clin, cfg)
@@ -331,6 +354,7 @@ def cv(
     deep_prefix: DeepPrefixOpt = None,
     seed: SeedOpt = None,
     jobs: JobsOpt = None,
+    extra_features: ExtraOpt = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Cross-validate the whole model building inside the training cohort (held-out C-indices
@@ -341,11 +365,11 @@ def cv(
         if folds is not None:
             cli["cv_folds"] = folds
         cfg, ccfg = _settings(preset, config, time_unit, cli)
-        prov = _provenance("cv", cfg, ccfg, {"features": features, "clinical": clinical})
+        prov = _provenance("cv", cfg, ccfg, _input_files(features, clinical, extra_features))
         if _up_to_date(out, prov, overwrite):
             typer.echo(f"up to date: {out} (same settings and inputs)")
             return
-        feats, clin = _read_inputs(features, clinical, ccfg)
+        feats, clin = _read_inputs(features, clinical, ccfg, extra=extra_features)
         from gliorad.survival.analysis import cross_validate, write_cv
 
         result = cross_validate(feats, clin, cfg)
@@ -375,6 +399,7 @@ def validate(
     name: Annotated[str, typer.Option(help="Cohort name without --cohort-column.")] = "validation",
     config: ConfigOpt = None,
     time_unit: TimeUnitOpt = None,
+    extra_features: ExtraOpt = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Apply a saved bundle (signature, cut-off, nomograms) unchanged to new patients: risk
@@ -387,13 +412,13 @@ def validate(
         _, ccfg = _settings("paper", config, time_unit, {})
         prov = _provenance("validate", models.config, ccfg, {
             "bundle": bundle / "bundle.json", "signature": bundle / "signature.skops",
-            "features": features, "clinical": clinical})
+            **_input_files(features, clinical, extra_features)})
         prov["key"]["cohort_column"] = cohort_column
         prov["key"]["name"] = name
         if _up_to_date(out, prov, overwrite):
             typer.echo(f"up to date: {out} (same bundle and inputs)")
             return
-        feats, clin = _read_inputs(features, clinical, ccfg, survival=False)
+        feats, clin = _read_inputs(features, clinical, ccfg, survival=False, extra=extra_features)
         analysis = apply_models(models, feats, clin, by=cohort_column, name=name)
         metrics: dict[str, Any] = {}
         _write_stage(out, lambda tmp: metrics.update(write_analysis(analysis, tmp, prov, bundle=False)))

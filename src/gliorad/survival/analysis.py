@@ -134,6 +134,7 @@ class SequenceConfig(_Strict):
     deep_prefix: str | None = "cnn2d_"
     top_k: int = Field(10, ge=1)
     levene_alpha: float = Field(0.05, gt=0.0, lt=1.0)
+    levene_test: Literal["variance", "ttest"] = "variance"
     n_estimators: int = Field(100, ge=1)
     cv_folds: int = Field(5, ge=2)
     threshold: Literal["observed_median", "km_median"] = "observed_median"
@@ -778,11 +779,17 @@ def fused_columns(feature_columns: Sequence[str], seq_cfg: SequenceConfig, seque
 
 
 def _choose_sequence(train: pd.DataFrame, fcols: list[str], cfg: SurvivalConfig, notes: list[str]):
-    from gliorad.survival.sequence_choice import choose_sequence
+    from gliorad.survival.sequence_choice import choose_sequence, sequence_columns
 
     sc = cfg.sequence
     if not sc.sequences:
         return None, None
+    if not any(sequence_columns(fcols, s) for s in sc.sequences):
+        raise GlioradInputError(
+            f"no feature column is named after the sequences {sc.sequences} ('<sequence>_...'); "
+            "to use every feature column without a sequence choice set sequence.sequences to [] "
+            "(command line: --sequences none)"
+        )
     feats = train[fcols]
     bad = feats.columns[~np.isfinite(feats.to_numpy(float)).all(axis=0)]
     if len(bad):
@@ -790,7 +797,8 @@ def _choose_sequence(train: pd.DataFrame, fcols: list[str], cfg: SurvivalConfig,
         feats = feats.drop(columns=bad)
     choice = choose_sequence(
         feats, train[TIME], train[EVENT], sc.sequences, force=sc.force, k=sc.top_k,
-        levene_alpha=sc.levene_alpha, n_estimators=sc.n_estimators, cv_folds=sc.cv_folds,
+        levene_alpha=sc.levene_alpha, levene_test=sc.levene_test, n_estimators=sc.n_estimators,
+        cv_folds=sc.cv_folds,
         threshold=sc.threshold, censored=sc.censored, seed=cfg.seed, n_jobs=cfg.n_jobs,
         evaluate=sc.evaluate,
     )

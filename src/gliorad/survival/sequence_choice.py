@@ -20,9 +20,13 @@ prognosis, and the remaining patients ... favorable"):
   them (``n_excluded``); ``censored="favourable"`` counts them as favourable (what a reading that
   ignores censoring does; biased towards "favourable").
 
-The selectors are the grading model's (:class:`gliorad.selection.LeveneSelector`, variance
-test, Brown-Forsythe centring, keeping the ``k`` smallest P when fewer than ``k`` pass; and
+The selectors are the grading model's (:class:`gliorad.selection.LeveneSelector`,
+Brown-Forsythe centring, keeping the ``k`` smallest P when fewer than ``k`` pass; and
 :class:`gliorad.selection.RandomForestTopK`); their fallback warnings are silenced here.
+``levene_test="variance"`` (default, the paper's wording) keeps features whose *spread* differs
+between the prognosis groups, so a feature that differs only in mean is dropped before the
+forest sees it; ``"ttest"`` is the common "Levene, then Student / Welch t-test" recipe that keeps
+features whose *means* differ.
 """
 
 from __future__ import annotations
@@ -122,7 +126,8 @@ class SequenceChoice:
         }
 
 
-def _pipeline(k: int, levene_alpha: float, n_estimators: int, seed: int, n_jobs: int | None):
+def _pipeline(k: int, levene_alpha: float, n_estimators: int, seed: int, n_jobs: int | None,
+              levene_test: str = "variance"):
     """z-score -> Levene P < alpha (at least ``k`` kept) -> random-forest top ``k`` -> RBF SVM."""
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -132,7 +137,7 @@ def _pipeline(k: int, levene_alpha: float, n_estimators: int, seed: int, n_jobs:
 
     return make_pipeline(
         StandardScaler(),
-        LeveneSelector(alpha=levene_alpha, min_features=k),
+        LeveneSelector(alpha=levene_alpha, test=levene_test, min_features=k),
         RandomForestTopK(k=k, n_estimators=n_estimators, random_state=seed, n_jobs=n_jobs),
         SVC(kernel="rbf", C=1.0, gamma="scale"),
     )
@@ -147,6 +152,7 @@ def choose_sequence(
     force: str | None = None,
     k: int = 10,
     levene_alpha: float = 0.05,
+    levene_test: str = "variance",
     n_estimators: int = 100,
     cv_folds: int = 5,
     threshold: str = "observed_median",
@@ -168,8 +174,9 @@ def choose_sequence(
         Candidate sequences (paper: t1, t1ce, t2).
     force : str, optional
         Use this sequence whatever the AUCs (the table is still computed when ``evaluate``).
-    k, levene_alpha, n_estimators
-        Random-forest top ``k`` (and its trees) after Levene's test at ``levene_alpha``.
+    k, levene_alpha, levene_test, n_estimators
+        Random-forest top ``k`` (and its trees) after Levene's test at ``levene_alpha``
+        (``levene_test``: ``"variance"`` or ``"ttest"``, module docstring).
     cv_folds : int
         Stratified folds for the out-of-fold AUC.
     threshold, censored : str
@@ -228,7 +235,7 @@ def choose_sequence(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", SelectionFallbackWarning)
                 score = cross_val_predict(
-                    _pipeline(k, levene_alpha, n_estimators, seed, n_jobs), X, y, cv=folds,
+                    _pipeline(k, levene_alpha, n_estimators, seed, n_jobs, levene_test), X, y, cv=folds,
                     method="decision_function",
                 )
             auc = roc_auc_ci(y, score)
