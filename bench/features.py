@@ -4,7 +4,7 @@
                                        [--patients N] [--spacing MM] [--jobs N]
 
 Radiomics section, on a seeded synthetic cohort (default 8 patients at 1.5 mm, whole-tumour manual
-masks; the paper preset on the first 3 patients, T1-Gd and FLAIR), per preset:
+masks; the paper preset on the first 2 patients, T1-Gd and FLAIR), per preset:
 
 * ``pyradiomics serial``: one ``RadiomicsFeatureExtractor(preset)`` and a plain loop of
   ``.execute(image, mask > 0)`` over every (patient, sequence) case, in this process: the
@@ -18,8 +18,9 @@ masks; the paper preset on the first 3 patients, T1-Gd and FLAIR), per preset:
 
 The plain loop runs SimpleITK single-threaded, as gliorad does per case. Reported: seconds per
 case, speed-ups of the parallel runs over the plain serial loop and over gliorad's serial run, whether every feature value is bit-identical to the plain pyradiomics run,
-peak resident memory of this process and of the busiest worker, and the machine's load average
-(other jobs share the cores). Prints a table and writes bench/out/features.json.
+peak resident memory of this process and of the busiest worker, the machine's load average and,
+before and after, its parallel capacity (N busy loops in N processes vs one: the ceiling for any
+speed-up at that moment, since other users' jobs share the cores). Prints a table and writes bench/out/features.json.
 
 Adding a section (e.g. deep features): write ``def bench_<name>(args, work) -> dict`` returning
 ``{"rows": [...], ...}`` (rows are dicts printed as a table) and register it in ``SECTIONS``.
@@ -48,6 +49,27 @@ def _rss_mb() -> float:
 
 def _load() -> float:
     return round(os.getloadavg()[0], 2)
+
+
+def _spin(n: int = 20_000_000) -> float:
+    t0 = time.perf_counter()
+    acc = 0
+    for i in range(n):
+        acc += i
+    return time.perf_counter() - t0
+
+
+def parallel_capacity(jobs: int) -> float:
+    """Throughput speed-up of ``jobs`` pure-Python busy loops run in parallel processes over one:
+    the ceiling any parallel code can reach on this machine right now (about ``jobs`` on idle
+    cores; near 1 when other users' jobs already fill the cores)."""
+    import multiprocessing as mp
+
+    one = _spin()
+    t0 = time.perf_counter()
+    with mp.get_context("spawn").Pool(jobs) as pool:
+        pool.map(_spin, [20_000_000] * jobs)
+    return round(jobs * one / (time.perf_counter() - t0), 2)
 
 
 # -------------------------------------------------------------------------------------- radiomics
@@ -197,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"comma-separated, from: {', '.join(SECTIONS)}")
     p.add_argument("--presets", default="fast,paper", help="radiomics presets to time")
     p.add_argument("--patients", type=int, default=8)
-    p.add_argument("--paper-patients", type=int, default=3,
+    p.add_argument("--paper-patients", type=int, default=2,
                    help="patients for the (slow) paper presets; 2 sequences each")
     p.add_argument("--spacing", type=float, default=1.5)
     p.add_argument("--jobs", type=int, default=2)
@@ -222,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
         "args": {k: v for k, v in vars(args).items()},
         "sections": {},
     }
+    results["parallel_capacity_before"] = parallel_capacity(args.jobs)
+    print(f"machine parallel capacity ({args.jobs} busy loops vs 1): "
+          f"{results['parallel_capacity_before']}x, load {_load()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="gliorad-bench-features-") as tmp:
         for name in sections:
             print(f"== {name}", flush=True)
@@ -230,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
             res = SECTIONS[name](args, work)
             results["sections"][name] = res
             print(_table(res["rows"]), flush=True)
+    results["parallel_capacity_after"] = parallel_capacity(args.jobs)
+    print(f"machine parallel capacity after: {results['parallel_capacity_after']}x, "
+          f"load {_load()}")
     results["peak_rss_main_mb"] = round(_rss_mb(), 1)
     print(f"peak RSS of this process: {results['peak_rss_main_mb']} MB")
     out = Path(__file__).parent / "out" / "features.json"
