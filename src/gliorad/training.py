@@ -1,0 +1,502 @@
+"""One training loop for every network of the project (segmentation U-Net, ResNet18 grade and
+survival CNNs).
+
+:func:`fit` trains a model on a dataset with a loss callable and an optional validation callable:
+
+* Adam (or any optimizer from ``optimizer_factory``), learning rate multiplied by
+  ``plateau_factor`` after ``plateau_patience`` epochs without improvement of the monitored value
+  (the paper: lr 5e-4, halved after 10 epochs without validation improvement); optional early
+  stopping; optional gradient clipping.
+* CPU or CUDA (``device``), mixed precision (float16 autocast + gradient scaling on CUDA; bfloat16
+  autocast on CPU only when ``amp=True``). **The CUDA path is untested** (no GPU was available when
+  it was written).
+* Checkpoints in ``out_dir``: ``last.safetensors`` and ``best.safetensors`` (model weights, with the
+  epoch in the safetensors metadata), ``train_state.pt`` (optimizer, scheduler and gradient-scaler
+  state, saved with ``torch.save`` and read back with ``weights_only=True``), ``train_state.json``
+  (epoch, best value, counters, the settings) and ``history.json`` (per epoch: train loss,
+  validation values, learning rate, seconds). Every file is written atomically.
+* Resume: calling :func:`fit` again on the same ``out_dir`` continues the run where it stopped.
+  Every epoch reseeds Python, NumPy, torch, the data-loader order and MONAI's random transforms from
+  ``(seed, epoch)``, so 2 epochs + resume for 2 more give the same weights as 4 epochs straight
+  (on CPU, where the operations used are deterministic).
+* A rich progress bar (stderr) with loss and validation values; ``progress=False`` turns it off.
+
+Data contract: ``train_data`` is a :class:`torch.utils.data.Dataset`; batches are made by MONAI's
+:class:`~monai.data.DataLoader` (``list_data_collate``, so a transform returning several samples
+per item, such as ``RandCropByPosNegLabeld``, just works). ``prepare_batch(batch, device)`` returns
+``(inputs, targets)``; the default takes ``batch["image"], batch["label"]`` of a dict or
+``batch[0], batch[1]`` of a tuple. ``loss_fn(model(inputs), targets)`` returns a scalar tensor.
+``validate(model)`` (called under ``torch.no_grad`` with the model in eval mode) returns a dict of
+numbers, e.g. ``{"val_loss": 0.3, "val_dice": 0.85}``; ``monitor`` names one of them (or
+``train_loss``) and ``mode`` says whether higher (``max``) or lower (``min``) is better.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from torch import nn
+
+from gliorad.errors import GlioradInputError, check_option
+from gliorad.io import atomic_path, write_json
+
+DEVICES: dict[str, str] = {
+    "auto": "CUDA when available, else CPU",
+    "cpu": "CPU",
+    "cuda": "the first CUDA GPU",
+}
+
+#: Settings that may change between an interrupted run and its resumption.
+RESUMABLE_CHANGES = ("epochs", "early_stopping", "num_workers", "device")
+
+
+class TrainConfig(BaseModel):
+    """Settings of :func:`fit` (the paper's values are the defaults where it gives them)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    epochs: int = Field(200, ge=1)
+    batch_size: int = Field(1, ge=1)
+    lr: float = Field(5e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    plateau_patience: int = Field(10, ge=0, description="epochs without improvement before lr drops")
+    plateau_factor: float = Field(0.5, gt=0, lt=1)
+    min_lr: float = Field(0.0, ge=0)
+    early_stopping: int | None = Field(None, ge=1, description="epochs without improvement to stop")
+    monitor: str = "val_loss"
+    mode: Literal["min", "max"] = "min"
+    val_every: int = Field(1, ge=1)
+    grad_clip: float | None = Field(None, gt=0)
+    seed: int = 0
+    device: str = "auto"
+    amp: bool | None = Field(None, description="None: float16 autocast on CUDA, off on CPU")
+    num_workers: int = Field(0, ge=0)
+    channels_last: bool = Field(True, description="channels-last memory format (faster CPU convolutions)")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if v not in DEVICES:
+            raise ValueError(f"device {v!r} is not valid; expected one of: {', '.join(DEVICES)}")
+        return v
+
+
+class TrainingDivergedError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class TrainResult:
+    """Outcome of :func:`fit`; ``history`` has one dict per epoch run so far."""
+
+    out_dir: Path
+    epochs_run: int
+    best_epoch: int | None
+    best_value: float | None
+    stopped_early: bool
+    history: list[dict[str, Any]] = field(default_factory=list)
+    resumed_from: int | None = None
+
+    @property
+    def best_weights(self) -> Path:
+        return self.out_dir / "best.safetensors"
+
+    @property
+    def last_weights(self) -> Path:
+        return self.out_dir / "last.safetensors"
+
+
+# ---------------------------------------------------------------------------------------- helpers
+def resolve_device(name: str) -> torch.device:
+    """``auto`` / ``cpu`` / ``cuda`` -> a torch device; asking for CUDA without one is an error."""
+    check_option("device", name, DEVICES)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise GlioradInputError("device 'cuda' was asked for but no CUDA GPU is available; use cpu or auto")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) global generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch, a function of the run's seed and the epoch number only."""
+    return int(np.random.SeedSequence([int(seed) % 2**32, int(epoch)]).generate_state(1)[0])
+
+
+def default_prepare_batch(batch: Any, device: torch.device) -> tuple[Any, Any]:
+    """``(batch["image"], batch["label"])`` or ``(batch[0], batch[1])``, moved to ``device``."""
+    if isinstance(batch, Mapping):
+        missing = [k for k in ("image", "label") if k not in batch]
+        if missing:
+            raise GlioradInputError(
+                f"batch has keys {sorted(batch)}; the default prepare_batch needs 'image' and "
+                "'label' (pass prepare_batch= for other layouts)"
+            )
+        x, y = batch["image"], batch["label"]
+    elif isinstance(batch, list | tuple) and len(batch) >= 2:
+        x, y = batch[0], batch[1]
+    else:
+        raise GlioradInputError(
+            f"batch of type {type(batch).__name__} is not a dict or (inputs, targets) pair; "
+            "pass prepare_batch= for other layouts"
+        )
+    return to_device(x, device), to_device(y, device)
+
+
+def to_device(obj: Any, device: torch.device) -> Any:
+    """Move a tensor (or the tensors in a dict / list / tuple) to ``device`` as plain tensors."""
+    if isinstance(obj, torch.Tensor):
+        t = obj.as_tensor() if hasattr(obj, "as_tensor") else obj  # MONAI MetaTensor -> Tensor
+        return t.to(device, non_blocking=device.type == "cuda")
+    if isinstance(obj, Mapping):
+        return {k: to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(to_device(v, device) for v in obj)
+    return obj
+
+
+def adam(params: Iterable[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
+    """The default optimizer: Adam with the config's learning rate and weight decay."""
+    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def save_weights(model: nn.Module, path: Path, metadata: dict[str, str] | None = None) -> Path:
+    """Model weights (parameters and buffers) to safetensors, atomically."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=metadata or {})
+    return Path(path)
+
+
+def load_weights(model: nn.Module, path: str | Path) -> dict[str, str]:
+    """Load safetensors weights into ``model`` (strict); returns the file's metadata."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    p = Path(path)
+    if not p.is_file():
+        raise GlioradInputError(f"{p}: weights file not found")
+    try:
+        state = load_file(str(p))
+        with safe_open(str(p), framework="pt") as fh:
+            meta = fh.metadata() or {}
+    except Exception as err:  # safetensors raises its own error types for bad files
+        raise GlioradInputError(f"{p}: cannot read safetensors weights: {err}") from err
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()
+        raise GlioradInputError(
+            f"{p}: weights do not fit the network (another architecture or settings?): "
+            f"{' '.join(first[:3])[:400]}"
+        ) from err
+    return meta
+
+
+# ------------------------------------------------------------------------------------- the loop
+class _Progress:
+    """A rich progress bar over epochs (or nothing when disabled)."""
+
+    def __init__(self, enabled: bool, total: int, start: int):
+        self.bar = None
+        if not enabled:
+            return
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.bar = Progress(
+            TextColumn("epoch"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
+            TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+            console=Console(stderr=True),
+        )
+        self.task = self.bar.add_task("train", total=total, completed=start, info="")
+        self.bar.start()
+
+    def step_info(self, info: str) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, info=info)
+
+    def epoch_done(self, info: str) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, advance=1, info=info)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _config_diff(old: Mapping[str, Any], new: Mapping[str, Any], ignore: Iterable[str]) -> list[str]:
+    skip = set(ignore)
+    keys = sorted((set(old) | set(new)) - skip)
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+
+
+def _better(value: float, best: float | None, mode: str) -> bool:
+    if best is None:
+        return True
+    return value < best if mode == "min" else value > best
+
+
+def _load_state(out_dir: Path, config: TrainConfig) -> dict[str, Any] | None:
+    """The saved state of an earlier run in ``out_dir`` (None if there is none)."""
+    path = out_dir / "train_state.json"
+    if not path.is_file():
+        return None
+    try:
+        state = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise GlioradInputError(f"{path}: not valid JSON ({err}); remove the folder to start over") from err
+    diff = _config_diff(state.get("config", {}), config.model_dump(mode="json"), RESUMABLE_CHANGES)
+    if diff:
+        raise GlioradInputError(
+            f"{out_dir}: holds a run with other settings ({'; '.join(diff)}); resume with the same "
+            "settings or start over in an empty folder"
+        )
+    return state
+
+
+def fit(
+    model: nn.Module,
+    train_data: torch.utils.data.Dataset,
+    loss_fn: Callable[[Any, Any], torch.Tensor],
+    out_dir: str | Path,
+    config: TrainConfig | None = None,
+    *,
+    validate: Callable[[nn.Module], Mapping[str, float]] | None = None,
+    prepare_batch: Callable[[Any, torch.device], tuple[Any, Any]] = default_prepare_batch,
+    optimizer_factory: Callable[[Iterable[nn.Parameter], TrainConfig], torch.optim.Optimizer] = adam,
+    resume: bool = True,
+    progress: bool = True,
+) -> TrainResult:
+    """Train ``model`` (in place) and checkpoint into ``out_dir``; see the module docstring.
+
+    With ``resume=True`` an earlier run in ``out_dir`` with the same settings (``epochs``,
+    ``early_stopping``, ``num_workers`` and ``device`` may differ) is continued; a finished run is
+    returned as it is. With ``resume=False`` an earlier run is replaced.
+
+    Raises :class:`GlioradInputError` for bad settings or an incompatible earlier run, and
+    :class:`TrainingDivergedError` when the loss becomes non-finite.
+    """
+    from monai.data import DataLoader
+
+    cfg = config or TrainConfig()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.device)
+    if validate is None and cfg.monitor != "train_loss":
+        raise GlioradInputError(
+            f"monitor {cfg.monitor!r} needs a validate callable; without validation data use "
+            "monitor='train_loss' (mode 'min')"
+        )
+    if len(train_data) == 0:  # type: ignore[arg-type]
+        raise GlioradInputError("train_data is empty; expected at least one training item")
+    amp = cfg.amp if cfg.amp is not None else device.type == "cuda"
+    amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    model.to(device)
+    memory_format = _memory_format(model) if cfg.channels_last else None
+    if memory_format is not None:
+        model.to(memory_format=memory_format)
+    optimizer = optimizer_factory(model.parameters(), cfg)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode=cfg.mode, factor=cfg.plateau_factor, patience=cfg.plateau_patience,
+        min_lr=cfg.min_lr,
+    )
+    scaler = torch.amp.GradScaler("cuda", enabled=amp and device.type == "cuda")
+
+    state: dict[str, Any] = {"epoch": 0, "best_value": None, "best_epoch": None,
+                             "since_best": 0, "stopped_early": False}
+    history: list[dict[str, Any]] = []
+    resumed_from = None
+    old = _load_state(out, cfg) if resume else None
+    if old is not None:
+        meta = load_weights(model, out / "last.safetensors")
+        blob = torch.load(out / "train_state.pt", map_location=device, weights_only=True)
+        epochs_found = {int(old["epoch"]), int(meta.get("epoch", -1)), int(blob["epoch"])}
+        if len(epochs_found) != 1:
+            raise GlioradInputError(
+                f"{out}: checkpoint files disagree on the epoch ({sorted(epochs_found)}); the run "
+                "was interrupted while saving. Start over in an empty folder"
+            )
+        optimizer.load_state_dict(blob["optimizer"])
+        scheduler.load_state_dict(blob["scheduler"])
+        scaler.load_state_dict(blob["scaler"])
+        state.update({k: old[k] for k in state})
+        hist_path = out / "history.json"
+        history = json.loads(hist_path.read_text()) if hist_path.is_file() else []
+        resumed_from = state["epoch"]
+    else:
+        for name in ("last.safetensors", "best.safetensors", "train_state.pt", "train_state.json",
+                     "history.json"):
+            (out / name).unlink(missing_ok=True)
+
+    start = int(state["epoch"])
+    if start >= cfg.epochs or state["stopped_early"]:
+        return TrainResult(out, start, state["best_epoch"], state["best_value"],
+                           bool(state["stopped_early"]), history, resumed_from)
+
+    bar = _Progress(progress, cfg.epochs, start)
+    try:
+        for epoch in range(start + 1, cfg.epochs + 1):
+            t0 = time.perf_counter()
+            es = epoch_seed(cfg.seed, epoch)
+            seed_everything(es)
+            loader = DataLoader(
+                train_data, batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.num_workers,
+                generator=torch.Generator().manual_seed(es), pin_memory=device.type == "cuda",
+            )
+            model.train()
+            total, count = 0.0, 0
+            for step, batch in enumerate(loader, 1):
+                inputs, targets = prepare_batch(batch, device)
+                if memory_format is not None:
+                    inputs = _as_format(inputs, memory_format)
+                optimizer.zero_grad(set_to_none=True)
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
+                    outputs = model(inputs)
+                loss = loss_fn(outputs.float() if amp else outputs, targets)
+                if not torch.isfinite(loss):
+                    raise TrainingDivergedError(
+                        f"training loss is {loss.item()} at epoch {epoch}, step {step}; lower the "
+                        f"learning rate (lr={cfg.lr}) or check the inputs for extreme values"
+                    )
+                scaler.scale(loss).backward()
+                if cfg.grad_clip is not None:
+                    scaler.unscale_(optimizer)
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                n = _batch_len(inputs)
+                total += float(loss.detach()) * n
+                count += n
+                bar.step_info(f"epoch {epoch} step {step} loss {total / count:.4f}")
+            row: dict[str, Any] = {"epoch": epoch, "train_loss": total / max(count, 1),
+                                   "lr": optimizer.param_groups[0]["lr"]}
+            if validate is not None and (epoch % cfg.val_every == 0 or epoch == cfg.epochs):
+                model.eval()
+                with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
+                    values = dict(validate(model))
+                bad = {k: v for k, v in values.items() if not math.isfinite(float(v))}
+                if bad:
+                    raise TrainingDivergedError(f"validation at epoch {epoch} gave non-finite values {bad}")
+                row.update({k: float(v) for k, v in values.items()})
+            if cfg.monitor in row:
+                value = float(row[cfg.monitor])
+                scheduler.step(value)
+                if _better(value, state["best_value"], cfg.mode):
+                    state.update(best_value=value, best_epoch=epoch, since_best=0)
+                    save_weights(model, out / "best.safetensors", {"epoch": str(epoch)})
+                else:
+                    state["since_best"] += cfg.val_every if cfg.monitor != "train_loss" else 1
+            elif epoch % cfg.val_every == 0 or epoch == cfg.epochs:
+                raise GlioradInputError(
+                    f"monitor {cfg.monitor!r} is not among the values at epoch {epoch}: "
+                    f"{', '.join(sorted(k for k in row if k not in ('epoch', 'lr')))}"
+                )
+            row["seconds"] = time.perf_counter() - t0
+            history.append(row)
+            state["epoch"] = epoch
+            state["stopped_early"] = bool(cfg.early_stopping and state["since_best"] >= cfg.early_stopping)
+            _save_checkpoint(out, model, optimizer, scheduler, scaler, state, history, cfg)
+            info = " ".join(f"{k} {v:.4g}" for k, v in row.items()
+                            if k not in ("epoch", "seconds") and isinstance(v, float))
+            bar.epoch_done(info)
+            if state["stopped_early"]:
+                break
+    finally:
+        bar.close()
+    return TrainResult(out, int(state["epoch"]), state["best_epoch"], state["best_value"],
+                       bool(state["stopped_early"]), history, resumed_from)
+
+
+def _memory_format(model: nn.Module) -> torch.memory_format | None:
+    """channels_last_3d for a model with 5D weights, channels_last for 4D, else None."""
+    dims = {p.ndim for p in model.parameters()}
+    return torch.channels_last_3d if 5 in dims else torch.channels_last if 4 in dims else None
+
+
+def _as_format(inputs: Any, memory_format: torch.memory_format) -> Any:
+    want = 5 if memory_format == torch.channels_last_3d else 4
+    if isinstance(inputs, torch.Tensor):
+        return inputs.contiguous(memory_format=memory_format) if inputs.ndim == want else inputs
+    if isinstance(inputs, Mapping):
+        return {k: _as_format(v, memory_format) for k, v in inputs.items()}
+    if isinstance(inputs, list | tuple):
+        return type(inputs)(_as_format(v, memory_format) for v in inputs)
+    return inputs
+
+
+def _batch_len(inputs: Any) -> int:
+    if isinstance(inputs, torch.Tensor):
+        return int(inputs.shape[0])
+    if isinstance(inputs, Mapping):
+        return _batch_len(next(iter(inputs.values())))
+    if isinstance(inputs, list | tuple):
+        return _batch_len(inputs[0])
+    return 1
+
+
+def _save_checkpoint(out: Path, model: nn.Module, optimizer, scheduler, scaler,
+                     state: dict[str, Any], history: list[dict[str, Any]], cfg: TrainConfig) -> None:
+    """last weights, optimizer state, history, then the JSON state (written last)."""
+    epoch = int(state["epoch"])
+    save_weights(model, out / "last.safetensors", {"epoch": str(epoch)})
+    with atomic_path(out / "train_state.pt") as tmp:
+        torch.save({"epoch": epoch, "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict()}, tmp)
+    write_json(history, out / "history.json")
+    write_json({**state, "config": cfg.model_dump(mode="json"), "torch": torch.__version__,
+                "python": platform.python_version()}, out / "train_state.json")
+
+
+# ----------------------------------------------------------------------------------------- losses
+class DiceBCELoss(nn.Module):
+    """The paper's joint loss (eq. 1-3): ``L = L_Dice + L_BCE`` on sigmoid probabilities.
+
+    ``L_Dice = 1 - 2 sum(X*Y) / (sum(X) + sum(Y))`` (soft Dice; MONAI's ``DiceLoss`` with
+    ``smooth`` added to numerator and denominator), computed per channel over the whole batch
+    (``batch=True``) and averaged over channels; ``L_BCE`` is the binary cross-entropy **averaged**
+    over voxels (eq. 3 writes a sum, which would make the loss scale with the patch size).
+    Inputs are logits ``(B, C, *spatial)``; targets are 0/1 of the same shape.
+    """
+
+    def __init__(self, smooth: float = 1e-5, batch: bool = True):
+        super().__init__()
+        from monai.losses import DiceLoss
+
+        self.dice = DiceLoss(sigmoid=True, smooth_nr=smooth, smooth_dr=smooth, batch=batch)
+        self.bce = nn.BCEWithLogitsLoss()
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if logits.shape != target.shape:
+            raise GlioradInputError(
+                f"loss inputs of shape {tuple(logits.shape)} and target {tuple(target.shape)} differ; "
+                "expected the same (batch, channels, *spatial) shape"
+            )
+        target = target.to(logits.dtype)
+        return self.dice(logits, target) + self.bce(logits, target)

@@ -1,0 +1,351 @@
+"""Segmentation: sliding window, post-processing, metrics, data preparation, configs, CLI end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from gliorad.cohort import discover_cohort
+from gliorad.commands.segment import app
+from gliorad.config import CohortConfig
+from gliorad.errors import GlioradInputError
+from gliorad.io import Geometry
+from gliorad.segmentation import (
+    BRATS2018_REGIONS,
+    SegmentationConfig,
+    dice_score,
+    foreground_box,
+    get_preset,
+    hd95,
+    load_case,
+    load_segmentation_config,
+    probabilities_to_labels,
+    remove_small_components,
+    sliding_window_predict,
+    split_ids,
+    with_overrides,
+    working_grid,
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one thread is faster, and far faster on a machine shared with other jobs."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+# --------------------------------------------------------------------------------- sliding window
+def test_sliding_window_on_a_volume_not_a_multiple_of_the_window():
+    x = torch.randn(1, 2, 37, 29, 41)
+    y = sliding_window_predict(x, lambda t: 2 * t[:, :1], roi_size=(16, 16, 16), overlap=0.5)
+    assert y.shape == (1, 1, 37, 29, 41)
+    torch.testing.assert_close(y, 2 * x[:, :1], atol=1e-5, rtol=1e-5)
+
+
+def test_sliding_window_window_larger_than_image_and_2d():
+    x = torch.randn(2, 1, 9, 30)
+    y = sliding_window_predict(x, lambda t: t + 1, roi_size=(16, 16), overlap=0.25)
+    assert y.shape == x.shape
+    torch.testing.assert_close(y, x + 1, atol=1e-5, rtol=1e-5)
+
+
+def test_sliding_window_tta_averages_flips():
+    x = torch.randn(1, 1, 10, 12, 14)
+    # a flip-equivariant predictor gives the same result with and without TTA
+    plain = sliding_window_predict(x, torch.sigmoid, (8, 8, 8))
+    tta = sliding_window_predict(x, torch.sigmoid, (8, 8, 8), tta=True)
+    torch.testing.assert_close(plain, tta, atol=1e-5, rtol=1e-5)
+    # a predictor that sees position: TTA averages over the 8 flips
+    ramp = lambda t: torch.arange(t.shape[2], dtype=t.dtype).view(1, 1, -1, 1, 1).expand_as(t[:, :1]).clone()
+    out = sliding_window_predict(x, ramp, (10, 12, 14), tta=True)
+    torch.testing.assert_close(out, torch.full_like(out, 4.5))  # mean of i and 9 - i
+
+
+def test_sliding_window_bad_roi():
+    with pytest.raises(GlioradInputError, match=r"roi_size \(8, 8\) has 2 axes; the image has 3"):
+        sliding_window_predict(torch.zeros(1, 1, 8, 8, 8), lambda t: t, (8, 8))
+
+
+# ------------------------------------------------------------------------------ post-processing
+def test_remove_small_components_and_keep_largest():
+    m = np.zeros((10, 10, 10), bool)
+    m[1:4, 1:4, 1:4] = True  # 27 voxels
+    m[7:9, 7:9, 7] = True  # 4 voxels
+    m[5, 5, 5] = True  # 1 voxel, touches nothing
+    assert remove_small_components(m).sum() == 32
+    assert remove_small_components(m, min_voxels=4).sum() == 31
+    assert remove_small_components(m, min_voxels=5).sum() == 27
+    assert remove_small_components(m, keep_largest=True).sum() == 27
+    # 26-connectivity: a diagonal neighbour belongs to the component
+    m[4, 4, 4] = True
+    assert remove_small_components(m, keep_largest=True).sum() == 29  # 27 + (4,4,4) + (5,5,5)
+    assert not remove_small_components(np.zeros((3, 3, 3), bool), keep_largest=True).any()
+
+
+def test_probabilities_to_brats_labels_nest_regions():
+    cfg = SegmentationConfig(label_mode="regions")
+    prob = np.zeros((3, 1, 1, 5), np.float32)
+    prob[0, ..., :4] = 0.9  # WT on voxels 0-3
+    prob[1, ..., 1:5] = 0.9  # TC on 1-4 (4 is outside WT -> dropped)
+    prob[2, ..., 2:5] = 0.9  # ET on 2-4
+    labels = probabilities_to_labels(prob, cfg, BRATS2018_REGIONS, voxel_ml=0.001)
+    assert labels.ravel().tolist() == [2, 1, 4, 4, 0]
+    wt = probabilities_to_labels(prob[:1], SegmentationConfig(), BRATS2018_REGIONS, voxel_ml=0.001)
+    assert wt.ravel().tolist() == [1, 1, 1, 1, 0]
+
+
+def test_foreground_box():
+    m = np.zeros((10, 12, 14), bool)
+    m[3:5, 4, 10:12] = True
+    assert foreground_box(m, margin=2) == (slice(1, 7), slice(2, 7), slice(8, 14))
+    assert foreground_box(np.zeros((3, 4), bool)) == (slice(0, 3), slice(0, 4))
+
+
+# ------------------------------------------------------------------------------------- metrics
+def test_dice_hand_values_and_empty_cases():
+    a = np.zeros((4, 4), bool)
+    b = np.zeros((4, 4), bool)
+    a[0, :3] = True  # 3 voxels
+    b[0, 1:] = True  # 3 voxels, 2 shared
+    assert dice_score(a, b) == pytest.approx(4 / 6)
+    assert dice_score(np.zeros(3), np.zeros(3)) == 1.0
+    assert dice_score(a, np.zeros_like(a)) == 0.0
+
+
+@pytest.mark.parametrize(("axis", "spacing", "expected"), [(2, (1.0, 1.0, 1.0), 2.0),
+                                                          (2, (3.0, 2.0, 0.5), 1.0),
+                                                          (0, (3.0, 2.0, 0.5), 6.0)])
+def test_hd95_of_a_shifted_cube_in_mm(axis, spacing, expected):
+    """A 10-voxel cube shifted by 2 voxels: the shifted faces (1/6 of the surface > 5%) are 2
+    voxels from the other surface, everything else closer, so HD95 = 2 * spacing along the shift."""
+    a = np.zeros((20, 20, 20), bool)
+    a[5:15, 5:15, 5:15] = True
+    b = np.roll(a, 2, axis=axis)
+    assert hd95(a, b, spacing) == pytest.approx(expected)
+    assert hd95(a, a, spacing) == 0.0
+
+
+def test_hd95_empty_cases():
+    a = np.zeros((5, 5, 5), bool)
+    b = a.copy()
+    b[2, 2, 2] = True
+    assert hd95(a, a, (1, 1, 1)) == 0.0
+    assert hd95(a, b, (1, 1, 1)) is None
+    assert hd95(b, a, (1, 1, 1)) is None
+
+
+# --------------------------------------------------------------------------------------- config
+def test_presets_and_overrides(tmp_path):
+    paper, demo = get_preset("paper"), get_preset("demo")
+    assert paper.net.expand_channels == 64 and len(paper.net.features) == 4
+    assert paper.train.epochs == 200 and paper.train.batch_size == 1 and paper.train.lr == 5e-4
+    assert paper.train.plateau_patience == 10 and paper.train.plateau_factor == 0.5
+    assert paper.spacing == 1.0 and demo.spacing == 3.0
+    over = with_overrides(demo, epochs=3, sequences=["flair"], seed=7, device="cpu")
+    assert (over.train.epochs, over.sequences, over.train.seed, over.inference.device) == (3, ["flair"], 7, "cpu")
+    f = tmp_path / "seg.yaml"
+    f.write_text(yaml.safe_dump({"preset": "demo", "train": {"epochs": 2}, "label_mode": "regions"}))
+    cfg = load_segmentation_config(f)
+    assert cfg.train.epochs == 2 and cfg.train.batch_size == demo.train.batch_size and cfg.out_channels == 3
+
+
+@pytest.mark.parametrize(("content", "pattern"), [
+    ({"preset": "fast"}, r"segmentation preset 'fast' is not valid; expected one of: paper, demo"),
+    ({"label_mode": "et"}, r"label_mode 'et' is not valid; expected one of: wt, regions"),
+    ({"net": {"width": 3}}, r"seg.yaml: net.width: Extra inputs are not permitted"),
+    ({"train": {"device": "gpu"}}, r"train.device: .*'gpu' is not valid; expected one of: auto, cpu, cuda"),
+    ({"inference": {"precision": "half"}}, r"inference.precision 'half' is not valid; expected one of: float32, bfloat16"),
+    ({"regions": {"WT": [1]}}, r"regions has keys \['WT'\]; expected \['WT', 'TC', 'ET'\]"),
+    ([1, 2], r"expected a mapping at the top level, got list"),
+])
+def test_bad_config_files(tmp_path, content, pattern):
+    f = tmp_path / "seg.yaml"
+    f.write_text(yaml.safe_dump(content))
+    with pytest.raises(GlioradInputError, match=pattern):
+        load_segmentation_config(f)
+
+
+def test_unknown_preset_name():
+    with pytest.raises(GlioradInputError, match=r"config 'fast' is neither a preset \(paper, demo\) nor a file"):
+        load_segmentation_config("fast")
+
+
+def test_working_grid_and_split():
+    native = Geometry((10, 20, 5), (1.0, 1.0, 2.5), (0.0, 0.0, 0.0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
+    assert working_grid(native, None) == native
+    g = working_grid(native, 2.0)
+    assert g.size == (5, 10, 7) and g.spacing == (2.0, 2.0, 2.0) and g.origin == native.origin
+    train, val = split_ids([f"P{i}" for i in range(10)], 0.2, seed=0)
+    assert len(val) == 2 and sorted(train + val) == [f"P{i}" for i in range(10)]
+    assert split_ids(["A"], 0.5, 0) == (["A"], [])
+    assert split_ids(["A", "B"], 0.0, 0) == (["A", "B"], [])
+
+
+# ------------------------------------------------------------------------------ data preparation
+def _write(arr, path: Path, spacing=(1.0, 1.0, 1.0)):
+    img = sitk.GetImageFromArray(arr)
+    img.SetSpacing(spacing)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(img, str(path))
+
+
+@pytest.fixture
+def small_cohort(tmp_path) -> Path:
+    rng = np.random.default_rng(0)
+    brain = np.zeros((12, 14, 16), bool)
+    brain[2:10, 2:12, 2:14] = True
+    seg = np.zeros(brain.shape, np.uint8)
+    seg[4:7, 5:8, 6:9] = 2
+    seg[5, 6, 7] = 4
+    seg[5, 6, 6] = 1
+    for pid in ("P1", "P2"):
+        for k, seq in enumerate(("t1", "t1ce", "t2")):
+            arr = np.where(brain, rng.normal(300 * (k + 1), 40, brain.shape), 0).astype(np.float32)
+            _write(arr, tmp_path / "c" / pid / f"{pid}_{seq}.nii.gz", (2.0, 2.0, 2.0))
+        _write(seg, tmp_path / "c" / pid / f"{pid}_seg.nii.gz", (2.0, 2.0, 2.0))
+    return tmp_path / "c"
+
+
+def test_load_case_zscores_in_brain_and_resamples(small_cohort):
+    cohort = discover_cohort(small_cohort, CohortConfig(sequences=["t1", "t1ce", "t2"]))
+    cfg = SegmentationConfig(spacing=None, label_mode="regions")
+    case = load_case(cohort, "P1", cfg, with_label=True, regions=BRATS2018_REGIONS)
+    assert case.image.shape == (3, 12, 14, 16) and not case.resampled
+    for c in range(3):
+        inside = case.image[c][case.brain]
+        assert abs(inside.mean()) < 1e-5 and inside.std() == pytest.approx(1.0, rel=1e-4)
+        assert not case.image[c][~case.brain].any()
+    assert case.label.shape == (3, 12, 14, 16)
+    assert case.label[0].sum() == 27 and case.label[1].sum() == 2 and case.label[2].sum() == 1
+    coarse = load_case(cohort, "P1", SegmentationConfig(spacing=4.0), with_label=True)
+    assert coarse.resampled and coarse.image.shape == (3, 6, 7, 8) and coarse.label.shape == (1, 6, 7, 8)
+    assert coarse.grid.spacing == (4.0, 4.0, 4.0) and coarse.native.spacing == (2.0, 2.0, 2.0)
+
+
+def test_load_case_bad_inputs(small_cohort):
+    cohort = discover_cohort(small_cohort, CohortConfig(sequences=["t1", "t1ce", "t2"]))
+    _write(np.ones((12, 14, 15), np.float32), small_cohort / "P2" / "P2_t2.nii.gz")
+    cfg = SegmentationConfig(spacing=None)
+    with pytest.raises(GlioradInputError, match=r"P2_t2.nii.gz: grid differs from P2_t1.nii.gz \(shape"):
+        load_case(cohort, "P2", cfg, with_label=False)
+    seg = np.zeros((12, 14, 16), np.uint8)
+    seg[3, 3, 3] = 3
+    _write(seg, small_cohort / "P1" / "P1_seg.nii.gz", (2.0, 2.0, 2.0))
+    with pytest.raises(GlioradInputError, match=r"P1_seg.nii.gz: labels \[3\] are in no region"):
+        load_case(cohort, "P1", cfg.model_copy(update={"label_mode": "regions"}), with_label=True,
+                  regions=BRATS2018_REGIONS)
+    _write(np.full((12, 14, 16), 5.0, np.float32), small_cohort / "P1" / "P1_t1.nii.gz", (2.0, 2.0, 2.0))
+    with pytest.raises(GlioradInputError, match=r"P1_t1.nii.gz: constant inside the brain"):
+        load_case(cohort, "P1", cfg, with_label=False)
+
+
+# ------------------------------------------------------------------------------- command line
+@pytest.fixture(scope="module")
+def synth_cohort(tmp_path_factory) -> Path:
+    from gliorad.synthetic import SynthConfig, generate_cohort
+
+    root = tmp_path_factory.mktemp("segsynth") / "cohort"
+    generate_cohort(root, SynthConfig(n_patients=3, seed=2, spacing=4.0), n_jobs=1)
+    return root
+
+
+TINY = {"preset": "demo", "spacing": 4.0, "patch_size": [16, 16, 16], "samples_per_volume": 1,
+        "net": {"features": [2, 4], "bottleneck": 4, "expand_channels": 4},
+        "train": {"epochs": 1, "batch_size": 1, "device": "cpu"}, "val_fraction": 0.34,
+        "inference": {"roi_size": [32, 32, 32], "device": "cpu", "min_component_ml": 0.0}}
+
+
+def test_cli_train_predict_evaluate(synth_cohort, tmp_path):
+    runner = CliRunner()
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(TINY))
+    model, masks = tmp_path / "model", tmp_path / "masks"
+    r = runner.invoke(app, ["train", str(synth_cohort), "--out", str(model), "--config", str(cfg), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert "trained on 2 patients, validated on 1; 1 epochs" in r.output
+    for name in ("model.safetensors", "config.json", "history.json", "provenance.json"):
+        assert (model / name).is_file()
+    prov = json.loads((model / "provenance.json").read_text())
+    assert len(prov["train_ids"]) == 2 and prov["seed"] == 0 and prov["inputs"]
+    r = runner.invoke(app, ["train", str(synth_cohort), "--out", str(model), "--config", str(cfg)])
+    assert r.exit_code == 0 and "skipped" in r.output
+
+    r = runner.invoke(app, ["predict", str(synth_cohort), "--model", str(model), "--out", str(masks), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert "3 masks" in r.output
+    cohort = discover_cohort(synth_cohort)
+    for pid in cohort.ids:
+        mask = sitk.ReadImage(str(masks / f"{pid}.nii.gz"))
+        ref = sitk.ReadImage(str(cohort.image_path(pid, "t1")))
+        assert not Geometry.of(ref).differences(Geometry.of(mask))
+        assert set(np.unique(sitk.GetArrayFromImage(mask))) <= {0, 1}
+    stamp = (masks / f"{cohort.ids[0]}.nii.gz").stat().st_mtime_ns
+    r = runner.invoke(app, ["predict", str(synth_cohort), "--model", str(model), "--out", str(masks), "--no-progress"])
+    assert r.exit_code == 0 and (masks / f"{cohort.ids[0]}.nii.gz").stat().st_mtime_ns == stamp  # skipped
+
+    r = runner.invoke(app, ["evaluate", str(masks), str(synth_cohort)])
+    assert r.exit_code == 0, r.output
+    assert "3 patients" in r.output and "WT" in r.output
+    ev = json.loads((masks / "evaluation.json").read_text())
+    assert {row["patient_id"] for row in ev["patients"]} == set(cohort.ids)
+    assert ev["summary"]["WT"]["dice"]["n"] == 3
+    assert (masks / "evaluation.csv").read_text().startswith("patient_id,region,dice,hd95_mm")
+
+
+def test_cli_evaluate_perfect_masks_and_regions(synth_cohort, tmp_path):
+    """Manual masks as predictions: Dice 1 and HD95 0 for WT, TC and ET."""
+    cohort = discover_cohort(synth_cohort)
+    masks = tmp_path / "m"
+    masks.mkdir()
+    for pid in cohort.ids:
+        (masks / f"{pid}.nii.gz").write_bytes(cohort.patients[pid].seg.read_bytes())
+    r = CliRunner().invoke(app, ["evaluate", str(masks), str(synth_cohort), "--label-mode", "regions",
+                                 "--out", str(tmp_path / "ev")])
+    assert r.exit_code == 0, r.output
+    s = json.loads((tmp_path / "ev" / "evaluation.json").read_text())["summary"]
+    for name in ("WT", "TC", "ET"):
+        assert s[name]["dice"]["mean"] == 1.0 and s[name]["hd95_mm"]["mean"] == 0.0
+
+
+def test_cli_evaluate_reports_empty_predictions(synth_cohort, tmp_path):
+    cohort = discover_cohort(synth_cohort)
+    masks = tmp_path / "m"
+    pid = cohort.ids[0]
+    seg = sitk.ReadImage(str(cohort.patients[pid].seg))
+    empty = sitk.Image(seg.GetSize(), sitk.sitkUInt8)
+    empty.CopyInformation(seg)
+    masks.mkdir()
+    sitk.WriteImage(empty, str(masks / f"{pid}.nii.gz"))
+    r = CliRunner().invoke(app, ["evaluate", str(masks), str(synth_cohort)])
+    assert r.exit_code == 0, r.output
+    assert f"HD95 undefined for 1 patients (one mask empty): {pid}" in r.output
+    assert "patients with a manual mask but no prediction" in r.output
+    row = json.loads((masks / "evaluation.json").read_text())["patients"][0]
+    assert row["dice"] == 0.0 and row["hd95_mm"] is None and row["note"] == "empty prediction"
+
+
+def test_cli_bad_inputs(synth_cohort, tmp_path):
+    runner = CliRunner()
+    r = runner.invoke(app, ["train", str(synth_cohort), "--out", str(tmp_path / "m"), "--config", "fast"])
+    assert r.exit_code == 2 and "error: segmentation config 'fast' is neither a preset" in r.output
+    r = runner.invoke(app, ["train", str(tmp_path / "nope"), "--out", str(tmp_path / "m"), "--config", "demo"])
+    assert r.exit_code == 2 and "cohort folder not found" in r.output
+    r = runner.invoke(app, ["train", str(synth_cohort), "--out", str(tmp_path / "m"), "--config", "demo",
+                            "--sequences", "t1,dwi"])
+    assert r.exit_code == 2 and "cohort.sequences ['dwi'] not known" in r.output
+    r = runner.invoke(app, ["predict", str(synth_cohort), "--model", str(tmp_path / "none"), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "config.json: not found; expected a model folder" in r.output
+    r = runner.invoke(app, ["evaluate", str(tmp_path), str(synth_cohort)])
+    assert r.exit_code == 2 and "no mask <patient>.nii.gz matches a patient" in r.output
+    r = runner.invoke(app, ["evaluate", str(tmp_path), str(synth_cohort), "--label-mode", "all"])
+    assert r.exit_code == 2 and "label_mode 'all' is not valid; expected one of: wt, regions" in r.output
