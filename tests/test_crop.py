@@ -287,6 +287,10 @@ def test_crop_cohort_npy(cohort, tmp_path):
     again = C.crop_cohort(cohort, out, masks=masks, size=(16, 20, 16), slice_size=(48, 48),
                           complete_size=(24, 28, 24), n_jobs=1)
     assert again.n_skipped == 4
+    (masks / f"{pid}.nii.gz").touch()  # a changed input is cropped again
+    touched = C.crop_cohort(cohort, out, masks=masks, size=(16, 20, 16), slice_size=(48, 48),
+                            complete_size=(24, 28, 24), n_jobs=1)
+    assert touched.n_skipped == 3
     other = C.crop_cohort(cohort, out, masks=masks, size=(12, 20, 16), slice_sequences=None,
                           complete_size=None, n_jobs=1)
     assert other.n_skipped == 0 and np.load(out / pid / "patch.npy").shape == (4, 12, 20, 16)

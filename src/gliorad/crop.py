@@ -400,6 +400,15 @@ def _output_geometry(ref: Any, start: Sequence[int], region: Sequence[int], inne
                     tuple(origin.tolist()), tuple(ref.GetDirection()))
 
 
+def _input_stats(images: Mapping[str, str], mask: str) -> dict[str, list]:
+    """(path, size, mtime) of every input: a cropped patient is redone when any changed."""
+    def one(p: str) -> list:
+        st = Path(p).stat()
+        return [str(p), int(st.st_size), int(st.st_mtime_ns)]
+
+    return {"mask": one(mask), **{s: one(p) for s, p in images.items()}}
+
+
 def _crop_one(pid: str, images: dict[str, str], mask: str, out_dir: str, settings: dict[str, Any]
               ) -> tuple[str, dict[str, Any] | None, str | None]:
     """Worker: crop one patient, write its arrays and JSON record; (pid, record, error)."""
@@ -468,6 +477,7 @@ def _crop_one(pid: str, images: dict[str, str], mask: str, out_dir: str, setting
         record["files"] = written
         record["inputs"] = {"mask": mask, "mask_sha256": file_hash(mask),
                             **{s: {"path": p, "sha256": file_hash(p)} for s, p in images.items()}}
+        record["input_stats"] = _input_stats(images, mask)
         write_json(record, folder / f"{pid}.json")
         return pid, record, None
     except GlioradInputError as err:
@@ -502,8 +512,8 @@ def crop_cohort(
     ``patch_mask.nii.gz`` with the patch's physical geometry (``fmt="nifti"``), ``slice.npy``
     (channels = ``slice_sequences``; skipped when None), ``complete.npy`` or ``complete_<seq>.nii.gz``
     (skipped when ``complete_size`` is None), and ``<id>.json`` (records, settings, input hashes;
-    written last). A patient whose JSON record has the same settings is skipped unless
-    ``overwrite``. Failures (empty mask, unreadable file, ...) are collected; the others are kept,
+    written last). A patient whose JSON record has the same settings and whose input files have
+    the same size and modification time is skipped unless ``overwrite``. Failures (empty mask, unreadable file, ...) are collected; the others are kept,
     then :class:`CropFailedError` lists them (unless ``raise_on_failure=False``).
     """
     import json
@@ -557,8 +567,9 @@ def crop_cohort(
                 old = json.loads(rec_path.read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 old = {}
-            if old.get("settings") == json.loads(json.dumps(settings)) and old.get(
-                    "inputs", {}).get("mask") == str(mask_of[pid]):
+            images = {s: str(files[s]) for s in seqs}
+            if (old.get("settings") == json.loads(json.dumps(settings))
+                    and old.get("input_stats") == _input_stats(images, str(mask_of[pid]))):
                 records[pid] = old
                 continue
         todo.append((pid, {s: str(files[s]) for s in seqs}, str(mask_of[pid])))

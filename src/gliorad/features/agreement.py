@@ -108,7 +108,7 @@ def feature_icc(
     out["note"] = ""
     if good:
         res = icc(va[good], vb[good], kind=kind, alpha=alpha)
-        out.loc[good, ICC_COLUMNS] = res[ICC_COLUMNS].to_numpy()
+        out.loc[good, ICC_COLUMNS] = res.loc[[str(g) for g in good], ICC_COLUMNS].to_numpy()
     for c, ok in zip(a.columns, finite):
         if not ok:
             n_a = int((~np.isfinite(va[c].to_numpy())).sum())
