@@ -346,6 +346,7 @@ def test_crop_cohort_failure_keeps_others_and_cli(cohort, tmp_path):
         (["--format", "png"], "format 'png' is not valid; expected one of: npy, nifti"),
         (["--slice-sequences", "t1,dwi"], "slice sequences ['dwi'] are not among the cropped"),
         (["--border", "x"], "border 'x' is not valid"),
+        (["--sequences", "dwi"], "sequences ['dwi'] not found in cohort"),
     ]:
         res = runner.invoke(app, ["crop", str(cohort), "--out", str(tmp_path / "d"), *argv])
         assert res.exit_code == 2 and pattern in res.output, (argv, res.output)

@@ -525,7 +525,17 @@ def crop_cohort(
     check_option("border", border, BORDER_MODES)
     if not isinstance(cohort, Cohort):
         cohort = discover_cohort(cohort)
+    if isinstance(sequences, str):
+        sequences = [sequences]
+    if isinstance(slice_sequences, str):
+        slice_sequences = [slice_sequences]
     seqs = list(sequences) if sequences is not None else list(cohort.sequences)
+    unknown = [s for s in seqs if not any(s in p.files for p in cohort.patients.values())]
+    if unknown or not seqs:
+        raise GlioradInputError(
+            f"sequences {unknown or seqs} not found in cohort {cohort.root}; expected a non-empty "
+            f"subset of: {', '.join(sorted({k for p in cohort.patients.values() for k in p.files} - {'seg'}))}"
+        )
     size_t = _check_size(size, 3)
     slice_seqs = list(slice_sequences) if slice_sequences else []
     missing = [s for s in slice_seqs if s not in seqs]

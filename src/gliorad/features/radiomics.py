@@ -573,6 +573,8 @@ def extract_radiomics(
     region_name, labels = resolve_region(region)
     if int(min_voxels) < 1:
         raise GlioradInputError(f"min_voxels {min_voxels!r}: expected a positive number of voxels")
+    if isinstance(sequences, str):
+        sequences = [sequences]
     seqs = list(sequences) if sequences is not None else list(cohort.sequences)
     if not seqs or len(set(seqs)) != len(seqs):
         raise GlioradInputError(f"sequences {seqs}: expected one or more distinct sequence names")
