@@ -1,0 +1,254 @@
+"""Which raw files belong to which patient and sequence.
+
+Three layouts of ``RAW_DIR`` (``PreprocessConfig.layout``):
+
+* ``patient``: ``RAW_DIR`` is one patient's folder; each sequence's file is found by its name
+  patterns (below). The patient id is the folder name, or the parent folder's name when the folder
+  has a generic name such as ``raw``, ``images``, ``nifti``, ``dicom`` or ``anat`` (so
+  ``TCGA-FG-6692/raw`` gives ``TCGA-FG-6692``); ``--patient-id`` overrides it.
+* ``cohort``: a cohort :func:`gliorad.cohort.discover_cohort` understands (BraTS 2018 / 2023 naming,
+  or a custom ``{id}`` mapping from the ``cohort:`` section of the config).
+* ``folders``: one sub-folder per patient (id = sub-folder name), files found by patterns.
+* ``auto`` (default): ``patient`` when ``RAW_DIR`` itself holds files that match a pattern, else
+  ``cohort`` when discovery finds patients, else ``folders``.
+
+Patterns (``PreprocessConfig.patterns``, defaults in :data:`~gliorad.preprocess.config.DEFAULT_PATTERNS`)
+are matched case-insensitively against the file name without its image extension (``.nii.gz``,
+``.nii``, ``.nrrd``, ``.mha``, ...) or against a sub-folder's name (a DICOM series). ``*``/``?`` are
+shell wildcards over the whole name, ``re:EXPR`` is a regular expression searched anywhere in the
+name, and a pattern starting with ``!`` excludes the names it matches. A name matches a sequence
+when it matches one of its positive patterns and none of its exclusions. Exactly one file must match
+each sequence: none is "missing", two or more is "ambiguous" and the error lists the candidates.
+A file that matches two sequences is ambiguous too.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gliorad.cohort import SEG, discover_cohort
+from gliorad.config import CohortConfig
+from gliorad.errors import GlioradInputError
+from gliorad.io import image_extension
+from gliorad.preprocess.config import PreprocessConfig
+
+#: Folder names that say nothing about the patient: the id is taken from the parent folder.
+GENERIC_FOLDER_NAMES = frozenset({"raw", "images", "image", "nifti", "nii", "dicom", "anat",
+                                  "mri", "input", "inputs", "data", "scans"})
+
+
+@dataclass
+class RawPatient:
+    """One patient's raw files: ``files`` maps a sequence (and optionally ``seg``) to a path."""
+
+    id: str
+    files: dict[str, Path]
+    source: Path
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Pattern:
+    text: str
+    negate: bool
+    regex: re.Pattern[str]
+
+    @classmethod
+    def parse(cls, text: str, where: str) -> _Pattern:
+        negate = text.startswith("!")
+        body = text[1:] if negate else text
+        if not body:
+            raise GlioradInputError(f"{where}: empty pattern {text!r}")
+        try:
+            rx = re.compile(body[3:] if body.startswith("re:") else
+                            "^" + fnmatch.translate(body.lower()), re.IGNORECASE)
+        except re.error as err:
+            raise GlioradInputError(f"{where}: pattern {text!r} is not a valid regular expression: "
+                                    f"{err}") from err
+        return cls(text, negate, rx)
+
+    def hit(self, name: str) -> bool:
+        return self.regex.search(name) is not None
+
+
+def _compile(patterns: dict[str, list[str]]) -> dict[str, list[_Pattern]]:
+    out: dict[str, list[_Pattern]] = {}
+    for seq, pats in patterns.items():
+        compiled = [_Pattern.parse(p, f"preprocess.patterns.{seq}") for p in pats]
+        if not any(not p.negate for p in compiled):
+            raise GlioradInputError(
+                f"preprocess.patterns.{seq}: {pats} has no positive pattern; give at least one "
+                "pattern (e.g. '*{seq}') for each sequence"
+            )
+        out[seq] = compiled
+    return out
+
+
+def match_name(name: str, patterns: list[_Pattern]) -> bool:
+    pos = any(p.hit(name) for p in patterns if not p.negate)
+    return pos and not any(p.hit(name) for p in patterns if p.negate)
+
+
+def _entry_name(path: Path) -> str | None:
+    """Name matched against patterns: image file name without extension, or a folder's name."""
+    if path.is_dir():
+        return path.name
+    ext = image_extension(path)
+    return path.name[: -len(ext)] if ext else None
+
+
+def _entries(folder: Path) -> list[Path]:
+    out = [p for p in sorted(folder.iterdir()) if not p.name.startswith(".")]
+    return [p for p in out if (p.is_file() and image_extension(p)) or p.is_dir()]
+
+
+def match_files(folder: str | Path, config: PreprocessConfig) -> dict[str, Path]:
+    """Map each configured sequence to exactly one image file (or DICOM folder) in ``folder``.
+
+    Raises :class:`GlioradInputError` listing every sequence with no match or several matches, and
+    every file claimed by two sequences.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise GlioradInputError(f"{folder}: patient folder not found")
+    compiled = _compile(config.sequence_patterns())
+    entries = _entries(folder)
+    hits: dict[str, list[Path]] = {s: [] for s in config.sequences}
+    for path in entries:
+        name = _entry_name(path)
+        if name is None:
+            continue
+        for seq, pats in compiled.items():
+            if match_name(name, pats):
+                hits[seq].append(path)
+    problems: list[str] = []
+    claimed: dict[Path, list[str]] = {}
+    for seq, paths in hits.items():
+        for p in paths:
+            claimed.setdefault(p, []).append(seq)
+    for p, seqs in claimed.items():
+        if len(seqs) > 1:
+            problems.append(f"{p}: file matches the patterns of several sequences ({', '.join(seqs)});"
+                            " make preprocess.patterns unambiguous")
+    for seq, paths in hits.items():
+        pats = [p.text for p in compiled[seq]]
+        if not paths:
+            names = ", ".join(p.name for p in entries) or "no image files"
+            problems.append(f"{folder}: missing {seq} image: no file matches patterns {pats} "
+                            f"(files: {names})")
+        elif len(paths) > 1:
+            problems.append(f"{folder}: ambiguous {seq} image: {len(paths)} files match patterns "
+                            f"{pats}: {', '.join(p.name for p in paths)}; expected exactly one "
+                            "(set preprocess.patterns)")
+    if problems:
+        raise GlioradInputError(problems)
+    return {seq: paths[0] for seq, paths in hits.items()}
+
+
+def default_patient_id(folder: Path) -> str:
+    folder = folder.resolve()
+    if folder.name.lower() in GENERIC_FOLDER_NAMES and folder.parent != folder:
+        return folder.parent.name
+    return folder.name
+
+
+def _has_pattern_match(folder: Path, config: PreprocessConfig) -> bool:
+    compiled = _compile(config.sequence_patterns())
+    for path in folder.iterdir():
+        if path.is_file() and image_extension(path):
+            name = _entry_name(path)
+            if name and any(match_name(name, pats) for pats in compiled.values()):
+                return True
+    return False
+
+
+def find_raw_patients(
+    raw_dir: str | Path,
+    config: PreprocessConfig,
+    cohort: CohortConfig | None = None,
+    patient_id: str | None = None,
+) -> tuple[str, list[RawPatient]]:
+    """The layout used and the patients in ``raw_dir`` (see the module docstring).
+
+    Patients whose files cannot be matched are returned with ``problems`` filled (so one bad
+    patient does not hide the others); a folder holding no patient at all raises.
+    """
+    root = Path(raw_dir)
+    if not root.is_dir():
+        raise GlioradInputError(f"{root}: raw folder not found")
+    layout = config.layout
+    if patient_id is not None and layout not in ("auto", "patient"):
+        raise GlioradInputError(
+            f"--patient-id {patient_id!r} applies to a single-patient folder, but layout is "
+            f"{layout!r}")
+    if layout == "patient" or (layout == "auto" and _has_pattern_match(root, config)):
+        pid = patient_id or default_patient_id(root)
+        return "patient", [_pattern_patient(root, pid, config)]
+    if patient_id is not None:
+        raise GlioradInputError(
+            f"--patient-id {patient_id!r} applies to a single-patient folder, but {root} holds "
+            "no image files matching the sequence patterns")
+    if layout == "cohort":
+        return layout, _cohort_or_none(root, config, cohort, raise_errors=True) or []
+    by_folder = _folder_patients(root, config)
+    if layout == "folders":
+        if not by_folder:
+            raise GlioradInputError(f"{root}: no sub-folder holds image files")
+        return layout, by_folder
+    # auto: a cohort in BraTS / custom naming wins when one of its patients is complete, then
+    # sub-folders matched by patterns, then whichever found anything (to report its problems)
+    by_name = _cohort_or_none(root, config, cohort) or []
+    for name, pats in (("cohort", by_name), ("folders", by_folder)):
+        if any(not p.problems for p in pats):
+            return name, pats
+    for name, pats in (("cohort", by_name), ("folders", by_folder)):
+        if pats:
+            return name, pats
+    raise GlioradInputError(
+        f"{root}: no patients found: no image files matching the sequence patterns in the folder "
+        "itself or in its sub-folders, and no BraTS-named cohort (give layout and patterns in "
+        "the config)")
+
+
+def _folder_patients(root: Path, config: PreprocessConfig) -> list[RawPatient]:
+    subs = [d for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")]
+    return [_pattern_patient(d, d.name, config) for d in subs if _any_image(d)]
+
+
+def _any_image(folder: Path) -> bool:
+    return any(p.is_file() and image_extension(p) for p in folder.iterdir())
+
+
+def _pattern_patient(folder: Path, pid: str, config: PreprocessConfig) -> RawPatient:
+    try:
+        files = match_files(folder, config)
+    except GlioradInputError as err:
+        return RawPatient(pid, {}, folder, [f"patient {pid}: {p}" for p in err.problems])
+    return RawPatient(pid, files, folder)
+
+
+def _cohort_or_none(
+    root: Path, config: PreprocessConfig, cohort: CohortConfig | None, raise_errors: bool = False
+) -> list[RawPatient] | None:
+    ccfg = (cohort or CohortConfig()).model_copy(update={"sequences": list(config.sequences)})
+    try:
+        found = discover_cohort(root, ccfg)
+    except GlioradInputError:
+        if raise_errors:
+            raise
+        return None
+    out = []
+    for pid in found.ids:
+        pat = found.patients[pid]
+        problems = [f"patient {pid}: missing {k} file (expected {pat.expected.get(k, k)})"
+                    for k in pat.missing(config.sequences)]
+        problems += [f"patient {pid}: several {k} files: {', '.join(map(str, v))}"
+                     for k, v in pat.duplicates.items()]
+        keys = [*config.sequences, SEG]
+        files = {k: v for k, v in pat.files.items() if k in keys}
+        src = files[next(iter(files))].parent if files else root
+        out.append(RawPatient(pid, files, src, problems))
+    return out
