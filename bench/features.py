@@ -16,7 +16,7 @@ masks; the paper preset on the first 2 patients, T1-Gd and FLAIR), per preset:
 * ``gliorad n_jobs=N warm``: workers started and radiomics imported before the clock starts
   (steady-state throughput, what a run over hundreds of patients sees).
 
-The plain loop runs SimpleITK single-threaded, as gliorad does per case. Reported: seconds per
+The plain loop runs SimpleITK and BLAS single-threaded, as gliorad does per case. Reported: seconds per
 case, speed-ups of the parallel runs over the plain serial loop and over gliorad's serial run, whether every feature value is bit-identical to the plain pyradiomics run,
 peak resident memory of this process and of the busiest worker, the machine's load average and,
 before and after, its parallel capacity (N busy loops in N processes vs one: the ceiling for any
@@ -85,19 +85,22 @@ def _plain_pyradiomics(cohort, preset: str, sequences: list[str]) -> tuple[float
 
     radiomics.setVerbosity(logging.ERROR)
     values: dict[tuple[str, str], dict[str, float]] = {}
-    # single-threaded SimpleITK, as gliorad runs each case (multi-threaded reductions change the
-    # last bits of a few normalised / LoG features with the thread count)
+    # single-threaded SimpleITK and BLAS, as gliorad runs each case (multi-threaded reductions
+    # change the last bit of a few normalised / LoG / MCC features with the thread count)
+    from threadpoolctl import threadpool_limits
+
     old = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
     t0 = time.perf_counter()
     ex = featureextractor.RadiomicsFeatureExtractor(str(preset_path(preset)))
-    for pid in cohort.ids:
-        seg = sitk.ReadImage(str(cohort.patients[pid].seg))
-        mask = seg > 0
-        for seq in sequences:
-            res = ex.execute(str(cohort.image_path(pid, seq)), mask, label=1)
-            values[(pid, seq)] = {k: float(v) for k, v in res.items()
-                                  if not k.startswith("diagnostics_")}
+    with threadpool_limits(limits=1):  # BLAS too (numpy eigvals in GLCM MCC)
+        for pid in cohort.ids:
+            seg = sitk.ReadImage(str(cohort.patients[pid].seg))
+            mask = seg > 0
+            for seq in sequences:
+                res = ex.execute(str(cohort.image_path(pid, seq)), mask, label=1)
+                values[(pid, seq)] = {k: float(v) for k, v in res.items()
+                                      if not k.startswith("diagnostics_")}
     elapsed = time.perf_counter() - t0
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(old)
     return elapsed, values

@@ -187,6 +187,20 @@ def test_parallel_serial_and_plain_pyradiomics_identical(run_fast, cohort, auto_
             assert par.loc[pid, f"t1ce_{k}"] == float(v), k
 
 
+@pytest.mark.slow
+def test_paper_preset_values_do_not_depend_on_n_jobs(cohort, tmp_path):
+    """LoG (SimpleITK) and GLCM MCC (LAPACK eigvals) change in the last bit with the thread
+    count; each case runs single-threaded so every n_jobs gives the same table."""
+    from gliorad.cohort import discover_cohort
+
+    full = discover_cohort(cohort)
+    sub = type(full)(full.root, full.naming, full.sequences,
+                     {p: full.patients[p] for p in full.ids[:2]})
+    tables = [R.extract_radiomics(sub, tmp_path / str(j), params="paper", sequences=["t1ce"],
+                                  n_jobs=j, progress=False).tables["manual"] for j in (1, 2)]
+    pd.testing.assert_frame_equal(tables[0], tables[1], check_exact=True)
+
+
 def test_rerun_computes_only_missing_or_changed(run_fast, cohort, auto_dir, tmp_path):
     out = tmp_path / "rerun"
     first = R.extract_radiomics(cohort, out, sequences=["t1", "t2"], n_jobs=1, progress=False)

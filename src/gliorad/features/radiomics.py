@@ -13,10 +13,11 @@ what a cohort run needs around it:
   masks named ``<id>_seg.nii.gz`` or ``<id>.nii.gz`` (any image extension gliorad reads; flat or in
   ``<id>/`` sub-folders), as the segmentation stage writes them.
 * **Parallel over (patient, sequence) cases** with joblib (loky), each worker building its own
-  ``RadiomicsFeatureExtractor``. Each case runs SimpleITK single-threaded: its multi-threaded
-  reductions (pyradiomics' normalisation, the LoG filter) change the last bits of a few features
-  with the thread count, so one thread per case keeps every value identical whatever ``n_jobs``
-  (and identical to a single-threaded pyradiomics run), and workers do not oversubscribe cores.
+  ``RadiomicsFeatureExtractor``. Each case runs SimpleITK and BLAS/LAPACK single-threaded: their
+  multi-threaded reductions (pyradiomics' normalisation, the LoG filter, numpy's ``eigvals`` in
+  GLCM MCC) change the last bit of a few features with the thread count, so one thread per case
+  keeps every value identical whatever ``n_jobs`` (and identical to a single-threaded pyradiomics
+  run), and workers do not oversubscribe cores.
 * **Per-case cache and error capture**: every finished case is written at once to
   ``<out>/cache/<source>/<patient>/<sequence>.json`` (features, diagnostics, input hashes, the
   pyradiomics warnings it raised). A rerun uses a cached case when the settings key (parameters,
@@ -87,7 +88,7 @@ MASK_SOURCES: tuple[str, ...] = ("manual", "auto")
 MIN_VOXELS = 27
 
 #: Bump when the cache record format or the feature computation around pyradiomics changes.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 #: pyradiomics warnings that are information, not problems (left out of the per-case warnings).
 BENIGN_WARNINGS: tuple[str, ...] = (
@@ -463,14 +464,21 @@ def _peak_rss_mb() -> float:
 
 
 def _run_case(task: _Task) -> dict[str, Any]:
-    """Worker: compute one case, write its cache record, return a short status dict."""
+    """Worker: compute one case, write its cache record, return a short status dict.
+
+    SimpleITK and the BLAS/LAPACK pools (numpy's eigvals in GLCM MCC) run with ``task.threads``
+    threads (1): their results change in the last bit with the thread count.
+    """
+    from threadpoolctl import threadpool_limits
+
     old_threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(task.threads)
     base = {"source": task.source, "patient_id": task.patient_id, "sequence": task.sequence,
             "image": task.image, "mask": task.mask}
     try:
-        case = extract_case(task.image, task.mask, task.params, region=task.labels or "whole",
-                            min_voxels=task.min_voxels, _validated=True)
+        with threadpool_limits(limits=task.threads):
+            case = extract_case(task.image, task.mask, task.params, region=task.labels or "whole",
+                                min_voxels=task.min_voxels, _validated=True)
         record = {
             **base, "key": task.key, "image_stat": _stat(task.image), "mask_stat": _stat(task.mask),
             "image_sha256": file_hash(task.image), "mask_sha256": file_hash(task.mask),
