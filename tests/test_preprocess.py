@@ -597,3 +597,67 @@ def test_tcga_raw_patient_matches_published_skull_strip(shared_data, tmp_path):
         mask, t1ce, sitk.ReadImage(str(ref / "OtherEXampleFromTCIA_t1c_bet.nii.gz")))
     assert d >= 0.90, (d, info)
 
+
+
+def _write_dicom_series(img: sitk.Image, folder: Path, series: str) -> None:
+    folder.mkdir(parents=True)
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    uid = "1.2.826.0.1.3680043.2.1125." + series
+    for z in range(img.GetDepth()):
+        sl = img[:, :, z]
+        sl.SetMetaData("0020|000d", uid + ".1")
+        sl.SetMetaData("0020|000e", uid + ".2")
+        sl.SetMetaData("0020|0032", "\\".join(map(str, img.TransformIndexToPhysicalPoint((0, 0, z)))))
+        sl.SetMetaData("0020|0013", str(z))
+        sl.SetMetaData("0018|0050", str(img.GetSpacing()[2]))
+        sl.SetMetaData("0020|0037", "1\\0\\0\\0\\1\\0")
+        sl.SetMetaData("0008|0060", "MR")
+        writer.SetFileName(str(folder / f"{z:03d}.dcm"))
+        writer.Execute(sl)
+
+
+def test_dicom_series_folders_and_field_of_view_warning(tmp_path):
+    """A patient folder of DICOM series sub-folders named T1, T1_POST_GAD, T2, FLAIR; the FLAIR
+    covers only half the head, which the QC record flags."""
+    rng = np.random.default_rng(5)
+    patient = tmp_path / "P7"
+    for i, (name, nz) in enumerate((("T1", 8), ("T1_POST_GAD", 8), ("T2", 8), ("FLAIR", 4))):
+        arr = rng.integers(100, 1000, (nz, 10, 12)).astype(np.int16)
+        img = sitk.GetImageFromArray(arr)
+        img.SetSpacing((2.0, 2.0, 3.0))
+        _write_dicom_series(img, patient / name, str(i + 1))
+    layout, pats = find_raw_patients(patient, PreprocessConfig())
+    assert layout == "patient" and pats[0].files["t1ce"].name == "T1_POST_GAD"
+    cfg = make_config(steps={"n4": False, "coregister": False, "skull_strip": False},
+                      spacing=2.0)
+    res = preprocess(patient, tmp_path / "out", cfg)
+    assert res.ok, res.failed
+    qc = json.loads((tmp_path / "out" / "P7" / "qc.json").read_text())
+    assert qc["output_grid"]["size"] == [12, 10, 12] and qc["coverage"]["t2"] == 1.0
+    assert qc["coverage"]["flair"] == pytest.approx(0.5, abs=0.01)
+    assert any(w.startswith("flair: 50.0% of the brain lies outside its field of view")
+               for w in res.warnings["P7"])
+
+
+def test_cohort_with_custom_mapping_from_yaml(tmp_path):
+    from gliorad.commands.preprocess import app
+
+    root = tmp_path / "bids"
+    rng = np.random.default_rng(9)
+    for pid in ("s01", "s02"):
+        (root / pid / "anat").mkdir(parents=True)
+        for key in ("T1w", "ce-gd_T1w", "T2w", "FLAIR"):
+            img = sitk.GetImageFromArray(rng.integers(50, 900, (6, 8, 7)).astype(np.int16))
+            sitk.WriteImage(img, str(root / pid / "anat" / f"{pid}_{key}.nii.gz"))
+    yml = tmp_path / "cfg.yaml"
+    yml.write_text(
+        "preprocess:\n  preset: brats\n  layout: cohort\n"
+        "cohort:\n  naming: custom\n  mapping:\n"
+        "    t1: '{id}/anat/{id}_T1w.nii.gz'\n    t1ce: '{id}/anat/{id}_ce-gd_T1w.nii.gz'\n"
+        "    t2: '{id}/anat/{id}_T2w.nii.gz'\n    flair: '{id}/anat/{id}_FLAIR.nii.gz'\n")
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, [str(root), str(out), "--config", str(yml)])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in out.iterdir()) == ["s01", "s02"]
+    assert (out / "s02" / "s02_t1ce.nii.gz").is_file() and validate(out).ok

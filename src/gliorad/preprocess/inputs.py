@@ -102,7 +102,8 @@ def _entry_name(path: Path) -> str | None:
 
 def _entries(folder: Path) -> list[Path]:
     out = [p for p in sorted(folder.iterdir()) if not p.name.startswith(".")]
-    return [p for p in out if (p.is_file() and image_extension(p)) or p.is_dir()]
+    return [p for p in out if (p.is_file() and image_extension(p))
+            or (p.is_dir() and _is_series_folder(p))]
 
 
 def match_files(folder: str | Path, config: PreprocessConfig) -> dict[str, Path]:
@@ -155,10 +156,18 @@ def default_patient_id(folder: Path) -> str:
     return folder.name
 
 
+def _is_series_folder(path: Path) -> bool:
+    """A folder holding files (a DICOM series, say) and no sub-folders."""
+    entries = list(path.iterdir())
+    return bool(entries) and all(e.is_file() for e in entries)
+
+
 def _has_pattern_match(folder: Path, config: PreprocessConfig) -> bool:
+    """Does ``folder`` itself hold an image file, or a series folder, named like a sequence?"""
     compiled = _compile(config.sequence_patterns())
     for path in folder.iterdir():
-        if path.is_file() and image_extension(path):
+        if (path.is_file() and image_extension(path)) or (path.is_dir()
+                                                          and _is_series_folder(path)):
             name = _entry_name(path)
             if name and any(match_name(name, pats) for pats in compiled.values()):
                 return True
@@ -219,7 +228,9 @@ def _folder_patients(root: Path, config: PreprocessConfig) -> list[RawPatient]:
 
 
 def _any_image(folder: Path) -> bool:
-    return any(p.is_file() and image_extension(p) for p in folder.iterdir())
+    """Image files, or series folders (DICOM), inside ``folder``."""
+    return any((p.is_file() and image_extension(p)) or (p.is_dir() and _is_series_folder(p))
+               for p in folder.iterdir())
 
 
 def _pattern_patient(folder: Path, pid: str, config: PreprocessConfig) -> RawPatient:

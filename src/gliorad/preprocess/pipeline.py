@@ -13,6 +13,9 @@ Per patient, in order (each step can be switched off in ``PreprocessConfig.steps
    voxels are the brain);
 6. z-score inside the brain per sequence (mean / SD of the brain region, as the paper), 0 outside.
 
+The QC record also holds, per sequence, the fraction of the brain inside its field of view
+(``coverage``; below 98 % is a warning) and a warning for a brain volume outside 800-2200 ml.
+
 Output per patient: ``<id>/<id>_<seq>.nii.gz`` (BraTS 2018 names, float32),
 ``<id>_brainmask.nii.gz`` (uint8), ``<id>_seg.nii.gz`` when the raw patient had a segmentation
 (assumed on the reference sequence's grid, nearest-neighbour), ``qc.json`` and ``qc.png``.
@@ -67,19 +70,23 @@ QC_PNG = "qc.png"
 STAGING = ".preprocess-tmp"
 #: Adult brain volumes outside this range (ml) are flagged in the QC record's warnings.
 PLAUSIBLE_BRAIN_ML = (800.0, 2200.0)
+#: A sequence whose field of view misses more of the brain than this fraction is flagged.
+MIN_COVERAGE = 0.98
 
 StepHook = Callable[[str], AbstractContextManager]
 
 
 @dataclass
 class PatientResult:
-    """Output images on one grid (float32), the brain mask (uint8), the segmentation if any, and
-    the QC record."""
+    """Output images on one grid (float32), the brain mask (uint8), the segmentation if any, the
+    QC record, and the co-registered images before masking and normalisation (for the QC
+    picture)."""
 
     images: dict[str, sitk.Image]
     mask: sitk.Image
     seg: sitk.Image | None
     qc: dict[str, Any]
+    unmasked: dict[str, sitk.Image] = field(default_factory=dict)
 
 
 @dataclass
@@ -139,10 +146,11 @@ def versions() -> dict[str, str]:
 
 def fingerprint(files: dict[str, Path], config: PreprocessConfig) -> tuple[str, dict[str, str]]:
     """Hash of the settings and every input file's content (what decides whether a patient is
-    done), and the per-file hashes."""
+    done), and the per-file hashes. Settings that cannot change the output (threads, how files
+    were found) are left out."""
     hashes = {k: file_hash(p) for k, p in sorted(files.items())}
-    blob = json.dumps({"settings": config.model_dump(mode="json"), "inputs": hashes},
-                      sort_keys=True)
+    settings = config.model_dump(mode="json", exclude={"threads", "layout", "patterns"})
+    blob = json.dumps({"settings": settings, "inputs": hashes}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest(), hashes
 
 
@@ -222,6 +230,8 @@ def run_patient(
                 else:
                     out[s] = resample_to(native[s], grid, transforms[s], cfg.interpolation)
 
+        cover = _coverage(native, transforms, grid, ref)
+
         with clock("skull_strip"):
             strip: StripResult = _wrap(files[ref], f"skull strip ({cfg.stripper})",
                                        lambda: stripper(out, cfg))
@@ -235,6 +245,13 @@ def run_patient(
             qc["warnings"].append(
                 f"brain volume {brain_ml:.0f} ml is outside the adult range "
                 f"{PLAUSIBLE_BRAIN_ML[0]:.0f}-{PLAUSIBLE_BRAIN_ML[1]:.0f} ml; check qc.png")
+
+        qc["coverage"] = {s: round(float(c[mask_arr].mean()), 5) for s, c in cover.items()}
+        for s, frac in qc["coverage"].items():
+            if frac < MIN_COVERAGE:
+                qc["warnings"].append(
+                    f"{s}: {100 * (1 - frac):.1f}% of the brain lies outside its field of view "
+                    "(zeros there enter the z-score); check qc.png")
 
         with clock("zscore"):
             qc["intensity"] = {}
@@ -259,7 +276,21 @@ def run_patient(
                                                                              native[ref], grid))
     qc["timings_s"] = dict(clock.seconds)
     qc["timings_s"]["total"] = round(sum(clock.seconds.values()), 3)
-    return PatientResult(final, mask_image(mask_arr, grid), seg, qc)
+    return PatientResult(final, mask_image(mask_arr, grid), seg, qc, out)
+
+
+def _coverage(native: dict[str, sitk.Image], transforms: dict[str, sitk.Transform | None],
+              grid: sitk.Image, ref: str) -> dict[str, np.ndarray]:
+    """Per non-reference sequence, which output voxels its field of view covers."""
+    out = {}
+    for s, img in native.items():
+        if s == ref:
+            continue
+        ones = sitk.Image(img.GetSize(), sitk.sitkUInt8) + 1
+        ones.CopyInformation(img)
+        out[s] = sitk.GetArrayFromImage(
+            resample_to(ones, grid, transforms[s], "nearest", sitk.sitkUInt8)).astype(bool)
+    return out
 
 
 def _registration_mask(fixed: sitk.Image) -> sitk.Image | None:
@@ -313,7 +344,8 @@ def write_patient(result: PatientResult, folder: Path, pid: str) -> None:
     if result.seg is not None:
         sitk.WriteImage(result.seg, str(folder / output_name(pid, SEG)), useCompression=True)
     vol = result.qc["skull_strip"]["brain_volume_ml"]
-    qc_figure(result.images, result.mask, folder / QC_PNG, title=f"{pid}: brain {vol:.0f} ml")
+    qc_figure(result.unmasked or result.images, result.mask, folder / QC_PNG,
+              title=f"{pid}: brain {vol:.0f} ml (co-registered, before masking and z-score)")
     write_json(result.qc, folder / QC_JSON)
 
 

@@ -39,7 +39,7 @@ def qc_figure(
     for row, name in enumerate(names):
         arr = sitk.GetArrayFromImage(images[name])
         vals = arr[m] if m.any() else arr.ravel()
-        lo, hi = np.percentile(vals, [1, 99]) if vals.size else (0.0, 1.0)
+        lo, hi = np.percentile(vals, [0.5, 99.5]) if vals.size else (0.0, 1.0)
         for col, (sl, ms, asp) in enumerate(zip(_slices(arr, centre), mslices, aspects)):  # type: ignore[arg-type]
             ax = axes[row, col]
             ax.imshow(sl, cmap="gray", vmin=lo, vmax=hi, aspect=asp, interpolation="nearest")
