@@ -9,47 +9,70 @@ files are found, :mod:`gliorad.preprocess.skullstrip` for the stripper registry 
 skull-stripped and co-registered).
 """
 
-from gliorad.preprocess.compare import dice, mask_dice_in_reference
-from gliorad.preprocess.config import (
-    DEFAULT_PATTERNS,
-    PRESETS,
-    PreprocessConfig,
-    load_preprocess_config,
-    make_config,
-)
-from gliorad.preprocess.inputs import RawPatient, find_raw_patients, match_files
-from gliorad.preprocess.pipeline import (
-    PatientResult,
-    PreprocessResult,
-    output_name,
-    preprocess,
-    run_patient,
-    write_patient,
-)
-from gliorad.preprocess.skullstrip import (
-    STRIPPERS,
-    StripResult,
-    atlas_strip,
-    get_stripper,
-    nonzero_strip,
-    register_stripper,
-)
-from gliorad.preprocess.steps import (
-    head_mask,
-    intensity_stats,
-    isotropic_grid,
-    load_sequence,
-    n4_correct,
-    register,
-    resample_to,
-    zscore,
-)
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+#: public name -> submodule; loaded on first use so that ``import gliorad.preprocess.config`` (for
+#: the settings model) does not pull in SimpleITK, scipy or matplotlib.
+_EXPORTS: dict[str, str] = {
+    "dice": "compare", "mask_dice_in_reference": "compare",
+    "DEFAULT_PATTERNS": "config", "PRESETS": "config", "PreprocessConfig": "config",
+    "load_preprocess_config": "config", "make_config": "config", "with_overrides": "config",
+    "RawPatient": "inputs", "find_raw_patients": "inputs", "match_files": "inputs",
+    "PatientResult": "pipeline", "PreprocessResult": "pipeline", "output_name": "pipeline",
+    "preprocess": "pipeline", "run_patient": "pipeline", "write_patient": "pipeline",
+    "STRIPPERS": "skullstrip", "StripResult": "skullstrip", "atlas_strip": "skullstrip",
+    "get_stripper": "skullstrip", "nonzero_strip": "skullstrip",
+    "register_stripper": "skullstrip",
+    "head_mask": "steps", "intensity_stats": "steps", "isotropic_grid": "steps",
+    "load_sequence": "steps", "n4_correct": "steps", "register": "steps",
+    "resample_to": "steps", "zscore": "steps",
+}
 
 __all__ = [
-    "DEFAULT_PATTERNS", "PRESETS", "STRIPPERS", "PatientResult", "PreprocessConfig",
-    "PreprocessResult", "RawPatient", "StripResult", "atlas_strip", "dice", "find_raw_patients",
-    "get_stripper", "head_mask", "intensity_stats", "isotropic_grid", "load_preprocess_config",
-    "load_sequence", "make_config", "mask_dice_in_reference", "match_files", "n4_correct",
-    "nonzero_strip", "output_name", "preprocess", "register", "register_stripper", "resample_to",
-    "run_patient", "write_patient", "zscore",
+    "DEFAULT_PATTERNS",
+    "PRESETS",
+    "STRIPPERS",
+    "PatientResult",
+    "PreprocessConfig",
+    "PreprocessResult",
+    "RawPatient",
+    "StripResult",
+    "atlas_strip",
+    "dice",
+    "find_raw_patients",
+    "get_stripper",
+    "head_mask",
+    "intensity_stats",
+    "isotropic_grid",
+    "load_preprocess_config",
+    "load_sequence",
+    "make_config",
+    "mask_dice_in_reference",
+    "match_files",
+    "n4_correct",
+    "nonzero_strip",
+    "output_name",
+    "preprocess",
+    "register",
+    "register_stripper",
+    "resample_to",
+    "run_patient",
+    "with_overrides",
+    "write_patient",
+    "zscore",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f"gliorad.preprocess.{_EXPORTS[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'gliorad.preprocess' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

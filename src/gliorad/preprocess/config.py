@@ -8,13 +8,15 @@ cohort in BraTS or custom naming). ``preset: brats`` starts from :data:`PRESETS`
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from gliorad.config import CohortConfig
 from gliorad.errors import GlioradInputError
+
+if TYPE_CHECKING:
+    from gliorad.config import CohortConfig
 
 #: Default file-name patterns per sequence (see :mod:`gliorad.preprocess.inputs`). They are matched,
 #: case-insensitively, against the file name *without* its image extension (``.nii.gz``, ``.nrrd``,
@@ -177,6 +179,8 @@ def load_preprocess_config(
     ``preset`` (or the file's ``preprocess.preset`` key) picks the starting point; keys given in the
     file override it. Unknown keys are errors naming the key.
     """
+    from gliorad.config import CohortConfig  # here, so gliorad.config may import this module
+
     data: dict[str, Any] = {}
     p = Path(path) if path is not None else None
     if p is not None:
