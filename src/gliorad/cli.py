@@ -15,6 +15,7 @@ import typer
 from gliorad import __version__
 from gliorad.commands.features import app as features_app
 from gliorad.commands.grade import app as grade_app
+from gliorad.commands.preprocess import preprocess_cmd
 from gliorad.commands.survival import app as survival_app
 from gliorad.errors import GlioradInputError
 
@@ -28,6 +29,7 @@ app = typer.Typer(
 # Per-stage command groups (each module imports only typer at import time).
 app.add_typer(features_app, name="features")
 app.add_typer(grade_app, name="grade")
+app.command("preprocess")(preprocess_cmd)
 app.add_typer(survival_app, name="survival")
 
 
