@@ -16,11 +16,15 @@ masks; the paper preset on the first 2 patients, T1-Gd and FLAIR), per preset:
 * ``gliorad n_jobs=N warm``: workers started and radiomics imported before the clock starts
   (steady-state throughput, what a run over hundreds of patients sees).
 
-The plain loop runs SimpleITK and BLAS single-threaded, as gliorad does per case. Reported: seconds per
-case, speed-ups of the parallel runs over the plain serial loop and over gliorad's serial run, whether every feature value is bit-identical to the plain pyradiomics run,
-peak resident memory of this process and of the busiest worker, the machine's load average and,
-before and after, its parallel capacity (N busy loops in N processes vs one: the ceiling for any
-speed-up at that moment, since other users' jobs share the cores). Prints a table and writes bench/out/features.json.
+The plain loop runs SimpleITK and BLAS single-threaded, as gliorad does per case. Reported: wall
+seconds per case; CPU seconds per case inside extract_case (serial vs in the workers: equal means
+the parallel run does no extra work per case, so its wall-clock speed-up is bounded only by the
+free cores); speed-ups of the parallel runs over the plain serial loop and over gliorad's serial
+run; whether every feature value is bit-identical to the plain pyradiomics run; peak resident
+memory of this process and of the busiest worker; the machine's load average and, before and
+after, its parallel capacity (N busy loops in N processes vs one: the ceiling for any speed-up at
+that moment, since other users' jobs share the cores).
+Prints a table and writes bench/out/features.json.
 
 Adding a section (e.g. deep features): write ``def bench_<name>(args, work) -> dict`` returning
 ``{"rows": [...], ...}`` (rows are dicts printed as a table) and register it in ``SECTIONS``.
@@ -176,6 +180,9 @@ def bench_radiomics(args: argparse.Namespace, work: Path) -> dict:
         for pid in ids:
             voxels.append(int(par.diagnostics["manual"].loc[pid, f"{seqs[0]}_diagnostics_Mask-original_VoxelNum"]))
         prov = json.loads((work / f"{preset}_parallel" / "provenance.json").read_text())
+        cpu = {name: sum(json.loads(f.read_text())["cpu_seconds"]
+                         for f in (work / name / "cache").rglob("*.json"))
+               for name in (f"{preset}_serial", f"{preset}_parallel")}
         rows.append({
             "preset": preset, "cases": n_cases, "features/case": table.shape[1] // len(seqs),
             "tumour voxels (median)": int(np.median(voxels)),
@@ -189,6 +196,8 @@ def bench_radiomics(args: argparse.Namespace, work: Path) -> dict:
             "identical to pyradiomics": f"{n_equal}/{n_values}",
             "max rel diff": max_rel,
             "tables equal (1, cold, warm)": identical_serial,
+            "CPU s/case n_jobs=1": round(cpu[f"{preset}_serial"] / n_cases, 3),
+            f"CPU s/case n_jobs={args.jobs}": round(cpu[f"{preset}_parallel"] / n_cases, 3),
             "worker peak RSS MB": round(prov["worker_peak_rss_mb"], 1),
             "load avg before/after": f"{load_before}/{_load()}",
         })

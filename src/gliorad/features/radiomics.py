@@ -240,6 +240,7 @@ class CaseFeatures:
     diagnostics: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
 
 
 class _Collect(logging.Handler):
@@ -277,7 +278,7 @@ def extract_case(
     """
     import radiomics.featureextractor  # noqa: F401 - installs its log handler before we mute it
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     p = params if _validated else load_params(params)
     _, labels = resolve_region(region)
     img, img_name = _as_image(image, "image")
@@ -319,7 +320,7 @@ def extract_case(
         f"{w.category.__name__}: {w.message}" for w in caught
         if not issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning, ImportWarning))
     ]))
-    return CaseFeatures(feats, diags, notes, time.perf_counter() - t0)
+    return CaseFeatures(feats, diags, notes, time.perf_counter() - t0, time.process_time() - c0)
 
 
 @functools.lru_cache(maxsize=4)
@@ -484,6 +485,7 @@ def _run_case(task: _Task) -> dict[str, Any]:
             "image_sha256": file_hash(task.image), "mask_sha256": file_hash(task.mask),
             "features": case.features, "diagnostics": case.diagnostics,
             "warnings": case.warnings, "seconds": case.seconds,
+            "cpu_seconds": case.cpu_seconds,
         }
         write_json(record, task.cache)
         return {**base, "status": "ok", "seconds": case.seconds, "peak_rss_mb": _peak_rss_mb()}
