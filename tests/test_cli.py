@@ -79,10 +79,13 @@ def test_synth_then_validate_then_refuse_overwrite(tmp_path):
     assert res.exit_code == 2 and "pass overwrite" in res.output
 
 
-def test_demo_runs_and_resumes(tmp_path):
+def test_demo_runs_stages_and_resumes(tmp_path):
     ws = tmp_path / "ws"
-    res = runner.invoke(app, ["demo", "--workspace", str(ws), "--patients", "10"])
+    res = runner.invoke(app, ["demo", "--workspace", str(ws), "--patients", "40", "--until", "validate"])
     assert res.exit_code == 0, res.output
-    assert "ok: 10 patients" in res.output
-    res = runner.invoke(app, ["demo", "--workspace", str(ws), "--patients", "10"])
-    assert res.exit_code == 0 and "reusing" in res.output
+    assert "[1/5] cohort: running" in res.output and "[2/5] validate: done" in res.output
+    assert "stopped after stage 'validate'" in res.output
+    res = runner.invoke(app, ["demo", "--workspace", str(ws), "--patients", "40", "--until", "validate"])
+    assert res.exit_code == 0 and "cohort: up to date, skipped" in res.output
+    res = runner.invoke(app, ["demo", "--workspace", str(ws), "--until", "segment"])
+    assert res.exit_code == 2 and "is not a stage; expected one of: cohort, validate" in res.output

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -126,18 +126,22 @@ def synth(
 
 @app.command()
 def demo(
-    workspace: Annotated[Path, typer.Option(help="Folder for the demo's cohort and outputs.")] = Path(
+    workspace: Annotated[Path, typer.Option(help="Folder for the demo's stages and outputs.")] = Path(
         "demo_workspace"
     ),
-    patients: Annotated[int, typer.Option(min=10, help="Synthetic patients.")] = 60,
+    patients: Annotated[int, typer.Option(min=40, help="Synthetic patients.")] = 160,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     jobs: Annotated[int, typer.Option(min=1, help="Parallel workers.")] = 2,
+    force: Annotated[Optional[list[str]], typer.Option(help="Redo this stage (repeatable).")] = None,
+    from_stage: Annotated[Optional[str], typer.Option("--from", help="Redo this stage and all after it.")] = None,
+    until: Annotated[Optional[str], typer.Option(help="Stop after this stage.")] = None,
 ) -> None:
-    """Synthetic two-centre cohort, validated; later stages of the pipeline are added as they land."""
+    """Synthetic two-centre cohort through every stage that exists so far (resumable)."""
     from gliorad.demo import run_demo
 
     try:
-        run_demo(workspace, n_patients=patients, seed=seed, n_jobs=jobs, echo=typer.echo)
+        run_demo(workspace, n_patients=patients, seed=seed, n_jobs=jobs, echo=typer.echo,
+                 force=tuple(force or ()), from_stage=from_stage, until=until)
     except GlioradInputError as err:
         _fail(err)
 

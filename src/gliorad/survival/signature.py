@@ -417,10 +417,14 @@ class DeepRadiomicsSignature(BaseEstimator):
                     l1_ratio=float(ratio), n_alphas=int(self.n_alphas),
                     alpha_min_ratio=float(self.alpha_min_ratio),
                 ).fit(Z, y)
-                nonzero = np.any(path.coef_ != 0, axis=0)
-                alphas = path.alphas_[nonzero]
-                if alphas.size:
-                    grid.append({"l1_ratio": [float(ratio)], "alphas": [[float(a)] for a in alphas]})
+                # Each candidate fits the path from the largest penalty down to its own alpha
+                # (glmnet's warm starts): fitting a small alpha alone diverges on collinear
+                # features ("weights are too large"). predict() then uses the last alpha.
+                full = [float(a) for a in path.alphas_]
+                nonzero = np.flatnonzero(np.any(path.coef_ != 0, axis=0))
+                if nonzero.size:
+                    grid.append({"l1_ratio": [float(ratio)],
+                                 "alphas": [full[: k + 1] for k in nonzero]})
             if not grid:
                 raise GlioradInputError(
                     "the Cox elastic net keeps no feature at any penalty of its path"
@@ -430,7 +434,8 @@ class DeepRadiomicsSignature(BaseEstimator):
                 n_jobs=None,
             ).fit(Z, y)
         best = search.best_params_
-        alpha, ratio = float(best["alphas"][0]), float(best["l1_ratio"])
+        alpha, ratio = float(best["alphas"][-1]), float(best["l1_ratio"])
+        best_path = list(best["alphas"])
         score = float(search.best_score_)
         if self.alpha_rule == "1se":
             res = search.cv_results_
@@ -438,12 +443,13 @@ class DeepRadiomicsSignature(BaseEstimator):
             limit = res["mean_test_score"][i] - res["std_test_score"][i] / np.sqrt(self.cv_folds)
             same = [j for j, p in enumerate(res["params"]) if float(p["l1_ratio"]) == ratio
                     and res["mean_test_score"][j] >= limit]
-            j = max(same, key=lambda j: float(res["params"][j]["alphas"][0]))
-            alpha, score = float(res["params"][j]["alphas"][0]), float(res["mean_test_score"][j])
+            j = max(same, key=lambda j: float(res["params"][j]["alphas"][-1]))
+            best_path = list(res["params"][j]["alphas"])
+            alpha, score = float(best_path[-1]), float(res["mean_test_score"][j])
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="all coefficients are zero")
-            final = CoxnetSurvivalAnalysis(l1_ratio=ratio, alphas=[alpha]).fit(Z, y)
-        return final.coef_[:, 0].copy(), 0.0, alpha, ratio, score
+            final = CoxnetSurvivalAnalysis(l1_ratio=ratio, alphas=best_path).fit(Z, y)
+        return final.coef_[:, -1].copy(), 0.0, alpha, ratio, score
 
     def _weigh_time(
         self, Z: np.ndarray, time: np.ndarray, event: np.ndarray
