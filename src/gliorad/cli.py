@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -132,9 +132,9 @@ def demo(
     patients: Annotated[int, typer.Option(min=40, help="Synthetic patients.")] = 160,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     jobs: Annotated[int, typer.Option(min=1, help="Parallel workers.")] = 2,
-    force: Annotated[Optional[list[str]], typer.Option(help="Redo this stage (repeatable).")] = None,
-    from_stage: Annotated[Optional[str], typer.Option("--from", help="Redo this stage and all after it.")] = None,
-    until: Annotated[Optional[str], typer.Option(help="Stop after this stage.")] = None,
+    force: Annotated[list[str] | None, typer.Option(help="Redo this stage (repeatable).")] = None,
+    from_stage: Annotated[str | None, typer.Option("--from", help="Redo this stage and all after it.")] = None,
+    until: Annotated[str | None, typer.Option(help="Stop after this stage.")] = None,
 ) -> None:
     """Synthetic two-centre cohort through every stage that exists so far (resumable)."""
     from gliorad.demo import run_demo

@@ -78,7 +78,11 @@ def demo_stages(n_patients: int = 160, seed: int = 0, n_jobs: int = 2, spacing: 
         from gliorad.clinical import read_clinical
         from gliorad.config import ClinicalConfig
         from gliorad.survival.analysis import (
-            SurvivalConfig, read_feature_table, run_analysis, write_analysis)
+            SurvivalConfig,
+            read_feature_table,
+            run_analysis,
+            write_analysis,
+        )
 
         cfg = SurvivalConfig.model_validate(survival_settings)
         feats = read_feature_table(ctx.input_dir("radiomics") / "radiomics_manual.csv")
