@@ -135,3 +135,12 @@ def test_geometry_differences_respect_tolerances():
     assert [d.split()[0] for d in diffs] == ["spacing", "origin", "direction"]
     assert a.differences(Geometry((2, 2, 3), a.spacing, a.origin, a.direction)) == [
         "shape (2, 2, 3) differs from (2, 2, 2)"]
+
+
+def test_atomic_writes_get_the_usual_file_mode(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        path = write_json({"a": 1}, tmp_path / "m.json")
+    finally:
+        os.umask(umask)
+    assert (path.stat().st_mode & 0o777) == 0o644
