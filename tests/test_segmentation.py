@@ -26,6 +26,7 @@ from gliorad.segmentation import (
     hd95,
     load_case,
     load_segmentation_config,
+    predict_volume,
     probabilities_to_labels,
     remove_small_components,
     sliding_window_predict,
@@ -69,6 +70,41 @@ def test_sliding_window_tta_averages_flips():
     ramp = lambda t: torch.arange(t.shape[2], dtype=t.dtype).view(1, 1, -1, 1, 1).expand_as(t[:, :1]).clone()
     out = sliding_window_predict(x, ramp, (10, 12, 14), tta=True)
     torch.testing.assert_close(out, torch.full_like(out, 4.5))  # mean of i and 9 - i
+
+
+class _Recorder(torch.nn.Module):
+    """Returns its first channel as the logit and records the window shapes it saw."""
+
+    def __init__(self):
+        super().__init__()
+        self.shapes: list[tuple[int, ...]] = []
+
+    def forward(self, x):
+        self.shapes.append(tuple(x.shape[2:]))
+        return x[:, :1].clone()
+
+
+def test_predict_volume_single_window_or_sliding_windows():
+    image = np.zeros((2, 40, 30, 20), np.float32)
+    image[:, 5:25, 4:24, 3:17] = np.random.default_rng(0).normal(size=(2, 20, 20, 14))
+    brain = image.any(axis=0)
+    rec = _Recorder()
+    base = SegmentationConfig(patch_size=(8, 8, 8), inference={"device": "cpu"})
+    one = predict_volume(rec, image, brain, base, torch.device("cpu"), activation=False)
+    assert rec.shapes == [(28, 28, 20)]  # the brain box with a 4-voxel margin, clipped to the array
+    np.testing.assert_allclose(one[0][brain], image[0][brain], atol=1e-6)
+    assert (one[0][~foreground_mask(brain)] == -20.0).all()
+    rec.shapes.clear()
+    slide = base.model_copy(update={"inference": base.inference.model_copy(update={"max_single_window_voxels": 0})})
+    many = predict_volume(rec, image, brain, slide, torch.device("cpu"), activation=False)
+    assert set(rec.shapes) == {(8, 8, 8)} and len(rec.shapes) > 1
+    np.testing.assert_allclose(many, one, atol=1e-5)
+
+
+def foreground_mask(brain):
+    m = np.zeros_like(brain)
+    m[foreground_box(brain)] = True
+    return m
 
 
 def test_sliding_window_bad_roi():
@@ -279,6 +315,15 @@ def test_cli_train_predict_evaluate(synth_cohort, tmp_path):
     assert len(prov["train_ids"]) == 2 and prov["seed"] == 0 and prov["inputs"]
     r = runner.invoke(app, ["train", str(synth_cohort), "--out", str(model), "--config", str(cfg)])
     assert r.exit_code == 0 and "skipped" in r.output
+    r = runner.invoke(app, ["train", str(synth_cohort), "--out", str(model), "--config", str(cfg), "--seed", "5"])
+    assert r.exit_code == 2 and "holds a model trained with other settings" in r.output
+    # more epochs: the run resumes from its checkpoint
+    r = runner.invoke(app, ["train", str(synth_cohort), "--out", str(model), "--config", str(cfg),
+                            "--epochs", "2", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    hist = json.loads((model / "history.json").read_text())
+    assert [h["epoch"] for h in hist] == [1, 2]
+    assert json.loads((model / "provenance.json").read_text())["resumed_from_epoch"] == 1
 
     r = runner.invoke(app, ["predict", str(synth_cohort), "--model", str(model), "--out", str(masks), "--no-progress"])
     assert r.exit_code == 0, r.output
@@ -289,6 +334,10 @@ def test_cli_train_predict_evaluate(synth_cohort, tmp_path):
         ref = sitk.ReadImage(str(cohort.image_path(pid, "t1")))
         assert not Geometry.of(ref).differences(Geometry.of(mask))
         assert set(np.unique(sitk.GetArrayFromImage(mask))) <= {0, 1}
+    pred = json.loads((masks / "prediction.json").read_text())
+    assert pred["label_mode"] == "wt" and pred["labels"] == {"1": "whole tumour"}
+    first = pred["patients"][cohort.ids[0]]
+    assert first["window"] == first["predicted_box"]  # a small volume: one window
     stamp = (masks / f"{cohort.ids[0]}.nii.gz").stat().st_mtime_ns
     r = runner.invoke(app, ["predict", str(synth_cohort), "--model", str(model), "--out", str(masks), "--no-progress"])
     assert r.exit_code == 0 and (masks / f"{cohort.ids[0]}.nii.gz").stat().st_mtime_ns == stamp  # skipped

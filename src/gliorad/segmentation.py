@@ -19,8 +19,11 @@ Training (:func:`train_segmentation`)
     prediction on whole held-out volumes and reports ``val_loss`` and ``val_dice``.
 
 Prediction (:func:`predict_cohort`)
-    MONAI sliding-window inference with Gaussian weighting over the brain's bounding box,
-    optional flip test-time augmentation, probabilities resampled back to the input grid, threshold
+    MONAI sliding-window inference with Gaussian weighting over the brain's bounding box (a box
+    of at most ``max_single_window_voxels`` voxels, e.g. a whole 1 mm brain, is predicted in one
+    window: 2-3x less computation than overlapping 128^3 windows, peak memory about 5 GB on CPU
+    for the paper network; on the demo model a whole-volume window gave the same held-out Dice as
+    training-size windows), optional flip test-time augmentation, probabilities resampled back to the input grid, threshold
     0.5, optional removal of small connected components / all but the largest. Masks are written in
     the geometry of the patient's first sequence (they overlay the input in ITK-SNAP / 3D Slicer)
     as ``<MASK_DIR>/<patient>.nii.gz``: a whole-tumour model writes {0, 1} (1 = tumour); a regions
@@ -109,6 +112,10 @@ class InferenceConfig(_Strict):
     keep_largest: bool = Field(False, description="keep only the largest tumour component")
     min_component_ml: float = Field(0.0, ge=0, description="remove components smaller than this")
     crop_foreground: bool = Field(True, description="predict inside the brain's bounding box only")
+    max_single_window_voxels: int = Field(
+        5_500_000, ge=0,
+        description="predict a (cropped) volume of up to this many voxels in one window; larger "
+                    "volumes, or 0, slide windows of roi_size")
     precision: str = "float32"
     device: str = "auto"
 
@@ -163,7 +170,7 @@ def _demo() -> SegmentationConfig:
         net=UNetConfig(features=(8, 16, 32, 64), bottleneck=64, expand_channels=16, se_reduction=4),
         patch_size=(48, 48, 48),
         samples_per_volume=2,
-        train=TrainConfig(epochs=40, batch_size=2, lr=2e-3, plateau_patience=5, early_stopping=None),
+        train=TrainConfig(epochs=20, batch_size=2, lr=2e-3, plateau_patience=5),
         val_fraction=0.15,
         inference=InferenceConfig(roi_size=(64, 64, 64), overlap=0.25, min_component_ml=0.5),
     )
@@ -469,7 +476,6 @@ def _predictor(model: torch.nn.Module, device: torch.device, precision: str,
     cl = device.type == "cpu"
 
     def predict(x: torch.Tensor) -> torch.Tensor:
-        x = x.to(device)
         if cl:
             x = x.contiguous(memory_format=torch.channels_last_3d)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
@@ -490,17 +496,26 @@ def foreground_box(mask: np.ndarray, margin: int = 4) -> tuple[slice, ...]:
     return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
 
 
+def inference_window(shape: Sequence[int], cfg: SegmentationConfig) -> tuple[int, ...]:
+    """The window used on a (cropped) volume of ``shape``: the volume itself when it has at most
+    ``inference.max_single_window_voxels`` voxels, else ``roi_size``."""
+    if 0 < int(np.prod(shape)) <= cfg.inference.max_single_window_voxels:
+        return tuple(int(n) for n in shape)
+    return tuple(cfg.roi_size)
+
+
 def predict_volume(model: torch.nn.Module, image: np.ndarray, brain: np.ndarray,
                    cfg: SegmentationConfig, device: torch.device, *, activation: bool = True) -> np.ndarray:
     """Per-channel probabilities (``activation=False``: logits) of ``image`` (C, z, y, x), predicted
     inside the bounding box of ``brain`` when ``inference.crop_foreground`` (0 / -20 outside)."""
     inf = cfg.inference
     box = foreground_box(brain) if inf.crop_foreground else tuple(slice(None) for _ in range(3))
-    x = torch.from_numpy(np.ascontiguousarray(image[(slice(None), *box)]))[None]
+    x = torch.from_numpy(np.ascontiguousarray(image[(slice(None), *box)]))[None].to(device)
+    roi = inference_window(x.shape[2:], cfg)
     model.eval()
     with torch.inference_mode():
         y = sliding_window_predict(x, _predictor(model, device, inf.precision, activation),
-                                   cfg.roi_size, inf.overlap, inf.sw_batch_size, inf.tta)
+                                   roi, inf.overlap, inf.sw_batch_size, inf.tta)
     out = np.zeros((y.shape[1], *image.shape[1:]), np.float32)
     if not activation:
         out[:] = -20.0  # logit of "surely background" outside the box
@@ -862,7 +877,11 @@ def predict_cohort(
             case = load_case(cohort, pid, cfg, with_label=False)
             labels = predict_case(model.network, case, cfg, model.regions, device)
             write_image(array_to_image(labels, case.native), target)
+            box = foreground_box(case.brain) if cfg.inference.crop_foreground else case.brain.shape
+            box_shape = [b.stop - b.start for b in box] if cfg.inference.crop_foreground else list(box)
             patients[pid] = {"inputs": hashes, "mask": target.name, "seconds": time.perf_counter() - t0,
+                             "predicted_box": box_shape,
+                             "window": list(inference_window(box_shape, cfg)),
                              "native_spacing": list(case.native.spacing),
                              "working_spacing": list(case.grid.spacing),
                              "tumour_voxels": int((labels > 0).sum())}
