@@ -15,7 +15,7 @@ runner = CliRunner()
 def test_help_and_version():
     res = runner.invoke(app, ["--help"])
     assert res.exit_code == 0
-    for cmd in ("validate", "synth", "demo", "features", "grade", "survival", "preprocess"):
+    for cmd in ("validate", "synth", "demo", "features", "grade", "survival", "preprocess", "segment"):
         assert cmd in res.output
     res = runner.invoke(app, ["--version"])
     assert res.exit_code == 0 and res.output.startswith("gliorad ")

@@ -16,6 +16,7 @@ from gliorad import __version__
 from gliorad.commands.features import app as features_app
 from gliorad.commands.grade import app as grade_app
 from gliorad.commands.preprocess import preprocess_cmd
+from gliorad.commands.segment import app as segment_app
 from gliorad.commands.survival import app as survival_app
 from gliorad.errors import GlioradInputError
 
@@ -30,6 +31,7 @@ app = typer.Typer(
 app.add_typer(features_app, name="features")
 app.add_typer(grade_app, name="grade")
 app.command("preprocess")(preprocess_cmd)
+app.add_typer(segment_app, name="segment")
 app.add_typer(survival_app, name="survival")
 
 
