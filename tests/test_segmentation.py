@@ -20,17 +20,22 @@ from gliorad.io import Geometry
 from gliorad.segmentation import (
     BRATS2018_REGIONS,
     SegmentationConfig,
+    _deep_merge,
     dice_score,
+    evaluate_masks,
     foreground_box,
     get_preset,
     hd95,
     load_case,
+    load_model,
     load_segmentation_config,
+    predict_cohort,
     predict_volume,
     probabilities_to_labels,
     remove_small_components,
     sliding_window_predict,
     split_ids,
+    train_segmentation,
     with_overrides,
     working_grid,
 )
@@ -398,3 +403,22 @@ def test_cli_bad_inputs(synth_cohort, tmp_path):
     assert r.exit_code == 2 and "no mask <patient>.nii.gz matches a patient" in r.output
     r = runner.invoke(app, ["evaluate", str(tmp_path), str(synth_cohort), "--label-mode", "all"])
     assert r.exit_code == 2 and "label_mode 'all' is not valid; expected one of: wt, regions" in r.output
+
+
+def test_regions_model_writes_brats_labels_and_evaluates_tc_et(synth_cohort, tmp_path):
+    cohort = discover_cohort(synth_cohort, CohortConfig(sequences=["t1", "t1ce", "t2"]))
+    data = {**TINY, "label_mode": "regions"}
+    data.pop("preset")
+    cfg = SegmentationConfig.model_validate(_deep_merge(get_preset("demo").model_dump(), data))
+    res = train_segmentation(cohort, tmp_path / "model", cfg, progress=False)
+    assert res.fit.epochs_run == 1 and len(res.val_ids) == 1
+    model = load_model(tmp_path / "model")
+    assert model.regions == {"WT": [1, 2, 4], "TC": [1, 4], "ET": [4]}
+    prov = predict_cohort(cohort, model, tmp_path / "masks", progress=False)
+    assert prov["label_mode"] == "regions" and prov["labels"]["4"] == "enhancing tumour"
+    for pid in cohort.ids:
+        arr = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "masks" / f"{pid}.nii.gz")))
+        assert set(np.unique(arr)) <= {0, 1, 2, 4}
+    ev = evaluate_masks(tmp_path / "masks", cohort)
+    assert ev.summary["label_mode"] == "regions" and {"WT", "TC", "ET"} <= set(ev.summary)
+    assert len(ev.rows) == 3 * len(cohort.ids)

@@ -180,6 +180,12 @@ def test_resume_with_other_settings_is_refused(tmp_path):
     assert res.resumed_from is None and res.epochs_run == 1
 
 
+def test_amp_on_cpu_uses_bfloat16_autocast(tmp_path):
+    res = fit(make_model(), FlipDataset(2), DiceBCELoss(), tmp_path,
+              TrainConfig(epochs=1, amp=True, monitor="train_loss", device="cpu"), progress=False)
+    assert math.isfinite(res.history[0]["train_loss"])
+
+
 def test_diverging_loss_raises(tmp_path):
     with pytest.raises(TrainingDivergedError, match=r"training loss is nan at epoch 1, step 1"):
         fit(make_model(), FlipDataset(2), lambda out, y: out.sum() * float("nan"), tmp_path,
