@@ -15,7 +15,8 @@ Cases, each in a fresh process with ``torch.set_num_threads(threads)`` and OMP_W
   box is cropped first, as for real skull-stripped data, and predicted in one window when it has at
   most ``max_single_window_voxels``); ``random`` fills the whole grid (worst case: nothing to crop,
   too large for one window, so overlapping 128^3 windows); ``max_single_window_voxels=0`` forces
-  128^3 windows on the brain; ``precision=bfloat16`` uses bfloat16 autocast on the CPU.
+  128^3 windows on the brain; ``precision=bfloat16`` uses bfloat16 autocast on the CPU;
+  ``brats`` is the first real BraTS 2018 case of ../shared/data/brats2018 (when present).
 * ``paper_net``: parameters and FLOPs (torch.utils.flop_counter) of the paper network for one
   128^3 window with three input sequences.
 
@@ -99,7 +100,7 @@ model_dir = f"{tmp}/model_{preset}"
 os.makedirs(model_dir, exist_ok=True)
 save_weights(net, f"{model_dir}/model.safetensors")
 write_json(_model_config_json(cfg, BRATS2018_REGIONS, "brats2018"), f"{model_dir}/config.json")
-root = f"{tmp}/cohort_{kind}"
+root = args["brats"] if kind == "brats" else f"{tmp}/cohort_{kind}"
 if not os.path.isdir(root):
     pid = "P001"
     os.makedirs(f"{root}/{pid}")
@@ -124,7 +125,8 @@ if not os.path.isdir(root):
 cohort = discover_cohort(root, CohortConfig(sequences=cfg.sequences))
 m = load_model(model_dir)
 w0, c0 = time.perf_counter(), time.process_time()
-prov = predict_cohort(cohort, m, f"{tmp}/masks_{preset}_{kind}", overwrite=True, progress=False)
+prov = predict_cohort(cohort, m, f"{tmp}/masks_{preset}_{kind}", ids=cohort.ids[:1], overwrite=True,
+                      progress=False)
 wall, cpu = time.perf_counter() - w0, time.process_time() - c0
 one = next(iter(prov["patients"].values()))
 print(json.dumps({"wall_s": wall, "cpu_s": cpu, "peak_mb": peak_mb(), "roi_size": list(cfg.roi_size),
@@ -179,11 +181,15 @@ def main() -> None:
             cases += [("paper", "brain", None), ("paper", "random", None),
                       ("paper", "brain", {"precision": "bfloat16"}),
                       ("paper", "brain", {"max_single_window_voxels": 0})]
+        brats = Path(__file__).resolve().parents[2] / "shared" / "data" / "brats2018"
+        if brats.is_dir() and not a.quick:  # real BraTS 2018 case (skipped when absent)
+            cases += [("paper", "brats", None)]
         for preset, kind, inf in cases:
             suffix = "".join(f"_{k}={'x'.join(map(str, v)) if isinstance(v, list) else v}"
                              for k, v in (inf or {}).items())
             name = f"infer_{preset}_{kind}{suffix}"
-            results[name] = run(INFER, {"tmp": tmp, "preset": preset, "input": kind, "inference": inf}, a.threads)
+            results[name] = run(INFER, {"tmp": tmp, "preset": preset, "input": kind, "inference": inf,
+                                        "brats": str(brats)}, a.threads)
             print(f"{name}: {results[name]}", flush=True)
         if not a.skip_train:
             train_args = {"tmp": tmp, "n_train": 16, "n_test": 4, "epochs": 2} if a.quick else \

@@ -422,3 +422,26 @@ def test_regions_model_writes_brats_labels_and_evaluates_tc_et(synth_cohort, tmp
     ev = evaluate_masks(tmp_path / "masks", cohort)
     assert ev.summary["label_mode"] == "regions" and {"WT", "TC", "ET"} <= set(ev.summary)
     assert len(ev.rows) == 3 * len(cohort.ids)
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_real_brats_smoke(shared_data, tmp_path):
+    """Real BraTS 2018 cases: 1 mm -> 4 mm for a tiny network, one epoch, masks back on the
+    240x240x155 grid of the input, evaluation against the manual masks."""
+    root = shared_data / "brats2018"
+    cohort = discover_cohort(root, CohortConfig(sequences=["t1", "t1ce", "t2"]))
+    ids = cohort.ids[:3]
+    data = {k: v for k, v in TINY.items() if k != "preset"}
+    cfg = SegmentationConfig.model_validate(_deep_merge(get_preset("demo").model_dump(), data))
+    res = train_segmentation(cohort, tmp_path / "model", cfg, ids=ids, progress=False)
+    assert res.fit.epochs_run == 1
+    model = load_model(tmp_path / "model")
+    prov = predict_cohort(cohort, model, tmp_path / "masks", ids=ids[:1], progress=False)
+    entry = prov["patients"][ids[0]]
+    assert entry["native_spacing"] == [1.0, 1.0, 1.0] and entry["working_spacing"] == [4.0, 4.0, 4.0]
+    mask = sitk.ReadImage(str(tmp_path / "masks" / f"{ids[0]}.nii.gz"))
+    ref = sitk.ReadImage(str(cohort.image_path(ids[0], "t1")))
+    assert mask.GetSize() == (240, 240, 155) and not Geometry.of(ref).differences(Geometry.of(mask))
+    ev = evaluate_masks(tmp_path / "masks", cohort)
+    assert ev.summary["n_patients"] == 1 and len(ev.summary["patients_without_mask"]) == 5
