@@ -1,0 +1,246 @@
+"""``gliorad features deep ...``: the paper's deep-feature CNNs.
+
+* ``cnn3d``: 3D ResNet18 (+ SE) on tumour patches (or the complete MRI), trained on HGG vs LGG;
+  512 features per patient, the CNN's own HGG probabilities, held-out grade AUC (DeLong CI);
+  ``--cv-folds K`` adds out-of-fold probabilities for every patient (K more networks).
+* ``cnn2d``: 2D ResNet18 dual-task (grade II vs III + survival) on the largest tumour slice,
+  ImageNet-initialised from a local torchvision-format file (``--imagenet-weights``).
+
+Thin layer over :mod:`gliorad.features.deep3d` and :mod:`gliorad.features.deep2d` (imported
+inside the commands). The networks are trained on the training patients only: ``--train-ids``
+(a file) or a seeded stratified split (``--test-fraction``); features are written for every
+patient. Exit 2 lists each problem on its own ``error:`` line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gliorad.errors import GlioradInputError
+
+app = typer.Typer(
+    name="deep",
+    help="Deep CNN features: 3D ResNet18(+SE) on patches, 2D dual-task ResNet18 on largest slices.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _fail(err: GlioradInputError) -> None:
+    for line in err.problems:
+        typer.echo(f"error: {line}", err=True)
+    raise typer.Exit(2)
+
+
+def read_ids(path: Path, option: str) -> list[str]:
+    """Patient ids from a file: one per line (or the first column of a CSV); blank lines, lines
+    starting with ``#`` and a ``patient_id`` header are ignored."""
+    if not path.is_file():
+        raise GlioradInputError(f"{option} {path}: file not found")
+    ids = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        text = line.split(",")[0].strip().strip('"')
+        if not text or text.startswith("#") or text.lower() in ("patient_id", "id"):
+            continue
+        ids.append(text)
+    if not ids:
+        raise GlioradInputError(f"{option} {path}: no patient id in the file")
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise GlioradInputError(f"{option} {path}: patient id(s) repeated: {dup[:10]}")
+    return ids
+
+
+def _setup(cohort_dir: Path, clinical: Path | None, cohort_config: Path | None):
+    from gliorad.clinical import read_clinical
+    from gliorad.cohort import discover_cohort
+    from gliorad.config import load_config
+
+    gcfg = load_config(cohort_config) if cohort_config is not None else None
+    cohort = discover_cohort(cohort_dir, gcfg.cohort if gcfg is not None else None)
+    path = clinical if clinical is not None else cohort_dir / "clinical.csv"
+    if not path.is_file():
+        raise GlioradInputError(
+            f"clinical table {path} not found; pass --clinical (a CSV with patient_id and grade)")
+    table = read_clinical(path, gcfg.clinical if gcfg is not None else None)
+    return cohort, table
+
+
+def _split(table, cohort, train_ids: Path | None, ids: list[str] | None, test_fraction: float,
+           seed: int) -> list[str]:
+    from gliorad.features.deep import stratified_split
+
+    if train_ids is not None:
+        return read_ids(train_ids, "--train-ids")
+    pool = [p for p in (ids or cohort.ids) if p in table.index and not _na(table.at[p, "grade_group"])]
+    if not pool:
+        raise GlioradInputError("no cohort patient has a grade in the clinical table; pass --train-ids")
+    y = (table.loc[pool, "grade_group"] == "HGG").astype(int)
+    train, test = stratified_split(y, test_fraction, seed)
+    typer.echo(f"split (seed {seed}): {len(train)} training, {len(test)} held-out patients")
+    return train
+
+
+def _na(value) -> bool:
+    import pandas as pd
+
+    return bool(pd.isna(value))
+
+
+def _config(kind: str, preset: str, config: Path | None, changes: dict):
+    from gliorad.features.deep import with_changes
+
+    if kind == "3d":
+        from gliorad.features.deep3d import load_deep3d_config as load
+    else:
+        from gliorad.features.deep2d import load_deep2d_config as load
+    cfg = load(config if config is not None else preset)
+    changes = {k: v for k, v in changes.items() if v is not None and v != {}}
+    return with_changes(cfg, changes, "command line") if changes else cfg
+
+
+def _train_changes(epochs: int | None, seed: int | None, device: str | None) -> dict:
+    return {k: v for k, v in {"epochs": epochs, "seed": seed, "device": device}.items()
+            if v is not None}
+
+
+def _summary(res, what: str) -> None:
+    import json
+
+    typer.echo(f"{what}: {res.table.shape[0]} patients x {res.table.shape[1]} features -> "
+               f"{res.out_dir}{' (unchanged, skipped)' if res.skipped else ''}")
+    typer.echo(f"trained on {len(res.train_ids)} patients"
+               f"{f', validated on {len(res.val_ids)}' if res.val_ids else ''}")
+    typer.echo("metrics: " + json.dumps({k: v for k, v in res.metrics.items()
+                                         if isinstance(v, dict)}, default=str))
+    for note in res.notes:
+        typer.echo(f"note: {note}")
+
+
+@app.command()
+def cnn3d(
+    cohort_dir: Annotated[Path, typer.Argument(help="Cohort folder (BraTS naming or --cohort-config).")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder (tables, model, provenance).")],
+    clinical: Annotated[Path | None, typer.Option(
+        help="Clinical table (default: COHORT_DIR/clinical.csv).")] = None,
+    preset: Annotated[str, typer.Option(help="Settings preset: demo or paper.")] = "demo",
+    config: Annotated[Path | None, typer.Option(
+        help="YAML settings (fields of Deep3DConfig; 'preset: demo' to start from a preset).")] = None,
+    input_kind: Annotated[str | None, typer.Option(
+        "--input", help="patch (tumour-centred) or full (complete MRI).")] = None,
+    se: Annotated[bool | None, typer.Option("--se/--no-se", help="SE block after stage 4.")] = None,
+    train_ids: Annotated[Path | None, typer.Option(
+        help="File of training patient ids (one per line); default: a stratified split.")] = None,
+    val_ids: Annotated[Path | None, typer.Option(help="File of validation patient ids.")] = None,
+    ids: Annotated[Path | None, typer.Option(
+        help="File of patient ids to extract features for (default: all).")] = None,
+    test_fraction: Annotated[float, typer.Option(
+        min=0.01, max=0.99, help="Held-out share when no --train-ids is given.")] = 0.3,
+    split_seed: Annotated[int, typer.Option(help="Seed of that split.")] = 0,
+    masks: Annotated[Path | None, typer.Option(
+        help="Folder of automatic masks (default: the cohort's manual seg files).")] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Override the training epochs.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Override the training seed.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
+    cv_folds: Annotated[int | None, typer.Option(
+        min=2, help="Also write out-of-fold probabilities for every patient (K networks).")] = None,
+    jobs: Annotated[int, typer.Option(help="Processes preparing the inputs; -1 = all cores.")] = 1,
+    overwrite: Annotated[bool, typer.Option(help="Replace an earlier run in --out.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    cohort_config: Annotated[Path | None, typer.Option(
+        help="gliorad YAML config (cohort and clinical sections).")] = None,
+) -> None:
+    """3D ResNet18 (+SE) trained on HGG vs LGG; 512 features per patient (cnn3d_000...)."""
+    from gliorad.errors import check_option
+    from gliorad.features.deep3d import PRESETS, cnn3d_out_of_fold, deep_features_3d
+
+    try:
+        if config is None:
+            check_option("--preset", preset, PRESETS)
+        if jobs == 0 or jobs < -1:
+            raise GlioradInputError(f"--jobs {jobs}: expected a positive number or -1 (all cores)")
+        net = {"se": se} if se is not None else {}
+        cfg = _config("3d", preset, config, {"input": input_kind, "net": net,
+                                             "train": _train_changes(epochs, seed, device)})
+        cohort, table = _setup(cohort_dir, clinical, cohort_config)
+        id_list = read_ids(ids, "--ids") if ids is not None else None
+        train = _split(table, cohort, train_ids, id_list, test_fraction, split_seed)
+        val = read_ids(val_ids, "--val-ids") if val_ids is not None else None
+        res = deep_features_3d(cohort, table, train, out, cfg, ids=id_list, val_ids=val,
+                               masks=masks, overwrite=overwrite, progress=progress, n_jobs=jobs)
+        _summary(res, f"cnn3d {cfg.variant}")
+        if cv_folds is not None:
+            pool = [p for p in (id_list or cohort.ids) if p in table.index
+                    and not _na(table.at[p, "grade_group"])]
+            pred = cnn3d_out_of_fold(cohort, table, pool, out / "cv", cfg, folds=cv_folds,
+                                     seed=split_seed, masks=masks, overwrite=overwrite,
+                                     progress=progress, n_jobs=jobs)
+            typer.echo(f"out-of-fold probabilities for {len(pred)} patients -> "
+                       f"{out / 'cv' / f'cnn3d_{cfg.variant}_oof_predictions.csv'}")
+    except GlioradInputError as err:
+        _fail(err)
+
+
+@app.command()
+def cnn2d(
+    cohort_dir: Annotated[Path, typer.Argument(help="Cohort folder (BraTS naming or --cohort-config).")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder (tables, model, provenance).")],
+    clinical: Annotated[Path | None, typer.Option(
+        help="Clinical table (default: COHORT_DIR/clinical.csv).")] = None,
+    preset: Annotated[str, typer.Option(help="Settings preset: demo or paper.")] = "demo",
+    config: Annotated[Path | None, typer.Option(
+        help="YAML settings (fields of Deep2DConfig; 'preset: demo' to start from a preset).")] = None,
+    imagenet_weights: Annotated[Path | None, typer.Option(
+        help="Local torchvision-format resnet18 state dict (.pth/.safetensors); none: from scratch.")] = None,
+    survival_loss: Annotated[str | None, typer.Option(help="cox or censored_l1.")] = None,
+    survival_weight: Annotated[float | None, typer.Option(
+        min=0.0, help="Weight of the survival term (grade term: 1).")] = None,
+    train_ids: Annotated[Path | None, typer.Option(
+        help="File of training patient ids (LGG among them are trained on); default: a split.")] = None,
+    val_ids: Annotated[Path | None, typer.Option(help="File of validation patient ids.")] = None,
+    ids: Annotated[Path | None, typer.Option(
+        help="File of patient ids to extract features for (default: all).")] = None,
+    test_fraction: Annotated[float, typer.Option(
+        min=0.01, max=0.99, help="Held-out share when no --train-ids is given.")] = 0.3,
+    split_seed: Annotated[int, typer.Option(help="Seed of that split.")] = 0,
+    masks: Annotated[Path | None, typer.Option(
+        help="Folder of automatic masks (default: the cohort's manual seg files).")] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Override the training epochs.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Override the training seed.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
+    jobs: Annotated[int, typer.Option(help="Processes preparing the inputs; -1 = all cores.")] = 1,
+    overwrite: Annotated[bool, typer.Option(help="Replace an earlier run in --out.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    cohort_config: Annotated[Path | None, typer.Option(
+        help="gliorad YAML config (cohort and clinical sections).")] = None,
+) -> None:
+    """2D dual-task ResNet18 (grade II/III + survival) on LGG; 512 features (cnn2d_000...)."""
+    import warnings
+
+    from gliorad.errors import check_option
+    from gliorad.features.deep2d import PRESETS, deep_features_2d
+
+    try:
+        if config is None:
+            check_option("--preset", preset, PRESETS)
+        if jobs == 0 or jobs < -1:
+            raise GlioradInputError(f"--jobs {jobs}: expected a positive number or -1 (all cores)")
+        cfg = _config("2d", preset, config, {
+            "survival_loss": survival_loss, "survival_weight": survival_weight,
+            "train": _train_changes(epochs, seed, device)})
+        cohort, table = _setup(cohort_dir, clinical, cohort_config)
+        id_list = read_ids(ids, "--ids") if ids is not None else None
+        train = _split(table, cohort, train_ids, id_list, test_fraction, split_seed)
+        val = read_ids(val_ids, "--val-ids") if val_ids is not None else None
+        with warnings.catch_warnings():  # the no-ImageNet message is printed as a note below
+            warnings.simplefilter("ignore", UserWarning)
+            res = deep_features_2d(cohort, table, train, out, cfg,
+                                   imagenet_weights=imagenet_weights, ids=id_list, val_ids=val,
+                                   masks=masks, overwrite=overwrite, progress=progress, n_jobs=jobs)
+        _summary(res, "cnn2d dual-task")
+    except GlioradInputError as err:
+        _fail(err)

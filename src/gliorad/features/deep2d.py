@@ -1,0 +1,586 @@
+"""2D dual-task CNN deep features (Xu et al. 2022, "Building of deep-radiomics signature"): a 2D
+ResNet18 on the largest tumour slice (T1, T2, T1-Gd as three channels), initialised from ImageNet
+weights, trained jointly to grade LGG patients (WHO II vs III) and to regress survival; 512
+features per patient from the global average pool after the fourth stage.
+
+Input (:func:`prepare_inputs_2d`)
+    Each sequence is z-scored inside the patient's brain (whole volume), then the axial slice with
+    the largest tumour area (:func:`gliorad.crop.slice_stack`) is taken from each, stacked as
+    channels in ``sequences`` order (paper: T1, T2, T1-Gd) and scaled to fit ``size`` (paper:
+    240x240) with its aspect kept (padding 0). No ImageNet mean/std normalisation is applied: the
+    per-patient z-score already centres each channel.
+
+Network
+    :class:`gliorad.nets.ResNet18` (``spatial_dims=2``, 3 channels) with a ``dual`` head: a grade
+    head (``two_fc`` or ``linear``, one logit of grade III) and a survival head (one linear output)
+    share the backbone. **ImageNet initialisation**: ``imagenet_weights`` is a local
+    torchvision-format ``resnet18`` state dict (``.pth``/``.pt`` read with
+    ``torch.load(weights_only=True)``, or ``.safetensors``) loaded by
+    :func:`gliorad.nets.resnet.load_torchvision_weights` (``fc.*`` skipped, shapes checked); nothing
+    is downloaded. Without it the network is trained from scratch and a warning and a provenance
+    note say so.
+
+Loss (:class:`DualTaskLoss`), on the **LGG training patients only** (HGG patients in
+``train_ids`` are left out and counted: the paper's survival analysis is of LGG)::
+
+    L = BCE(grade logit, [grade == III])  +  survival_weight * L_surv
+
+The grade term averages over the patients of the batch with a known WHO grade. ``L_surv`` is
+censoring-aware (``survival_loss``), over the patients with a survival time:
+
+* ``cox`` (default): the negative Cox partial log-likelihood of the survival output ``r`` (a log
+  risk: higher = shorter survival) over the batch, Breslow ties, divided by the number of events:
+  ``-(1/d) sum_{i: event} [r_i - log sum_{j: t_j >= t_i} exp(r_j)]``; a batch without an event
+  contributes 0. It uses censored patients correctly (they are in the risk sets) and needs no
+  time scale; the "regression of survival time" is then a regression of relative risk.
+* ``censored_l1``: the survival output ``u`` predicts log survival time in years; a death costs
+  ``|u - log t|``; a censored patient, alive at ``c``, costs ``max(0, log c - u)`` (only
+  predictions below the censoring time are penalised, Tobit-style); averaged over the patients.
+
+Training runs in the shared loop :func:`gliorad.training.fit` (the dual targets travel as a dict
+of tensors; the network returns one ``(B, 2)`` tensor so the loop's mixed-precision cast works).
+With ``val_fraction > 0`` a seeded part of the LGG training patients (stratified by grade)
+monitors ``val_loss`` (and reports ``val_auc`` and ``val_cindex``).
+
+Outputs (:func:`deep_features_2d`): ``cnn2d_dual.csv/.parquet`` (``cnn2d_000 ... cnn2d_511`` for
+every patient, HGG included), ``cnn2d_dual_predictions.csv`` (``patient_id``,
+``probability_grade_iii``, ``survival_output``, ``risk_score`` (higher = worse, for either loss),
+``split``), ``metrics.json`` (held-out LGG patients: grade II/III AUC with DeLong CI, C-index of
+the risk score with its 95% CI), ``model/``, ``provenance.json`` (see :mod:`gliorad.features.deep`).
+
+Presets (:data:`PRESETS`): ``paper`` (3x240x240, ResNet18, batch 8, 200 epochs, lr 5e-4 halved
+after 10 epochs without validation improvement, a quarter of the training LGG patients for
+validation; ImageNet weights expected) and ``demo`` (80x80 slices, the paper's 240 mm field of
+view at 3 mm; ResNet18 widths so the table has 512 columns; 20 epochs, lr 3e-4; no validation).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from pydantic import Field, model_validator
+
+from gliorad.crop import PAPER_SLICE_SEQUENCES, PAPER_SLICE_SIZE, slice_stack
+from gliorad.errors import GlioradInputError, check_option
+from gliorad.features.deep import (
+    PREFIX_2D,
+    WEIGHTS,
+    ArrayDataset,
+    DeepResult,
+    Strict,
+    TrainedNetwork,
+    auc_summary,
+    check_batchnorm,
+    check_ids,
+    check_model_folder,
+    extract,
+    feature_table,
+    file_hashes,
+    file_stats,
+    fingerprint,
+    input_files,
+    load_config,
+    load_outputs,
+    now_utc,
+    peak_rss_mb,
+    prepare_all,
+    previous_run,
+    read_clinical_table,
+    read_sequences,
+    remove_outputs,
+    stratified_split,
+    train_network,
+    training_labels,
+    versions,
+    write_table,
+)
+from gliorad.io import file_hash, read_array, write_json, write_text
+from gliorad.nets.resnet import DUAL_GRADE_HEADS, PAPER_WIDTHS, ResNet18, load_torchvision_weights
+from gliorad.training import TrainConfig
+
+#: Censoring-aware survival terms of the dual-task loss.
+SURVIVAL_LOSSES: dict[str, str] = {
+    "cox": "negative Cox partial log-likelihood over the batch (Breslow ties), per event",
+    "censored_l1": "L1 on log survival time in years; censored patients penalised only when the "
+                   "prediction is below their censoring time",
+}
+DAYS_PER_YEAR = 365.25
+
+
+class Net2DConfig(Strict):
+    """The 2D dual-task ResNet18 (see :class:`gliorad.nets.ResNet18`, ``head="dual"``)."""
+
+    widths: tuple[int, int, int, int] = PAPER_WIDTHS
+    grade_head: str = "two_fc"
+    hidden: int = Field(256, ge=1)
+    dropout: float = Field(0.0, ge=0, lt=1)
+
+
+class Deep2DConfig(Strict):
+    """Settings of the 2D dual-task network (paper values are the defaults)."""
+
+    sequences: list[str] = Field(default_factory=lambda: list(PAPER_SLICE_SEQUENCES))
+    size: tuple[int, int] = PAPER_SLICE_SIZE
+    axis: int = Field(0, ge=0, le=2, description="slicing axis of the (z, y, x) arrays; 0 = axial")
+    net: Net2DConfig = Field(default_factory=Net2DConfig)
+    survival_loss: str = "cox"
+    survival_weight: float = Field(1.0, ge=0, description="weight of the survival term (grade: 1)")
+    flip_prob: float = Field(0.5, ge=0, le=1)
+    val_fraction: float = Field(0.25, ge=0, lt=1, description="of the LGG training patients")
+    weights: str = "best"
+    predict_batch_size: int = Field(8, ge=1)
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=200, batch_size=8))
+
+    @model_validator(mode="after")
+    def _check(self) -> Deep2DConfig:
+        check_option("survival_loss", self.survival_loss, SURVIVAL_LOSSES)
+        check_option("weights", self.weights, WEIGHTS)
+        check_option("net.grade_head", self.net.grade_head, DUAL_GRADE_HEADS)
+        if not self.sequences or len(set(self.sequences)) != len(self.sequences):
+            raise ValueError(f"sequences {self.sequences} must be non-empty and without duplicates")
+        if any(s < 1 for s in self.size):
+            raise ValueError(f"size {self.size} must be positive")
+        return self
+
+
+def _paper() -> Deep2DConfig:
+    return Deep2DConfig()
+
+
+def _demo() -> Deep2DConfig:
+    return Deep2DConfig(
+        size=(80, 80), val_fraction=0.0, weights="last",
+        train=TrainConfig(epochs=20, batch_size=8, lr=3e-4, plateau_patience=5, monitor="train_loss"),
+    )
+
+
+#: Presets: ``paper`` (for a GPU, 1 mm data, ImageNet weights) and ``demo`` (2 CPU cores).
+PRESETS: dict[str, Callable[[], Deep2DConfig]] = {"paper": _paper, "demo": _demo}
+
+
+def load_deep2d_config(spec: str | os.PathLike | Deep2DConfig) -> Deep2DConfig:
+    """A :class:`Deep2DConfig`, a preset name (:data:`PRESETS`) or a YAML file."""
+    return load_config(spec, PRESETS, Deep2DConfig, "2D deep-feature")
+
+
+# ------------------------------------------------------------------------------------ losses
+def cox_ph_loss(risk: torch.Tensor, time: torch.Tensor, event: torch.Tensor) -> torch.Tensor:
+    """Negative Cox partial log-likelihood (Breslow ties) divided by the number of events.
+
+    ``-(1/d) sum_{i: event_i = 1} [risk_i - log sum_{j: time_j >= time_i} exp(risk_j)]``; 0
+    (with a gradient of 0) when there is no event. Shapes ``(n,)``.
+    """
+    event = event.to(risk.dtype)
+    d = event.sum()
+    if float(d) == 0:
+        return risk.sum() * 0.0
+    at_risk = time[None, :] >= time[:, None]  # row i: who is at risk at time_i
+    scores = risk[None, :].expand(len(risk), -1).masked_fill(~at_risk, float("-inf"))
+    log_denominator = torch.logsumexp(scores, dim=1)
+    return -((risk - log_denominator) * event).sum() / d
+
+
+def censored_l1_loss(log_time_pred: torch.Tensor, time_years: torch.Tensor,
+                     event: torch.Tensor) -> torch.Tensor:
+    """Mean of ``|u - log t|`` (deaths) and ``max(0, log c - u)`` (censored at ``c``)."""
+    log_t = torch.log(time_years.clamp_min(1e-6))
+    per = torch.where(event > 0, (log_time_pred - log_t).abs(), torch.relu(log_t - log_time_pred))
+    return per.mean()
+
+
+class DualTaskLoss(torch.nn.Module):
+    """Grade (II vs III) cross-entropy + ``survival_weight`` x censoring-aware survival term; see
+    the module docstring. ``outputs`` ``(B, 2)``: grade logit, survival output; ``targets``: a dict
+    of ``(B,)`` tensors ``grade`` (1 = III), ``grade_mask``, ``time`` (days), ``event`` (1 = death),
+    ``surv_mask`` (masks: 1 where the value is known)."""
+
+    def __init__(self, survival_loss: str = "cox", survival_weight: float = 1.0):
+        super().__init__()
+        self.survival_loss = check_option("survival_loss", survival_loss, SURVIVAL_LOSSES)
+        self.survival_weight = float(survival_weight)
+
+    def parts(self, outputs: torch.Tensor, targets: Mapping[str, torch.Tensor]
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        logit, surv = outputs[:, 0], outputs[:, 1]
+        gm = targets["grade_mask"] > 0
+        grade = (torch.nn.functional.binary_cross_entropy_with_logits(
+            logit[gm], targets["grade"][gm].to(logit.dtype)) if bool(gm.any()) else logit.sum() * 0.0)
+        sm = targets["surv_mask"] > 0
+        if not bool(sm.any()):
+            return grade, surv.sum() * 0.0
+        if self.survival_loss == "cox":
+            s = cox_ph_loss(surv[sm], targets["time"][sm], targets["event"][sm])
+        else:
+            s = censored_l1_loss(surv[sm], targets["time"][sm] / DAYS_PER_YEAR, targets["event"][sm])
+        return grade, s
+
+    def forward(self, outputs: torch.Tensor, targets: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        grade, surv = self.parts(outputs, targets)
+        return grade + self.survival_weight * surv
+
+
+def risk_score(survival_output: np.ndarray, survival_loss: str) -> np.ndarray:
+    """Higher = worse prognosis: the Cox log risk itself, or minus the predicted log time."""
+    out = np.asarray(survival_output, dtype=np.float64)
+    return out if survival_loss == "cox" else -out
+
+
+# ------------------------------------------------------------------------------------ inputs
+def _prepare_one(files: Mapping[str, Path], settings: Mapping[str, Any]) -> tuple[np.ndarray, dict]:
+    seqs = settings["sequences"]
+    vols = read_sequences({s: files[s] for s in seqs})
+    mask, _ = read_array(files["mask"])
+    shape = vols[seqs[0]].shape
+    if mask.shape != shape:
+        raise GlioradInputError(
+            f"{files['mask']}: mask shape {mask.shape} (z, y, x) differs from {files[seqs[0]]} "
+            f"{shape}; expected the mask on the images' grid"
+        )
+    stack, rec = slice_stack(vols, mask, seqs, settings["size"], axis=settings["axis"], pad_value=0.0)
+    return stack.astype(np.float32), {"index": rec["index"], "area": rec["area"], "scale": rec["scale"]}
+
+
+def prepare_inputs_2d(
+    cohort: Any, ids: Sequence[str], config: Deep2DConfig, *,
+    masks: str | os.PathLike | None = None, n_jobs: int = 1,
+) -> tuple[dict[str, np.ndarray], dict[str, dict], dict[str, dict[str, Path]]]:
+    """``(inputs, records, files)``: each patient's ``(C, *size)`` largest-slice stack, its slice
+    record and its input files."""
+    cfg = config
+    files = input_files(cohort, ids, cfg.sequences, masks, need_mask=True)
+    settings = {"sequences": list(cfg.sequences), "size": list(cfg.size), "axis": cfg.axis}
+    arrays, records = prepare_all(_prepare_one, files, settings, n_jobs)
+    return arrays, records, files
+
+
+# ------------------------------------------------------------------------------------ training
+def build_network_2d(config: Deep2DConfig) -> ResNet18:
+    n = config.net
+    return ResNet18(spatial_dims=2, in_channels=len(config.sequences), widths=n.widths, se=False,
+                    head="dual", hidden=n.hidden, dropout=n.dropout, grade_head=n.grade_head)
+
+
+def survival_targets(labels: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Per-patient target dicts from canonical columns ``grade``, ``os_days``, ``event``."""
+    out = {}
+    for pid, row in labels.iterrows():
+        g = row.get("grade")
+        known_grade = g in ("II", "III")
+        t, e = row.get("os_days"), row.get("event")
+        known_surv = (t is not None and e is not None and not pd.isna(t) and not pd.isna(e)
+                      and float(t) > 0)
+        out[str(pid)] = {"grade": float(g == "III") if known_grade else 0.0,
+                         "grade_mask": float(known_grade),
+                         "time": float(t) if known_surv else 1.0,
+                         "event": float(e) if known_surv else 0.0,
+                         "surv_mask": float(known_surv)}
+    return out
+
+
+def _check_targets(targets: Mapping[str, Mapping[str, float]], loss: str) -> None:
+    n_ii = sum(1 for t in targets.values() if t["grade_mask"] and not t["grade"])
+    n_iii = sum(1 for t in targets.values() if t["grade_mask"] and t["grade"])
+    if not n_ii or not n_iii:
+        raise GlioradInputError(
+            f"the LGG training patients have {n_ii} grade II and {n_iii} grade III; expected both "
+            "WHO grades for the grade II vs III task"
+        )
+    n_event = sum(1 for t in targets.values() if t["surv_mask"] and t["event"])
+    if loss == "cox" and not n_event:
+        raise GlioradInputError("no death among the LGG training patients with a survival time; "
+                                "the Cox survival term needs at least one event")
+
+
+def model_config_2d(cfg: Deep2DConfig, targets: Mapping[str, Mapping[str, float]],
+                    val_targets: Mapping[str, Mapping[str, float]] | None,
+                    imagenet_sha256: str | None, extra: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What ``model/config.json`` records: everything the trained network depends on."""
+    return {"format": "gliorad-cnn2d-1", "config": cfg.model_dump(mode="json"),
+            "train_targets": {str(p): dict(t) for p, t in targets.items()},
+            "val_targets": {str(p): dict(t) for p, t in (val_targets or {}).items()},
+            "imagenet_sha256": imagenet_sha256, **dict(extra or {})}
+
+
+def train_cnn2d(
+    images: Mapping[str, np.ndarray], targets: Mapping[str, Mapping[str, float]],
+    model_dir: str | os.PathLike, config: Deep2DConfig, *,
+    imagenet_weights: str | os.PathLike | None = None,
+    val_images: Mapping[str, np.ndarray] | None = None,
+    val_targets: Mapping[str, Mapping[str, float]] | None = None,
+    extra: Mapping[str, Any] | None = None, progress: bool = True,
+) -> tuple[TrainedNetwork, dict[str, Any]]:
+    """Train the dual-task network on the LGG training patients' ``images`` and ``targets``
+    (:func:`survival_targets`); returns the trained network and the ImageNet load report (or a
+    note that it was trained from scratch)."""
+    from gliorad.training import seed_everything
+
+    cfg = config
+    ids = list(targets)
+    missing = [p for p in ids if p not in images]
+    if missing:
+        raise GlioradInputError(f"training patients {missing[:10]} have no input image")
+    _check_targets(targets, cfg.survival_loss)
+    check_batchnorm(len(ids), cfg.train.batch_size, cfg.size)
+    seed_everything(cfg.train.seed)
+    model = build_network_2d(cfg)
+    if imagenet_weights is not None:
+        report = load_torchvision_weights(model, imagenet_weights)
+        init = {"init": "imagenet", **report.to_dict(), "sha256": file_hash(imagenet_weights)}
+    else:
+        msg = ("no ImageNet weights file given: the 2D ResNet18 is trained from scratch (the paper "
+               "initialises it from ImageNet; pass a local torchvision resnet18 state dict, e.g. "
+               "resnet18-f37072fd.pth, as imagenet_weights / --imagenet-weights)")
+        warnings.warn(msg, UserWarning, stacklevel=2)
+        init = {"init": "scratch", "note": msg}
+    loss_fn = DualTaskLoss(cfg.survival_loss, cfg.survival_weight)
+    dataset = ArrayDataset([images[p] for p in ids], [targets[p] for p in ids], cfg.flip_prob)
+    validate = None
+    if val_images and val_targets:
+        vid = list(val_targets)
+        vt = {k: torch.tensor([val_targets[p][k] for p in vid], dtype=torch.float32)
+              for k in ("grade", "grade_mask", "time", "event", "surv_mask")}
+
+        def validate(net: torch.nn.Module) -> dict[str, float]:
+            _, out = extract(net, {p: val_images[p] for p in vid}, cfg.train.device,
+                             cfg.predict_batch_size)
+            values = {"val_loss": float(loss_fn(torch.from_numpy(out), vt))}
+            values.update(_task_metrics(out, vt, cfg.survival_loss, with_ci=False))
+            return values
+
+    config_json = model_config_2d(cfg, targets, val_targets, init.get("sha256"), extra)
+    trained = train_network(model, dataset, loss_fn, Path(model_dir), cfg.train, config_json,
+                            weights=cfg.weights, validate=validate, progress=progress)
+    return trained, init
+
+
+def _task_metrics(out: np.ndarray, t: Mapping[str, Any], survival_loss: str, with_ci: bool
+                  ) -> dict[str, Any]:
+    """Grade III-vs-II AUC and the C-index of the risk score (keys ``val_auc`` / ``val_cindex``
+    without CIs; ``grade`` / ``survival`` dicts with CIs)."""
+    from gliorad.stats import concordance_ci, concordance_index, roc_auc
+
+    res: dict[str, Any] = {}
+    gm = np.asarray(t["grade_mask"]) > 0
+    yg = np.asarray(t["grade"])[gm].astype(int)
+    if with_ci:
+        res["grade"] = {"n": int(gm.sum()), **auc_summary(yg, out[gm, 0])}
+    elif len(np.unique(yg)) == 2:
+        res["val_auc"] = float(roc_auc(yg, out[gm, 0]))
+    sm = np.asarray(t["surv_mask"]) > 0
+    time_, event = np.asarray(t["time"])[sm], np.asarray(t["event"])[sm]
+    risk = risk_score(out[sm, 1], survival_loss)
+    try:
+        if with_ci:
+            c = concordance_ci(time_, event, risk)
+            res["survival"] = {"n": int(sm.sum()), "events": int(event.sum()), "cindex": c.c_index,
+                               "ci_low": c.ci_low, "ci_high": c.ci_high}
+        else:
+            c = float(concordance_index(time_, event, risk))
+            if np.isfinite(c):
+                res["val_cindex"] = c
+    except GlioradInputError as err:  # too few patients / no comparable pair: say why
+        if with_ci:
+            res["survival"] = {"n": int(sm.sum()), "events": int(event.sum()), "cindex": None,
+                               "note": " ".join(err.problems)}
+    return res
+
+
+def load_cnn2d(model_dir: str | os.PathLike) -> tuple[ResNet18, Deep2DConfig]:
+    """Rebuild a trained 2D dual-task network from its ``model/`` folder."""
+    import json
+
+    from gliorad.features.deep import validate_config
+    from gliorad.training import load_weights
+
+    d = Path(model_dir)
+    cfg_path = d / "config.json"
+    if not cfg_path.is_file():
+        raise GlioradInputError(f"{cfg_path}: not found; expected a model folder of deep_features_2d")
+    data = json.loads(cfg_path.read_text(encoding="utf-8"))
+    if data.get("format") != "gliorad-cnn2d-1":
+        raise GlioradInputError(f"{cfg_path}: not a gliorad 2D CNN model (format {data.get('format')!r})")
+    cfg = validate_config(Deep2DConfig, data["config"], str(cfg_path))
+    model = build_network_2d(cfg)
+    load_weights(model, d / "model.safetensors")
+    return model.eval(), cfg
+
+
+# ------------------------------------------------------------------------------------ stage
+STEM_2D = "cnn2d_dual"
+
+
+def deep_features_2d(
+    cohort: Any,
+    clinical: str | os.PathLike | pd.DataFrame,
+    train_ids: Sequence[str],
+    out_dir: str | os.PathLike,
+    config: str | os.PathLike | Deep2DConfig = "demo",
+    *,
+    imagenet_weights: str | os.PathLike | None = None,
+    ids: Sequence[str] | None = None,
+    val_ids: Sequence[str] | None = None,
+    masks: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    n_jobs: int = 1,
+    parquet: bool = True,
+) -> DeepResult:
+    """Train the 2D dual-task CNN on the LGG patients of ``train_ids``; write 512 features for
+    every patient of ``ids`` (default: the whole cohort).
+
+    ``clinical``: canonical clinical table or its path; ``grade``, ``grade_group``, ``os_days``
+    and ``event`` of the training (and validation) patients are read for training; held-out
+    values only afterwards, for ``metrics.json``. ``imagenet_weights``: a local torchvision-format
+    resnet18 state dict (None: trained from scratch, with a warning). Other arguments as
+    :func:`gliorad.features.deep3d.deep_features_3d`.
+    """
+    from gliorad.cohort import Cohort, discover_cohort
+
+    t_start = time.perf_counter()
+    cfg = load_deep2d_config(config)
+    if not isinstance(cohort, Cohort):
+        cohort = discover_cohort(cohort)
+    if imagenet_weights is not None and not Path(imagenet_weights).is_file():
+        raise GlioradInputError(f"{imagenet_weights}: ImageNet weights file not found")
+    table_clin = read_clinical_table(clinical)
+    train_all, val_all, feat_ids = check_ids(train_ids, val_ids, ids, cohort.ids)
+    lab = training_labels(table_clin, train_all + val_all,
+                          ["grade", "grade_group", "os_days", "event"])
+    lgg = lab["grade_group"] == "LGG"
+    excluded = sorted(lab.index[~lgg])
+    train = [p for p in train_all if lgg[p]]
+    val = [p for p in val_all if lgg[p]]
+    targets = survival_targets(lab.loc[train + val])
+    if not val and cfg.val_fraction > 0:
+        strata = pd.Series({p: targets[p]["grade"] + 2 * targets[p]["grade_mask"] for p in train})
+        train, val = stratified_split(strata, cfg.val_fraction, cfg.train.seed)
+    if len(train) < 2:
+        raise GlioradInputError(
+            f"{len(train)} LGG patient(s) among the training ids; the dual-task network trains on "
+            "LGG patients (WHO II/III) only"
+        )
+    out = Path(out_dir)
+    outputs = [f"{STEM_2D}.csv", f"{STEM_2D}_predictions.csv", "metrics.json"] + (
+        [f"{STEM_2D}.parquet"] if parquet else [])
+    files = input_files(cohort, feat_ids, cfg.sequences, masks, need_mask=True)
+    init_hash = file_hash(imagenet_weights) if imagenet_weights is not None else None
+    fp_data = {"stage": "features.cnn2d", "config": cfg.model_dump(mode="json"),
+               "train_targets": {p: targets[p] for p in train},
+               "val_targets": {p: targets[p] for p in val}, "ids": feat_ids,
+               "imagenet_sha256": init_hash,
+               "masks": str(masks) if masks is not None else "manual", "inputs": file_stats(files)}
+    fp = fingerprint(fp_data)
+    old = previous_run(out, fp, outputs, overwrite)
+    if old is not None:
+        table, pred = load_outputs(out, f"{STEM_2D}.csv", f"{STEM_2D}_predictions.csv")
+        metrics = _metrics(pred, table_clin, cfg.survival_loss)
+        return DeepResult(out, table, pred, metrics, {n: out / n for n in outputs}, train, val,
+                          skipped=True, notes=list(old.get("notes", [])), provenance=old)
+    stats = fp_data["inputs"]
+    extra = {"masks": fp_data["masks"], "inputs": {p: stats[p] for p in train + val}}
+    train_t = {p: targets[p] for p in train}
+    val_t = {p: targets[p] for p in val}
+    check_model_folder(out / "model", model_config_2d(cfg, train_t, val_t, init_hash, extra))
+    remove_outputs(out, [*outputs, "provenance.json"])
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        t0 = time.perf_counter()
+        settings = {"sequences": list(cfg.sequences), "size": list(cfg.size), "axis": cfg.axis}
+        inputs, records = prepare_all(_prepare_one, files, settings, n_jobs)
+        t_prepare = time.perf_counter() - t0
+        trained, init = train_cnn2d(
+            {p: inputs[p] for p in train}, train_t, out / "model", cfg,
+            imagenet_weights=imagenet_weights, val_images={p: inputs[p] for p in val},
+            val_targets=val_t, extra=extra, progress=progress,
+        )
+        t0 = time.perf_counter()
+        feats, outs = extract(trained.model, {p: inputs[p] for p in feat_ids}, cfg.train.device,
+                              cfg.predict_batch_size)
+        t_extract = time.perf_counter() - t0
+        table = feature_table(feats, feat_ids, PREFIX_2D)
+        split = ({p: "train" for p in train} | {p: "val" for p in val}
+                 | {p: "excluded_hgg" for p in excluded})
+        pred = pd.DataFrame({
+            "patient_id": feat_ids,
+            "probability_grade_iii": 1.0 / (1.0 + np.exp(-outs[:, 0].astype(np.float64))),
+            "survival_output": outs[:, 1].astype(np.float64),
+            "risk_score": risk_score(outs[:, 1], cfg.survival_loss),
+            "split": [split.get(p, "test") for p in feat_ids],
+        })
+        written = write_table(table, out / STEM_2D, parquet)
+        pname = f"{STEM_2D}_predictions.csv"
+        written[pname] = write_text(pred.to_csv(index=False, float_format="%.17g"), out / pname)
+        metrics = _metrics(pred, table_clin, cfg.survival_loss)
+        written["metrics.json"] = write_json(metrics, out / "metrics.json")
+        notes = [init["note"]] if init["init"] == "scratch" else []
+        if excluded:
+            notes.append(f"{len(excluded)} HGG patient(s) among the training ids were not trained "
+                         "on (the dual-task network learns from LGG patients only)")
+        prov = {
+            "stage": "features.cnn2d", "created_utc": now_utc(), "fingerprint": fp,
+            "config": cfg.model_dump(mode="json"), "seed": cfg.train.seed,
+            "cohort": str(cohort.root), "masks": fp_data["masks"],
+            "train_ids": train, "val_ids": val, "excluded_hgg_ids": excluded, "ids": feat_ids,
+            "train_counts": {
+                "grade_II": sum(1 for p in train if targets[p]["grade_mask"] and not targets[p]["grade"]),
+                "grade_III": sum(1 for p in train if targets[p]["grade_mask"] and targets[p]["grade"]),
+                "with_survival": sum(1 for p in train if targets[p]["surv_mask"]),
+                "events": sum(1 for p in train if targets[p]["surv_mask"] and targets[p]["event"])},
+            "initialisation": init,
+            "loss": {"survival_loss": cfg.survival_loss, "survival_weight": cfg.survival_weight,
+                     "description": SURVIVAL_LOSSES[cfg.survival_loss]},
+            "columns": f"{PREFIX_2D}000..{table.columns[-1]}", "n_features": table.shape[1],
+            "training": {"epochs_run": trained.result.epochs_run,
+                         "best_epoch": trained.result.best_epoch,
+                         "best_value": trained.result.best_value,
+                         "monitor": cfg.train.monitor if val else "train_loss",
+                         "weights": cfg.weights, "seconds_this_call": trained.seconds,
+                         "resumed_from_epoch": trained.result.resumed_from},
+            "weights_file": str(trained.weights),
+            "slices": {p: r for p, r in records.items()},
+            "seconds": {"prepare": t_prepare, "train": trained.seconds, "extract": t_extract,
+                        "total": time.perf_counter() - t_start,
+                        "extract_per_patient": t_extract / max(1, len(feat_ids))},
+            "peak_rss_mb": peak_rss_mb(), "versions": versions(),
+            "inputs": file_hashes(files), "outputs": sorted([*written, "provenance.json"]),
+            "notes": notes,
+        }
+        write_json(prov, out / "provenance.json")
+    except BaseException:
+        remove_outputs(out, [*outputs, "provenance.json"])
+        raise
+    return DeepResult(out, table, pred, metrics, {**written, "provenance.json": out / "provenance.json"},
+                      train, val, skipped=False, notes=notes, provenance=prov)
+
+
+def _metrics(pred: pd.DataFrame, clinical: pd.DataFrame, survival_loss: str) -> dict[str, Any]:
+    """Grade III-vs-II AUC and C-index per split over LGG patients with the needed values; read
+    after extraction (never fed back into training)."""
+    out: dict[str, Any] = {"grade_score": "probability of grade III (LGG patients)",
+                           "risk": "risk_score (higher = shorter survival)"}
+    cols = [c for c in ("grade", "grade_group", "os_days", "event") if c in clinical.columns]
+    for split in ("test", "val", "train"):
+        part = pred[pred["split"] == split]
+        part = part[part["patient_id"].isin(clinical.index)]
+        if part.empty:
+            continue
+        lab = clinical.loc[part["patient_id"], cols]
+        keep = (lab["grade_group"] == "LGG").to_numpy() if "grade_group" in lab else np.zeros(len(lab), bool)
+        if not keep.any():
+            continue
+        part, lab = part[keep], lab[keep]
+        t = survival_targets(lab)
+        arr = {k: np.array([t[p][k] for p in part["patient_id"]])
+               for k in ("grade", "grade_mask", "time", "event", "surv_mask")}
+        outs = np.column_stack([part["probability_grade_iii"].to_numpy(),
+                                part["survival_output"].to_numpy()])
+        out[split] = {"n_lgg": len(part), **_task_metrics(outs, arr, survival_loss, with_ci=True)}
+    return out
