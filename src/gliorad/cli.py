@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from gliorad import __version__
+from gliorad.commands.deep import app as deep_app
 from gliorad.commands.features import app as features_app
 from gliorad.commands.grade import app as grade_app
 from gliorad.commands.preprocess import preprocess_cmd
@@ -28,6 +29,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 # Per-stage command groups (each module imports only typer at import time).
+features_app.add_typer(deep_app, name="deep")
 app.add_typer(features_app, name="features")
 app.add_typer(grade_app, name="grade")
 app.command("preprocess")(preprocess_cmd)
