@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from gliorad import __version__
+from gliorad.commands._common import fail as _fail
 from gliorad.commands.deep import app as deep_app
 from gliorad.commands.features import app as features_app
 from gliorad.commands.grade import app as grade_app
@@ -35,12 +36,6 @@ app.add_typer(grade_app, name="grade")
 app.command("preprocess")(preprocess_cmd)
 app.add_typer(segment_app, name="segment")
 app.add_typer(survival_app, name="survival")
-
-
-def _fail(err: GlioradInputError) -> None:
-    for line in err.problems:
-        typer.echo(f"error: {line}", err=True)
-    raise typer.Exit(2)
 
 
 def _version(value: bool) -> None:

@@ -19,6 +19,7 @@ from typing import Annotated
 
 import typer
 
+from gliorad.commands._common import fail as _fail
 from gliorad.errors import GlioradInputError
 
 app = typer.Typer(
@@ -28,12 +29,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-
-def _fail(err: GlioradInputError) -> None:
-    for line in err.problems:
-        typer.echo(f"error: {line}", err=True)
-    raise typer.Exit(2)
 
 
 def read_ids(path: Path, option: str) -> list[str]:

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from gliorad.commands._common import fail as _fail
 from gliorad.errors import GlioradInputError
 
 app = typer.Typer(
@@ -21,12 +22,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-
-def _fail(err: GlioradInputError) -> None:
-    for line in err.problems:
-        typer.echo(f"error: {line}", err=True)
-    raise typer.Exit(2)
 
 
 def _csv_list(value: str | None, name: str) -> list[str] | None:

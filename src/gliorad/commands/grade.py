@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from gliorad.commands._common import fail as _fail
 from gliorad.errors import GlioradInputError
 
 app = typer.Typer(
@@ -38,12 +39,6 @@ ExcludeOpt = Annotated[str | None, typer.Option(
 SeedOpt = Annotated[int | None, typer.Option(help="Random seed (overrides the config).")]
 JobsOpt = Annotated[int, typer.Option(min=1, help="Folds fitted in parallel.")]
 OverwriteOpt = Annotated[bool, typer.Option(help="Replace a different earlier run in --out.")]
-
-
-def _fail(err: GlioradInputError) -> None:
-    for line in err.problems:
-        typer.echo(f"error: {line}", err=True)
-    raise typer.Exit(2)
 
 
 def _config(preset: str, config: Path | None, **overrides):

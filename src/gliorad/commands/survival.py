@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
+from gliorad.commands._common import fail as _fail
 from gliorad.errors import GlioradInputError
 
 app = typer.Typer(
@@ -54,12 +55,6 @@ OverwriteOpt = Annotated[bool, typer.Option(help="Replace an existing, different
 ExtraOpt = Annotated[list[Path] | None, typer.Option(
     "--extra-features", help="More feature tables joined by patient id (e.g. the 2D CNN features); "
     "repeatable; patients must be in every table.")]
-
-
-def _fail(err: GlioradInputError) -> None:
-    for line in err.problems:
-        typer.echo(f"error: {line}", err=True)
-    raise typer.Exit(2)
 
 
 # ------------------------------------------------------------------------------------ settings
