@@ -20,6 +20,15 @@ TimeUnit = Literal["days", "months", "years"]
 DAYS_PER_UNIT: dict[str, float] = {"days": 1.0, "months": 365.25 / 12.0, "years": 365.25}
 
 
+def check_sequence_list(v: list[str]) -> list[str]:
+    """Shared pydantic check of a ``sequences`` setting: at least one, no duplicates."""
+    if not v:
+        raise ValueError("at least one sequence is required")
+    if len(set(v)) != len(v):
+        raise ValueError(f"sequences contain duplicates: {v}")
+    return v
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -52,11 +61,7 @@ class CohortConfig(_Strict):
     @field_validator("sequences")
     @classmethod
     def _at_least_one(cls, v: list[str]) -> list[str]:
-        if not v:
-            raise ValueError("at least one sequence is required")
-        if len(set(v)) != len(v):
-            raise ValueError(f"sequences contain duplicates: {v}")
-        return v
+        return check_sequence_list(v)
 
 
 class ClinicalConfig(_Strict):

@@ -126,11 +126,9 @@ class PreprocessConfig(_Strict):
     @field_validator("sequences")
     @classmethod
     def _sequences(cls, v: list[str]) -> list[str]:
-        if not v:
-            raise ValueError("at least one sequence is required")
-        if len(set(v)) != len(v):
-            raise ValueError(f"sequences contain duplicates: {v}")
-        return v
+        from gliorad.config import check_sequence_list
+
+        return check_sequence_list(v)
 
     @model_validator(mode="after")
     def _reference_listed(self) -> PreprocessConfig:
