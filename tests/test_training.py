@@ -181,9 +181,16 @@ def test_resume_with_other_settings_is_refused(tmp_path):
 
 
 def test_amp_on_cpu_uses_bfloat16_autocast(tmp_path):
-    res = fit(make_model(), FlipDataset(2), DiceBCELoss(), tmp_path,
-              TrainConfig(epochs=1, amp=True, monitor="train_loss", device="cpu"), progress=False)
-    assert math.isfinite(res.history[0]["train_loss"])
+    # channels-last + bfloat16 on CPU gave NaN in about half of the runs; fit() now keeps contiguous
+    # memory there, so repeated runs must all be finite and identical.
+    losses = []
+    for i in range(4):
+        res = fit(make_model(), FlipDataset(4), DiceBCELoss(), tmp_path / str(i),
+                  TrainConfig(epochs=1, batch_size=2, amp=True, monitor="train_loss", device="cpu"),
+                  progress=False)
+        losses.append(res.history[0]["train_loss"])
+    assert all(math.isfinite(v) for v in losses)
+    assert len(set(losses)) == 1
 
 
 def test_diverging_loss_raises(tmp_path):

@@ -319,7 +319,10 @@ def fit(
     amp = cfg.amp if cfg.amp is not None else device.type == "cuda"
     amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
     model.to(device)
-    memory_format = _memory_format(model) if cfg.channels_last else None
+    # bfloat16 autocast on CPU with channels-last 3D convolutions gives intermittent NaN after an
+    # optimizer step (torch 2.13 CPU, seen in tests/test_training.py): keep contiguous memory there.
+    cpu_bf16 = amp and device.type == "cpu"
+    memory_format = _memory_format(model) if cfg.channels_last and not cpu_bf16 else None
     if memory_format is not None:
         model.to(memory_format=memory_format)
     optimizer = optimizer_factory(model.parameters(), cfg)
