@@ -1,0 +1,552 @@
+"""The HTML report (gliorad.report, ``gliorad report``): built from the outputs of the real stage
+writers on a small seeded workspace, checked as files, against the writers' numbers, and
+rendered in headless Chromium."""
+
+from __future__ import annotations
+
+import base64
+import re
+import shutil
+import subprocess
+import warnings
+import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+import typer
+import yaml
+from typer.testing import CliRunner
+
+from gliorad.errors import GlioradInputError
+from gliorad.report import SECTIONS, ReportInputs, build_report, inputs_from_workspace
+from gliorad.report.figures import png_size, svg_wrapping_png, tumour_slice
+
+SECTION_IDS = [sid for sid, _ in SECTIONS]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+# ================================================================== fixtures (real writers)
+def _stages(grade_dir: Path):
+    """Pipeline stages that lay out a workspace as ``gliorad run`` does, each with a real writer."""
+    from gliorad.pipeline import Stage
+
+    def cohort(ctx):
+        from gliorad.synthetic import SynthConfig, generate_cohort
+
+        generate_cohort(ctx.out_dir / "cohort", SynthConfig(n_patients=6, seed=3, spacing=4.0),
+                        n_jobs=1)
+
+    def validate(ctx):
+        from gliorad.config import load_config
+        from gliorad.io import write_json
+        from gliorad.validation import validate as run_validate
+
+        root = ctx.input_dir("cohort") / "cohort"
+        cfg = load_config(root / "cohort.yaml")
+        rep = run_validate(root, cfg.clinical.path, cfg, n_jobs=1)
+        write_json({"ok": rep.ok, "summary": rep.summary()}, ctx.out_dir / "validation.json")
+
+    def segment(ctx):
+        """Predicted masks faked by perturbing the manual ones (dilate / erode / shift)."""
+        from scipy import ndimage
+
+        from gliorad.cohort import discover_cohort
+        from gliorad.config import load_config
+        from gliorad.io import write_image
+        from gliorad.segmentation import evaluate_masks, mask_path
+
+        root = ctx.input_dir("cohort") / "cohort"
+        coh = discover_cohort(root, load_config(root / "cohort.yaml").cohort)
+        for k, pid in enumerate(coh.ids):
+            img = sitk.ReadImage(str(coh.patients[pid].seg))
+            a = sitk.GetArrayFromImage(img) > 0
+            b = (ndimage.binary_dilation(a) if k % 3 == 0 else ndimage.binary_erosion(a)
+                 if k % 3 == 1 else np.roll(a, k, axis=2))
+            out = sitk.GetImageFromArray(b.astype(np.uint8))
+            out.CopyInformation(img)
+            write_image(out, mask_path(ctx.out_dir / "masks", pid))
+        evaluate_masks(ctx.out_dir / "masks", coh, out_dir=ctx.out_dir / "evaluation")
+
+    def agreement(ctx):
+        from gliorad.features.agreement import run_agreement
+
+        rng = np.random.default_rng(1)
+        ids = [f"P{i:02d}" for i in range(12)]
+        cols = [f"{s}_original_firstorder_f{j}" for s in ("t1", "t1ce") for j in range(15)]
+        manual = pd.DataFrame(rng.normal(size=(12, 30)), index=ids, columns=cols)
+        auto = manual + rng.normal(scale=0.5, size=manual.shape)
+        run_agreement(auto, manual, ctx.out_dir)
+
+    def grade(ctx):
+        from gliorad.grading.config import GradingConfig
+        from gliorad.grading.run import run_tables
+
+        sets = {n: grade_dir / f"{n}.csv" for n in ("radiomics_t1", "radiomics_t1ce",
+                                                     "deep_patch_se")}
+        run_tables(sets, grade_dir / "clinical.csv", ctx.out_dir / "tables",
+                   cnn_predictions={"cnn_patch_se": grade_dir / "cnn_patch_se.csv"},
+                   config=GradingConfig.preset("demo"), scheme="split")
+
+    def survival(ctx):
+        from gliorad.survival.analysis import (
+            SurvivalConfig,
+            run_analysis,
+            synthetic_feature_table,
+            write_analysis,
+        )
+        from gliorad.synthetic import SynthConfig, sample_patients
+
+        pat = sample_patients(SynthConfig(n_patients=240, seed=4))
+        clin = pat.rename(columns={"os_time": "os_days"})[
+            ["age", "sex", "grade", "grade_group", "histology", "location", "laterality",
+             "enhancement", "centre", "os_days", "event"]]
+        feats = synthetic_feature_table(pat, n_features=90, n_deep=30, seed=0)
+        cfg = SurvivalConfig.model_validate({
+            "split": {"method": "column", "column": "centre", "train": "B", "external": ["A"]},
+            "sequence": {"sequences": ["t1", "t1ce", "t2"], "n_estimators": 20, "cv_folds": 3,
+                         "top_k": 5},
+            "signature": {"n_estimators": 80, "n_alphas": 8, "l1_ratios": [1.0], "cv_folds": 3},
+            "calibration_boot": 3, "min_level_size": 10, "cv_folds": 3, "times": [1095]})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            analysis = run_analysis(feats, clin, cfg)
+        write_analysis(analysis, ctx.out_dir / "analysis", {"config": "test"}, bundle=False)
+
+    return [
+        Stage("cohort", cohort, settings={"n": 6}, description="synthetic cohort"),
+        Stage("validate", validate, inputs=("cohort",)),
+        Stage("segment", segment, inputs=("cohort",), description="perturbed manual masks"),
+        Stage("agreement", agreement),
+        Stage("grade", grade, description="grading tables (split)"),
+        Stage("survival", survival, description="survival analysis"),
+    ]
+
+
+def _grading_inputs(folder: Path) -> None:
+    from gliorad.synthetic import CLINICAL_COLUMNS, SynthConfig, sample_patients
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(5)
+    pat = sample_patients(SynthConfig(n_patients=40, seed=5))
+    pat.reset_index()[CLINICAL_COLUMNS].to_csv(folder / "clinical.csv", index=False)
+    y = (pat["grade_group"] == "HGG").astype(int).to_numpy()
+    for name, strength in (("radiomics_t1", 0.8), ("radiomics_t1ce", 1.5), ("deep_patch_se", 1.0)):
+        X = rng.normal(size=(len(y), 12))
+        X[:, :3] += strength * y[:, None]
+        pd.DataFrame(X, index=pat.index, columns=[f"f{j}" for j in range(12)]).to_csv(
+            folder / f"{name}.csv", index_label="patient_id")
+    prob = 1 / (1 + np.exp(-(2 * y - 1) * 1.5 + rng.normal(size=len(y))))
+    pd.DataFrame({"patient_id": pat.index, "probability": prob}).to_csv(
+        folder / "cnn_patch_se.csv", index=False)
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory) -> Path:
+    from gliorad.pipeline import run_pipeline
+
+    base = tmp_path_factory.mktemp("report")
+    _grading_inputs(base / "grade_inputs")
+    ws = base / "ws"
+    run_pipeline(_stages(base / "grade_inputs"), ws)
+    cohort = ws / "cohort" / "cohort"
+    (ws / "config.yaml").write_text(yaml.safe_dump({
+        "cohort": {"root": str(cohort), "naming": "brats2018"},
+        "clinical": {"path": str(cohort / "clinical.csv"), "time_unit": "days"},
+        "grading": {"preset": "demo"}}))
+    return ws
+
+
+@pytest.fixture(scope="session")
+def report(workspace, tmp_path_factory) -> Path:
+    return build_report(inputs_from_workspace(workspace), tmp_path_factory.mktemp("out") / "report")
+
+
+class _Dom(HTMLParser):
+    """Sections (id -> class), images (attributes) and every src/href of a page."""
+
+    def __init__(self):
+        super().__init__()
+        self.sections: dict[str, str] = {}
+        self.images: list[dict[str, str]] = []
+        self.links: list[str] = []
+        self.body: dict[str, str] = {}
+        self.tags: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = {k: v or "" for k, v in attrs}
+        self.tags.append(tag)
+        if tag == "section":
+            self.sections[a.get("id", "")] = a.get("class", "")
+        if tag == "img":
+            self.images.append(a)
+        if tag == "body":
+            self.body = a
+        self.links += [v for k, v in a.items() if k in ("src", "href")]
+
+
+def _dom(text: str) -> _Dom:
+    d = _Dom()
+    d.feed(text)
+    return d
+
+
+def _section_html(text: str, sid: str) -> str:
+    m = re.search(rf'<section id="{re.escape(sid)}".*?</section>', text, re.DOTALL)
+    assert m, sid
+    return m.group(0)
+
+
+# ================================================================== the report as files
+def test_every_section_present_and_ran(report):
+    text = report.read_text()
+    dom = _dom(text)
+    assert list(dom.sections) == SECTION_IDS
+    assert all(cls == "ran" for cls in dom.sections.values()), dom.sections
+    # only the absent model bundle is "not run" here
+    assert text.count("not run in this workspace") == 1
+    assert "Model bundle: not run in this workspace" in _section_html(text, "provenance")
+
+
+def test_self_contained_no_external_url(report):
+    text = report.read_text()
+    dom = _dom(text)
+    assert "http://" not in text and "https://" not in text
+    assert "link" not in dom.tags and not re.search(r"<script[^>]*\bsrc=", text)
+    assert all(v.startswith(("data:image/png;base64,", "#")) for v in dom.links), \
+        [v[:40] for v in dom.links if not v.startswith(("data:", "#"))]
+    assert len(dom.images) >= 12
+    for img in dom.images:
+        data = base64.b64decode(img["src"].split(",", 1)[1], validate=True)
+        assert png_size(data, "embedded") == (int(img["width"]), int(img["height"]))
+
+
+def test_figures_written_as_png_and_svg(report):
+    dom = _dom(report.read_text())
+    figs = report.parent / "figures"
+    names = [img["data-figure"] for img in dom.images]
+    assert len(set(names)) == len(names)
+    assert {"segmentation_overlays", "icc_histogram", "roc_table_s3", "roc_table_1", "roc_table_2",
+            "signature_weights", "km_A", "km_B", "nomogram_integrated", "nomogram_clinical",
+            "c_index"} <= set(names)
+    assert sum(n.startswith("calibration_") for n in names) == 4  # 2 models x 2 cohorts x 1 time
+    for img in dom.images:
+        name = img["data-figure"]
+        png = (figs / f"{name}.png").read_bytes()
+        assert base64.b64decode(img["src"].split(",", 1)[1]) == png
+        root = ET.parse(figs / f"{name}.svg").getroot()
+        assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    assert sorted(p.stem for p in figs.glob("*.png")) == sorted(p.stem for p in figs.glob("*.svg"))
+
+
+def test_stage_pngs_embedded_as_written_and_svg_kinds(report, workspace):
+    """Stage figures are embedded byte for byte; KM and nomogram SVGs wrap that PNG; the
+    re-plotted and report-drawn SVGs are vector drawings (no raster image inside)."""
+    figs = report.parent / "figures"
+    surv = workspace / "survival" / "analysis"
+    images = "{http://www.w3.org/2000/svg}image"
+    for name in ("km_A", "km_B", "nomogram_integrated", "nomogram_clinical"):
+        stage_png = (surv / f"{name}.png").read_bytes()
+        assert (figs / f"{name}.png").read_bytes() == stage_png
+        wrapped = list(ET.parse(figs / f"{name}.svg").getroot().iter(images))
+        assert len(wrapped) == 1
+        assert base64.b64decode(wrapped[0].get("href").split(",", 1)[1]) == stage_png
+    cal = sorted(figs.glob("calibration_*.png"))
+    for png in cal:
+        assert png.read_bytes() == (surv / png.name).read_bytes()
+    assert (figs / "icc_histogram.png").read_bytes() == (
+        workspace / "agreement" / "icc_histogram.png").read_bytes()
+    for name in ("icc_histogram", "roc_table_s3", "c_index", "signature_weights", cal[0].stem):
+        root = ET.parse(figs / f"{name}.svg").getroot()
+        assert not list(root.iter(images)), name
+        assert len(list(root.iter("{http://www.w3.org/2000/svg}path"))) > 10
+
+
+def test_numbers_match_the_writers(report, workspace):
+    """Tables show the stages' numbers; Table S2 medians agree with numpy's type-7 quantiles."""
+    import json
+
+    text = report.read_text()
+    metrics = json.loads((workspace / "survival" / "analysis" / "metrics.json").read_text())
+    cidx = _section_html(text, "c-index")
+    for name, c in metrics["cohorts"].items():
+        lo, hi = c["c_index_integrated_ci"]
+        assert f"{c['c_index_integrated']:.3f} ({lo:.3f}-{hi:.3f})" in cidx, name
+    assert metrics["signature"]["formula"] in _section_html(text, "signature")
+    ev = json.loads((workspace / "segment" / "evaluation" / "evaluation.json").read_text())
+    assert f"{ev['summary']['WT']['dice']['mean']:.3f}" in _section_html(text, "segmentation")
+    s3 = pd.read_csv(workspace / "grade" / "tables" / "table_s3.csv")
+    grading = _section_html(text, "grading")
+    assert all(str(v) in grading for v in s3["AUC (95% CI)"])
+    clin = pd.read_csv(workspace / "cohort" / "cohort" / "clinical.csv")
+    cohort = _section_html(text, "cohort")
+    for centre, g in clin.groupby("centre"):
+        q1, med, q3 = np.quantile(g["age"], [0.25, 0.5, 0.75])
+        assert f"{med:.1f} ({q1:.1f}\u2013{q3:.1f})" in cohort, centre
+        assert f"Centre {centre} (n={len(g)})" in cohort
+
+
+def test_overlays_pick_best_median_worst(report, workspace):
+    ev = pd.read_csv(workspace / "segment" / "evaluation" / "evaluation.csv",
+                     dtype={"patient_id": str})
+    wt = ev[ev["region"] == "WT"].sort_values(["dice", "patient_id"]).reset_index(drop=True)
+    n = len(wt)
+    seg = _section_html(report.read_text(), "segmentation")
+    for label, i in (("best", n - 1), ("median", (n - 1) // 2), ("worst", 0)):
+        assert f"{label} {wt.loc[i, 'patient_id']} (Dice {wt.loc[i, 'dice']:.3f})" in seg
+
+
+def test_provenance_lists_stage_records(report, workspace):
+    import json
+
+    prov = _section_html(report.read_text(), "provenance")
+    for stage in ("cohort", "validate", "segment", "agreement", "grade", "survival"):
+        rec = json.loads((workspace / stage / "_stage.json").read_text())
+        assert rec["fingerprint"][:16] in prov
+    assert "grading:" in prov and "preset: demo" in prov  # the run config, as YAML
+
+
+# ================================================================== inputs from a workspace
+def test_inputs_from_workspace_layout(workspace):
+    inp = inputs_from_workspace(workspace)
+    cohort = workspace / "cohort" / "cohort"
+    assert inp.cohort_root == cohort and inp.clinical == cohort / "clinical.csv"
+    assert inp.truth == cohort / "truth.json"
+    assert inp.validation == workspace / "validate" / "validation.json"
+    assert inp.seg_evaluation == workspace / "segment" / "evaluation"
+    assert inp.masks == workspace / "segment" / "masks"
+    assert inp.agreement == workspace / "agreement"
+    assert inp.grade_tables == workspace / "grade" / "tables"
+    assert inp.survival == workspace / "survival" / "analysis"
+    assert inp.bundle is None
+    assert list(inp.stage_records) == ["cohort", "validate", "segment", "agreement", "grade",
+                                       "survival"]
+    assert inp.config["grading"] == {"preset": "demo"}
+
+
+def test_inputs_from_user_run_config(tmp_path, workspace):
+    """Without a demo cohort, the cohort and the clinical table come from config.yaml (relative
+    paths relative to the workspace)."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    shutil.copytree(workspace / "cohort" / "cohort", tmp_path / "data")
+    (ws / "config.yaml").write_text(
+        "cohort: {root: ../data}\nclinical: {path: ../data/clinical.csv}\n")
+    inp = inputs_from_workspace(ws)
+    assert inp.cohort_root == ws / ".." / "data"
+    assert inp.clinical == ws / ".." / "data" / "clinical.csv"
+    assert inp.survival is None and inp.stage_records == {}
+
+
+def test_inputs_bad_workspace_files(tmp_path):
+    with pytest.raises(GlioradInputError, match=r"none: workspace folder not found"):
+        inputs_from_workspace(tmp_path / "none")
+    (tmp_path / "config.yaml").write_text("cohort: [unclosed\n")
+    with pytest.raises(GlioradInputError, match=r"config.yaml: not valid YAML"):
+        inputs_from_workspace(tmp_path)
+    (tmp_path / "config.yaml").write_text("- a list\n")
+    with pytest.raises(GlioradInputError, match=r"config.yaml: expected a mapping"):
+        inputs_from_workspace(tmp_path)
+    (tmp_path / "config.yaml").unlink()
+    (tmp_path / "grade").mkdir()
+    (tmp_path / "grade" / "_stage.json").write_text("{not json")
+    with pytest.raises(GlioradInputError, match=r"grade/_stage.json: not valid JSON"):
+        inputs_from_workspace(tmp_path)
+
+
+# ================================================================== missing and bad inputs
+def test_missing_inputs_say_not_run(tmp_path):
+    out = build_report(ReportInputs(title="empty"), tmp_path / "r")
+    text = out.read_text()
+    dom = _dom(text)
+    assert list(dom.sections) == SECTION_IDS
+    for sid in SECTION_IDS[:-1]:
+        assert dom.sections[sid] == "not-run"
+        assert "not run in this workspace" in _section_html(text, sid)
+    assert dom.sections["provenance"] == "ran" and not dom.images
+    assert not (tmp_path / "r" / "figures").exists()
+
+
+def test_partial_inputs(tmp_path, workspace):
+    """Only the survival analysis: its five sections ran, the others say so; a folder that does
+    not exist counts as not run."""
+    inp = ReportInputs(survival=workspace / "survival" / "analysis",
+                       grade_tables=tmp_path / "never-written")
+    dom = _dom(build_report(inp, tmp_path / "r").read_text())
+    ran = {sid for sid, cls in dom.sections.items() if cls == "ran"}
+    assert ran == {"signature", "kaplan-meier", "cox", "nomograms", "c-index", "calibration",
+                   "provenance"}
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_corrupt_metrics_names_the_file_and_keeps_old_report(tmp_path, workspace):
+    surv = _copy(workspace / "survival" / "analysis", tmp_path / "surv")
+    out = tmp_path / "r"
+    build_report(ReportInputs(survival=surv), out)
+    before = (out / "report.html").read_bytes()
+    (surv / "metrics.json").write_text('{"cohorts": {')
+    with pytest.raises(GlioradInputError, match=r"surv/metrics.json: not valid JSON"):
+        build_report(ReportInputs(survival=surv), out)
+    assert (out / "report.html").read_bytes() == before
+    assert not [p for p in out.rglob("*") if p.name.startswith(".")]  # no temporary leftovers
+
+
+@pytest.mark.parametrize("case", ["evaluation_column", "evaluation_json", "stage_png", "icc_csv",
+                                  "grading_predictions", "calibration_png"])
+def test_bad_stage_files(tmp_path, workspace, case):
+    ev_src = workspace / "segment" / "evaluation"
+    if case == "evaluation_column":
+        ev = _copy(ev_src, tmp_path / "ev")
+        pd.read_csv(ev / "evaluation.csv").drop(columns=["dice"]).to_csv(ev / "evaluation.csv")
+        inp, match = ReportInputs(seg_evaluation=ev), r"ev/evaluation.csv: no column\(s\) 'dice'"
+    elif case == "evaluation_json":
+        ev = _copy(ev_src, tmp_path / "ev")
+        (ev / "evaluation.json").write_text('{"patients": []}')
+        inp, match = ReportInputs(seg_evaluation=ev), r"ev/evaluation.json: no 'summary' entry"
+    elif case == "stage_png":
+        surv = _copy(workspace / "survival" / "analysis", tmp_path / "surv")
+        (surv / "km_A.png").write_bytes(b"GIF89a not a png at all")
+        inp, match = ReportInputs(survival=surv), r"surv/km_A.png: not a PNG image"
+    elif case == "icc_csv":
+        agr = _copy(workspace / "agreement", tmp_path / "agr")
+        (agr / "icc_auto_vs_manual.csv").unlink()
+        inp, match = ReportInputs(agreement=agr), r"agr/icc_auto_vs_manual.csv: not found"
+    elif case == "grading_predictions":
+        tab = _copy(workspace / "grade" / "tables", tmp_path / "tab")
+        (tab / "predictions" / "radiomics_t1.csv").write_text("patient_id,label\nA,1\n")
+        inp = ReportInputs(grade_tables=tab)
+        match = r"radiomics_t1.csv: no column\(s\) 'probability'"
+    else:
+        surv = _copy(workspace / "survival" / "analysis", tmp_path / "surv")
+        next(surv.glob("calibration_clinical_A_*.png")).unlink()
+        inp, match = ReportInputs(survival=surv), r"calibration_clinical_A_1095d.png: not found"
+    with pytest.raises(GlioradInputError, match=match):
+        build_report(inp, tmp_path / "r")
+    assert not (tmp_path / "r" / "report.html").exists()
+
+
+def test_overlay_inputs_missing_or_inconsistent(tmp_path, workspace):
+    ev = workspace / "segment" / "evaluation"
+    # no images: the tables still show, the overlays say why they are absent
+    text = build_report(ReportInputs(seg_evaluation=ev, cohort_root=tmp_path / "gone",
+                                     masks=workspace / "segment" / "masks"),
+                        tmp_path / "r").read_text()
+    assert "cohort folder" in text and "not found" in _section_html(text, "segmentation")
+    # a mask listed in the evaluation but deleted: named
+    masks = _copy(workspace / "segment" / "masks", tmp_path / "masks")
+    for p in masks.glob("*.nii.gz"):
+        p.unlink()
+    with pytest.raises(GlioradInputError, match=r"masks/SYN\w+\.nii\.gz: predicted mask not found"):
+        build_report(ReportInputs(seg_evaluation=ev, masks=masks,
+                                  cohort_root=workspace / "cohort" / "cohort"), tmp_path / "r2")
+
+
+def test_bad_inputs_object(tmp_path):
+    with pytest.raises(GlioradInputError, match=r"expected ReportInputs"):
+        build_report({"survival": tmp_path}, tmp_path / "r")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(GlioradInputError, match=r"file: exists and is not a folder"):
+        build_report(ReportInputs(), tmp_path / "file")
+
+
+# ================================================================== figure helpers
+def _write(arr: np.ndarray, path: Path, direction=None) -> Path:
+    img = sitk.GetImageFromArray(arr)
+    img.SetSpacing((1.0, 2.0, 3.0))
+    if direction is not None:
+        img.SetDirection(direction)
+    sitk.WriteImage(img, str(path))
+    return path
+
+
+def test_tumour_slice_largest_area_and_orientation(tmp_path):
+    """The slice with the largest manual area; an image stored in another orientation (axes
+    flipped in the array and in the direction) gives the same picture."""
+    rng = np.random.default_rng(0)
+    img = rng.normal(size=(7, 9, 11)).astype(np.float32)
+    man = np.zeros(img.shape, np.uint8)
+    man[2, 2:5, 3:6] = 1      # 9 voxels
+    man[4, 1:6, 2:8] = 1      # 30 voxels: the largest axial area
+    auto = np.roll(man, 1, axis=2)
+    a = tumour_slice(_write(img, tmp_path / "i.nii.gz"), _write(man, tmp_path / "m.nii.gz"),
+                     _write(auto, tmp_path / "a.nii.gz"))
+    np.testing.assert_array_equal(a[0], img[4])
+    assert a[1].sum() == 30 and a[2].sum() == 30 and a[3] == pytest.approx(2.0)
+    flip = (-1.0, 0, 0, 0, -1.0, 0, 0, 0, 1.0)  # RAS-like storage: x and y reversed
+    b = tumour_slice(_write(img[:, ::-1, ::-1].copy(), tmp_path / "i2.nii.gz", flip),
+                     _write(man[:, ::-1, ::-1].copy(), tmp_path / "m2.nii.gz", flip),
+                     _write(auto[:, ::-1, ::-1].copy(), tmp_path / "a2.nii.gz", flip))
+    for x, y in zip(a[:3], b[:3], strict=True):
+        np.testing.assert_array_equal(x, y)
+    # a mask on another grid is refused, naming it
+    with pytest.raises(GlioradInputError, match=r"m3.nii.gz: mask grid"):
+        tumour_slice(tmp_path / "i.nii.gz", _write(man[:, :, :5].copy(), tmp_path / "m3.nii.gz"),
+                     tmp_path / "a.nii.gz")
+
+
+def test_svg_wrapping_png(tmp_path):
+    from matplotlib.figure import Figure
+
+    from gliorad.report.figures import render
+
+    fig = Figure(figsize=(2, 1))
+    fig.add_subplot().plot([0, 1], [1, 0])
+    png, svg = render(fig)
+    assert png_size(png, "x") == (240, 120)
+    wrapped = ET.fromstring(svg_wrapping_png(png, "x"))
+    assert (wrapped.get("width"), wrapped.get("height")) == ("240", "120")
+    ET.fromstring(svg)  # the vector SVG parses
+    with pytest.raises(GlioradInputError, match=r"bad.png: not a PNG image"):
+        svg_wrapping_png(b"\x89PNG\r\n\x1a\n" + b"\0" * 4, "bad.png")
+
+
+# ================================================================== command line
+def test_cli_report(workspace, tmp_path):
+    from gliorad.commands.report import report as report_cmd
+
+    app = typer.Typer()
+    app.command()(report_cmd)
+    app.command("other")(lambda: None)  # two commands: typer keeps the command name
+    runner = CliRunner()
+    res = runner.invoke(app, ["report", str(workspace), "--out", str(tmp_path / "r")])
+    assert res.exit_code == 0, res.output
+    assert res.output.strip() == str(tmp_path / "r" / "report.html")
+    res = runner.invoke(app, ["report", str(tmp_path / "none")])
+    assert res.exit_code == 2
+    assert "error: " in res.output and "workspace folder not found" in res.output
+
+
+# ================================================================== headless Chromium
+def _render(path: Path) -> _Dom:
+    res = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000",
+         "--dump-dom", path.resolve().as_uri()],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return _dom(res.stdout)
+
+
+@pytest.mark.skipif(CHROMIUM is None,
+                    reason="chromium is not installed (Debian package 'chromium')")
+def test_chromium_renders_sections_and_images(report, tmp_path):
+    n_img = report.read_text().count("<img ")
+    dom = _render(report)
+    assert list(dom.sections) == SECTION_IDS
+    assert dom.body["data-images-total"] == str(n_img) and n_img >= 12
+    assert dom.body["data-images-decoded"] == str(n_img)
+    assert all(int(img["data-natural-width"]) > 100 for img in dom.images)
+    # the check can fail: one image with corrupted data does not decode
+    text = report.read_text()
+    start = text.index("data:image/png;base64,") + len("data:image/png;base64,")
+    broken = tmp_path / "broken.html"
+    broken.write_text(text[:start] + "AAAA" + text[start + 4:])
+    dom = _render(broken)
+    assert dom.body["data-images-decoded"] == str(n_img - 1)
+    assert min(int(img["data-natural-width"]) for img in dom.images) == 0
