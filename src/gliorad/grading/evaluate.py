@@ -23,6 +23,7 @@ are those of the test part; the validation part is reported beside them.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -306,21 +307,10 @@ def cross_validate_grading(
 
 
 # ---------------------------------------------------------------------------------- split
-def split_evaluate_grading(
-    X: pd.DataFrame,
-    y: pd.Series | GradeLabels,
-    config: GradingConfig | None = None,
-    model: GradingModel | None = None,
-    n_jobs: int = 1,
-) -> GradingResult:
-    """Fit on a stratified training part, report the validation and test parts (paper: 6:2:2).
-
-    The headline metrics are the test part's; ``metrics["validation"]`` holds the validation
-    part's when ``split_ratios[1] > 0``.
-    """
-    config = config or GradingConfig.preset("paper")
-    X, y = _as_xy(X, y)
-    model = _model(config, model)
+def split_positions(y: pd.Series, config: GradingConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Positions of the training, validation and test parts of the stratified split
+    (``config.split_ratios``, ``config.seed``): the split of :func:`split_evaluate_grading`, also
+    used by the pipeline so that the CNNs are trained without the test patients."""
     train_r, val_r, test_r = config.split_ratios
     ids = np.arange(len(y))
     try:
@@ -335,6 +325,49 @@ def split_evaluate_grading(
         raise GlioradInputError(
             f"cannot split {len(y)} patients ({int(y.sum())} HGG, {int((y == 0).sum())} LGG) "
             f"by ratios {config.split_ratios} with both classes in every part: {err}") from err
+    return train, val, test
+
+
+def fixed_positions(ids: Sequence[str], parts: Mapping[str, str]
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Positions of ``ids`` in the ``train`` / ``val`` / ``test`` parts of a given assignment."""
+    ids = [str(i) for i in ids]
+    unknown = [i for i in ids if i not in parts]
+    if unknown:
+        raise GlioradInputError(f"{len(unknown)} patient(s) have no part in the given split: "
+                                f"{', '.join(unknown[:10])}")
+    bad = sorted({str(v) for v in parts.values()} - {"train", "val", "test"})
+    if bad:
+        raise GlioradInputError(f"split parts must be train, val or test; got {bad}")
+    pos = {k: np.array([n for n, i in enumerate(ids) if parts[i] == k], dtype=int)
+           for k in ("train", "val", "test")}
+    if len(pos["train"]) == 0 or len(pos["test"]) == 0:
+        raise GlioradInputError("the given split needs at least one training and one test patient")
+    return pos["train"], pos["val"], pos["test"]
+
+
+def split_evaluate_grading(
+    X: pd.DataFrame,
+    y: pd.Series | GradeLabels,
+    config: GradingConfig | None = None,
+    model: GradingModel | None = None,
+    n_jobs: int = 1,
+    parts: Mapping[str, str] | None = None,
+) -> GradingResult:
+    """Fit on a stratified training part, report the validation and test parts (paper: 6:2:2).
+
+    The headline metrics are the test part's; ``metrics["validation"]`` holds the validation
+    part's when ``split_ratios[1] > 0``. ``parts`` (patient id -> ``train`` / ``val`` / ``test``)
+    fixes the split instead (e.g. the split the CNNs were trained on); patients of ``X`` missing
+    from it are an error.
+    """
+    config = config or GradingConfig.preset("paper")
+    X, y = _as_xy(X, y)
+    model = _model(config, model)
+    if parts is None:
+        train, val, test = split_positions(y, config)
+    else:
+        train, val, test = fixed_positions(X.index, parts)
     held_out = np.concatenate([val, test])
     fit = _run([(model, X.iloc[train], y.iloc[train].to_numpy(), X.iloc[held_out])],
                n_jobs=1)[0]

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -232,6 +233,7 @@ def paper_tables(
     scheme: str = "cv",
     fuse_with: str = "best",
     n_jobs: int = 1,
+    split_parts: Mapping[str, str] | None = None,
 ) -> PaperTables:
     """Evaluate every feature set with the grading model and build the paper's tables.
 
@@ -248,6 +250,8 @@ def paper_tables(
     fuse_with : ``"best"`` (the radiomics set with the highest AUC in Table S3) or a radiomics
         set name; used to build ``fused_*`` from ``deep_*`` sets
     n_jobs : folds fitted in parallel
+    split_parts : patient id -> ``train`` / ``val`` / ``test``: a fixed split for
+        ``scheme="split"`` (e.g. the one the CNNs were trained on) instead of a new one
 
     Returns
     -------
@@ -298,8 +302,9 @@ def paper_tables(
 
     def evaluate(X: pd.DataFrame) -> GradingResult:
         X = X.loc[common]
-        run = cross_validate_grading if scheme == "cv" else split_evaluate_grading
-        return run(X, y, config, n_jobs=n_jobs)
+        if scheme == "cv":
+            return cross_validate_grading(X, y, config, n_jobs=n_jobs)
+        return split_evaluate_grading(X, y, config, n_jobs=n_jobs, parts=split_parts)
 
     results: dict[str, GradingResult] = {}
     for name, (kind, _) in kinds.items():

@@ -220,11 +220,13 @@ def run_tables(
     config: GradingConfig | None = None, scheme: str = "cv", fuse_with: str = "best",
     radiomics_table: str | Path | None = None, id_column: str | None = None, n_jobs: int = 1,
     overwrite: bool = False, command: str | None = None,
+    split_parts: Mapping[str, str] | None = None,
 ) -> StageResult:
     """Build Tables S3, 1 and 2 from named feature tables (see :mod:`gliorad.grading.paper`).
 
     ``radiomics_table`` is one table with ``<sequence>_...`` columns (``gliorad features
-    radiomics``), split into ``radiomics_<sequence>`` sets.
+    radiomics``), split into ``radiomics_<sequence>`` sets. ``split_parts`` fixes the split of
+    ``scheme="split"`` (patient id -> train / val / test).
     """
     from gliorad.grading.paper import paper_tables, parse_set_name, radiomics_by_sequence
 
@@ -260,7 +262,8 @@ def run_tables(
     cnn = {name: _read_cnn(Path(p), id_column) for name, p in cnn_predictions.items()}
     settings = {"stage": "grade tables", "config": config.model_dump(mode="json"),
                 "scheme": scheme, "fuse_with": fuse_with, "labels": str(labels),
-                "sets": sorted(sets), "cnn": sorted(cnn_predictions)}
+                "sets": sorted(sets), "cnn": sorted(cnn_predictions),
+                "split_parts": dict(sorted(split_parts.items())) if split_parts else None}
     inputs = {f"set:{k}": Path(v) for k, v in sources}
     inputs.update({f"cnn:{k}": Path(v) for k, v in cnn_predictions.items()})
     if Path(str(labels)).is_file():
@@ -270,7 +273,7 @@ def run_tables(
         if tmp is None:
             return StageResult(Path(out), skipped=True)
         result = paper_tables(sets, grade, cnn, config, scheme=scheme, fuse_with=fuse_with,
-                              n_jobs=n_jobs)
+                              n_jobs=n_jobs, split_parts=split_parts)
         result.write(tmp)
         write_json(prov, tmp / "provenance.json")
     return StageResult(Path(out), skipped=False,

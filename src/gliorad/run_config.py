@@ -1,0 +1,334 @@
+"""The configuration of ``gliorad run``: one YAML file with a section per stage.
+
+A run config extends :class:`gliorad.config.GlioradConfig` (``cohort``, ``clinical``) with:
+
+``run``           seed and worker count shared by every stage
+``synthetic``     optional: generate a synthetic two-centre cohort instead of reading ``cohort.root``
+                  (:class:`gliorad.synthetic.SynthConfig`; the demo)
+``preprocess``    ``enabled`` (default false), ``preset`` and :class:`~gliorad.preprocess.config.PreprocessConfig` fields
+``segmentation``  ``enabled``, ``preset`` and :class:`~gliorad.segmentation.SegmentationConfig` fields
+``radiomics``     ``params`` (``fast``, ``paper`` or a parameter file), ``sequences``, ``region``
+``agreement``     ICC of automatic- vs manual-mask radiomics: ``kind``, ``threshold``
+``deep3d``        ``enabled``, ``preset``, ``variants`` and :class:`~gliorad.features.deep3d.Deep3DConfig` fields
+``deep2d``        ``enabled``, ``preset``, ``imagenet_weights`` and :class:`~gliorad.features.deep2d.Deep2DConfig` fields
+``grading``       ``preset``, ``scheme`` and :class:`~gliorad.grading.config.GradingConfig` fields
+``survival``      ``enabled``, ``preset`` and :class:`~gliorad.survival.analysis.SurvivalConfig` fields
+``report``        ``enabled``, ``title``
+
+A stage section starts from its ``preset`` and overrides the fields it gives (nested mappings are
+merged), so ``segmentation: {preset: demo, train: {epochs: 40}}`` is the demo network trained
+longer. Every section is validated by the stage's own settings class when the file is loaded:
+an unknown key or a bad value is an error that names the file, the key, the value and the
+allowed values. The packaged presets (``gliorad config show demo|paper``) are documented YAML files
+in ``gliorad/presets/``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gliorad.config import ClinicalConfig, CohortConfig
+from gliorad.errors import GlioradInputError, check_option
+
+PRESET_DIR = Path(__file__).parent / "presets"
+RUN_PRESETS = ("demo", "paper")
+DEEP3D_VARIANTS = {
+    "patch_se": {"input": "patch", "net": {"se": True}},
+    "patch_nose": {"input": "patch", "net": {"se": False}},
+    "full_se": {"input": "full", "net": {"se": True}},
+    "full_nose": {"input": "full", "net": {"se": False}},
+}
+SECTIONS = ("run", "cohort", "clinical", "synthetic", "preprocess", "segmentation", "radiomics",
+            "agreement", "deep3d", "deep2d", "grading", "survival", "report")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RunSettings(_Strict):
+    seed: int = 0
+    n_jobs: int = Field(2, ge=1, description="worker processes / torch threads")
+
+
+class RadiomicsSection(_Strict):
+    params: str = "fast"
+    sequences: list[str] | None = None
+    region: str = "whole"
+
+
+class AgreementSection(_Strict):
+    enabled: bool = True
+    kind: str = "ICC(2,1)"
+    threshold: float = Field(0.75, gt=0, lt=1)
+
+
+class ReportSection(_Strict):
+    enabled: bool = True
+    title: str = "gliorad report"
+
+
+def _merge(base: dict, update: Mapping) -> dict:
+    out = dict(base)
+    for k, v in update.items():
+        out[k] = _merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _lines(err: ValidationError, where: str) -> list[str]:
+    out = []
+    for e in err.errors():
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        loc = ".".join(str(x) for x in e["loc"])
+        out.append(f"{where}{'.' + loc if loc else ''}: {msg} (got {e.get('input')!r})"[:500])
+    return out
+
+
+def _validate(cls: type[BaseModel], data: Mapping[str, Any], where: str) -> Any:
+    try:
+        return cls.model_validate(data)
+    except ValidationError as err:
+        raise GlioradInputError(_lines(err, where)) from err
+
+
+def _split(section: Mapping[str, Any], reserved: Mapping[str, Any], where: str
+           ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A stage section's reserved keys (with defaults) and the stage-config fields."""
+    if not isinstance(section, Mapping):
+        raise GlioradInputError(f"{where}: expected a mapping, got {type(section).__name__}")
+    own = {k: section.get(k, v) for k, v in reserved.items()}
+    rest = {k: v for k, v in section.items() if k not in reserved}
+    if "enabled" in own and not isinstance(own["enabled"], bool):
+        raise GlioradInputError(f"{where}.enabled: expected true or false (got {own['enabled']!r})")
+    return own, rest
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A validated run config: typed settings per stage plus the raw mapping it came from."""
+
+    source: str
+    raw: dict[str, Any]
+    run: RunSettings
+    cohort: CohortConfig
+    clinical: ClinicalConfig
+    synthetic: Any | None              # SynthConfig
+    preprocess: Any | None             # PreprocessConfig (None: disabled)
+    segmentation: Any | None           # SegmentationConfig (None: manual masks only)
+    radiomics: RadiomicsSection
+    agreement: AgreementSection
+    deep3d: dict[str, Any]             # variant -> Deep3DConfig ({} : disabled)
+    deep2d: Any | None                 # Deep2DConfig
+    imagenet_weights: Path | None
+    grading: Any                       # GradingConfig
+    grading_scheme: str
+    survival: Any | None               # SurvivalConfig
+    report: ReportSection
+
+    def section_json(self, name: str) -> Any:
+        """The resolved settings of a section as JSON-able data (stage fingerprints)."""
+        value = getattr(self, name)
+        if isinstance(value, dict):
+            return {k: v.model_dump(mode="json") for k, v in value.items()}
+        if isinstance(value, BaseModel):
+            return value.model_dump(mode="json")
+        return value
+
+    def resolved(self) -> dict[str, Any]:
+        """Every section fully resolved (presets expanded): written to the workspace."""
+        out = {"source": self.source, "run": self.section_json("run"),
+               "cohort": self.cohort.model_dump(mode="json"),
+               "clinical": self.clinical.model_dump(mode="json")}
+        for name in ("synthetic", "preprocess", "segmentation", "radiomics", "agreement", "deep3d",
+                     "deep2d", "grading", "survival", "report"):
+            out[name] = self.section_json(name)
+        out["grading_scheme"] = self.grading_scheme
+        out["imagenet_weights"] = str(self.imagenet_weights) if self.imagenet_weights else None
+        return out
+
+
+def preset_path(name: str) -> Path:
+    check_option("run preset", name, RUN_PRESETS)
+    return PRESET_DIR / f"{name}.yaml"
+
+
+def preset_text(name: str) -> str:
+    """The documented YAML of a packaged preset (``gliorad config show``)."""
+    return preset_path(name).read_text(encoding="utf-8")
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError as err:
+        raise GlioradInputError(f"{path}: config file not found") from err
+    except yaml.YAMLError as err:
+        raise GlioradInputError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise GlioradInputError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def load_run_config(spec: str | Path, overrides: Mapping[str, Any] | None = None) -> RunConfig:
+    """A packaged preset name (``demo``, ``paper``) or a YAML file; a file may begin with
+    ``preset: demo`` to start from a packaged preset. ``overrides`` (nested) are applied last."""
+    if isinstance(spec, str) and spec in RUN_PRESETS:
+        path, data = preset_path(spec), _read_yaml(preset_path(spec))
+    else:
+        path = Path(spec)
+        if not path.is_file() and str(spec) not in RUN_PRESETS and "/" not in str(spec) \
+                and not str(spec).endswith((".yaml", ".yml")):
+            raise GlioradInputError(
+                f"run config {str(spec)!r} is neither a preset ({', '.join(RUN_PRESETS)}) nor a file")
+        data = _read_yaml(path)
+        if "preset" in data:
+            name = data.pop("preset")
+            check_option(f"{path}: preset", str(name), RUN_PRESETS)
+            data = _merge(_read_yaml(preset_path(str(name))), data)
+    data.pop("preset", None)
+    if overrides:
+        data = _merge(data, overrides)
+    return parse_run_config(data, str(path), base=path.parent)
+
+
+def parse_run_config(data: Mapping[str, Any], source: str = "config",
+                     base: Path | None = None) -> RunConfig:
+    """Validate a run-config mapping (see the module docstring)."""
+    from gliorad.features import deep2d, deep3d
+    from gliorad.features.deep import load_config as load_stage_config
+    from gliorad.features.deep import validate_config
+    from gliorad.grading.config import PRESETS as GRADING_PRESETS
+    from gliorad.grading.config import GradingConfig
+    from gliorad.preprocess.config import make_config
+    from gliorad.segmentation import PRESETS as SEG_PRESETS
+    from gliorad.segmentation import SegmentationConfig
+    from gliorad.survival.analysis import PRESETS as SURV_PRESETS
+    from gliorad.survival.analysis import SurvivalConfig
+    from gliorad.synthetic import SynthConfig
+
+    unknown = sorted(set(data) - set(SECTIONS))
+    if unknown:
+        raise GlioradInputError(f"{source}: unknown section(s) {', '.join(map(repr, unknown))}; "
+                                f"expected: {', '.join(SECTIONS)}")
+    sec = {name: (data.get(name) if data.get(name) is not None else {}) for name in SECTIONS}
+    where = lambda name: f"{source}: {name}"  # noqa: E731
+
+    run = _validate(RunSettings, sec["run"], where("run"))
+    cohort = _validate(CohortConfig, sec["cohort"], where("cohort"))
+    clinical = _validate(ClinicalConfig, sec["clinical"], where("clinical"))
+    if base is not None:
+        if cohort.root is not None and not cohort.root.is_absolute():
+            cohort = cohort.model_copy(update={"root": base / cohort.root})
+        if clinical.path is not None and not clinical.path.is_absolute():
+            clinical = clinical.model_copy(update={"path": base / clinical.path})
+    synthetic = None
+    if data.get("synthetic") is not None:
+        synthetic = _validate(SynthConfig, {"seed": run.seed, **sec["synthetic"]}, where("synthetic"))
+    elif cohort.root is None:
+        raise GlioradInputError(f"{where('cohort')}.root: required (the cohort folder), unless a "
+                                "'synthetic:' section asks for a generated cohort")
+    if synthetic is None and clinical.path is None:
+        raise GlioradInputError(f"{where('clinical')}.path: required (the clinical table)")
+
+    own, rest = _split(sec["preprocess"], {"enabled": False, "preset": "raw"}, where("preprocess"))
+    preprocess = None
+    if own["enabled"]:
+        if synthetic is not None:
+            raise GlioradInputError(f"{where('preprocess')}.enabled: a synthetic cohort is generated "
+                                    "already preprocessed; set enabled: false")
+        try:
+            preprocess = make_config(str(own["preset"]), **rest)
+        except GlioradInputError as err:
+            raise GlioradInputError([f"{where('preprocess')}: {p}" for p in err.problems]) from err
+
+    own, rest = _split(sec["segmentation"], {"enabled": True, "preset": "demo"}, where("segmentation"))
+    segmentation = None
+    if own["enabled"]:
+        check_option(f"{where('segmentation')}.preset", str(own["preset"]), SEG_PRESETS)
+        seg_base = SEG_PRESETS[str(own["preset"])]().model_dump()
+        segmentation = _validate(SegmentationConfig, _merge(seg_base, rest), where("segmentation"))
+
+    radiomics = _check_radiomics(_validate(RadiomicsSection, sec["radiomics"], where("radiomics")),
+                                 where("radiomics"), base)
+    agreement = _validate(AgreementSection, sec["agreement"], where("agreement"))
+
+    own, rest = _split(sec["deep3d"], {"enabled": True, "preset": "demo", "variants": ["patch_se"]},
+                       where("deep3d"))
+    deep3d_cfgs: dict[str, Any] = {}
+    if own["enabled"]:
+        variants = own["variants"]
+        if not isinstance(variants, list) or not variants or len(set(variants)) != len(variants):
+            raise GlioradInputError(f"{where('deep3d')}.variants: expected a non-empty list without "
+                                    f"duplicates of {', '.join(DEEP3D_VARIANTS)} (got {variants!r})")
+        check_option(f"{where('deep3d')}.preset", str(own["preset"]), deep3d.PRESETS)
+        base3 = load_stage_config(str(own["preset"]), deep3d.PRESETS, deep3d.Deep3DConfig, "3D")
+        for v in variants:
+            check_option(f"{where('deep3d')}.variants", str(v), DEEP3D_VARIANTS)
+            merged = _merge(_merge(base3.model_dump(), rest), DEEP3D_VARIANTS[v])
+            deep3d_cfgs[v] = validate_config(deep3d.Deep3DConfig, merged, where("deep3d"))
+
+    own, rest = _split(sec["deep2d"], {"enabled": True, "preset": "demo", "imagenet_weights": None},
+                       where("deep2d"))
+    deep2d_cfg, weights = None, None
+    if own["enabled"]:
+        check_option(f"{where('deep2d')}.preset", str(own["preset"]), deep2d.PRESETS)
+        base2 = load_stage_config(str(own["preset"]), deep2d.PRESETS, deep2d.Deep2DConfig, "2D")
+        deep2d_cfg = validate_config(deep2d.Deep2DConfig, _merge(base2.model_dump(), rest),
+                                     where("deep2d"))
+        if own["imagenet_weights"] is not None:
+            weights = Path(str(own["imagenet_weights"]))
+            if base is not None and not weights.is_absolute():
+                weights = base / weights
+            if not weights.is_file():
+                raise GlioradInputError(f"{where('deep2d')}.imagenet_weights: {weights} does not exist")
+
+    own, rest = _split(sec["grading"], {"preset": "demo", "scheme": "split"}, where("grading"))
+    check_option(f"{where('grading')}.preset", str(own["preset"]), GRADING_PRESETS)
+    check_option(f"{where('grading')}.scheme", str(own["scheme"]), ("split", "cv"))
+    scheme = str(own["scheme"])
+    grading = GradingConfig.from_dict({**GRADING_PRESETS[str(own["preset"])], "seed": run.seed, **rest},
+                                      source=where("grading"))
+
+    own, rest = _split(sec["survival"], {"enabled": True, "preset": "demo"}, where("survival"))
+    survival = None
+    if own["enabled"]:
+        check_option(f"{where('survival')}.preset", str(own["preset"]), SURV_PRESETS)
+        merged = _merge({**SURV_PRESETS[str(own["preset"])], "seed": run.seed, "n_jobs": run.n_jobs},
+                        rest)
+        if deep2d_cfg is None:
+            merged = _merge(merged, {"sequence": {"deep_prefix": None}})
+        survival = _validate(SurvivalConfig, merged, where("survival"))
+
+    report = _validate(ReportSection, sec["report"], where("report"))
+    if segmentation is None and agreement.enabled:
+        agreement = agreement.model_copy(update={"enabled": False})
+    return RunConfig(source=source, raw=dict(data), run=run, cohort=cohort, clinical=clinical,
+                     synthetic=synthetic, preprocess=preprocess, segmentation=segmentation,
+                     radiomics=radiomics, agreement=agreement, deep3d=deep3d_cfgs, deep2d=deep2d_cfg,
+                     imagenet_weights=weights, grading=grading, grading_scheme=scheme,
+                     survival=survival, report=report)
+
+
+def _check_radiomics(section: RadiomicsSection, where: str, base: Path | None) -> RadiomicsSection:
+    """Check the parameter preset or file (a relative file path is taken from the config's
+    folder) and the region; returns the section with the resolved parameter path."""
+    from gliorad.features.radiomics import PRESETS as PARAM_PRESETS
+    from gliorad.features.radiomics import REGIONS, load_params
+
+    params = section.params
+    if params not in PARAM_PRESETS and base is not None and not Path(params).is_absolute():
+        params = str(base / params)
+    try:
+        load_params(params)
+    except GlioradInputError as err:
+        raise GlioradInputError([f"{where}.params: {p}" for p in err.problems]) from err
+    if section.region not in REGIONS:
+        raise GlioradInputError(f"{where}.region: {section.region!r} is not valid; expected one of: "
+                                f"{', '.join(REGIONS)}")
+    return section.model_copy(update={"params": params})

@@ -1,0 +1,507 @@
+"""``gliorad run``: the whole pipeline of Xu et al. 2022 as a stage graph over a workspace.
+
+Stages (each a :class:`gliorad.pipeline.Stage`: skipped when its settings and inputs are unchanged,
+written atomically, resumable after a kill; see :mod:`gliorad.pipeline`):
+
+=============  ==========================================================================
+``cohort``     (``synthetic:`` configs only) the generated two-centre cohort
+``validate``   checks the cohort and the clinical table; writes the canonical clinical table
+               and a listing of the input files (sizes, modification times), so that a
+               changed input file reruns what depends on it
+``preprocess`` (``preprocess.enabled``) N4, registration, skull strip, resampling
+``split``      the grading split (stratified 6:2:2, :func:`gliorad.grading.evaluate.split_positions`,
+               the same split the grading tables use) and the survival cohorts
+``segment``    3D U-Net (recombination + SE) trained on the grading training patients
+               (validation part for monitoring); masks for every patient; Dice vs manual
+``radiomics``  pyradiomics from the manual and the automatic masks
+``agreement``  ICC of automatic- vs manual-mask features
+``deep3d``     3D ResNet18(+SE) per variant, trained on the grading training part only
+``deep2d``     2D dual-task ResNet18 on LGG patients of the survival training cohort only
+``grade``      Tables S3, 1, 2 (test part of the split) and the final fused grading model
+``survival``   deep-radiomics signature, Cox models, nomograms, C-index, calibration
+``bundle``     the model bundle for ``gliorad predict``
+``report``     the HTML report
+=============  ==========================================================================
+
+The workspace layout is in docs/architecture.md ("Workspace").
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from gliorad.errors import GlioradInputError
+from gliorad.io import write_json, write_text
+from gliorad.pipeline import Stage, StageContext, StageResult, run_pipeline
+from gliorad.run_config import RunConfig, load_run_config
+
+CLINICAL = "clinical.csv"
+SPLIT = "split.csv"
+
+
+# ------------------------------------------------------------------------------ cohort access
+def _source_stage(cfg: RunConfig) -> str:
+    """The stage whose folder holds the images every later stage reads."""
+    if cfg.preprocess is not None:
+        return "preprocess"
+    return "cohort" if cfg.synthetic is not None else "validate"
+
+
+def cohort_root(ctx: StageContext, cfg: RunConfig) -> Path:
+    src = _source_stage(cfg)
+    if src == "validate":
+        ctx.input_dir("validate")  # declared
+        return Path(cfg.cohort.root)
+    return ctx.input_dir(src) / "cohort"
+
+
+def cohort_config(cfg: RunConfig, root: Path):
+    """The CohortConfig of the images: the synthetic cohort's own, BraTS 2018 names after
+    preprocessing, else the run config's."""
+    from gliorad.config import load_config
+
+    if cfg.preprocess is not None:
+        return cfg.cohort.model_copy(update={"root": root, "naming": "brats2018", "mapping": {}})
+    if cfg.synthetic is not None:
+        return load_config(root / "cohort.yaml").cohort.model_copy(update={"root": root})
+    return cfg.cohort
+
+
+def load_cohort(ctx: StageContext, cfg: RunConfig):
+    from gliorad.cohort import discover_cohort
+
+    root = cohort_root(ctx, cfg)
+    return discover_cohort(root, cohort_config(cfg, root))
+
+
+def clinical_path(ctx: StageContext) -> Path:
+    """The canonical clinical table written by the validate stage."""
+    return ctx.input_dir("validate") / CLINICAL
+
+
+def read_split(ctx: StageContext):
+    import pandas as pd
+
+    return pd.read_csv(ctx.input_dir("split") / SPLIT, dtype={"patient_id": str})
+
+
+def _ids(split, column: str, *values: str) -> list[str]:
+    return split.loc[split[column].isin(values), "patient_id"].astype(str).tolist()
+
+
+def _copy_tree(src: Path, dst: Path) -> None:
+    shutil.copytree(src, dst, dirs_exist_ok=True)
+
+
+def _input_listing(root: Path, extra: list[Path]) -> list[dict[str, Any]]:
+    files = sorted(p for p in root.rglob("*") if p.is_file()) + [p for p in extra if p.is_file()]
+    out = []
+    for p in files:
+        st = p.stat()
+        out.append({"path": str(p), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns})
+    return out
+
+
+def canonical_clinical_csv(table) -> str:
+    """The canonical clinical table as CSV readable with the default ClinicalConfig (days)."""
+    df = table.drop(columns=["_row"], errors="ignore").copy()
+    df["grade"] = df["grade"].where(df["grade"].notna(), df["grade_group"])
+    df = df.drop(columns=["grade_group"]).rename(columns={"os_days": "os_time"})
+    df.index.name = "patient_id"
+    return df.to_csv(float_format="%.10g")
+
+
+# ---------------------------------------------------------------------------------- stages
+def build_stages(cfg: RunConfig) -> list[Stage]:
+    """The stage graph of a run config (disabled stages are left out)."""
+    n_jobs, seed = cfg.run.n_jobs, cfg.run.seed
+    src = _source_stage(cfg)
+    stages: list[Stage] = []
+
+    if cfg.synthetic is not None:
+        synth = cfg.synthetic
+
+        def cohort(ctx: StageContext) -> None:
+            from gliorad.synthetic import generate_cohort
+
+            generate_cohort(ctx.out_dir / "cohort", synth, n_jobs=n_jobs, overwrite=True)
+
+        stages.append(Stage("cohort", cohort, settings={"synthetic": synth.model_dump(mode="json")},
+                            description="synthetic two-centre cohort"))
+
+    def validate(ctx: StageContext) -> None:
+        from gliorad.clinical import read_clinical
+        from gliorad.config import GlioradConfig, load_config
+        from gliorad.validation import validate as run_validate
+
+        if cfg.synthetic is not None:
+            root = ctx.input_dir("cohort") / "cohort"
+            gcfg = load_config(root / "cohort.yaml")
+            clin_path, clin_cfg = gcfg.clinical.path, gcfg.clinical
+        else:
+            root = Path(cfg.cohort.root)
+            gcfg = GlioradConfig(cohort=cfg.cohort, clinical=cfg.clinical)
+            clin_path, clin_cfg = cfg.clinical.path, cfg.clinical
+            write_json({"files": _input_listing(root, [Path(clin_path)])},
+                       ctx.out_dir / "inputs.json")
+        report = run_validate(root, clin_path, gcfg, n_jobs=n_jobs)
+        if not report.ok:
+            raise GlioradInputError(report.problems)
+        table = read_clinical(clin_path, clin_cfg)
+        write_text(canonical_clinical_csv(table), ctx.out_dir / CLINICAL)
+        write_json({"ok": True, "summary": report.summary()}, ctx.out_dir / "validation.json")
+
+    stages.append(Stage("validate", validate, inputs=("cohort",) if cfg.synthetic else (),
+                        settings={"cohort": cfg.cohort.model_dump(mode="json"),
+                                  "clinical": cfg.clinical.model_dump(mode="json")},
+                        description="check the cohort and the clinical table"))
+
+    if cfg.preprocess is not None:
+        pre_cfg = cfg.preprocess
+
+        def preprocess(ctx: StageContext) -> None:
+            from gliorad.preprocess.pipeline import preprocess as run_preprocess
+
+            # per-patient results are kept in the resumable work folder, then moved in place
+            res = run_preprocess(cfg.cohort.root, ctx.work_dir / "cohort", pre_cfg, cfg.cohort)
+            if res.failed:
+                raise GlioradInputError([f"preprocess: {f}" for f in res.failed])
+            shutil.move(str(ctx.work_dir / "cohort"), ctx.out_dir / "cohort")
+
+        stages.append(Stage("preprocess", preprocess, inputs=("validate",),
+                            settings={"preprocess": pre_cfg.model_dump(mode="json")},
+                            description="N4, registration, skull strip, resampling"))
+
+    base_inputs = tuple(dict.fromkeys((src, "validate")))
+
+    def split(ctx: StageContext) -> None:
+        from gliorad.grading.evaluate import split_positions
+        from gliorad.survival.analysis import split_cohorts
+        from gliorad.tables import labels_from_clinical
+
+        cohort = load_cohort(ctx, cfg)
+        grade = labels_from_clinical(clinical_path(ctx))
+        ids = [p for p in grade.y.index.map(str) if p in set(cohort.ids)]
+        missing = sorted(set(cohort.ids) - set(ids))
+        y = grade.y.copy()
+        y.index = y.index.map(str)
+        y = y.loc[ids]
+        train, val, test = split_positions(y, cfg.grading)
+        part = {}
+        for name, pos in (("train", train), ("val", val), ("test", test)):
+            part.update({ids[i]: name for i in pos})
+        import pandas as pd
+
+        from gliorad.clinical import read_clinical
+
+        table = read_clinical(clinical_path(ctx))
+        table.index = table.index.map(str)
+        surv = {}
+        if cfg.survival is not None:
+            cohorts, roles, _ = split_cohorts(table.loc[ids], cfg.survival.split, cfg.survival.seed)
+            surv = {p: f"{name}" for name, members in cohorts.items() for p in members.map(str)}
+        df = pd.DataFrame({
+            "patient_id": ids,
+            "grade_group": [table.loc[p, "grade_group"] for p in ids],
+            "grade_split": [part[p] for p in ids],
+            "survival_cohort": [surv.get(p, "") for p in ids],
+        })
+        write_text(df.to_csv(index=False), ctx.out_dir / SPLIT)
+        write_json({"grading": {k: int((df["grade_split"] == k).sum()) for k in ("train", "val", "test")},
+                    "survival": {k: int(v) for k, v in df["survival_cohort"].value_counts().items()},
+                    "not_in_clinical_table": missing}, ctx.out_dir / "split.json")
+
+    stages.append(Stage("split", split, inputs=base_inputs,
+                        settings={"ratios": list(cfg.grading.split_ratios), "seed": cfg.grading.seed,
+                                  "survival_split": (cfg.survival.split.model_dump(mode="json")
+                                                     if cfg.survival else None)},
+                        description="grading split (6:2:2) and survival cohorts"))
+
+    seg_inputs = (*base_inputs, "split")
+    if cfg.segmentation is not None:
+        seg_cfg = cfg.segmentation
+
+        def segment(ctx: StageContext) -> None:
+            from gliorad.segmentation import (
+                evaluate_masks,
+                load_model,
+                predict_cohort,
+                train_segmentation,
+            )
+
+            cohort = load_cohort(ctx, cfg)
+            sp = read_split(ctx)
+            model_dir = ctx.work_dir / "model"  # resumable: checkpoints survive a kill
+            train_segmentation(cohort, model_dir, seg_cfg, ids=_ids(sp, "grade_split", "train", "val"),
+                               val_ids=_ids(sp, "grade_split", "val") or None, progress=False)
+            model = load_model(model_dir)
+            predict_cohort(cohort, model, ctx.work_dir / "masks", progress=False)
+            _copy_tree(model_dir, ctx.out_dir / "model")
+            _copy_tree(ctx.work_dir / "masks", ctx.out_dir / "masks")
+            if any(p.seg is not None for p in cohort.patients.values()):
+                evaluate_masks(ctx.out_dir / "masks", cohort, out_dir=ctx.out_dir / "evaluation")
+
+        stages.append(Stage("segment", segment, inputs=seg_inputs,
+                            settings={"segmentation": seg_cfg.model_dump(mode="json")},
+                            description="3D U-Net: train, segment every patient, Dice"))
+
+    auto = cfg.segmentation is not None
+    rad_inputs = (*seg_inputs, "segment") if auto else seg_inputs
+    rad = cfg.radiomics
+
+    def radiomics(ctx: StageContext) -> None:
+        from gliorad.features.radiomics import extract_radiomics
+
+        cohort = load_cohort(ctx, cfg)
+        # a case that fails (e.g. an empty automatic mask) is recorded in failures.csv and left
+        # out; the stage fails only when a mask source has no patient at all
+        res = extract_radiomics(cohort, ctx.work_dir, params=rad.params, sequences=rad.sequences,
+                                manual=True,
+                                auto_masks=(ctx.input_dir("segment") / "masks") if auto else None,
+                                region=rad.region, n_jobs=n_jobs, progress=False,
+                                raise_on_failure=False)
+        for name, path in res.files.items():
+            shutil.copy2(path, ctx.out_dir / Path(path).name)
+        for note in res.notes:
+            ctx.log.info(note)
+        if len(res.failures):
+            ctx.log.warning("radiomics: %d case(s) failed, see failures.csv", len(res.failures))
+        empty = [k for k in ("manual", "auto") if (k == "manual" or auto)
+                 and (k not in res.tables or res.tables[k].empty)]
+        if empty:
+            raise GlioradInputError(
+                [f"radiomics: no patient has {k}-mask features; first failures:"
+                 for k in empty] + [str(r) for r in res.failures.head(5).to_dict("records")])
+
+    from gliorad.features.radiomics import load_params
+
+    stages.append(Stage("radiomics", radiomics, inputs=rad_inputs,
+                        settings={"params": load_params(rad.params), "sequences": rad.sequences,
+                                  "region": rad.region, "auto": auto},
+                        description="pyradiomics from manual and automatic masks"))
+    mask_source = "auto" if auto else "manual"
+
+    if auto and cfg.agreement.enabled:
+        agr = cfg.agreement
+
+        def agreement(ctx: StageContext) -> None:
+            from gliorad.features.agreement import run_agreement
+
+            d = ctx.input_dir("radiomics")
+            run_agreement(d / "radiomics_auto.csv", d / "radiomics_manual.csv", ctx.out_dir,
+                          kind=agr.kind, threshold=agr.threshold)
+
+        stages.append(Stage("agreement", agreement, inputs=("radiomics",),
+                            settings=agr.model_dump(mode="json"),
+                            description="ICC automatic vs manual masks"))
+
+    deep_inputs = rad_inputs
+    if cfg.deep3d:
+        variants = cfg.deep3d
+
+        def deep3d(ctx: StageContext) -> None:
+            from gliorad.features.deep3d import deep_features_3d
+
+            cohort = load_cohort(ctx, cfg)
+            sp = read_split(ctx)
+            masks = ctx.input_dir("segment") / "masks" if auto else None
+            for name, vcfg in variants.items():
+                work = ctx.work_dir / name
+                deep_features_3d(cohort, clinical_path(ctx), _ids(sp, "grade_split", "train"), work,
+                                 vcfg, val_ids=_ids(sp, "grade_split", "val") or None,
+                                 masks=masks, progress=False, n_jobs=n_jobs)
+                _copy_tree(work, ctx.out_dir / name)
+
+        stages.append(Stage("deep3d", deep3d, inputs=deep_inputs,
+                            settings={v: c.model_dump(mode="json") for v, c in variants.items()},
+                            description="3D ResNet18 deep features (grading training part only)"))
+
+    if cfg.deep2d is not None and cfg.survival is not None:
+        d2 = cfg.deep2d
+        weights = cfg.imagenet_weights
+
+        def deep2d(ctx: StageContext) -> None:
+            from gliorad.features.deep2d import deep_features_2d
+
+            cohort = load_cohort(ctx, cfg)
+            sp = read_split(ctx)
+            train_cohort = cfg.survival.split.train
+            lgg = sp[sp["grade_group"] == "LGG"]
+            if cfg.survival.split.method == "column":
+                train_ids = _ids(lgg, "survival_cohort", str(train_cohort))
+            else:
+                train_ids = _ids(lgg, "survival_cohort", "training")
+            deep_features_2d(cohort, clinical_path(ctx), train_ids, ctx.work_dir, d2,
+                             imagenet_weights=weights, ids=lgg["patient_id"].astype(str).tolist(),
+                             masks=ctx.input_dir("segment") / "masks" if auto else None,
+                             progress=False, n_jobs=n_jobs)
+            _copy_tree(ctx.work_dir, ctx.out_dir)
+
+        from gliorad.io import file_hash
+
+        stages.append(Stage("deep2d", deep2d, inputs=deep_inputs,
+                            settings={"deep2d": d2.model_dump(mode="json"),
+                                      "imagenet_weights": file_hash(weights) if weights else None},
+                            description="2D dual-task ResNet18 (LGG, survival training cohort)"))
+
+    grade_inputs = tuple(dict.fromkeys((*rad_inputs, "radiomics", *(["deep3d"] if cfg.deep3d else []))))
+    grading, scheme = cfg.grading, cfg.grading_scheme
+
+    def grade(ctx: StageContext) -> None:
+        grade_stage(ctx, cfg, mask_source, grading, scheme, n_jobs)
+
+    stages.append(Stage("grade", grade, inputs=grade_inputs,
+                        settings={"grading": grading.model_dump(mode="json"), "scheme": scheme,
+                                  "masks": mask_source},
+                        description="HGG vs LGG: Tables S3, 1, 2 and the fused model"))
+
+    if cfg.survival is not None:
+        surv_inputs = tuple(dict.fromkeys((*rad_inputs, "radiomics",
+                                           *(["deep2d"] if cfg.deep2d is not None else []))))
+        surv_cfg = cfg.survival
+
+        def survival(ctx: StageContext) -> None:
+            survival_stage(ctx, surv_cfg, mask_source, cfg.deep2d is not None)
+
+        stages.append(Stage("survival", survival, inputs=surv_inputs,
+                            settings={"survival": surv_cfg.model_dump(mode="json"),
+                                      "masks": mask_source},
+                            description="LGG survival: signature, Cox, nomograms"))
+
+    done = [s.name for s in stages]
+
+    def bundle(ctx: StageContext) -> None:
+        bundle_stage(ctx, cfg, done)
+
+    stages.append(Stage("bundle", bundle, inputs=tuple(n for n in done if n != "cohort"),
+                        settings={"config": cfg.resolved()},
+                        description="model bundle for gliorad predict"))
+    if cfg.report.enabled:
+        report_inputs = tuple([*done, "bundle"])
+
+        def report(ctx: StageContext) -> None:
+            from gliorad.report import build_report, inputs_from_workspace
+
+            inputs = inputs_from_workspace(ctx.workspace.root)
+            build_report(inputs, ctx.out_dir)
+
+        stages.append(Stage("report", report, inputs=report_inputs,
+                            settings=cfg.report.model_dump(mode="json"),
+                            description="HTML report"))
+    return stages
+
+
+# ------------------------------------------------------------------------------ stage bodies
+def grade_stage(ctx: StageContext, cfg: RunConfig, mask_source: str, grading: Any, scheme: str,
+                n_jobs: int) -> None:
+    """Tables S3, 1, 2 on the radiomics (per sequence) and deep sets; then the final fused model
+    (best radiomics sequence + first deep variant) fitted on every patient for the bundle."""
+    import json
+
+    import pandas as pd
+
+    from gliorad.grading.paper import radiomics_by_sequence
+    from gliorad.grading.run import run_fit, run_tables
+    from gliorad.tables import feature_matrix, read_table
+
+    rad_table = ctx.input_dir("radiomics") / f"radiomics_{mask_source}.csv"
+    labels = clinical_path(ctx)
+    sets, cnn = {}, {}
+    if cfg.deep3d:
+        d3 = ctx.input_dir("deep3d")
+        for v in cfg.deep3d:
+            sets[f"deep_{v}"] = d3 / v / f"cnn3d_{v}.csv"
+            cnn[f"cnn_{v}"] = d3 / v / f"cnn3d_{v}_predictions.csv"
+    # the split the CNNs and the U-Net were trained on, so that no test patient was seen
+    sp = read_split(ctx)
+    parts = dict(zip(sp["patient_id"].astype(str), sp["grade_split"], strict=True))
+    res = run_tables(sets, labels, ctx.out_dir / "tables", cnn_predictions=cnn, config=grading,
+                     scheme=scheme, radiomics_table=rad_table, n_jobs=n_jobs, overwrite=True,
+                     split_parts=parts if scheme == "split" else None)
+    for m in res.messages:
+        ctx.log.info(m)
+    metrics = json.loads((ctx.out_dir / "tables" / "metrics.json").read_text())
+    seqs = {k: v["auc"] for k, v in metrics.items() if k.startswith("radiomics_")}
+    best = max(seqs, key=lambda k: seqs[k])
+    X = radiomics_by_sequence(feature_matrix(read_table(rad_table), rad_table.name))[best]
+    parts = [X]
+    if cfg.deep3d:
+        first = next(iter(cfg.deep3d))
+        parts.append(feature_matrix(read_table(sets[f"deep_{first}"]), f"deep_{first}"))
+    fused = pd.concat(parts, axis=1, join="inner")
+    fused.index.name = "patient_id"
+    fused_path = ctx.out_dir / "fused_features.csv"
+    write_text(fused.to_csv(float_format="%.10g"), fused_path)
+    run_fit(fused_path, labels, ctx.out_dir / "model", config=grading, n_jobs=n_jobs, overwrite=True)
+    write_json({"radiomics_set": best, "deep_set": next(iter(cfg.deep3d), None),
+                "n_features": int(fused.shape[1]), "n_patients": int(fused.shape[0])},
+               ctx.out_dir / "model_inputs.json")
+
+
+def survival_stage(ctx: StageContext, surv_cfg: Any, mask_source: str, with_deep: bool) -> None:
+    from gliorad.clinical import read_clinical
+    from gliorad.survival.analysis import read_feature_table, run_analysis, write_analysis
+    from gliorad.survival.bundle import save_bundle
+
+    feats = read_feature_table(ctx.input_dir("radiomics") / f"radiomics_{mask_source}.csv")
+    if with_deep:
+        deep = read_feature_table(ctx.input_dir("deep2d") / "cnn2d_dual.csv")
+        feats = feats.join(deep, how="inner")
+    clin = read_clinical(clinical_path(ctx), require=("os_time", "event"))
+    analysis = run_analysis(feats, clin, surv_cfg)
+    write_analysis(analysis, ctx.out_dir / "analysis",
+                   {"config": surv_cfg.model_dump(mode="json"), "masks": mask_source,
+                    "deep_features": with_deep})
+    save_bundle(analysis.models, ctx.out_dir / "bundle")
+
+
+def bundle_stage(ctx: StageContext, cfg: RunConfig, done: list[str]) -> None:
+    import json
+
+    from gliorad.bundle import save_model_bundle
+    from gliorad.features.radiomics import load_params
+
+    def maybe(stage: str, *parts: str) -> Path | None:
+        if stage not in done:
+            return None
+        p = ctx.input_dir(stage).joinpath(*parts)
+        return p if p.exists() else None
+
+    first3d = next(iter(cfg.deep3d), None)
+    model_inputs = json.loads((ctx.input_dir("grade") / "model_inputs.json").read_text())
+    save_model_bundle(
+        ctx.out_dir / "bundle",
+        config=cfg.resolved(),
+        segmentation=maybe("segment", "model"),
+        cnn3d=maybe("deep3d", first3d) if first3d else None,
+        cnn2d=maybe("deep2d"),
+        grading=maybe("grade", "model"),
+        survival=maybe("survival", "bundle"),
+        radiomics_params=load_params(cfg.radiomics.params),
+        info={"grading_inputs": model_inputs, "radiomics_region": cfg.radiomics.region},
+    )
+
+
+# ------------------------------------------------------------------------------------- run
+def run_workflow(
+    config: str | Path | RunConfig,
+    workspace: str | Path,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    from_stage: str | None = None,
+    force: tuple[str, ...] = (),
+    until: str | None = None,
+    echo: Callable[[str], None] | None = print,
+) -> list[StageResult]:
+    """Run (or resume) the pipeline of ``config`` in ``workspace``."""
+    import yaml
+
+    cfg = config if isinstance(config, RunConfig) else load_run_config(config, overrides)
+    ws = Path(workspace)
+    ws.mkdir(parents=True, exist_ok=True)
+    write_text(yaml.safe_dump(cfg.resolved(), sort_keys=False), ws / "config.yaml")
+    return run_pipeline(build_stages(cfg), ws, from_stage=from_stage, force=force, until=until,
+                        echo=echo)
