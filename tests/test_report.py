@@ -351,6 +351,9 @@ def test_inputs_bad_workspace_files(tmp_path):
     with pytest.raises(GlioradInputError, match=r"config.yaml: expected a mapping"):
         inputs_from_workspace(tmp_path)
     (tmp_path / "config.yaml").unlink()
+    (tmp_path / ".grade.tmp-99").mkdir()  # a killed run's leftover is not a finished stage
+    (tmp_path / ".grade.tmp-99" / "_stage.json").write_text("{")
+    assert inputs_from_workspace(tmp_path).stage_records == {}
     (tmp_path / "grade").mkdir()
     (tmp_path / "grade" / "_stage.json").write_text("{not json")
     with pytest.raises(GlioradInputError, match=r"grade/_stage.json: not valid JSON"):
@@ -389,13 +392,26 @@ def _copy(src: Path, dst: Path) -> Path:
 def test_corrupt_metrics_names_the_file_and_keeps_old_report(tmp_path, workspace):
     surv = _copy(workspace / "survival" / "analysis", tmp_path / "surv")
     out = tmp_path / "r"
-    build_report(ReportInputs(survival=surv), out)
+    build_report(ReportInputs(agreement=workspace / "agreement"), out)
     before = (out / "report.html").read_bytes()
     (surv / "metrics.json").write_text('{"cohorts": {')
     with pytest.raises(GlioradInputError, match=r"surv/metrics.json: not valid JSON"):
         build_report(ReportInputs(survival=surv), out)
     assert (out / "report.html").read_bytes() == before
     assert not [p for p in out.rglob("*") if p.name.startswith(".")]  # no temporary leftovers
+
+
+def test_rebuild_replaces_the_figure_set(tmp_path, workspace):
+    """A rebuild with fewer inputs leaves no stale figure; with none, no figure folder."""
+    out = tmp_path / "r"
+    build_report(ReportInputs(grade_tables=workspace / "grade" / "tables",
+                              agreement=workspace / "agreement"), out)
+    assert (out / "figures" / "roc_table_s3.svg").is_file()
+    build_report(ReportInputs(agreement=workspace / "agreement"), out)
+    assert sorted(p.name for p in (out / "figures").iterdir()) == ["icc_histogram.png",
+                                                                   "icc_histogram.svg"]
+    build_report(ReportInputs(), out)
+    assert sorted(p.name for p in out.iterdir()) == ["report.html"]
 
 
 @pytest.mark.parametrize("case", ["evaluation_column", "evaluation_json", "stage_png", "icc_csv",
@@ -509,15 +525,21 @@ def test_svg_wrapping_png(tmp_path):
 
 # ================================================================== command line
 def test_cli_report(workspace, tmp_path):
+    """The command builds WORKSPACE/report (or --out) and prints the path; bad input: exit 2."""
     from gliorad.commands.report import report as report_cmd
 
     app = typer.Typer()
     app.command()(report_cmd)
     app.command("other")(lambda: None)  # two commands: typer keeps the command name
     runner = CliRunner()
-    res = runner.invoke(app, ["report", str(workspace), "--out", str(tmp_path / "r")])
+    ws = tmp_path / "ws"
+    shutil.copytree(workspace / "agreement", ws / "agreement")
+    res = runner.invoke(app, ["report", str(ws), "--out", str(tmp_path / "r")])
     assert res.exit_code == 0, res.output
     assert res.output.strip() == str(tmp_path / "r" / "report.html")
+    res = runner.invoke(app, ["report", str(ws)])
+    assert res.exit_code == 0 and res.output.strip() == str(ws / "report" / "report.html")
+    assert 'id="agreement" class="ran"' in (ws / "report" / "report.html").read_text()
     res = runner.invoke(app, ["report", str(tmp_path / "none")])
     assert res.exit_code == 2
     assert "error: " in res.output and "workspace folder not found" in res.output

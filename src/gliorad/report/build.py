@@ -133,7 +133,9 @@ def inputs_from_workspace(ws: str | Path) -> ReportInputs:
         clinical = _config_path(config, "clinical", "path", root, cfg_path)
 
     # in the order the stages ran: start time (1 s resolution), then when each record was written
-    found_records = [(S.read_json(rec), rec) for rec in root.glob(f"*/{RECORD}")]
+    # (hidden folders are a killed run's leftovers: .<stage>.tmp-<pid>, .<stage>.trash-<pid>)
+    found_records = [(S.read_json(rec), rec) for rec in root.glob(f"*/{RECORD}")
+                     if not rec.parent.name.startswith(".")]
     found_records.sort(key=lambda r: (str(r[0].get("started", "")), r[1].stat().st_mtime_ns))
     records = {rec.parent.name: data for data, rec in found_records}
 
@@ -179,7 +181,7 @@ def build_report(inputs: ReportInputs, out_dir: str | Path) -> Path:
     Raises :class:`GlioradInputError` naming the file when an input that is present cannot be
     read; nothing is written then.
     """
-    from gliorad.io import write_bytes, write_text
+    from gliorad.io import write_text
 
     if not isinstance(inputs, ReportInputs):
         raise GlioradInputError(f"inputs: expected ReportInputs, got {type(inputs).__name__}")
@@ -196,10 +198,39 @@ def build_report(inputs: ReportInputs, out_dir: str | Path) -> Path:
         section.title = title
         built.append(section)
     page = _page(inputs.title, built)
-    for fig in ctx.figures.files.values():
-        write_bytes(fig.png, out / "figures" / f"{fig.name}.png")
-        write_bytes(fig.svg, out / "figures" / f"{fig.name}.svg")
+    _write_figures(ctx.figures, out / "figures")
     return write_text(page, out / "report.html")
+
+
+def _write_figures(figures: S.FigureSet, folder: Path) -> None:
+    """Replace ``folder`` as a whole by this report's figures (no stale or half-written set)."""
+    import os
+    import shutil
+    import tempfile
+
+    from gliorad.io import _umask, write_bytes
+
+    if not figures.files:
+        if folder.is_dir():
+            shutil.rmtree(folder)
+        return
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    try:
+        os.chmod(tmp, 0o777 & ~_umask())
+        for fig in figures.files.values():
+            write_bytes(fig.png, tmp / f"{fig.name}.png")
+            write_bytes(fig.svg, tmp / f"{fig.name}.svg")
+        old = None
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+            os.replace(folder, old)
+        os.replace(tmp, folder)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _input_rows(inputs: ReportInputs) -> list[tuple[str, str]]:
@@ -243,6 +274,7 @@ thead th { background: var(--bg2); border-bottom: 2px solid var(--line); }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 table.kv th { font-weight: 600; background: none; white-space: nowrap; }
 table.small { font-size: 0.78rem; }
+table.s2 td:nth-child(3), table.s2 td:nth-child(4) { white-space: nowrap; }
 figure { margin: 1rem 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid var(--line); }
 .fig-grid { display: flex; flex-wrap: wrap; gap: 0 1.2rem; align-items: flex-start; }

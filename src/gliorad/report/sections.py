@@ -397,7 +397,7 @@ def table_s2(clin: pd.DataFrame, group_col: str = "centre") -> tuple[str, list[s
     shown = pd.DataFrame({
         "Characteristic": [r.variable if not r.level else f"\u2003{r.level}"
                            for r in table.itertuples()],
-        "Statistic": table["statistic"],
+        "Statistic": [r.statistic if not r.level else "" for r in table.itertuples()],
         **{f"Centre {g} (n={int(n[g])})": table[g] for g in groups},
         "Missing": [int(v) if not r.level else "" for v, r in
                     zip(table["n_missing"], table.itertuples(), strict=True)],
