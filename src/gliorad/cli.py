@@ -18,6 +18,9 @@ from gliorad.commands.deep import app as deep_app
 from gliorad.commands.features import app as features_app
 from gliorad.commands.grade import app as grade_app
 from gliorad.commands.preprocess import preprocess_cmd
+from gliorad.commands.report import report as report_cmd
+from gliorad.commands.run import config_app
+from gliorad.commands.run import run as run_cmd
 from gliorad.commands.segment import app as segment_app
 from gliorad.commands.survival import app as survival_app
 from gliorad.errors import GlioradInputError
@@ -36,6 +39,9 @@ app.add_typer(grade_app, name="grade")
 app.command("preprocess")(preprocess_cmd)
 app.add_typer(segment_app, name="segment")
 app.add_typer(survival_app, name="survival")
+app.command("run")(run_cmd)
+app.add_typer(config_app, name="config")
+app.command("report")(report_cmd)
 
 
 def _version(value: bool) -> None:
@@ -128,14 +134,15 @@ def demo(
     workspace: Annotated[Path, typer.Option(help="Folder for the demo's stages and outputs.")] = Path(
         "demo_workspace"
     ),
-    patients: Annotated[int, typer.Option(min=40, help="Synthetic patients.")] = 160,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    jobs: Annotated[int, typer.Option(min=1, help="Parallel workers.")] = 2,
+    patients: Annotated[int | None, typer.Option(min=40, help="Synthetic patients (preset: 160).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (preset: 0).")] = None,
+    jobs: Annotated[int | None, typer.Option(min=1, help="Parallel workers (preset: 2).")] = None,
     force: Annotated[list[str] | None, typer.Option(help="Redo this stage (repeatable).")] = None,
     from_stage: Annotated[str | None, typer.Option("--from", help="Redo this stage and all after it.")] = None,
     until: Annotated[str | None, typer.Option(help="Stop after this stage.")] = None,
 ) -> None:
-    """Synthetic two-centre cohort through every stage that exists so far (resumable)."""
+    """The whole pipeline on a synthetic two-centre cohort, with the HTML report
+    (= gliorad run demo; resumable)."""
     from gliorad.demo import run_demo
 
     try:

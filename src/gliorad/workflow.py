@@ -505,3 +505,57 @@ def run_workflow(
     write_text(yaml.safe_dump(cfg.resolved(), sort_keys=False), ws / "config.yaml")
     return run_pipeline(build_stages(cfg), ws, from_stage=from_stage, force=force, until=until,
                         echo=echo)
+
+
+def summary_lines(workspace: str | Path) -> list[str]:
+    """The headline results of a workspace, for the console (missing stages are left out)."""
+    import json
+
+    ws = Path(workspace)
+
+    def load(*parts: str) -> Any:
+        p = ws.joinpath(*parts)
+        try:
+            return json.loads(p.read_text()) if p.is_file() else None
+        except json.JSONDecodeError:
+            return None
+
+    lines = []
+    ev = load("segment", "evaluation", "evaluation.json")
+    wt = (ev or {}).get("summary", ev or {}).get("WT") if ev else None
+    if wt and isinstance(wt.get("dice"), dict) and wt["dice"].get("mean") is not None:
+        d = wt["dice"]
+        lines.append(f"segmentation: whole-tumour Dice {d['mean']:.3f} (median {d.get('median', float('nan')):.3f})")
+    agr = load("agreement", "agreement.json")
+    if agr:
+        s = agr.get("summary", {})
+        lines.append(f"agreement: ICC auto vs manual masks, {s.get('fraction_above', float('nan')):.0%} of "
+                     f"features above {agr['settings']['threshold']}")
+    gm = load("grade", "tables", "metrics.json")
+    if gm:
+        best = lambda prefix: max(((k, v) for k, v in gm.items() if k.startswith(prefix)),  # noqa: E731
+                                  key=lambda kv: kv[1]["auc"], default=None)
+        for prefix, what in (("fused_", "fused"), ("radiomics_", "best radiomics sequence")):
+            b = best(prefix)
+            if b:
+                k, v = b
+                lines.append(f"grading ({what}, {k}): test AUC {v['auc']:.3f} "
+                             f"(95% CI {v['auc_ci_low']:.3f}-{v['auc_ci_high']:.3f})")
+        t2 = ws / "grade" / "tables" / "table_2.csv"
+        if t2.is_file():
+            import pandas as pd
+
+            for _, r in pd.read_csv(t2).iterrows():
+                lines.append(f"grading (CNN alone, {r['Methods']}): test AUC {r['AUC (95% CI)']}")
+    sm = load("survival", "analysis", "metrics.json")
+    for name, m in ((sm or {}).get("cohorts") or {}).items():
+        ci, cc = m.get("c_index_integrated"), m.get("c_index_clinical")
+        if ci is not None and cc is not None:
+            lines.append(f"survival, cohort {name}: C-index integrated {ci:.3f} vs clinical {cc:.3f} "
+                         f"(paired P {m.get('compare_p', float('nan')):.3g})")
+    report = ws / "report" / "report.html"
+    if report.is_file():
+        lines.append(f"report: {report}")
+    if (ws / "bundle" / "bundle").is_dir():
+        lines.append(f"model bundle: {ws / 'bundle' / 'bundle'} (gliorad predict PATIENT_DIR --bundle ...)")
+    return lines
