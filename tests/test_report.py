@@ -341,6 +341,21 @@ def test_inputs_from_user_run_config(tmp_path, workspace):
     assert inp.survival is None and inp.stage_records == {}
 
 
+def test_preprocessed_images_used_for_overlays(tmp_path, workspace):
+    """With preprocessing, the overlays read <ws>/preprocess/cohort (BraTS names detected), not
+    the raw cohort of config.yaml (here absent and named another way)."""
+    ws = tmp_path / "ws"
+    shutil.copytree(workspace / "cohort" / "cohort", ws / "preprocess" / "cohort",
+                    ignore=shutil.ignore_patterns("cohort.yaml", "*.csv", "*.json"))
+    shutil.copytree(workspace / "segment", ws / "segment")
+    (ws / "config.yaml").write_text(yaml.safe_dump({"cohort": {
+        "root": str(tmp_path / "raw"), "naming": "custom", "mapping": {"t1": "{id}/a.nii"}}}))
+    inp = inputs_from_workspace(ws)
+    assert inp.cohort_root == ws / "preprocess" / "cohort" and inp.clinical is None
+    text = build_report(inp, tmp_path / "r").read_text()
+    assert 'data-figure="segmentation_overlays"' in text
+
+
 def test_inputs_bad_workspace_files(tmp_path):
     with pytest.raises(GlioradInputError, match=r"none: workspace folder not found"):
         inputs_from_workspace(tmp_path / "none")

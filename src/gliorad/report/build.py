@@ -109,7 +109,8 @@ def inputs_from_workspace(ws: str | Path) -> ReportInputs:
     """The report's inputs in a ``gliorad run`` / ``gliorad demo`` workspace.
 
     Layout: ``cohort/cohort`` (demo cohort, else ``config.yaml``'s ``cohort.root``; the clinical
-    table is that cohort's ``clinical.csv``, else ``clinical.path``), ``validate/validation.json``,
+    table is that cohort's ``clinical.csv``, else ``clinical.path``; the images are
+    ``preprocess/cohort`` when preprocessing ran), ``validate/validation.json``,
     ``segment/masks``, ``segment/evaluation``, ``agreement``, ``grade/tables``,
     ``survival/analysis``, ``bundle``, ``<stage>/_stage.json`` and ``config.yaml``. Only what
     exists is filled in.
@@ -131,6 +132,10 @@ def inputs_from_workspace(ws: str | Path) -> ReportInputs:
         clinical = None
     if clinical is None:
         clinical = _config_path(config, "clinical", "path", root, cfg_path)
+    truth = demo / "truth.json" if demo.is_dir() else None
+    # with preprocessing, the masks were predicted on the preprocessed images
+    if (root / "preprocess" / "cohort").is_dir():
+        cohort_root = root / "preprocess" / "cohort"
 
     # in the order the stages ran: start time (1 s resolution), then when each record was written
     # (hidden folders are a killed run's leftovers: .<stage>.tmp-<pid>, .<stage>.trash-<pid>)
@@ -147,7 +152,7 @@ def inputs_from_workspace(ws: str | Path) -> ReportInputs:
     return ReportInputs(
         cohort_root=found(cohort_root),
         clinical=found(clinical, folder=False),
-        truth=found(cohort_root / "truth.json" if cohort_root else None, folder=False),
+        truth=found(truth, folder=False),
         validation=found(root / "validate" / "validation.json", folder=False),
         seg_evaluation=found(root / "segment" / "evaluation"),
         masks=found(root / "segment" / "masks"),

@@ -325,17 +325,23 @@ class Context:
         from gliorad.config import CohortConfig, load_config
 
         def make():
+            # the folder's own cohort.yaml; else the run config's cohort section when it
+            # describes this folder; else BraTS naming detected (e.g. preprocessed images)
             yml = Path(root) / "cohort.yaml"
+            section = self.config().get("cohort")
+            section = section if isinstance(section, dict) else {}
+            own = section.get("root") in (None, "") or (
+                Path(str(section["root"])).resolve() == Path(root).resolve())
             if yml.is_file():
-                cfg = load_config(yml).cohort
-            elif isinstance(self.config().get("cohort"), dict):
-                data = {k: v for k, v in self.config()["cohort"].items() if k != "root"}
-                try:
-                    cfg = CohortConfig.model_validate(data)
-                except ValidationError as err:
-                    raise GlioradInputError(f"config: cohort section: {err}") from err
-            else:
-                cfg = CohortConfig()
+                return discover_cohort(root, load_config(yml).cohort)
+            data = ({k: v for k, v in section.items() if k != "root"} if own else
+                    {k: v for k, v in section.items() if k == "sequences"})
+            try:
+                cfg = CohortConfig.model_validate(data)
+            except ValidationError as err:
+                raise GlioradInputError([
+                    f"config: cohort.{'.'.join(map(str, e['loc']))}: {e['msg']} "
+                    f"(got {e.get('input')!r})" for e in err.errors()]) from err
             return discover_cohort(root, cfg)
 
         return self._once(f"cohort:{root}", make)
