@@ -479,6 +479,28 @@ def test_overlay_inputs_missing_or_inconsistent(tmp_path, workspace):
                                   cohort_root=workspace / "cohort" / "cohort"), tmp_path / "r2")
 
 
+def test_bundle_manifest_listed(tmp_path):
+    """The bundle's manifest (files -> SHA-256, as gliorad.bundle writes) is listed in the
+    provenance section; a bundle folder without one lists its files."""
+    import json
+
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "manifest.json").write_text(json.dumps({
+        "format_version": 1, "created_utc": "2026-01-01T00:00:00+00:00",
+        "files": {"grading/model.skops": "ab" * 32, "segmentation/model.safetensors": "cd" * 32},
+        "inputs": {"sequences": ["t1", "t1ce"]}}))
+    prov = _section_html(build_report(ReportInputs(bundle=bundle), tmp_path / "r").read_text(),
+                         "provenance")
+    assert "segmentation/model.safetensors" in prov and "cd" * 8 in prov
+    assert "format_version" in prov and "&quot;t1ce&quot;" in prov
+    (bundle / "manifest.json").unlink()
+    (bundle / "x.bin").write_bytes(b"1")
+    prov = _section_html(build_report(ReportInputs(bundle=bundle), tmp_path / "r").read_text(),
+                         "provenance")
+    assert "no manifest.json; files: x.bin" in prov
+
+
 def test_bad_inputs_object(tmp_path):
     with pytest.raises(GlioradInputError, match=r"expected ReportInputs"):
         build_report({"survival": tmp_path}, tmp_path / "r")

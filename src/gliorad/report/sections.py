@@ -964,8 +964,11 @@ def _bundle(folder: Path | None) -> str:
     if manifest.is_file():
         data = read_json(manifest)
         files = data.get("files")
-        head = kv_table([(k, v if not isinstance(v, dict | list) else json.dumps(v, default=str))
-                         for k, v in data.items() if k != "files"])
+        head = kv_table([(k, v) for k, v in data.items() if not isinstance(v, dict | list)])
+        head += "".join(
+            f"<details><summary>{esc(k)}</summary><pre>"
+            f"{esc(json.dumps(v, indent=2, sort_keys=True, default=str))}</pre></details>"
+            for k, v in data.items() if isinstance(v, dict | list) and k != "files")
         if isinstance(files, dict):
             rows = [{"File": k,
                      "SHA-256": (v.get("sha256", "") if isinstance(v, dict) else str(v))[:16]}
