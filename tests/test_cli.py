@@ -15,7 +15,8 @@ runner = CliRunner()
 def test_help_and_version():
     res = runner.invoke(app, ["--help"])
     assert res.exit_code == 0
-    for cmd in ("validate", "synth", "demo", "features", "grade", "survival", "preprocess", "segment"):
+    for cmd in ("validate", "synth", "demo", "features", "grade", "survival", "preprocess", "segment",
+                "run", "config", "report"):
         assert cmd in res.output
     res = runner.invoke(app, ["--version"])
     assert res.exit_code == 0 and res.output.startswith("gliorad ")
@@ -83,9 +84,9 @@ def test_demo_runs_stages_and_resumes(tmp_path):
     ws = tmp_path / "ws"
     res = runner.invoke(app, ["demo", "--workspace", str(ws), "--patients", "40", "--until", "validate"])
     assert res.exit_code == 0, res.output
-    assert "[1/5] cohort: running" in res.output and "[2/5] validate: done" in res.output
+    assert "[1/12] cohort: running" in res.output and "[2/12] validate: done" in res.output
     assert "stopped after stage 'validate'" in res.output
     res = runner.invoke(app, ["demo", "--workspace", str(ws), "--patients", "40", "--until", "validate"])
     assert res.exit_code == 0 and "cohort: up to date, skipped" in res.output
-    res = runner.invoke(app, ["demo", "--workspace", str(ws), "--until", "segment"])
+    res = runner.invoke(app, ["demo", "--workspace", str(ws), "--until", "segmentation"])
     assert res.exit_code == 2 and "is not a stage; expected one of: cohort, validate" in res.output
