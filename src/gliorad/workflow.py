@@ -415,6 +415,12 @@ def grade_stage(ctx: StageContext, cfg: RunConfig, mask_source: str, grading: An
         for v in cfg.deep3d:
             sets[f"deep_{v}"] = d3 / v / f"cnn3d_{v}.csv"
             cnn[f"cnn_{v}"] = d3 / v / f"cnn3d_{v}_predictions.csv"
+    warnings_ = []
+    if scheme == "cv" and cfg.deep3d:
+        warnings_.append("grading.scheme cv with 3D CNN features is optimistic: the CNN was trained "
+                         "on the split's training part, which the CV folds' test parts include; "
+                         "use scheme split for leak-free fused and CNN rows")
+        ctx.log.warning(warnings_[-1])
     # the split the CNNs and the U-Net were trained on, so that no test patient was seen
     sp = read_split(ctx)
     parts = dict(zip(sp["patient_id"].astype(str), sp["grade_split"], strict=True))
@@ -437,7 +443,8 @@ def grade_stage(ctx: StageContext, cfg: RunConfig, mask_source: str, grading: An
     write_text(fused.to_csv(float_format="%.10g"), fused_path)
     run_fit(fused_path, labels, ctx.out_dir / "model", config=grading, n_jobs=n_jobs, overwrite=True)
     write_json({"radiomics_set": best, "deep_set": next(iter(cfg.deep3d), None),
-                "n_features": int(fused.shape[1]), "n_patients": int(fused.shape[0])},
+                "n_features": int(fused.shape[1]), "n_patients": int(fused.shape[0]),
+                "scheme": scheme, "warnings": warnings_},
                ctx.out_dir / "model_inputs.json")
 
 
