@@ -1,0 +1,797 @@
+"""Single-patient prediction with a model bundle (what ``gliorad predict`` runs).
+
+:func:`predict_patient` takes one patient's MRI folder and a bundle (:mod:`gliorad.bundle`):
+
+1. **Files.** The sequences the bundle's models need (manifest ``inputs.sequences``) are found in
+   the folder with the bundle's custom cohort template when the run used one, else with BraTS
+   2018 or BraTS 2023 naming (detected, :func:`gliorad.cohort.discover_cohort`). A missing
+   sequence is an error naming it and the file expected. All sequences must share one grid.
+2. **Preprocessing**, only when the bundle's run config enabled it: the same settings
+   (:func:`gliorad.preprocess.run_patient`, raw files matched by the preprocessing patterns); the
+   result is written to ``<out>/preprocessed/<id>/`` and used from there on.
+3. **Tumour mask.** The bundle's U-Net exactly as the cohort run applies it
+   (:func:`gliorad.segmentation.load_case` + :func:`~gliorad.segmentation.predict_case`: its own
+   resampling, sliding window and post-processing), or the given ``mask`` (on the images' grid).
+   Written as ``<out>/mask.nii.gz`` on the patient's grid; an empty mask is an error.
+4. **Working grid.** When the patient's voxel spacing differs from the training cohort's
+   (manifest ``inputs.working_spacing_mm``), images (linear, float32) and mask (nearest) are
+   resampled to that spacing over the same physical box before any feature is computed, since
+   radiomics and the CNN inputs (crops of a fixed number of voxels) depend on the spacing; the
+   output says so.
+5. **Features.** Radiomics of every sequence the models use, inside the whole mask region (or the
+   bundle's region), with the bundle's pyradiomics parameters and one thread per case as the
+   cohort run (:func:`gliorad.features.radiomics.extract_case`); the 3D CNN's 512 (or ``n``)
+   features from the tumour-centred crop (:func:`gliorad.features.deep3d.prepare_inputs_3d` +
+   :func:`gliorad.features.deep.extract`, the same preparation as training); the 2D CNN's features
+   from the largest tumour slice when the survival signature uses them.
+6. **Grade.** The grading model's HGG probability and the predicted grade (HGG when the
+   probability reaches the model's threshold).
+7. **Survival** (bundles with LGG survival models): the signature score and risk group (``high``
+   when the score is above the training cut-off), and the 1/3/5-year (configured times) survival
+   of each nomogram whose clinical factors are given. ``clinical`` values (``{"age": "45",
+   "sex": "F", "grade": "III"}``) are read with the clinical table's spellings
+   (:data:`gliorad.clinical.CATEGORIES` and the run's aliases) and coded by the survival models'
+   :class:`~gliorad.survival.analysis.FactorCoding` (training levels, pooled rare levels); a
+   missing or bad value gives a message naming the factor and the accepted values, and everything
+   else is still returned. The survival models were fitted on LGG patients: a patient predicted
+   HGG gets the numbers with a note.
+8. **Outputs** in ``out_dir``: ``mask.nii.gz``, ``features.csv`` (the patient's feature row, the
+   cohort tables' column names), ``prediction.json`` (the returned dict) and ``summary.html``
+   (one self-contained page: the numbers, the mask over three orthogonal slices
+   as embedded PNG, the bundle's provenance). ``prediction.json`` is written last.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io as _io
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from gliorad.bundle import ModelBundle, load_model_bundle
+from gliorad.cohort import SEG, Cohort, Patient
+from gliorad.errors import GlioradInputError
+from gliorad.io import (
+    Geometry,
+    _json_default,
+    array_to_image,
+    file_hash,
+    read_geometry,
+    read_image,
+    write_image,
+    write_json,
+    write_text,
+)
+
+__all__ = ["OUTPUT_FILES", "find_patient", "parse_clinical_values", "predict_patient"]
+
+#: Files written into ``out_dir``.
+OUTPUT_FILES = {"mask": "mask.nii.gz", "features": "features.csv", "json": "prediction.json",
+                "html": "summary.html"}
+NUMERIC_FACTORS = ("age",)
+
+
+# ------------------------------------------------------------------------------------ files
+def find_patient(patient_dir: str | os.PathLike, sequences: Sequence[str],
+                 naming: Mapping[str, Any] | None = None) -> tuple[Cohort, str]:
+    """The one patient in ``patient_dir`` with every one of ``sequences``.
+
+    ``naming`` is the bundle's ``{"naming": ..., "mapping": {...}}``: a custom mapping is used as
+    it is (its templates may start with the patient folder, ``{id}/...``: then the parent folder
+    is searched for this patient); otherwise BraTS 2018 / 2023 naming is detected.
+    """
+    from gliorad.cohort import discover_cohort
+    from gliorad.config import CohortConfig
+
+    root = Path(patient_dir)
+    if not root.is_dir():
+        raise GlioradInputError(f"{root}: patient folder not found")
+    mapping = dict((naming or {}).get("mapping") or {})
+    cfg = (CohortConfig(naming="custom", mapping=mapping, sequences=list(sequences)) if mapping
+           else CohortConfig(naming="auto", sequences=list(sequences)))
+    try:
+        cohort = discover_cohort(root, cfg)
+    except GlioradInputError:
+        if not mapping:
+            raise
+        cohort = discover_cohort(root.parent, cfg)
+        if root.name not in cohort.patients:
+            raise GlioradInputError(f"{root}: no patient {root.name!r} found with the bundle's "
+                                    f"file templates {mapping}") from None
+        cohort.patients = {root.name: cohort.patients[root.name]}
+    if len(cohort.patients) > 1:
+        ids = cohort.ids
+        raise GlioradInputError(
+            f"{root}: holds {len(ids)} patients ({', '.join(ids[:5])}{' ...' if len(ids) > 5 else ''}); "
+            "give the folder of one patient")
+    pid = cohort.ids[0]
+    pat = cohort.patients[pid]
+    problems = [f"{root}: patient {pid}: {len(paths)} {key} images ({', '.join(p.name for p in paths)}); "
+                "expected exactly one" for key, paths in pat.duplicates.items() if key in sequences]
+    for seq in pat.missing(sequences):
+        expected = pat.expected.get(seq)
+        problems.append(f"{root}: patient {pid} has no {seq} image"
+                        + (f" (expected {expected})" if expected else "")
+                        + f"; the bundle's models need {', '.join(sequences)}")
+    if problems:
+        raise GlioradInputError(problems)
+    return cohort, pid
+
+
+def _check_grids(cohort: Cohort, pid: str, sequences: Sequence[str]) -> Geometry:
+    files = cohort.patients[pid].files
+    first = sequences[0]
+    ref = read_geometry(files[first])
+    problems = []
+    for seq in sequences[1:]:
+        diff = ref.differences(read_geometry(files[seq]))
+        if diff:
+            problems.append(f"{files[seq]}: grid differs from {files[first].name} ({'; '.join(diff)}); "
+                            "expected co-registered sequences on one grid (run gliorad preprocess)")
+    if problems:
+        raise GlioradInputError(problems)
+    return ref
+
+
+def _preprocess(patient_dir: Path, settings: Mapping[str, Any], out: Path, sequences: Sequence[str],
+                mask: Path | None) -> tuple[Cohort, str, dict[str, Any], Path | None]:
+    """Preprocess the patient as the bundle's run did; a given mask (on the raw reference
+    sequence's grid) is carried to the preprocessed grid with the images."""
+    from gliorad.cohort import discover_cohort
+    from gliorad.config import CohortConfig
+    from gliorad.preprocess.config import PreprocessConfig
+    from gliorad.preprocess.inputs import default_patient_id, match_files
+    from gliorad.preprocess.pipeline import run_patient, staged_folder, write_patient
+
+    cfg = PreprocessConfig.model_validate(dict(settings))
+    absent = [s for s in sequences if s not in cfg.sequences]
+    if absent:
+        raise GlioradInputError(f"bundle: the models need {absent} but preprocessing makes only "
+                                f"{cfg.sequences}")
+    if not patient_dir.is_dir():
+        raise GlioradInputError(f"{patient_dir}: patient folder not found")
+    files = match_files(patient_dir, cfg)
+    pid = default_patient_id(patient_dir)
+    if mask is not None:
+        if not Path(mask).is_file():
+            raise GlioradInputError(f"{mask}: mask file not found")
+        files = {**files, SEG: Path(mask)}
+    result = run_patient(files, cfg, pid)
+    folder = out / "preprocessed"
+    with staged_folder(folder, pid, overwrite=True) as tmp:
+        write_patient(result, tmp, pid)
+    cohort = discover_cohort(folder / pid, CohortConfig(naming="brats2018", sequences=list(sequences)))
+    record = {"folder": str(folder / pid), "raw_files": {k: str(v) for k, v in files.items()},
+              "settings": cfg.model_dump(mode="json")}
+    return cohort, pid, record, (cohort.patients[pid].seg if mask is not None else None)
+
+
+# ------------------------------------------------------------------------------------ grids
+def _grid_at(native: Geometry, spacing: Sequence[float]) -> Geometry:
+    """The same physical box as ``native`` at voxel ``spacing`` (x, y, z mm)."""
+    size = tuple(max(1, math.ceil(n * s / w - 1e-6)) for n, s, w in zip(native.size, native.spacing, spacing))
+    return Geometry(size, tuple(float(w) for w in spacing), native.origin, native.direction)
+
+
+def _reference(geo: Geometry) -> sitk.Image:
+    img = sitk.Image([int(s) for s in geo.size], sitk.sitkUInt8)
+    img.SetSpacing(geo.spacing)
+    img.SetOrigin(geo.origin)
+    img.SetDirection(geo.direction)
+    return img
+
+
+def _needs_resampling(native: Geometry, working: Sequence[float] | None) -> bool:
+    return working is not None and not np.allclose(native.spacing, working, rtol=1e-3, atol=0)
+
+
+# ------------------------------------------------------------------------------------ mask
+def _segment(bundle: ModelBundle, cohort: Cohort, pid: str) -> tuple[sitk.Image, dict[str, Any]]:
+    import torch
+
+    from gliorad.segmentation import load_case, predict_case
+    from gliorad.training import resolve_device
+
+    model = bundle.segmentation
+    cfg = model.config
+    device = resolve_device(cfg.inference.device)
+    model.network.to(device)
+    if device.type == "cpu":  # as predict_cohort: same kernels, same masks
+        model.network.to(memory_format=torch.channels_last_3d)
+    case = load_case(cohort, pid, cfg, with_label=False)
+    labels = predict_case(model.network, case, cfg, model.regions, device)
+    record = {"source": "segmentation", "label_mode": cfg.label_mode,
+              "labels": ({"1": "whole tumour"} if cfg.label_mode == "wt" else
+                         {"1": "necrotic / non-enhancing core", "2": "oedema",
+                          str(model.regions["ET"][0]): "enhancing tumour"}),
+              "segmentation_spacing_mm": list(case.grid.spacing)}
+    return array_to_image(labels.astype(np.uint8), case.native), record
+
+
+def _given_mask(path: Path, native: Geometry, reference_file: Path) -> tuple[sitk.Image, dict[str, Any]]:
+    img = read_image(path)
+    diff = native.differences(Geometry.of(img))
+    if diff:
+        raise GlioradInputError(f"{path}: mask grid differs from {reference_file.name} "
+                                f"({'; '.join(diff)}); expected the mask on the images' grid")
+    if img.GetNumberOfComponentsPerPixel() != 1:
+        raise GlioradInputError(f"{path}: a multi-component image; expected a label mask")
+    arr = sitk.GetArrayViewFromImage(img)
+    if np.issubdtype(arr.dtype, np.floating) and not np.all(arr == np.round(arr)):
+        raise GlioradInputError(f"{path}: holds non-integer values; expected a label mask "
+                                "(0 = background, > 0 = tumour)")
+    return img, {"source": "given", "given_file": str(path), "sha256": file_hash(path)}
+
+
+# ------------------------------------------------------------------------------------ features
+def _radiomics_case(image: str, mask: str, params: dict, region: Any, min_voxels: int
+                    ) -> dict[str, float]:
+    """One sequence, one thread (SimpleITK and BLAS), as :mod:`gliorad.features.radiomics` runs a
+    cohort: its values do not depend on thread counts."""
+    from threadpoolctl import threadpool_limits
+
+    from gliorad.features.radiomics import extract_case
+
+    old = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    try:
+        with threadpool_limits(limits=1):
+            return extract_case(image, mask, params, region=region, min_voxels=min_voxels,
+                                _validated=True).features
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(old)
+
+
+def _radiomics(images: Mapping[str, Path], mask: Path, settings: Mapping[str, Any],
+               columns: Sequence[str], n_jobs: int) -> dict[str, float]:
+    from gliorad.features.radiomics import _resolve_jobs, column_name, parse_column
+
+    seqs = sorted({parse_column(c)[0] for c in columns})
+    region = settings.get("region", "whole")
+    args = [(str(images[s]), str(mask), settings["params"], region, int(settings["min_voxels"]))
+            for s in seqs]
+    jobs = min(_resolve_jobs(n_jobs), max(1, len(args)))
+    try:
+        if jobs == 1:
+            results = [_radiomics_case(*a) for a in args]
+        else:
+            from joblib import Parallel, delayed
+
+            results = Parallel(n_jobs=jobs, backend="loky")(delayed(_radiomics_case)(*a) for a in args)
+    except GlioradInputError as err:
+        raise GlioradInputError([f"radiomics: {p.replace(str(mask), 'the tumour mask')}"
+                                 for p in err.problems]) from err
+    values = {}
+    for seq, feats in zip(seqs, results):
+        values.update({column_name(seq, k): v for k, v in feats.items()})
+    missing = [c for c in columns if c not in values]
+    if missing:
+        raise GlioradInputError(f"radiomics: the bundle's parameters do not produce the model "
+                                f"column(s) {missing[:5]}; the bundle is inconsistent")
+    return {c: float(values[c]) for c in columns}
+
+
+def _deep(kind: str, network: Any, cohort: Cohort, pid: str, mask_dir: Path
+          ) -> tuple[dict[str, float], np.ndarray, dict[str, Any]]:
+    """Features (column -> value), head outputs and the crop record of one CNN."""
+    from gliorad.features.deep import PREFIX_2D, PREFIX_3D, extract, feature_table
+
+    model, cfg = network
+    if kind == "cnn3d":
+        from gliorad.features.deep3d import prepare_inputs_3d as prepare
+
+        prefix = PREFIX_3D
+    else:
+        from gliorad.features.deep2d import prepare_inputs_2d as prepare
+
+        prefix = PREFIX_2D
+    inputs, records, _ = prepare(cohort, [pid], cfg, masks=mask_dir if (
+        kind == "cnn2d" or cfg.input == "patch") else None)
+    feats, outs = extract(model, inputs, cfg.train.device, batch_size=1)
+    table = feature_table(feats, [pid], prefix)
+    return {c: float(v) for c, v in table.iloc[0].items()}, outs[0], records[pid]
+
+
+def _sigmoid(x: float) -> float:
+    return float(1.0 / (1.0 + math.exp(-float(x))))
+
+
+# ------------------------------------------------------------------------------------ clinical
+def _accepted(field: str, clinical_cfg: Any, coding: Any = None) -> list[str]:
+    from gliorad.clinical import allowed_values
+
+    if coding is not None and field in coding.levels:
+        pooled = coding.pooled.get(field, {})
+        return sorted({*[v for v in coding.levels[field] if v != "other" or not pooled], *pooled},
+                      key=str.lower)
+    return sorted(set(allowed_values(clinical_cfg).get(field, {}).values()), key=str.lower)
+
+
+def _expected(field: str, clinical_cfg: Any, coding: Any = None) -> str:
+    if field in NUMERIC_FACTORS:
+        lo, hi = clinical_cfg.age_range
+        return f"a number of years within [{lo:g}, {hi:g}]"
+    return "one of: " + ", ".join(_accepted(field, clinical_cfg, coding))
+
+
+def parse_clinical_values(values: Mapping[str, str], coding: Any, clinical_cfg: Any = None
+                          ) -> tuple[dict[str, Any], list[str], list[str]]:
+    """``clinical`` key=value strings -> canonical values of the survival models' factors.
+
+    Spellings are those of the clinical table (:func:`gliorad.clinical.allowed_values` with the
+    run's categories and aliases); a categorical value must be a training level of
+    ``coding`` (:class:`~gliorad.survival.analysis.FactorCoding`), or a level the training pooled
+    into ``other``. Returns ``(values, problems, notes)``; each problem names the factor, the
+    value and the accepted values.
+    """
+    from gliorad.clinical import allowed_values
+    from gliorad.config import ClinicalConfig
+
+    ccfg = clinical_cfg or ClinicalConfig()
+    tables = allowed_values(ccfg)
+    out: dict[str, Any] = {}
+    problems: list[str] = []
+    notes: list[str] = []
+    factors = list(coding.factors)
+    for key, raw in values.items():
+        field = str(key).strip().lower()
+        text = str(raw).strip()
+        if field not in factors:
+            problems.append(f"--clinical {key}={raw!r}: {key!r} is not a clinical factor of this "
+                            f"bundle's survival models; expected one of: {', '.join(factors)}")
+            continue
+        if field in NUMERIC_FACTORS or field not in tables:
+            try:
+                num = float(text)
+            except ValueError:
+                num = float("nan")
+            lo, hi = ccfg.age_range if field == "age" else (-math.inf, math.inf)
+            if not math.isfinite(num) or not lo <= num <= hi:
+                problems.append(f"--clinical {field}={raw!r}: not valid; expected "
+                                f"{_expected(field, ccfg, coding)}")
+                continue
+            out[field] = num
+            continue
+        canon = tables[field].get(text.lower())
+        if canon is None:
+            problems.append(f"--clinical {field}={raw!r}: not an allowed {field}; expected "
+                            f"{_expected(field, ccfg, coding)}")
+            continue
+        pooled = coding.pooled.get(field, {})
+        levels = coding.levels.get(field, [])
+        coded = pooled.get(canon, canon)
+        if coded in levels:
+            if coded != canon:
+                notes.append(f"{field} {canon!r} is coded 'other' as in training (rare level pooled)")
+            out[field] = canon
+        elif pooled and "other" in levels:
+            notes.append(f"{field} {canon!r} was not seen in training: coded 'other'")
+            out[field] = canon
+        else:
+            problems.append(f"--clinical {field}={raw!r}: level {canon!r} is not among the "
+                            f"training levels; expected {_expected(field, ccfg, coding)}")
+    return out, problems, notes
+
+
+def _clinical_config(bundle: ModelBundle) -> Any:
+    from pydantic import ValidationError
+
+    from gliorad.config import ClinicalConfig
+
+    data = bundle.config.get("clinical") if isinstance(bundle.config, Mapping) else None
+    try:
+        return ClinicalConfig.model_validate(data or {})
+    except ValidationError:
+        return ClinicalConfig()
+
+
+# ------------------------------------------------------------------------------------ survival
+def _survival(bundle: ModelBundle, features: Mapping[str, float], clinical: Mapping[str, str],
+              predicted_grade: str | None) -> tuple[dict[str, Any], list[str]]:
+    import pandas as pd
+
+    from gliorad.survival.analysis import SIGNATURE, FactorCoding, time_label
+
+    models = bundle.survival
+    sig = models.signature
+    pid = "patient"
+    row = pd.DataFrame([{c: features[c] for c in sig.features_}], index=[pid])
+    messages: list[str] = []
+    notes: list[str] = []
+    if not np.isfinite(row.to_numpy(float)).all():
+        bad = [c for c in sig.features_ if not np.isfinite(row.at[pid, c])]
+        if models.coding.missing != "impute":
+            raise GlioradInputError(f"signature feature(s) {bad[:5]} could not be computed (not "
+                                    "finite) for this patient")
+        row = row.fillna(pd.Series(sig.center_, index=sig.features_))
+        notes.append(f"signature feature(s) {bad[:5]} not finite: imputed with the training means")
+    scored = models.score(row)
+    score, group = float(scored.at[pid, "signature_score"]), str(scored.at[pid, SIGNATURE])
+    out: dict[str, Any] = {
+        "signature_score": score, "risk_group": group, "cutoff": float(models.cutoff),
+        "cutoff_method": models.cutoff_method, "groups": "high: score > cut-off; low: score <= cut-off",
+        "population": models.config.population, "training_cohort": models.training,
+    }
+    if models.config.population == "LGG" and predicted_grade == "HGG":
+        notes.append("the survival models were fitted on LGG patients and this patient is "
+                     "predicted HGG: interpret the survival numbers with caution")
+    ccfg = _clinical_config(bundle)
+    parsed, problems, parse_notes = parse_clinical_values(clinical or {}, models.coding, ccfg)
+    messages += problems
+    notes += parse_notes
+    nomograms: dict[str, Any] = {}
+    for which in ("integrated", "clinical"):
+        nom = getattr(models, f"nomogram_{which}")
+        if nom is None:
+            nomograms[which] = {"computed": False,
+                                "reason": f"the bundle has no {which} model (no factor passed "
+                                          "the selection in training)"}
+            continue
+        factors = list(nom.design.names)
+        needed = [f for f in factors if f != SIGNATURE]
+        absent = [f for f in needed if f not in parsed]
+        if absent:
+            detail = "; ".join(f"{f} ({_expected(f, ccfg, models.coding)})" for f in absent)
+            msg = (f"{which} nomogram not computed: clinical factor(s) {', '.join(absent)} missing "
+                   f"or not valid: {detail}. Give them as --clinical "
+                   + " ".join(f"{f}=..." for f in absent))
+            messages.append(msg)
+            nomograms[which] = {"computed": False, "reason": msg, "factors": factors}
+            continue
+        sub = FactorCoding(
+            factors=needed, references={f: models.coding.references[f] for f in needed
+                                        if f in models.coding.references},
+            levels={f: models.coding.levels[f] for f in needed if f in models.coding.levels},
+            pooled={f: models.coding.pooled[f] for f in needed if f in models.coding.pooled},
+            impute={f: models.coding.impute[f] for f in needed if f in models.coding.impute},
+            missing="complete_case")
+        coded, _, _ = sub.apply(pd.DataFrame([{f: parsed[f] for f in needed}], index=[pid]), "patient")
+        if coded.empty:  # a level unseen in training without an 'other' level (checked above)
+            msg = f"{which} nomogram not computed: clinical values could not be coded"
+            messages.append(msg)
+            nomograms[which] = {"computed": False, "reason": msg, "factors": factors}
+            continue
+        data = coded.assign(**{SIGNATURE: group}) if SIGNATURE in factors else coded
+        for term in nom.design.terms:
+            if term.kind == "numeric" and term.name in data and not (
+                    term.low <= float(data.at[pid, term.name]) <= term.high):
+                notes.append(f"{which} nomogram: {term.name} {float(data.at[pid, term.name]):g} is "
+                             f"outside the training range [{term.low:g}, {term.high:g}] "
+                             "(extrapolated)")
+        table = nom.score(data[factors])
+        r = table.iloc[0]
+        nomograms[which] = {
+            "computed": True, "factors": factors,
+            "values": {f: (data.at[pid, f] if not isinstance(data.at[pid, f], np.generic)
+                           else data.at[pid, f].item()) for f in factors},
+            "points": {f: float(r[f]) for f in factors},
+            "total_points": float(r["total_points"]), "linear_predictor": float(r["lp"]),
+            "survival": {time_label(t): float(r[f"surv_{t:g}"]) for t in nom.times},
+            "times_days": [float(t) for t in nom.times],
+        }
+    out["clinical_values"] = parsed
+    out["nomograms"] = nomograms
+    out["messages"] = messages
+    out["notes"] = notes
+    return out, messages
+
+
+# ------------------------------------------------------------------------------------ main
+def predict_patient(
+    patient_dir: Path,
+    bundle: ModelBundle | Path,
+    out_dir: Path,
+    *,
+    clinical: dict[str, str] | None = None,
+    mask: Path | None = None,
+    n_jobs: int = 1,
+) -> dict:
+    """Predict one patient with a model bundle; see the module docstring for the steps.
+
+    Parameters
+    ----------
+    patient_dir : path
+        Folder with the patient's images (one patient).
+    bundle : ModelBundle or path
+        A loaded bundle or its folder (verified on loading).
+    out_dir : path
+        Output folder (created): ``mask.nii.gz``, ``features.csv``, ``prediction.json``,
+        ``summary.html``.
+    clinical : dict, optional
+        Clinical factors for the nomograms, e.g. ``{"age": "45", "sex": "F", "grade": "III"}``.
+    mask : path, optional
+        A tumour mask on the images' grid to use instead of the bundle's segmentation.
+    n_jobs : int
+        Processes for the radiomics of the sequences (-1: all cores).
+
+    Returns
+    -------
+    dict
+        The content of ``prediction.json`` (JSON-able).
+    """
+    t0 = time.perf_counter()
+    b = bundle if isinstance(bundle, ModelBundle) else load_model_bundle(bundle)
+    patient_dir, out = Path(patient_dir), Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise GlioradInputError(f"{out}: output path exists and is not a folder")
+    if b.grading is None:
+        raise GlioradInputError(f"{b.path}: the bundle has no grading model")
+    if mask is None and b.segmentation is None:
+        raise GlioradInputError(f"{b.path}: the bundle has no segmentation model; give the tumour "
+                                "mask (--mask)")
+    sequences = b.sequences
+    notes: list[str] = []
+    pre = b.inputs.get("preprocess")
+    out.mkdir(parents=True, exist_ok=True)
+    pre_record = None
+    if pre:
+        cohort, pid, pre_record, pre_mask = _preprocess(patient_dir, pre, out, sequences, mask)
+        notes.append("preprocessed with the bundle's settings (gliorad preprocess)"
+                     + ("; the given mask was carried to the preprocessed grid" if mask else ""))
+    else:
+        cohort, pid = find_patient(patient_dir, sequences, b.inputs.get("naming"))
+    files = cohort.patients[pid].files
+    native = _check_grids(cohort, pid, sequences)
+
+    # ---- tumour mask on the patient's grid
+    if mask is not None:
+        mask_img, mask_record = _given_mask(Path(pre_mask if pre else mask), native,
+                                            files[sequences[0]])
+        if pre:
+            mask_record.update(given_file=str(mask), sha256=file_hash(mask))
+    else:
+        mask_img, mask_record = _segment(b, cohort, pid)
+    mask_arr = sitk.GetArrayFromImage(mask_img)
+    n_vox = int(np.count_nonzero(mask_arr))
+    if n_vox == 0:
+        raise GlioradInputError(
+            f"patient {pid}: the tumour mask is empty ("
+            + ("the segmentation model found no tumour; check that the images are the sequences "
+               "and preprocessing the bundle expects, or give a mask with --mask)"
+               if mask is None else f"{mask} has no voxel > 0)"))
+    mask_record.update(file=OUTPUT_FILES["mask"], voxels=n_vox,
+                       volume_ml=n_vox * float(np.prod(native.spacing)) / 1000.0)
+    seg_path = cohort.patients[pid].files.get(SEG)
+    if mask is None and seg_path is not None:
+        from gliorad.segmentation import dice_score
+
+        manual = read_image(seg_path)
+        if not native.differences(Geometry.of(manual)):
+            mask_record["dice_vs_manual"] = dice_score(mask_arr > 0, sitk.GetArrayViewFromImage(manual) > 0)
+            mask_record["manual_mask"] = str(seg_path)
+
+    # ---- working grid
+    working = b.working_spacing
+    resample = _needs_resampling(native, working)
+    grid = _grid_at(native, working) if resample else native
+    if resample:
+        notes.append(f"images resampled from {_fmt(native.spacing)} mm to the training cohort's "
+                     f"{_fmt(working)} mm before feature extraction (linear; mask nearest)")
+    elif working is None:
+        notes.append("the bundle does not record the training cohort's voxel spacing: features "
+                     "are computed at the patient's own spacing")
+
+    rad_cols = [c for model in ("grading", "survival") for c in b.feature_columns(model)
+                if not c.startswith(("cnn3d_", "cnn2d_"))]
+    rad_cols = list(dict.fromkeys(rad_cols))
+    needs_2d = b.survival is not None and any(c.startswith("cnn2d_") for c in b.feature_columns("survival"))
+    needs_3d = any(c.startswith("cnn3d_") for c in b.feature_columns("grading"))
+
+    with tempfile.TemporaryDirectory(prefix="gliorad-predict-") as tmp_name:
+        tmp = Path(tmp_name)
+        work_files: dict[str, Path] = {}
+        if resample:
+            ref = _reference(grid)
+            for seq in sequences:
+                img = sitk.Cast(read_image(files[seq]), sitk.sitkFloat32)
+                res = sitk.Resample(img, ref, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+                work_files[seq] = write_image(res, tmp / f"{pid}_{seq}.nii.gz")
+            work_mask = sitk.Resample(mask_img, ref, sitk.Transform(), sitk.sitkNearestNeighbor, 0,
+                                      mask_img.GetPixelID())
+        else:
+            work_files = {seq: Path(files[seq]) for seq in sequences}
+            work_mask = mask_img
+        mask_dir = tmp / "masks"
+        mask_file = write_image(work_mask, mask_dir / f"{pid}.nii.gz")
+        work_cohort = Cohort(root=tmp, naming="brats2018", sequences=list(sequences),
+                             patients={pid: Patient(pid, dict(work_files))})
+        features: dict[str, float] = {}
+        if rad_cols:
+            features.update(_radiomics(work_files, mask_file, b.radiomics, rad_cols, n_jobs))
+        cnn3d_out = cnn2d_out = None
+        if needs_3d or b.cnn3d is not None:
+            if b.cnn3d is None:
+                raise GlioradInputError(f"{b.path}: the grading model uses cnn3d features but the "
+                                        "bundle has no 3D network")
+            vals, cnn3d_out, _ = _deep("cnn3d", b.cnn3d, work_cohort, pid, mask_dir)
+            features.update(vals)
+        if needs_2d:
+            if b.cnn2d is None:
+                raise GlioradInputError(f"{b.path}: the survival signature uses cnn2d features but "
+                                        "the bundle has no 2D network")
+            vals, cnn2d_out, _ = _deep("cnn2d", b.cnn2d, work_cohort, pid, mask_dir)
+            features.update(vals)
+
+    # ---- grade
+    import pandas as pd
+
+    gcols = b.feature_columns("grading")
+    X = pd.DataFrame([{c: features[c] for c in gcols}], index=pd.Index([pid], name="patient_id"))
+    prob = float(b.grading.decision_score(X)[0])
+    threshold = float(b.grading_info.get("threshold", 0.5))
+    grade = "HGG" if prob >= threshold else "LGG"
+    grading: dict[str, Any] = {"probability_hgg": prob, "predicted_grade": grade,
+                               "threshold": threshold, "n_features": len(gcols)}
+    if cnn3d_out is not None:
+        grading["cnn3d_probability_hgg"] = _sigmoid(cnn3d_out[0])
+
+    # ---- survival
+    messages: list[str] = []
+    survival: dict[str, Any] | None = None
+    if b.survival is not None:
+        survival, messages = _survival(b, features, clinical or {}, grade)
+        if cnn2d_out is not None:
+            from gliorad.features.deep2d import risk_score
+
+            survival["cnn2d"] = {"probability_grade_iii": _sigmoid(cnn2d_out[0]),
+                                 "risk_score": float(risk_score(np.array([cnn2d_out[1]]),
+                                                                b.cnn2d[1].survival_loss)[0])}
+    elif clinical:
+        messages.append("clinical values were given but the bundle has no survival models; "
+                        "they are not used")
+
+    result: dict[str, Any] = {
+        "patient_id": pid,
+        "patient_dir": str(patient_dir),
+        "grading": grading,
+        "survival": survival,
+        "mask": mask_record,
+        "inputs": {
+            "sequences": {s: {"file": str(files[s]), "sha256": file_hash(files[s])} for s in sequences},
+            "naming": cohort.naming, "native_spacing_mm": list(native.spacing),
+            "native_size": list(native.size), "working_spacing_mm": list(grid.spacing),
+            "resampled": resample, "preprocessed": pre_record,
+        },
+        "messages": messages,
+        "notes": notes + (survival or {}).get("notes", []),
+        "bundle": b.provenance(),
+        "files": {k: str(out / v) for k, v in OUTPUT_FILES.items()},
+    }
+    result = json.loads(json.dumps(result, default=_json_default))
+    write_image(mask_img, out / OUTPUT_FILES["mask"])
+    table = pd.DataFrame([features], index=pd.Index([pid], name="patient_id"))
+    write_text(table.to_csv(float_format=lambda v: repr(float(v))), out / OUTPUT_FILES["features"])
+    display = next((s for s in ("t1ce", "flair", "t2", "t1") if s in files), sequences[0])
+    overlays = _overlays(read_image(files[display]), mask_img)
+    result["run"] = {"created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+                     "seconds": round(time.perf_counter() - t0, 3), "n_jobs": n_jobs}
+    write_text(_html(result, overlays, display), out / OUTPUT_FILES["html"])
+    write_json(result, out / OUTPUT_FILES["json"])
+    return result
+
+
+def _fmt(values: Sequence[float]) -> str:
+    return " x ".join(f"{v:g}" for v in values)
+
+
+# ------------------------------------------------------------------------------------ summary
+def _overlays(image: sitk.Image, mask: sitk.Image) -> dict[str, str]:
+    """Base64 PNGs of the mask over the image on the axial, coronal and sagittal slices through
+    the tumour's centre (radiological orientation: patient left on the right)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    img = sitk.DICOMOrient(sitk.Cast(image, sitk.sitkFloat32), "LPS")
+    msk = sitk.DICOMOrient(mask, "LPS")
+    a = sitk.GetArrayFromImage(img)  # (z: S, y: P, x: L)
+    m = sitk.GetArrayFromImage(msk) > 0
+    sx, sy, sz = img.GetSpacing()
+    cz, cy, cx = (round(float(v)) for v in np.argwhere(m).mean(axis=0))
+    brain = a[a != 0]
+    lo, hi = (np.percentile(brain, [1, 99]) if brain.size else (float(a.min()), float(a.max())))
+    views = {
+        "axial": (a[cz], m[cz], sy / sx, "upper"),
+        "coronal": (a[:, cy, :], m[:, cy, :], sz / sx, "lower"),
+        "sagittal": (a[:, :, cx], m[:, :, cx], sz / sy, "lower"),
+    }
+    out = {}
+    for name, (sl, ms, aspect, origin) in views.items():
+        fig, ax = plt.subplots(figsize=(3.4, 3.4), dpi=100)
+        ax.imshow(sl, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, aspect=aspect,
+                  origin=origin, interpolation="nearest")
+        ax.imshow(np.ma.masked_where(~ms, ms.astype(float)), cmap="autumn", alpha=0.45,
+                  aspect=aspect, origin=origin, interpolation="nearest", vmin=0, vmax=1)
+        if ms.any() and not ms.all():
+            ax.contour(ms.astype(float), levels=[0.5], colors="red", linewidths=0.8)
+        ax.set_title(name, fontsize=9)
+        ax.axis("off")
+        buf = _io.BytesIO()
+        fig.savefig(buf, format="png", bbox_inches="tight", metadata={"Software": None})
+        plt.close(fig)
+        out[name] = base64.b64encode(buf.getvalue()).decode("ascii")
+    return out
+
+
+def _row(label: str, value: Any) -> str:
+    return f"<tr><th>{html.escape(str(label))}</th><td>{html.escape(str(value))}</td></tr>"
+
+
+def _num(v: Any, digits: int = 3) -> str:
+    return f"{v:.{digits}f}" if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
+
+
+def _html(result: Mapping[str, Any], overlays: Mapping[str, str], display: str) -> str:
+    g, s, m, inp, bnd = (result["grading"], result.get("survival"), result["mask"],
+                         result["inputs"], result["bundle"])
+    rows = [_row("HGG probability", _num(g["probability_hgg"])),
+            _row("Predicted grade", f"{g['predicted_grade']} (threshold {_num(g['threshold'], 2)})")]
+    if "cnn3d_probability_hgg" in g:
+        rows.append(_row("3D CNN alone: HGG probability", _num(g["cnn3d_probability_hgg"])))
+    rows.append(_row("Tumour volume", f"{_num(m['volume_ml'], 1)} ml ({m['source']} mask)"))
+    if "dice_vs_manual" in m:
+        rows.append(_row("Dice vs the manual mask in the folder", _num(m["dice_vs_manual"])))
+    surv_html = ""
+    if s is not None:
+        rows += [_row("Signature score", _num(s["signature_score"])),
+                 _row("Risk group", f"{s['risk_group']} (cut-off {_num(s['cutoff'])})")]
+        parts = []
+        for which, nom in s["nomograms"].items():
+            if not nom.get("computed"):
+                parts.append(f"<p><b>{html.escape(which)} nomogram</b>: not computed. "
+                             f"{html.escape(nom.get('reason', ''))}</p>")
+                continue
+            head = "".join(f"<th>{html.escape(k)} survival</th>" for k in nom["survival"])
+            cells = "".join(f"<td>{_num(v)}</td>" for v in nom["survival"].values())
+            vals = ", ".join(f"{k} = {v}" for k, v in nom["values"].items())
+            parts.append(f"<p><b>{html.escape(which)} nomogram</b> ({html.escape(vals)}; "
+                         f"{_num(nom['total_points'], 1)} points)</p>"
+                         f"<table><tr>{head}</tr><tr>{cells}</tr></table>")
+        surv_html = "<h2>Survival (LGG models)</h2>" + "".join(parts)
+    msgs = [*result.get("messages", []), *result.get("notes", [])]
+    msg_html = ("<h2>Messages</h2><ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in msgs)
+                + "</ul>") if msgs else ""
+    imgs = "".join(f'<figure><img alt="{k}" src="data:image/png;base64,{v}"><figcaption>{k}'
+                   "</figcaption></figure>" for k, v in overlays.items())
+    prov = [_row("Bundle", bnd["path"]), _row("Bundle created", bnd["created_utc"]),
+            _row("gliorad (bundle)", bnd["gliorad_version"]),
+            _row("Manifest SHA-256", bnd["manifest_sha256"]),
+            _row("Components", ", ".join(bnd["components"])),
+            _row("Patient folder", result["patient_dir"]),
+            _row("Voxel spacing", f"{_fmt(inp['native_spacing_mm'])} mm"
+                 + (f", resampled to {_fmt(inp['working_spacing_mm'])} mm" if inp["resampled"] else "")),
+            _row("Predicted", result["run"]["created_utc"])]
+    prov += [_row(f"{k} file", f"{v['file']} (SHA-256 {v['sha256'][:16]}...)")
+             for k, v in inp["sequences"].items()]
+    prov += [_row(k, v) for k, v in sorted(bnd.get("versions", {}).items())]
+    title = f"gliorad prediction: {result['patient_id']}"
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: sans-serif; max-width: 60em; margin: 1em auto; color: #222; }}
+table {{ border-collapse: collapse; margin: 0.5em 0; }}
+th, td {{ border: 1px solid #ccc; padding: 0.2em 0.6em; text-align: left; font-size: 0.9em; }}
+figure {{ display: inline-block; margin: 0.3em; text-align: center; }}
+.note {{ color: #666; font-size: 0.85em; }}
+</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p class="note">Research software: model outputs, not a diagnosis.</p>
+<h2>Results</h2><table>{''.join(rows)}</table>
+{surv_html}
+<h2>Tumour mask on {html.escape(display)}</h2>{imgs}
+{msg_html}
+<h2>Provenance</h2><table>{''.join(prov)}</table>
+</body></html>
+"""

@@ -1,0 +1,356 @@
+"""Single-patient prediction with a real small bundle (built by ``tests/test_bundle.py``'s
+:func:`build_bundle`): end to end on a held-out synthetic patient, agreement with the cohort
+pipeline's features, determinism, resampling and naming, clinical factors, the command line,
+bad inputs; and a local check on a real BraTS 2018 patient (skipped without the data)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+import torch
+
+# the bundle is built by test_bundle.py's builder (tests/ is on sys.path under pytest)
+from test_bundle import SEQUENCES, build_bundle
+from typer.testing import CliRunner
+
+from gliorad.bundle import load_model_bundle, save_model_bundle
+from gliorad.commands.predict import app, parse_clinical_args
+from gliorad.errors import GlioradInputError
+from gliorad.io import Geometry
+from gliorad.predict import OUTPUT_FILES, parse_clinical_values, predict_patient
+
+CLINICAL = {"age": "45", "sex": "F", "grade": "III", "histology": "astrocytoma"}
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory):
+    return build_bundle(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="module")
+def bundle(built):
+    return load_model_bundle(built.bundle)
+
+
+@pytest.fixture(scope="module")
+def predicted(built, bundle, tmp_path_factory):
+    out = tmp_path_factory.mktemp("pred")
+    result = predict_patient(built.cohort / built.held_out, bundle, out, clinical=CLINICAL)
+    return result, out
+
+
+def _stable(result: dict) -> dict:
+    """The prediction without what differs between runs by design (time, output paths)."""
+    return {k: v for k, v in result.items() if k not in ("run", "files")}
+
+
+def _copy_patient(built, dest: Path, naming: str = "brats2018", drop=(), spacing=None) -> Path:
+    """The held-out patient's files in ``dest`` (optionally renamed, without some sequences,
+    resampled to another spacing)."""
+    suffix = {"brats2018": {"t1": "_t1", "t1ce": "_t1ce", "t2": "_t2", "flair": "_flair", "seg": "_seg"},
+              "brats2023": {"t1": "-t1n", "t1ce": "-t1c", "t2": "-t2w", "flair": "-t2f", "seg": "-seg"}}
+    pid = built.held_out
+    dest.mkdir(parents=True)
+    for key, sfx in suffix["brats2018"].items():
+        if key in drop:
+            continue
+        src = built.cohort / pid / f"{pid}{sfx}.nii.gz"
+        target = dest / f"{pid}{suffix[naming][key]}.nii.gz"
+        if spacing is None:
+            shutil.copyfile(src, target)
+            continue
+        img = sitk.ReadImage(str(src))
+        size = [int(np.ceil(n * s / spacing)) for n, s in zip(img.GetSize(), img.GetSpacing())]
+        ref = sitk.Image(size, sitk.sitkUInt8)
+        ref.SetOrigin(img.GetOrigin())
+        ref.SetDirection(img.GetDirection())
+        ref.SetSpacing([spacing] * 3)
+        interp = sitk.sitkNearestNeighbor if key == "seg" else sitk.sitkLinear
+        sitk.WriteImage(sitk.Resample(img, ref, sitk.Transform(), interp, 0, img.GetPixelID()), str(target))
+    return dest
+
+
+# ------------------------------------------------------------------------------------ end to end
+def test_end_to_end_on_a_held_out_patient(built, bundle, predicted):
+    result, out = predicted
+    for name in OUTPUT_FILES.values():
+        assert (out / name).is_file(), name
+    assert json.loads((out / "prediction.json").read_text()) == result
+    pid = built.held_out
+    assert result["patient_id"] == pid and pid not in built.train_ids
+    # mask: on the patient's grid, whole-tumour labels, overlapping the manual mask
+    mask = sitk.ReadImage(str(out / "mask.nii.gz"))
+    t1 = sitk.ReadImage(str(built.cohort / pid / f"{pid}_t1.nii.gz"))
+    assert not Geometry.of(t1).differences(Geometry.of(mask))
+    arr = sitk.GetArrayFromImage(mask)
+    assert set(np.unique(arr)) == {0, 1} and result["mask"]["voxels"] == int(arr.sum())
+    manual = sitk.GetArrayFromImage(sitk.ReadImage(str(built.cohort / pid / f"{pid}_seg.nii.gz"))) > 0
+    dice = 2 * np.logical_and(arr > 0, manual).sum() / ((arr > 0).sum() + manual.sum())
+    assert result["mask"]["dice_vs_manual"] == pytest.approx(dice) and dice > 0.3
+    assert result["mask"]["volume_ml"] == pytest.approx(arr.sum() * 64 / 1000)
+    # grade
+    g = result["grading"]
+    assert 0.0 <= g["probability_hgg"] <= 1.0 and 0.0 <= g["cnn3d_probability_hgg"] <= 1.0
+    assert g["predicted_grade"] == ("HGG" if g["probability_hgg"] >= g["threshold"] else "LGG")
+    feats = pd.read_csv(out / "features.csv", index_col=0, float_precision="round_trip")
+    X = feats[bundle.feature_columns("grading")]
+    X.index = X.index.astype(str)
+    assert bundle.grading.decision_score(X)[0] == pytest.approx(g["probability_hgg"], rel=1e-12)
+    # survival: risk group from the cut-off, survival in [0, 1] and decreasing over 1/3/5 years
+    s = result["survival"]
+    assert s["risk_group"] == ("high" if s["signature_score"] > s["cutoff"] else "low")
+    assert s["clinical_values"] == {"age": 45.0, "sex": "F", "grade": "III", "histology": "astrocytoma"}
+    for which in ("integrated", "clinical"):
+        nom = s["nomograms"][which]
+        assert nom["computed"], nom
+        surv = nom["survival"]
+        assert list(surv) == ["1-year", "3-year", "5-year"]
+        values = np.array(list(surv.values()))
+        assert ((values >= 0) & (values <= 1)).all() and (np.diff(values) < 0).all()
+    assert s["nomograms"]["integrated"]["values"]["signature"] == s["risk_group"]
+    assert result["messages"] == []
+    inp = result["inputs"]
+    assert inp["resampled"] is False and inp["working_spacing_mm"] == [4.0, 4.0, 4.0]
+    assert set(inp["sequences"]) == set(SEQUENCES) and inp["naming"] == "brats2018"
+    assert result["bundle"]["manifest_sha256"] == bundle.manifest["manifest_sha256"]
+    # summary: one self-contained page with three overlay pictures and the numbers
+    page = (out / "summary.html").read_text()
+    pictures = page.split('src="data:image/png;base64,')[1:]
+    assert len(pictures) == 3 and "http" not in page
+    for pic in pictures:
+        assert base64.b64decode(pic.split('"')[0]).startswith(b"\x89PNG")
+    assert f"{g['probability_hgg']:.3f}" in page and bundle.manifest["manifest_sha256"] in page
+    assert "3-year survival" in page and f"{s['nomograms']['clinical']['survival']['3-year']:.3f}" in page
+
+
+def test_features_match_the_cohort_pipeline(built, bundle, tmp_path):
+    """Two paths agree: a training patient's features from predict (with its manual mask) are the
+    cohort stages' features (radiomics_manual, cnn3d and cnn2d tables), and its grade
+    probability is run_fit's model on the fused row."""
+    from gliorad.features.radiomics import read_feature_table
+
+    pid = next(p for p in built.train_ids if p.startswith("SYNA"))
+    res = predict_patient(built.cohort / pid, bundle, tmp_path / "o",
+                          mask=built.cohort / pid / f"{pid}_seg.nii.gz")
+    assert res["mask"]["source"] == "given"
+    row = pd.read_csv(tmp_path / "o" / "features.csv", index_col=0, float_precision="round_trip").iloc[0]
+    rad = read_feature_table(built.radiomics).loc[pid]
+    cols = [c for c in row.index if not c.startswith("cnn")]
+    assert len(cols) > 50
+    np.testing.assert_array_equal(row[cols].to_numpy(float), rad[cols].to_numpy(float))
+    for table in (built.cnn3d_table, built.cnn2d_table):
+        ref = read_feature_table(table).loc[pid]
+        np.testing.assert_allclose(row[ref.index].to_numpy(float), ref.to_numpy(float),
+                                   rtol=1e-5, atol=1e-6)
+    fused = read_feature_table(built.fused).loc[[pid]]
+    assert res["grading"]["probability_hgg"] == pytest.approx(
+        bundle.grading.decision_score(fused)[0], abs=1e-6)
+
+
+def test_deterministic(built, bundle, predicted, tmp_path):
+    first, out1 = predicted
+    again = predict_patient(built.cohort / built.held_out, bundle, tmp_path, clinical=CLINICAL)
+    assert _stable(again) == _stable(first)
+    a = sitk.GetArrayFromImage(sitk.ReadImage(str(out1 / "mask.nii.gz")))
+    b = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "mask.nii.gz")))
+    np.testing.assert_array_equal(a, b)
+    assert (out1 / "features.csv").read_text() == (tmp_path / "features.csv").read_text()
+
+
+def test_brats2023_naming_gives_the_same_prediction(built, bundle, predicted, tmp_path):
+    folder = _copy_patient(built, tmp_path / "p", naming="brats2023")
+    res = predict_patient(folder, bundle, tmp_path / "o", clinical=CLINICAL)
+    assert res["inputs"]["naming"] == "brats2023"
+    first = _stable(predicted[0])
+    for key in ("grading", "survival", "mask"):
+        a, b = dict(res[key]), dict(first[key])
+        a.pop("manual_mask", None), b.pop("manual_mask", None)
+        assert a == b, key
+
+
+def test_other_spacing_is_resampled_to_the_training_spacing(built, bundle, tmp_path):
+    folder = _copy_patient(built, tmp_path / "p", spacing=3.0)
+    res = predict_patient(folder, bundle, tmp_path / "o", clinical=CLINICAL)
+    inp = res["inputs"]
+    assert inp["resampled"] is True
+    assert inp["native_spacing_mm"] == [3.0, 3.0, 3.0] and inp["working_spacing_mm"] == [4.0, 4.0, 4.0]
+    assert any("resampled from 3 x 3 x 3 mm to the training cohort's 4 x 4 x 4 mm" in n
+               for n in res["notes"])
+    mask = sitk.ReadImage(str(tmp_path / "o" / "mask.nii.gz"))
+    assert mask.GetSpacing() == (3.0, 3.0, 3.0)
+    assert 0 <= res["grading"]["probability_hgg"] <= 1
+    assert res["mask"]["dice_vs_manual"] > 0.3
+
+
+# ------------------------------------------------------------------------------------ clinical
+def test_clinical_values_are_read_as_the_clinical_table_and_coded(bundle):
+    coding = bundle.survival.coding
+    values, problems, _ = parse_clinical_values({"Age": " 61.5 ", "sex": "female", "grade": "3"}, coding)
+    assert values == {"age": 61.5, "sex": "F", "grade": "III"} and problems == []
+    values, problems, _ = parse_clinical_values(
+        {"age": "abc", "sex": "X", "grade": "IV", "shoe": "42", "histology": "GBM"}, coding)
+    assert values == {}
+    text = "\n".join(problems)
+    assert "--clinical age='abc': not valid; expected a number of years within [0, 120]" in text
+    assert "--clinical sex='X': not an allowed sex; expected one of: F, M" in text
+    assert "--clinical grade='IV': level 'IV' is not among the training levels; expected one of: II, III" in text
+    assert "--clinical histology='GBM': level 'GBM' is not among the training levels" in text
+    assert "--clinical shoe='42': 'shoe' is not a clinical factor of this bundle's survival models; " \
+           "expected one of: age" in text
+    values, problems, _ = parse_clinical_values({"age": "130"}, coding)
+    assert values == {} and "within [0, 120]" in problems[0]
+
+
+def test_cli_prints_the_prediction(built, tmp_path):
+    r = runner.invoke(app, [str(built.cohort / built.held_out), "--bundle", str(built.bundle),
+                            "--out", str(tmp_path), "--clinical", "age=45",
+                            "--clinical", "sex=F,grade=III,histology=astrocytoma"])
+    assert r.exit_code == 0, r.output
+    printed = json.loads(r.stdout)
+    assert printed == json.loads((tmp_path / "prediction.json").read_text())
+    assert printed["survival"]["nomograms"]["clinical"]["computed"]
+
+
+def test_cli_bad_clinical_values_are_named_and_the_rest_is_returned(built, tmp_path):
+    r = runner.invoke(app, [str(built.cohort / built.held_out), "--bundle", str(built.bundle),
+                            "--out", str(tmp_path), "--clinical", "age=abc,grade=IV,shoe=42"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    msgs = "\n".join(res["messages"])
+    assert "--clinical age='abc': not valid; expected a number of years" in msgs
+    assert "--clinical grade='IV': level 'IV' is not among the training levels; expected one of: II, III" in msgs
+    assert "'shoe' is not a clinical factor" in msgs
+    integrated = res["survival"]["nomograms"]["integrated"]
+    assert not integrated["computed"]
+    assert "clinical factor(s) age, grade missing or not valid" in integrated["reason"]
+    assert "Give them as --clinical age=... grade=..." in integrated["reason"]
+    assert 0 <= res["grading"]["probability_hgg"] <= 1 and res["survival"]["risk_group"] in ("high", "low")
+    # no clinical values at all: the same messages about the missing factors
+    r = runner.invoke(app, [str(built.cohort / built.held_out), "--bundle", str(built.bundle),
+                            "--out", str(tmp_path / "none")])
+    assert r.exit_code == 0 and "integrated nomogram not computed" in r.stdout
+
+
+def test_cli_bad_input_exits_2(built, tmp_path):
+    patient = str(built.cohort / built.held_out)
+    args = ["--bundle", str(built.bundle), "--out", str(tmp_path / "o")]
+    r = runner.invoke(app, [patient, *args, "--clinical", "age45"])
+    assert r.exit_code == 2
+    assert "error: --clinical 'age45' is not valid; expected KEY=VALUE, e.g. age=45" in r.output
+    r = runner.invoke(app, [patient, *args, "--clinical", "age=45", "--clinical", "age=50"])
+    assert r.exit_code == 2 and "--clinical age given twice ('45' and '50')" in r.output
+    folder = _copy_patient(built, tmp_path / "p", drop=("t2",))
+    r = runner.invoke(app, [str(folder), *args])
+    assert r.exit_code == 2
+    assert (f"error: {folder}: patient {built.held_out} has no t2 image (expected "
+            f"{built.held_out}_t2.nii.gz); the bundle's models need t1, t1ce, t2") in r.output
+    r = runner.invoke(app, [patient, "--bundle", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "model bundle folder not found" in r.output
+    r = runner.invoke(app, [patient, *args, "--jobs", "0"])
+    assert r.exit_code == 2 and "n_jobs 0 is not valid" in r.output
+    assert not (tmp_path / "o" / "prediction.json").exists()
+
+
+def test_parse_clinical_args():
+    assert parse_clinical_args(["age=45", "Sex = F , grade=III"]) == {"age": "45", "sex": "F", "grade": "III"}
+    assert parse_clinical_args(None) == {}
+    with pytest.raises(GlioradInputError, match=r"--clinical '=3' is not valid"):
+        parse_clinical_args(["=3"])
+
+
+# ------------------------------------------------------------------------------------ bad input
+def test_missing_sequence_named(built, bundle, tmp_path):
+    folder = _copy_patient(built, tmp_path / "p", drop=("t1ce",))
+    with pytest.raises(GlioradInputError, match=rf"patient {built.held_out} has no t1ce image \(expected "
+                                                 rf"{built.held_out}_t1ce\.nii\.gz\)"):
+        predict_patient(folder, bundle, tmp_path / "o")
+    assert not (tmp_path / "o" / "prediction.json").exists()
+
+
+def test_folder_with_two_patients_refused(built, bundle, tmp_path):
+    with pytest.raises(GlioradInputError, match=r"holds 30 patients \(SYNA_0001, .*\); give the folder "
+                                                 r"of one patient"):
+        predict_patient(built.cohort, bundle, tmp_path)
+    with pytest.raises(GlioradInputError, match=r"patient folder not found"):
+        predict_patient(tmp_path / "nope", bundle, tmp_path)
+
+
+def test_given_mask_checks(built, bundle, tmp_path):
+    pid = built.held_out
+    seg = sitk.ReadImage(str(built.cohort / pid / f"{pid}_seg.nii.gz"))
+    small = sitk.RegionOfInterest(seg, [s - 2 for s in seg.GetSize()], [0, 0, 0])
+    sitk.WriteImage(small, str(tmp_path / "small.nii.gz"))
+    with pytest.raises(GlioradInputError, match=r"small\.nii\.gz: mask grid differs from "
+                                                 rf"{pid}_t1\.nii\.gz \(shape"):
+        predict_patient(built.cohort / pid, bundle, tmp_path / "o", mask=tmp_path / "small.nii.gz")
+    empty = sitk.Image(seg.GetSize(), sitk.sitkUInt8)
+    empty.CopyInformation(seg)
+    sitk.WriteImage(empty, str(tmp_path / "empty.nii.gz"))
+    with pytest.raises(GlioradInputError, match=rf"patient {pid}: the tumour mask is empty \(.*empty\.nii\.gz "
+                                                 r"has no voxel > 0\)"):
+        predict_patient(built.cohort / pid, bundle, tmp_path / "o", mask=tmp_path / "empty.nii.gz")
+
+
+def test_bundle_without_segmentation_and_with_preprocessing(built, tmp_path):
+    """A bundle whose run preprocessed the images (here the cheap ``brats`` preset: z-score in
+    the brain) and has no segmentation model: predict preprocesses the patient the same way,
+    needs a mask, and carries it to the preprocessed grid."""
+    from gliorad.features.radiomics import load_params
+    from gliorad.preprocess.config import make_config
+
+    s = built.sources
+    pre = make_config("brats", sequences=SEQUENCES, reference="t1ce").model_dump(mode="json")
+    b = save_model_bundle(tmp_path / "b", config={"preprocess": pre}, segmentation=None,
+                          cnn3d=s["cnn3d"], cnn2d=None, grading=s["grading"], survival=None,
+                          radiomics_params=load_params("fast"), info={"working_spacing": [4, 4, 4]})
+    bundle = load_model_bundle(b)
+    pid = built.held_out
+    with pytest.raises(GlioradInputError, match=r"the bundle has no segmentation model; give the tumour "
+                                                 r"mask \(--mask\)"):
+        predict_patient(built.cohort / pid, bundle, tmp_path / "o")
+    seg = built.cohort / pid / f"{pid}_seg.nii.gz"
+    res = predict_patient(built.cohort / pid, bundle, tmp_path / "o", mask=seg,
+                          clinical={"age": "50"})
+    pre_dir = tmp_path / "o" / "preprocessed" / pid
+    assert res["inputs"]["preprocessed"]["folder"] == str(pre_dir)
+    assert (pre_dir / f"{pid}_t1ce.nii.gz").is_file()
+    assert res["mask"]["given_file"] == str(seg) and res["survival"] is None
+    assert "clinical values were given but the bundle has no survival models" in res["messages"][0]
+    t1ce = sitk.GetArrayFromImage(sitk.ReadImage(str(pre_dir / f"{pid}_t1ce.nii.gz")))
+    brain = t1ce != 0
+    assert abs(t1ce[brain].mean()) < 1e-3 and abs(t1ce[brain].std() - 1) < 1e-3  # z-scored
+    manual = int((sitk.GetArrayFromImage(sitk.ReadImage(str(seg))) > 0).sum())
+    assert res["mask"]["voxels"] == manual  # same grid: the mask is carried unchanged
+
+
+# ------------------------------------------------------------------------------------ real data
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_real_brats2018_patient(shared_data, built, bundle, tmp_path):
+    """A real BraTS 2018 LGG case (1 mm, 240x240x155) through the synthetic 4 mm bundle: runs end
+    to end, the mask on the input grid, features at the training spacing."""
+    folder = shared_data / "brats2018" / "Brats18_TCIA10_628_1"
+    res = predict_patient(folder, bundle, tmp_path, clinical={"age": "45", "grade": "II"})
+    mask = sitk.ReadImage(str(tmp_path / "mask.nii.gz"))
+    ref = sitk.ReadImage(str(folder / "Brats18_TCIA10_628_1_t1.nii.gz"))
+    assert mask.GetSize() == (240, 240, 155) and not Geometry.of(ref).differences(Geometry.of(mask))
+    assert res["inputs"]["resampled"] is True and res["inputs"]["native_spacing_mm"] == [1.0, 1.0, 1.0]
+    assert 0 <= res["grading"]["probability_hgg"] <= 1
+    assert res["survival"]["nomograms"]["integrated"]["computed"]
+    assert (tmp_path / "summary.html").stat().st_size > 10_000
