@@ -201,6 +201,9 @@ def test_manifest_lists_every_file_with_its_hash(built):
     for rel, sha in m["files"].items():
         assert file_hash(built.bundle / rel) == sha
     assert set(m["components"]) == {"segmentation", "cnn3d", "cnn2d", "grading", "survival"}
+    per_component = {rel: sha for c in m["components"].values() for rel, sha in c["files"].items()}
+    assert per_component == m["files"]
+    assert set(m["components"]["survival"]["files"]) >= {"survival/bundle.json", "survival/signature.skops"}
     # the training checkpoints are not copied; the deep stage folder resolved to its model/
     assert not any("checkpoints" in rel or rel.endswith(".pt") for rel in m["files"])
     assert m["components"]["cnn3d"]["source"].endswith("patch_se/model")

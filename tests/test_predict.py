@@ -305,6 +305,15 @@ def test_given_mask_checks(built, bundle, tmp_path):
     with pytest.raises(GlioradInputError, match=rf"patient {pid}: the tumour mask is empty \(.*empty\.nii\.gz "
                                                  r"has no voxel > 0\)"):
         predict_patient(built.cohort / pid, bundle, tmp_path / "o", mask=tmp_path / "empty.nii.gz")
+    tiny = sitk.GetArrayFromImage(empty)
+    tiny[20:22, 25:27, 20:22] = 1
+    tiny_img = sitk.GetImageFromArray(tiny)
+    tiny_img.CopyInformation(seg)
+    sitk.WriteImage(tiny_img, str(tmp_path / "tiny.nii.gz"))
+    with pytest.raises(GlioradInputError, match=r"^radiomics: the tumour mask: region has only 8 voxel\(s\) "
+                                                 r"with label > 0; at least 27 are needed"):
+        predict_patient(built.cohort / pid, bundle, tmp_path / "o", mask=tmp_path / "tiny.nii.gz")
+    assert not (tmp_path / "o").exists()  # nothing written for a failed prediction
 
 
 def test_bundle_without_segmentation_and_with_preprocessing(built, tmp_path):

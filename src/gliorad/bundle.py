@@ -17,15 +17,17 @@ deep_features_2d` (their ``model/`` folder, or the stage folder holding it), the
 :func:`gliorad.survival.bundle.save_bundle`. Network weights are safetensors (the training loop
 writes nothing else; each network is loaded once at save time, so a file that is not valid
 safetensors is refused there); fitted estimators are skops files loaded with explicit
-trusted-type lists (never pickle). Only segmentation and grading (and the CNN whose features the
-grading or survival model uses) are required.
+trusted-type lists (never pickle). Only the grading model is required, and the CNN whose features
+the grading or survival model uses; without segmentation, ``gliorad predict`` needs a mask.
 
 ``manifest.json`` holds the format version, the gliorad and library versions, the creation time,
-the run config, the SHA-256 of **every other file** (``files``), and per component its files and
-what it needs as input; ``inputs`` gathers what a new patient must provide: the sequences, the
-working voxel spacing of the training cohort, the radiomics parameters (pyradiomics parameters,
-region, minimum region size), the feature columns of the grading and survival models, and the
-clinical factors of the nomograms with their training levels.
+the run config, the SHA-256 of **every other file** (``files``), and per component its files
+(with their SHA-256) and what it needs as input (``components.<name>.needs``: sequences, input
+size, feature count, the survival models' clinical factors with their training levels, ...);
+``inputs`` gathers what a new patient must provide: the sequences, the working voxel spacing of
+the training cohort, the radiomics parameters (pyradiomics parameters, region, minimum region
+size, sequences), the feature columns of the grading and survival models, the cohort naming and
+the preprocessing settings.
 
 Loading (:func:`load_model_bundle`) refuses, with a message naming the file or package:
 
@@ -355,13 +357,12 @@ def save_model_bundle(
             required, optional = COMPONENTS[kind]
             dest = tmp / kind
             dest.mkdir()
-            listed = []
+            listed = {}
             for name in (*required, *optional):
                 if (src / name).is_file():
                     shutil.copyfile(src / name, dest / name)
                     rel = f"{kind}/{name}"
-                    files[rel] = file_hash(dest / name)
-                    listed.append(rel)
+                    listed[rel] = files[rel] = file_hash(dest / name)
             components[kind]["files"] = listed
             components[kind]["source"] = str(src)
         manifest = {

@@ -59,7 +59,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from gliorad.bundle import ModelBundle, load_model_bundle
+from gliorad.bundle import ModelBundle, installed_versions, load_model_bundle
 from gliorad.cohort import SEG, Cohort, Patient
 from gliorad.errors import GlioradInputError
 from gliorad.io import (
@@ -533,7 +533,6 @@ def predict_patient(
     sequences = b.sequences
     notes: list[str] = []
     pre = b.inputs.get("preprocess")
-    out.mkdir(parents=True, exist_ok=True)
     pre_record = None
     if pre:
         cohort, pid, pre_record, pre_mask = _preprocess(patient_dir, pre, out, sequences, mask)
@@ -666,9 +665,13 @@ def predict_patient(
         "messages": messages,
         "notes": notes + (survival or {}).get("notes", []),
         "bundle": b.provenance(),
+        "versions": installed_versions(),
         "files": {k: str(out / v) for k, v in OUTPUT_FILES.items()},
     }
     result = json.loads(json.dumps(result, default=_json_default))
+    out.mkdir(parents=True, exist_ok=True)
+    # prediction.json is written last and marks a complete prediction: an older one goes first
+    (out / OUTPUT_FILES["json"]).unlink(missing_ok=True)
     write_image(mask_img, out / OUTPUT_FILES["mask"])
     table = pd.DataFrame([features], index=pd.Index([pid], name="patient_id"))
     write_text(table.to_csv(float_format=lambda v: repr(float(v))), out / OUTPUT_FILES["features"])
@@ -775,7 +778,8 @@ def _html(result: Mapping[str, Any], overlays: Mapping[str, str], display: str) 
             _row("Predicted", result["run"]["created_utc"])]
     prov += [_row(f"{k} file", f"{v['file']} (SHA-256 {v['sha256'][:16]}...)")
              for k, v in inp["sequences"].items()]
-    prov += [_row(k, v) for k, v in sorted(bnd.get("versions", {}).items())]
+    prov += [_row(f"{k} (bundle / here)", f"{v} / {result.get('versions', {}).get(k, '?')}")
+             for k, v in sorted(bnd.get("versions", {}).items())]
     title = f"gliorad prediction: {result['patient_id']}"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>

@@ -46,8 +46,8 @@ def predict_cmd(
     patient_dir: Annotated[Path, typer.Argument(help="Folder with one patient's MRI (BraTS 2018/2023 "
                                                      "naming, or the bundle's file templates).")],
     bundle: Annotated[Path, typer.Option("--bundle", help="Model bundle folder (gliorad run).")],
-    out: Annotated[Path, typer.Option("--out", help="Output folder: mask.nii.gz, prediction.json, "
-                                                    "summary.html.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder: mask.nii.gz, features.csv, "
+                                                    "prediction.json, summary.html.")],
     clinical: Annotated[list[str] | None, typer.Option(
         "--clinical", help="Clinical factor for the nomograms as KEY=VALUE (repeat, or separate "
                            "with commas), e.g. --clinical age=45 --clinical sex=F,grade=III.")] = None,
