@@ -198,6 +198,32 @@ def test_other_spacing_is_resampled_to_the_training_spacing(built, bundle, tmp_p
     assert res["mask"]["dice_vs_manual"] > 0.3
 
 
+def test_custom_file_templates_of_the_bundle(built, tmp_path):
+    """A run with custom file templates (relative to the cohort folder, ``{id}/anat/...``): the
+    patient's folder is read with them."""
+    from gliorad.features.radiomics import load_params
+
+    s = built.sources
+    mapping = {"t1": "{id}/anat/{id}_T1w.nii.gz", "t1ce": "{id}/anat/{id}_ce-gd_T1w.nii.gz",
+               "t2": "{id}/anat/{id}_T2w.nii.gz"}
+    b = load_model_bundle(save_model_bundle(
+        tmp_path / "b", config={"cohort": {"naming": "custom", "mapping": mapping}},
+        segmentation=s["segmentation"], cnn3d=s["cnn3d"], cnn2d=None, grading=s["grading"],
+        survival=None, radiomics_params=load_params("fast")))
+    pid = built.held_out
+    anat = tmp_path / "cohort" / pid / "anat"
+    anat.mkdir(parents=True)
+    for seq in ("t1", "t1ce"):
+        shutil.copyfile(built.cohort / pid / f"{pid}_{seq}.nii.gz", tmp_path / "cohort" / mapping[seq].format(id=pid))
+    with pytest.raises(GlioradInputError, match=rf"patient {pid} has no t2 image \(expected "
+                                                 rf"{pid}/anat/{pid}_T2w\.nii\.gz\)"):
+        predict_patient(tmp_path / "cohort" / pid, b, tmp_path / "o")
+    shutil.copyfile(built.cohort / pid / f"{pid}_t2.nii.gz", anat / f"{pid}_T2w.nii.gz")
+    res = predict_patient(tmp_path / "cohort" / pid, b, tmp_path / "o")
+    assert res["patient_id"] == pid and res["inputs"]["naming"] == "custom"
+    assert res["inputs"]["sequences"]["t1ce"]["file"].endswith(f"anat/{pid}_ce-gd_T1w.nii.gz")
+
+
 # ------------------------------------------------------------------------------------ clinical
 def test_clinical_values_are_read_as_the_clinical_table_and_coded(bundle):
     coding = bundle.survival.coding
