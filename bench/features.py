@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -43,6 +42,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from _harness import (
+    Column,
+    Stopwatch,
+    format_table,
+    load_average,
+    machine_info,
+    run_child,
+    write_results,
+)
 
 
 def _rss_mb() -> float:
@@ -52,15 +60,15 @@ def _rss_mb() -> float:
 
 
 def _load() -> float:
-    return round(os.getloadavg()[0], 2)
+    return load_average()[0]
 
 
 def _spin(n: int = 20_000_000) -> float:
-    t0 = time.perf_counter()
-    acc = 0
-    for i in range(n):
-        acc += i
-    return time.perf_counter() - t0
+    with Stopwatch() as clock:
+        acc = 0
+        for i in range(n):
+            acc += i
+    return clock.wall_s
 
 
 def parallel_capacity(jobs: int) -> float:
@@ -70,10 +78,9 @@ def parallel_capacity(jobs: int) -> float:
     import multiprocessing as mp
 
     one = _spin()
-    t0 = time.perf_counter()
-    with mp.get_context("spawn").Pool(jobs) as pool:
+    with Stopwatch() as clock, mp.get_context("spawn").Pool(jobs) as pool:
         pool.map(_spin, [20_000_000] * jobs)
-    return round(jobs * one / (time.perf_counter() - t0), 2)
+    return round(jobs * one / clock.wall_s, 2)
 
 
 # -------------------------------------------------------------------------------------- radiomics
@@ -95,19 +102,18 @@ def _plain_pyradiomics(cohort, preset: str, sequences: list[str]) -> tuple[float
 
     old = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
-    t0 = time.perf_counter()
-    ex = featureextractor.RadiomicsFeatureExtractor(str(preset_path(preset)))
-    with threadpool_limits(limits=1):  # BLAS too (numpy eigvals in GLCM MCC)
-        for pid in cohort.ids:
-            seg = sitk.ReadImage(str(cohort.patients[pid].seg))
-            mask = seg > 0
-            for seq in sequences:
-                res = ex.execute(str(cohort.image_path(pid, seq)), mask, label=1)
-                values[(pid, seq)] = {k: float(v) for k, v in res.items()
-                                      if not k.startswith("diagnostics_")}
-    elapsed = time.perf_counter() - t0
+    with Stopwatch() as clock:
+        ex = featureextractor.RadiomicsFeatureExtractor(str(preset_path(preset)))
+        with threadpool_limits(limits=1):  # BLAS too (numpy eigvals in GLCM MCC)
+            for pid in cohort.ids:
+                seg = sitk.ReadImage(str(cohort.patients[pid].seg))
+                mask = seg > 0
+                for seq in sequences:
+                    res = ex.execute(str(cohort.image_path(pid, seq)), mask, label=1)
+                    values[(pid, seq)] = {k: float(v) for k, v in res.items()
+                                          if not k.startswith("diagnostics_")}
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(old)
-    return elapsed, values
+    return clock.wall_s, values
 
 
 def _warm_worker() -> int:
@@ -131,10 +137,10 @@ def _gliorad(cohort, preset: str, sequences: list[str], jobs: int, out: Path,
     get_reusable_executor().shutdown(wait=True)
     if warm and jobs > 1:
         Parallel(n_jobs=jobs, backend="loky")(delayed(_warm_worker)() for _ in range(4 * jobs))
-    t0 = time.perf_counter()
-    res = extract_radiomics(cohort, out, params=preset, sequences=sequences, n_jobs=jobs,
-                            progress=False, overwrite=True)
-    return time.perf_counter() - t0, res
+    with Stopwatch() as clock:
+        res = extract_radiomics(cohort, out, params=preset, sequences=sequences, n_jobs=jobs,
+                                progress=False, overwrite=True)
+    return clock.wall_s, res
 
 
 def bench_radiomics(args: argparse.Namespace, work: Path) -> dict:
@@ -142,11 +148,11 @@ def bench_radiomics(args: argparse.Namespace, work: Path) -> dict:
     from gliorad.synthetic import SynthConfig, generate_cohort
 
     root = work / "cohort"
-    t0 = time.perf_counter()
-    generate_cohort(root, SynthConfig(n_patients=args.patients, seed=2024, spacing=args.spacing),
-                    n_jobs=args.jobs)
+    with Stopwatch() as clock:
+        generate_cohort(root, SynthConfig(n_patients=args.patients, seed=2024,
+                                          spacing=args.spacing), n_jobs=args.jobs)
     print(f"synthetic cohort: {args.patients} patients at {args.spacing} mm "
-          f"({time.perf_counter() - t0:.1f} s)", flush=True)
+          f"({clock.wall_s:.1f} s)", flush=True)
     cohort = discover_cohort(root)
     rows = []
     for preset in args.presets:
@@ -213,16 +219,16 @@ SECTIONS: dict[str, Callable[[argparse.Namespace, Path], dict]] = {
 
 
 def _table(rows: list[dict]) -> str:
+    """Every key of the first row as a left-aligned column (``max rel ...`` floats as 1.23e-04)."""
     if not rows:
         return "(no rows)"
-    cols = list(rows[0])
-    cells = [[f"{r[c]:.2e}" if isinstance(r[c], float) and c.startswith("max rel") else str(r[c])
-              for c in cols] for r in rows]
-    width = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
-    lines = [" | ".join(c.ljust(w) for c, w in zip(cols, width)),
-             "-+-".join("-" * w for w in width)]
-    lines += [" | ".join(v.ljust(w) for v, w in zip(row, width)) for row in cells]
-    return "\n".join(lines)
+
+    def cell(key: str) -> Callable[[dict], str]:
+        return lambda r: (f"{r[key]:.2e}" if isinstance(r[key], float) and key.startswith("max rel")
+                          else str(r[key]))
+
+    return format_table(rows, [Column(k, cell(k), align="<") for k in rows[0]], sep=" | ",
+                        rule="-+-")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -249,10 +255,10 @@ def main(argv: list[str] | None = None) -> int:
     import SimpleITK as sitk
 
     results: dict = {
-        "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                    "cpu_count": os.cpu_count(), "joblib_cpu_count": joblib.cpu_count(),
-                    "pyradiomics": radiomics.__version__,
-                    "SimpleITK": sitk.Version.VersionString()},
+        "machine": machine_info("platform", "python", "cpu_count",
+                                joblib_cpu_count=joblib.cpu_count(),
+                                pyradiomics=radiomics.__version__,
+                                SimpleITK=sitk.Version.VersionString()),
         "args": {k: v for k, v in vars(args).items()},
         "sections": {},
     }
@@ -272,10 +278,7 @@ def main(argv: list[str] | None = None) -> int:
           f"load {_load()}")
     results["peak_rss_main_mb"] = round(_rss_mb(), 1)
     print(f"peak RSS of this process: {results['peak_rss_main_mb']} MB")
-    out = Path(__file__).parent / "out" / "features.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    print(f"wrote {out}")
+    write_results("features", results, default=str)
     return 0
 
 
@@ -346,27 +349,20 @@ def _deep_child(spec_json: str) -> None:
     cfg = load("demo")
     if spec.get("epochs"):
         cfg = with_changes(cfg, {"train": {"epochs": spec["epochs"]}})
-    t0 = time.perf_counter()
-    with warnings.catch_warnings():
+    with Stopwatch() as clock, warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the 2D net trains from scratch here
         res = run(spec["root"], clin, spec["train"], spec["out"], cfg, progress=False)
-    wall = time.perf_counter() - t0
     prov = res.provenance
-    print(json.dumps({"wall_s": wall, "seconds": prov["seconds"], "metrics": res.metrics,
+    print(json.dumps({"wall_s": clock.wall_s, "seconds": prov["seconds"], "metrics": res.metrics,
                       "shape": list(res.table.shape), "n_train": len(res.train_ids),
                       "epochs": prov["training"]["epochs_run"], "peak_rss_mb": _peak_rss_mb()}))
 
 
 def _run_deep_child(spec: dict) -> dict:
-    import subprocess
-
     code = ("import sys; sys.path.insert(0, sys.argv[1]); import features; "
             "features._deep_child(sys.argv[2])")
-    proc = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent), json.dumps(spec)],
-                          capture_output=True, text=True, encoding="utf-8", check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"deep child {spec['kind']} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_child(["-c", code, str(Path(__file__).parent), json.dumps(spec)],
+                     what=f"deep child {spec['kind']}")
 
 
 def _fmt_auc(m: dict | None) -> str:
@@ -383,10 +379,10 @@ def bench_deep(args: argparse.Namespace, work: Path) -> dict:
     n = 24 if args.quick else DEEP_PATIENTS
     epochs = 1 if args.quick else None
     root = work / "cohort"
-    t0 = time.perf_counter()
-    generate_cohort(root, SynthConfig(n_patients=n, seed=DEEP_SEED, spacing=DEEP_SPACING),
-                    n_jobs=args.jobs)
-    print(f"synthetic cohort: {n} patients at {DEEP_SPACING} mm ({time.perf_counter() - t0:.1f} s)",
+    with Stopwatch() as clock:
+        generate_cohort(root, SynthConfig(n_patients=n, seed=DEEP_SEED, spacing=DEEP_SPACING),
+                        n_jobs=args.jobs)
+    print(f"synthetic cohort: {n} patients at {DEEP_SPACING} mm ({clock.wall_s:.1f} s)",
           flush=True)
     clin = read_clinical(root / "clinical.csv")
     y = (clin["grade_group"] == "HGG").astype(int)
@@ -432,9 +428,7 @@ def bench_deep(args: argparse.Namespace, work: Path) -> dict:
                          "split": "stratified 70/30, seed 0", "n_train": len(train),
                          "n_test": len(test), "oracle": truth},
               "torch_threads": args.jobs}
-    out = Path(__file__).parent / "out" / "features_deep.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    write_results("features_deep", result, default=str, echo=False)
     return result
 
 

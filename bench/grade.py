@@ -14,17 +14,14 @@ Prints a table and writes bench/out/grade.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import resource
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _harness import Stopwatch, load_average, machine_info, peak_rss_mb, write_results
 from sklearn.datasets import make_classification
 
 from gliorad.grading import GradingConfig
@@ -55,10 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         table = make_table(tmp)
-        load_before = list(os.getloadavg())
-        t0 = time.perf_counter()
-        res = run_cv(table, "grade", tmp / "out", config, n_jobs=args.jobs)
-        seconds = time.perf_counter() - t0
+        load_before = load_average()
+        with Stopwatch() as clock:
+            res = run_cv(table, "grade", tmp / "out", config, n_jobs=args.jobs)
+        seconds = clock.wall_s
         written = sorted(p.name for p in (tmp / "out").iterdir())
     m = res.metrics
     row = {
@@ -70,13 +67,11 @@ def main(argv: list[str] | None = None) -> int:
         "grid_points": len(config.svm_C) * len(config.svm_gamma),
         "auc": m["auc"], "auc_ci": [m["auc_ci_low"], m["auc_ci_high"]],
         "auc_mean": m["auc_mean"], "auc_sd": m["auc_sd"],
-        "peak_rss_main_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_main_mb": peak_rss_mb(),
         "under_5_min": seconds < 300,
-        "load_average_before_after": [load_before, list(os.getloadavg())],
+        "load_average_before_after": [load_before, load_average()],
         "files": written,
     }
-    out = {"machine": {"platform": platform.platform(), "python": platform.python_version(),
-                       "cpus": os.cpu_count()}, "results": [row]}
     print("| case | seconds | fits | s/fit/worker | grid | AUC (repeat 1, 95% CI) | "
           "mean AUC (SD) | peak RSS main |")
     print("|---|---:|---:|---:|---:|---|---|---:|")
@@ -85,12 +80,10 @@ def main(argv: list[str] | None = None) -> int:
           f"({m['auc_ci_low']:.3f}-{m['auc_ci_high']:.3f}) | {m['auc_mean']:.3f} "
           f"({'n/a' if m['auc_sd'] is None else format(m['auc_sd'], '.3f')}) | "
           f"{row['peak_rss_main_mb']:.0f} MB |")
-    path = Path(__file__).parent / "out" / "grade.json"
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"load average (1/5/15 min) before {load_before}, after {list(os.getloadavg())} "
+    print(f"load average (1/5/15 min) before {load_before}, after {load_average()} "
           f"on {os.cpu_count()} CPUs (shared machine: wall time grows with other jobs)")
-    print(f"wrote {path}")
+    write_results("grade", {"machine": machine_info("platform", "python", "cpus"),
+                            "results": [row]})
     return 0 if row["under_5_min"] else 1
 
 

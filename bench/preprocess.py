@@ -15,13 +15,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import platform
-import resource
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
+
+from _harness import Column, Stopwatch, format_table, machine_info, peak_rss_mb, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "tcga_raw" / "TCGA-FG-6692"
@@ -53,15 +52,14 @@ class MemoryHook:
 
         th = threading.Thread(target=sample, daemon=True)
         th.start()
-        t0, c0 = time.perf_counter(), time.process_time()
         try:
-            yield
+            with Stopwatch() as clock:
+                yield
         finally:
             stop.set()
             th.join()
             peak[0] = max(peak[0], _rss_mb())
-            self.rows[name] = {"seconds": time.perf_counter() - t0,
-                               "cpu_seconds": time.process_time() - c0,
+            self.rows[name] = {"seconds": clock.wall_s, "cpu_seconds": clock.cpu_s,
                                "rss_start_mb": start, "peak_rss_mb": peak[0]}
 
 
@@ -73,51 +71,45 @@ def run_case(name: str, overrides: dict) -> dict:
     cfg = make_config(threads=2, **overrides)
     hook = MemoryHook()
     with tempfile.TemporaryDirectory() as tmp:
-        t0, c0 = time.perf_counter(), time.process_time()
-        res = preprocess(DATA / "raw", tmp, cfg, step_hook=hook)
-        total, total_cpu = time.perf_counter() - t0, time.process_time() - c0
+        with Stopwatch() as total:
+            res = preprocess(DATA / "raw", tmp, cfg, step_hook=hook)
         if not res.ok:
             sys.exit(f"preprocess failed: {res.problems}")
         folder = Path(tmp) / "TCGA-FG-6692"
         qc = json.loads((folder / "qc.json").read_text())
-        t1 = time.perf_counter()
-        mask = sitk.ReadImage(str(folder / "TCGA-FG-6692_brainmask.nii.gz"))
-        raw_t1ce = load_sequence(min((DATA / "raw").glob("*t1c.nii.gz")))
-        ref = sitk.ReadImage(str(DATA / "brainles_reference" / "raw_bet" /
-                                 "OtherEXampleFromTCIA_t1c_bet.nii.gz"))
-        d, info = mask_dice_in_reference(mask, raw_t1ce, ref, seeds=(1, 2, 3))
-        eval_s = time.perf_counter() - t1
+        with Stopwatch() as dice_eval:
+            mask = sitk.ReadImage(str(folder / "TCGA-FG-6692_brainmask.nii.gz"))
+            raw_t1ce = load_sequence(min((DATA / "raw").glob("*t1c.nii.gz")))
+            ref = sitk.ReadImage(str(DATA / "brainles_reference" / "raw_bet" /
+                                     "OtherEXampleFromTCIA_t1c_bet.nii.gz"))
+            d, info = mask_dice_in_reference(mask, raw_t1ce, ref, seeds=(1, 2, 3))
     return {"case": name, "overrides": overrides, "steps": hook.rows,
-            "total_seconds": total, "total_cpu_seconds": total_cpu, "dice_vs_brainles": d, "dice_eval_seconds": eval_s,
+            "total_seconds": total.wall_s, "total_cpu_seconds": total.cpu_s, "dice_vs_brainles": d,
+            "dice_eval_seconds": dice_eval.wall_s,
             "brain_ml": qc["skull_strip"]["brain_volume_ml"],
             "brain_ml_in_reference_space": info["mask_ml_in_reference"],
             "reference_brain_ml": info["reference_ml"],
             "registration_final_metric": {k: v.get("final_metric")
                                           for k, v in qc["registration"].items()},
             "output_size": qc["output_grid"]["size"],
-            "peak_rss_process_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_process_mb": peak_rss_mb()}
 
 
-def machine() -> dict:
-    import os
-
-    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    with open("/proc/loadavg") as fh:
-        load = fh.read().split()[:3]
-    return {"cpus": os.cpu_count(), "memory_gb": round(mem_gb, 1),
-            "python": platform.python_version(), "platform": platform.platform(),
-            "processor": platform.machine(), "load_average_at_start": load}
+STEP_COLUMNS = (Column("step", "step", width=12, align="<"), Column("seconds", "seconds", ".1f", 8),
+                Column("CPU s", "cpu_seconds", ".1f", 7),
+                Column("peak RSS MB", "peak_rss_mb", ".0f", 12),
+                Column("RSS at start MB", "rss_start_mb", ".0f", 16))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="default pipeline only")
     args = ap.parse_args()
-    out = ROOT / "bench" / "out" / "preprocess.json"
     if not (DATA / "raw").is_dir() or not (DATA / "brainles_reference" / "raw_bet").is_dir():
         print(f"skipped: {DATA} (real sample data) is absent")
         return
-    info = machine()
+    info = machine_info("cpus", "memory_gb", "python", "platform", "processor",
+                        "load_average_at_start")
     cases = [("default (affine + B-spline atlas)", {})]
     if not args.quick:
         cases.append(("atlas affine only", {"atlas": {"bspline": False}}))
@@ -126,14 +118,10 @@ def main() -> None:
         print(f"\n{r['case']}: {r['total_seconds']:.1f} s total ({r['total_cpu_seconds']:.1f} s "
               f"CPU), brain {r['brain_ml']:.0f} ml, Dice vs BrainLes raw_bet "
               f"{r['dice_vs_brainles']:.4f}")
-        print(f"{'step':<12} {'seconds':>8} {'CPU s':>7} {'peak RSS MB':>12} {'RSS at start MB':>16}")
-        for step, s in r["steps"].items():
-            print(f"{step:<12} {s['seconds']:>8.1f} {s['cpu_seconds']:>7.1f} "
-                  f"{s['peak_rss_mb']:>12.0f} {s['rss_start_mb']:>16.0f}")
+        steps = [{"step": step, **s} for step, s in r["steps"].items()]
+        print(format_table(steps, STEP_COLUMNS, sep=" "))
         print(f"{'dice eval':<12} {r['dice_eval_seconds']:>8.1f}")
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"machine": info, "results": rows}, indent=2))
-    print(f"wrote {out}")
+    write_results("preprocess", {"machine": info, "results": rows})
 
 
 if __name__ == "__main__":

@@ -29,11 +29,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
+
+from _harness import Column, format_table, machine_info, run_child, write_results
 
 COMMON = r"""
 import json, resource, sys, time, os
@@ -151,20 +150,13 @@ print(json.dumps({"parameters": sum(p.numel() for p in net.parameters()),
 
 def run(code: str, args: dict, threads: int) -> dict:
     env = {**os.environ, "BENCH_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE"}
-    out = subprocess.run([sys.executable, "-c", code, json.dumps(args)], capture_output=True, text=True, check=False,
-                         env=env)
-    if out.returncode != 0:
-        sys.exit(f"benchmark case failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_child(["-c", code, json.dumps(args)], env=env)
 
 
 def machine() -> dict:
-    load = os.getloadavg()
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return {"cpu_count": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
-            "memory_gb": round(mem, 1), "load_average_at_start": [round(v, 2) for v in load],
-            "note": "shared with other developers' jobs; wall times are inflated by their load, CPU "
-                    "seconds less so"}
+    return machine_info("cpu_count", "machine", "python", "memory_gb", "load_average_at_start",
+                        note="shared with other developers' jobs; wall times are inflated by their "
+                             "load, CPU seconds less so")
 
 
 def main() -> None:
@@ -196,10 +188,18 @@ def main() -> None:
                 {"tmp": tmp, "n_train": 48, "n_test": 12}
             results["demo_train"] = run(DEMO_TRAIN, train_args, a.threads)
     report(results)
-    out = Path(__file__).parent / "out" / "segment.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(f"wrote {out}")
+    write_results("segment", results)
+
+
+def _size(key: str):
+    return lambda row: "x".join(map(str, row[key]))
+
+
+INFER_COLUMNS = (Column("inference (one 240x240x155 patient)", "name", width=48, align="<"),
+                 Column("box (z,y,x)", _size("box"), width=13),
+                 Column("window", _size("window"), width=13), Column("overlap", "overlap", width=7),
+                 Column("wall s", "wall_s", ".1f", 7), Column("CPU s", "cpu_s", ".1f", 7),
+                 Column("peak MB", "peak_mb", ".0f", 8))
 
 
 def report(r: dict) -> None:
@@ -208,13 +208,9 @@ def report(r: dict) -> None:
           f"load average at start {r['machine']['load_average_at_start']} (shared machine)")
     print(f"paper network: {net['parameters']:,} parameters, {net['gflop_per_window']:.1f} GFLOP per "
           f"{'x'.join(map(str, net['window']))} window ({net['in_channels']} sequences)")
-    print(f"\n{'inference (one 240x240x155 patient)':<48} {'box (z,y,x)':>13} {'window':>13} {'overlap':>7} "
-          f"{'wall s':>7} {'CPU s':>7} {'peak MB':>8}")
-    for k, v in r.items():
-        if k.startswith("infer_"):
-            print(f"{k:<48} {'x'.join(map(str, v['box'])):>13} {'x'.join(map(str, v['window'])):>13} "
-                  f"{v['overlap']:>7} {v['wall_s']:>7.1f} "
-                  f"{v['cpu_s']:>7.1f} {v['peak_mb']:>8.0f}")
+    infer = [{"name": k, **v} for k, v in r.items() if k.startswith("infer_")]
+    print()
+    print(format_table(infer, INFER_COLUMNS, sep=" "))
     t = r.get("demo_train")
     if t:
         d, h = t["test_dice"], t["test_hd95_mm"]

@@ -11,18 +11,11 @@ Prints a table and writes bench/out/stats.json.
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
-import statistics
 import sys
-import time
-import tracemalloc
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
+from _harness import measure_main
 
 from gliorad import stats as S
 
@@ -52,47 +45,8 @@ def make_cases(n_big: int = 10_000, n_boot_data: int = 1_000) -> dict[str, Calla
     }
 
 
-def measure(fn: Callable[[], object], repeats: int) -> dict[str, float]:
-    """Median / min wall time over ``repeats`` runs (after one warm-up) and tracemalloc peak."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    tracemalloc.start()
-    fn()
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    return {"median_s": statistics.median(times), "min_s": min(times), "repeats": repeats,
-            "peak_mem_mb": peak / 2**20}
-
-
-def machine() -> dict[str, str | int | None]:
-    return {"platform": platform.platform(), "machine": platform.machine(),
-            "python": platform.python_version(), "numpy": np.__version__,
-            "cpus": os.cpu_count()}
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="1 repeat instead of 5")
-    parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args(argv)
-    repeats = 1 if args.quick else args.repeats
-    results = []
-    for name, fn in make_cases().items():
-        results.append({"case": name, **measure(fn, repeats)})
-    width = max(len(r["case"]) for r in results)
-    print(f"{'case':<{width}}  {'median s':>9}  {'min s':>8}  {'peak MiB':>8}")
-    for r in results:
-        print(f"{r['case']:<{width}}  {r['median_s']:9.4f}  {r['min_s']:8.4f}  "
-              f"{r['peak_mem_mb']:8.1f}")
-    out = Path(__file__).parent / "out" / "stats.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": machine(), "results": results}, indent=2))
-    print(f"wrote {out}")
-    return 0
+    return measure_main("stats", __doc__.splitlines()[0], make_cases, 5, argv)
 
 
 if __name__ == "__main__":

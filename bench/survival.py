@@ -11,19 +11,12 @@ memory of one extra run (tracemalloc). Prints a table and writes bench/out/survi
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
-import statistics
 import sys
-import time
-import tracemalloc
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _harness import measure_main
 
 from gliorad import survival as S
 
@@ -64,45 +57,8 @@ def make_cases() -> dict[str, Callable[[], object]]:
     }
 
 
-def measure(fn: Callable[[], object], repeats: int) -> dict[str, float]:
-    """Median / min wall time over ``repeats`` runs (after one warm-up) and tracemalloc peak."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    tracemalloc.start()
-    fn()
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    return {"median_s": statistics.median(times), "min_s": min(times), "repeats": repeats,
-            "peak_mem_mb": peak / 2**20}
-
-
-def machine() -> dict[str, str | int | None]:
-    return {"platform": platform.platform(), "machine": platform.machine(),
-            "python": platform.python_version(), "numpy": np.__version__,
-            "cpus": os.cpu_count()}
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="1 repeat instead of 3")
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args(argv)
-    repeats = 1 if args.quick else args.repeats
-    results = [{"case": name, **measure(fn, repeats)} for name, fn in make_cases().items()]
-    width = max(len(r["case"]) for r in results)
-    print(f"{'case':<{width}}  {'median s':>9}  {'min s':>8}  {'peak MiB':>8}")
-    for r in results:
-        print(f"{r['case']:<{width}}  {r['median_s']:9.4f}  {r['min_s']:8.4f}  "
-              f"{r['peak_mem_mb']:8.1f}")
-    out = Path(__file__).parent / "out" / "survival.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": machine(), "results": results}, indent=2))
-    print(f"wrote {out}")
-    return 0
+    return measure_main("survival", __doc__.splitlines()[0], make_cases, 3, argv)
 
 
 if __name__ == "__main__":

@@ -20,13 +20,11 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "2")
 
 import argparse
 import json
-import platform
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
+from _harness import Column, Stopwatch, format_table, machine_info, write_results
 
 N_PATIENTS, N_FEATURES, N_DEEP = 110, 1300, 512
 LIMIT_S = 300.0
@@ -51,12 +49,25 @@ def run(args: list[str]) -> tuple[float, str]:
 
     from gliorad.commands.survival import app
 
-    t0 = time.perf_counter()
-    res = CliRunner().invoke(app, args)
-    wall = time.perf_counter() - t0
+    with Stopwatch() as clock:
+        res = CliRunner().invoke(app, args)
     if res.exit_code != 0:
         raise SystemExit(f"gliorad survival {args[0]} failed ({res.exit_code}):\n{res.output}")
-    return wall, res.output
+    return clock.wall_s, res.output
+
+
+def _c_index(key: str):
+    """Cell of the C-index ``key``: the cross-validation mean (cv) or the fitted value (fit)."""
+    def cell(row: dict) -> str:
+        v = row.get(f"{key}_mean", row.get(key))
+        return "-" if v is None else f"{v:.3f}"
+    return cell
+
+
+COLUMNS = (Column("case", "case", width=32, align="<"), Column("wall s", "wall_s", ".1f", 8),
+           Column("limit s", lambda r: LIMIT_S, ".0f", 8),
+           Column("C integrated", _c_index("c_index_integrated"), width=12),
+           Column("C clinical", _c_index("c_index_clinical"), width=10))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,9 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     with tempfile.TemporaryDirectory(prefix="gliorad-bench-") as tmp:
         d = Path(tmp)
-        t0 = time.perf_counter()
-        size = make_inputs(d)
-        prep = time.perf_counter() - t0
+        with Stopwatch() as prep:
+            size = make_inputs(d)
         common = [str(d / "features.csv"), str(d / "clinical.csv"), "--preset", a.preset,
                   "--split", "none", "--jobs", str(a.jobs)]
         cases = [("cv", ["cv", *common, "--out", str(d / "cv")])]
@@ -93,20 +103,11 @@ def main(argv: list[str] | None = None) -> int:
             results.append(row)
             print(output.strip().splitlines()[0])
     print(f"\ninputs: {size['patients']} patients ({size['events']} events), {size['features']} "
-          f"features; generated in {prep:.1f} s")
-    print(f"{'case':<32}  {'wall s':>8}  {'limit s':>8}  {'C integrated':>12}  {'C clinical':>10}")
-    for r in results:
-        ci = r.get("c_index_integrated_mean", r.get("c_index_integrated"))
-        cc = r.get("c_index_clinical_mean", r.get("c_index_clinical"))
-        fmt = lambda v: "-" if v is None else f"{v:.3f}"
-        print(f"{r['case']:<32}  {r['wall_s']:8.1f}  {LIMIT_S:8.0f}  {fmt(ci):>12}  {fmt(cc):>10}")
-    machine = {"platform": platform.platform(), "machine": platform.machine(),
-               "python": platform.python_version(), "numpy": np.__version__,
-               "cpus": os.cpu_count(), "omp_threads": os.environ.get("OMP_NUM_THREADS")}
-    out = Path(__file__).parent / "out" / "survival_cv.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": machine, "limit_s": LIMIT_S, "results": results}, indent=2))
-    print(f"wrote {out}")
+          f"features; generated in {prep.wall_s:.1f} s")
+    print(format_table(results, COLUMNS))
+    machine = machine_info("platform", "machine", "python", "numpy", "cpus",
+                           omp_threads=os.environ.get("OMP_NUM_THREADS"))
+    write_results("survival_cv", {"machine": machine, "limit_s": LIMIT_S, "results": results})
     cv_wall = results[0]["wall_s"]
     if cv_wall > LIMIT_S:
         print(f"FAIL: survival cv took {cv_wall:.0f} s > {LIMIT_S:.0f} s", file=sys.stderr)

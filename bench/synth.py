@@ -10,12 +10,10 @@ set size of the main process and of the largest worker (ru_maxrss).
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
+
+from _harness import Column, format_table, machine_info, run_child, write_results
 
 CASE = """
 import json, resource, sys, time
@@ -32,13 +30,20 @@ print(json.dumps({"seconds": dt,
 
 def run_case(n: int, spacing: float) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        out = subprocess.run([sys.executable, "-c", CASE, str(n), str(spacing), f"{tmp}/c"],
-                             capture_output=True, text=True, check=True)
+        res = run_child(["-c", CASE, str(n), str(spacing), f"{tmp}/c"])
         size = sum(f.stat().st_size for f in Path(tmp).rglob("*") if f.is_file())
-    res = json.loads(out.stdout.strip().splitlines()[-1])
     res.update(patients=n, spacing_mm=spacing, seconds_per_patient=res["seconds"] / n,
                disk_mb=size / 2**20)
     return res
+
+
+COLUMNS = (Column("patients", "patients", width=8),
+           Column("spacing", lambda r: f"{r['spacing_mm']:g}mm", width=8),
+           Column("seconds", "seconds", ".1f", 9),
+           Column("s/patient", "seconds_per_patient", ".2f", 10),
+           Column("main MB", "peak_rss_main_mb", ".0f", 9),
+           Column("worker MB", "peak_rss_worker_mb", ".0f", 10),
+           Column("disk MB", "disk_mb", ".1f", 8))
 
 
 def main() -> None:
@@ -47,23 +52,9 @@ def main() -> None:
     args = ap.parse_args()
     cases = [(10, 3.0), (2, 1.0)] if args.quick else [(100, 3.0), (10, 1.0)]
     rows = [run_case(n, sp) for n, sp in cases]
-    header = f"{'patients':>8} {'spacing':>8} {'seconds':>9} {'s/patient':>10} {'main MB':>9} {'worker MB':>10} {'disk MB':>8}"
-    print(header)
-    for r in rows:
-        print(f"{r['patients']:>8} {r['spacing_mm']:>7g}mm {r['seconds']:>9.1f} {r['seconds_per_patient']:>10.2f} "
-              f"{r['peak_rss_main_mb']:>9.0f} {r['peak_rss_worker_mb']:>10.0f} {r['disk_mb']:>8.1f}")
-    out = Path(__file__).parent / "out" / "synth.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"machine": machine(), "results": rows}, indent=2))
-    print(f"wrote {out}")
-
-
-def machine() -> dict:
-    import os
-
-    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return {"cpus": os.cpu_count(), "memory_gb": round(mem_gb, 1), "python": platform.python_version(),
-            "platform": platform.platform(), "processor": platform.machine()}
+    print(format_table(rows, COLUMNS, sep=" "))
+    write_results("synth", {"machine": machine_info("cpus", "memory_gb", "python", "platform",
+                                                    "processor"), "results": rows})
 
 
 if __name__ == "__main__":
