@@ -1,8 +1,9 @@
 """``gliorad preprocess RAW_DIR OUT_DIR``: raw MRI -> a preprocessed cohort folder.
 
 Registered in :mod:`gliorad.cli` with ``app.command("preprocess")(preprocess_cmd)``; ``app`` here is
-a one-command typer app for tests. Only typer and the standard library are imported at module
-level; the library is imported inside the command.
+a one-command typer app for tests. Only typer, the standard library and
+:mod:`gliorad.commands._common` are imported at module level; the library is imported inside the
+command.
 """
 
 from __future__ import annotations
@@ -12,15 +13,11 @@ from typing import Annotated, Any
 
 import typer
 
+from gliorad.commands._common import fail
+
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 STEP_NAMES = ("n4", "coregister", "skull_strip", "resample", "zscore")
-
-
-def _fail(problems: list[str]) -> None:
-    for line in problems:
-        typer.echo(f"error: {line}", err=True)
-    raise typer.Exit(2)
 
 
 def _overrides(
@@ -111,11 +108,11 @@ def preprocess_cmd(
         result = preprocess(raw_dir, out_dir, cfg, cohort, overwrite=overwrite,
                             patient_id=patient_id, echo=typer.echo)
     except GlioradInputError as err:
-        _fail(err.problems)
+        fail(err)
     for pid, lines in sorted(result.warnings.items()):
         for line in lines:
             typer.echo(f"warning: patient {pid}: {line}", err=True)
     typer.echo(f"{len(result.done)} done, {len(result.skipped)} skipped, "
                f"{len(result.failed)} failed -> {result.out_dir}")
     if not result.ok:
-        _fail(result.problems)
+        fail(GlioradInputError(result.problems))

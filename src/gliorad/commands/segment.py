@@ -1,6 +1,7 @@
 """``gliorad segment train|predict|evaluate``: a thin layer over :mod:`gliorad.segmentation`.
 
-Only typer and the standard library are imported at module import time.
+Only typer, the standard library and :mod:`gliorad.commands._common` are imported at module
+import time.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from typing import Annotated
 
 import typer
 
+from gliorad.commands._common import fail
+
 app = typer.Typer(
     name="segment",
     help="Tumour segmentation with the paper's 3D U-Net: train, predict, evaluate.",
@@ -17,12 +20,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-
-def _fail(err) -> None:
-    for line in err.problems:
-        typer.echo(f"error: {line}", err=True)
-    raise typer.Exit(2)
 
 
 def _cohort(root: Path, naming: str | None, sequences: list[str] | None = None):
@@ -71,7 +68,7 @@ def train(
         cohort = _cohort(cohort_dir, naming, cfg.sequences)
         res = train_segmentation(cohort, out, cfg, overwrite=overwrite, progress=progress)
     except GlioradInputError as err:
-        _fail(err)
+        fail(err)
     if res.skipped:
         typer.echo(f"{out}: model already trained with these settings (skipped; --overwrite to retrain)")
         return
@@ -108,7 +105,7 @@ def predict(
         cohort = _cohort(cohort_dir, naming, m.config.sequences)
         prov = predict_cohort(cohort, m, out, overwrite=overwrite, progress=progress)
     except GlioradInputError as err:
-        _fail(err)
+        fail(err)
     typer.echo(f"{len(prov['patients'])} masks in {out} ({prov['label_mode']} labels: {prov['labels']})")
 
 
@@ -128,7 +125,7 @@ def evaluate(
         cohort = _cohort(cohort_dir, naming)
         res = evaluate_masks(mask_dir, cohort, out_dir=out, label_mode=label_mode)
     except GlioradInputError as err:
-        _fail(err)
+        fail(err)
     s = res.summary
     typer.echo(f"{s['n_patients']} patients")
     typer.echo(f"{'region':<6} {'metric':<8} {'mean':>8} {'median':>8} {'95% CI':>19} {'n':>4}")
