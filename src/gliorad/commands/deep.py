@@ -15,20 +15,39 @@ patient. Exit 2 lists each problem on its own ``error:`` line.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, NamedTuple
 
 import typer
 
-from gliorad.commands._common import fail as _fail
+from gliorad.commands._common import ProgressOpt, check_jobs, command_group, exit_on_input_error
 from gliorad.errors import GlioradInputError
 
-app = typer.Typer(
-    name="deep",
-    help="Deep CNN features: 3D ResNet18(+SE) on patches, 2D dual-task ResNet18 on largest slices.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+app = command_group(
+    "deep",
+    "Deep CNN features: 3D ResNet18(+SE) on patches, 2D dual-task ResNet18 on largest slices.")
+
+# Options of both networks' commands.
+CohortDirArg = Annotated[Path, typer.Argument(
+    help="Cohort folder (BraTS naming or --cohort-config).")]
+OutOpt = Annotated[Path, typer.Option("--out", help="Output folder (tables, model, provenance).")]
+ClinicalOpt = Annotated[Path | None, typer.Option(
+    help="Clinical table (default: COHORT_DIR/clinical.csv).")]
+PresetOpt = Annotated[str, typer.Option(help="Settings preset: demo or paper.")]
+ValIdsOpt = Annotated[Path | None, typer.Option(help="File of validation patient ids.")]
+IdsOpt = Annotated[Path | None, typer.Option(
+    help="File of patient ids to extract features for (default: all).")]
+TestFractionOpt = Annotated[float, typer.Option(
+    min=0.01, max=0.99, help="Held-out share when no --train-ids is given.")]
+SplitSeedOpt = Annotated[int, typer.Option(help="Seed of that split.")]
+MasksOpt = Annotated[Path | None, typer.Option(
+    help="Folder of automatic masks (default: the cohort's manual seg files).")]
+EpochsOpt = Annotated[int | None, typer.Option(min=1, help="Override the training epochs.")]
+SeedOpt = Annotated[int | None, typer.Option(help="Override the training seed.")]
+DeviceOpt = Annotated[str | None, typer.Option(help="auto, cpu or cuda.")]
+JobsOpt = Annotated[int, typer.Option(help="Processes preparing the inputs; -1 = all cores.")]
+OverwriteOpt = Annotated[bool, typer.Option(help="Replace an earlier run in --out.")]
+CohortConfigOpt = Annotated[Path | None, typer.Option(
+    help="gliorad YAML config (cohort and clinical sections).")]
 
 
 def read_ids(path: Path, option: str) -> list[str]:
@@ -65,13 +84,18 @@ def _setup(cohort_dir: Path, clinical: Path | None, cohort_config: Path | None):
     return cohort, table
 
 
+def _graded(ids: list[str], table) -> list[str]:
+    """The patients of ``ids`` with a grade in the clinical table."""
+    return [p for p in ids if p in table.index and not _na(table.at[p, "grade_group"])]
+
+
 def _split(table, cohort, train_ids: Path | None, ids: list[str] | None, test_fraction: float,
            seed: int) -> list[str]:
     from gliorad.features.deep import stratified_split
 
     if train_ids is not None:
         return read_ids(train_ids, "--train-ids")
-    pool = [p for p in (ids or cohort.ids) if p in table.index and not _na(table.at[p, "grade_group"])]
+    pool = _graded(ids or cohort.ids, table)
     if not pool:
         raise GlioradInputError("no cohort patient has a grade in the clinical table; pass --train-ids")
     y = (table.loc[pool, "grade_group"] == "HGG").astype(int)
@@ -84,6 +108,25 @@ def _na(value) -> bool:
     import pandas as pd
 
     return bool(pd.isna(value))
+
+
+class _Patients(NamedTuple):
+    cohort: Any
+    table: Any
+    ids: list[str] | None  # the patients to extract features for (None: all)
+    train: list[str]
+    val: list[str] | None
+
+
+def _patients(cohort_dir: Path, clinical: Path | None, cohort_config: Path | None,
+              ids: Path | None, train_ids: Path | None, val_ids: Path | None,
+              test_fraction: float, split_seed: int) -> _Patients:
+    """The cohort, its clinical table and the patient id lists of the command's options."""
+    cohort, table = _setup(cohort_dir, clinical, cohort_config)
+    id_list = read_ids(ids, "--ids") if ids is not None else None
+    train = _split(table, cohort, train_ids, id_list, test_fraction, split_seed)
+    val = read_ids(val_ids, "--val-ids") if val_ids is not None else None
+    return _Patients(cohort, table, id_list, train, val)
 
 
 def _config(kind: str, preset: str, config: Path | None, changes: dict):
@@ -118,11 +161,10 @@ def _summary(res, what: str) -> None:
 
 @app.command()
 def cnn3d(
-    cohort_dir: Annotated[Path, typer.Argument(help="Cohort folder (BraTS naming or --cohort-config).")],
-    out: Annotated[Path, typer.Option("--out", help="Output folder (tables, model, provenance).")],
-    clinical: Annotated[Path | None, typer.Option(
-        help="Clinical table (default: COHORT_DIR/clinical.csv).")] = None,
-    preset: Annotated[str, typer.Option(help="Settings preset: demo or paper.")] = "demo",
+    cohort_dir: CohortDirArg,
+    out: OutOpt,
+    clinical: ClinicalOpt = None,
+    preset: PresetOpt = "demo",
     config: Annotated[Path | None, typer.Option(
         help="YAML settings (fields of Deep3DConfig; 'preset: demo' to start from a preset).")] = None,
     input_kind: Annotated[str | None, typer.Option(
@@ -130,63 +172,52 @@ def cnn3d(
     se: Annotated[bool | None, typer.Option("--se/--no-se", help="SE block after stage 4.")] = None,
     train_ids: Annotated[Path | None, typer.Option(
         help="File of training patient ids (one per line); default: a stratified split.")] = None,
-    val_ids: Annotated[Path | None, typer.Option(help="File of validation patient ids.")] = None,
-    ids: Annotated[Path | None, typer.Option(
-        help="File of patient ids to extract features for (default: all).")] = None,
-    test_fraction: Annotated[float, typer.Option(
-        min=0.01, max=0.99, help="Held-out share when no --train-ids is given.")] = 0.3,
-    split_seed: Annotated[int, typer.Option(help="Seed of that split.")] = 0,
-    masks: Annotated[Path | None, typer.Option(
-        help="Folder of automatic masks (default: the cohort's manual seg files).")] = None,
-    epochs: Annotated[int | None, typer.Option(min=1, help="Override the training epochs.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Override the training seed.")] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
+    val_ids: ValIdsOpt = None,
+    ids: IdsOpt = None,
+    test_fraction: TestFractionOpt = 0.3,
+    split_seed: SplitSeedOpt = 0,
+    masks: MasksOpt = None,
+    epochs: EpochsOpt = None,
+    seed: SeedOpt = None,
+    device: DeviceOpt = None,
     cv_folds: Annotated[int | None, typer.Option(
         min=2, help="Also write out-of-fold probabilities for every patient (K networks).")] = None,
-    jobs: Annotated[int, typer.Option(help="Processes preparing the inputs; -1 = all cores.")] = 1,
-    overwrite: Annotated[bool, typer.Option(help="Replace an earlier run in --out.")] = False,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
-    cohort_config: Annotated[Path | None, typer.Option(
-        help="gliorad YAML config (cohort and clinical sections).")] = None,
+    jobs: JobsOpt = 1,
+    overwrite: OverwriteOpt = False,
+    progress: ProgressOpt = True,
+    cohort_config: CohortConfigOpt = None,
 ) -> None:
     """3D ResNet18 (+SE) trained on HGG vs LGG; 512 features per patient (cnn3d_000...)."""
     from gliorad.errors import check_option
     from gliorad.features.deep3d import PRESETS, cnn3d_out_of_fold, deep_features_3d
 
-    try:
+    with exit_on_input_error():
         if config is None:
             check_option("--preset", preset, PRESETS)
-        if jobs == 0 or jobs < -1:
-            raise GlioradInputError(f"--jobs {jobs}: expected a positive number or -1 (all cores)")
+        check_jobs(jobs)
         net = {"se": se} if se is not None else {}
         cfg = _config("3d", preset, config, {"input": input_kind, "net": net,
                                              "train": _train_changes(epochs, seed, device)})
-        cohort, table = _setup(cohort_dir, clinical, cohort_config)
-        id_list = read_ids(ids, "--ids") if ids is not None else None
-        train = _split(table, cohort, train_ids, id_list, test_fraction, split_seed)
-        val = read_ids(val_ids, "--val-ids") if val_ids is not None else None
-        res = deep_features_3d(cohort, table, train, out, cfg, ids=id_list, val_ids=val,
+        pt = _patients(cohort_dir, clinical, cohort_config, ids, train_ids, val_ids,
+                       test_fraction, split_seed)
+        res = deep_features_3d(pt.cohort, pt.table, pt.train, out, cfg, ids=pt.ids, val_ids=pt.val,
                                masks=masks, overwrite=overwrite, progress=progress, n_jobs=jobs)
         _summary(res, f"cnn3d {cfg.variant}")
         if cv_folds is not None:
-            pool = [p for p in (id_list or cohort.ids) if p in table.index
-                    and not _na(table.at[p, "grade_group"])]
-            pred = cnn3d_out_of_fold(cohort, table, pool, out / "cv", cfg, folds=cv_folds,
+            pool = _graded(pt.ids or pt.cohort.ids, pt.table)
+            pred = cnn3d_out_of_fold(pt.cohort, pt.table, pool, out / "cv", cfg, folds=cv_folds,
                                      seed=split_seed, masks=masks, overwrite=overwrite,
                                      progress=progress, n_jobs=jobs)
             typer.echo(f"out-of-fold probabilities for {len(pred)} patients -> "
                        f"{out / 'cv' / f'cnn3d_{cfg.variant}_oof_predictions.csv'}")
-    except GlioradInputError as err:
-        _fail(err)
 
 
 @app.command()
 def cnn2d(
-    cohort_dir: Annotated[Path, typer.Argument(help="Cohort folder (BraTS naming or --cohort-config).")],
-    out: Annotated[Path, typer.Option("--out", help="Output folder (tables, model, provenance).")],
-    clinical: Annotated[Path | None, typer.Option(
-        help="Clinical table (default: COHORT_DIR/clinical.csv).")] = None,
-    preset: Annotated[str, typer.Option(help="Settings preset: demo or paper.")] = "demo",
+    cohort_dir: CohortDirArg,
+    out: OutOpt,
+    clinical: ClinicalOpt = None,
+    preset: PresetOpt = "demo",
     config: Annotated[Path | None, typer.Option(
         help="YAML settings (fields of Deep2DConfig; 'preset: demo' to start from a preset).")] = None,
     imagenet_weights: Annotated[Path | None, typer.Option(
@@ -196,22 +227,18 @@ def cnn2d(
         min=0.0, help="Weight of the survival term (grade term: 1).")] = None,
     train_ids: Annotated[Path | None, typer.Option(
         help="File of training patient ids (LGG among them are trained on); default: a split.")] = None,
-    val_ids: Annotated[Path | None, typer.Option(help="File of validation patient ids.")] = None,
-    ids: Annotated[Path | None, typer.Option(
-        help="File of patient ids to extract features for (default: all).")] = None,
-    test_fraction: Annotated[float, typer.Option(
-        min=0.01, max=0.99, help="Held-out share when no --train-ids is given.")] = 0.3,
-    split_seed: Annotated[int, typer.Option(help="Seed of that split.")] = 0,
-    masks: Annotated[Path | None, typer.Option(
-        help="Folder of automatic masks (default: the cohort's manual seg files).")] = None,
-    epochs: Annotated[int | None, typer.Option(min=1, help="Override the training epochs.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Override the training seed.")] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
-    jobs: Annotated[int, typer.Option(help="Processes preparing the inputs; -1 = all cores.")] = 1,
-    overwrite: Annotated[bool, typer.Option(help="Replace an earlier run in --out.")] = False,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
-    cohort_config: Annotated[Path | None, typer.Option(
-        help="gliorad YAML config (cohort and clinical sections).")] = None,
+    val_ids: ValIdsOpt = None,
+    ids: IdsOpt = None,
+    test_fraction: TestFractionOpt = 0.3,
+    split_seed: SplitSeedOpt = 0,
+    masks: MasksOpt = None,
+    epochs: EpochsOpt = None,
+    seed: SeedOpt = None,
+    device: DeviceOpt = None,
+    jobs: JobsOpt = 1,
+    overwrite: OverwriteOpt = False,
+    progress: ProgressOpt = True,
+    cohort_config: CohortConfigOpt = None,
 ) -> None:
     """2D dual-task ResNet18 (grade II/III + survival) on LGG; 512 features (cnn2d_000...)."""
     import warnings
@@ -219,23 +246,18 @@ def cnn2d(
     from gliorad.errors import check_option
     from gliorad.features.deep2d import PRESETS, deep_features_2d
 
-    try:
+    with exit_on_input_error():
         if config is None:
             check_option("--preset", preset, PRESETS)
-        if jobs == 0 or jobs < -1:
-            raise GlioradInputError(f"--jobs {jobs}: expected a positive number or -1 (all cores)")
+        check_jobs(jobs)
         cfg = _config("2d", preset, config, {
             "survival_loss": survival_loss, "survival_weight": survival_weight,
             "train": _train_changes(epochs, seed, device)})
-        cohort, table = _setup(cohort_dir, clinical, cohort_config)
-        id_list = read_ids(ids, "--ids") if ids is not None else None
-        train = _split(table, cohort, train_ids, id_list, test_fraction, split_seed)
-        val = read_ids(val_ids, "--val-ids") if val_ids is not None else None
+        pt = _patients(cohort_dir, clinical, cohort_config, ids, train_ids, val_ids,
+                       test_fraction, split_seed)
         with warnings.catch_warnings():  # the no-ImageNet message is printed as a note below
             warnings.simplefilter("ignore", UserWarning)
-            res = deep_features_2d(cohort, table, train, out, cfg,
-                                   imagenet_weights=imagenet_weights, ids=id_list, val_ids=val,
+            res = deep_features_2d(pt.cohort, pt.table, pt.train, out, cfg,
+                                   imagenet_weights=imagenet_weights, ids=pt.ids, val_ids=pt.val,
                                    masks=masks, overwrite=overwrite, progress=progress, n_jobs=jobs)
         _summary(res, "cnn2d dual-task")
-    except GlioradInputError as err:
-        _fail(err)

@@ -12,16 +12,17 @@ from typing import Annotated
 
 import typer
 
-from gliorad.commands._common import fail as _fail
+from gliorad.commands._common import (
+    OutOpt,
+    ProgressOpt,
+    check_jobs,
+    command_group,
+    exit_on_input_error,
+)
 from gliorad.errors import GlioradInputError
 
-app = typer.Typer(
-    name="features",
-    help="Radiomics (pyradiomics) from automatic and manual masks, ICC agreement, cropping.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+app = command_group(
+    "features", "Radiomics (pyradiomics) from automatic and manual masks, ICC agreement, cropping.")
 
 
 def _csv_list(value: str | None, name: str) -> list[str] | None:
@@ -82,7 +83,7 @@ def radiomics(
         help="Region: whole (label > 0), core (1,4), enhancing (4), or labels like 1,4.")] = "whole",
     min_voxels: Annotated[int, typer.Option(min=1, help="Smallest region accepted.")] = 27,
     jobs: Annotated[int, typer.Option(help="Parallel cases; -1 = all cores.")] = -1,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    progress: ProgressOpt = True,
     overwrite: Annotated[bool, typer.Option(help="Ignore the cache and compute every case.")] = False,
     config: Annotated[Path | None, typer.Option(help="YAML config (cohort section).")] = None,
 ) -> None:
@@ -90,23 +91,21 @@ def radiomics(
     from gliorad.errors import check_option
     from gliorad.features.radiomics import PRESETS, RadiomicsFailedError, extract_radiomics
 
-    try:
+    with exit_on_input_error():
         if params is None:
             check_option("--preset", preset, PRESETS)
-        if jobs == 0 or jobs < -1:
-            raise GlioradInputError(f"--jobs {jobs}: expected a positive number or -1 (all cores)")
+        check_jobs(jobs)
         cohort = _cohort(cohort_dir, config)
-        result = extract_radiomics(
-            cohort, out, params=params if params is not None else preset,
-            sequences=_csv_list(sequences, "--sequences"), manual=manual, auto_masks=masks,
-            region=_region(region), min_voxels=min_voxels, n_jobs=jobs, progress=progress,
-            overwrite=overwrite, raise_on_failure=True,
-        )
-    except RadiomicsFailedError as err:
-        _summary(err.result)
-        _fail(err)
-    except GlioradInputError as err:
-        _fail(err)
+        try:
+            result = extract_radiomics(
+                cohort, out, params=params if params is not None else preset,
+                sequences=_csv_list(sequences, "--sequences"), manual=manual, auto_masks=masks,
+                region=_region(region), min_voxels=min_voxels, n_jobs=jobs, progress=progress,
+                overwrite=overwrite, raise_on_failure=True,
+            )
+        except RadiomicsFailedError as err:
+            _summary(err.result)  # the cases that succeeded were written
+            raise
     _summary(result)
 
 
@@ -124,7 +123,7 @@ def _summary(result) -> None:
 def agreement(
     auto_table: Annotated[Path, typer.Argument(help="Features from automatic masks (CSV/Parquet).")],
     manual_table: Annotated[Path, typer.Argument(help="Features from manual masks (CSV/Parquet).")],
-    out: Annotated[Path, typer.Option("--out", help="Output folder.")],
+    out: OutOpt,
     second_rater: Annotated[Path | None, typer.Option(
         help="Features from a second rater's manual masks (inter-observer ICC).")] = None,
     kind: Annotated[str, typer.Option(help="ICC(2,1) (absolute agreement) or ICC(3,1).")] = "ICC(2,1)",
@@ -136,11 +135,9 @@ def agreement(
     """Per-feature ICC between mask sources: table, summary, histogram, reliable features."""
     from gliorad.features.agreement import run_agreement
 
-    try:
+    with exit_on_input_error():
         res = run_agreement(auto_table, manual_table, out, second_rater=second_rater, kind=kind,
                             threshold=threshold, by=by, keep=keep)
-    except GlioradInputError as err:
-        _fail(err)
     for name, s in res.summary.items():
         if s["n_defined"]:
             typer.echo(f"{name}: ICC {s['min']:.3f} to {s['max']:.3f} (median {s['median']:.3f}); "
@@ -174,25 +171,23 @@ def crop(
     """Coordinate cropping: tumour-centred patches, largest-area slices, complete volumes."""
     from gliorad.crop import CropFailedError, crop_cohort
 
-    try:
-        if jobs == 0 or jobs < -1:
-            raise GlioradInputError(f"--jobs {jobs}: expected a positive number or -1 (all cores)")
+    with exit_on_input_error():
+        check_jobs(jobs)
         cohort = _cohort(cohort_dir, config)
-        res = crop_cohort(
-            cohort, out, masks=masks, sequences=_csv_list(sequences, "--sequences"),
-            size=_int_tuple(size, "--size", 3),
-            slice_sequences=None if slice_sequences.lower() == "none"
-            else _csv_list(slice_sequences, "--slice-sequences"),
-            slice_size=_int_tuple(slice_size, "--slice-size", 2),
-            complete_size=None if complete_size.lower() == "none"
-            else _int_tuple(complete_size, "--complete-size", 3),
-            fmt=fmt, border=border, n_jobs=jobs, overwrite=overwrite,
-        )
-    except CropFailedError as err:
-        _crop_summary(err.result)
-        _fail(err)
-    except GlioradInputError as err:
-        _fail(err)
+        try:
+            res = crop_cohort(
+                cohort, out, masks=masks, sequences=_csv_list(sequences, "--sequences"),
+                size=_int_tuple(size, "--size", 3),
+                slice_sequences=None if slice_sequences.lower() == "none"
+                else _csv_list(slice_sequences, "--slice-sequences"),
+                slice_size=_int_tuple(slice_size, "--slice-size", 2),
+                complete_size=None if complete_size.lower() == "none"
+                else _int_tuple(complete_size, "--complete-size", 3),
+                fmt=fmt, border=border, n_jobs=jobs, overwrite=overwrite,
+            )
+        except CropFailedError as err:
+            _crop_summary(err.result)  # the patients that succeeded were written
+            raise
     _crop_summary(res)
 
 

@@ -12,24 +12,17 @@ from typing import Annotated
 
 import typer
 
-from gliorad.commands._common import fail as _fail
+from gliorad.commands._common import OutOpt, PresetOpt, command_group, exit_on_input_error
 from gliorad.errors import GlioradInputError
 
-app = typer.Typer(
-    name="grade",
-    help="Grade HGG vs LGG from a feature table: the paper's selection + SVM model.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+app = command_group(
+    "grade", "Grade HGG vs LGG from a feature table: the paper's selection + SVM model.")
 
 FeaturesOpt = Annotated[Path, typer.Option(
     "--features", help="Feature table (CSV/TSV/Parquet): one row per patient, an id column.")]
 LabelsOpt = Annotated[str, typer.Option(
     "--labels", help="Clinical table (CSV with a grade column) or the name of a label column "
     "in the feature table (HGG/LGG, GBM/LGG, II/III/IV or 0/1; HGG is positive).")]
-OutOpt = Annotated[Path, typer.Option("--out", help="Output folder.")]
-PresetOpt = Annotated[str, typer.Option(help="Settings preset: paper or demo.")]
 ConfigOpt = Annotated[Path | None, typer.Option(
     help="YAML file with a 'grading:' section (over the preset).")]
 IdOpt = Annotated[str | None, typer.Option(
@@ -71,9 +64,13 @@ def _pairs(values: list[str] | None, option: str) -> dict[str, Path]:
     return out
 
 
-def _echo_messages(messages: list[str]) -> None:
-    for m in messages:
+def _up_to_date(res) -> bool:
+    """Print the run's notes; true (after saying so) when ``--out`` already held this run."""
+    for m in res.messages:
         typer.echo(f"note: {m}", err=True)
+    if res.skipped:
+        typer.echo(f"up to date: {res.out} (same inputs and settings)")
+    return res.skipped
 
 
 def _fmt(v) -> str:
@@ -100,16 +97,12 @@ def cv(
     """Leak-free evaluation: metrics.json, predictions.csv, roc.png, selected_features.csv."""
     from gliorad.grading.run import run_cv
 
-    try:
+    with exit_on_input_error():
         cfg = _config(preset, config, cv_splits=splits, cv_repeats=repeats, seed=seed)
         res = run_cv(features, labels, out, cfg, scheme=scheme, id_column=id_column,
                      exclude=_exclude(exclude), n_jobs=jobs, overwrite=overwrite,
                      command=_command())
-    except GlioradInputError as err:
-        _fail(err)
-    _echo_messages(res.messages)
-    if res.skipped:
-        typer.echo(f"up to date: {res.out} (same inputs and settings)")
+    if _up_to_date(res):
         return
     m = res.metrics
     typer.echo(
@@ -139,16 +132,12 @@ def fit(
     """Fit the model on every patient; save model.skops (skops, not pickle) and model.json."""
     from gliorad.grading.run import run_fit
 
-    try:
+    with exit_on_input_error():
         cfg = _config(preset, config, seed=seed)
         res = run_fit(features, labels, out, cfg, id_column=id_column,
                       exclude=_exclude(exclude), n_jobs=jobs, overwrite=overwrite,
                       command=_command())
-    except GlioradInputError as err:
-        _fail(err)
-    _echo_messages(res.messages)
-    if res.skipped:
-        typer.echo(f"up to date: {res.out} (same inputs and settings)")
+    if _up_to_date(res):
         return
     typer.echo(f"selected features: {', '.join(res.metrics['selected_features'])}")
     typer.echo(f"SVM C={res.metrics['best_params']['C']:g}, "
@@ -169,14 +158,10 @@ def evaluate(
     """Apply a saved model to new patients (external validation): predictions, metrics."""
     from gliorad.grading.run import run_evaluate
 
-    try:
+    with exit_on_input_error():
         res = run_evaluate(model, features, out, labels=labels, id_column=id_column,
                            overwrite=overwrite, command=_command())
-    except GlioradInputError as err:
-        _fail(err)
-    _echo_messages(res.messages)
-    if res.skipped:
-        typer.echo(f"up to date: {res.out} (same inputs and settings)")
+    if _up_to_date(res):
         return
     m = res.metrics
     if m:
@@ -211,7 +196,7 @@ def tables(
     """The paper's Tables S3, 1 and 2 with DeLong P of best fused vs best CNN (tables.md, CSV)."""
     from gliorad.grading.run import run_tables
 
-    try:
+    with exit_on_input_error():
         sets = _pairs(set_, "--set")
         if not sets and radiomics is None:
             raise GlioradInputError("give feature sets with --set NAME=PATH and/or --radiomics")
@@ -219,11 +204,7 @@ def tables(
         res = run_tables(sets, labels, out, _pairs(cnn, "--cnn"), cfg, scheme=scheme,
                          fuse_with=fuse_with, radiomics_table=radiomics, id_column=id_column,
                          n_jobs=jobs, overwrite=overwrite, command=_command())
-    except GlioradInputError as err:
-        _fail(err)
-    _echo_messages(res.messages)
-    if res.skipped:
-        typer.echo(f"up to date: {res.out} (same inputs and settings)")
+    if _up_to_date(res):
         return
     typer.echo((Path(res.out) / "tables.md").read_text())
     typer.echo(f"wrote {res.out}")
@@ -240,10 +221,8 @@ def compare(
     from gliorad.grading.run import run_compare
     from gliorad.io import write_text
 
-    try:
+    with exit_on_input_error():
         table = run_compare(_pairs(pred, "--pred"))
-    except GlioradInputError as err:
-        _fail(err)
     for r in table.itertuples(index=False):
         typer.echo(f"{r.model_a} vs {r.model_b}: AUC {r.auc_a:.3f} vs {r.auc_b:.3f}, difference "
                    f"{r.diff:+.3f} (95% CI {r.ci_low:+.3f} to {r.ci_high:+.3f}), DeLong "

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gliorad.commands._common import fail
+from gliorad.commands._common import exit_on_input_error, fail
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
@@ -99,7 +99,7 @@ def preprocess_cmd(
     from gliorad.preprocess.config import load_preprocess_config, with_overrides
     from gliorad.preprocess.pipeline import preprocess
 
-    try:
+    with exit_on_input_error():
         cfg, cohort = load_preprocess_config(config, preset)
         over = _overrides(sequences, reference, spacing, transform, stripper, skip, pattern,
                           layout, threads)
@@ -107,8 +107,6 @@ def preprocess_cmd(
             cfg = with_overrides(cfg, **over)
         result = preprocess(raw_dir, out_dir, cfg, cohort, overwrite=overwrite,
                             patient_id=patient_id, echo=typer.echo)
-    except GlioradInputError as err:
-        fail(err)
     for pid, lines in sorted(result.warnings.items()):
         for line in lines:
             typer.echo(f"warning: patient {pid}: {line}", err=True)

@@ -11,15 +11,10 @@ from typing import Annotated
 
 import typer
 
-from gliorad.commands._common import fail
+from gliorad.commands._common import ProgressOpt, command_group, exit_on_input_error
 
-app = typer.Typer(
-    name="segment",
-    help="Tumour segmentation with the paper's 3D U-Net: train, predict, evaluate.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+app = command_group("segment",
+                    "Tumour segmentation with the paper's 3D U-Net: train, predict, evaluate.")
 
 
 def _cohort(root: Path, naming: str | None, sequences: list[str] | None = None):
@@ -40,7 +35,6 @@ def _split(text: str | None) -> list[str] | None:
 
 Naming = Annotated[str | None, typer.Option(help="Cohort naming: auto, brats2018, brats2023.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]
-Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")]
 Device = Annotated[str | None, typer.Option(help="auto, cpu or cuda (default: the config's).")]
 
 
@@ -55,20 +49,17 @@ def train(
     device: Device = None,
     naming: Naming = None,
     overwrite: Overwrite = False,
-    progress: Progress = True,
+    progress: ProgressOpt = True,
 ) -> None:
     """Train the U-Net on every patient with a manual mask (a seeded part is held out for
     validation). An interrupted run resumes; a finished one with the same settings is kept."""
-    from gliorad.errors import GlioradInputError
     from gliorad.segmentation import load_segmentation_config, train_segmentation, with_overrides
 
-    try:
+    with exit_on_input_error():
         cfg = load_segmentation_config(config)
         cfg = with_overrides(cfg, epochs=epochs, sequences=_split(sequences), seed=seed, device=device)
         cohort = _cohort(cohort_dir, naming, cfg.sequences)
         res = train_segmentation(cohort, out, cfg, overwrite=overwrite, progress=progress)
-    except GlioradInputError as err:
-        fail(err)
     if res.skipped:
         typer.echo(f"{out}: model already trained with these settings (skipped; --overwrite to retrain)")
         return
@@ -89,10 +80,9 @@ def predict(
     device: Device = None,
     naming: Naming = None,
     overwrite: Overwrite = False,
-    progress: Progress = True,
+    progress: ProgressOpt = True,
 ) -> None:
     """Predict a tumour mask for every patient, in the geometry of its images."""
-    from gliorad.errors import GlioradInputError
     from gliorad.segmentation import load_model, predict_cohort
 
     upd: dict = {}
@@ -100,12 +90,10 @@ def predict(
         upd["tta"] = tta
     if device is not None:
         upd["device"] = device
-    try:
+    with exit_on_input_error():
         m = load_model(model, inference=upd)
         cohort = _cohort(cohort_dir, naming, m.config.sequences)
         prov = predict_cohort(cohort, m, out, overwrite=overwrite, progress=progress)
-    except GlioradInputError as err:
-        fail(err)
     typer.echo(f"{len(prov['patients'])} masks in {out} ({prov['label_mode']} labels: {prov['labels']})")
 
 
@@ -118,14 +106,11 @@ def evaluate(
     naming: Naming = None,
 ) -> None:
     """Dice and HD95 per patient and summary (mean, median, bootstrap 95% CI)."""
-    from gliorad.errors import GlioradInputError
     from gliorad.segmentation import evaluate_masks
 
-    try:
+    with exit_on_input_error():
         cohort = _cohort(cohort_dir, naming)
         res = evaluate_masks(mask_dir, cohort, out_dir=out, label_mode=label_mode)
-    except GlioradInputError as err:
-        fail(err)
     s = res.summary
     typer.echo(f"{s['n_patients']} patients")
     typer.echo(f"{'region':<6} {'metric':<8} {'mean':>8} {'median':>8} {'95% CI':>19} {'n':>4}")

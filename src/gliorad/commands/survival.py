@@ -18,23 +18,17 @@ from typing import Annotated, Any
 
 import typer
 
-from gliorad.commands._common import fail as _fail
+from gliorad.commands._common import OutOpt, PresetOpt, command_group, exit_on_input_error
 from gliorad.errors import GlioradInputError
 
-app = typer.Typer(
-    name="survival",
-    help="LGG survival: deep-radiomics signature, risk groups, Cox models, nomograms, validation.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+app = command_group(
+    "survival",
+    "LGG survival: deep-radiomics signature, risk groups, Cox models, nomograms, validation.")
 
 FeaturesArg = Annotated[Path, typer.Argument(help="Feature table (CSV/TSV/Parquet), one row per patient.")]
 ClinicalArg = Annotated[Path, typer.Argument(help="Clinical table (CSV/TSV): os_time, event, factors.")]
-OutOpt = Annotated[Path, typer.Option("--out", help="Output folder.")]
 ConfigOpt = Annotated[Path | None, typer.Option(
     "--config", help="YAML with a 'survival:' (and optionally 'clinical:') section.")]
-PresetOpt = Annotated[str, typer.Option(help="Settings preset: paper or demo.")]
 TimeUnitOpt = Annotated[str | None, typer.Option(
     help="Unit of os_time in the clinical table: days, months or years (default: days).")]
 SplitOpt = Annotated[str | None, typer.Option(
@@ -242,8 +236,9 @@ def _up_to_date(out: Path, provenance: dict[str, Any], overwrite: bool) -> bool:
     return False
 
 
-def _write_stage(out: Path, write: Any) -> None:
-    """Run ``write(tmp_folder)`` in a temporary sibling and rename it to ``out`` when complete."""
+def _write_stage(out: Path, write: Any) -> Any:
+    """Run ``write(tmp_folder)`` in a temporary sibling and rename it to ``out`` when complete;
+    return what ``write`` returns."""
     import os
     import shutil
     import tempfile
@@ -251,13 +246,28 @@ def _write_stage(out: Path, write: Any) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        write(tmp)
+        result = write(tmp)
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+    return result
+
+
+def _training_inputs(
+    command: str, cfg: Any, ccfg: Any, features: Path, clinical: Path, extra: list[Path] | None,
+    out: Path, overwrite: bool,
+) -> tuple[Any, Any, dict[str, Any]] | None:
+    """(features, clinical, provenance) for ``fit`` / ``cv``, or None (after saying so) when
+    ``out`` already holds this run."""
+    prov = _provenance(command, cfg, ccfg, _input_files(features, clinical, extra))
+    if _up_to_date(out, prov, overwrite):
+        typer.echo(f"up to date: {out} (same settings and inputs)")
+        return None
+    feats, clin = _read_inputs(features, clinical, ccfg, extra=extra)
+    return feats, clin, prov
 
 
 def _fmt(x: Any, digits: int = 3) -> str:
@@ -306,22 +316,19 @@ def fit(
 ) -> None:
     """Fit the signature and nomograms on the training cohort, validate on the others; write
     metrics.json, signature.json, Tables 3/4, figures and the model bundle."""
-    try:
+    with exit_on_input_error():
         cli = _cli_overrides(split, split_column, train, external, train_fraction, sequence,
                              sequences, deep_prefix, seed, jobs)
         cfg, ccfg = _settings(preset, config, time_unit, cli)
-        prov = _provenance("fit", cfg, ccfg, _input_files(features, clinical, extra_features))
-        if _up_to_date(out, prov, overwrite):
-            typer.echo(f"up to date: {out} (same settings and inputs)")
+        todo = _training_inputs("fit", cfg, ccfg, features, clinical, extra_features, out,
+                                overwrite)
+        if todo is None:
             return
-        feats, clin = _read_inputs(features, clinical, ccfg, extra=extra_features)
+        feats, clin, prov = todo
         from gliorad.survival.analysis import run_analysis, write_analysis
 
         analysis = run_analysis(feats, clin, cfg)
-        metrics: dict[str, Any] = {}
-        _write_stage(out, lambda tmp: metrics.update(write_analysis(analysis, tmp, prov)))
-    except GlioradInputError as err:
-        _fail(err)
+        metrics = _write_stage(out, lambda tmp: write_analysis(analysis, tmp, prov))
     sig = metrics["signature"]
     typer.echo(f"signature ({len(sig['features'])} features, sequence {sig['sequence']}): {sig['formula']}")
     typer.echo(f"cut-off ({sig['cutoff_method']}): {sig['cutoff']:.4g}; integrated factors: "
@@ -354,24 +361,21 @@ def cv(
 ) -> None:
     """Cross-validate the whole model building inside the training cohort (held-out C-indices
     of the signature, integrated and clinical models; cross-validated risk groups)."""
-    try:
+    with exit_on_input_error():
         cli = _cli_overrides(split, split_column, train, external, train_fraction, sequence,
                              sequences, deep_prefix, seed, jobs)
         if folds is not None:
             cli["cv_folds"] = folds
         cfg, ccfg = _settings(preset, config, time_unit, cli)
-        prov = _provenance("cv", cfg, ccfg, _input_files(features, clinical, extra_features))
-        if _up_to_date(out, prov, overwrite):
-            typer.echo(f"up to date: {out} (same settings and inputs)")
+        todo = _training_inputs("cv", cfg, ccfg, features, clinical, extra_features, out,
+                                overwrite)
+        if todo is None:
             return
-        feats, clin = _read_inputs(features, clinical, ccfg, extra=extra_features)
+        feats, clin, prov = todo
         from gliorad.survival.analysis import cross_validate, write_cv
 
         result = cross_validate(feats, clin, cfg)
-        metrics: dict[str, Any] = {}
-        _write_stage(out, lambda tmp: metrics.update(write_cv(result, tmp, prov)))
-    except GlioradInputError as err:
-        _fail(err)
+        metrics = _write_stage(out, lambda tmp: write_cv(result, tmp, prov))
     s = metrics["summary"]
     typer.echo(f"{s['folds']}-fold cross-validation in cohort {s['training']} "
                f"({s['n_patients']} patients, {s['n_events']} events)")
@@ -399,7 +403,7 @@ def validate(
 ) -> None:
     """Apply a saved bundle (signature, cut-off, nomograms) unchanged to new patients: risk
     groups, survival predictions, and with os_time/event the C-indices, log-rank and calibration."""
-    try:
+    with exit_on_input_error():
         from gliorad.survival.analysis import apply_models, write_analysis
         from gliorad.survival.bundle import load_bundle
 
@@ -415,9 +419,6 @@ def validate(
             return
         feats, clin = _read_inputs(features, clinical, ccfg, survival=False, extra=extra_features)
         analysis = apply_models(models, feats, clin, by=cohort_column, name=name)
-        metrics: dict[str, Any] = {}
-        _write_stage(out, lambda tmp: metrics.update(write_analysis(analysis, tmp, prov, bundle=False)))
-    except GlioradInputError as err:
-        _fail(err)
+        metrics = _write_stage(out, lambda tmp: write_analysis(analysis, tmp, prov, bundle=False))
     _summary(metrics)
     typer.echo(f"wrote {out}")
