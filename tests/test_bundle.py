@@ -38,6 +38,11 @@ from gliorad.io import file_hash, write_json
 
 TINY = (4, 8, 8, 16)
 SEQUENCES = ["t1", "t1ce", "t2"]
+#: Survival settings of the test bundle (the ``demo`` preset, smaller, T1-Gd radiomics + cnn2d).
+SURVIVAL = {"sequence": {"sequences": ["t1ce"], "force": "t1ce", "evaluate": False},
+            "calibration_boot": 0, "force_signature": True,
+            "signature": {"top_k": 5, "n_estimators": 50, "n_alphas": 10, "l1_ratios": [1.0],
+                          "cv_folds": 3}}
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,8 @@ class Built:
     cnn3d_table: Path
     cnn2d_table: Path
     fused: Path
+    survival_features: Path  # the synthetic survival table and its clinical table
+    survival_clinical: Path
 
 
 def _config() -> dict:
@@ -135,13 +142,11 @@ def build_bundle(base: Path) -> Built:
                                       sequences=("t1ce",), seed=0)
         syn.columns = list(real.columns)
         syn = syn * real.std().replace(0.0, 1.0) + real.mean()
+        syn.to_csv(ws / "survival_features.csv", index_label="patient_id",
+                   float_format=lambda v: repr(float(v)))
         pats.reset_index()[CLINICAL_COLUMNS].to_csv(ws / "survival_clinical.csv", index=False)
         surv_clin = read_clinical(ws / "survival_clinical.csv")
-        scfg2 = SurvivalConfig.preset(
-            "demo", sequence={"sequences": ["t1ce"], "force": "t1ce", "evaluate": False},
-            calibration_boot=0, force_signature=True,
-            signature={"top_k": 5, "n_estimators": 50, "n_alphas": 10, "l1_ratios": [1.0],
-                       "cv_folds": 3})
+        scfg2 = SurvivalConfig.preset("demo", **SURVIVAL)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             analysis = run_analysis(syn, surv_clin, scfg2)
@@ -157,13 +162,14 @@ def build_bundle(base: Path) -> Built:
     built = Built(root, cohort_dir, cohort_dir / "clinical.csv", bundle, held, train, sources,
                   ws / "radiomics" / "radiomics_manual.csv",
                   ws / "deep3d" / "patch_se" / "cnn3d_patch_se.csv", ws / "deep2d" / "cnn2d_dual.csv",
-                  ws / "fused.csv")
+                  ws / "fused.csv", ws / "survival_features.csv", ws / "survival_clinical.csv")
     write_json(built.__dict__, marker)
     return built
 
 
 def _from_json(d: dict) -> Built:
-    paths = ("root", "cohort", "clinical", "bundle", "radiomics", "cnn3d_table", "cnn2d_table", "fused")
+    paths = ("root", "cohort", "clinical", "bundle", "radiomics", "cnn3d_table", "cnn2d_table", "fused",
+             "survival_features", "survival_clinical")
     return Built(**{k: Path(d[k]) for k in paths}, held_out=d["held_out"], train_ids=d["train_ids"],
                  sources={k: Path(v) for k, v in d["sources"].items()})
 
@@ -370,6 +376,22 @@ def test_save_refuses_inconsistent_inputs(built, tmp_path):
                           grading=s["grading"], survival=None)
     assert (other / "notes.txt").read_text() == "mine"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["occupied"]  # no bundle, no temp folder
+
+
+def test_working_spacing_from_the_deep_stage_without_segmentation(built, tmp_path):
+    """No segmentation model, no preprocessing: the spacing of the images the 3D CNN stage
+    recorded (its provenance.json) is the training spacing."""
+    from gliorad.features.radiomics import load_params
+
+    s = built.sources
+    for cnn3d in (s["cnn3d"], s["cnn3d"] / "model"):
+        b = save_model_bundle(tmp_path / "b", config=_config(), segmentation=None, cnn3d=cnn3d,
+                              cnn2d=None, grading=s["grading"], survival=None,
+                              radiomics_params=load_params("fast"))
+        inputs = _manifest(b)["inputs"]
+        assert inputs["working_spacing_mm"] == [4.0, 4.0, 4.0]
+        assert inputs["working_spacing_source"].startswith(f"median of the {len(built.train_ids)} "
+                                                           "deep-feature training images")
 
 
 def test_save_replaces_a_bundle_as_a_whole(built, tmp_path):

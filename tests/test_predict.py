@@ -17,7 +17,7 @@ import SimpleITK as sitk
 import torch
 
 # the bundle is built by test_bundle.py's builder (tests/ is on sys.path under pytest)
-from test_bundle import SEQUENCES, build_bundle
+from test_bundle import SEQUENCES, SURVIVAL, build_bundle
 from typer.testing import CliRunner
 
 from gliorad.bundle import load_model_bundle, save_model_bundle
@@ -241,6 +241,34 @@ def test_clinical_values_are_read_as_the_clinical_table_and_coded(bundle):
            "expected one of: age" in text
     values, problems, _ = parse_clinical_values({"age": "130"}, coding)
     assert values == {} and "within [0, 120]" in problems[0]
+
+
+def test_signature_only_nomogram(built, tmp_path):
+    """A survival analysis without clinical factors: the integrated nomogram is the signature
+    alone and needs no clinical value; there is no clinical nomogram."""
+    import warnings
+
+    from gliorad.clinical import read_clinical
+    from gliorad.features.radiomics import load_params
+    from gliorad.survival.analysis import SurvivalConfig, read_feature_table, run_analysis
+    from gliorad.survival.bundle import save_bundle
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        analysis = run_analysis(read_feature_table(built.survival_features),
+                                read_clinical(built.survival_clinical),
+                                SurvivalConfig.preset("demo", **SURVIVAL, factors=[]))
+    save_bundle(analysis.models, tmp_path / "surv")
+    sources = {**built.sources, "survival": tmp_path / "surv"}
+    b = load_model_bundle(save_model_bundle(tmp_path / "b", config={}, **sources,
+                                            radiomics_params=load_params("fast")))
+    res = predict_patient(built.cohort / built.held_out, b, tmp_path / "o")
+    noms = res["survival"]["nomograms"]
+    assert noms["integrated"]["computed"] and noms["integrated"]["factors"] == ["signature"]
+    values = np.array(list(noms["integrated"]["survival"].values()))
+    assert ((values >= 0) & (values <= 1)).all() and (np.diff(values) < 0).all()
+    assert not noms["clinical"]["computed"] and "no clinical model" in noms["clinical"]["reason"]
+    assert res["messages"] == []
 
 
 def test_cli_prints_the_prediction(built, tmp_path):

@@ -256,11 +256,48 @@ def _deep_column_problems(kind: str, columns: list[str], n_features: int | None,
     return []
 
 
-def _working_spacing(info: Mapping[str, Any], seg_dir: Path | None,
-                     config: Mapping[str, Any]) -> tuple[list[float] | None, str]:
-    """Voxel spacing (x, y, z mm) of the training cohort and where it came from."""
+def _median_spacing(spacings: list[list[float]], what: str) -> tuple[list[float], str]:
     import numpy as np
 
+    arr = np.asarray(spacings, float)
+    med = np.median(arr, axis=0)
+    spread = float(np.max(np.abs(arr - med) / med)) if len(arr) > 1 else 0.0
+    note = (f"median of the {len(arr)} {what}' voxel spacings"
+            + (f" (they differ by up to {100 * spread:.0f}%)" if spread > 1e-3 else ""))
+    return [round(float(v), 6) for v in med], note
+
+
+def _stage_input_spacings(stage_dir: Path, limit: int = 200) -> list[list[float]]:
+    """Voxel spacings of the images a deep-feature stage recorded in its ``provenance.json``
+    (header reads; files that no longer exist are skipped)."""
+    from gliorad.io import read_geometry
+
+    prov = stage_dir / "provenance.json"
+    if not prov.is_file() and stage_dir.name == "model":  # the model folder of a stage folder
+        prov = stage_dir.parent / "provenance.json"
+    if not prov.is_file():
+        return []
+    try:
+        inputs = json.loads(prov.read_text(encoding="utf-8")).get("inputs", {})
+    except json.JSONDecodeError:
+        return []
+    out = []
+    for files in list(inputs.values())[:limit]:
+        first = next((f for k, f in files.items() if k != "mask" and isinstance(f, Mapping)), None)
+        if first is None or not Path(first.get("path", "")).is_file():
+            continue
+        try:
+            out.append(list(read_geometry(first["path"]).spacing))
+        except GlioradInputError:
+            continue
+    return out
+
+
+def _working_spacing(info: Mapping[str, Any], seg_dir: Path | None, deep_dirs: list[Path],
+                     config: Mapping[str, Any]) -> tuple[list[float] | None, str]:
+    """Voxel spacing (x, y, z mm) of the training cohort and where it came from: ``info``, the
+    segmentation training patients (its provenance), the preprocessing spacing, or the images a
+    deep-feature stage recorded."""
     if info.get("working_spacing") is not None:
         ws = info["working_spacing"]
         ws = [float(ws)] * 3 if isinstance(ws, (int, float)) else [float(v) for v in ws]
@@ -270,17 +307,18 @@ def _working_spacing(info: Mapping[str, Any], seg_dir: Path | None,
         return ws, "info.working_spacing"
     if seg_dir is not None and (seg_dir / "provenance.json").is_file():
         grids = json.loads((seg_dir / "provenance.json").read_text(encoding="utf-8")).get("grids", {})
-        spacings = np.array([g["native_spacing"] for g in grids.values() if "native_spacing" in g], float)
-        if spacings.size:
-            med = np.median(spacings, axis=0)
-            spread = float(np.max(np.abs(spacings - med) / med)) if len(spacings) > 1 else 0.0
-            note = (f"median of the {len(spacings)} segmentation training patients' spacings"
-                    + (f" (they differ by up to {100 * spread:.0f}%)" if spread > 1e-3 else ""))
-            return [round(float(v), 6) for v in med], note
+        spacings = [g["native_spacing"] for g in grids.values() if "native_spacing" in g]
+        if spacings:
+            return _median_spacing(spacings, "segmentation training patients")
     pre = config.get("preprocess") if isinstance(config, Mapping) else None
     if isinstance(pre, Mapping) and pre.get("steps", {}).get("resample", True) and pre.get("spacing"):
         return [float(pre["spacing"])] * 3, "preprocess.spacing of the run config"
-    return None, "unknown (no segmentation provenance, no preprocessing, no info.working_spacing)"
+    for d in deep_dirs:
+        spacings = _stage_input_spacings(d)
+        if spacings:
+            return _median_spacing(spacings, f"deep-feature training images ({d})")
+    return None, ("unknown (no segmentation provenance, no preprocessing, no deep-feature stage "
+                  "provenance with readable inputs, no info.working_spacing)")
 
 
 # ------------------------------------------------------------------------------------ save
@@ -315,7 +353,8 @@ def save_model_bundle(
     info : dict, optional
         Extra provenance kept in the manifest. Keys read: ``working_spacing`` (mm, one number or
         x, y, z; default: the segmentation training patients' spacing, else the preprocessing
-        spacing), ``radiomics_region`` (default ``whole``), ``radiomics_min_voxels``.
+        spacing, else that of the images a deep-feature stage folder's ``provenance.json``
+        lists), ``radiomics_region`` (default ``whole``), ``radiomics_min_voxels``.
     """
     info = dict(info or {})
     config = dict(config or {})
@@ -330,7 +369,8 @@ def save_model_bundle(
     dirs = {k: _source_dir(k, v) for k, v in sources.items()}
     radiomics = _radiomics_settings(radiomics_params, info)
     components, columns = _describe(dirs)
-    ws, ws_source = _working_spacing(info, dirs.get("segmentation"), config)
+    stage_dirs = [Path(sources[k]) for k in ("cnn3d", "cnn2d") if k in sources]
+    ws, ws_source = _working_spacing(info, dirs.get("segmentation"), stage_dirs, config)
 
     problems = []
     rad_seqs: set[str] = set()

@@ -435,8 +435,8 @@ def _survival(bundle: ModelBundle, features: Mapping[str, float], clinical: Mapp
         nom = getattr(models, f"nomogram_{which}")
         if nom is None:
             nomograms[which] = {"computed": False,
-                                "reason": f"the bundle has no {which} model (no factor passed "
-                                          "the selection in training)"}
+                                "reason": f"the bundle has no {which} model (no factor was "
+                                          "available or passed the selection in training)"}
             continue
         factors = list(nom.design.names)
         needed = [f for f in factors if f != SIGNATURE]
@@ -457,7 +457,7 @@ def _survival(bundle: ModelBundle, features: Mapping[str, float], clinical: Mapp
             impute={f: models.coding.impute[f] for f in needed if f in models.coding.impute},
             missing="complete_case")
         coded, _, _ = sub.apply(pd.DataFrame([{f: parsed[f] for f in needed}], index=[pid]), "patient")
-        if coded.empty:  # a level unseen in training without an 'other' level (checked above)
+        if len(coded) == 0:  # (not .empty: a signature-only model codes no column, one row)
             msg = f"{which} nomogram not computed: clinical values could not be coded"
             messages.append(msg)
             nomograms[which] = {"computed": False, "reason": msg, "factors": factors}
