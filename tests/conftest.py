@@ -66,3 +66,15 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data (real sample data) is absent")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Torch on one thread for a test module (``pytestmark = pytest.mark.usefixtures(...)``): tiny
+    tensors run faster on one thread, and far faster on a machine shared with other jobs."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
