@@ -17,6 +17,7 @@ from gliorad.commands._common import fail as _fail
 from gliorad.commands.deep import app as deep_app
 from gliorad.commands.features import app as features_app
 from gliorad.commands.grade import app as grade_app
+from gliorad.commands.predict import predict_cmd
 from gliorad.commands.preprocess import preprocess_cmd
 from gliorad.commands.report import report as report_cmd
 from gliorad.commands.run import config_app
@@ -42,6 +43,7 @@ app.add_typer(survival_app, name="survival")
 app.command("run")(run_cmd)
 app.add_typer(config_app, name="config")
 app.command("report")(report_cmd)
+app.command("predict")(predict_cmd)
 
 
 def _version(value: bool) -> None:

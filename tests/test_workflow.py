@@ -1,0 +1,280 @@
+"""``gliorad run``: run configs (presets, validation messages, overrides), the stage graph, and a
+demo-size run killed in the middle of a stage that resumes to the same results."""
+
+from __future__ import annotations
+
+import json
+import re
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from gliorad.cli import app
+from gliorad.commands.run import parse_overrides
+from gliorad.errors import GlioradInputError
+from gliorad.run_config import load_run_config, parse_run_config, preset_text
+from gliorad.workflow import build_stages
+
+runner = CliRunner()
+
+#: A demo-shaped run small enough for the test suite: every stage but segmentation (its
+#: training and resume are tested in test_segmentation.py; here the manual masks are used).
+TINY = {
+    "preset": "demo",
+    "run": {"seed": 0, "n_jobs": 2},
+    "synthetic": {"n_patients": 80, "spacing": 4.0, "hgg_fraction": 0.4,
+                  "lgg_baseline": {"shape": 1.2, "median_days": 700.0}},
+    "segmentation": {"enabled": False},
+    "radiomics": {"sequences": ["t1", "t1ce", "t2"]},
+    "deep3d": {"size": [16, 16, 16], "net": {"widths": [8, 16, 32, 64], "hidden": 16},
+               "train": {"epochs": 2}},
+    "deep2d": {"size": [32, 32], "net": {"widths": [8, 16, 32, 64], "hidden": 16},
+               "train": {"epochs": 1}},
+    "grading": {"svm_C": [1.0], "svm_gamma": [0.1], "lasso_strengths": 3, "rf_n_estimators": 20},
+    "survival": {"sequence": {"force": "t1ce", "evaluate": False}, "cv_folds": 3,
+                 "factors": ["age", "grade"], "min_level_size": 2,
+                 "signature": {"n_estimators": 50, "n_alphas": 5, "cv_folds": 3},
+                 "calibration_boot": 0, "min_events_per_factor": 0, "force_signature": True},
+    "report": {"enabled": True, "title": "tiny"},
+}
+
+#: Files whose content must not depend on whether the run was interrupted (provenance files
+#: carry times and are left out).
+RESULT_FILES = [
+    "validate/clinical.csv", "split/split.csv", "radiomics/radiomics_manual.csv",
+    "deep3d/patch_se/cnn3d_patch_se.csv", "deep3d/patch_se/cnn3d_patch_se_predictions.csv",
+    "deep2d/cnn2d_dual.csv", "grade/tables/table_s3.csv", "grade/tables/table_1.csv",
+    "grade/tables/table_2.csv", "grade/fused_features.csv",
+    "survival/analysis/metrics.json",
+]
+
+
+def _write(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def _gliorad(*args: str, **kw) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    return subprocess.Popen([sys.executable, "-m", "gliorad.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env, **kw)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> tuple[Path, Path, str]:
+    """An uninterrupted tiny run: (config path, workspace, console output)."""
+    root = tmp_path_factory.mktemp("tiny_run")
+    cfg = _write(root / "tiny.yaml", TINY)
+    ws = root / "ws"
+    proc = _gliorad("run", str(cfg), "--workspace", str(ws))
+    out, _ = proc.communicate(timeout=900)
+    assert proc.returncode == 0, out[-4000:]
+    return cfg, ws, out
+
+
+# ------------------------------------------------------------------------------------ configs
+def test_presets_load_and_show():
+    cfg = load_run_config("demo")
+    assert cfg.synthetic.n_patients == 160 and cfg.grading_scheme == "split"
+    assert list(cfg.deep3d) == ["patch_se"] and cfg.deep3d["patch_se"].net.se is True
+    assert cfg.survival.sequence.deep_prefix == "cnn2d_"
+    names = [s.name for s in build_stages(cfg)]
+    assert names == ["cohort", "validate", "split", "segment", "radiomics", "agreement", "deep3d",
+                     "deep2d", "grade", "survival", "bundle", "report"]
+    res = runner.invoke(app, ["config", "show", "demo"])
+    assert res.exit_code == 0 and yaml.safe_load(res.output) == yaml.safe_load(preset_text("demo"))
+    assert "# " in res.output  # documented
+    res = runner.invoke(app, ["config", "show", "nnunet"])
+    assert res.exit_code == 2 and re.search(r"run preset 'nnunet' is not valid.*demo, paper", res.output)
+
+
+def test_paper_preset_needs_a_cohort(tmp_path):
+    with pytest.raises(GlioradInputError, match=r"paper.yaml: cohort.root: required"):
+        load_run_config("paper")
+    cohort = tmp_path / "c"
+    cohort.mkdir()
+    (tmp_path / "clin.csv").write_text("patient_id,grade\n")
+    cfg = _write(tmp_path / "p.yaml", {"preset": "paper", "cohort": {"root": "c"},
+                                       "clinical": {"path": "clin.csv"}})
+    rc = load_run_config(cfg)
+    assert rc.cohort.root == tmp_path / "c" and rc.clinical.path == tmp_path / "clin.csv"
+    assert rc.preprocess is not None and sorted(rc.deep3d) == ["full_nose", "full_se", "patch_nose",
+                                                               "patch_se"]
+    names = [s.name for s in build_stages(rc)]
+    assert names[:4] == ["validate", "preprocess", "split", "segment"]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"segmentaton": {}}, r"x.yaml: unknown section\(s\) 'segmentaton'; expected: run, cohort"),
+    ({"segmentation": {"patch_sise": [8, 8, 8]}}, r"x.yaml: segmentation.patch_sise: Extra inputs"),
+    ({"segmentation": {"train": {"epochs": -1}}}, r"x.yaml: segmentation.train.epochs: .*(got -1)"),
+    ({"segmentation": {"preset": "nnunet"}}, r"segmentation.preset 'nnunet' is not valid; expected "
+                                             r"one of: paper, demo"),
+    ({"grading": {"scheme": "loo"}}, r"grading.scheme 'loo' is not valid; expected one of: split, cv"),
+    ({"grading": {"svm_C": [-1]}}, r"x.yaml: grading: svm_C"),
+    ({"deep3d": {"variants": ["patch_se", "patch_xx"]}}, r"deep3d.variants 'patch_xx' is not valid; "
+                                                         r"expected one of: patch_se, patch_nose"),
+    ({"deep3d": {"variants": []}}, r"deep3d.variants: expected a non-empty list"),
+    ({"deep2d": {"imagenet_weights": "missing.pth"}}, r"deep2d.imagenet_weights: .*missing.pth does "
+                                                      r"not exist"),
+    ({"deep2d": {"enabled": "yes"}}, r"deep2d.enabled: expected true or false \(got 'yes'\)"),
+    ({"radiomics": {"params": "fastest"}}, r"radiomics.params: radiomics parameters .*fastest.*"
+                                           r"neither a preset"),
+    ({"radiomics": {"region": "edema"}}, r"radiomics.region: 'edema' is not valid; expected one of"),
+    ({"survival": {"cutoff": "mean"}}, r"x.yaml: survival.cutoff: .*(got 'mean')"),
+    ({"run": {"n_jobs": 0}}, r"x.yaml: run.n_jobs: .*(got 0)"),
+    ({"synthetic": {"spacing": 9}}, r"x.yaml: synthetic.spacing: .*(got 9)"),
+    ({"preprocess": {"enabled": True}}, r"preprocess.enabled: a synthetic cohort is generated"),
+])
+def test_bad_config_names_key_value_and_choices(tmp_path, change, message):
+    cfg = _write(tmp_path / "x.yaml", {"preset": "demo", **change})
+    with pytest.raises(GlioradInputError, match=message):
+        load_run_config(cfg)
+
+
+def test_bad_yaml_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("run: [\n")
+    with pytest.raises(GlioradInputError, match=r"bad.yaml: not valid YAML"):
+        load_run_config(bad)
+    with pytest.raises(GlioradInputError, match=r"nope.yaml: config file not found"):
+        load_run_config(tmp_path / "nope.yaml")
+    with pytest.raises(GlioradInputError, match=r"'nope' is neither a preset \(demo, paper\) nor a file"):
+        load_run_config("nope")
+    lst = tmp_path / "list.yaml"
+    lst.write_text("- a\n")
+    with pytest.raises(GlioradInputError, match=r"list.yaml: expected a mapping at the top level"):
+        load_run_config(lst)
+
+
+def test_overrides_and_disabled_stages():
+    assert parse_overrides(["segmentation.train.epochs=3", "deep3d.enabled=false",
+                            "grading.svm_C=[1, 2]"]) == {
+        "segmentation": {"train": {"epochs": 3}}, "deep3d": {"enabled": False},
+        "grading": {"svm_C": [1, 2]}}
+    for bad in ("epochs", "=3", "a..b=1"):
+        with pytest.raises(GlioradInputError, match=r"expected section.key=value"):
+            parse_overrides([bad])
+    with pytest.raises(GlioradInputError, match=r"given both as a value and a section"):
+        parse_overrides(["run=1", "run.seed=2"])
+    cfg = load_run_config("demo", parse_overrides(["segmentation.enabled=false", "deep3d.enabled=false",
+                                                   "deep2d.enabled=false"]))
+    names = [s.name for s in build_stages(cfg)]
+    assert "segment" not in names and "agreement" not in names and "deep3d" not in names
+    assert "deep2d" not in names and cfg.survival.sequence.deep_prefix is None
+    res = runner.invoke(app, ["config", "check", "demo", "--set", "segmentation.train.epochs=7"])
+    assert res.exit_code == 0 and yaml.safe_load(res.output)["segmentation"]["train"]["epochs"] == 7
+    res = runner.invoke(app, ["config", "check", "demo", "--set", "grading.scheme=loo"])
+    assert res.exit_code == 2 and "grading.scheme 'loo' is not valid" in res.output
+
+
+def test_stage_settings_are_the_fingerprint():
+    a = {s.name: s for s in build_stages(load_run_config("demo"))}
+    b = {s.name: s for s in build_stages(load_run_config("demo", {"deep3d": {"train": {"epochs": 3}}}))}
+    changed = sorted(n for n in a if a[n].settings != b[n].settings)
+    assert "deep3d" in changed and "segment" not in changed and "radiomics" not in changed
+
+
+def test_fixed_split_parts_are_used():
+    from gliorad.grading.config import GradingConfig
+    from gliorad.grading.evaluate import fixed_positions, split_evaluate_grading
+
+    rng = np.random.default_rng(0)
+    ids = [f"P{i:02d}" for i in range(40)]
+    y = pd.Series(np.r_[np.ones(16, int), np.zeros(24, int)], index=ids)
+    X = pd.DataFrame(rng.normal(size=(40, 6)) + y.to_numpy()[:, None], index=ids)
+    parts = {p: ("test" if i % 5 == 0 else "val" if i % 5 == 1 else "train") for i, p in enumerate(ids)}
+    cfg = GradingConfig.preset("demo", svm_C=(1.0,), svm_gamma=(0.1,), lasso_strengths=3,
+                               rf_n_estimators=10)
+    res = split_evaluate_grading(X, y, cfg, parts=parts)
+    assert sorted(res.scores().index) == sorted(p for p in ids if parts[p] == "test")
+    with pytest.raises(GlioradInputError, match=r"1 patient\(s\) have no part in the given split: P00"):
+        fixed_positions(ids, {p: v for p, v in parts.items() if p != "P00"})
+    with pytest.raises(GlioradInputError, match=r"split parts must be train, val or test; got \['dev'\]"):
+        fixed_positions(ids, {**parts, "P01": "dev"})
+
+
+# ---------------------------------------------------------------------------------- the run
+def test_tiny_run_produces_every_stage(tiny_run):
+    _, ws, out = tiny_run
+    for stage in ("cohort", "validate", "split", "radiomics", "deep3d", "deep2d", "grade",
+                  "survival", "bundle", "report"):
+        assert (ws / stage / "_stage.json").is_file(), stage
+    sp = pd.read_csv(ws / "split" / "split.csv", dtype={"patient_id": str})
+    test_ids = set(sp.loc[sp["grade_split"] == "test", "patient_id"])
+    # the 3D CNN never saw a test patient, and the grading tables report exactly those patients
+    prov = json.loads((ws / "deep3d" / "patch_se" / "provenance.json").read_text())
+    trained = set(prov.get("train_ids", [])) | set(prov.get("val_ids", []) or [])
+    assert trained and not trained & test_ids
+    pred = pd.read_csv(ws / "grade" / "tables" / "predictions" / "fused_patch_se.csv",
+                       dtype={"patient_id": str})
+    assert set(pred["patient_id"]) == test_ids
+    # the 2D CNN is trained on LGG patients of the survival training centre only
+    prov2 = json.loads((ws / "deep2d" / "provenance.json").read_text())
+    lgg_b = set(sp.loc[(sp["grade_group"] == "LGG") & (sp["survival_cohort"] == "B"), "patient_id"])
+    assert set(prov2["train_ids"]) <= lgg_b
+    assert "report: " in out and (ws / "report" / "report.html").is_file()
+    assert "grading (fused, fused_patch_se): test AUC" in out
+
+
+def test_killed_run_resumes_to_identical_results(tiny_run, tmp_path):
+    cfg, ref_ws, _ = tiny_run
+    ws = tmp_path / "ws"
+    proc = _gliorad("run", str(cfg), "--workspace", str(ws))
+    # kill (SIGKILL) once the 3D CNN has written a training checkpoint, in the middle of the stage
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None:
+        if list(ws.glob(".deep3d.work-*/patch_se/model/checkpoints/*")):
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (ws / "deep3d").exists() and (ws / "radiomics" / "_stage.json").is_file()
+    resumed = _gliorad("run", str(cfg), "--workspace", str(ws))
+    out, _ = resumed.communicate(timeout=900)
+    assert resumed.returncode == 0, out[-4000:]
+    for stage in ("cohort", "validate", "split", "radiomics"):
+        assert re.search(rf"\] {stage}: up to date, skipped", out), stage
+    assert re.search(r"\] deep3d: running", out)
+    for rel in RESULT_FILES:
+        assert (ws / rel).read_bytes() == (ref_ws / rel).read_bytes(), rel
+    again = _gliorad("run", str(cfg), "--workspace", str(ws))
+    out, _ = again.communicate(timeout=300)
+    assert again.returncode == 0 and out.count("up to date, skipped") == 10, out
+
+
+def test_predict_with_the_bundle_of_a_run(tiny_run, tmp_path):
+    """``gliorad predict`` on a new synthetic patient with the bundle ``gliorad run`` saved
+    (the tiny run uses manual masks, so the patient's mask is given)."""
+    from gliorad.synthetic import SynthConfig, generate_cohort
+
+    _, ws, _ = tiny_run
+    new = generate_cohort(tmp_path / "new", SynthConfig(n_patients=4, seed=11, spacing=4.0,
+                                                        hgg_fraction=0.4))
+    clin = pd.read_csv(new.root / "clinical.csv", dtype={"patient_id": str})
+    row = clin[clin["grade"].isin(["II", "III"])].iloc[0]
+    pid = row["patient_id"]
+    pdir = new.root / pid
+    res = runner.invoke(app, ["predict", str(pdir), "--bundle", str(ws / "bundle" / "bundle"),
+                              "--out", str(tmp_path / "pred"), "--mask",
+                              str(pdir / f"{pid}_seg.nii.gz"),
+                              "--clinical", f"age={row['age']},grade={row['grade']}"])
+    assert res.exit_code == 0, res.output
+    printed = json.loads(res.output[res.output.index("{"):])
+    assert 0 <= printed["grading"]["probability_hgg"] <= 1
+    assert printed["survival"]["risk_group"] in ("high", "low")
+    surv = printed["survival"]["nomograms"]["integrated"]["survival"]
+    values = [v for v in (surv.values() if isinstance(surv, dict) else surv)]
+    assert all(0 <= float(v) <= 1 for v in values) and list(values) == sorted(values, reverse=True)
+    assert (tmp_path / "pred" / "prediction.json").is_file()
+    assert (tmp_path / "pred" / "summary.html").is_file()
