@@ -18,6 +18,7 @@ from gliorad.io import (
     read_array,
     read_geometry,
     read_image,
+    read_yaml_mapping,
     write_image,
     write_json,
 )
@@ -144,3 +145,30 @@ def test_atomic_writes_get_the_usual_file_mode(tmp_path):
     finally:
         os.umask(umask)
     assert (path.stat().st_mode & 0o777) == 0o644
+
+
+def test_read_yaml_mapping_reads_a_mapping_and_an_empty_file_as_empty(tmp_path):
+    (tmp_path / "c.yaml").write_text("a: 1\nb:\n  c: [x, y]\n", encoding="utf-8")
+    assert read_yaml_mapping(tmp_path / "c.yaml") == {"a": 1, "b": {"c": ["x", "y"]}}
+    (tmp_path / "empty.yaml").write_text("# only a comment\n")
+    assert read_yaml_mapping(str(tmp_path / "empty.yaml")) == {}
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (None, r"nope\.yaml: config file not found"),
+    (b"a: [1, 2\n", r"c\.yaml: not valid YAML: "),
+    (b"- 1\n- 2\n", r"c\.yaml: expected a mapping at the top level, got list"),
+    (b"just text\n", r"c\.yaml: expected a mapping at the top level, got str"),
+    (b"a: \xff\xfe\n", r"c\.yaml: not a text file"),
+])
+def test_read_yaml_mapping_refuses_bad_files_naming_them(tmp_path, content, message):
+    path = tmp_path / ("nope.yaml" if content is None else "c.yaml")
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(GlioradInputError, match=message):
+        read_yaml_mapping(path)
+
+
+def test_read_yaml_mapping_names_what_is_missing(tmp_path):
+    with pytest.raises(GlioradInputError, match=r"run\.yaml: run config not found"):
+        read_yaml_mapping(tmp_path / "run.yaml", what="run config")

@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gliorad.errors import GlioradInputError
@@ -92,15 +91,10 @@ class GlioradConfig(_Strict):
 
 def load_config(path: str | Path) -> GlioradConfig:
     """Read a YAML config file; errors name the file and the offending key."""
+    from gliorad.io import read_yaml_mapping  # here: gliorad.io loads SimpleITK
+
     p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except FileNotFoundError as err:
-        raise GlioradInputError(f"{p}: config file not found") from err
-    except yaml.YAMLError as err:
-        raise GlioradInputError(f"{p}: not valid YAML: {err}") from err
-    if not isinstance(data, dict):
-        raise GlioradInputError(f"{p}: expected a mapping at the top level, got {type(data).__name__}")
+    data = read_yaml_mapping(p)
     try:
         cfg = GlioradConfig.model_validate(data)
     except ValidationError as err:

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gliorad.config import ClinicalConfig, CohortConfig
@@ -163,34 +162,24 @@ def preset_text(name: str) -> str:
     return preset_path(name).read_text(encoding="utf-8")
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError as err:
-        raise GlioradInputError(f"{path}: config file not found") from err
-    except yaml.YAMLError as err:
-        raise GlioradInputError(f"{path}: not valid YAML: {err}") from err
-    if not isinstance(data, dict):
-        raise GlioradInputError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
-    return data
-
-
 def load_run_config(spec: str | Path, overrides: Mapping[str, Any] | None = None) -> RunConfig:
     """A packaged preset name (``demo``, ``paper``) or a YAML file; a file may begin with
     ``preset: demo`` to start from a packaged preset. ``overrides`` (nested) are applied last."""
+    from gliorad.io import read_yaml_mapping  # here: gliorad.io loads SimpleITK
+
     if isinstance(spec, str) and spec in RUN_PRESETS:
-        path, data = preset_path(spec), _read_yaml(preset_path(spec))
+        path, data = preset_path(spec), read_yaml_mapping(preset_path(spec))
     else:
         path = Path(spec)
         if not path.is_file() and str(spec) not in RUN_PRESETS and "/" not in str(spec) \
                 and not str(spec).endswith((".yaml", ".yml")):
             raise GlioradInputError(
                 f"run config {str(spec)!r} is neither a preset ({', '.join(RUN_PRESETS)}) nor a file")
-        data = _read_yaml(path)
+        data = read_yaml_mapping(path)
         if "preset" in data:
             name = data.pop("preset")
             check_option(f"{path}: preset", str(name), RUN_PRESETS)
-            data = _merge(_read_yaml(preset_path(str(name))), data)
+            data = _merge(read_yaml_mapping(preset_path(str(name))), data)
     data.pop("preset", None)
     if overrides:
         data = _merge(data, overrides)

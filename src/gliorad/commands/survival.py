@@ -52,20 +52,6 @@ ExtraOpt = Annotated[list[Path] | None, typer.Option(
 
 
 # ------------------------------------------------------------------------------------ settings
-def _read_yaml(path: Path) -> dict[str, Any]:
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError as err:
-        raise GlioradInputError(f"{path}: config file not found") from err
-    except yaml.YAMLError as err:
-        raise GlioradInputError(f"{path}: not valid YAML: {err}") from err
-    if not isinstance(data, dict):
-        raise GlioradInputError(f"{path}: expected a mapping at the top level")
-    return data
-
-
 def _validation_problems(err: Any, source: str) -> GlioradInputError:
     return GlioradInputError([
         f"{source}: {'.'.join(str(x) for x in e['loc'])}: {e['msg']} (got {e.get('input')!r})"
@@ -88,13 +74,14 @@ def _settings(
 
     from gliorad.config import ClinicalConfig
     from gliorad.errors import check_option
+    from gliorad.io import read_yaml_mapping
     from gliorad.survival.analysis import PRESETS, SurvivalConfig
 
     check_option("--preset", preset, PRESETS)
     data: dict[str, Any] = dict(PRESETS[preset])
     clinical: dict[str, Any] = {}
     if config is not None:
-        doc = _read_yaml(config)
+        doc = read_yaml_mapping(config)
         unknown = [k for k in doc if k not in {"survival", "clinical", "cohort"}]
         if unknown:
             raise GlioradInputError(f"{config}: unknown top-level key(s) {unknown}; expected survival, clinical")

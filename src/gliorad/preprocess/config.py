@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gliorad.errors import GlioradInputError
@@ -178,20 +177,10 @@ def load_preprocess_config(
     file override it. Unknown keys are errors naming the key.
     """
     from gliorad.config import CohortConfig  # here, so gliorad.config may import this module
+    from gliorad.io import read_yaml_mapping  # here: gliorad.io loads SimpleITK
 
-    data: dict[str, Any] = {}
     p = Path(path) if path is not None else None
-    if p is not None:
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except FileNotFoundError as err:
-            raise GlioradInputError(f"{p}: config file not found") from err
-        except yaml.YAMLError as err:
-            raise GlioradInputError(f"{p}: not valid YAML: {err}") from err
-        if not isinstance(data, dict):
-            raise GlioradInputError(
-                f"{p}: expected a mapping at the top level, got {type(data).__name__}"
-            )
+    data = read_yaml_mapping(p) if p is not None else {}
     where = f"{p}: " if p is not None else ""
     pre = dict(data.get("preprocess") or {})
     file_preset = pre.pop("preset", None)

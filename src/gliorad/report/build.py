@@ -76,21 +76,6 @@ PATH_FIELDS = ("cohort_root", "clinical", "truth", "validation", "seg_evaluation
                "agreement", "grade_tables", "survival", "bundle")
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise GlioradInputError(f"{path}: not valid YAML: {err}") from err
-    except UnicodeDecodeError as err:
-        raise GlioradInputError(f"{path}: not a text file ({err})") from err
-    if not isinstance(data, dict):
-        raise GlioradInputError(f"{path}: expected a mapping at the top level, got "
-                                f"{type(data).__name__}")
-    return data
-
-
 def _config_path(config: dict[str, Any], section: str, key: str, base: Path,
                  source: Path) -> Path | None:
     part = config.get(section)
@@ -115,13 +100,14 @@ def inputs_from_workspace(ws: str | Path) -> ReportInputs:
     ``survival/analysis``, ``bundle``, ``<stage>/_stage.json`` and ``config.yaml``. Only what
     exists is filled in.
     """
+    from gliorad.io import read_yaml_mapping
     from gliorad.pipeline import RECORD
 
     root = Path(ws)
     if not root.is_dir():
         raise GlioradInputError(f"{root}: workspace folder not found")
     cfg_path = root / "config.yaml"
-    config = _read_yaml(cfg_path) if cfg_path.is_file() else {}
+    config = read_yaml_mapping(cfg_path) if cfg_path.is_file() else {}
 
     demo = root / "cohort" / "cohort"
     if demo.is_dir():
