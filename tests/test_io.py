@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import gzip
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from gliorad.io import (
     Geometry,
     array_hash,
     array_to_image,
+    atomic_dir,
     atomic_path,
     file_hash,
     image_extension,
@@ -172,3 +174,85 @@ def test_read_yaml_mapping_refuses_bad_files_naming_them(tmp_path, content, mess
 def test_read_yaml_mapping_names_what_is_missing(tmp_path):
     with pytest.raises(GlioradInputError, match=r"run\.yaml: run config not found"):
         read_yaml_mapping(tmp_path / "run.yaml", what="run config")
+
+
+def _tree(folder):
+    return {str(f.relative_to(folder)): f.read_text() for f in sorted(folder.rglob("*")) if f.is_file()}
+
+
+def test_atomic_dir_creates_the_folder_only_when_complete(tmp_path):
+    final = tmp_path / "sub" / "run"
+    with atomic_dir(final) as tmp:
+        assert tmp.parent == final.parent and tmp.name.startswith(".run.tmp-")
+        assert not final.exists()  # nothing under the final name while writing
+        (tmp / "a.txt").write_text("A")
+        (tmp / "deep").mkdir()
+        (tmp / "deep" / "b.txt").write_text("B")
+    assert _tree(final) == {"a.txt": "A", "deep/b.txt": "B"}
+    assert os.listdir(final.parent) == ["run"]
+
+
+def test_atomic_dir_replaces_an_existing_folder_as_a_whole(tmp_path):
+    final = tmp_path / "run"
+    final.mkdir()
+    (final / "stale.txt").write_text("old")
+    (final / "a.txt").write_text("old A")
+    with atomic_dir(final) as tmp:
+        (tmp / "a.txt").write_text("new A")
+        assert _tree(final) == {"a.txt": "old A", "stale.txt": "old"}  # old one intact meanwhile
+    assert _tree(final) == {"a.txt": "new A"}  # no stale file survives
+    assert os.listdir(tmp_path) == ["run"]
+
+
+def test_atomic_dir_failure_keeps_the_old_folder_and_leaves_nothing_behind(tmp_path):
+    final = tmp_path / "run"
+    final.mkdir()
+    (final / "a.txt").write_text("old A")
+    with pytest.raises(ZeroDivisionError), atomic_dir(final) as tmp:
+        (tmp / "a.txt").write_text("half")
+        raise ZeroDivisionError("simulated failure")
+    assert _tree(final) == {"a.txt": "old A"}
+    assert os.listdir(tmp_path) == ["run"]
+    with pytest.raises(ZeroDivisionError), atomic_dir(tmp_path / "new"):
+        raise ZeroDivisionError("simulated failure")
+    assert os.listdir(tmp_path) == ["run"]  # a failed first write leaves no folder at all
+
+
+def test_atomic_dir_removes_a_killed_process_leftover_and_replaces_a_file(tmp_path):
+    final = tmp_path / "run"
+    final.write_text("a file in the way")
+    leftover = tmp_path / f".run.old-{os.getpid()}"  # what a killed process with this id left
+    leftover.mkdir()
+    (leftover / "x.txt").write_text("x")
+    with atomic_dir(final) as tmp:
+        (tmp / "a.txt").write_text("A")
+    assert _tree(final) == {"a.txt": "A"}
+    assert os.listdir(tmp_path) == ["run"]
+
+
+def test_atomic_dir_gets_the_usual_folder_mode(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        with atomic_dir(tmp_path / "run"):
+            pass
+    finally:
+        os.umask(umask)
+    assert ((tmp_path / "run").stat().st_mode & 0o777) == 0o755
+
+
+def test_atomic_dir_puts_the_old_folder_back_when_the_last_rename_fails(tmp_path, monkeypatch):
+    final = tmp_path / "run"
+    final.mkdir()
+    (final / "a.txt").write_text("old A")
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if Path(src).name.startswith(".run.tmp-"):
+            raise OSError("simulated rename failure")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OSError, match="simulated rename failure"), atomic_dir(final) as tmp:
+        (tmp / "a.txt").write_text("new A")
+    assert _tree(final) == {"a.txt": "old A"}
+    assert os.listdir(tmp_path) == ["run"]

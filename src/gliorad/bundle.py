@@ -56,7 +56,6 @@ import os
 import platform
 import re
 import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -64,7 +63,7 @@ from pathlib import Path
 from typing import Any
 
 from gliorad.errors import GlioradInputError
-from gliorad.io import _json_default, _umask, file_hash, write_json
+from gliorad.io import _json_default, atomic_dir, file_hash, write_json
 
 __all__ = [
     "COMPATIBILITY",
@@ -388,10 +387,7 @@ def save_model_bundle(
         sequences |= set(comp.get("needs", {}).get("sequences", []))
     cohort = config.get("cohort", {}) if isinstance(config.get("cohort"), Mapping) else {}
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        os.chmod(tmp, 0o777 & ~_umask())
+    with atomic_dir(out) as tmp:
         files: dict[str, str] = {}
         for kind, src in dirs.items():
             required, optional = COMPONENTS[kind]
@@ -427,17 +423,6 @@ def save_model_bundle(
             "files": dict(sorted(files.items())),
         }
         write_json(_sealed(manifest), tmp / MANIFEST)
-        if out.exists():
-            trash = out.parent / f".{out.name}.old-{os.getpid()}"
-            shutil.rmtree(trash, ignore_errors=True)
-            os.replace(out, trash)
-            os.replace(tmp, out)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

@@ -3,7 +3,8 @@ content hashes.
 
 Every reader raises :class:`~gliorad.errors.GlioradInputError` naming the file when it cannot read
 it; every writer writes to a temporary name in the destination folder and renames it into place, so
-a crash never leaves a half-written file under the final name.
+a crash never leaves a half-written file under the final name (:func:`atomic_dir` does the same
+for a whole folder).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -269,6 +271,47 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
+    """Yield a new empty folder beside ``final`` to write into; on success it takes ``final``'s
+    place as a whole, on failure it is deleted and ``final`` is left as it was.
+
+    The temporary folder is ``.<name>.tmp-<random>`` and gets the mode a plain ``mkdir`` would. An
+    existing ``final`` (folder or file) is first renamed to ``.<name>.old-<pid>``, then removed once
+    the new folder is in place; if that last rename fails, the old one is put back. Checking whether
+    ``final`` may be replaced is the caller's business.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates the folder 0700
+        yield tmp
+        if not final.exists() and not final.is_symlink():
+            os.replace(tmp, final)
+            return
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        _remove(old)  # a leftover of a killed process that had the same id
+        os.replace(final, old)
+        try:
+            os.replace(tmp, final)
+        except BaseException:
+            os.replace(old, final)
+            raise
+        _remove(old)
+    finally:
+        _remove(tmp)
+
+
+def _remove(path: Path) -> None:
+    """Delete a file, link or folder tree if it is there (ignoring what cannot be deleted)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 def _umask() -> int:

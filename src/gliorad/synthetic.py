@@ -35,9 +35,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import os
-import shutil
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +48,7 @@ from scipy import ndimage
 
 from gliorad.cohort import NAMING_SCHEMES, STANDARD_SEQUENCES
 from gliorad.errors import GlioradInputError
-from gliorad.io import write_image, write_json, write_text
+from gliorad.io import atomic_dir, write_image, write_json, write_text
 
 # Relative signal per compartment (white matter on T1 = 0.85). Columns: csf, gm, wm, oedema,
 # non-enhancing core, necrosis, enhancing tumour.
@@ -443,9 +440,7 @@ def generate_cohort(
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise GlioradInputError(f"{out}: folder exists and is not empty; pass overwrite to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         table = sample_patients(cfg)
         jobs = [(pid, row.to_dict(), cfg.model_dump(), str(tmp)) for pid, row in table.iterrows()]
         if n_jobs > 1:
@@ -455,12 +450,6 @@ def generate_cohort(
             facts = dict(map(_render_and_write, jobs))
         table = table.join(pd.DataFrame.from_dict(facts, orient="index"))
         _write_tables(tmp, table, cfg)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     n_hgg = int((table["grade_group"] == "HGG").sum())
     return SynthResult(out, len(table), n_hgg, len(table) - n_hgg)
 

@@ -22,10 +22,7 @@ import contextlib
 import datetime as _dt
 import hashlib
 import json
-import os
 import platform
-import shutil
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -35,7 +32,7 @@ import pandas as pd
 
 from gliorad.errors import GlioradInputError
 from gliorad.grading.evaluate import GradingResult, roc_table
-from gliorad.io import atomic_path, file_hash, write_json, write_text
+from gliorad.io import atomic_dir, atomic_path, file_hash, write_json, write_text
 
 __all__ = ["RUN_FILES", "plot_roc", "provenance", "run_folder", "write_grading_outputs"]
 
@@ -102,20 +99,8 @@ def run_folder(out: str | Path, fingerprint: str, overwrite: bool = False,
         raise GlioradInputError(
             f"{out}: folder is not empty and holds no run with the same inputs and settings; "
             "pass --overwrite to replace it, or choose another folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         yield tmp
-        old = None
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, old)
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_csv(df: pd.DataFrame, path: Path) -> None:

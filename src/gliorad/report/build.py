@@ -195,33 +195,18 @@ def build_report(inputs: ReportInputs, out_dir: str | Path) -> Path:
 
 def _write_figures(figures: S.FigureSet, folder: Path) -> None:
     """Replace ``folder`` as a whole by this report's figures (no stale or half-written set)."""
-    import os
     import shutil
-    import tempfile
 
-    from gliorad.io import _umask, write_bytes
+    from gliorad.io import atomic_dir, write_bytes
 
     if not figures.files:
         if folder.is_dir():
             shutil.rmtree(folder)
         return
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
-    try:
-        os.chmod(tmp, 0o777 & ~_umask())
+    with atomic_dir(folder) as tmp:
         for fig in figures.files.values():
             write_bytes(fig.png, tmp / f"{fig.name}.png")
             write_bytes(fig.svg, tmp / f"{fig.name}.svg")
-        old = None
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _input_rows(inputs: ReportInputs) -> list[tuple[str, str]]:
