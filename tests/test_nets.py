@@ -9,15 +9,7 @@ import torch
 from gliorad.errors import GlioradInputError
 from gliorad.nets import RecombinationBlock, RecombinationUNet, SEBlock
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread is faster, and far faster on a machine shared with other jobs."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
+pytestmark = pytest.mark.usefixtures("torch_one_thread")  # tests/conftest.py
 
 
 def tiny_unet(spatial_dims: int = 3, in_channels: int = 2, out_channels: int = 1, **kw) -> RecombinationUNet:

@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import SimpleITK as sitk
-import torch
 
 # the bundle is built by test_bundle.py's builder (tests/ is on sys.path under pytest)
 from test_bundle import SEQUENCES, SURVIVAL, build_bundle
@@ -30,12 +29,7 @@ CLINICAL = {"age": "45", "sex": "F", "grade": "III", "histology": "astrocytoma"}
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="session")

@@ -12,13 +12,7 @@ from gliorad.nets.resnet import backbone_keys, read_state_dict, stage4_size
 TINY = (4, 8, 8, 16)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny networks: one thread is fastest, and it keeps the shared 2-core machine usable."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")  # tests/conftest.py
 
 
 def torchvision_resnet18_keys() -> list[str]:
