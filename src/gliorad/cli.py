@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from gliorad import __version__
+from gliorad.commands._common import command_group, exit_on_input_error
 from gliorad.commands._common import fail as _fail
 from gliorad.commands.deep import app as deep_app
 from gliorad.commands.features import app as features_app
@@ -26,13 +27,8 @@ from gliorad.commands.segment import app as segment_app
 from gliorad.commands.survival import app as survival_app
 from gliorad.errors import GlioradInputError
 
-app = typer.Typer(
-    name="gliorad",
-    help="Automated glioma grading and LGG survival prediction from brain MRI (Xu et al. 2022).",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+app = command_group(
+    "gliorad", "Automated glioma grading and LGG survival prediction from brain MRI (Xu et al. 2022).")
 # Per-stage command groups (each module imports only typer at import time).
 features_app.add_typer(deep_app, name="deep")
 app.add_typer(features_app, name="features")
@@ -84,7 +80,7 @@ def validate(
     from gliorad.errors import check_option
     from gliorad.validation import validate as run_validate
 
-    try:
+    with exit_on_input_error():
         cfg = _load_config(config)
         cohort_upd: dict = {}
         if sequences:
@@ -102,8 +98,6 @@ def validate(
         })
         clinical = clinical if clinical is not None else cfg.clinical.path
         report = run_validate(cohort_dir, clinical, cfg, n_jobs=jobs)
-    except GlioradInputError as err:
-        _fail(err)
     if not report.ok:
         _fail(GlioradInputError(report.problems))
     typer.echo(f"ok: {report.summary()}")
@@ -122,11 +116,9 @@ def synth(
     """Generate a realistic synthetic two-centre glioma cohort with known ground truth."""
     from gliorad.synthetic import SynthConfig, generate_cohort
 
-    try:
+    with exit_on_input_error():
         cfg = SynthConfig(n_patients=patients, seed=seed, spacing=spacing, hgg_fraction=hgg_fraction)
         result = generate_cohort(out_dir, cfg, n_jobs=jobs, overwrite=overwrite)
-    except GlioradInputError as err:
-        _fail(err)
     typer.echo(f"wrote {result.n_patients} patients to {result.root} "
                f"({result.n_hgg} HGG, {result.n_lgg} LGG; clinical.csv, truth.json, cohort.yaml)")
 
@@ -147,11 +139,9 @@ def demo(
     (= gliorad run demo; resumable)."""
     from gliorad.demo import run_demo
 
-    try:
+    with exit_on_input_error():
         run_demo(workspace, n_patients=patients, seed=seed, n_jobs=jobs, echo=typer.echo,
                  force=tuple(force or ()), from_stage=from_stage, until=until)
-    except GlioradInputError as err:
-        _fail(err)
 
 
 def main() -> None:  # console entry point
