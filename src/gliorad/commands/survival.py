@@ -223,26 +223,6 @@ def _up_to_date(out: Path, provenance: dict[str, Any], overwrite: bool) -> bool:
     return False
 
 
-def _write_stage(out: Path, write: Any) -> Any:
-    """Run ``write(tmp_folder)`` in a temporary sibling and rename it to ``out`` when complete;
-    return what ``write`` returns."""
-    import os
-    import shutil
-    import tempfile
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        result = write(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-    return result
-
-
 def _training_inputs(
     command: str, cfg: Any, ccfg: Any, features: Path, clinical: Path, extra: list[Path] | None,
     out: Path, overwrite: bool,
@@ -312,10 +292,12 @@ def fit(
         if todo is None:
             return
         feats, clin, prov = todo
+        from gliorad.io import atomic_dir
         from gliorad.survival.analysis import run_analysis, write_analysis
 
         analysis = run_analysis(feats, clin, cfg)
-        metrics = _write_stage(out, lambda tmp: write_analysis(analysis, tmp, prov))
+        with atomic_dir(out) as tmp:
+            metrics = write_analysis(analysis, tmp, prov)
     sig = metrics["signature"]
     typer.echo(f"signature ({len(sig['features'])} features, sequence {sig['sequence']}): {sig['formula']}")
     typer.echo(f"cut-off ({sig['cutoff_method']}): {sig['cutoff']:.4g}; integrated factors: "
@@ -359,10 +341,12 @@ def cv(
         if todo is None:
             return
         feats, clin, prov = todo
+        from gliorad.io import atomic_dir
         from gliorad.survival.analysis import cross_validate, write_cv
 
         result = cross_validate(feats, clin, cfg)
-        metrics = _write_stage(out, lambda tmp: write_cv(result, tmp, prov))
+        with atomic_dir(out) as tmp:
+            metrics = write_cv(result, tmp, prov)
     s = metrics["summary"]
     typer.echo(f"{s['folds']}-fold cross-validation in cohort {s['training']} "
                f"({s['n_patients']} patients, {s['n_events']} events)")
@@ -391,6 +375,7 @@ def validate(
     """Apply a saved bundle (signature, cut-off, nomograms) unchanged to new patients: risk
     groups, survival predictions, and with os_time/event the C-indices, log-rank and calibration."""
     with exit_on_input_error():
+        from gliorad.io import atomic_dir
         from gliorad.survival.analysis import apply_models, write_analysis
         from gliorad.survival.bundle import load_bundle
 
@@ -406,6 +391,7 @@ def validate(
             return
         feats, clin = _read_inputs(features, clinical, ccfg, survival=False, extra=extra_features)
         analysis = apply_models(models, feats, clin, by=cohort_column, name=name)
-        metrics = _write_stage(out, lambda tmp: write_analysis(analysis, tmp, prov, bundle=False))
+        with atomic_dir(out) as tmp:
+            metrics = write_analysis(analysis, tmp, prov, bundle=False)
     _summary(metrics)
     typer.echo(f"wrote {out}")
