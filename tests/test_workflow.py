@@ -4,8 +4,8 @@ demo-size run killed in the middle of a stage that resumes to the same results."
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from gliorad.cli import app
 from gliorad.commands.run import parse_overrides
 from gliorad.errors import GlioradInputError
-from gliorad.run_config import load_run_config, parse_run_config, preset_text
+from gliorad.run_config import load_run_config, preset_text
 from gliorad.workflow import build_stages
 
 runner = CliRunner()
@@ -117,18 +117,18 @@ def test_paper_preset_needs_a_cohort(tmp_path):
     ({"segmentaton": {}}, r"x.yaml: unknown section\(s\) 'segmentaton'; expected: run, cohort"),
     ({"segmentation": {"patch_sise": [8, 8, 8]}}, r"x.yaml: segmentation.patch_sise: Extra inputs"),
     ({"segmentation": {"train": {"epochs": -1}}}, r"x.yaml: segmentation.train.epochs: .*(got -1)"),
-    ({"segmentation": {"preset": "nnunet"}}, r"segmentation.preset 'nnunet' is not valid; expected "
-                                             r"one of: paper, demo"),
+    ({"segmentation": {"preset": "nnunet"}}, (r"segmentation.preset 'nnunet' is not valid; expected "
+                                             r"one of: paper, demo")),
     ({"grading": {"scheme": "loo"}}, r"grading.scheme 'loo' is not valid; expected one of: split, cv"),
     ({"grading": {"svm_C": [-1]}}, r"x.yaml: grading: svm_C"),
-    ({"deep3d": {"variants": ["patch_se", "patch_xx"]}}, r"deep3d.variants 'patch_xx' is not valid; "
-                                                         r"expected one of: patch_se, patch_nose"),
+    ({"deep3d": {"variants": ["patch_se", "patch_xx"]}}, (r"deep3d.variants 'patch_xx' is not valid; "
+                                                         r"expected one of: patch_se, patch_nose")),
     ({"deep3d": {"variants": []}}, r"deep3d.variants: expected a non-empty list"),
-    ({"deep2d": {"imagenet_weights": "missing.pth"}}, r"deep2d.imagenet_weights: .*missing.pth does "
-                                                      r"not exist"),
+    ({"deep2d": {"imagenet_weights": "missing.pth"}}, (r"deep2d.imagenet_weights: .*missing.pth does "
+                                                      r"not exist")),
     ({"deep2d": {"enabled": "yes"}}, r"deep2d.enabled: expected true or false \(got 'yes'\)"),
-    ({"radiomics": {"params": "fastest"}}, r"radiomics.params: radiomics parameters .*fastest.*"
-                                           r"neither a preset"),
+    ({"radiomics": {"params": "fastest"}}, (r"radiomics.params: radiomics parameters .*fastest.*"
+                                           r"neither a preset")),
     ({"radiomics": {"region": "edema"}}, r"radiomics.region: 'edema' is not valid; expected one of"),
     ({"survival": {"cutoff": "mean"}}, r"x.yaml: survival.cutoff: .*(got 'mean')"),
     ({"run": {"n_jobs": 0}}, r"x.yaml: run.n_jobs: .*(got 0)"),

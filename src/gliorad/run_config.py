@@ -206,7 +206,7 @@ def parse_run_config(data: Mapping[str, Any], source: str = "config",
         raise GlioradInputError(f"{source}: unknown section(s) {', '.join(map(repr, unknown))}; "
                                 f"expected: {', '.join(SECTIONS)}")
     sec = {name: (data.get(name) if data.get(name) is not None else {}) for name in SECTIONS}
-    where = lambda name: f"{source}: {name}"  # noqa: E731
+    where = lambda name: f"{source}: {name}"
 
     run = _validate(RunSettings, sec["run"], where("run"))
     cohort = _validate(CohortConfig, sec["cohort"], where("cohort"))

@@ -117,7 +117,7 @@ def canonical_clinical_csv(table) -> str:
 # ---------------------------------------------------------------------------------- stages
 def build_stages(cfg: RunConfig) -> list[Stage]:
     """The stage graph of a run config (disabled stages are left out)."""
-    n_jobs, seed = cfg.run.n_jobs, cfg.run.seed
+    n_jobs, _seed = cfg.run.n_jobs, cfg.run.seed
     src = _source_stage(cfg)
     stages: list[Stage] = []
 
@@ -201,7 +201,7 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
         table.index = table.index.map(str)
         surv = {}
         if cfg.survival is not None:
-            cohorts, roles, _ = split_cohorts(table.loc[ids], cfg.survival.split, cfg.survival.seed)
+            cohorts, _roles, _ = split_cohorts(table.loc[ids], cfg.survival.split, cfg.survival.seed)
             surv = {p: f"{name}" for name, members in cohorts.items() for p in members.map(str)}
         df = pd.DataFrame({
             "patient_id": ids,
@@ -263,7 +263,7 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
                                 auto_masks=(ctx.input_dir("segment") / "masks") if auto else None,
                                 region=rad.region, n_jobs=n_jobs, progress=False,
                                 raise_on_failure=False)
-        for name, path in res.files.items():
+        for path in res.files.values():
             shutil.copy2(path, ctx.out_dir / Path(path).name)
         for note in res.notes:
             ctx.log.info(note)
@@ -380,7 +380,7 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
                         settings={"config": cfg.resolved()},
                         description="model bundle for gliorad predict"))
     if cfg.report.enabled:
-        report_inputs = tuple([*done, "bundle"])
+        report_inputs = (*done, "bundle")
 
         def report(ctx: StageContext) -> None:
             from gliorad.report import build_report, inputs_from_workspace
@@ -540,7 +540,7 @@ def summary_lines(workspace: str | Path) -> list[str]:
                      f"features above {agr['settings']['threshold']}")
     gm = load("grade", "tables", "metrics.json")
     if gm:
-        best = lambda prefix: max(((k, v) for k, v in gm.items() if k.startswith(prefix)),  # noqa: E731
+        best = lambda prefix: max(((k, v) for k, v in gm.items() if k.startswith(prefix)),
                                   key=lambda kv: kv[1]["auc"], default=None)
         for prefix, what in (("fused_", "fused"), ("radiomics_", "best radiomics sequence")):
             b = best(prefix)
