@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from gliorad.cli import app
 from gliorad.commands.run import parse_overrides
 from gliorad.errors import GlioradInputError
-from gliorad.run_config import load_run_config, preset_text
+from gliorad.run_config import load_run_config, parse_run_config, preset_text
 from gliorad.workflow import build_stages
 
 runner = CliRunner()
@@ -278,3 +278,21 @@ def test_predict_with_the_bundle_of_a_run(tiny_run, tmp_path):
     assert all(0 <= float(v) <= 1 for v in values) and list(values) == sorted(values, reverse=True)
     assert (tmp_path / "pred" / "prediction.json").is_file()
     assert (tmp_path / "pred" / "summary.html").is_file()
+
+
+def test_segmentation_training_subset():
+    from gliorad.workflow import segmentation_ids
+
+    ids = [f"P{i:03d}" for i in range(100)]
+    sp = pd.DataFrame({"patient_id": ids,
+                       "grade_split": ["train"] * 60 + ["val"] * 20 + ["test"] * 20})
+    train, val = segmentation_ids(sp, None, 0)
+    assert len(train) == 60 and len(val) == 20
+    train, val = segmentation_ids(sp, 32, 0)
+    assert (len(train), len(val)) == (24, 8) and not set(train + val) & set(ids[80:])
+    assert set(train) <= set(ids[:60]) and set(val) <= set(ids[60:80])
+    assert segmentation_ids(sp, 32, 0) == (train, val) and segmentation_ids(sp, 32, 1) != (train, val)
+    with pytest.raises(GlioradInputError, match=r"segmentation.train_patients: expected an integer >= 2"):
+        parse_run_config({**yaml.safe_load(preset_text("demo")),
+                          "segmentation": {"train_patients": "all"}}, "x.yaml")
+    assert load_run_config("demo").segmentation_train_patients == 32

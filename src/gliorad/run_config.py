@@ -6,7 +6,8 @@ A run config extends :class:`gliorad.config.GlioradConfig` (``cohort``, ``clinic
 ``synthetic``     optional: generate a synthetic two-centre cohort instead of reading ``cohort.root``
                   (:class:`gliorad.synthetic.SynthConfig`; the demo)
 ``preprocess``    ``enabled`` (default false), ``preset`` and :class:`~gliorad.preprocess.config.PreprocessConfig` fields
-``segmentation``  ``enabled``, ``preset`` and :class:`~gliorad.segmentation.SegmentationConfig` fields
+``segmentation``  ``enabled``, ``preset``, ``train_patients`` (a seeded subset of the grading
+                  training part; null: all) and :class:`~gliorad.segmentation.SegmentationConfig` fields
 ``radiomics``     ``params`` (``fast``, ``paper`` or a parameter file), ``sequences``, ``region``
 ``agreement``     ICC of automatic- vs manual-mask radiomics: ``kind``, ``threshold``
 ``deep3d``        ``enabled``, ``preset``, ``variants`` and :class:`~gliorad.features.deep3d.Deep3DConfig` fields
@@ -120,6 +121,7 @@ class RunConfig:
     synthetic: Any | None              # SynthConfig
     preprocess: Any | None             # PreprocessConfig (None: disabled)
     segmentation: Any | None           # SegmentationConfig (None: manual masks only)
+    segmentation_train_patients: int | None  # a seeded subset of the grading training patients
     radiomics: RadiomicsSection
     agreement: AgreementSection
     deep3d: dict[str, Any]             # variant -> Deep3DConfig ({} : disabled)
@@ -148,6 +150,7 @@ class RunConfig:
                      "deep2d", "grading", "survival", "report"):
             out[name] = self.section_json(name)
         out["grading_scheme"] = self.grading_scheme
+        out["segmentation_train_patients"] = self.segmentation_train_patients
         out["imagenet_weights"] = str(self.imagenet_weights) if self.imagenet_weights else None
         return out
 
@@ -236,8 +239,13 @@ def parse_run_config(data: Mapping[str, Any], source: str = "config",
         except GlioradInputError as err:
             raise GlioradInputError([f"{where('preprocess')}: {p}" for p in err.problems]) from err
 
-    own, rest = _split(sec["segmentation"], {"enabled": True, "preset": "demo"}, where("segmentation"))
-    segmentation = None
+    own, rest = _split(sec["segmentation"], {"enabled": True, "preset": "demo", "train_patients": None},
+                       where("segmentation"))
+    segmentation, seg_train_n = None, own["train_patients"]
+    if seg_train_n is not None and (not isinstance(seg_train_n, int) or isinstance(seg_train_n, bool)
+                                    or seg_train_n < 2):
+        raise GlioradInputError(f"{where('segmentation')}.train_patients: expected an integer >= 2 "
+                                f"or null (all training patients) (got {seg_train_n!r})")
     if own["enabled"]:
         check_option(f"{where('segmentation')}.preset", str(own["preset"]), SEG_PRESETS)
         seg_base = SEG_PRESETS[str(own["preset"])]().model_dump()
@@ -299,6 +307,7 @@ def parse_run_config(data: Mapping[str, Any], source: str = "config",
         agreement = agreement.model_copy(update={"enabled": False})
     return RunConfig(source=source, raw=dict(data), run=run, cohort=cohort, clinical=clinical,
                      synthetic=synthetic, preprocess=preprocess, segmentation=segmentation,
+                     segmentation_train_patients=seg_train_n,
                      radiomics=radiomics, agreement=agreement, deep3d=deep3d_cfgs, deep2d=deep2d_cfg,
                      imagenet_weights=weights, grading=grading, grading_scheme=scheme,
                      survival=survival, report=report)

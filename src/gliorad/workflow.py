@@ -92,6 +92,20 @@ def _ids(split, column: str, *values: str) -> list[str]:
     return split.loc[split[column].isin(values), "patient_id"].astype(str).tolist()
 
 
+def segmentation_ids(split, n: int | None, seed: int) -> tuple[list[str], list[str]]:
+    """The U-Net's training and validation patients: the grading split's train and val parts,
+    or a seeded subset of ``n`` of them in the same proportion (the demo trains on 32)."""
+    import numpy as np
+
+    train, val = _ids(split, "grade_split", "train"), _ids(split, "grade_split", "val")
+    if n is None or n >= len(train) + len(val):
+        return train, val
+    n_val = round(n * len(val) / (len(train) + len(val))) if val else 0
+    rng = np.random.default_rng(seed)
+    pick = lambda ids, k: sorted(rng.choice(sorted(ids), size=k, replace=False).tolist())
+    return pick(train, n - n_val), (pick(val, n_val) if n_val else [])
+
+
 def _copy_tree(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst, dirs_exist_ok=True)
 
@@ -117,7 +131,7 @@ def canonical_clinical_csv(table) -> str:
 # ---------------------------------------------------------------------------------- stages
 def build_stages(cfg: RunConfig) -> list[Stage]:
     """The stage graph of a run config (disabled stages are left out)."""
-    n_jobs, _seed = cfg.run.n_jobs, cfg.run.seed
+    n_jobs, seed = cfg.run.n_jobs, cfg.run.seed
     src = _source_stage(cfg)
     stages: list[Stage] = []
 
@@ -235,8 +249,9 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
             cohort = load_cohort(ctx, cfg)
             sp = read_split(ctx)
             model_dir = ctx.work_dir / "model"  # resumable: checkpoints survive a kill
-            train_segmentation(cohort, model_dir, seg_cfg, ids=_ids(sp, "grade_split", "train", "val"),
-                               val_ids=_ids(sp, "grade_split", "val") or None, progress=False)
+            train, val = segmentation_ids(sp, cfg.segmentation_train_patients, seed)
+            train_segmentation(cohort, model_dir, seg_cfg, ids=train + val, val_ids=val or None,
+                               progress=False)
             model = load_model(model_dir)
             predict_cohort(cohort, model, ctx.work_dir / "masks", progress=False)
             _copy_tree(model_dir, ctx.out_dir / "model")
@@ -245,7 +260,8 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
                 evaluate_masks(ctx.out_dir / "masks", cohort, out_dir=ctx.out_dir / "evaluation")
 
         stages.append(Stage("segment", segment, inputs=seg_inputs,
-                            settings={"segmentation": seg_cfg.model_dump(mode="json")},
+                            settings={"segmentation": seg_cfg.model_dump(mode="json"),
+                                  "train_patients": cfg.segmentation_train_patients, "seed": seed},
                             description="3D U-Net: train, segment every patient, Dice"))
 
     auto = cfg.segmentation is not None
