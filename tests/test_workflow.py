@@ -286,13 +286,30 @@ def test_segmentation_training_subset():
     ids = [f"P{i:03d}" for i in range(100)]
     sp = pd.DataFrame({"patient_id": ids,
                        "grade_split": ["train"] * 60 + ["val"] * 20 + ["test"] * 20})
-    train, val = segmentation_ids(sp, None, 0)
-    assert len(train) == 60 and len(val) == 20
-    train, val = segmentation_ids(sp, 32, 0)
-    assert (len(train), len(val)) == (24, 8) and not set(train + val) & set(ids[80:])
-    assert set(train) <= set(ids[:60]) and set(val) <= set(ids[60:80])
-    assert segmentation_ids(sp, 32, 0) == (train, val) and segmentation_ids(sp, 32, 1) != (train, val)
+    ids_, val = segmentation_ids(sp, None, 0)
+    assert ids_ == ids[:80] and val == ids[60:80]
+    chosen, val = segmentation_ids(sp, 32, 0)
+    assert len(chosen) == 32 and val is None and set(chosen) <= set(ids[:80])
+    assert segmentation_ids(sp, 32, 0) == (chosen, None) and segmentation_ids(sp, 32, 1)[0] != chosen
     with pytest.raises(GlioradInputError, match=r"segmentation.train_patients: expected an integer >= 2"):
         parse_run_config({**yaml.safe_load(preset_text("demo")),
                           "segmentation": {"train_patients": "all"}}, "x.yaml")
-    assert load_run_config("demo").segmentation_train_patients == 32
+    assert load_run_config("demo").segmentation_train_patients == 48
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_predict_real_brats2018_patient_with_the_demo_bundle(shared_data, tmp_path):
+    """Local check: a real BraTS 2018 patient through the bundle of ``make demo`` (skips without
+    ../shared/data or without a finished demo workspace in the repository folder)."""
+    from gliorad.predict import predict_patient
+
+    bundle = Path(__file__).resolve().parents[1] / "demo_workspace" / "bundle" / "bundle"
+    if not (bundle / "manifest.json").is_file():
+        pytest.skip("no demo_workspace/bundle/bundle: run `make demo` first")
+    folder = shared_data / "brats2018" / "Brats18_TCIA10_628_1"
+    res = predict_patient(folder, bundle, tmp_path, clinical={"age": "45", "grade": "II"})
+    assert res["inputs"]["resampled"] is True and res["mask"]["voxels"] > 0
+    assert 0 <= res["grading"]["probability_hgg"] <= 1
+    assert res["survival"]["risk_group"] in ("high", "low")
+    assert (tmp_path / "prediction.json").is_file() and (tmp_path / "summary.html").is_file()

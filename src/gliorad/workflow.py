@@ -92,18 +92,31 @@ def _ids(split, column: str, *values: str) -> list[str]:
     return split.loc[split[column].isin(values), "patient_id"].astype(str).tolist()
 
 
-def segmentation_ids(split, n: int | None, seed: int) -> tuple[list[str], list[str]]:
-    """The U-Net's training and validation patients: the grading split's train and val parts,
-    or a seeded subset of ``n`` of them in the same proportion (the demo trains on 32)."""
+def segmentation_ids(split, n: int | None, seed: int) -> tuple[list[str], list[str] | None]:
+    """The U-Net's training (and validation) patients: the grading split's train and val parts,
+    or a seeded draw of ``n`` of them whose validation part the training takes itself
+    (``val_fraction`` of the segmentation config; the demo trains on 48)."""
     import numpy as np
 
     train, val = _ids(split, "grade_split", "train"), _ids(split, "grade_split", "val")
     if n is None or n >= len(train) + len(val):
-        return train, val
-    n_val = round(n * len(val) / (len(train) + len(val))) if val else 0
+        return train + val, val or None
     rng = np.random.default_rng(seed)
-    pick = lambda ids, k: sorted(rng.choice(sorted(ids), size=k, replace=False).tolist())
-    return pick(train, n - n_val), (pick(val, n_val) if n_val else [])
+    return sorted(rng.choice(sorted(train + val), size=n, replace=False).tolist()), None
+
+
+def tumour_masks(mask_dir: Path, ids: list[str]) -> tuple[list[str], list[str]]:
+    """Patients whose automatic mask has a tumour, and those whose mask is empty (the network
+    missed the tumour: their deep features cannot be cut and they are left out, listed)."""
+    import SimpleITK as sitk
+
+    from gliorad.segmentation import mask_path
+
+    kept, empty = [], []
+    for pid in ids:
+        arr = sitk.GetArrayViewFromImage(sitk.ReadImage(str(mask_path(mask_dir, pid))))
+        (kept if (arr > 0).any() else empty).append(pid)
+    return kept, empty
 
 
 def _copy_tree(src: Path, dst: Path) -> None:
@@ -249,9 +262,8 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
             cohort = load_cohort(ctx, cfg)
             sp = read_split(ctx)
             model_dir = ctx.work_dir / "model"  # resumable: checkpoints survive a kill
-            train, val = segmentation_ids(sp, cfg.segmentation_train_patients, seed)
-            train_segmentation(cohort, model_dir, seg_cfg, ids=train + val, val_ids=val or None,
-                               progress=False)
+            ids, val = segmentation_ids(sp, cfg.segmentation_train_patients, seed)
+            train_segmentation(cohort, model_dir, seg_cfg, ids=ids, val_ids=val, progress=False)
             model = load_model(model_dir)
             predict_cohort(cohort, model, ctx.work_dir / "masks", progress=False)
             _copy_tree(model_dir, ctx.out_dir / "model")
@@ -324,10 +336,15 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
             cohort = load_cohort(ctx, cfg)
             sp = read_split(ctx)
             masks = ctx.input_dir("segment") / "masks" if auto else None
+            ids = sp["patient_id"].astype(str).tolist()
+            if masks is not None:
+                ids, empty = tumour_masks(masks, ids)
+                write_json({"empty_automatic_mask": empty}, ctx.out_dir / "excluded.json")
+                sp = sp[sp["patient_id"].isin(ids)]
             for name, vcfg in variants.items():
                 work = ctx.work_dir / name
                 deep_features_3d(cohort, clinical_path(ctx), _ids(sp, "grade_split", "train"), work,
-                                 vcfg, val_ids=_ids(sp, "grade_split", "val") or None,
+                                 vcfg, ids=ids, val_ids=_ids(sp, "grade_split", "val") or None,
                                  masks=masks, progress=False, n_jobs=n_jobs)
                 _copy_tree(work, ctx.out_dir / name)
 
@@ -344,6 +361,11 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
 
             cohort = load_cohort(ctx, cfg)
             sp = read_split(ctx)
+            if auto:
+                kept, empty = tumour_masks(ctx.input_dir("segment") / "masks",
+                                           sp["patient_id"].astype(str).tolist())
+                write_json({"empty_automatic_mask": empty}, ctx.work_dir / "excluded.json")
+                sp = sp[sp["patient_id"].isin(kept)]
             train_cohort = cfg.survival.split.train
             lgg = sp[sp["grade_group"] == "LGG"]
             if cfg.survival.split.method == "column":
