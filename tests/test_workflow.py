@@ -313,3 +313,16 @@ def test_predict_real_brats2018_patient_with_the_demo_bundle(shared_data, tmp_pa
     assert 0 <= res["grading"]["probability_hgg"] <= 1
     assert res["survival"]["risk_group"] in ("high", "low")
     assert (tmp_path / "prediction.json").is_file() and (tmp_path / "summary.html").is_file()
+
+
+def test_tumour_masks_lists_empty_automatic_masks(tmp_path):
+    import SimpleITK as sitk
+
+    from gliorad.segmentation import mask_path
+    from gliorad.workflow import tumour_masks
+
+    for pid, n in (("P1", 5), ("P2", 0), ("P3", 1)):
+        arr = np.zeros((6, 7, 8), np.uint8)
+        arr.flat[:n] = 1
+        sitk.WriteImage(sitk.GetImageFromArray(arr), str(mask_path(tmp_path, pid)))
+    assert tumour_masks(tmp_path, ["P1", "P2", "P3"]) == (["P1", "P3"], ["P2"])

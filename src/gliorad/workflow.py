@@ -114,7 +114,7 @@ def tumour_masks(mask_dir: Path, ids: list[str]) -> tuple[list[str], list[str]]:
 
     kept, empty = [], []
     for pid in ids:
-        arr = sitk.GetArrayViewFromImage(sitk.ReadImage(str(mask_path(mask_dir, pid))))
+        arr = sitk.GetArrayFromImage(sitk.ReadImage(str(mask_path(mask_dir, pid))))
         (kept if (arr > 0).any() else empty).append(pid)
     return kept, empty
 
