@@ -572,10 +572,11 @@ def summary_lines(workspace: str | Path) -> list[str]:
         d = wt["dice"]
         lines.append(f"segmentation: whole-tumour Dice {d['mean']:.3f} (median {d.get('median', float('nan')):.3f})")
     agr = load("agreement", "agreement.json")
-    if agr:
-        s = agr.get("summary", {})
-        lines.append(f"agreement: ICC auto vs manual masks, {s.get('fraction_above', float('nan')):.0%} of "
-                     f"features above {agr['settings']['threshold']}")
+    for pair, summ in ((agr or {}).get("summary") or {}).items():
+        if isinstance(summ, dict) and summ.get("fraction_above") is not None:
+            lines.append(f"agreement ({pair.replace('_', ' ')}): ICC median {summ['median']:.3f}, "
+                         f"{summ['fraction_above']:.0%} of {summ['n_defined']} features above "
+                         f"{summ['threshold']}")
     gm = load("grade", "tables", "metrics.json")
     if gm:
         best = lambda prefix: max(((k, v) for k, v in gm.items() if k.startswith(prefix)),
@@ -593,6 +594,9 @@ def summary_lines(workspace: str | Path) -> list[str]:
             for _, r in pd.read_csv(t2).iterrows():
                 lines.append(f"grading (CNN alone, {r['Methods']}): test AUC {r['AUC (95% CI)']}")
     sm = load("survival", "analysis", "metrics.json")
+    if sm and sm.get("signature_in_integrated_model") is False:
+        lines.append("survival: the signature was not an independent factor (P >= threshold) in the "
+                     "training cohort, so the integrated nomogram equals the clinical one")
     for name, m in ((sm or {}).get("cohorts") or {}).items():
         ci, cc = m.get("c_index_integrated"), m.get("c_index_clinical")
         if ci is not None and cc is not None:
