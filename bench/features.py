@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
 #
 # On a seeded synthetic cohort (120 patients at 3 mm, seed 2024; --quick: 24 patients, 1 epoch),
 # stratified 70/30 split (seed 0): the 3D CNN (demo preset: ResNet18 + SE, 32x40x32 patches,
-# 20 epochs, batch 8) and the 2D dual-task CNN (demo preset: ResNet18, 80x80 largest slices, LGG
+# 4 epochs, batch 8) and the 2D dual-task CNN (demo preset: ResNet18, 80x80 largest slices, LGG
 # training patients, 20 epochs; no ImageNet file, so from scratch), each in a fresh process with
 # torch using --jobs threads. Reported per network: training seconds, input preparation and
 # feature extraction seconds per patient, held-out metrics (3D: HGG-vs-LGG AUC of the network's
