@@ -29,6 +29,7 @@ The workspace layout is in docs/architecture.md ("Workspace").
 from __future__ import annotations
 
 import shutil
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,7 @@ def canonical_clinical_csv(table) -> str:
 def build_stages(cfg: RunConfig) -> list[Stage]:
     """The stage graph of a run config (disabled stages are left out)."""
     n_jobs, seed = cfg.run.n_jobs, cfg.run.seed
+    bars = sys.stderr.isatty()  # progress bars on a terminal; plain stage lines in logs and CI
     src = _source_stage(cfg)
     stages: list[Stage] = []
 
@@ -263,9 +265,9 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
             sp = read_split(ctx)
             model_dir = ctx.work_dir / "model"  # resumable: checkpoints survive a kill
             ids, val = segmentation_ids(sp, cfg.segmentation_train_patients, seed)
-            train_segmentation(cohort, model_dir, seg_cfg, ids=ids, val_ids=val, progress=False)
+            train_segmentation(cohort, model_dir, seg_cfg, ids=ids, val_ids=val, progress=bars)
             model = load_model(model_dir)
-            predict_cohort(cohort, model, ctx.work_dir / "masks", progress=False)
+            predict_cohort(cohort, model, ctx.work_dir / "masks", progress=bars)
             _copy_tree(model_dir, ctx.out_dir / "model")
             _copy_tree(ctx.work_dir / "masks", ctx.out_dir / "masks")
             if any(p.seg is not None for p in cohort.patients.values()):
@@ -289,7 +291,7 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
         res = extract_radiomics(cohort, ctx.work_dir, params=rad.params, sequences=rad.sequences,
                                 manual=True,
                                 auto_masks=(ctx.input_dir("segment") / "masks") if auto else None,
-                                region=rad.region, n_jobs=n_jobs, progress=False,
+                                region=rad.region, n_jobs=n_jobs, progress=bars,
                                 raise_on_failure=False)
         for path in res.files.values():
             shutil.copy2(path, ctx.out_dir / Path(path).name)
@@ -345,7 +347,7 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
                 work = ctx.work_dir / name
                 deep_features_3d(cohort, clinical_path(ctx), _ids(sp, "grade_split", "train"), work,
                                  vcfg, ids=ids, val_ids=_ids(sp, "grade_split", "val") or None,
-                                 masks=masks, progress=False, n_jobs=n_jobs)
+                                 masks=masks, progress=bars, n_jobs=n_jobs)
                 _copy_tree(work, ctx.out_dir / name)
 
         stages.append(Stage("deep3d", deep3d, inputs=deep_inputs,
@@ -375,7 +377,7 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
             deep_features_2d(cohort, clinical_path(ctx), train_ids, ctx.work_dir, d2,
                              imagenet_weights=weights, ids=lgg["patient_id"].astype(str).tolist(),
                              masks=ctx.input_dir("segment") / "masks" if auto else None,
-                             progress=False, n_jobs=n_jobs)
+                             progress=bars, n_jobs=n_jobs)
             _copy_tree(ctx.work_dir, ctx.out_dir)
 
         from gliorad.io import file_hash
