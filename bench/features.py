@@ -185,8 +185,8 @@ def bench_radiomics(args: argparse.Namespace, work: Path) -> dict:
                                 and warm.tables["manual"].equals(table))
         for pid in ids:
             voxels.append(int(par.diagnostics["manual"].loc[pid, f"{seqs[0]}_diagnostics_Mask-original_VoxelNum"]))
-        prov = json.loads((work / f"{preset}_parallel" / "provenance.json").read_text())
-        cpu = {name: sum(json.loads(f.read_text())["cpu_seconds"]
+        prov = json.loads((work / f"{preset}_parallel" / "provenance.json").read_text(encoding="utf-8"))
+        cpu = {name: sum(json.loads(f.read_text(encoding="utf-8"))["cpu_seconds"]
                          for f in (work / name / "cache").rglob("*.json"))
                for name in (f"{preset}_serial", f"{preset}_parallel")}
         rows.append({
@@ -387,7 +387,7 @@ def bench_deep(args: argparse.Namespace, work: Path) -> dict:
     clin = read_clinical(root / "clinical.csv")
     y = (clin["grade_group"] == "HGG").astype(int)
     train, test = stratified_split(y, 0.3, 0)
-    truth = json.loads((root / "truth.json").read_text())["oracle"]
+    truth = json.loads((root / "truth.json").read_text(encoding="utf-8"))["oracle"]
     rows, raw = [], {}
     for kind in ("cnn3d", "cnn2d"):
         load_before = _load()

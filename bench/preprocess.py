@@ -76,7 +76,7 @@ def run_case(name: str, overrides: dict) -> dict:
         if not res.ok:
             sys.exit(f"preprocess failed: {res.problems}")
         folder = Path(tmp) / "TCGA-FG-6692"
-        qc = json.loads((folder / "qc.json").read_text())
+        qc = json.loads((folder / "qc.json").read_text(encoding="utf-8"))
         with Stopwatch() as dice_eval:
             mask = sitk.ReadImage(str(folder / "TCGA-FG-6692_brainmask.nii.gz"))
             raw_t1ce = load_sequence(min((DATA / "raw").glob("*t1c.nii.gz")))

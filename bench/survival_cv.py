@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             cases.append(("fit", ["fit", *common, "--out", str(d / "fit")]))
         for name, args in cases:
             wall, output = run(args)
-            metrics = json.loads((d / name / "metrics.json").read_text())
+            metrics = json.loads((d / name / "metrics.json").read_text(encoding="utf-8"))
             row = {"case": f"survival {name} ({a.preset}, {a.jobs} jobs)", "wall_s": wall, **size}
             if name == "cv":
                 s = metrics["summary"]

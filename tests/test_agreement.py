@@ -45,7 +45,7 @@ def toy(n: int = 30, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
 def test_feature_icc_against_R_psych(kind):
     """R 4.2, psych::ICC(cbind(a[[f]], b[[f]]), lmer = FALSE, alpha = 0.05)$results
     (tests/reference/make_stats_reference.R, values in expected.json)."""
-    expected = json.loads((REF_DIR / "expected.json").read_text())["icc"]
+    expected = json.loads((REF_DIR / "expected.json").read_text(encoding="utf-8"))["icc"]
     a, b = ref_tables("icc1")
     table, report = A.feature_icc(a, b.iloc[::-1], kind=kind)  # row order does not matter
     refs = [r for r in expected if r["dataset"] == "icc1" and r["kind"] == kind]
@@ -150,10 +150,10 @@ def test_run_agreement_with_second_rater(tmp_path):
     for f in ("icc_auto_vs_manual.csv", "icc_manual_vs_rater2.csv", "icc_histogram.png",
               "reliable_features.txt", "radiomics_auto_reliable.csv", "agreement.json"):
         assert (out / f).is_file(), f
-    rec = json.loads((out / "agreement.json").read_text())
+    rec = json.loads((out / "agreement.json").read_text(encoding="utf-8"))
     assert rec["settings"]["kind"] == "ICC(2,1)" and len(rec["inputs"]["auto"]["sha256"]) == 64
     assert rec["summary"]["manual_vs_rater2"]["min"] > 0.99
-    assert (out / "reliable_features.txt").read_text().split() == res.reliable
+    assert (out / "reliable_features.txt").read_text(encoding="utf-8").split() == res.reliable
     kept = pd.read_csv(out / "radiomics_auto_reliable.csv", index_col=0)
     assert list(kept.columns) == res.reliable
 

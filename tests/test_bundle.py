@@ -90,7 +90,7 @@ def build_bundle(base: Path) -> Built:
     cohort_dir = ws / "cohort"
     marker = root / "built.json"
     if marker.is_file():
-        return _from_json(json.loads(marker.read_text()))
+        return _from_json(json.loads(marker.read_text(encoding="utf-8")))
     shutil.rmtree(root, ignore_errors=True)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -188,7 +188,7 @@ def copy(built, tmp_path) -> Path:
 
 
 def _manifest(path: Path) -> dict:
-    return json.loads((path / MANIFEST).read_text())
+    return json.loads((path / MANIFEST).read_text(encoding="utf-8"))
 
 
 def _reseal(path: Path, manifest: dict) -> None:
@@ -374,7 +374,7 @@ def test_save_refuses_inconsistent_inputs(built, tmp_path):
     with pytest.raises(GlioradInputError, match=r"occupied: exists and is not a gliorad model bundle"):
         save_model_bundle(other, **args, segmentation=None, cnn3d=s["cnn3d"], cnn2d=None,
                           grading=s["grading"], survival=None)
-    assert (other / "notes.txt").read_text() == "mine"
+    assert (other / "notes.txt").read_text(encoding="utf-8") == "mine"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["occupied"]  # no bundle, no temp folder
 
 

@@ -270,7 +270,7 @@ def test_crop_cohort_npy(cohort, tmp_path):
     assert patch.shape == (4, 16, 20, 16) and patch.dtype == np.float32
     pmask = np.load(out / pid / "patch_mask.npy")
     auto = sitk.GetArrayFromImage(sitk.ReadImage(str(masks / f"{pid}.nii.gz")))
-    rec = json.loads((out / pid / f"{pid}.json").read_text())
+    rec = json.loads((out / pid / f"{pid}.json").read_text(encoding="utf-8"))
     if not rec["patch"]["downscaled"]:
         assert np.count_nonzero(pmask) == np.count_nonzero(auto)
     assert rec["sequences"] == ["t1", "t1ce", "t2", "flair"]

@@ -94,7 +94,7 @@ def test_cnn3d_outputs(cohort, tmp_path):
     pred = res.predictions.set_index("patient_id")
     assert set(pred.loc[train, "split"]) == {"train"} and set(pred.loc[test, "split"]) == {"test"}
     assert ((pred["probability"] > 0) & (pred["probability"] < 1)).all()
-    prov = json.loads((out / "provenance.json").read_text())
+    prov = json.loads((out / "provenance.json").read_text(encoding="utf-8"))
     assert prov["train_ids"] == sorted(train) and prov["seed"] == 0
     assert prov["variant"] == "patch_se" and prov["n_features"] == 16
     assert len(prov["inputs"][train[0]]["mask"]["sha256"]) == 64
@@ -139,7 +139,7 @@ def test_cnn3d_full_input_and_validation_split(cohort, tmp_path):
     res = deep_features_3d(coh, clin, coh.ids, tmp_path / "f", cfg, progress=False)
     assert (tmp_path / "f" / "cnn3d_full_nose.csv").is_file()
     assert len(res.val_ids) >= 2 and not set(res.val_ids) & set(res.train_ids)
-    hist = json.loads((tmp_path / "f" / "model" / "history.json").read_text())
+    hist = json.loads((tmp_path / "f" / "model" / "history.json").read_text(encoding="utf-8"))
     assert "val_loss" in hist[-1]
     assert set(res.predictions["split"]) == {"train", "val"}
 
@@ -219,7 +219,7 @@ def test_cnn2d_outputs_and_no_label_leakage(cohort, tmp_path):
     hgg_train = [p for p in train if clin.at[p, "grade_group"] == "HGG"]
     assert set(pred.loc[hgg_train, "split"]) == {"excluded_hgg"}
     assert list(pred.columns) == ["probability_grade_iii", "survival_output", "risk_score", "split"]
-    prov = json.loads((tmp_path / "a" / "provenance.json").read_text())
+    prov = json.loads((tmp_path / "a" / "provenance.json").read_text(encoding="utf-8"))
     assert prov["initialisation"]["init"] == "scratch" and "from scratch" in prov["notes"][0]
     assert prov["train_counts"]["grade_II"] + prov["train_counts"]["grade_III"] == 6
     # held-out labels (grade, survival) altered: identical test features

@@ -502,7 +502,7 @@ def test_save_and_load_with_skops(tmp_path):
     save_model(model, tmp_path, {"feature_columns": list(X.columns)})
     loaded = load_model(tmp_path)
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
-    assert json.loads((tmp_path / "model.json").read_text())["feature_columns"][0] == "f0"
+    assert json.loads((tmp_path / "model.json").read_text(encoding="utf-8"))["feature_columns"][0] == "f0"
 
 
 def test_trusted_types_cover_every_model_variant(tmp_path):
@@ -564,12 +564,12 @@ def test_cli_cv_writes_every_output_and_skips_when_done(feature_csv, tmp_path):
     for name in ("metrics.json", "predictions.csv", "roc.png", "selected_features.csv",
                  "folds.json", "roc.csv", "provenance.json"):
         assert (out / name).is_file()
-    m = json.loads((out / "metrics.json").read_text())
+    m = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     for key in ("auc", "auc_ci_low", "auc_ci_high", "accuracy", "sensitivity", "precision",
                 "specificity", "n_pos", "n_neg", "positive_class", "per_repeat"):
         assert key in m
     assert m["label_coding"] == "WHO grade (IV = HGG)"
-    prov = json.loads((out / "provenance.json").read_text())
+    prov = json.loads((out / "provenance.json").read_text(encoding="utf-8"))
     assert prov["settings"]["config"]["seed"] == 0 and len(prov["inputs"]["features"]["sha256"]) == 64
     pred = pd.read_csv(out / "predictions.csv")
     assert list(pred.columns) == ["patient_id", "label", "probability", "fold", "repeat", "split"]
@@ -592,13 +592,13 @@ def test_cli_fit_then_evaluate_external(feature_csv, tmp_path):
                    "--preset", "demo", "--config", cfg, "--jobs", "1"])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "fit" / "model.skops").is_file()
-    info = json.loads((tmp_path / "fit" / "model.json").read_text())
+    info = json.loads((tmp_path / "fit" / "model.json").read_text(encoding="utf-8"))
     assert info["positive_class"] == "HGG" and len(info["selected_features"]) == 8
     res = _invoke(["evaluate", "--model", tmp_path / "fit", "--features", path, "--labels",
                    "grade", "--out", tmp_path / "ev"])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "ev" / "roc.png").is_file()
-    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["auc"] > 0.7
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text(encoding="utf-8"))["auc"] > 0.7
     # a new table lacking a feature column
     df = pd.read_csv(path).drop(columns=["f4", "f7"])
     df.to_csv(tmp_path / "new.csv", index=False)

@@ -98,7 +98,7 @@ def test_atomic_path_leaves_nothing_on_failure_and_keeps_old_file(tmp_path):
     with pytest.raises(ZeroDivisionError), atomic_path(target) as tmp:
         tmp.write_text("half")
         raise ZeroDivisionError("simulated failure")
-    assert target.read_text().strip().startswith("{")
+    assert target.read_text(encoding="utf-8").strip().startswith("{")
     assert sorted(os.listdir(tmp_path)) == ["out.json"]
 
 
@@ -177,7 +177,7 @@ def test_read_yaml_mapping_names_what_is_missing(tmp_path):
 
 
 def _tree(folder):
-    return {str(f.relative_to(folder)): f.read_text() for f in sorted(folder.rglob("*")) if f.is_file()}
+    return {str(f.relative_to(folder)): f.read_text(encoding="utf-8") for f in sorted(folder.rglob("*")) if f.is_file()}
 
 
 def test_atomic_dir_creates_the_folder_only_when_complete(tmp_path):

@@ -54,7 +54,7 @@ def test_second_run_skips_everything(tmp_path):
     rec = Workspace(tmp_path).record("transform")
     assert rec["settings"] == {"scale": 1.0} and "numpy" in rec["versions"]
     assert rec["outputs_hash"] == outputs_hash(tmp_path / "transform")
-    assert (tmp_path / "pipeline.log").read_text().count("running") == 3
+    assert (tmp_path / "pipeline.log").read_text(encoding="utf-8").count("running") == 3
 
 
 def test_changed_settings_rerun_that_stage_and_consumers(tmp_path):

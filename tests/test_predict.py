@@ -85,7 +85,7 @@ def test_end_to_end_on_a_held_out_patient(built, bundle, predicted):
     result, out = predicted
     for name in OUTPUT_FILES.values():
         assert (out / name).is_file(), name
-    assert json.loads((out / "prediction.json").read_text()) == result
+    assert json.loads((out / "prediction.json").read_text(encoding="utf-8")) == result
     pid = built.held_out
     assert result["patient_id"] == pid and pid not in built.train_ids
     # mask: on the patient's grid, whole-tumour labels, overlapping the manual mask
@@ -124,7 +124,7 @@ def test_end_to_end_on_a_held_out_patient(built, bundle, predicted):
     assert set(inp["sequences"]) == set(SEQUENCES) and inp["naming"] == "brats2018"
     assert result["bundle"]["manifest_sha256"] == bundle.manifest["manifest_sha256"]
     # summary: one self-contained page with three overlay pictures and the numbers
-    page = (out / "summary.html").read_text()
+    page = (out / "summary.html").read_text(encoding="utf-8")
     pictures = page.split('src="data:image/png;base64,')[1:]
     assert len(pictures) == 3 and "http" not in page
     for pic in pictures:
@@ -164,7 +164,7 @@ def test_deterministic(built, bundle, predicted, tmp_path):
     a = sitk.GetArrayFromImage(sitk.ReadImage(str(out1 / "mask.nii.gz")))
     b = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "mask.nii.gz")))
     np.testing.assert_array_equal(a, b)
-    assert (out1 / "features.csv").read_text() == (tmp_path / "features.csv").read_text()
+    assert (out1 / "features.csv").read_text(encoding="utf-8") == (tmp_path / "features.csv").read_text(encoding="utf-8")
 
 
 def test_brats2023_naming_gives_the_same_prediction(built, bundle, predicted, tmp_path):
@@ -271,7 +271,7 @@ def test_cli_prints_the_prediction(built, tmp_path):
                             "--clinical", "sex=F,grade=III,histology=astrocytoma"])
     assert r.exit_code == 0, r.output
     printed = json.loads(r.stdout)
-    assert printed == json.loads((tmp_path / "prediction.json").read_text())
+    assert printed == json.loads((tmp_path / "prediction.json").read_text(encoding="utf-8"))
     assert printed["survival"]["nomograms"]["clinical"]["computed"]
 
 

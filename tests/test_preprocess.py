@@ -420,7 +420,7 @@ def test_pipeline_outputs_validate_and_qc(processed):
         assert arr.dtype == np.float32
         assert abs(arr[mask].mean()) < 1e-4 and abs(arr[mask].std() - 1) < 1e-4
         assert np.all(arr[~mask] == 0)
-    qc = json.loads((folder / "qc.json").read_text())
+    qc = json.loads((folder / "qc.json").read_text(encoding="utf-8"))
     for key in ("fingerprint", "input_hashes", "settings", "versions", "timings_s", "n4",
                 "registration", "skull_strip", "intensity", "output_grid"):
         assert key in qc
@@ -447,16 +447,16 @@ def test_skip_if_done_stale_and_overwrite(processed, raw_patient):
     out, _, _ = processed
     root, _ = raw_patient
     qc = out / "TCGA-XX-0001" / "qc.json"
-    before = qc.read_text()
+    before = qc.read_text(encoding="utf-8")
     again = preprocess(root, out, fast_config())
-    assert again.skipped == ["TCGA-XX-0001"] and not again.done and qc.read_text() == before
+    assert again.skipped == ["TCGA-XX-0001"] and not again.done and qc.read_text(encoding="utf-8") == before
     cheap = fast_config(steps={"n4": False, "coregister": False}, stripper="nonzero")
     stale = preprocess(root, out, cheap)
     assert stale.failed and re.search(r"exists but was made from other settings",
                                       stale.problems[0])
-    assert qc.read_text() == before
+    assert qc.read_text(encoding="utf-8") == before
     redo = preprocess(root, out, cheap, overwrite=True)
-    assert redo.done == ["TCGA-XX-0001"] and qc.read_text() != before
+    assert redo.done == ["TCGA-XX-0001"] and qc.read_text(encoding="utf-8") != before
     assert sorted(p.name for p in out.iterdir()) == ["TCGA-XX-0001"]
 
 
@@ -502,7 +502,7 @@ def test_brats_preset_zscore_only_keeps_grid_and_seg(make_cohort, tmp_path):
     seg_in = sitk.GetArrayFromImage(sitk.ReadImage(str(root / "B1" / "B1_seg.nii.gz")))
     seg_out = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "B1_seg.nii.gz")))
     np.testing.assert_array_equal(seg_in, seg_out)
-    qc = json.loads((folder / "qc.json").read_text())
+    qc = json.loads((folder / "qc.json").read_text(encoding="utf-8"))
     assert qc["n4"] == {} and qc["registration"]["t1"] == {"skipped": "coregister step off"}
     assert validate(out).ok
 
@@ -633,7 +633,7 @@ def test_dicom_series_folders_and_field_of_view_warning(tmp_path):
                       spacing=2.0)
     res = preprocess(patient, tmp_path / "out", cfg)
     assert res.ok, res.failed
-    qc = json.loads((tmp_path / "out" / "P7" / "qc.json").read_text())
+    qc = json.loads((tmp_path / "out" / "P7" / "qc.json").read_text(encoding="utf-8"))
     assert qc["output_grid"]["size"] == [12, 10, 12] and qc["coverage"]["t2"] == 1.0
     assert qc["coverage"]["flair"] == pytest.approx(0.5, abs=0.01)
     assert any(w.startswith("flair: 50.0% of the brain lies outside its field of view")

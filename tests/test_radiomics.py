@@ -147,7 +147,7 @@ def test_written_files_round_trip_and_provenance(run_fast):
         pd.testing.assert_frame_equal(back, table, check_exact=True)
     fails = pd.read_csv(out / "failures.csv")
     assert list(fails.columns) == R.FAILURE_COLUMNS and fails.empty
-    prov = json.loads((out / "provenance.json").read_text())
+    prov = json.loads((out / "provenance.json").read_text(encoding="utf-8"))
     assert prov["cases"] == {"computed": 32, "from_cache": 0, "failed": 0}
     assert prov["features_per_sequence"] == {s: 107 for s in SEQS}
     assert prov["params"]["imageType"] == {"Original": {}}

@@ -202,7 +202,7 @@ def _section_html(text: str, sid: str) -> str:
 
 # ================================================================== the report as files
 def test_every_section_present_and_ran(report):
-    text = report.read_text()
+    text = report.read_text(encoding="utf-8")
     dom = _dom(text)
     assert list(dom.sections) == SECTION_IDS
     assert all(cls == "ran" for cls in dom.sections.values()), dom.sections
@@ -212,7 +212,7 @@ def test_every_section_present_and_ran(report):
 
 
 def test_self_contained_no_external_url(report):
-    text = report.read_text()
+    text = report.read_text(encoding="utf-8")
     dom = _dom(text)
     assert "http://" not in text and "https://" not in text
     assert "link" not in dom.tags and not re.search(r"<script[^>]*\bsrc=", text)
@@ -225,7 +225,7 @@ def test_self_contained_no_external_url(report):
 
 
 def test_figures_written_as_png_and_svg(report):
-    dom = _dom(report.read_text())
+    dom = _dom(report.read_text(encoding="utf-8"))
     figs = report.parent / "figures"
     names = [img["data-figure"] for img in dom.images]
     assert len(set(names)) == len(names)
@@ -269,14 +269,14 @@ def test_numbers_match_the_writers(report, workspace):
     """Tables show the stages' numbers; Table S2 medians agree with numpy's type-7 quantiles."""
     import json
 
-    text = report.read_text()
-    metrics = json.loads((workspace / "survival" / "analysis" / "metrics.json").read_text())
+    text = report.read_text(encoding="utf-8")
+    metrics = json.loads((workspace / "survival" / "analysis" / "metrics.json").read_text(encoding="utf-8"))
     cidx = _section_html(text, "c-index")
     for name, c in metrics["cohorts"].items():
         lo, hi = c["c_index_integrated_ci"]
         assert f"{c['c_index_integrated']:.3f} ({lo:.3f}-{hi:.3f})" in cidx, name
     assert metrics["signature"]["formula"] in _section_html(text, "signature")
-    ev = json.loads((workspace / "segment" / "evaluation" / "evaluation.json").read_text())
+    ev = json.loads((workspace / "segment" / "evaluation" / "evaluation.json").read_text(encoding="utf-8"))
     assert f"{ev['summary']['WT']['dice']['mean']:.3f}" in _section_html(text, "segmentation")
     s3 = pd.read_csv(workspace / "grade" / "tables" / "table_s3.csv")
     grading = _section_html(text, "grading")
@@ -294,7 +294,7 @@ def test_overlays_pick_best_median_worst(report, workspace):
                      dtype={"patient_id": str})
     wt = ev[ev["region"] == "WT"].sort_values(["dice", "patient_id"]).reset_index(drop=True)
     n = len(wt)
-    seg = _section_html(report.read_text(), "segmentation")
+    seg = _section_html(report.read_text(encoding="utf-8"), "segmentation")
     for label, i in (("best", n - 1), ("median", (n - 1) // 2), ("worst", 0)):
         assert f"{label} {wt.loc[i, 'patient_id']} (Dice {wt.loc[i, 'dice']:.3f})" in seg
 
@@ -302,9 +302,9 @@ def test_overlays_pick_best_median_worst(report, workspace):
 def test_provenance_lists_stage_records(report, workspace):
     import json
 
-    prov = _section_html(report.read_text(), "provenance")
+    prov = _section_html(report.read_text(encoding="utf-8"), "provenance")
     for stage in ("cohort", "validate", "segment", "agreement", "grade", "survival"):
-        rec = json.loads((workspace / stage / "_stage.json").read_text())
+        rec = json.loads((workspace / stage / "_stage.json").read_text(encoding="utf-8"))
         assert rec["fingerprint"][:16] in prov
     assert "grading:" in prov and "preset: demo" in prov  # the run config, as YAML
 
@@ -352,7 +352,7 @@ def test_preprocessed_images_used_for_overlays(tmp_path, workspace):
         "root": str(tmp_path / "raw"), "naming": "custom", "mapping": {"t1": "{id}/a.nii"}}}))
     inp = inputs_from_workspace(ws)
     assert inp.cohort_root == ws / "preprocess" / "cohort" and inp.clinical is None
-    text = build_report(inp, tmp_path / "r").read_text()
+    text = build_report(inp, tmp_path / "r").read_text(encoding="utf-8")
     assert 'data-figure="segmentation_overlays"' in text
 
 
@@ -378,7 +378,7 @@ def test_inputs_bad_workspace_files(tmp_path):
 # ================================================================== missing and bad inputs
 def test_missing_inputs_say_not_run(tmp_path):
     out = build_report(ReportInputs(title="empty"), tmp_path / "r")
-    text = out.read_text()
+    text = out.read_text(encoding="utf-8")
     dom = _dom(text)
     assert list(dom.sections) == SECTION_IDS
     for sid in SECTION_IDS[:-1]:
@@ -393,7 +393,7 @@ def test_partial_inputs(tmp_path, workspace):
     not exist counts as not run."""
     inp = ReportInputs(survival=workspace / "survival" / "analysis",
                        grade_tables=tmp_path / "never-written")
-    dom = _dom(build_report(inp, tmp_path / "r").read_text())
+    dom = _dom(build_report(inp, tmp_path / "r").read_text(encoding="utf-8"))
     ran = {sid for sid, cls in dom.sections.items() if cls == "ran"}
     assert ran == {"signature", "kaplan-meier", "cox", "nomograms", "c-index", "calibration",
                    "provenance"}
@@ -468,7 +468,7 @@ def test_overlay_inputs_missing_or_inconsistent(tmp_path, workspace):
     # no images: the tables still show, the overlays say why they are absent
     text = build_report(ReportInputs(seg_evaluation=ev, cohort_root=tmp_path / "gone",
                                      masks=workspace / "segment" / "masks"),
-                        tmp_path / "r").read_text()
+                        tmp_path / "r").read_text(encoding="utf-8")
     assert "cohort folder" in text and "not found" in _section_html(text, "segmentation")
     # a mask listed in the evaluation but deleted: named
     masks = _copy(workspace / "segment" / "masks", tmp_path / "masks")
@@ -490,13 +490,13 @@ def test_bundle_manifest_listed(tmp_path):
         "format_version": 1, "created_utc": "2026-01-01T00:00:00+00:00",
         "files": {"grading/model.skops": "ab" * 32, "segmentation/model.safetensors": "cd" * 32},
         "inputs": {"sequences": ["t1", "t1ce"]}}))
-    prov = _section_html(build_report(ReportInputs(bundle=bundle), tmp_path / "r").read_text(),
+    prov = _section_html(build_report(ReportInputs(bundle=bundle), tmp_path / "r").read_text(encoding="utf-8"),
                          "provenance")
     assert "segmentation/model.safetensors" in prov and "cd" * 8 in prov
     assert "format_version" in prov and "&quot;t1ce&quot;" in prov
     (bundle / "manifest.json").unlink()
     (bundle / "x.bin").write_bytes(b"1")
-    prov = _section_html(build_report(ReportInputs(bundle=bundle), tmp_path / "r").read_text(),
+    prov = _section_html(build_report(ReportInputs(bundle=bundle), tmp_path / "r").read_text(encoding="utf-8"),
                          "provenance")
     assert "no manifest.json; files: x.bin" in prov
 
@@ -576,7 +576,7 @@ def test_cli_report(workspace, tmp_path):
     assert res.output.strip() == str(tmp_path / "r" / "report.html")
     res = runner.invoke(app, ["report", str(ws)])
     assert res.exit_code == 0 and res.output.strip() == str(ws / "report" / "report.html")
-    assert 'id="agreement" class="ran"' in (ws / "report" / "report.html").read_text()
+    assert 'id="agreement" class="ran"' in (ws / "report" / "report.html").read_text(encoding="utf-8")
     res = runner.invoke(app, ["report", str(tmp_path / "none")])
     assert res.exit_code == 2
     assert "error: " in res.output and "workspace folder not found" in res.output
@@ -595,14 +595,14 @@ def _render(path: Path) -> _Dom:
 @pytest.mark.skipif(CHROMIUM is None,
                     reason="chromium is not installed (Debian package 'chromium')")
 def test_chromium_renders_sections_and_images(report, tmp_path):
-    n_img = report.read_text().count("<img ")
+    n_img = report.read_text(encoding="utf-8").count("<img ")
     dom = _render(report)
     assert list(dom.sections) == SECTION_IDS
     assert dom.body["data-images-total"] == str(n_img) and n_img >= 12
     assert dom.body["data-images-decoded"] == str(n_img)
     assert all(int(img["data-natural-width"]) > 100 for img in dom.images)
     # the check can fail: one image with corrupted data does not decode
-    text = report.read_text()
+    text = report.read_text(encoding="utf-8")
     start = text.index("data:image/png;base64,") + len("data:image/png;base64,")
     broken = tmp_path / "broken.html"
     broken.write_text(text[:start] + "AAAA" + text[start + 4:])

@@ -309,7 +309,7 @@ def test_cli_train_predict_evaluate(synth_cohort, tmp_path):
     assert "trained on 2 patients, validated on 1; 1 epochs" in r.output
     for name in ("model.safetensors", "config.json", "history.json", "provenance.json"):
         assert (model / name).is_file()
-    prov = json.loads((model / "provenance.json").read_text())
+    prov = json.loads((model / "provenance.json").read_text(encoding="utf-8"))
     assert len(prov["train_ids"]) == 2 and prov["seed"] == 0 and prov["inputs"]
     r = runner.invoke(app, ["train", str(synth_cohort), "--out", str(model), "--config", str(cfg)])
     assert r.exit_code == 0 and "skipped" in r.output
@@ -319,9 +319,9 @@ def test_cli_train_predict_evaluate(synth_cohort, tmp_path):
     r = runner.invoke(app, ["train", str(synth_cohort), "--out", str(model), "--config", str(cfg),
                             "--epochs", "2", "--no-progress"])
     assert r.exit_code == 0, r.output
-    hist = json.loads((model / "history.json").read_text())
+    hist = json.loads((model / "history.json").read_text(encoding="utf-8"))
     assert [h["epoch"] for h in hist] == [1, 2]
-    assert json.loads((model / "provenance.json").read_text())["resumed_from_epoch"] == 1
+    assert json.loads((model / "provenance.json").read_text(encoding="utf-8"))["resumed_from_epoch"] == 1
 
     r = runner.invoke(app, ["predict", str(synth_cohort), "--model", str(model), "--out", str(masks), "--no-progress"])
     assert r.exit_code == 0, r.output
@@ -332,7 +332,7 @@ def test_cli_train_predict_evaluate(synth_cohort, tmp_path):
         ref = sitk.ReadImage(str(cohort.image_path(pid, "t1")))
         assert not Geometry.of(ref).differences(Geometry.of(mask))
         assert set(np.unique(sitk.GetArrayFromImage(mask))) <= {0, 1}
-    pred = json.loads((masks / "prediction.json").read_text())
+    pred = json.loads((masks / "prediction.json").read_text(encoding="utf-8"))
     assert pred["label_mode"] == "wt" and pred["labels"] == {"1": "whole tumour"}
     first = pred["patients"][cohort.ids[0]]
     assert first["window"] == first["predicted_box"]  # a small volume: one window
@@ -343,10 +343,10 @@ def test_cli_train_predict_evaluate(synth_cohort, tmp_path):
     r = runner.invoke(app, ["evaluate", str(masks), str(synth_cohort)])
     assert r.exit_code == 0, r.output
     assert "3 patients" in r.output and "WT" in r.output
-    ev = json.loads((masks / "evaluation.json").read_text())
+    ev = json.loads((masks / "evaluation.json").read_text(encoding="utf-8"))
     assert {row["patient_id"] for row in ev["patients"]} == set(cohort.ids)
     assert ev["summary"]["WT"]["dice"]["n"] == 3
-    assert (masks / "evaluation.csv").read_text().startswith("patient_id,region,dice,hd95_mm")
+    assert (masks / "evaluation.csv").read_text(encoding="utf-8").startswith("patient_id,region,dice,hd95_mm")
 
 
 def test_cli_evaluate_perfect_masks_and_regions(synth_cohort, tmp_path):
@@ -359,7 +359,7 @@ def test_cli_evaluate_perfect_masks_and_regions(synth_cohort, tmp_path):
     r = CliRunner().invoke(app, ["evaluate", str(masks), str(synth_cohort), "--label-mode", "regions",
                                  "--out", str(tmp_path / "ev")])
     assert r.exit_code == 0, r.output
-    s = json.loads((tmp_path / "ev" / "evaluation.json").read_text())["summary"]
+    s = json.loads((tmp_path / "ev" / "evaluation.json").read_text(encoding="utf-8"))["summary"]
     for name in ("WT", "TC", "ET"):
         assert s[name]["dice"]["mean"] == 1.0 and s[name]["hd95_mm"]["mean"] == 0.0
 
@@ -377,7 +377,7 @@ def test_cli_evaluate_reports_empty_predictions(synth_cohort, tmp_path):
     assert r.exit_code == 0, r.output
     assert f"HD95 undefined for 1 patients (one mask empty): {pid}" in r.output
     assert "patients with a manual mask but no prediction" in r.output
-    row = json.loads((masks / "evaluation.json").read_text())["patients"][0]
+    row = json.loads((masks / "evaluation.json").read_text(encoding="utf-8"))["patients"][0]
     assert row["dice"] == 0.0 and row["hd95_mm"] is None and row["note"] == "empty prediction"
 
 

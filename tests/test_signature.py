@@ -173,7 +173,7 @@ def test_null_model_residuals_against_R():
     """R 4.2 (tests/reference/make_survival_analysis_reference.R):
     residuals(coxph(Surv(time, event) ~ 1, ties = "breslow"), type = "martingale" / "deviance")
     """
-    ref = json.loads((REF / "expected.json").read_text())["null_residuals"]
+    ref = json.loads((REF / "expected.json").read_text(encoding="utf-8"))["null_residuals"]
     t, e = np.asarray(ref["time"], float), np.asarray(ref["event"], int)
     np.testing.assert_allclose(null_model_residuals(t, e, "martingale"), ref["martingale"], atol=1e-10)
     np.testing.assert_allclose(null_model_residuals(t, e, "deviance"), ref["deviance"], atol=1e-10)

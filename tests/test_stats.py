@@ -27,7 +27,7 @@ from gliorad.errors import GlioradInputError
 
 REF_DIR = Path(__file__).parent / "reference" / "stats"
 R_SCRIPT = Path(__file__).parent / "reference" / "make_stats_reference.R"
-EXPECTED = json.loads((REF_DIR / "expected.json").read_text())
+EXPECTED = json.loads((REF_DIR / "expected.json").read_text(encoding="utf-8"))
 
 
 @functools.cache
@@ -196,7 +196,7 @@ def test_reference_script_reproduces_committed_json(tmp_path):
         pytest.skip(f"R packages missing: {probe.stderr.strip()[-200:]}")
     subprocess.run(["Rscript", str(R_SCRIPT), str(tmp_path)], check=True, capture_output=True,
                    timeout=300)
-    fresh = json.loads((tmp_path / "expected.json").read_text())
+    fresh = json.loads((tmp_path / "expected.json").read_text(encoding="utf-8"))
     _assert_json_close(fresh, EXPECTED)
 
 

@@ -66,7 +66,7 @@ def analysis():
 
 @pytest.fixture(scope="module")
 def expected():
-    return json.loads((REF / "expected.json").read_text())
+    return json.loads((REF / "expected.json").read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,7 @@ def test_reference_table_reproduced(analysis):
     """The analysis is deterministic: it reproduces the committed table and model spec."""
     table, spec = MAKE_TABLE.tables(analysis)
     ref = pd.read_csv(REF / "analysis_table.csv", index_col="patient_id")
-    ref_spec = json.loads((REF / "spec.json").read_text())
+    ref_spec = json.loads((REF / "spec.json").read_text(encoding="utf-8"))
     assert list(table.index) == list(ref.index)
     for col in ref.columns:
         if col in ("signature_score", "os_days", "age"):
@@ -159,8 +159,8 @@ def test_r_script_reproduces_committed_json(tmp_path):
     if proc.returncode != 0 and "there is no package called" in proc.stderr:
         pytest.skip(f"an R package is missing: {proc.stderr.strip().splitlines()[-1]}")
     assert proc.returncode == 0, proc.stderr
-    new = json.loads((tmp_path / "expected.json").read_text())
-    old = json.loads((REF / "expected.json").read_text())
+    new = json.loads((tmp_path / "expected.json").read_text(encoding="utf-8"))
+    old = json.loads((REF / "expected.json").read_text(encoding="utf-8"))
     new.pop("meta"), old.pop("meta")
     assert json.dumps(new, sort_keys=True) == json.dumps(old, sort_keys=True)
 
@@ -257,14 +257,14 @@ def test_write_analysis(analysis, tmp_path):
               "calibration_integrated_A_1095d.png", "calibration.csv", "sequence_choice.csv",
               "provenance.json", "bundle"):
         assert f in names, f
-    sig = json.loads((tmp_path / "signature.json").read_text())
+    sig = json.loads((tmp_path / "signature.json").read_text(encoding="utf-8"))
     assert sig["features"] == analysis.models.signature.features_
     assert sig["cutoff"] == pytest.approx(analysis.models.cutoff)
     assert sig["sequence"] == "t1ce" and len(sig["weights"]) == 10
     t3 = pd.read_csv(tmp_path / "table3_integrated.csv")
     assert list(t3.columns) == ["Characteristic", "B HR (95% CI)", "B P", "A HR (95% CI)", "A P"]
     assert "Signature, high vs. low" in set(t3["Characteristic"])
-    assert json.loads((tmp_path / "metrics.json").read_text()) == json.loads(json.dumps(metrics))
+    assert json.loads((tmp_path / "metrics.json").read_text(encoding="utf-8")) == json.loads(json.dumps(metrics))
     assert (tmp_path / "km_A.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -530,9 +530,9 @@ def test_cli_fit_validate_and_skip(cli_files):
     res = _invoke([*base, "--out", d / "fit"])
     assert res.exit_code == 0, res.output
     assert "C integrated" in res.output and "wrote" in res.output
-    metrics = json.loads((d / "fit" / "metrics.json").read_text())
+    metrics = json.loads((d / "fit" / "metrics.json").read_text(encoding="utf-8"))
     assert set(metrics["cohorts"]) == {"A", "B"}
-    prov = json.loads((d / "fit" / "provenance.json").read_text())
+    prov = json.loads((d / "fit" / "provenance.json").read_text(encoding="utf-8"))
     assert prov["key"]["inputs"]["features"]["sha256"] and prov["seed"] == 0
     # same settings and inputs: skipped; other settings: refused without --overwrite
     res = _invoke([*base, "--out", d / "fit"])
@@ -543,7 +543,7 @@ def test_cli_fit_validate_and_skip(cli_files):
     res = _invoke(["validate", d / "fit" / "bundle", d / "features.csv", d / "clinical.csv",
                    "--out", d / "val", "--cohort-column", "centre"])
     assert res.exit_code == 0, res.output
-    val = json.loads((d / "val" / "metrics.json").read_text())
+    val = json.loads((d / "val" / "metrics.json").read_text(encoding="utf-8"))
     assert val["cohorts"]["A"]["role"] == "external"
     assert val["cohorts"]["A"]["c_index_integrated"] == pytest.approx(
         metrics["cohorts"]["A"]["c_index_integrated"], rel=1e-12)
@@ -582,7 +582,7 @@ def test_cli_cv(cli_files):
                    "--train", "B", "--out", d / "cv"])
     assert res.exit_code == 0, res.output
     assert "3-fold cross-validation in cohort B" in res.output
-    metrics = json.loads((d / "cv" / "metrics.json").read_text())
+    metrics = json.loads((d / "cv" / "metrics.json").read_text(encoding="utf-8"))
     assert len(metrics["folds"]) == 3 and metrics["summary"]["c_index_signature_mean"] is not None
     folds = pd.read_csv(d / "cv" / "cv_folds.csv")
     assert folds["n_test"].sum() <= metrics["summary"]["n_patients"]

@@ -19,7 +19,7 @@ from gliorad.survival.calibration import CalibrationResult
 matplotlib.use("Agg")
 
 REF = Path(__file__).parent / "reference" / "survival"
-CAL_REF = json.loads((REF / "calibrate.json").read_text())
+CAL_REF = json.loads((REF / "calibrate.json").read_text(encoding="utf-8"))
 CASES = {
     "synth": ("glioma_synth.csv", ["age", "histology", "signature"]),
     "veteran": ("veteran.csv", ["karno", "celltype"]),

@@ -22,7 +22,7 @@ from gliorad.survival import (
 )
 
 REF = Path(__file__).parent / "reference" / "survival"
-COX_REF = json.loads((REF / "cox.json").read_text())
+COX_REF = json.loads((REF / "cox.json").read_text(encoding="utf-8"))
 
 # name -> (csv, factors, categorical, R coefficient names in R's order)
 CASES = {

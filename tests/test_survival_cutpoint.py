@@ -14,7 +14,7 @@ from gliorad.survival import median_cutpoint, optimal_cutpoint
 from gliorad.survival.cutpoint import OPTIMISM_WARNING, logrank_scores
 
 REF = Path(__file__).parent / "reference" / "survival"
-MS_REF = json.loads((REF / "maxstat.json").read_text())
+MS_REF = json.loads((REF / "maxstat.json").read_text(encoding="utf-8"))
 CASES = {
     "synth_signature": ("glioma_synth.csv", "signature"),
     "veteran_karno": ("veteran.csv", "karno"),

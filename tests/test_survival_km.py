@@ -28,8 +28,8 @@ def _data(name: str) -> pd.DataFrame:
     return pd.read_csv(REF / {"synth": "glioma_synth.csv"}.get(name, f"{name}.csv"))
 
 
-KM_REF = json.loads((REF / "km.json").read_text())
-LR_REF = json.loads((REF / "logrank.json").read_text())
+KM_REF = json.loads((REF / "km.json").read_text(encoding="utf-8"))
+LR_REF = json.loads((REF / "logrank.json").read_text(encoding="utf-8"))
 
 
 # ------------------------------------------------------------------- (a) reference values

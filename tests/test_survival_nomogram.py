@@ -16,7 +16,7 @@ from gliorad.survival import CoxModel, build_nomogram, plot_nomogram
 matplotlib.use("Agg")
 
 REF = Path(__file__).parent / "reference" / "survival"
-NOMO_REF = json.loads((REF / "nomogram.json").read_text())
+NOMO_REF = json.loads((REF / "nomogram.json").read_text(encoding="utf-8"))
 CASES = {
     "synth": ("glioma_synth.csv", ["age", "histology", "signature"]),
     "veteran": ("veteran.csv", ["trt", "karno", "celltype", "age"]),

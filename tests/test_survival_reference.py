@@ -45,5 +45,5 @@ def test_r_script_reproduces_committed_json(tmp_path: Path) -> None:
         pytest.skip(f"an R package is missing: {proc.stderr.strip().splitlines()[-1]}")
     assert proc.returncode == 0, proc.stderr
     for name in FILES:
-        _close(json.loads((tmp_path / name).read_text()), json.loads((REF / name).read_text()),
+        _close(json.loads((tmp_path / name).read_text(encoding="utf-8")), json.loads((REF / name).read_text(encoding="utf-8")),
                name)

@@ -42,7 +42,7 @@ def test_images_of_a_patient_share_geometry_and_labels_are_brats(small_cohort):
 
 
 def test_hgg_show_more_enhancement_than_lgg(small_cohort):
-    truth = json.loads((small_cohort / "truth.json").read_text())
+    truth = json.loads((small_cohort / "truth.json").read_text(encoding="utf-8"))
     df = pd.DataFrame.from_dict(truth["patients"], orient="index")
     by = df.groupby("grade_group")["enhancing_fraction"].mean()
     assert by["HGG"] > by["LGG"] + 0.05
@@ -51,7 +51,7 @@ def test_hgg_show_more_enhancement_than_lgg(small_cohort):
 
 
 def test_truth_json_records_generating_parameters_and_oracle(small_cohort):
-    truth = json.loads((small_cohort / "truth.json").read_text())
+    truth = json.loads((small_cohort / "truth.json").read_text(encoding="utf-8"))
     assert truth["config"]["seed"] == 3 and truth["time_unit"] == "days"
     assert 0.5 < truth["oracle"]["grade_auc_of_true_probability"] <= 1.0
     first = next(iter(truth["patients"].values()))
@@ -117,7 +117,7 @@ def test_existing_folder_needs_overwrite(tmp_path):
     (out / "keep.txt").write_text("mine")
     with pytest.raises(GlioradInputError, match=r"c: folder exists and is not empty; pass overwrite"):
         generate_cohort(out, SynthConfig(n_patients=2, spacing=4.0), n_jobs=1)
-    assert (out / "keep.txt").read_text() == "mine"
+    assert (out / "keep.txt").read_text(encoding="utf-8") == "mine"
 
 
 def test_failure_midway_leaves_no_partial_cohort(tmp_path, monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import math
 
 import numpy as np
@@ -130,6 +131,29 @@ def test_resume_continues_the_same_run(tmp_path):
     assert res_a.best_epoch == res_b.best_epoch
 
 
+def test_killed_while_saving_starts_over_to_the_same_weights(tmp_path, caplog):
+    """SIGKILL between writing last.safetensors and train_state.json leaves files of two epochs:
+    the run starts over (the earlier weights are gone) and ends as an uninterrupted run."""
+    data = FlipDataset()
+    val = val_fn([FlipDataset(2)[i] for i in range(2)])
+    straight = make_model()
+    fit(straight, data, DiceBCELoss(), tmp_path / "a", TrainConfig(epochs=3, **CFG), validate=val,
+        progress=False)
+    fit(make_model(), data, DiceBCELoss(), tmp_path / "b", TrainConfig(epochs=2, **CFG), validate=val,
+        progress=False)
+    state_file = tmp_path / "b" / "train_state.json"
+    state = json.loads(state_file.read_text(encoding="utf-8"))
+    state_file.write_text(json.dumps({**state, "epoch": 1}), encoding="utf-8")  # json of epoch 1
+    resumed = make_model()
+    with caplog.at_level("WARNING", logger="gliorad.training"):
+        res = fit(resumed, data, DiceBCELoss(), tmp_path / "b", TrainConfig(epochs=3, **CFG),
+                  validate=val, progress=False)
+    assert re.search(r"checkpoint files disagree on the epoch \(\[1, 2\]\).*starts over", caplog.text)
+    assert res.resumed_from is None and res.epochs_run == 3
+    for (k, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(a, b), k
+
+
 def test_checkpoint_files_and_finished_run_is_returned(tmp_path):
     data = FlipDataset(4)
     model = make_model()
@@ -137,7 +161,7 @@ def test_checkpoint_files_and_finished_run_is_returned(tmp_path):
               progress=True)
     for name in ("last.safetensors", "best.safetensors", "train_state.pt", "train_state.json", "history.json"):
         assert (tmp_path / name).is_file(), name
-    hist = json.loads((tmp_path / "history.json").read_text())
+    hist = json.loads((tmp_path / "history.json").read_text(encoding="utf-8"))
     assert [r["epoch"] for r in hist] == [1, 2]
     assert set(hist[0]) >= {"train_loss", "lr", "seconds"}
     meta = load_weights(make_model(), tmp_path / "best.safetensors")

@@ -212,14 +212,14 @@ def test_tiny_run_produces_every_stage(tiny_run):
     sp = pd.read_csv(ws / "split" / "split.csv", dtype={"patient_id": str})
     test_ids = set(sp.loc[sp["grade_split"] == "test", "patient_id"])
     # the 3D CNN never saw a test patient, and the grading tables report exactly those patients
-    prov = json.loads((ws / "deep3d" / "patch_se" / "provenance.json").read_text())
+    prov = json.loads((ws / "deep3d" / "patch_se" / "provenance.json").read_text(encoding="utf-8"))
     trained = set(prov.get("train_ids", [])) | set(prov.get("val_ids", []) or [])
     assert trained and not trained & test_ids
     pred = pd.read_csv(ws / "grade" / "tables" / "predictions" / "fused_patch_se.csv",
                        dtype={"patient_id": str})
     assert set(pred["patient_id"]) == test_ids
     # the 2D CNN is trained on LGG patients of the survival training centre only
-    prov2 = json.loads((ws / "deep2d" / "provenance.json").read_text())
+    prov2 = json.loads((ws / "deep2d" / "provenance.json").read_text(encoding="utf-8"))
     lgg_b = set(sp.loc[(sp["grade_group"] == "LGG") & (sp["survival_cohort"] == "B"), "patient_id"])
     assert set(prov2["train_ids"]) <= lgg_b
     assert "report: " in out and (ws / "report" / "report.html").is_file()

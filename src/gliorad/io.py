@@ -317,7 +317,7 @@ def _remove(path: Path) -> None:
 def _umask() -> int:
     """The process umask, read without changing it where the OS allows (Linux /proc)."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
+        for line in Path("/proc/self/status").read_text(encoding="utf-8").splitlines():
             if line.startswith("Umask:"):
                 return int(line.split()[1], 8)
     except OSError:

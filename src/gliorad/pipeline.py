@@ -91,7 +91,7 @@ class Workspace:
         if not path.is_file():
             return None
         try:
-            return json.loads(path.read_text())
+            return json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError:
             return None
 

@@ -210,7 +210,7 @@ def load_segmentation_config(spec: str | Path) -> SegmentationConfig:
             f"segmentation config {str(spec)!r} is neither a preset ({', '.join(PRESETS)}) nor a file"
         )
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as err:
         raise GlioradInputError(f"{path}: not valid YAML: {err}") from err
     if not isinstance(data, dict):
@@ -718,7 +718,7 @@ def train_segmentation(
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     old_cfg = out / "config.json"
     if old_cfg.is_file():
-        old = json.loads(old_cfg.read_text())
+        old = json.loads(old_cfg.read_text(encoding="utf-8"))
         if _comparable(old) != _comparable(cfg_json):
             raise GlioradInputError(
                 f"{out}: holds a model trained with other settings; pass overwrite (--overwrite) to "
@@ -741,7 +741,7 @@ def train_segmentation(
         cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"monitor": "train_loss", "mode": "min"})})
     state = out / "checkpoints" / "train_state.json"
     if (out / "model.safetensors").is_file() and state.is_file():
-        st = json.loads(state.read_text())
+        st = json.loads(state.read_text(encoding="utf-8"))
         if st.get("stopped_early") or st.get("epoch", 0) >= cfg.train.epochs:
             return SegmentationTrainResult(out, train, val, None, skipped=True)
 
@@ -811,7 +811,7 @@ def load_model(model_dir: str | Path, inference: Mapping[str, Any] | None = None
         if not p.is_file():
             raise GlioradInputError(f"{p}: not found; expected a model folder made by 'gliorad segment train'")
     try:
-        data = json.loads(cfg_path.read_text())
+        data = json.loads(cfg_path.read_text(encoding="utf-8"))
         seg = data["segmentation"]
         regions = data["regions"]
     except (json.JSONDecodeError, KeyError) as err:
@@ -855,7 +855,7 @@ def predict_cohort(
     if not chosen:
         raise GlioradInputError(f"{cohort.root}: no patient has all of {', '.join(cfg.sequences)}")
     prov_path = out / "prediction.json"
-    old = json.loads(prov_path.read_text()) if prov_path.is_file() else {}
+    old = json.loads(prov_path.read_text(encoding="utf-8")) if prov_path.is_file() else {}
     settings = {"model": str(model.path), "weights_sha256": model.weights_sha256,
                 "inference": cfg.inference.model_dump(mode="json")}
     same_model = old.get("settings", {}) == settings
@@ -967,7 +967,7 @@ def evaluate_masks(
     if not md.is_dir():
         raise GlioradInputError(f"{md}: mask folder not found")
     prov_path = md / "prediction.json"
-    prov = json.loads(prov_path.read_text()) if prov_path.is_file() else {}
+    prov = json.loads(prov_path.read_text(encoding="utf-8")) if prov_path.is_file() else {}
     mode = label_mode or prov.get("label_mode", "wt")
     check_option("label_mode", mode, LABEL_MODES)
     regions = prov.get("regions") or {k: list(v) for k, v in (

@@ -34,6 +34,7 @@ numbers, e.g. ``{"val_loss": 0.3, "val_dice": 0.85}``; ``monitor`` names one of 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import platform
 import random
@@ -59,6 +60,8 @@ DEVICES: dict[str, str] = {
 
 #: Settings that may change between an interrupted run and its resumption.
 RESUMABLE_CHANGES = ("epochs", "early_stopping", "num_workers", "device")
+
+log = logging.getLogger(__name__)
 
 
 class TrainConfig(BaseModel):
@@ -269,7 +272,7 @@ def _load_state(out_dir: Path, config: TrainConfig) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        state = json.loads(path.read_text())
+        state = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise GlioradInputError(f"{path}: not valid JSON ({err}); remove the folder to start over") from err
     diff = _config_diff(state.get("config", {}), config.model_dump(mode="json"), RESUMABLE_CHANGES)
@@ -337,21 +340,27 @@ def fit(
     history: list[dict[str, Any]] = []
     resumed_from = None
     old = _load_state(out, cfg) if resume else None
+    blob = None
     if old is not None:
+        initial_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         meta = load_weights(model, out / "last.safetensors")
         blob = torch.load(out / "train_state.pt", map_location=device, weights_only=True)
         epochs_found = {int(old["epoch"]), int(meta.get("epoch", -1)), int(blob["epoch"])}
         if len(epochs_found) != 1:
-            raise GlioradInputError(
-                f"{out}: checkpoint files disagree on the epoch ({sorted(epochs_found)}); the run "
-                "was interrupted while saving. Start over in an empty folder"
-            )
+            # killed while saving a checkpoint: the earlier epoch's weights are overwritten, so
+            # the only consistent state is the start; training is deterministic per (seed, epoch),
+            # so starting over gives the same weights as an uninterrupted run
+            log.warning("%s: checkpoint files disagree on the epoch (%s): the run was killed while "
+                        "saving; training starts over", out, sorted(epochs_found))
+            old = None
+            model.load_state_dict(initial_state)
+    if old is not None:
         optimizer.load_state_dict(blob["optimizer"])
         scheduler.load_state_dict(blob["scheduler"])
         scaler.load_state_dict(blob["scaler"])
         state.update({k: old[k] for k in state})
         hist_path = out / "history.json"
-        history = json.loads(hist_path.read_text()) if hist_path.is_file() else []
+        history = json.loads(hist_path.read_text(encoding="utf-8")) if hist_path.is_file() else []
         resumed_from = state["epoch"]
     else:
         for name in ("last.safetensors", "best.safetensors", "train_state.pt", "train_state.json",

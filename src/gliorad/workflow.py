@@ -469,7 +469,7 @@ def grade_stage(ctx: StageContext, cfg: RunConfig, mask_source: str, grading: An
                      split_parts=parts if scheme == "split" else None)
     for m in res.messages:
         ctx.log.info(m)
-    metrics = json.loads((ctx.out_dir / "tables" / "metrics.json").read_text())
+    metrics = json.loads((ctx.out_dir / "tables" / "metrics.json").read_text(encoding="utf-8"))
     seqs = {k: v["auc"] for k, v in metrics.items() if k.startswith("radiomics_")}
     best = max(seqs, key=lambda k: seqs[k])
     X = radiomics_by_sequence(feature_matrix(read_table(rad_table), rad_table.name))[best]
@@ -518,7 +518,7 @@ def bundle_stage(ctx: StageContext, cfg: RunConfig, done: list[str]) -> None:
         return p if p.exists() else None
 
     first3d = next(iter(cfg.deep3d), None)
-    model_inputs = json.loads((ctx.input_dir("grade") / "model_inputs.json").read_text())
+    model_inputs = json.loads((ctx.input_dir("grade") / "model_inputs.json").read_text(encoding="utf-8"))
     save_model_bundle(
         ctx.out_dir / "bundle",
         config=cfg.resolved(),
@@ -563,7 +563,7 @@ def summary_lines(workspace: str | Path) -> list[str]:
     def load(*parts: str) -> Any:
         p = ws.joinpath(*parts)
         try:
-            return json.loads(p.read_text()) if p.is_file() else None
+            return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else None
         except json.JSONDecodeError:
             return None
 

@@ -206,7 +206,7 @@ def tables(
                          n_jobs=jobs, overwrite=overwrite, command=_command())
     if _up_to_date(res):
         return
-    typer.echo((Path(res.out) / "tables.md").read_text())
+    typer.echo((Path(res.out) / "tables.md").read_text(encoding="utf-8"))
     typer.echo(f"wrote {res.out}")
 
 

@@ -451,7 +451,7 @@ def _peak_rss_mb() -> float:
     carry over the parent's size at fork), else ``ru_maxrss``.
     """
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
+        for line in Path("/proc/self/status").read_text(encoding="utf-8").splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024.0
     except OSError:

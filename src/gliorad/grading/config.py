@@ -99,7 +99,7 @@ class GradingConfig(BaseModel):
 
         p = Path(path)
         try:
-            data = yaml.safe_load(p.read_text()) or {}
+            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
         except FileNotFoundError as err:
             raise GlioradInputError(f"{p}: config file not found") from err
         except yaml.YAMLError as err:

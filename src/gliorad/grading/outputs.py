@@ -76,7 +76,7 @@ def _done(folder: Path, fingerprint: str, files: tuple[str, ...]) -> bool:
     if not prov.is_file() or not all((folder / f).is_file() for f in files):
         return False
     try:
-        return json.loads(prov.read_text()).get("fingerprint") == fingerprint
+        return json.loads(prov.read_text(encoding="utf-8")).get("fingerprint") == fingerprint
     except (json.JSONDecodeError, OSError):
         return False
 

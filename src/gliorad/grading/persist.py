@@ -95,6 +95,6 @@ def read_model_info(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         return {}
     try:
-        return json.loads(p.read_text())
+        return json.loads(p.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise GlioradInputError(f"{p}: not valid JSON: {err}") from err

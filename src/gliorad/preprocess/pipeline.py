@@ -381,7 +381,7 @@ def _done_state(final: Path, fp: str) -> str:
     if not final.exists():
         return "absent"
     try:
-        old = json.loads((final / QC_JSON).read_text())
+        old = json.loads((final / QC_JSON).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return "stale"
     return "done" if old.get("fingerprint") == fp else "stale"
