@@ -200,7 +200,7 @@ def _deep_merge(base: dict, update: Mapping) -> dict:
 def load_segmentation_config(spec: str | Path) -> SegmentationConfig:
     """A preset name (``paper``, ``demo``) or a YAML file of :class:`SegmentationConfig` fields;
     a file may start from a preset with ``preset: demo`` and override some fields."""
-    import yaml
+    from gliorad.io import read_yaml_mapping
 
     if isinstance(spec, str) and spec in PRESETS:
         return get_preset(spec)
@@ -209,12 +209,7 @@ def load_segmentation_config(spec: str | Path) -> SegmentationConfig:
         raise GlioradInputError(
             f"segmentation config {str(spec)!r} is neither a preset ({', '.join(PRESETS)}) nor a file"
         )
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise GlioradInputError(f"{path}: not valid YAML: {err}") from err
-    if not isinstance(data, dict):
-        raise GlioradInputError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    data = read_yaml_mapping(path)
     base = get_preset(str(data.pop("preset"))).model_dump() if "preset" in data else {}
     return _validate_config(_deep_merge(base, data), str(path))
 

@@ -97,9 +97,8 @@ def load_config(spec: str | os.PathLike | BaseModel, presets: Mapping[str, Calla
                 cls: type[C], what: str) -> C:
     """A config object, a preset name, or a YAML file of fields (``preset: demo`` in the file
     starts from that preset and overrides the fields it gives)."""
-    import yaml
-
     from gliorad.errors import check_option
+    from gliorad.io import read_yaml_mapping
 
     if isinstance(spec, cls):
         return spec
@@ -110,12 +109,7 @@ def load_config(spec: str | os.PathLike | BaseModel, presets: Mapping[str, Calla
         raise GlioradInputError(
             f"{what} config {str(spec)!r} is neither a preset ({', '.join(presets)}) nor a file"
         )
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise GlioradInputError(f"{path}: not valid YAML: {err}") from err
-    if not isinstance(data, dict):
-        raise GlioradInputError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    data = read_yaml_mapping(path)
     base = {}
     if "preset" in data:
         name = str(data.pop("preset"))
