@@ -177,38 +177,42 @@ def keep_reliable(
     return features.loc[:, [c for c in features.columns if c in set(cols)]]
 
 
-def plot_icc_histogram(
-    icc_tables: Mapping[str, pd.DataFrame], path: str | os.PathLike, threshold: float = THRESHOLD,
-) -> Path:
-    """Histogram of the ICCs of each comparison (overlaid), with the threshold line; PNG, atomic."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def icc_histogram_figure(icc_tables: Mapping[str, pd.DataFrame], threshold: float = THRESHOLD):
+    """Histogram of the ICCs of each comparison (overlaid), with the threshold line, as a
+    matplotlib Figure (used by :func:`plot_icc_histogram` and the HTML report)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     values = {k: t["icc"].to_numpy(dtype=float) for k, t in icc_tables.items()}
     finite = [v[np.isfinite(v)] for v in values.values()]
     lo = float(np.floor(min([0.0] + [float(v.min()) for v in finite if v.size]) * 20) / 20)
     bins = np.linspace(lo, 1.0, round((1.0 - lo) * 40) + 1)  # 0.025-wide bins
-    fig, ax = plt.subplots(figsize=(6.0, 4.0), dpi=120)
-    try:
-        for (label, v), d in zip(values.items(), finite):
-            n_nan = int(v.size - d.size)
-            extra = f", {n_nan} undefined" if n_nan else ""
-            ax.hist(d, bins=bins, histtype="stepfilled" if len(values) == 1 else "step",
-                    linewidth=1.5, alpha=0.8,
-                    label=f"{label} (n={d.size}, {np.mean(d > threshold):.0%} > {threshold:g}{extra})"
-                    if d.size else f"{label} (no ICC defined)")
-        ax.axvline(threshold, color="crimson", linestyle="--", linewidth=1.2)
-        ax.set_xlabel("ICC per feature")
-        ax.set_ylabel("features")
-        ax.set_title("Radiomics agreement between masks")
-        ax.legend(fontsize=8, loc="upper left")
-        fig.tight_layout()
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png")
-    finally:
-        plt.close(fig)
+    fig = Figure(figsize=(6.0, 4.0), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for (label, v), d in zip(values.items(), finite, strict=True):
+        n_nan = int(v.size - d.size)
+        extra = f", {n_nan} undefined" if n_nan else ""
+        ax.hist(d, bins=bins, histtype="stepfilled" if len(values) == 1 else "step",
+                linewidth=1.5, alpha=0.8,
+                label=f"{label} (n={d.size}, {np.mean(d > threshold):.0%} > {threshold:g}{extra})"
+                if d.size else f"{label} (no ICC defined)")
+    ax.axvline(threshold, color="crimson", linestyle="--", linewidth=1.2)
+    ax.set_xlabel("ICC per feature")
+    ax.set_ylabel("features")
+    ax.set_title("Radiomics agreement between masks")
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def plot_icc_histogram(
+    icc_tables: Mapping[str, pd.DataFrame], path: str | os.PathLike, threshold: float = THRESHOLD,
+) -> Path:
+    """:func:`icc_histogram_figure` written as PNG (atomic)."""
+    fig = icc_histogram_figure(icc_tables, threshold)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
     return Path(path)
 
 

@@ -117,8 +117,9 @@ def _curves(result: GradingResult) -> dict[str, tuple[np.ndarray, np.ndarray]]:
             for name, g in groups if len(g)}
 
 
-def plot_roc(curves: Mapping[str, tuple[Any, Any]], path: str | Path, title: str) -> Path:
-    """ROC curves (one per entry: ``name -> (labels 0/1, scores)``) with DeLong AUC in the legend."""
+def roc_figure(curves: Mapping[str, tuple[Any, Any]], title: str):
+    """ROC curves (one per entry: ``name -> (labels 0/1, scores)``) with DeLong AUC and 95% CI in
+    the legend, as a matplotlib Figure (used by :func:`plot_roc` and the HTML report)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -141,6 +142,12 @@ def plot_roc(curves: Mapping[str, tuple[Any, Any]], path: str | Path, title: str
     ax.set_title(title, fontsize=10)
     ax.legend(loc="lower right", fontsize=7)
     fig.tight_layout()
+    return fig
+
+
+def plot_roc(curves: Mapping[str, tuple[Any, Any]], path: str | Path, title: str) -> Path:
+    """:func:`roc_figure` written as PNG (atomic)."""
+    fig = roc_figure(curves, title)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     return Path(path)

@@ -19,6 +19,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from gliorad.errors import GlioradInputError
+from gliorad.features.agreement import icc_histogram_figure  # the stage's own drawing
+from gliorad.grading.outputs import roc_figure  # the stage's own drawing
 
 __all__ = ["OverlayCase", "cindex_figure", "icc_histogram_figure", "overlay_figure", "png_size",
            "render", "roc_figure", "signature_weights_figure", "svg_wrapping_png", "tumour_slice"]
@@ -130,57 +132,6 @@ def overlay_figure(cases: Sequence[OverlayCase]) -> Figure:
                Line2D([], [], color=AUTO_COLOUR, label="automatic mask")]
     fig.legend(handles=handles, loc="lower center", ncol=2, frameon=False, fontsize=8)
     fig.subplots_adjust(left=0.02, right=0.98, top=0.86, bottom=0.08, wspace=0.05)
-    return fig
-
-
-# ------------------------------------------------------------------------------ grading
-def roc_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str) -> Figure:
-    """ROC curves (``name -> (labels 0/1, HGG probabilities)``) with DeLong AUC and 95 % CI in
-    the legend; the drawing of :func:`gliorad.grading.outputs.plot_roc`."""
-    from gliorad import stats
-    from gliorad.grading.evaluate import roc_table
-
-    fig = Figure(figsize=(5.2, 5.0))
-    ax = fig.add_subplot()
-    ax.plot([0, 1], [0, 1], ls="--", lw=0.8, color="0.6")
-    for name, (y, s) in curves.items():
-        roc = roc_table(y, s)
-        a = stats.roc_auc_ci(y, s)
-        ax.plot(roc["fpr"], roc["tpr"], lw=1.4,
-                label=f"{name}: AUC {a.auc:.3f} ({a.ci_low:.3f}-{a.ci_high:.3f})")
-    ax.set_xlabel("1 - specificity (false-positive rate)")
-    ax.set_ylabel("sensitivity (HGG true-positive rate)")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.01)
-    ax.set_aspect("equal")
-    ax.set_title(title, fontsize=10)
-    ax.legend(loc="lower right", fontsize=7)
-    fig.tight_layout()
-    return fig
-
-
-# ------------------------------------------------------------------------------ agreement
-def icc_histogram_figure(icc_tables: Mapping[str, pd.DataFrame], threshold: float) -> Figure:
-    """The histogram of :func:`gliorad.features.agreement.plot_icc_histogram` as a Figure."""
-    values = {k: t["icc"].to_numpy(dtype=float) for k, t in icc_tables.items()}
-    finite = [v[np.isfinite(v)] for v in values.values()]
-    lo = float(np.floor(min([0.0] + [float(v.min()) for v in finite if v.size]) * 20) / 20)
-    bins = np.linspace(lo, 1.0, round((1.0 - lo) * 40) + 1)  # 0.025-wide bins
-    fig = Figure(figsize=(6.0, 4.0))
-    ax = fig.add_subplot()
-    for (label, v), d in zip(values.items(), finite, strict=True):
-        n_nan = int(v.size - d.size)
-        extra = f", {n_nan} undefined" if n_nan else ""
-        ax.hist(d, bins=bins, histtype="stepfilled" if len(values) == 1 else "step",
-                linewidth=1.5, alpha=0.8,
-                label=f"{label} (n={d.size}, {np.mean(d > threshold):.0%} > {threshold:g}{extra})"
-                if d.size else f"{label} (no ICC defined)")
-    ax.axvline(threshold, color="crimson", linestyle="--", linewidth=1.2)
-    ax.set_xlabel("ICC per feature")
-    ax.set_ylabel("features")
-    ax.set_title("Radiomics agreement between masks")
-    ax.legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
     return fig
 
 
