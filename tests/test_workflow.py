@@ -333,3 +333,36 @@ def test_tumour_masks_lists_empty_automatic_masks(tmp_path):
         arr.flat[:n] = 1
         sitk.WriteImage(sitk.GetImageFromArray(arr), str(mask_path(tmp_path, pid)))
     assert tumour_masks(tmp_path, ["P1", "P2", "P3"]) == (["P1", "P3"], ["P2"])
+
+
+def test_user_cohort_run_and_changed_input_reruns(tmp_path):
+    """A run on a cohort folder named in the config (no synthetic section): validate writes the
+    canonical clinical table and the input listing; touching an image reruns what follows."""
+    from gliorad.synthetic import SynthConfig, generate_cohort
+    from gliorad.workflow import run_workflow
+
+    res = generate_cohort(tmp_path / "data", SynthConfig(n_patients=20, seed=3, spacing=4.0))
+    cfg = _write(tmp_path / "run.yaml", {
+        "preset": "demo", "synthetic": None,
+        "cohort": {"root": "data", "naming": "brats2018"},
+        "clinical": {"path": "data/clinical.csv", "time_unit": "days"}})
+    rc = load_run_config(cfg)
+    assert rc.synthetic is None and rc.cohort.root == tmp_path / "data"
+    lines: list[str] = []
+    run_workflow(rc, tmp_path / "ws", until="split", echo=lines.append)
+    assert lines[0].startswith("[1/11] validate: running")
+    listing = json.loads((tmp_path / "ws" / "validate" / "inputs.json").read_text(encoding="utf-8"))
+    assert len(listing["files"]) == 20 * 5 + 3 + 1  # 4 sequences + seg, cohort files, clinical
+    clin = pd.read_csv(tmp_path / "ws" / "validate" / "clinical.csv", dtype={"patient_id": str})
+    assert {"patient_id", "grade", "os_time", "event"} <= set(clin.columns) and len(clin) == 20
+    sp = pd.read_csv(tmp_path / "ws" / "split" / "split.csv", dtype={"patient_id": str})
+    assert sorted(sp["grade_split"].value_counts().to_dict().items()) == [("test", 4), ("train", 12),
+                                                                         ("val", 4)]
+    lines.clear()
+    run_workflow(rc, tmp_path / "ws", until="split", echo=lines.append)
+    assert all("up to date, skipped" in ln for ln in lines if "]" in ln)
+    img = next((res.root).glob("*/*_t1.nii.gz"))
+    os.utime(img, ns=(img.stat().st_atime_ns, img.stat().st_mtime_ns + 10**9))
+    lines.clear()
+    run_workflow(rc, tmp_path / "ws", until="split", echo=lines.append)
+    assert any("validate: running" in ln for ln in lines)

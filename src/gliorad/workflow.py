@@ -183,9 +183,17 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
         write_text(canonical_clinical_csv(table), ctx.out_dir / CLINICAL)
         write_json({"ok": True, "summary": report.summary()}, ctx.out_dir / "validation.json")
 
+    inputs_digest = None
+    if cfg.synthetic is None:  # a changed, added or removed input file reruns validate and after
+        import hashlib
+        import json
+
+        listing = _input_listing(Path(cfg.cohort.root), [Path(cfg.clinical.path)])
+        inputs_digest = hashlib.sha256(json.dumps(listing, sort_keys=True).encode()).hexdigest()
     stages.append(Stage("validate", validate, inputs=("cohort",) if cfg.synthetic else (),
                         settings={"cohort": cfg.cohort.model_dump(mode="json"),
-                                  "clinical": cfg.clinical.model_dump(mode="json")},
+                                  "clinical": cfg.clinical.model_dump(mode="json"),
+                                  "input_files": inputs_digest},
                         description="check the cohort and the clinical table"))
 
     if cfg.preprocess is not None:
