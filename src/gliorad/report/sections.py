@@ -14,10 +14,9 @@ ROC curves (Tables S3, 1, 2)     drawn here from ``predictions/<set>.csv`` (PNG,
 signature weights                drawn here from ``signature_formula.csv`` (PNG, SVG)
 C-index comparison               drawn here from the survival ``metrics.json`` (PNG, SVG)
 ICC histogram                    the stage's PNG; SVG re-plotted from ``icc_<comparison>.csv``
-calibration curves               the stage's PNG; SVG re-plotted from ``calibration.csv`` with
-                                 the stage's own plotting function
-Kaplan-Meier curves, nomograms   the stage's PNG; the SVG wraps that PNG (the survival times
-                                 and the fitted nomogram are not in the stage's tables)
+calibration curves, KM curves,   the stage's PNG and SVG (survival writes both); for stage
+nomograms                        folders without the SVG: calibration re-plotted from
+                                 ``calibration.csv``, KM and nomograms an SVG wrapping the PNG
 ===============================  ============================================================
 """
 
@@ -244,7 +243,11 @@ class FigureSet:
         """A stage's PNG, embedded as is; its SVG re-plotted by ``svg_from`` or wrapping it."""
         data = Path(png_path).read_bytes()
         F.png_size(data, str(png_path))
-        if svg_from is not None:
+        stage_svg = Path(png_path).with_suffix(".svg")
+        if stage_svg.is_file():
+            svg = stage_svg.read_bytes()
+            kind = f"PNG and SVG from the stage ({png_path.name}, {stage_svg.name})"
+        elif svg_from is not None:
             svg = F.render(svg_from(), png=False)[1]
             kind = f"PNG from the stage ({png_path.name}); SVG re-plotted from {svg_source}"
         else:

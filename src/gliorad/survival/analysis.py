@@ -1443,10 +1443,18 @@ def paper_table(tables: Mapping[str, pd.DataFrame | None]) -> tuple[pd.DataFrame
 
 
 def _save_figure(fig: Any, path: Any) -> None:
+    """The figure as PNG at ``path`` and as vector SVG beside it (same name, ``.svg``)."""
+    from pathlib import Path
+
     from gliorad.io import atomic_path
 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
+    import matplotlib
+
+    with atomic_path(Path(path).with_suffix(".svg")) as tmp, \
+            matplotlib.rc_context({"svg.hashsalt": "gliorad"}):  # same bytes on every run
+        fig.savefig(tmp, format="svg", metadata={"Date": None})
 
 
 def _slug(text: str) -> str:
