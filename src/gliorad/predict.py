@@ -184,14 +184,6 @@ def _grid_at(native: Geometry, spacing: Sequence[float]) -> Geometry:
     return Geometry(size, tuple(float(w) for w in spacing), native.origin, native.direction)
 
 
-def _reference(geo: Geometry) -> sitk.Image:
-    img = sitk.Image([int(s) for s in geo.size], sitk.sitkUInt8)
-    img.SetSpacing(geo.spacing)
-    img.SetOrigin(geo.origin)
-    img.SetDirection(geo.direction)
-    return img
-
-
 def _needs_resampling(native: Geometry, working: Sequence[float] | None) -> bool:
     return working is not None and not np.allclose(native.spacing, working, rtol=1e-3, atol=0)
 
@@ -591,7 +583,9 @@ def predict_patient(
         tmp = Path(tmp_name)
         work_files: dict[str, Path] = {}
         if resample:
-            ref = _reference(grid)
+            from gliorad.segmentation import reference_image
+
+            ref = reference_image(grid)
             for seq in sequences:
                 img = sitk.Cast(read_image(files[seq]), sitk.sitkFloat32)
                 res = sitk.Resample(img, ref, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)

@@ -263,7 +263,8 @@ class Case:
         return self.grid != self.native
 
 
-def _reference(geo: Geometry) -> sitk.Image:
+def reference_image(geo: Geometry) -> sitk.Image:
+    """An empty image on grid ``geo``: the reference of a resampling onto that grid."""
     img = sitk.Image([int(s) for s in geo.size], sitk.sitkUInt8)
     img.SetSpacing(geo.spacing)
     img.SetOrigin(geo.origin)
@@ -280,7 +281,7 @@ def working_grid(native: Geometry, spacing: float | None) -> Geometry:
 
 
 def _resample(img: sitk.Image, grid: Geometry, interpolator: int) -> sitk.Image:
-    return sitk.Resample(img, _reference(grid), sitk.Transform(), interpolator, 0.0, img.GetPixelID())
+    return sitk.Resample(img, reference_image(grid), sitk.Transform(), interpolator, 0.0, img.GetPixelID())
 
 
 def region_masks(seg: np.ndarray, label_mode: str, regions: Mapping[str, Sequence[int]]) -> np.ndarray:

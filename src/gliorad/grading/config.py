@@ -95,17 +95,10 @@ class GradingConfig(BaseModel):
     @classmethod
     def from_yaml(cls, path: str | Path, preset: str = "paper") -> GradingConfig:
         """Read a YAML file: its ``grading:`` section (or the whole mapping) over ``preset``."""
-        import yaml
+        from gliorad.io import read_yaml_mapping
 
         p = Path(path)
-        try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except FileNotFoundError as err:
-            raise GlioradInputError(f"{p}: config file not found") from err
-        except yaml.YAMLError as err:
-            raise GlioradInputError(f"{p}: not valid YAML: {err}") from err
-        if not isinstance(data, dict):
-            raise GlioradInputError(f"{p}: expected a mapping, got {type(data).__name__}")
+        data = read_yaml_mapping(p)
         section = data.get("grading", data if "cohort" not in data else {})
         if not isinstance(section, dict):
             raise GlioradInputError(f"{p}: 'grading' must be a mapping")
