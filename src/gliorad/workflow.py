@@ -215,34 +215,30 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
     base_inputs = tuple(dict.fromkeys((src, "validate")))
 
     def split(ctx: StageContext) -> None:
-        from gliorad.grading.evaluate import split_positions
-        from gliorad.survival.analysis import split_cohorts
-        from gliorad.tables import labels_from_clinical
-
-        cohort = load_cohort(ctx, cfg)
-        grade = labels_from_clinical(clinical_path(ctx))
-        ids = [p for p in grade.y.index.map(str) if p in set(cohort.ids)]
-        missing = sorted(set(cohort.ids) - set(ids))
-        y = grade.y.copy()
-        y.index = y.index.map(str)
-        y = y.loc[ids]
-        train, val, test = split_positions(y, cfg.grading)
-        part = {}
-        for name, pos in (("train", train), ("val", val), ("test", test)):
-            part.update({ids[i]: name for i in pos})
         import pandas as pd
 
         from gliorad.clinical import read_clinical
+        from gliorad.grading.evaluate import split_positions
+        from gliorad.survival.analysis import split_cohorts
+        from gliorad.tables import parse_grade_labels
 
-        table = read_clinical(clinical_path(ctx))
+        cohort = load_cohort(ctx, cfg)
+        table = read_clinical(clinical_path(ctx))  # one read: grades and survival cohorts
         table.index = table.index.map(str)
+        in_cohort = set(cohort.ids)
+        ids = [p for p in table.index if p in in_cohort]
+        missing = sorted(in_cohort - set(ids))
+        y = parse_grade_labels(table.loc[ids, "grade_group"], source=f"{CLINICAL} grade").y
+        train, val, test = split_positions(y, cfg.grading)
+        part = {ids[i]: name for name, pos in (("train", train), ("val", val), ("test", test))
+                for i in pos}
         surv = {}
         if cfg.survival is not None:
             cohorts, _roles, _ = split_cohorts(table.loc[ids], cfg.survival.split, cfg.survival.seed)
-            surv = {p: f"{name}" for name, members in cohorts.items() for p in members.map(str)}
+            surv = {p: str(name) for name, members in cohorts.items() for p in members.map(str)}
         df = pd.DataFrame({
             "patient_id": ids,
-            "grade_group": [table.loc[p, "grade_group"] for p in ids],
+            "grade_group": table.loc[ids, "grade_group"].to_numpy(),
             "grade_split": [part[p] for p in ids],
             "survival_cohort": [surv.get(p, "") for p in ids],
         })
