@@ -44,7 +44,7 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")  # tests/conftest.py
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):
-    """12 synthetic patients at 4 mm (seed 3: 9 LGG (4 II, 5 III), 3 HGG)."""
+    """12 synthetic patients at 4 mm (seed 3: 8 LGG (4 II, 4 III), 4 HGG)."""
     from gliorad.synthetic import SynthConfig, generate_cohort
 
     root = tmp_path_factory.mktemp("deep") / "cohort"
@@ -135,7 +135,7 @@ def test_cnn3d_no_label_leakage(cohort, tmp_path):
 def test_cnn3d_full_input_and_validation_split(cohort, tmp_path):
     coh, clin = cohort
     cfg = cfg3d(input="full", net={"se": False}, val_fraction=0.3, weights="best",
-                train={"monitor": "val_loss", "batch_size": 2})
+                train={"monitor": "val_loss", "batch_size": 3})  # 9 training patients
     res = deep_features_3d(coh, clin, coh.ids, tmp_path / "f", cfg, progress=False)
     assert (tmp_path / "f" / "cnn3d_full_nose.csv").is_file()
     assert len(res.val_ids) >= 2 and not set(res.val_ids) & set(res.train_ids)
@@ -146,7 +146,7 @@ def test_cnn3d_full_input_and_validation_split(cohort, tmp_path):
 
 def test_cnn3d_out_of_fold(cohort, tmp_path):
     coh, clin = cohort
-    ids = sorted(clin.index[clin["grade_group"] == "LGG"][:5].tolist()
+    ids = sorted(clin.index[clin["grade_group"] == "LGG"][:4].tolist()
                  + clin.index[clin["grade_group"] == "HGG"].tolist())
     pred = cnn3d_out_of_fold(coh, clin, ids, tmp_path / "cv", cfg3d(train={"batch_size": 2}),
                              folds=2, progress=False)
@@ -380,7 +380,7 @@ def test_cli(cohort, tmp_path):
     ids_file.write_text("patient_id\n" + "\n".join(train) + "\n")
     yaml3d = tmp_path / "d3.yaml"
     yaml3d.write_text("preset: demo\nsize: [16, 16, 16]\nnet:\n  widths: [4, 8, 8, 16]\n  hidden: 8\n"
-                      "train:\n  epochs: 1\n  batch_size: 4\n")
+                      "train:\n  epochs: 1\n  batch_size: 3\n")
     runner = CliRunner()
     r = runner.invoke(app, ["cnn3d", str(coh.root), "--out", str(tmp_path / "o3"), "--config",
                             str(yaml3d), "--train-ids", str(ids_file), "--no-se", "--no-progress"])
@@ -399,3 +399,50 @@ def test_cli(cohort, tmp_path):
     r = runner.invoke(app, ["cnn2d", str(coh.root), "--out", str(tmp_path / "x"),
                             "--train-ids", str(tmp_path / "none.txt")])
     assert r.exit_code == 2 and "error: --train-ids" in r.output and "file not found" in r.output
+
+
+def test_training_augmentation_is_seeded_and_keeps_shapes():
+    from gliorad.features.deep import ArrayDataset
+
+    rng = np.random.default_rng(0)
+    img = np.zeros((2, 12, 14, 10), np.float32)
+    img[:, 4:8, 5:9, 3:7] = rng.normal(1, 0.1, (2, 4, 4, 4))
+    plain = ArrayDataset([img], [1.0])
+    np.testing.assert_array_equal(plain[0]["image"].numpy(), img)  # defaults: identity
+    aug = ArrayDataset([img], [1.0], shift_voxels=2, intensity_prob=1.0, intensity_scale=0.2,
+                       intensity_shift=0.3)
+
+    def draw(seed):
+        torch.manual_seed(seed)
+        return aug[0]["image"].numpy()
+
+    a, b, c = draw(1), draw(1), draw(2)
+    np.testing.assert_array_equal(a, b)  # reproducible from torch's generator (reseeded per epoch)
+    assert a.shape == img.shape and not np.array_equal(a, c)
+    # translation only (no intensity change): the content moves by at most 2 voxels per axis
+    shift = ArrayDataset([img], [1.0], shift_voxels=2)
+    torch.manual_seed(0)
+    seen = set()
+    for _ in range(30):
+        x = shift[0]["image"].numpy()
+        nz = np.argwhere(x[0] != 0)
+        offset = tuple(nz.min(0) - np.array([4, 5, 3]))
+        assert all(abs(o) <= 2 for o in offset)
+        np.testing.assert_array_equal(x[:, 4 + offset[0]:8 + offset[0], 5 + offset[1]:9 + offset[1],
+                                        3 + offset[2]:7 + offset[2]], img[:, 4:8, 5:9, 3:7])
+        seen.add(offset)
+    assert len(seen) > 5
+    # intensity only: per channel x * a + b with a in [0.8, 1.2], |b| <= 0.3
+    inten = ArrayDataset([img], [1.0], intensity_prob=1.0, intensity_scale=0.2, intensity_shift=0.3)
+    x = inten[0]["image"].numpy()
+    for ch in range(2):
+        inside = img[ch] != 0
+        slope, icpt = np.polyfit(img[ch][inside], x[ch][inside], 1)
+        assert 0.8 - 1e-4 <= slope <= 1.2 + 1e-4 and abs(icpt) <= 0.3 + 1e-4
+
+
+def test_augmentation_settings_are_validated():
+    with pytest.raises(GlioradInputError, match=r"shift_voxels"):
+        with_changes(load_deep3d_config("demo"), {"shift_voxels": -1})
+    with pytest.raises(GlioradInputError, match=r"intensity_prob"):
+        with_changes(load_deep2d_config("demo"), {"intensity_prob": 1.5})

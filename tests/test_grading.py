@@ -125,6 +125,53 @@ def test_model_selects_informative_features_and_predicts():
     assert stats.roc_auc(y, model.decision_score(X)) > 0.85
 
 
+def _two_sources(seed=0, n=120):
+    """Radiomics-like columns f0..f29 (informative f2, f5) and deep-like columns d0..d29 whose
+    training values are 'optimistic': d3, d7 carry the label almost perfectly in-sample (as a
+    CNN's features do on the patients it was trained on)."""
+    X, y = cohort(n=n, p=30, informative=(2, 5), seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    D = rng.normal(size=(n, 30))
+    hgg = y.to_numpy()[:, None]
+    D[:, [3, 7]] = D[:, [3, 7]] * (1 + 2 * hgg) + 3.0 * hgg
+    return pd.concat([X, pd.DataFrame(D, index=X.index, columns=[f"d{i}" for i in range(30)])],
+                     axis=1), y
+
+
+def test_grouped_selection_keeps_features_of_every_source():
+    X, y = _two_sources()
+    joint = tiny(rf_k=4).make_model().fit(X, y)
+    assert {"d3", "d7"} <= set(joint.selected_features_)
+    grouped = tiny(rf_k=4, feature_groups=("d",)).make_model().fit(X, y)
+    # rf_k split evenly: 2 from the other columns (first), 2 from the d-group, in that order
+    assert grouped.selected_features_ == ["f2", "f5", "d3", "d7"]
+    assert grouped.groups_[0][:2] == ["f0", "f1"] and grouped.groups_[1][0] == "d0"
+    assert set(grouped.importances_) >= {"f2", "f5", "d3", "d7"}
+    assert grouped.active_steps_ == ["levene", "lasso", "rf"]
+    assert set(grouped.stage_features_["levene"]) >= {"f2", "f5", "d3", "d7"}
+    # odd k: the first group (the unprefixed columns) takes the extra slot
+    odd = tiny(rf_k=5, feature_groups=("d",)).make_model().fit(X, y)
+    assert sum(not c.startswith("d") for c in odd.selected_features_) == 3
+    proba = grouped.predict_proba(X)
+    assert proba.shape == (len(y), 2) and np.allclose(proba.sum(1), 1)
+
+
+def test_grouped_selection_with_one_source_equals_joint_selection():
+    X, y = cohort(n=80, p=20)
+    joint = tiny(rf_k=4).make_model().fit(X, y)
+    grouped = tiny(rf_k=4, feature_groups=("cnn3d_",)).make_model().fit(X, y)  # no such columns
+    assert grouped.selected_features_ == joint.selected_features_
+    np.testing.assert_array_equal(grouped.predict_proba(X), joint.predict_proba(X))
+
+
+def test_grouped_selection_bad_settings():
+    X, y = _two_sources(n=60)
+    with pytest.raises(GlioradInputError, match=r"rf_k=1 is smaller than the 2 feature groups"):
+        tiny(rf_k=1, feature_groups=("d",)).make_model().fit(X, y)
+    with pytest.raises(GlioradInputError, match=r"feature_groups \['d', ''\]: a prefix is empty"):
+        tiny(rf_k=4, feature_groups=("d", "")).make_model().fit(X, y)
+
+
 def test_model_levene_ttest_option_finds_mean_shifts():
     X, y = cohort(n=120, p=40, kind="mean")
     paper = tiny(rf_k=4).make_model().fit(X, y)
@@ -221,6 +268,7 @@ def _expected_failed(estimator):
 
 @parametrize_with_checks(
     [GradingModel(**CHECK_CONFIG),
+     GradingModel(**CHECK_CONFIG, feature_groups=("x1",)),
      TunedSVC(C_grid=(1.0, 4.0), gamma_grid=(0.1,), cv=2)],
     expected_failed_checks=_expected_failed,
 )
@@ -502,6 +550,10 @@ def test_save_and_load_with_skops(tmp_path):
     save_model(model, tmp_path, {"feature_columns": list(X.columns)})
     loaded = load_model(tmp_path)
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    Xg, yg = _two_sources(n=60)
+    grouped = tiny(rf_k=4, rf_n_estimators=5, feature_groups=("d",)).make_model().fit(Xg, yg)
+    save_model(grouped, tmp_path / "g", {"feature_columns": list(Xg.columns)})
+    np.testing.assert_array_equal(load_model(tmp_path / "g").predict_proba(Xg), grouped.predict_proba(Xg))
     assert json.loads((tmp_path / "model.json").read_text(encoding="utf-8"))["feature_columns"][0] == "f0"
 
 
@@ -510,7 +562,7 @@ def test_trusted_types_cover_every_model_variant(tmp_path):
 
     X, y = cohort(n=60, p=10)
     for kw in ({}, {"lasso": "lasso", "correlation_threshold": 0.9, "levene_alpha": None,
-                    "class_weight": "balanced"}):
+                    "class_weight": "balanced"}, {"feature_groups": ("f1",)}):
         model = tiny(rf_k=3, rf_n_estimators=3, **kw).make_model().fit(X, y)
         sio.dump(model, tmp_path / "m.skops")
         assert set(sio.get_untrusted_types(file=tmp_path / "m.skops")) <= set(TRUSTED_TYPES)

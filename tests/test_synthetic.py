@@ -41,13 +41,17 @@ def test_images_of_a_patient_share_geometry_and_labels_are_brats(small_cohort):
         assert t1[seg > 0].min() > 0  # tumour lies inside the (skull-stripped) brain
 
 
-def test_hgg_show_more_enhancement_than_lgg(small_cohort):
+def test_malignancy_shows_as_enhancement_and_core_volume(small_cohort):
+    from scipy.stats import spearmanr
+
     truth = json.loads((small_cohort / "truth.json").read_text(encoding="utf-8"))
     df = pd.DataFrame.from_dict(truth["patients"], orient="index")
-    by = df.groupby("grade_group")["enhancing_fraction"].mean()
-    assert by["HGG"] > by["LGG"] + 0.05
+    assert spearmanr(df["malignancy_m"], df["enhancing_fraction"]).statistic > 0.4
     vol = df["volume_ml_label1"] + df["volume_ml_label4"]
-    assert vol[df.grade_group == "HGG"].mean() > vol[df.grade_group == "LGG"].mean()
+    assert spearmanr(df["malignancy_m"], vol).statistic > 0.3
+    # grade follows m and u: HGG have the higher mean of both
+    by = df.groupby("grade_group")[["malignancy_m", "infiltration_u"]].mean()
+    assert (by.loc["HGG"] > by.loc["LGG"]).all()
 
 
 def test_truth_json_records_generating_parameters_and_oracle(small_cohort):
@@ -108,7 +112,7 @@ def test_grade_probability_is_calibrated_and_informative():
     np.testing.assert_allclose(observed, expected, atol=0.06)
     lgg_enh = (t[t.grade_group == "LGG"].enhancement == "yes").mean()
     hgg_enh = (t[t.grade_group == "HGG"].enhancement == "yes").mean()
-    assert hgg_enh > 0.8 and lgg_enh < 0.4
+    assert hgg_enh > 0.7 and lgg_enh < 0.5 and hgg_enh > lgg_enh + 0.25
 
 
 def test_existing_folder_needs_overwrite(tmp_path):
@@ -144,3 +148,54 @@ def test_one_millimetre_grid_works():
     assert images["t1"].GetSpacing() == (1.0, 1.0, 1.0)
     assert images["t1"].GetSize()[0] >= 190
     assert facts["volume_ml_label1"] + facts["volume_ml_label4"] > 0.5
+
+
+def test_grade_probability_follows_both_latent_variables():
+    cfg = SynthConfig(n_patients=200, seed=2)
+    t = sample_patients(cfg)
+    beta = np.log(cfg.hgg_fraction / (1 - cfg.hgg_fraction))
+    expected = 1 / (1 + np.exp(-(cfg.grade_slope * t.malignancy_m + cfg.infiltration_slope * t.infiltration_u + beta)))
+    np.testing.assert_allclose(t.grade_probability, expected, rtol=1e-12)
+    # the infiltration band widens with u (monotone), within [0, infiltration_max_mm]
+    order = np.argsort(t.infiltration_u.to_numpy())
+    assert np.all(np.diff(t.infiltration_mm.to_numpy()[order]) >= 0)
+    assert t.infiltration_mm.between(0, cfg.infiltration_max_mm).all()
+    # without the infiltration term grade depends on m alone
+    t0 = sample_patients(cfg.model_copy(update={"infiltration_slope": 0.0}))
+    expected0 = 1 / (1 + np.exp(-(cfg.grade_slope * t0.malignancy_m + beta)))
+    np.testing.assert_allclose(t0.grade_probability, expected0, rtol=1e-12)
+
+
+def test_infiltration_lies_outside_the_tumour_labels_and_grows_with_u(small_cohort):
+    """The unlabelled band has weight only outside the labelled tumour (and inside the brain), and
+    across patients the T2 signal just outside the labels rises with u."""
+    from scipy import ndimage
+    from scipy.stats import spearmanr
+
+    cfg = SynthConfig(n_patients=12, seed=5, spacing=4.0)
+    row = sample_patients(cfg).sort_values("infiltration_u").iloc[-1]
+    atlas = synthetic.load_atlas(cfg.spacing)
+    maps, tx = synthetic._anatomy(atlas, row)
+    rng = np.random.default_rng(int(row["image_seed"]))
+    labels, soft, box = synthetic._tumour(rng, row, atlas.reference, tx, maps["mask"], maps["wm"])
+    band = soft["infiltration"]
+    assert band.max() > 0.5 and not band[labels > 0].any() and not band[~maps["mask"][box]].any()
+
+    truth = json.loads((small_cohort / "truth.json").read_text(encoding="utf-8"))["patients"]
+    shell_t2, u = [], []
+    for pid, facts in truth.items():
+        seg = sitk.GetArrayFromImage(sitk.ReadImage(str(small_cohort / pid / f"{pid}_seg.nii.gz")))
+        t2 = sitk.GetArrayFromImage(sitk.ReadImage(str(small_cohort / pid / f"{pid}_t2.nii.gz")))
+        brain = t2 > 0
+        shell = ndimage.binary_dilation(seg > 0, iterations=2) & (seg == 0) & brain
+        shell_t2.append((t2[shell].mean() - t2[brain].mean()) / t2[brain].std())
+        u.append(facts["infiltration_u"])
+    assert spearmanr(u, shell_t2).statistic > 0.4
+
+
+def test_oracle_reports_each_latent_variable_alone(small_cohort):
+    oracle = json.loads((small_cohort / "truth.json").read_text(encoding="utf-8"))["oracle"]
+    for key in ("grade_auc_of_malignancy_only", "grade_auc_of_infiltration_only"):
+        assert 0.0 <= oracle[key] <= 1.0
+    assert oracle["grade_auc_of_true_probability"] >= max(
+        oracle["grade_auc_of_malignancy_only"], oracle["grade_auc_of_infiltration_only"]) - 0.1

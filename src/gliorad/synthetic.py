@@ -5,10 +5,18 @@ wheel (no download). The generative model, whose parameters go to ``truth.json``
 
 1. **Patient parameters** (:func:`sample_patients`, cheap, no images):
 
-   * malignancy ``m ~ N(0, 1)``; ``P(HGG) = sigmoid(alpha*m + beta)`` is the patient's true grade
-     probability; grade ``~ Bernoulli(P(HGG))``. Everything the images show about grade is a
-     function of ``m``, so ``P(HGG)`` is the Bayes-optimal grade score (its AUC is the best
-     achievable).
+   * malignancy ``m ~ N(0, 1)`` and peritumoural infiltration ``u ~ N(0, 1)``;
+     ``P(HGG) = sigmoid(grade_slope*m + infiltration_slope*u + logit(hgg_fraction))`` is the
+     patient's true grade probability; grade ``~ Bernoulli(P(HGG))``. ``m`` shows *inside* the
+     tumour (size, irregularity, oedema, enhancing rim, necrosis, texture); ``u`` shows only
+     *around* it: a band of T2/FLAIR-hyperintense, T1-hypointense signal along the white matter
+     beyond the delineated oedema, as wide as ``infiltration_mm`` (grows with ``u``), which is not
+     part of the tumour labels (it stands in for non-enhancing infiltration that manual
+     delineation leaves out). Features computed inside the tumour mask therefore see ``m`` but
+     hardly ``u``; a network looking at a tumour-centred patch can see both. Everything the images
+     show about grade is a function of ``(m, u)``, so ``P(HGG)`` is the Bayes-optimal grade score
+     (its AUC is the best achievable); ``truth.json`` also gives the AUC of ``m`` alone and of
+     ``u`` alone.
    * survival phenotype ``z ~ N(0, 1)``: shows in the images as tumour volume and texture
      heterogeneity.
    * clinical variables: age, sex, WHO grade (LGG: II/III), histology, centre; location and
@@ -52,12 +60,13 @@ from gliorad.io import atomic_dir, write_image, write_json, write_text
 
 # Relative signal per compartment (white matter on T1 = 0.85). Columns: csf, gm, wm, oedema,
 # non-enhancing core, necrosis, enhancing tumour.
-COMPARTMENTS = ("csf", "gm", "wm", "oedema", "core", "necrosis", "enhancing")
+# non-enhancing core, necrosis, enhancing tumour, peritumoural infiltration (unlabelled).
+COMPARTMENTS = ("csf", "gm", "wm", "oedema", "core", "necrosis", "enhancing", "infiltration")
 CONTRASTS: dict[str, tuple[float, ...]] = {
-    "t1": (0.30, 0.62, 0.85, 0.58, 0.48, 0.30, 0.56),
-    "t1ce": (0.30, 0.64, 0.85, 0.60, 0.50, 0.30, 1.35),
-    "t2": (1.00, 0.56, 0.40, 0.82, 0.88, 1.05, 0.66),
-    "flair": (0.18, 0.62, 0.50, 1.05, 0.96, 0.50, 0.82),
+    "t1": (0.30, 0.62, 0.85, 0.58, 0.48, 0.30, 0.56, 0.70),
+    "t1ce": (0.30, 0.64, 0.85, 0.60, 0.50, 0.30, 1.35, 0.72),
+    "t2": (1.00, 0.56, 0.40, 0.82, 0.88, 1.05, 0.66, 0.66),
+    "flair": (0.18, 0.62, 0.50, 1.05, 0.96, 0.50, 0.82, 0.82),
 }
 
 
@@ -81,7 +90,9 @@ class SynthConfig(BaseModel):
     spacing: float = Field(2.0, ge=1.0, le=4.0)
     hgg_fraction: float = Field(0.5, gt=0.0, lt=1.0)
     centre_b_fraction: float = Field(0.45, ge=0.0, le=1.0)
-    grade_slope: float = 2.5
+    grade_slope: float = 3.0
+    infiltration_slope: float = 3.0
+    infiltration_max_mm: float = Field(24.0, ge=0.0)
     lgg_cox: dict[str, float] = Field(default_factory=lambda: {
         "age_per_year": 0.04, "oligodendroglioma": -0.9, "oligoastrocytoma": 0.5,
         "grade_III": 0.7, "enhancement": 0.6, "phenotype_z": 0.8,
@@ -205,7 +216,8 @@ def sample_patients(cfg: SynthConfig) -> pd.DataFrame:
     for i, rng in enumerate(patient_rngs(cfg.seed, cfg.n_patients)):
         centre = "B" if rng.uniform() < cfg.centre_b_fraction else "A"
         m, z = float(rng.normal()), float(rng.normal())
-        p_hgg = float(_sigmoid(cfg.grade_slope * m + beta))
+        u = float(rng.normal())
+        p_hgg = float(_sigmoid(cfg.grade_slope * m + cfg.infiltration_slope * u + beta))
         hgg = bool(rng.uniform() < p_hgg)
         s = float(_sigmoid(1.8 * m))  # appearance strength from malignancy
         age = float(np.clip(rng.normal(60.0, 12.0) if hgg else rng.normal(44.0, 13.0), 18, 89))
@@ -217,7 +229,7 @@ def sample_patients(cfg: SynthConfig) -> pd.DataFrame:
         lobe, side = location_of(tuple(site))
         row = {
             "patient_id": f"SYN{centre}_{i + 1:04d}", "centre": centre,
-            "malignancy_m": m, "phenotype_z": z, "grade_probability": p_hgg,
+            "malignancy_m": m, "infiltration_u": u, "phenotype_z": z, "grade_probability": p_hgg,
             "grade_group": "HGG" if hgg else "LGG", "grade": grade, "histology": histology,
             "age": round(age, 1), "sex": "M" if rng.uniform() < 0.57 else "F",
             "enhancement": "yes" if enhancing else "no", "location": lobe, "laterality": side,
@@ -230,6 +242,7 @@ def sample_patients(cfg: SynthConfig) -> pd.DataFrame:
             "rim_coverage": (0.45 + 0.55 * s) if enhancing else 0.0,
             "necrosis_fraction": float(0.7 * _sigmoid(3.0 * (m - 0.3))) if enhancing else 0.0,
             "heterogeneity": float(max(0.02, 0.05 + 0.08 * s + 0.03 * z)),
+            "infiltration_mm": float(cfg.infiltration_max_mm * _sigmoid(2.0 * u - 0.5)),
             # anatomy jitter
             "rot_deg": rng.uniform(-4, 4, 3).tolist(), "scale": rng.uniform(0.94, 1.06, 3).tolist(),
             "shift_mm": rng.uniform(-3, 3, 3).tolist(),
@@ -302,7 +315,8 @@ def _tumour(
     site = tx.GetInverse().TransformPoint(tuple(float(row[k]) for k in ("site_x", "site_y", "site_z")))
     c_idx = np.asarray(ref.TransformPhysicalPointToContinuousIndex(site))[::-1]  # z, y, x
     r_core = row["core_radius_mm"] / sp
-    reach = r_core * row["oedema_factor"] * (1 + 2 * row["irregularity"]) + 3
+    r_inf = row.get("infiltration_mm", 0.0) / sp
+    reach = r_core * row["oedema_factor"] * (1 + 2 * row["irregularity"]) + 1.5 * r_inf + 3
     lo = np.maximum(np.floor(c_idx - reach).astype(int), 0)
     hi = np.minimum(np.ceil(c_idx + reach).astype(int) + 1, mask.shape)
     box = tuple(slice(a, b) for a, b in zip(lo, hi))
@@ -329,6 +343,14 @@ def _tumour(
         "oedema": oedema, "core": core & ~enh & ~necrosis, "necrosis": necrosis & ~enh, "enhancing": enh,
     }
     soft = {k: ndimage.gaussian_filter(v.astype(np.float32), 0.6) for k, v in weights.items()}
+    if r_inf > 0:
+        # unlabelled infiltration: fades over r_inf voxels beyond the oedema, along white matter,
+        # with an irregular (finger-like) front
+        outside = in_brain & (labels == 0)
+        dist = ndimage.distance_transform_edt(labels == 0)
+        front = r_inf * np.clip(1 + 0.5 * _smooth_noise(rng, shape, corr), 0.2, None)
+        wm_frac = np.clip(wm[box] / max(float(wm[box].max()), 1e-6), 0, 1)
+        soft["infiltration"] = (np.sqrt(np.clip(1 - dist / front, 0, 1)) * wm_frac * outside).astype(np.float32)
     return labels, soft, box
 
 
@@ -419,8 +441,13 @@ def _oracle_metrics(table: pd.DataFrame) -> dict[str, float | None]:
 
     out: dict[str, float | None] = {}
     y = (table["grade_group"] == "HGG").to_numpy()
+    both = 0 < y.sum() < len(y)
     out["grade_auc_of_true_probability"] = (
-        float(roc_auc_score(y, table["grade_probability"])) if 0 < y.sum() < len(y) else None)
+        float(roc_auc_score(y, table["grade_probability"])) if both else None)
+    # what features seeing only the tumour (m) or only its surroundings (u) can reach at best
+    out["grade_auc_of_malignancy_only"] = float(roc_auc_score(y, table["malignancy_m"])) if both else None
+    out["grade_auc_of_infiltration_only"] = (
+        float(roc_auc_score(y, table["infiltration_u"])) if both else None)
     lgg = table[table["grade_group"] == "LGG"]
     try:
         out["lgg_cindex_of_true_risk"] = float(
@@ -462,7 +489,9 @@ def _write_tables(folder: Path, table: pd.DataFrame, cfg: SynthConfig) -> None:
         "generator": "gliorad.synthetic", "config": cfg.model_dump(), "contrasts": CONTRASTS,
         "time_unit": "days", "oracle": _oracle_metrics(table),
         "notes": {
-            "grade_probability": "P(HGG | malignancy m) = sigmoid(grade_slope*m + logit(hgg_fraction))",
+            "grade_probability": "P(HGG | m, u) = sigmoid(grade_slope*m + infiltration_slope*u "
+                                 "+ logit(hgg_fraction)); m shows inside the tumour labels, u only "
+                                 "as unlabelled infiltration around them (infiltration_mm)",
             "latent_risk": "log hazard ratio of the generating Cox model (LGG and HGG models differ)",
         },
         "patients": per_patient,

@@ -48,7 +48,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gliorad.errors import GlioradInputError
 from gliorad.io import file_hash, read_array, write_bytes, write_json, write_text
@@ -290,17 +290,41 @@ def stratified_split(labels: pd.Series, fraction: float, seed: int) -> tuple[lis
 
 # ------------------------------------------------------------------------------------ dataset
 class ArrayDataset(torch.utils.data.Dataset):
-    """``{"image": float tensor (C, *spatial), "label": target}`` per training patient; the image
-    is flipped along its last axis (left-right for (z, y, x) volumes and (y, x) slices) with
-    probability ``flip_prob`` (torch's global generator, reseeded every epoch by the training
-    loop)."""
+    """``{"image": float tensor (C, *spatial), "label": target}`` per training patient.
 
-    def __init__(self, images: Sequence[np.ndarray], targets: Sequence[Any], flip_prob: float = 0.0):
+    Augmentations (MONAI transforms), drawn from torch's global generator, which the training
+    loop reseeds every epoch (so a run is reproducible and a resumed run equals an uninterrupted
+    one): a flip along the last axis (left-right for (z, y, x) volumes and (y, x) slices) with
+    probability ``flip_prob``; a random translation by up to ``shift_voxels`` voxels along every
+    spatial axis (zero fill: the input is 0 outside the brain); per-channel intensity
+    ``x * (1 + U(-intensity_scale, intensity_scale)) + U(-intensity_shift, intensity_shift)``
+    (z-score units) with probability ``intensity_prob``."""
+
+    def __init__(self, images: Sequence[np.ndarray], targets: Sequence[Any], flip_prob: float = 0.0,
+                 shift_voxels: int = 0, intensity_prob: float = 0.0, intensity_scale: float = 0.0,
+                 intensity_shift: float = 0.0):
         if len(images) != len(targets):
             raise GlioradInputError(f"{len(images)} images but {len(targets)} targets")
         self.images = list(images)
         self.targets = list(targets)
         self.flip_prob = float(flip_prob)
+        self.transform = None
+        steps = []
+        if self.images and shift_voxels > 0:
+            from monai.transforms import RandSpatialCrop, SpatialPad
+
+            size = self.images[0].shape[1:]
+            steps += [SpatialPad([n + 2 * shift_voxels for n in size]),
+                      RandSpatialCrop(size, random_center=True, random_size=False)]
+        if intensity_prob > 0 and (intensity_scale > 0 or intensity_shift > 0):
+            from monai.transforms import RandScaleIntensity, RandShiftIntensity
+
+            steps += [RandScaleIntensity(intensity_scale, prob=intensity_prob, channel_wise=True),
+                      RandShiftIntensity(intensity_shift, prob=intensity_prob, channel_wise=True)]
+        if steps:
+            from monai.transforms import Compose
+
+            self.transform = Compose(steps)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -309,10 +333,31 @@ class ArrayDataset(torch.utils.data.Dataset):
         x = torch.from_numpy(np.ascontiguousarray(self.images[i], dtype=np.float32))
         if self.flip_prob > 0 and float(torch.rand(())) < self.flip_prob:
             x = torch.flip(x, dims=(-1,))
+        if self.transform is not None:
+            self.transform.set_random_state(seed=int(torch.randint(0, 2**31 - 1, ())))
+            out = self.transform(x)
+            x = (out.as_tensor() if hasattr(out, "as_tensor") else torch.as_tensor(out)).contiguous()
         t = self.targets[i]
         label = ({k: torch.tensor(v, dtype=torch.float32) for k, v in t.items()}
                  if isinstance(t, Mapping) else torch.tensor(t, dtype=torch.float32))
         return {"image": x, "label": label}
+
+
+class Augmented(Strict):
+    """Training augmentations shared by the 3D and 2D deep-feature networks (see
+    :class:`ArrayDataset`); the defaults change nothing but left-right flips."""
+
+    flip_prob: float = Field(0.5, ge=0, le=1, description="random left-right flips in training")
+    shift_voxels: int = Field(0, ge=0, description="random translation (voxels) in training")
+    intensity_prob: float = Field(0.0, ge=0, le=1, description="probability of intensity jitter")
+    intensity_scale: float = Field(0.1, ge=0, description="per channel x (1 + U(-s, s))")
+    intensity_shift: float = Field(0.1, ge=0, description="per channel + U(-s, s), z-score units")
+
+    def training_dataset(self, images: Sequence[np.ndarray], targets: Sequence[Any]) -> ArrayDataset:
+        return ArrayDataset(images, targets, self.flip_prob, shift_voxels=self.shift_voxels,
+                            intensity_prob=self.intensity_prob,
+                            intensity_scale=self.intensity_scale,
+                            intensity_shift=self.intensity_shift)
 
 
 def check_batchnorm(n_train: int, batch_size: int, size: Sequence[int]) -> None:

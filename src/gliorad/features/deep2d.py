@@ -73,7 +73,7 @@ from gliorad.errors import GlioradInputError, check_option
 from gliorad.features.deep import (
     PREFIX_2D,
     WEIGHTS,
-    ArrayDataset,
+    Augmented,
     DeepResult,
     Strict,
     TrainedNetwork,
@@ -124,7 +124,7 @@ class Net2DConfig(Strict):
     dropout: float = Field(0.0, ge=0, lt=1)
 
 
-class Deep2DConfig(Strict):
+class Deep2DConfig(Augmented):
     """Settings of the 2D dual-task network (paper values are the defaults)."""
 
     sequences: list[str] = Field(default_factory=lambda: list(PAPER_SLICE_SEQUENCES))
@@ -133,7 +133,6 @@ class Deep2DConfig(Strict):
     net: Net2DConfig = Field(default_factory=Net2DConfig)
     survival_loss: str = "cox"
     survival_weight: float = Field(1.0, ge=0, description="weight of the survival term (grade: 1)")
-    flip_prob: float = Field(0.5, ge=0, le=1)
     val_fraction: float = Field(0.25, ge=0, lt=1, description="of the LGG training patients")
     weights: str = "best"
     predict_batch_size: int = Field(8, ge=1)
@@ -341,7 +340,7 @@ def train_cnn2d(
         warnings.warn(msg, UserWarning, stacklevel=2)
         init = {"init": "scratch", "note": msg}
     loss_fn = DualTaskLoss(cfg.survival_loss, cfg.survival_weight)
-    dataset = ArrayDataset([images[p] for p in ids], [targets[p] for p in ids], cfg.flip_prob)
+    dataset = cfg.training_dataset([images[p] for p in ids], [targets[p] for p in ids])
     validate = None
     if val_images and val_targets:
         vid = list(val_targets)

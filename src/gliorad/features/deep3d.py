@@ -68,7 +68,7 @@ from gliorad.errors import GlioradInputError, check_option
 from gliorad.features.deep import (
     PREFIX_3D,
     WEIGHTS,
-    ArrayDataset,
+    Augmented,
     DeepResult,
     Strict,
     TrainedNetwork,
@@ -124,7 +124,7 @@ class Net3DConfig(Strict):
     dropout: float = Field(0.0, ge=0, lt=1)
 
 
-class Deep3DConfig(Strict):
+class Deep3DConfig(Augmented):
     """Settings of the 3D deep-feature network (paper values are the defaults)."""
 
     sequences: list[str] = Field(default_factory=lambda: ["t1", "t1ce", "t2"])
@@ -132,7 +132,6 @@ class Deep3DConfig(Strict):
     size: tuple[int, int, int] = PAPER_PATCH_SIZE
     border: str = "pad"
     net: Net3DConfig = Field(default_factory=Net3DConfig)
-    flip_prob: float = Field(0.5, ge=0, le=1, description="random left-right flips in training")
     val_fraction: float = Field(0.25, ge=0, lt=1, description="of the training patients")
     weights: str = "best"
     predict_batch_size: int = Field(4, ge=1)
@@ -162,8 +161,8 @@ def _paper() -> Deep3DConfig:
 
 def _demo() -> Deep3DConfig:
     return Deep3DConfig(
-        size=(32, 40, 32), val_fraction=0.0, weights="last",
-        train=TrainConfig(epochs=4, batch_size=8, lr=3e-4, plateau_patience=5, monitor="train_loss"),
+        size=(32, 40, 32), val_fraction=0.25, weights="best", shift_voxels=3, intensity_prob=0.8,
+        train=TrainConfig(epochs=12, batch_size=8, lr=3e-4, plateau_patience=5, monitor="val_loss"),
     )
 
 
@@ -273,7 +272,7 @@ def train_cnn3d(
     check_batchnorm(len(ids), cfg.train.batch_size, cfg.size)
     seed_everything(cfg.train.seed)
     model = build_network_3d(cfg)
-    dataset = ArrayDataset([images[p] for p in ids], [float(v) for v in y], cfg.flip_prob)
+    dataset = cfg.training_dataset([images[p] for p in ids], [float(v) for v in y])
     validate = None
     if val_images and val_labels:
         vid = list(val_labels)

@@ -26,7 +26,9 @@ class GradingConfig(BaseModel):
     "Levene then Student/Welch t-test" recipe, keep features whose mean differs) -> optional correlation filter ->
     LASSO (``lasso``) -> random-forest top ``rf_k`` of ``rf_n_estimators`` trees -> RBF SVM whose
     ``C`` and ``gamma`` are chosen on ``svm_C`` x ``svm_gamma`` by ``inner_cv``-fold stratified
-    CV (ROC AUC), then refitted with Platt-scaled probabilities.
+    CV (ROC AUC), then refitted with Platt-scaled probabilities. ``feature_groups`` (not in the
+    paper) runs the selection per feature source and keeps ``rf_k`` split between them (see
+    :class:`~gliorad.grading.model.GradingModel`).
 
     Evaluation: ``cv_repeats`` x ``cv_splits`` repeated stratified CV, or a stratified split with
     ``split_ratios`` (train, validation, test; paper 6:2:2). ``threshold`` turns the HGG
@@ -46,6 +48,9 @@ class GradingConfig(BaseModel):
     lasso_strengths: int = Field(10, ge=1)
     rf_n_estimators: int = Field(100, ge=1)
     rf_k: int = Field(8, ge=1)
+    feature_groups: tuple[str, ...] | None = Field(
+        None, description="column prefixes of feature sources selected separately (e.g. cnn3d_); "
+                          "None: one joint selection (the paper's)")
     svm_C: tuple[float, ...] = PAPER_C
     svm_gamma: tuple[float, ...] = PAPER_GAMMA
     inner_cv: int = Field(5, ge=2)
@@ -117,6 +122,7 @@ class GradingConfig(BaseModel):
             rf_n_estimators=self.rf_n_estimators, rf_k=self.rf_k, svm_C=tuple(self.svm_C),
             svm_gamma=tuple(self.svm_gamma), inner_cv=self.inner_cv,
             class_weight=self.class_weight, random_state=self.seed, n_jobs=n_jobs,
+            feature_groups=tuple(self.feature_groups) if self.feature_groups else None,
         )
 
 

@@ -157,15 +157,11 @@ def _fit_predict(model, X_train, y_train, X_test, n_jobs_inner: int | None):
     est, fallback = fit_quietly(est, X_train, y_train)
     prob = est.decision_score(X_test)
     svm = est.pipeline_.named_steps["svm"]
-    rf = est.pipeline_.named_steps["rf"]
-    rf_input = est.stage_features_["lasso"]  # what reached the forest (lasso may be off)
-    importances = dict(zip(rf_input, rf.importances_, strict=True))
     return {
         "probability": prob,
-        "stage_features": {k: v for k, v in est.stage_features_.items()
-                           if est.pipeline_.named_steps[k] != "passthrough"},
+        "stage_features": {k: est.stage_features_[k] for k in est.active_steps_},
         "selected": est.selected_features_,
-        "importance": {f: float(importances[f]) for f in est.selected_features_},
+        "importance": {f: est.importances_[f] for f in est.selected_features_},
         "best_params": est.best_params_,
         "inner_auc": svm.best_score_,
         "fallback_warnings": fallback,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from typing import Any
 
 import numpy as np
 import sklearn
@@ -134,6 +135,7 @@ class TunedSVC(ClassifierMixin, BaseEstimator):
         class_weight: str | None = None,
         random_state: int | None = 0,
         n_jobs: int | None = None,
+        feature_groups: tuple[str, ...] | None = None,
     ):
         self.C_grid = C_grid
         self.gamma_grid = gamma_grid
@@ -141,6 +143,7 @@ class TunedSVC(ClassifierMixin, BaseEstimator):
         self.class_weight = class_weight
         self.random_state = random_state
         self.n_jobs = n_jobs
+        self.feature_groups = feature_groups
 
     def fit(self, X, y):
         """Grid-search ``C`` x ``gamma``, then refit the best with probability estimates."""
@@ -246,6 +249,16 @@ class GradingModel(ClassifierMixin, BaseEstimator):
     The filters in steps 3-5 keep at least ``rf_k`` features (their ``min_features``), so the
     forest always has ``rf_k`` candidates when the table has that many columns.
 
+    ``feature_groups`` (not in the paper): column-name prefixes of feature *sources*, e.g.
+    ``("cnn3d_",)``. Columns starting with a prefix form that source's group, the other columns
+    one more group; steps 3-6 then run on each group separately (a
+    :class:`~sklearn.compose.ColumnTransformer` step ``select`` in place of ``levene`` ...
+    ``rf``), the group's share of ``rf_k`` (split as evenly as possible) is kept from each, and
+    the SVM sees their union. Joint selection (the paper's, ``None``) lets the source whose
+    training-set values look best take every slot: deep features of the patients a CNN was trained
+    on do (they are fitted to those very labels), and then the "fused" model is the CNN's
+    features alone. A table with only one non-empty group is selected jointly.
+
     Attributes
     ----------
     pipeline_ : Pipeline
@@ -256,6 +269,12 @@ class GradingModel(ClassifierMixin, BaseEstimator):
         The ``rf_k`` features the SVM uses.
     stage_features_ : dict of str -> list of str
         Features surviving each selection step.
+    importances_ : dict of str -> float
+        Random-forest importance of every feature that reached a forest (within its group).
+    active_steps_ : list of str
+        The selection steps that ran (of ``levene``, ``redundancy``, ``lasso``, ``rf``).
+    groups_ : list of list of str
+        The feature groups selected separately (one group: joint selection).
     best_params_ : dict
         ``C`` and ``gamma`` of the SVM.
     n_imputed_cells_ : int
@@ -279,6 +298,7 @@ class GradingModel(ClassifierMixin, BaseEstimator):
         class_weight: str | None = None,
         random_state: int | None = 0,
         n_jobs: int | None = None,
+        feature_groups: tuple[str, ...] | None = None,
     ):
         self.impute = impute
         self.levene_alpha = levene_alpha
@@ -296,15 +316,11 @@ class GradingModel(ClassifierMixin, BaseEstimator):
         self.class_weight = class_weight
         self.random_state = random_state
         self.n_jobs = n_jobs
+        self.feature_groups = feature_groups
 
     # ------------------------------------------------------------------------------ build
-    def _build(self) -> Pipeline:
-        _check_class_weight(self.class_weight)
-        check_option("impute", self.impute, ("median", "mean"))
-        check_option("levene_center", self.levene_center, LEVENE_CENTERS)
-        check_option("levene_test", self.levene_test, LEVENE_TESTS)
-        check_option("lasso", self.lasso, LASSO_CHOICES)
-        k = self.rf_k
+    def _selectors(self, k: int) -> list[tuple[str, Any]]:
+        """Steps 3-6 (levene, redundancy, lasso, rf) keeping ``k`` features."""
         rs = self.random_state
         levene = ("passthrough" if self.levene_alpha is None else
                   LeveneSelector(alpha=self.levene_alpha, test=self.levene_test,
@@ -316,18 +332,62 @@ class GradingModel(ClassifierMixin, BaseEstimator):
                                cv=self.lasso_cv, min_features=k,
                                class_weight=self.class_weight if self.lasso == "logistic" else None,
                                random_state=rs))
-        return Pipeline([
-            ("impute", SimpleImputer(strategy=self.impute)),
-            ("zscore", StandardScaler()),
+        return [
             ("levene", levene),
             ("redundancy", redundancy),
             ("lasso", lasso),
             ("rf", RandomForestTopK(k=k, n_estimators=self.rf_n_estimators,
                                     class_weight=self.class_weight, random_state=rs,
                                     n_jobs=self.n_jobs)),
+        ]
+
+    def _groups(self, names: list[str]) -> list[list[int]]:
+        """Column positions of each feature group (see ``feature_groups``); empty ones dropped."""
+        if not self.feature_groups:
+            return [list(range(len(names)))]
+        prefixes = [str(p) for p in self.feature_groups]
+        if any(not p for p in prefixes):
+            raise GlioradInputError(f"feature_groups {prefixes}: a prefix is empty")
+        groups: list[list[int]] = [[] for _ in range(len(prefixes) + 1)]
+        for i, n in enumerate(names):
+            hit = next((j for j, p in enumerate(prefixes) if n.startswith(p)), len(prefixes))
+            groups[hit].append(i)
+        # the other columns (radiomics, typically) first, then the prefixed sources in order
+        groups = [groups[-1], *groups[:-1]]
+        return [g for g in groups if g]
+
+    def _build(self, names: list[str]) -> Pipeline:
+        _check_class_weight(self.class_weight)
+        check_option("impute", self.impute, ("median", "mean"))
+        check_option("levene_center", self.levene_center, LEVENE_CENTERS)
+        check_option("levene_test", self.levene_test, LEVENE_TESTS)
+        check_option("lasso", self.lasso, LASSO_CHOICES)
+        k = self.rf_k
+        groups = self._groups(names)
+        if len(groups) == 1:
+            select = self._selectors(k)
+        else:
+            from sklearn.compose import ColumnTransformer
+
+            if k < len(groups):
+                raise GlioradInputError(
+                    f"rf_k={k} is smaller than the {len(groups)} feature groups "
+                    f"(feature_groups {list(self.feature_groups or ())} and the rest); expected "
+                    "rf_k >= the number of groups")
+            shares = [k // len(groups) + (1 if i < k % len(groups) else 0)
+                      for i in range(len(groups))]
+            select = [("select", ColumnTransformer(
+                [(f"group{i}", Pipeline(self._selectors(kg)), cols)
+                 for i, (kg, cols) in enumerate(zip(shares, groups, strict=True))],
+                remainder="drop"))]
+        self.groups_ = [[names[i] for i in g] for g in groups]
+        return Pipeline([
+            ("impute", SimpleImputer(strategy=self.impute)),
+            ("zscore", StandardScaler()),
+            *select,
             ("svm", TunedSVC(C_grid=tuple(self.svm_C), gamma_grid=tuple(self.svm_gamma),
                              cv=self.inner_cv, class_weight=self.class_weight,
-                             random_state=rs, n_jobs=self.n_jobs)),
+                             random_state=self.random_state, n_jobs=self.n_jobs)),
         ])
 
     # -------------------------------------------------------------------------------- fit
@@ -349,12 +409,11 @@ class GradingModel(ClassifierMixin, BaseEstimator):
         if self.n_imputed_cells_:
             log.info("imputing %d missing cell(s) in %d column(s) with the training %s",
                      self.n_imputed_cells_, int(missing.any(axis=0).sum()), self.impute)
-        pipeline = self._build()
+        pipeline = self._build(names)
         pipeline.fit(X, y)
         self.pipeline_ = pipeline
         self.classes_ = pipeline.named_steps["svm"].classes_
-        self.stage_features_ = self._stage_features(names)
-        self.selected_features_ = self.stage_features_["rf"]
+        self._record_selection()
         self.best_params_ = dict(pipeline.named_steps["svm"].best_params_)
         return self
 
@@ -363,16 +422,40 @@ class GradingModel(ClassifierMixin, BaseEstimator):
             return [str(n) for n in self.feature_names_in_]
         return [f"x{i}" for i in range(self.n_features_in_)]
 
-    def _stage_features(self, names: list[str]) -> dict[str, list[str]]:
-        current = np.asarray(names, dtype=object)
-        out: dict[str, list[str]] = {}
-        for name in STEPS[:-1]:
-            step = self.pipeline_.named_steps[name]
-            # impute and zscore keep every column (all-NaN columns were refused in fit)
-            if step != "passthrough" and hasattr(step, "get_support"):
+    def _selection_pipelines(self) -> list[tuple[list[str], Pipeline | None]]:
+        """(group's names, its fitted selection steps) per group; ``None``: the main pipeline."""
+        if "select" not in self.pipeline_.named_steps:
+            return [(self.groups_[0], None)]
+        ct = self.pipeline_.named_steps["select"]
+        return [(g, ct.named_transformers_[f"group{i}"]) for i, g in enumerate(self.groups_)]
+
+    def _record_selection(self) -> None:
+        """``stage_features_`` (union over groups, in group order), ``selected_features_``
+        (the SVM's input columns, in order), ``importances_`` and ``active_steps_``."""
+        out: dict[str, list[str]] = {"impute": [], "zscore": []}
+        out |= {name: [] for name in STEPS[2:-1]}
+        self.importances_: dict[str, float] = {}
+        active: list[str] = []
+        for names, sub in self._selection_pipelines():
+            steps = self.pipeline_.named_steps if sub is None else sub.named_steps
+            current = np.asarray(names, dtype=object)
+            out["impute"] += list(map(str, current))  # impute and zscore keep every column
+            out["zscore"] += list(map(str, current))
+            for name in STEPS[2:-1]:
+                step = steps[name]
+                if step == "passthrough":
+                    out[name] += list(map(str, current))
+                    continue
+                if name not in active:
+                    active.append(name)
+                if name == "rf":
+                    self.importances_.update(
+                        {str(f): float(v) for f, v in zip(current, step.importances_, strict=True)})
                 current = current[step.get_support()]
-            out[name] = [str(c) for c in current]
-        return out
+                out[name] += list(map(str, current))
+        self.stage_features_ = out
+        self.selected_features_ = out["rf"]
+        self.active_steps_ = [n for n in STEPS[2:-1] if n in active]
 
     # ---------------------------------------------------------------------------- predict
     def predict_proba(self, X) -> np.ndarray:

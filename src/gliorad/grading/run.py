@@ -127,10 +127,9 @@ def run_fit(
             "provenance": prov,
         }
         save_model(model, tmp, info)
-        rf = model.pipeline_.named_steps["rf"]
-        imp = dict(zip(model.stage_features_["lasso"], rf.importances_, strict=True))
         write_csv(pd.DataFrame({"feature": model.selected_features_,
-                                "rf_importance": [imp[f] for f in model.selected_features_]}),
+                                "rf_importance": [model.importances_[f]
+                                                  for f in model.selected_features_]}),
                   tmp / "selected_features.csv")
         write_json(prov, tmp / "provenance.json")
     return StageResult(Path(out), skipped=False, metrics=info, messages=align.messages())
