@@ -154,6 +154,10 @@ def test_grouped_selection_keeps_features_of_every_source():
     assert sum(not c.startswith("d") for c in odd.selected_features_) == 3
     proba = grouped.predict_proba(X)
     assert proba.shape == (len(y), 2) and np.allclose(proba.sum(1), 1)
+    # fused tables name columns "<set>/<feature>": the prefix matches after the slash
+    named = X.rename(columns=lambda c: f"deep_x/{c}" if c.startswith("d") else f"radiomics_t1/{c}")
+    fused = tiny(rf_k=4, feature_groups=("d",)).make_model().fit(named, y)
+    assert fused.selected_features_ == ["radiomics_t1/f2", "radiomics_t1/f5", "deep_x/d3", "deep_x/d7"]
 
 
 def test_grouped_selection_with_one_source_equals_joint_selection():

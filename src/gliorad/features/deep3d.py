@@ -40,14 +40,13 @@ Presets (:data:`PRESETS`): ``paper`` (96x128x96 patches at 1 mm, ResNet18 widths
 epochs, lr 5e-4 halved after 10 epochs without validation improvement, a quarter of the training
 patients for validation, i.e. the paper's 6:2 of the non-test patients; for a GPU) and ``demo``
 (32x40x32 voxels, the paper's field of view at 3 mm; the true ResNet18 widths so the table has
-512 columns; 4 epochs, lr 3e-4, no validation; about 12 s per epoch for 127 training patients
-on a lightly loaded 2-core CPU, several times longer when other jobs share the cores).
-On 72 synthetic patients (50 training) the network over-fits and its held-out AUC is near chance;
-with 120 (84 training, 20 epochs) it reaches about 0.75 (see ``bench/features.py``). On the demo
-cohort (160 patients, 127 training) 4 epochs give the same held-out AUC as 12 (0.72 vs 0.73, 33
-test patients) at a third of the time, and the training patients' features are less over-fitted,
-so a fused grading model trained on them still picks radiomics features (bench/RESULTS.md,
-"Synthetic cohort: full feature set").
+512 columns; 12 epochs, lr 3e-4; a quarter of the training patients (or the given validation
+patients) monitors the loss and the best epoch's weights give the features; random translations
+by up to 3 voxels and intensity jitter in training (:class:`gliorad.features.deep.Augmented`);
+about 12 s per epoch for 144 training patients on a quiet 2-core CPU). Without augmentation and
+early stopping the network memorised its training patients (training AUC 0.94-0.99, held-out
+0.63-0.72 on the synthetic cohort); with them, on the 240-patient demo cohort: training 0.90,
+held-out 0.81 (bench/RESULTS.md, "Synthetic cohort").
 """
 
 from __future__ import annotations

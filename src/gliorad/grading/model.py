@@ -250,7 +250,8 @@ class GradingModel(ClassifierMixin, BaseEstimator):
     forest always has ``rf_k`` candidates when the table has that many columns.
 
     ``feature_groups`` (not in the paper): column-name prefixes of feature *sources*, e.g.
-    ``("cnn3d_",)``. Columns starting with a prefix form that source's group, the other columns
+    ``("cnn3d_",)``. Columns starting with a prefix (or whose part after the last ``/``, as in the
+    fused tables' ``<set>/<feature>`` names, does) form that source's group, the other columns
     one more group; steps 3-6 then run on each group separately (a
     :class:`~sklearn.compose.ColumnTransformer` step ``select`` in place of ``levene`` ...
     ``rf``), the group's share of ``rf_k`` (split as evenly as possible) is kept from each, and
@@ -350,7 +351,9 @@ class GradingModel(ClassifierMixin, BaseEstimator):
             raise GlioradInputError(f"feature_groups {prefixes}: a prefix is empty")
         groups: list[list[int]] = [[] for _ in range(len(prefixes) + 1)]
         for i, n in enumerate(names):
-            hit = next((j for j, p in enumerate(prefixes) if n.startswith(p)), len(prefixes))
+            base = n.rsplit("/", 1)[-1]  # fused tables name columns "<set>/<feature>"
+            hit = next((j for j, p in enumerate(prefixes) if n.startswith(p) or base.startswith(p)),
+                       len(prefixes))
             groups[hit].append(i)
         # the other columns (radiomics, typically) first, then the prefixed sources in order
         groups = [groups[-1], *groups[:-1]]
