@@ -119,7 +119,8 @@ def build_bundle(base: Path) -> Built:
 
         c3 = Deep3DConfig(size=(16, 16, 16), net=Net3DConfig(widths=TINY, hidden=8), val_fraction=0.0,
                           weights="last", predict_batch_size=1,
-                          train=TrainConfig(epochs=2, batch_size=4, monitor="train_loss"))
+                          # batch size 5: no batch of one sample for the tiny 1-voxel maps
+                          train=TrainConfig(epochs=2, batch_size=5, monitor="train_loss"))
         r3 = deep_features_3d(cohort, clin, train, ws / "deep3d" / "patch_se", c3, ids=train,
                               progress=False)
         c2 = Deep2DConfig(size=(32, 32), net=Net2DConfig(widths=TINY, hidden=8), val_fraction=0.0,
@@ -135,7 +136,8 @@ def build_bundle(base: Path) -> Built:
                 GradingConfig.preset("demo"))
 
         # survival: 240 synthetic patients, columns named and scaled as the real features
-        pats = sample_patients(SynthConfig(n_patients=240, seed=7))
+        pats = sample_patients(SynthConfig(n_patients=240, seed=7, grade_slope=2.5,
+                                           infiltration_slope=0.0))
         rad_cols = [c for c in table.columns if c.startswith("t1ce_")]
         real = table.loc[train, rad_cols].join(r2.table.loc[train])
         syn = synthetic_feature_table(pats, n_features=real.shape[1], n_deep=r2.table.shape[1],

@@ -44,11 +44,12 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")  # tests/conftest.py
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):
-    """12 synthetic patients at 4 mm (seed 3: 8 LGG (4 II, 4 III), 4 HGG)."""
+    """12 synthetic patients at 4 mm (seed 3, grade from malignancy only: 9 LGG (4 II, 5 III), 3 HGG)."""
     from gliorad.synthetic import SynthConfig, generate_cohort
 
     root = tmp_path_factory.mktemp("deep") / "cohort"
-    generate_cohort(root, SynthConfig(n_patients=12, seed=3, spacing=4.0), n_jobs=1)
+    generate_cohort(root, SynthConfig(n_patients=12, seed=3, spacing=4.0, grade_slope=2.5,
+                                      infiltration_slope=0.0), n_jobs=1)
     return discover_cohort(root), read_clinical(root / "clinical.csv")
 
 
@@ -135,7 +136,7 @@ def test_cnn3d_no_label_leakage(cohort, tmp_path):
 def test_cnn3d_full_input_and_validation_split(cohort, tmp_path):
     coh, clin = cohort
     cfg = cfg3d(input="full", net={"se": False}, val_fraction=0.3, weights="best",
-                train={"monitor": "val_loss", "batch_size": 3})  # 9 training patients
+                train={"monitor": "val_loss", "batch_size": 2})
     res = deep_features_3d(coh, clin, coh.ids, tmp_path / "f", cfg, progress=False)
     assert (tmp_path / "f" / "cnn3d_full_nose.csv").is_file()
     assert len(res.val_ids) >= 2 and not set(res.val_ids) & set(res.train_ids)
@@ -146,7 +147,7 @@ def test_cnn3d_full_input_and_validation_split(cohort, tmp_path):
 
 def test_cnn3d_out_of_fold(cohort, tmp_path):
     coh, clin = cohort
-    ids = sorted(clin.index[clin["grade_group"] == "LGG"][:4].tolist()
+    ids = sorted(clin.index[clin["grade_group"] == "LGG"][:5].tolist()
                  + clin.index[clin["grade_group"] == "HGG"].tolist())
     pred = cnn3d_out_of_fold(coh, clin, ids, tmp_path / "cv", cfg3d(train={"batch_size": 2}),
                              folds=2, progress=False)

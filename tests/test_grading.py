@@ -170,7 +170,7 @@ def test_grouped_selection_with_one_source_equals_joint_selection():
 
 def test_grouped_selection_bad_settings():
     X, y = _two_sources(n=60)
-    with pytest.raises(GlioradInputError, match=r"rf_k=1 is smaller than the 2 feature groups"):
+    with pytest.raises(GlioradInputError, match=r"rf_k=1 is smaller than the 2 feature groups; expected rf_k >= the number"):
         tiny(rf_k=1, feature_groups=("d",)).make_model().fit(X, y)
     with pytest.raises(GlioradInputError, match=r"feature_groups \['d', ''\]: a prefix is empty"):
         tiny(rf_k=4, feature_groups=("d", "")).make_model().fit(X, y)

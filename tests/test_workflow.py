@@ -84,7 +84,8 @@ def tiny_run(tmp_path_factory) -> tuple[Path, Path, str]:
 # ------------------------------------------------------------------------------------ configs
 def test_presets_load_and_show():
     cfg = load_run_config("demo")
-    assert cfg.synthetic.n_patients == 160 and cfg.grading_scheme == "split"
+    assert cfg.synthetic.n_patients == 240 and cfg.grading_scheme == "split"
+    assert cfg.grading.feature_groups == ("cnn3d_",)
     assert list(cfg.deep3d) == ["patch_se"] and cfg.deep3d["patch_se"].net.se is True
     assert cfg.survival.sequence.deep_prefix == "cnn2d_"
     names = [s.name for s in build_stages(cfg)]

@@ -29,6 +29,7 @@ counted in ``n_undefined_``.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -50,6 +51,8 @@ __all__ = [
     "LeveneSelector",
     "RandomForestTopK",
     "SelectionFallbackWarning",
+    "feature_groups",
+    "split_k",
 ]
 
 LEVENE_CENTERS = ("median", "mean", "trimmed")
@@ -59,6 +62,36 @@ CORRELATION_METHODS = ("pearson", "spearman")
 _SKLEARN_18 = tuple(int(p) for p in sklearn.__version__.split(".")[:2]) >= (1, 8)
 _PATH_POINTS = 20  # penalties on the path that ranks features for the LASSO fallback
 _HAS_LEGACY_ATTRS = "use_legacy_attributes" in LogisticRegressionCV().get_params()
+
+
+def feature_groups(names: Sequence[str], prefixes: Sequence[str] | None) -> list[list[int]]:
+    """Positions of each feature *source* in ``names`` for selection per source.
+
+    A column belongs to the first prefix it starts with, or whose part after the last ``/`` (the
+    fused tables' ``<set>/<feature>`` names) starts with; the other columns form one more group,
+    listed first. Empty groups are dropped; no prefixes: one group of everything.
+    """
+    if not prefixes:
+        return [list(range(len(names)))]
+    prefixes = [str(p) for p in prefixes]
+    if any(not p for p in prefixes):
+        raise GlioradInputError(f"feature_groups {prefixes}: a prefix is empty")
+    groups: list[list[int]] = [[] for _ in range(len(prefixes) + 1)]
+    for i, n in enumerate(map(str, names)):
+        base = n.rsplit("/", 1)[-1]
+        hit = next((j for j, p in enumerate(prefixes) if n.startswith(p) or base.startswith(p)),
+                   len(prefixes))
+        groups[hit].append(i)
+    return [g for g in (groups[-1], *groups[:-1]) if g]
+
+
+def split_k(k: int, n_groups: int, what: str = "rf_k") -> list[int]:
+    """``k`` slots shared by ``n_groups`` as evenly as possible (the first groups get the rest)."""
+    if k < n_groups:
+        raise GlioradInputError(
+            f"{what}={k} is smaller than the {n_groups} feature groups; expected {what} >= the "
+            "number of groups (each source keeps at least one feature)")
+    return [k // n_groups + (1 if i < k % n_groups else 0) for i in range(n_groups)]
 
 
 class SelectionFallbackWarning(UserWarning):

@@ -202,6 +202,15 @@ def patient_rngs(seed: int, n: int) -> list[np.random.Generator]:
     return [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(n)]
 
 
+def infiltration_draws(seed: int, n: int) -> np.ndarray:
+    """Infiltration ``u`` of each patient, from its own stream (a child of the patient's seed), so
+    that the patient's other draws are those of a generator without ``u``: with
+    ``infiltration_slope=0`` and ``grade_slope=2.5`` the clinical table, grades and survival are
+    those of gliorad before ``u`` existed (what the stored R reference tables were made from)."""
+    return np.array([np.random.default_rng(s.spawn(1)[0]).normal()
+                     for s in np.random.SeedSequence(seed).spawn(n)])
+
+
 def _weibull_time(rng: np.random.Generator, shape: float, median: float, lp: float) -> float:
     """Draw T with S(t) = exp(-(t/scale)^shape * exp(lp)), scale set by the baseline median."""
     scale = median / math.log(2.0) ** (1.0 / shape)
@@ -213,10 +222,11 @@ def sample_patients(cfg: SynthConfig) -> pd.DataFrame:
     sites = _tumour_sites()
     beta = _logit(cfg.hgg_fraction)
     rows = []
+    u_all = infiltration_draws(cfg.seed, cfg.n_patients)
     for i, rng in enumerate(patient_rngs(cfg.seed, cfg.n_patients)):
         centre = "B" if rng.uniform() < cfg.centre_b_fraction else "A"
         m, z = float(rng.normal()), float(rng.normal())
-        u = float(rng.normal())
+        u = float(u_all[i])
         p_hgg = float(_sigmoid(cfg.grade_slope * m + cfg.infiltration_slope * u + beta))
         hgg = bool(rng.uniform() < p_hgg)
         s = float(_sigmoid(1.8 * m))  # appearance strength from malignancy

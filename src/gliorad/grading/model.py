@@ -44,6 +44,8 @@ from gliorad.selection import (
     LeveneSelector,
     RandomForestTopK,
     _label,
+    feature_groups,
+    split_k,
 )
 
 __all__ = ["GradingModel", "TunedSVC"]
@@ -342,23 +344,6 @@ class GradingModel(ClassifierMixin, BaseEstimator):
                                     n_jobs=self.n_jobs)),
         ]
 
-    def _groups(self, names: list[str]) -> list[list[int]]:
-        """Column positions of each feature group (see ``feature_groups``); empty ones dropped."""
-        if not self.feature_groups:
-            return [list(range(len(names)))]
-        prefixes = [str(p) for p in self.feature_groups]
-        if any(not p for p in prefixes):
-            raise GlioradInputError(f"feature_groups {prefixes}: a prefix is empty")
-        groups: list[list[int]] = [[] for _ in range(len(prefixes) + 1)]
-        for i, n in enumerate(names):
-            base = n.rsplit("/", 1)[-1]  # fused tables name columns "<set>/<feature>"
-            hit = next((j for j, p in enumerate(prefixes) if n.startswith(p) or base.startswith(p)),
-                       len(prefixes))
-            groups[hit].append(i)
-        # the other columns (radiomics, typically) first, then the prefixed sources in order
-        groups = [groups[-1], *groups[:-1]]
-        return [g for g in groups if g]
-
     def _build(self, names: list[str]) -> Pipeline:
         _check_class_weight(self.class_weight)
         check_option("impute", self.impute, ("median", "mean"))
@@ -366,19 +351,13 @@ class GradingModel(ClassifierMixin, BaseEstimator):
         check_option("levene_test", self.levene_test, LEVENE_TESTS)
         check_option("lasso", self.lasso, LASSO_CHOICES)
         k = self.rf_k
-        groups = self._groups(names)
+        groups = feature_groups(names, self.feature_groups)
         if len(groups) == 1:
             select = self._selectors(k)
         else:
             from sklearn.compose import ColumnTransformer
 
-            if k < len(groups):
-                raise GlioradInputError(
-                    f"rf_k={k} is smaller than the {len(groups)} feature groups "
-                    f"(feature_groups {list(self.feature_groups or ())} and the rest); expected "
-                    "rf_k >= the number of groups")
-            shares = [k // len(groups) + (1 if i < k % len(groups) else 0)
-                      for i in range(len(groups))]
+            shares = split_k(k, len(groups))
             select = [("select", ColumnTransformer(
                 [(f"group{i}", Pipeline(self._selectors(kg)), cols)
                  for i, (kg, cols) in enumerate(zip(shares, groups, strict=True))],

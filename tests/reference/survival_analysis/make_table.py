@@ -4,7 +4,8 @@ Run once (``python tests/reference/survival_analysis/make_table.py``) and commit
 ``tests/reference/make_survival_analysis_reference.R`` reads them and writes ``expected.json``.
 
 - ``analysis_table.csv``: every analysed LGG patient of the synthetic two-centre cohort
-  (``gliorad.synthetic.sample_patients(SynthConfig(n_patients=480, seed=11))`` with
+  (``gliorad.synthetic.sample_patients(SynthConfig(n_patients=480, seed=11, grade_slope=2.5,
+  infiltration_slope=0.0))`` with
   ``synthetic_feature_table(n_features=300, n_deep=100, seed=2)``), after the analysis
   (train centre B, validate centre A): cohort, ``os_days``, ``event``, the coded clinical
   factors, the signature score and its group (``high`` / ``low`` at the training median).
@@ -36,7 +37,9 @@ CLINICAL_COLUMNS = ["age", "sex", "grade", "grade_group", "histology", "location
 
 
 def inputs() -> tuple[pd.DataFrame, pd.DataFrame]:
-    patients = sample_patients(SynthConfig(n_patients=480, seed=11))
+    # the generator's settings when the R references were computed (grade from malignancy only)
+    patients = sample_patients(SynthConfig(n_patients=480, seed=11, grade_slope=2.5,
+                                           infiltration_slope=0.0))
     clinical = patients.rename(columns={"os_time": "os_days"})[CLINICAL_COLUMNS]
     features = synthetic_feature_table(patients, n_features=300, n_deep=100, seed=2)
     return features, clinical
