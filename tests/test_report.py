@@ -586,7 +586,7 @@ def _render(path: Path) -> _Dom:
     res = subprocess.run(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000",
          "--dump-dom", path.resolve().as_uri()],
-        capture_output=True, text=True, timeout=120, check=False)
+        capture_output=True, text=True, encoding="utf-8", timeout=120, check=False)
     assert res.returncode == 0, res.stderr[-2000:]
     return _dom(res.stdout)
 

@@ -45,8 +45,8 @@ patients) monitors the loss and the best epoch's weights give the features; rand
 by up to 3 voxels and intensity jitter in training (:class:`gliorad.features.deep.Augmented`);
 about 12 s per epoch for 144 training patients on a quiet 2-core CPU). Without augmentation and
 early stopping the network memorised its training patients (training AUC 0.94-0.99, held-out
-0.63-0.72 on the synthetic cohort); with them, on the 240-patient demo cohort: training 0.90,
-held-out 0.81 (bench/RESULTS.md, "Synthetic cohort").
+0.63-0.72 on the synthetic cohort); with them, on the 240-patient demo cohort: training 0.90-0.92,
+held-out 0.81-0.82 (bench/RESULTS.md, "Demo").
 """
 
 from __future__ import annotations
