@@ -137,7 +137,6 @@ class TunedSVC(ClassifierMixin, BaseEstimator):
         class_weight: str | None = None,
         random_state: int | None = 0,
         n_jobs: int | None = None,
-        feature_groups: tuple[str, ...] | None = None,
     ):
         self.C_grid = C_grid
         self.gamma_grid = gamma_grid
@@ -145,7 +144,6 @@ class TunedSVC(ClassifierMixin, BaseEstimator):
         self.class_weight = class_weight
         self.random_state = random_state
         self.n_jobs = n_jobs
-        self.feature_groups = feature_groups
 
     def fit(self, X, y):
         """Grid-search ``C`` x ``gamma``, then refit the best with probability estimates."""
