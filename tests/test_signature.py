@@ -260,3 +260,25 @@ def test_elastic_net_that_keeps_nothing_is_refused():
         assert "every signature weight to 0" in str(err) or "keeps no feature" in str(err)
     else:
         assert np.any(sig.weights_ != 0)
+
+
+def test_feature_groups_share_the_slots_between_sources(data):
+    """Ranked per source, each source keeps its share of top_k (the unprefixed columns first, an
+    odd slot to them) and its informative columns."""
+    X, t, e = data
+    y = make_survival_y(t, e)
+    rng = np.random.default_rng(1)
+    deep = pd.DataFrame(rng.normal(size=(len(X), 20)), columns=[f"cnn2d_{j:03d}" for j in range(20)])
+    z_proxy = X.iloc[:, :N_INFORMATIVE].mean(axis=1).to_numpy()
+    deep.iloc[:, :6] = 2.0 * z_proxy[:, None] + 0.1 * rng.normal(size=(len(X), 6))
+    rad = X.iloc[:, :40].copy()
+    both = pd.concat([rad, deep], axis=1)
+    grouped = DeepRadiomicsSignature(top_k=6, feature_groups=("cnn2d_",), **FAST).fit(both, y)
+    assert [f.startswith("cnn2d_") for f in grouped.features_] == [False] * 3 + [True] * 3
+    assert set(grouped.features_[:3]) <= {f"f{j:03d}" for j in range(N_INFORMATIVE)}
+    assert set(grouped.features_[3:]) <= {f"cnn2d_{j:03d}" for j in range(6)}
+    np.testing.assert_allclose(grouped.predict(both), grouped.predict(both.iloc[:, ::-1]))
+    odd = DeepRadiomicsSignature(top_k=5, feature_groups=("cnn2d_",), **FAST).fit(both, y)
+    assert sum(not f.startswith("cnn2d_") for f in odd.features_) == 3
+    with pytest.raises(GlioradInputError, match=r"top_k=1 is smaller than the 2 feature groups"):
+        DeepRadiomicsSignature(top_k=1, feature_groups=("cnn2d_",), **FAST).fit(both, y)

@@ -611,3 +611,21 @@ def test_cli_bad_input(cli_files, tmp_path):
     assert not (tmp_path / "o").exists()
     res = _invoke(["validate", tmp_path, d / "features.csv", d / "clinical.csv", "--out", tmp_path / "v"])
     assert res.exit_code == 2 and "not a survival bundle" in res.output
+
+
+def test_signature_feature_groups_from_the_config(inputs):
+    """signature.feature_groups reaches the signature: deep and radiomics columns each get half of
+    top_k (the paper's joint ranking is the default)."""
+    from gliorad.survival.analysis import run_analysis
+
+    features, clinical = inputs
+    cfg = MAKE_TABLE.config()
+    sig = {**cfg.signature.model_dump(), "feature_groups": ["cnn2d_"]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SurvivalWarning)
+        res = run_analysis(features, clinical, cfg.model_copy(update={
+            "signature": cfg.signature.model_validate(sig)}))
+    chosen = res.models.signature.features_
+    k = cfg.signature.top_k
+    assert sum(f.startswith("cnn2d_") for f in chosen) == k // 2
+    assert sum(not f.startswith("cnn2d_") for f in chosen) == k - k // 2

@@ -154,6 +154,9 @@ class SignatureConfig(_Strict):
     alpha_min_ratio: float = Field(0.01, gt=0.0, lt=1.0)
     alpha_rule: Literal["best", "1se"] = "best"
     cv_folds: int = Field(5, ge=2)
+    feature_groups: list[str] | None = Field(
+        None, description="column prefixes of feature sources ranked separately (e.g. cnn2d_); "
+                          "None: one ranking (the paper's)")
 
 
 DEFAULT_FACTORS = ["age", "sex", "location", "grade", "laterality", "histology", "enhancement"]
@@ -841,6 +844,7 @@ def fit_models(
         alpha_min_ratio=sc.alpha_min_ratio, cv_folds=sc.cv_folds, alpha_rule=sc.alpha_rule,
         random_state=cfg.seed,
         n_jobs=cfg.n_jobs,
+        feature_groups=tuple(sc.feature_groups) if sc.feature_groups else None,
     )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="all coefficients are zero")

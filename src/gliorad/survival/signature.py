@@ -59,6 +59,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from gliorad.errors import GlioradInputError, check_option
+from gliorad.selection import feature_groups, split_k
 from gliorad.survival._validate import check_survival
 
 RANKINGS = ("residual_rf", "rsf_depth", "rf_time")
@@ -188,6 +189,13 @@ class DeepRadiomicsSignature(BaseEstimator):
         Seeds the forest and the folds.
     n_jobs : int, default 1
         Workers of the forest.
+    feature_groups : sequence of str, optional
+        Column-name prefixes of feature sources (e.g. ``("cnn2d_",)``), as
+        :func:`gliorad.selection.feature_groups` reads them: each source is ranked by its own
+        forest and keeps its share of ``top_k`` (split as evenly as possible, the unprefixed
+        columns first), so a source whose training values are optimistic (a CNN's features of the
+        patients it was trained on) cannot take every slot. Not in the paper; ``None`` ranks all
+        features together. Importances are then comparable within a source only.
 
     Attributes
     ----------
@@ -227,6 +235,7 @@ class DeepRadiomicsSignature(BaseEstimator):
         alpha_rule: str = "best",
         random_state: int | None = 0,
         n_jobs: int | None = 1,
+        feature_groups: Sequence[str] | None = None,
     ):
         self.top_k = top_k
         self.ranking = ranking
@@ -240,6 +249,7 @@ class DeepRadiomicsSignature(BaseEstimator):
         self.alpha_rule = alpha_rule
         self.random_state = random_state
         self.n_jobs = n_jobs
+        self.feature_groups = feature_groups
 
     # -------------------------------------------------------------------------- validation
     @staticmethod
@@ -321,8 +331,6 @@ class DeepRadiomicsSignature(BaseEstimator):
         usable = np.flatnonzero(~constant)
         Z = (values[:, usable] - center[usable]) / scale[usable]
 
-        importance = self._rank(Z, time, event)
-        order = np.argsort(-importance, kind="stable")
         k = min(int(self.top_k), usable.size)
         if k < int(self.top_k):
             warnings.warn(
@@ -331,7 +339,19 @@ class DeepRadiomicsSignature(BaseEstimator):
                 UserWarning,
                 stacklevel=2,
             )
-        top = order[:k]
+        groups = feature_groups(list(names[usable]), self.feature_groups)
+        if len(groups) == 1:
+            importance = self._rank(Z, time, event)
+            top = np.argsort(-importance, kind="stable")[:k]
+        else:
+            importance = np.empty(usable.size)
+            picked: list[int] = []
+            for cols, share in zip(groups, split_k(k, len(groups), "top_k"), strict=True):
+                cols = np.asarray(cols)
+                imp = self._rank(Z[:, cols], time, event)
+                importance[cols] = imp
+                picked += cols[np.argsort(-imp, kind="stable")[:share]].tolist()
+            top = np.asarray(picked)
         weights, intercept, alpha, l1_ratio, cv_score = self._weigh(Z[:, top], time, event)
         if not np.any(weights != 0):
             raise GlioradInputError(
