@@ -336,9 +336,29 @@ def test_cross_validation_outputs_and_definitions():
     sel = res.selection
     assert sel.loc[sel["feature"].isin(["f2", "f5", "f9", "f14"]), "frequency"].min() >= 0.5
     assert sel["frequency"].between(0, 1).all() and len(res.fits) == 6
+    # how often each feature passed every step that ran; a feature the forest kept passed the
+    # filters before it, so the frequencies can only fall along the steps
+    assert {"levene_frequency", "lasso_frequency"} <= set(sel.columns)
+    assert (sel["levene_frequency"] >= sel["lasso_frequency"]).all()
+    assert (sel["lasso_frequency"] >= sel["frequency"]).all()
+    assert sel["lasso_frequency"].max() == 1.0
     # same seed, same result
     again = cross_validate_grading(X, y, tiny(), n_jobs=2)
     pd.testing.assert_frame_equal(res.predictions, again.predictions)
+
+
+@pytest.mark.parametrize("kw, columns", [
+    ({"lasso": "none"}, {"levene_frequency"}),
+    ({"levene_alpha": None}, {"lasso_frequency"}),
+    ({"levene_alpha": None, "lasso": "none"}, set()),
+])
+def test_selection_table_with_steps_switched_off(kw, columns):
+    """The per-step frequencies cover exactly the steps that ran (the forest's is ``frequency``)."""
+    X, y = cohort(n=60)
+    res = split_evaluate_grading(X, y, tiny(**kw))
+    sel = res.selection
+    assert {c for c in sel.columns if c.endswith("_frequency")} == columns
+    assert sel["n_selected"].sum() == tiny().rf_k
 
 
 def test_cv_refuses_too_few_per_class_and_misaligned_labels():

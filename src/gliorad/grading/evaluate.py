@@ -181,7 +181,8 @@ def _run(tasks, n_jobs: int) -> list[dict[str, Any]]:
 def _selection_table(fits: list[dict[str, Any]]) -> pd.DataFrame:
     """How often each feature survived each stage, over all fitted folds."""
     n = len(fits)
-    stages = list(fits[0]["stage_features"])[2:]  # after impute and zscore
+    # the selection steps that ran (stage_features holds active steps only, rf last)
+    stages = list(fits[0]["stage_features"])
     counts: dict[str, dict[str, float]] = {}
     for f in fits:
         for stage in stages:
