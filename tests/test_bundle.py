@@ -137,7 +137,7 @@ def build_bundle(base: Path) -> Built:
 
         # survival: 240 synthetic patients, columns named and scaled as the real features
         pats = sample_patients(SynthConfig(n_patients=240, seed=7, grade_slope=2.5,
-                                           infiltration_slope=0.0))
+                                           infiltration_slope=0.0, mismatch_slope=0.0))
         rad_cols = [c for c in table.columns if c.startswith("t1ce_")]
         real = table.loc[train, rad_cols].join(r2.table.loc[train])
         syn = synthetic_feature_table(pats, n_features=real.shape[1], n_deep=r2.table.shape[1],

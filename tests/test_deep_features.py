@@ -49,7 +49,7 @@ def cohort(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("deep") / "cohort"
     generate_cohort(root, SynthConfig(n_patients=12, seed=3, spacing=4.0, grade_slope=2.5,
-                                      infiltration_slope=0.0), n_jobs=1)
+                                      infiltration_slope=0.0, mismatch_slope=0.0), n_jobs=1)
     return discover_cohort(root), read_clinical(root / "clinical.csv")
 
 

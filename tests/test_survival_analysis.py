@@ -503,7 +503,7 @@ def cli_files(tmp_path_factory):
     from gliorad.synthetic import CLINICAL_COLUMNS, SynthConfig, sample_patients
 
     d = tmp_path_factory.mktemp("cli")
-    patients = sample_patients(SynthConfig(n_patients=240, seed=4, grade_slope=2.5, infiltration_slope=0.0))
+    patients = sample_patients(SynthConfig(n_patients=240, seed=4, grade_slope=2.5, infiltration_slope=0.0, mismatch_slope=0.0))
     clin = patients.reset_index()[CLINICAL_COLUMNS]
     clin.to_csv(d / "clinical.csv", index=False)
     months = clin.assign(os_time=clin["os_time"] / (365.25 / 12))

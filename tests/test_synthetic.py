@@ -124,6 +124,14 @@ def test_existing_folder_needs_overwrite(tmp_path):
     assert (out / "keep.txt").read_text(encoding="utf-8") == "mine"
 
 
+def test_output_path_that_is_a_file_is_refused_and_kept(tmp_path):
+    out = tmp_path / "cohort"
+    out.write_text("not a folder")
+    with pytest.raises(GlioradInputError, match=r"cohort: exists and is not a folder"):
+        generate_cohort(out, SynthConfig(n_patients=2, spacing=4.0), n_jobs=1)
+    assert out.read_text(encoding="utf-8") == "not a folder"
+
+
 def test_failure_midway_leaves_no_partial_cohort(tmp_path, monkeypatch):
     calls = []
 
@@ -150,18 +158,26 @@ def test_one_millimetre_grid_works():
     assert facts["volume_ml_label1"] + facts["volume_ml_label4"] > 0.5
 
 
-def test_grade_probability_follows_both_latent_variables():
+def test_grade_probability_follows_the_three_latent_variables():
     cfg = SynthConfig(n_patients=200, seed=2)
     t = sample_patients(cfg)
     beta = np.log(cfg.hgg_fraction / (1 - cfg.hgg_fraction))
-    expected = 1 / (1 + np.exp(-(cfg.grade_slope * t.malignancy_m + cfg.infiltration_slope * t.infiltration_u + beta)))
+    expected = 1 / (1 + np.exp(-(cfg.grade_slope * t.malignancy_m + cfg.infiltration_slope * t.infiltration_u
+                                 + cfg.mismatch_slope * t.mismatch_w + beta)))
     np.testing.assert_allclose(t.grade_probability, expected, rtol=1e-12)
     # the infiltration band widens with u (monotone), within [0, infiltration_max_mm]
     order = np.argsort(t.infiltration_u.to_numpy())
     assert np.all(np.diff(t.infiltration_mm.to_numpy()[order]) >= 0)
     assert t.infiltration_mm.between(0, cfg.infiltration_max_mm).all()
-    # without the infiltration term grade depends on m alone
-    t0 = sample_patients(cfg.model_copy(update={"infiltration_slope": 0.0}))
+    # mismatch falls with w, within [0, mismatch_max]; u and w are independent streams
+    order = np.argsort(t.mismatch_w.to_numpy())
+    assert np.all(np.diff(t.flair_mismatch.to_numpy()[order]) <= 0)
+    assert t.flair_mismatch.between(0, cfg.mismatch_max).all()
+    assert abs(np.corrcoef(t.mismatch_w, t.infiltration_u)[0, 1]) < 0.2
+    # without the infiltration and mismatch terms grade depends on m alone, and m, the images'
+    # seeds and the clinical draws do not move
+    t0 = sample_patients(cfg.model_copy(update={"infiltration_slope": 0.0, "mismatch_slope": 0.0}))
+    np.testing.assert_array_equal(t0.malignancy_m, t.malignancy_m)
     expected0 = 1 / (1 + np.exp(-(cfg.grade_slope * t0.malignancy_m + beta)))
     np.testing.assert_allclose(t0.grade_probability, expected0, rtol=1e-12)
 
@@ -193,9 +209,44 @@ def test_infiltration_lies_outside_the_tumour_labels_and_grows_with_u(small_coho
     assert spearmanr(u, shell_t2).statistic > 0.4
 
 
+def test_mismatch_darkens_only_the_flair_lesion():
+    """T2-FLAIR mismatch: the same patient rendered with and without it differs only on FLAIR, and
+    there only in the lesion: the non-enhancing core darker by about flair_mismatch."""
+    cfg = SynthConfig(n_patients=6, seed=1, spacing=4.0)
+    row = sample_patients(cfg).query("enhancement == 'no'").iloc[0].copy()
+    row["flair_mismatch"] = 0.0
+    plain, _ = render_patient(row, cfg)
+    row["flair_mismatch"] = 0.4
+    mism, _ = render_patient(row, cfg)
+    arr = {k: (sitk.GetArrayFromImage(plain[k]).astype(float), sitk.GetArrayFromImage(mism[k]).astype(float))
+           for k in ("t1", "t1ce", "t2", "flair")}
+    for seq in ("t1", "t1ce", "t2"):
+        np.testing.assert_array_equal(*arr[seq])
+    seg = sitk.GetArrayFromImage(plain["seg"])
+    core = ndimage_erode(seg == 1)
+    ratio = arr["flair"][1][core].mean() / arr["flair"][0][core].mean()
+    assert 0.55 < ratio < 0.75  # 1 - 0.4, blurred edges and noise
+    far = ~ndimage_dilate(seg > 0, 3) & (arr["flair"][0] > 0)
+    np.testing.assert_allclose(arr["flair"][1][far], arr["flair"][0][far], atol=1.0)
+
+
+def ndimage_erode(mask):
+    from scipy import ndimage
+
+    return ndimage.binary_erosion(mask, iterations=1)
+
+
+def ndimage_dilate(mask, n):
+    from scipy import ndimage
+
+    return ndimage.binary_dilation(mask, iterations=n)
+
+
 def test_oracle_reports_each_latent_variable_alone(small_cohort):
     oracle = json.loads((small_cohort / "truth.json").read_text(encoding="utf-8"))["oracle"]
-    for key in ("grade_auc_of_malignancy_only", "grade_auc_of_infiltration_only"):
+    for key in ("grade_auc_of_malignancy_only", "grade_auc_of_infiltration_only",
+                "grade_auc_of_mismatch_only", "grade_auc_of_flair_tumour_cues",
+                "grade_auc_of_t1_t1ce_t2_patch_cues"):
         assert 0.0 <= oracle[key] <= 1.0
     assert oracle["grade_auc_of_true_probability"] >= max(
         oracle["grade_auc_of_malignancy_only"], oracle["grade_auc_of_infiltration_only"]) - 0.1

@@ -5,18 +5,25 @@ wheel (no download). The generative model, whose parameters go to ``truth.json``
 
 1. **Patient parameters** (:func:`sample_patients`, cheap, no images):
 
-   * malignancy ``m ~ N(0, 1)`` and peritumoural infiltration ``u ~ N(0, 1)``;
-     ``P(HGG) = sigmoid(grade_slope*m + infiltration_slope*u + logit(hgg_fraction))`` is the
-     patient's true grade probability; grade ``~ Bernoulli(P(HGG))``. ``m`` shows *inside* the
+   * malignancy ``m``, peritumoural infiltration ``u`` and T2-FLAIR mismatch ``w``, each
+     ``N(0, 1)``; ``P(HGG) = sigmoid(grade_slope*m + infiltration_slope*u + mismatch_slope*w +
+     logit(hgg_fraction))`` is the patient's true grade probability; grade
+     ``~ Bernoulli(P(HGG))``. ``m`` shows *inside* the
      tumour (size, irregularity, oedema, enhancing rim, necrosis, texture); ``u`` shows only
      *around* it: a band of T2/FLAIR-hyperintense, T1-hypointense signal along the white matter
      beyond the delineated oedema, as wide as ``infiltration_mm`` (grows with ``u``), which is not
      part of the tumour labels (it stands in for non-enhancing infiltration that manual
      delineation leaves out). Features computed inside the tumour mask therefore see ``m`` but
-     hardly ``u``; a network looking at a tumour-centred patch can see both. Everything the images
-     show about grade is a function of ``(m, u)``, so ``P(HGG)`` is the Bayes-optimal grade score
-     (its AUC is the best achievable); ``truth.json`` also gives the AUC of ``m`` alone and of
-     ``u`` alone.
+     hardly ``u``; a network looking at a tumour-centred patch can see both. ``w`` shows only on
+     FLAIR: the non-enhancing core is FLAIR-suppressed while staying T2-bright (the T2-FLAIR
+     mismatch sign of lower-grade astrocytomas), by ``flair_mismatch`` (large when ``w`` is low;
+     the surrounding oedema by half as much, so the lesion keeps a brighter FLAIR rim).
+     So radiomics of the FLAIR tumour sees ``(m, w)``, the paper's 3D CNN (T1, T1-Gd, T2 patches)
+     sees ``(m, u)``, and only their combination can reach all three: the two sources are
+     complementary by construction, as the paper's fusion assumes. Everything the images show
+     about grade is a function of ``(m, u, w)``, so ``P(HGG)`` is the Bayes-optimal grade score
+     (its AUC is the best achievable); ``truth.json`` also gives the AUC of each latent alone and
+     of what each source can see.
    * survival phenotype ``z ~ N(0, 1)``: shows in the images as tumour volume and texture
      heterogeneity.
    * clinical variables: age, sex, WHO grade (LGG: II/III), histology, centre; location and
@@ -63,10 +70,10 @@ from gliorad.io import atomic_dir, write_image, write_json, write_text
 # non-enhancing core, necrosis, enhancing tumour, peritumoural infiltration (unlabelled).
 COMPARTMENTS = ("csf", "gm", "wm", "oedema", "core", "necrosis", "enhancing", "infiltration")
 CONTRASTS: dict[str, tuple[float, ...]] = {
-    "t1": (0.30, 0.62, 0.85, 0.58, 0.48, 0.30, 0.56, 0.70),
-    "t1ce": (0.30, 0.64, 0.85, 0.60, 0.50, 0.30, 1.35, 0.72),
-    "t2": (1.00, 0.56, 0.40, 0.82, 0.88, 1.05, 0.66, 0.66),
-    "flair": (0.18, 0.62, 0.50, 1.05, 0.96, 0.50, 0.82, 0.82),
+    "t1": (0.30, 0.62, 0.85, 0.58, 0.48, 0.30, 0.56, 0.64),
+    "t1ce": (0.30, 0.64, 0.85, 0.60, 0.50, 0.30, 1.35, 0.66),
+    "t2": (1.00, 0.56, 0.40, 0.82, 0.88, 1.05, 0.66, 0.78),
+    "flair": (0.18, 0.62, 0.50, 1.05, 0.96, 0.50, 0.82, 0.98),
 }
 
 
@@ -93,6 +100,8 @@ class SynthConfig(BaseModel):
     grade_slope: float = 3.0
     infiltration_slope: float = 3.0
     infiltration_max_mm: float = Field(24.0, ge=0.0)
+    mismatch_slope: float = 3.0
+    mismatch_max: float = Field(0.5, ge=0.0, lt=1.0)
     lgg_cox: dict[str, float] = Field(default_factory=lambda: {
         "age_per_year": 0.04, "oligodendroglioma": -0.9, "oligoastrocytoma": 0.5,
         "grade_III": 0.7, "enhancement": 0.6, "phenotype_z": 0.8,
@@ -202,13 +211,24 @@ def patient_rngs(seed: int, n: int) -> list[np.random.Generator]:
     return [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(n)]
 
 
+def _latent_draws(seed: int, n: int, child: int) -> np.ndarray:
+    return np.array([np.random.default_rng(s.spawn(child + 1)[child]).normal()
+                     for s in np.random.SeedSequence(seed).spawn(n)])
+
+
 def infiltration_draws(seed: int, n: int) -> np.ndarray:
     """Infiltration ``u`` of each patient, from its own stream (a child of the patient's seed), so
     that the patient's other draws are those of a generator without ``u``: with
-    ``infiltration_slope=0`` and ``grade_slope=2.5`` the clinical table, grades and survival are
-    those of gliorad before ``u`` existed (what the stored R reference tables were made from)."""
-    return np.array([np.random.default_rng(s.spawn(1)[0]).normal()
-                     for s in np.random.SeedSequence(seed).spawn(n)])
+    ``infiltration_slope=0``, ``mismatch_slope=0`` and ``grade_slope=2.5`` the clinical table,
+    grades and survival are those of gliorad before ``u`` existed (what the stored R reference
+    tables were made from)."""
+    return _latent_draws(seed, n, 0)
+
+
+def mismatch_draws(seed: int, n: int) -> np.ndarray:
+    """T2-FLAIR mismatch latent ``w`` of each patient, from a second child stream of the patient's
+    seed (independent of ``u`` and of the patient's other draws)."""
+    return _latent_draws(seed, n, 1)
 
 
 def _weibull_time(rng: np.random.Generator, shape: float, median: float, lp: float) -> float:
@@ -223,11 +243,13 @@ def sample_patients(cfg: SynthConfig) -> pd.DataFrame:
     beta = _logit(cfg.hgg_fraction)
     rows = []
     u_all = infiltration_draws(cfg.seed, cfg.n_patients)
+    w_all = mismatch_draws(cfg.seed, cfg.n_patients)
     for i, rng in enumerate(patient_rngs(cfg.seed, cfg.n_patients)):
         centre = "B" if rng.uniform() < cfg.centre_b_fraction else "A"
         m, z = float(rng.normal()), float(rng.normal())
-        u = float(u_all[i])
-        p_hgg = float(_sigmoid(cfg.grade_slope * m + cfg.infiltration_slope * u + beta))
+        u, w = float(u_all[i]), float(w_all[i])
+        p_hgg = float(_sigmoid(cfg.grade_slope * m + cfg.infiltration_slope * u
+                               + cfg.mismatch_slope * w + beta))
         hgg = bool(rng.uniform() < p_hgg)
         s = float(_sigmoid(1.8 * m))  # appearance strength from malignancy
         age = float(np.clip(rng.normal(60.0, 12.0) if hgg else rng.normal(44.0, 13.0), 18, 89))
@@ -239,7 +261,7 @@ def sample_patients(cfg: SynthConfig) -> pd.DataFrame:
         lobe, side = location_of(tuple(site))
         row = {
             "patient_id": f"SYN{centre}_{i + 1:04d}", "centre": centre,
-            "malignancy_m": m, "infiltration_u": u, "phenotype_z": z, "grade_probability": p_hgg,
+            "malignancy_m": m, "infiltration_u": u, "mismatch_w": w, "phenotype_z": z, "grade_probability": p_hgg,
             "grade_group": "HGG" if hgg else "LGG", "grade": grade, "histology": histology,
             "age": round(age, 1), "sex": "M" if rng.uniform() < 0.57 else "F",
             "enhancement": "yes" if enhancing else "no", "location": lobe, "laterality": side,
@@ -253,6 +275,8 @@ def sample_patients(cfg: SynthConfig) -> pd.DataFrame:
             "necrosis_fraction": float(0.7 * _sigmoid(3.0 * (m - 0.3))) if enhancing else 0.0,
             "heterogeneity": float(max(0.02, 0.05 + 0.08 * s + 0.03 * z)),
             "infiltration_mm": float(cfg.infiltration_max_mm * _sigmoid(2.0 * u - 0.5)),
+            # fraction by which FLAIR suppresses the non-enhancing core (T2 unchanged)
+            "flair_mismatch": float(cfg.mismatch_max * _sigmoid(-2.0 * w)),
             # anatomy jitter
             "rot_deg": rng.uniform(-4, 4, 3).tolist(), "scale": rng.uniform(0.94, 1.06, 3).tolist(),
             "shift_mm": rng.uniform(-3, 3, 3).tolist(),
@@ -397,6 +421,9 @@ def render_patient(row: pd.Series, cfg: SynthConfig) -> tuple[dict[str, sitk.Ima
     images: dict[str, sitk.Image] = {}
     for j, seq in enumerate(STANDARD_SEQUENCES):
         con = dict(zip(COMPARTMENTS, CONTRASTS[seq]))
+        if seq == "flair":  # mismatch: the non-enhancing lesion is FLAIR-dark, its rim less so
+            con["core"] *= 1.0 - row.get("flair_mismatch", 0.0)
+            con["oedema"] *= 1.0 - 0.5 * row.get("flair_mismatch", 0.0)
         img = con["csf"] * maps["csf"] + con["gm"] * maps["gm"] + con["wm"] * maps["wm"]
         sub = img[box]
         tum = sum(con[k] * w for k, w in soft.items()) * texture
@@ -444,7 +471,7 @@ def _render_and_write(args: tuple[str, dict, dict, str]) -> tuple[str, dict]:
     return pid, facts
 
 
-def _oracle_metrics(table: pd.DataFrame) -> dict[str, float | None]:
+def _oracle_metrics(table: pd.DataFrame, cfg: SynthConfig) -> dict[str, float | None]:
     """Best achievable AUC / C-index (None where the cohort has no comparable pair)."""
     from lifelines.utils import concordance_index
     from sklearn.metrics import roc_auc_score
@@ -454,10 +481,17 @@ def _oracle_metrics(table: pd.DataFrame) -> dict[str, float | None]:
     both = 0 < y.sum() < len(y)
     out["grade_auc_of_true_probability"] = (
         float(roc_auc_score(y, table["grade_probability"])) if both else None)
-    # what features seeing only the tumour (m) or only its surroundings (u) can reach at best
-    out["grade_auc_of_malignancy_only"] = float(roc_auc_score(y, table["malignancy_m"])) if both else None
-    out["grade_auc_of_infiltration_only"] = (
-        float(roc_auc_score(y, table["infiltration_u"])) if both else None)
+    # what a score seeing one latent, or one source's latents, can reach at best: features of the
+    # FLAIR tumour see (m, w); a CNN on T1/T1-Gd/T2 patches sees (m, u)
+    for key, col in (("malignancy", "malignancy_m"), ("infiltration", "infiltration_u"),
+                     ("mismatch", "mismatch_w")):
+        out[f"grade_auc_of_{key}_only"] = float(roc_auc_score(y, table[col])) if both else None
+    for key, cols in (("flair_tumour", ("malignancy_m", "mismatch_w")),
+                      ("t1_t1ce_t2_patch", ("malignancy_m", "infiltration_u"))):
+        slopes = {"malignancy_m": cfg.grade_slope, "infiltration_u": cfg.infiltration_slope,
+                  "mismatch_w": cfg.mismatch_slope}
+        score = sum(slopes[c] * table[c] for c in cols)
+        out[f"grade_auc_of_{key}_cues"] = float(roc_auc_score(y, score)) if both else None
     lgg = table[table["grade_group"] == "LGG"]
     try:
         out["lgg_cindex_of_true_risk"] = float(
@@ -475,6 +509,8 @@ def generate_cohort(
     temporary name, then renamed); an existing folder is replaced only with ``overwrite``."""
     cfg = cfg or SynthConfig()
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise GlioradInputError(f"{out}: exists and is not a folder; give a folder for the cohort")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise GlioradInputError(f"{out}: folder exists and is not empty; pass overwrite to replace it")
     with atomic_dir(out) as tmp:
@@ -497,11 +533,13 @@ def _write_tables(folder: Path, table: pd.DataFrame, cfg: SynthConfig) -> None:
     per_patient = json.loads(table.to_json(orient="index"))
     truth = {
         "generator": "gliorad.synthetic", "config": cfg.model_dump(), "contrasts": CONTRASTS,
-        "time_unit": "days", "oracle": _oracle_metrics(table),
+        "time_unit": "days", "oracle": _oracle_metrics(table, cfg),
         "notes": {
-            "grade_probability": "P(HGG | m, u) = sigmoid(grade_slope*m + infiltration_slope*u "
-                                 "+ logit(hgg_fraction)); m shows inside the tumour labels, u only "
-                                 "as unlabelled infiltration around them (infiltration_mm)",
+            "grade_probability": "P(HGG | m, u, w) = sigmoid(grade_slope*m + infiltration_slope*u "
+                                 "+ mismatch_slope*w + logit(hgg_fraction)); m shows inside the "
+                                 "tumour labels, u only as unlabelled infiltration around them "
+                                 "(infiltration_mm), w only on FLAIR as suppression of the "
+                                 "non-enhancing core (flair_mismatch)",
             "latent_risk": "log hazard ratio of the generating Cox model (LGG and HGG models differ)",
         },
         "patients": per_patient,

@@ -5,7 +5,7 @@ Run once (``python tests/reference/survival_analysis/make_table.py``) and commit
 
 - ``analysis_table.csv``: every analysed LGG patient of the synthetic two-centre cohort
   (``gliorad.synthetic.sample_patients(SynthConfig(n_patients=480, seed=11, grade_slope=2.5,
-  infiltration_slope=0.0))`` with
+  infiltration_slope=0.0, mismatch_slope=0.0))`` with
   ``synthetic_feature_table(n_features=300, n_deep=100, seed=2)``), after the analysis
   (train centre B, validate centre A): cohort, ``os_days``, ``event``, the coded clinical
   factors, the signature score and its group (``high`` / ``low`` at the training median).
@@ -39,7 +39,7 @@ CLINICAL_COLUMNS = ["age", "sex", "grade", "grade_group", "histology", "location
 def inputs() -> tuple[pd.DataFrame, pd.DataFrame]:
     # the generator's settings when the R references were computed (grade from malignancy only)
     patients = sample_patients(SynthConfig(n_patients=480, seed=11, grade_slope=2.5,
-                                           infiltration_slope=0.0))
+                                           infiltration_slope=0.0, mismatch_slope=0.0))
     clinical = patients.rename(columns={"os_time": "os_days"})[CLINICAL_COLUMNS]
     features = synthetic_feature_table(patients, n_features=300, n_deep=100, seed=2)
     return features, clinical
