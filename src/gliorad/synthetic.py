@@ -486,10 +486,10 @@ def _oracle_metrics(table: pd.DataFrame, cfg: SynthConfig) -> dict[str, float | 
     for key, col in (("malignancy", "malignancy_m"), ("infiltration", "infiltration_u"),
                      ("mismatch", "mismatch_w")):
         out[f"grade_auc_of_{key}_only"] = float(roc_auc_score(y, table[col])) if both else None
+    slopes = {"malignancy_m": cfg.grade_slope, "infiltration_u": cfg.infiltration_slope,
+              "mismatch_w": cfg.mismatch_slope}
     for key, cols in (("flair_tumour", ("malignancy_m", "mismatch_w")),
                       ("t1_t1ce_t2_patch", ("malignancy_m", "infiltration_u"))):
-        slopes = {"malignancy_m": cfg.grade_slope, "infiltration_u": cfg.infiltration_slope,
-                  "mismatch_w": cfg.mismatch_slope}
         score = sum(slopes[c] * table[c] for c in cols)
         out[f"grade_auc_of_{key}_cues"] = float(roc_auc_score(y, score)) if both else None
     lgg = table[table["grade_group"] == "LGG"]
