@@ -1,6 +1,6 @@
 """Benchmark: does the fused model beat radiomics alone and the CNN alone, over cohort draws?
 
-    .venv/bin/python bench/fusion.py [--draws 6] [--first-seed 1] [--workspace DIR]
+    .venv/bin/python bench/fusion.py [--draws 6] [--first-seed 1] [--workspace DIR] [--quick]
 
 One draw is the ``demo`` run preset with ``run.seed = s`` (a new synthetic cohort, split, 3D CNN
 and grading models), run up to its grade stage with the manual masks (``segmentation.enabled
@@ -12,7 +12,8 @@ chosen on the test part as the paper does, so slightly optimistic), the 3D CNN a
 the fused model (Table 1) and the Bayes-optimal score (truth.json's true probability); then the
 mean and SD over draws, how many draws the fused model won, and the Wilcoxon signed-rank P of the
 paired differences. Draws are resumable: a rerun with the same workspace reuses finished stages.
-Prints a table and writes bench/out/fusion.json. About 5 minutes a draw on 2 cores.
+Prints a table and writes bench/out/fusion.json. About 5 minutes a draw on 2 cores; ``--quick``
+runs two draws.
 """
 
 from __future__ import annotations
@@ -83,9 +84,12 @@ def summarise(rows: list[dict]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--draws", type=int, default=6)
+    parser.add_argument("--quick", action="store_true", help="two draws (about 10 minutes)")
     parser.add_argument("--first-seed", type=int, default=1)
     parser.add_argument("--workspace", type=Path, default=OUT_DIR / "fusion_ws")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.draws = 2
     rows = []
     for seed in range(args.first_seed, args.first_seed + args.draws):
         ws = args.workspace / f"seed{seed}"
