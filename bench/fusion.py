@@ -34,12 +34,12 @@ from gliorad.stats import roc_auc
 SETTINGS = ["segmentation.enabled=false", "deep2d.enabled=false", "survival.enabled=false"]
 
 
-def run_draw(seed: int, workspace: Path) -> float:
+def run_draw(seed: int, workspace: Path, cross_fit: int) -> float:
     """Run the demo preset's stages up to grading for one seed; return the wall seconds."""
     exe = Path(sys.executable).with_name("gliorad")
     cmd = [str(exe), "run", "demo", "-w", str(workspace), "--until", "grade",
            "--set", f"run.seed={seed}"]
-    for s in SETTINGS:
+    for s in [*SETTINGS, f"deep3d.cross_fit={cross_fit}"]:
         cmd += ["--set", s]
     with Stopwatch() as clock:
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -53,8 +53,12 @@ def collect(seed: int, ws: Path, seconds: float) -> dict:
     metrics = json.loads((ws / "grade" / "tables" / "metrics.json").read_text(encoding="utf-8"))
     rad = {k.removeprefix("radiomics_"): v["auc"] for k, v in metrics.items()
            if k.startswith("radiomics_")}
+    rad_val = {k.removeprefix("radiomics_"): v["validation"]["auc"] for k, v in metrics.items()
+               if k.startswith("radiomics_")}
     best = max(rad, key=rad.get)
+    chosen = max(rad_val, key=rad_val.get)  # the set the fused and stacked models use
     fused = next(v["auc"] for k, v in metrics.items() if k.startswith("fused_"))
+    stacked = next((v["auc"] for k, v in metrics.items() if k.startswith("stacked_")), None)
     cnn = json.loads((ws / "deep3d" / "patch_se" / "metrics.json").read_text(encoding="utf-8"))
     truth = json.loads((ws / "cohort" / "cohort" / "truth.json").read_text(encoding="utf-8"))
     split = pd.read_csv(ws / "split" / "split.csv", dtype={"patient_id": str})
@@ -64,20 +68,31 @@ def collect(seed: int, ws: Path, seconds: float) -> dict:
     prob = np.array([pats[p]["grade_probability"] for p in test])
     return {"seed": seed, "seconds": seconds, "n_test": len(test),
             "radiomics_best": rad[best], "radiomics_sequence": best, "radiomics": rad,
+            "radiomics_val_chosen": rad[chosen], "radiomics_val_sequence": chosen,
             "cnn": cnn["test"]["auc"], "cnn_train": cnn["train"]["auc"], "fused": fused,
+            "stacked": stacked,
             "oracle_test": roc_auc(y, prob), "oracle": truth["oracle"]}
+
+
+MODELS = ("fused", "stacked")
+SOURCES = ("radiomics_best", "radiomics_val_chosen", "cnn")
 
 
 def summarise(rows: list[dict]) -> dict:
     out = {}
-    for key in ("radiomics_best", "cnn", "fused", "oracle_test"):
+    for key in (*SOURCES, *MODELS, "oracle_test"):
+        if any(r[key] is None for r in rows):
+            continue
         v = np.array([r[key] for r in rows])
         out[key] = {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else None}
-    for other in ("radiomics_best", "cnn"):
-        d = np.array([r["fused"] - r[other] for r in rows])
-        p = float(wilcoxon(d).pvalue) if len(d) > 1 and np.any(d != 0) else None
-        out[f"fused_minus_{other}"] = {"mean": float(d.mean()), "wins": int((d > 0).sum()),
-                                       "draws": len(d), "wilcoxon_p": p}
+    for model in MODELS:
+        if model not in out:
+            continue
+        for other in SOURCES:
+            d = np.array([r[model] - r[other] for r in rows])
+            p = float(wilcoxon(d).pvalue) if len(d) > 1 and np.any(d != 0) else None
+            out[f"{model}_minus_{other}"] = {"mean": float(d.mean()), "wins": int((d > 0).sum()),
+                                             "draws": len(d), "wilcoxon_p": p}
     return out
 
 
@@ -87,34 +102,46 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="two draws (about 10 minutes)")
     parser.add_argument("--first-seed", type=int, default=1)
     parser.add_argument("--workspace", type=Path, default=OUT_DIR / "fusion_ws")
+    parser.add_argument("--cross-fit", type=int, default=3,
+                        help="deep3d.cross_fit: folds of the cross-fitted CNNs behind the stacked "
+                        "row (0: no stacked row)")
     args = parser.parse_args(argv)
     if args.quick:
         args.draws = 2
     rows = []
     for seed in range(args.first_seed, args.first_seed + args.draws):
         ws = args.workspace / f"seed{seed}"
-        seconds = run_draw(seed, ws)
+        seconds = run_draw(seed, ws, args.cross_fit)
         rows.append(collect(seed, ws, seconds))
         r = rows[-1]
+        st = "" if r["stacked"] is None else f", stacked {r['stacked']:.3f}"
         print(f"draw seed {seed}: radiomics ({r['radiomics_sequence']}) {r['radiomics_best']:.3f}, "
-              f"CNN {r['cnn']:.3f}, fused {r['fused']:.3f}, oracle {r['oracle_test']:.3f} "
+              f"CNN {r['cnn']:.3f}, fused {r['fused']:.3f}{st}, oracle {r['oracle_test']:.3f} "
               f"({seconds:.0f} s)", flush=True)
     summary = summarise(rows)
     cols = [Column("seed", "seed"), Column("best radiomics", "radiomics_best", ".3f"),
             Column("sequence", "radiomics_sequence", align="<"),
+            Column("radiomics (val)", "radiomics_val_chosen", ".3f"),
             Column("CNN alone", "cnn", ".3f"), Column("fused", "fused", ".3f"),
+            *([Column("stacked", "stacked", ".3f")] if "stacked" in summary else []),
             Column("oracle", "oracle_test", ".3f"), Column("seconds", "seconds", ".0f")]
     print(format_table(rows, cols, rule="-+-"))
-    for key in ("radiomics_best", "cnn", "fused", "oracle_test"):
+    for key in (*SOURCES, *MODELS, "oracle_test"):
+        if key not in summary:
+            continue
         s = summary[key]
         print(f"mean {key}: {s['mean']:.3f}" + (f" (SD {s['sd']:.3f})" if s["sd"] is not None else ""))
-    for other in ("radiomics_best", "cnn"):
-        s = summary[f"fused_minus_{other}"]
-        p = "n/a" if s["wilcoxon_p"] is None else f"{s['wilcoxon_p']:.3f}"
-        print(f"fused - {other}: mean {s['mean']:+.3f}, fused higher in {s['wins']} of "
-              f"{s['draws']} draws, Wilcoxon P {p}")
+    for model in MODELS:
+        for other in SOURCES:
+            s = summary.get(f"{model}_minus_{other}")
+            if s is None:
+                continue
+            p = "n/a" if s["wilcoxon_p"] is None else f"{s['wilcoxon_p']:.3f}"
+            print(f"{model} - {other}: mean {s['mean']:+.3f}, {model} higher in {s['wins']} of "
+                  f"{s['draws']} draws, Wilcoxon P {p}")
     write_results("fusion", {"machine": machine_info("platform", "python", "cpus"),
-                             "settings": ["preset demo", *SETTINGS], "draws": rows,
+                             "settings": ["preset demo", *SETTINGS,
+                                          f"deep3d.cross_fit={args.cross_fit}"], "draws": rows,
                              "summary": summary})
     return 0
 

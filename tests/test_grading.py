@@ -701,10 +701,13 @@ def test_cli_tables_and_bad_inputs(tmp_path, feature_csv):
     _, cfg = feature_csv
     res = _invoke(["tables", "--labels", tmp_path / "clinical.csv", "--out", tmp_path / "tab",
                    *paths, "--cnn", f"cnn_patch_se={tmp_path / 'cnn.csv'}", "--preset", "demo",
+                   "--stack", f"cnn_patch_se={tmp_path / 'cnn.csv'}",
                    "--config", cfg, "--jobs", "1", "--scheme", "split"])
     assert res.exit_code == 0, res.output
     assert "Table S3" in res.output and "best fused vs best CNN" in res.output
     assert "| T1-Gd |" in res.output
+    assert list(pd.read_csv(tmp_path / "tab" / "table_1.csv")["set"]) == ["fused_patch_se",
+                                                                         "stacked_patch_se"]
     for name in ("table_s3.csv", "table_1.csv", "table_2.csv", "comparisons.csv", "tables.md"):
         assert (tmp_path / "tab" / name).is_file()
     res = _invoke(["tables", "--labels", "grade", "--out", tmp_path / "t2", "--set", "oops"])

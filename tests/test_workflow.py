@@ -36,7 +36,7 @@ TINY = {
     "segmentation": {"enabled": False},
     "radiomics": {"sequences": ["t1", "t1ce", "t2"]},
     "deep3d": {"size": [16, 16, 16], "net": {"widths": [8, 16, 32, 64], "hidden": 16},
-               "train": {"epochs": 2}},
+               "train": {"epochs": 2}, "cross_fit": 2},
     "deep2d": {"size": [32, 32], "net": {"widths": [8, 16, 32, 64], "hidden": 16},
                "train": {"epochs": 1}},
     "grading": {"svm_C": [1.0], "svm_gamma": [0.1], "lasso_strengths": 3, "rf_n_estimators": 20},
@@ -52,6 +52,7 @@ TINY = {
 RESULT_FILES = [
     "validate/clinical.csv", "split/split.csv", "radiomics/radiomics_manual.csv",
     "deep3d/patch_se/cnn3d_patch_se.csv", "deep3d/patch_se/cnn3d_patch_se_predictions.csv",
+    "deep3d_oof/patch_se/cnn3d_patch_se_oof_predictions.csv",
     "deep2d/cnn2d_dual.csv", "grade/tables/table_s3.csv", "grade/tables/table_1.csv",
     "grade/tables/table_2.csv", "grade/fused_features.csv",
     "survival/analysis/metrics.json",
@@ -207,8 +208,8 @@ def test_fixed_split_parts_are_used():
 # ---------------------------------------------------------------------------------- the run
 def test_tiny_run_produces_every_stage(tiny_run):
     _, ws, out = tiny_run
-    for stage in ("cohort", "validate", "split", "radiomics", "deep3d", "deep2d", "grade",
-                  "survival", "bundle", "report"):
+    for stage in ("cohort", "validate", "split", "radiomics", "deep3d", "deep3d_oof", "deep2d",
+                  "grade", "survival", "bundle", "report"):
         assert (ws / stage / "_stage.json").is_file(), stage
     sp = pd.read_csv(ws / "split" / "split.csv", dtype={"patient_id": str})
     test_ids = set(sp.loc[sp["grade_split"] == "test", "patient_id"])
@@ -219,12 +220,28 @@ def test_tiny_run_produces_every_stage(tiny_run):
     pred = pd.read_csv(ws / "grade" / "tables" / "predictions" / "fused_patch_se.csv",
                        dtype={"patient_id": str})
     assert set(pred["patient_id"]) == test_ids
+    # cross-fitted networks: each training patient predicted by a network that did not train on it
+    train_ids = set(sp.loc[sp["grade_split"] == "train", "patient_id"])
+    oof = pd.read_csv(ws / "deep3d_oof" / "patch_se" / "cnn3d_patch_se_oof_predictions.csv",
+                      dtype={"patient_id": str})
+    assert set(oof["patient_id"]) == train_ids and sorted(oof["fold"].unique()) == [1, 2]
+    for k in (1, 2):
+        fp = json.loads((ws / "deep3d_oof" / "patch_se" / f"fold{k}" / "provenance.json")
+                        .read_text(encoding="utf-8"))
+        seen = set(fp["train_ids"]) | set(fp.get("val_ids") or [])
+        assert not seen & set(oof.loc[oof["fold"] == k, "patient_id"]) and not seen & test_ids
+    t1 = pd.read_csv(ws / "grade" / "tables" / "table_1.csv")
+    assert list(t1["set"]) == ["fused_patch_se", "stacked_patch_se"]
+    inputs = json.loads((ws / "grade" / "model_inputs.json").read_text(encoding="utf-8"))
+    assert inputs["fusion"] == "stacked"
+    assert "cnn3d_probability" in pd.read_csv(ws / "grade" / "fused_features.csv", nrows=1).columns
     # the 2D CNN is trained on LGG patients of the survival training centre only
     prov2 = json.loads((ws / "deep2d" / "provenance.json").read_text(encoding="utf-8"))
     lgg_b = set(sp.loc[(sp["grade_group"] == "LGG") & (sp["survival_cohort"] == "B"), "patient_id"])
     assert set(prov2["train_ids"]) <= lgg_b
     assert "report: " in out and (ws / "report" / "report.html").is_file()
     assert "grading (fused, fused_patch_se): test AUC" in out
+    assert "grading (stacked, stacked_patch_se): test AUC" in out
 
 
 def test_killed_run_resumes_to_identical_results(tiny_run, tmp_path):
@@ -251,7 +268,7 @@ def test_killed_run_resumes_to_identical_results(tiny_run, tmp_path):
         assert (ws / rel).read_bytes() == (ref_ws / rel).read_bytes(), rel
     again = _gliorad("run", str(cfg), "--workspace", str(ws))
     out, _ = again.communicate(timeout=300)
-    assert again.returncode == 0 and out.count("up to date, skipped") == 10, out
+    assert again.returncode == 0 and out.count("up to date, skipped") == 11, out
 
 
 def test_predict_with_the_bundle_of_a_run(tiny_run, tmp_path):
@@ -273,6 +290,8 @@ def test_predict_with_the_bundle_of_a_run(tiny_run, tmp_path):
     assert res.exit_code == 0, res.output
     printed = json.loads(res.output[res.output.index("{"):])
     assert 0 <= printed["grading"]["probability_hgg"] <= 1
+    # the bundle's grading model is the stacked one, fed the bundled network's own probability
+    assert 0 < printed["grading"]["cnn3d_probability_hgg"] < 1
     assert printed["survival"]["risk_group"] in ("high", "low")
     surv = printed["survival"]["nomograms"]["integrated"]["survival"]
     values = [v for v in (surv.values() if isinstance(surv, dict) else surv)]

@@ -248,7 +248,10 @@ def _deep_column_problems(kind: str, columns: list[str], n_features: int | None,
     if n_features is None:
         return [(f"the {model_name} model uses {len(columns)} {kind} feature column(s) (e.g. "
                  f"{columns[0]}) but no {kind} network was given")]
-    bad = [c for c in columns if not c.split("_")[-1].isdigit() or int(c.split("_")[-1]) >= n_features]
+    from gliorad.grading.stacking import STACK_COLUMN_3D
+
+    bad = [c for c in columns if c != STACK_COLUMN_3D  # the network's own probability
+           and (not c.split("_")[-1].isdigit() or int(c.split("_")[-1]) >= n_features)]
     if bad:
         return [(f"the {model_name} model uses {kind} column(s) {bad[:5]} that the {kind} network "
                  f"({n_features} features) does not produce")]

@@ -62,6 +62,7 @@ import SimpleITK as sitk
 from gliorad.bundle import ModelBundle, installed_versions, load_model_bundle
 from gliorad.cohort import SEG, Cohort, Patient
 from gliorad.errors import GlioradInputError
+from gliorad.grading.stacking import STACK_COLUMN_3D
 from gliorad.io import (
     Geometry,
     _json_default,
@@ -609,6 +610,8 @@ def predict_patient(
                                         "bundle has no 3D network")
             vals, cnn3d_out, _ = _deep("cnn3d", b.cnn3d, work_cohort, pid, mask_dir)
             features.update(vals)
+            # the network's own HGG probability: the input of a stacked grading model
+            features[STACK_COLUMN_3D] = _sigmoid(cnn3d_out[0])
         if needs_2d:
             if b.cnn2d is None:
                 raise GlioradInputError(f"{b.path}: the survival signature uses cnn2d features but "

@@ -10,7 +10,9 @@ A run config extends :class:`gliorad.config.GlioradConfig` (``cohort``, ``clinic
                   training part; null: all) and :class:`~gliorad.segmentation.SegmentationConfig` fields
 ``radiomics``     ``params`` (``fast``, ``paper`` or a parameter file), ``sequences``, ``region``
 ``agreement``     ICC of automatic- vs manual-mask radiomics: ``kind``, ``threshold``
-``deep3d``        ``enabled``, ``preset``, ``variants`` and :class:`~gliorad.features.deep3d.Deep3DConfig` fields
+``deep3d``        ``enabled``, ``preset``, ``variants``, ``cross_fit`` (folds of cross-fitted CNNs
+                  whose out-of-fold scores feed the stacked grading rows; 0: off) and
+                  :class:`~gliorad.features.deep3d.Deep3DConfig` fields
 ``deep2d``        ``enabled``, ``preset``, ``imagenet_weights`` and :class:`~gliorad.features.deep2d.Deep2DConfig` fields
 ``grading``       ``preset``, ``scheme`` and :class:`~gliorad.grading.config.GradingConfig` fields
 ``survival``      ``enabled``, ``preset`` and :class:`~gliorad.survival.analysis.SurvivalConfig` fields
@@ -125,6 +127,7 @@ class RunConfig:
     radiomics: RadiomicsSection
     agreement: AgreementSection
     deep3d: dict[str, Any]             # variant -> Deep3DConfig ({} : disabled)
+    deep3d_cross_fit: int              # folds of the cross-fitted CNNs for stacking (0: off)
     deep2d: Any | None                 # Deep2DConfig
     imagenet_weights: Path | None
     grading: Any                       # GradingConfig
@@ -150,6 +153,7 @@ class RunConfig:
                      "deep2d", "grading", "survival", "report"):
             out[name] = self.section_json(name)
         out["grading_scheme"] = self.grading_scheme
+        out["deep3d_cross_fit"] = self.deep3d_cross_fit
         out["segmentation_train_patients"] = self.segmentation_train_patients
         out["imagenet_weights"] = str(self.imagenet_weights) if self.imagenet_weights else None
         return out
@@ -255,9 +259,14 @@ def parse_run_config(data: Mapping[str, Any], source: str = "config",
                                  where("radiomics"), base)
     agreement = _validate(AgreementSection, sec["agreement"], where("agreement"))
 
-    own, rest = _split(sec["deep3d"], {"enabled": True, "preset": "demo", "variants": ["patch_se"]},
-                       where("deep3d"))
+    own, rest = _split(sec["deep3d"], {"enabled": True, "preset": "demo", "variants": ["patch_se"],
+                                       "cross_fit": 0}, where("deep3d"))
     deep3d_cfgs: dict[str, Any] = {}
+    cross_fit = own["cross_fit"]
+    if isinstance(cross_fit, bool) or not isinstance(cross_fit, int) or cross_fit == 1 \
+            or cross_fit < 0:
+        raise GlioradInputError(f"{where('deep3d')}.cross_fit: expected 0 (off) or a number of "
+                                f"folds >= 2 (got {cross_fit!r})")
     if own["enabled"]:
         variants = own["variants"]
         if not isinstance(variants, list) or not variants or len(set(variants)) != len(variants):
@@ -308,7 +317,8 @@ def parse_run_config(data: Mapping[str, Any], source: str = "config",
     return RunConfig(source=source, raw=dict(data), run=run, cohort=cohort, clinical=clinical,
                      synthetic=synthetic, preprocess=preprocess, segmentation=segmentation,
                      segmentation_train_patients=seg_train_n,
-                     radiomics=radiomics, agreement=agreement, deep3d=deep3d_cfgs, deep2d=deep2d_cfg,
+                     radiomics=radiomics, agreement=agreement, deep3d=deep3d_cfgs,
+                     deep3d_cross_fit=cross_fit if deep3d_cfgs else 0, deep2d=deep2d_cfg,
                      imagenet_weights=weights, grading=grading, grading_scheme=scheme,
                      survival=survival, report=report)
 

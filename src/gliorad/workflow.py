@@ -358,6 +358,32 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
                             settings={v: c.model_dump(mode="json") for v, c in variants.items()},
                             description="3D ResNet18 deep features (grading training part only)"))
 
+    if cfg.deep3d and cfg.deep3d_cross_fit and cfg.grading_scheme == "split":
+        variants, folds = cfg.deep3d, cfg.deep3d_cross_fit
+
+        def deep3d_oof(ctx: StageContext) -> None:
+            from gliorad.features.deep3d import cnn3d_out_of_fold
+
+            cohort = load_cohort(ctx, cfg)
+            sp = read_split(ctx)
+            masks = ctx.input_dir("segment") / "masks" if auto else None
+            if masks is not None:
+                kept, _ = tumour_masks(masks, sp["patient_id"].astype(str).tolist())
+                sp = sp[sp["patient_id"].isin(kept)]
+            for name, vcfg in variants.items():
+                work = ctx.work_dir / name
+                cnn3d_out_of_fold(cohort, clinical_path(ctx), _ids(sp, "grade_split", "train"),
+                                  work, vcfg, folds=folds, seed=cfg.run.seed, masks=masks,
+                                  val_ids=_ids(sp, "grade_split", "val") or None,
+                                  progress=bars, n_jobs=n_jobs)
+                _copy_tree(work, ctx.out_dir / name)
+
+        stages.append(Stage("deep3d_oof", deep3d_oof, inputs=deep_inputs,
+                            settings={"folds": folds, "seed": cfg.run.seed,
+                                      **{v: c.model_dump(mode="json") for v, c in variants.items()}},
+                            description=f"{folds} cross-fitted 3D CNNs: out-of-fold scores of the "
+                                        "grading training part (stacked rows)"))
+
     if cfg.deep2d is not None and cfg.survival is not None:
         d2 = cfg.deep2d
         weights = cfg.imagenet_weights
@@ -391,7 +417,9 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
                                       "imagenet_weights": file_hash(weights) if weights else None},
                             description="2D dual-task ResNet18 (LGG, survival training cohort)"))
 
-    grade_inputs = tuple(dict.fromkeys((*rad_inputs, "radiomics", *(["deep3d"] if cfg.deep3d else []))))
+    oof = [s.name for s in stages if s.name == "deep3d_oof"]
+    grade_inputs = tuple(dict.fromkeys((*rad_inputs, "radiomics",
+                                        *(["deep3d"] if cfg.deep3d else []), *oof)))
     grading, scheme = cfg.grading, cfg.grading_scheme
 
     def grade(ctx: StageContext) -> None:
@@ -442,7 +470,9 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
 def grade_stage(ctx: StageContext, cfg: RunConfig, mask_source: str, grading: Any, scheme: str,
                 n_jobs: int) -> None:
     """Tables S3, 1, 2 on the radiomics (per sequence) and deep sets; then the final fused model
-    (best radiomics sequence + first deep variant) fitted on every patient for the bundle."""
+    fitted on every patient for the bundle: the best radiomics sequence (validation part) + the
+    first deep variant's features, or, with ``deep3d.cross_fit``, stacked with that CNN's
+    out-of-sample probability (``cnn3d_probability``)."""
     import json
 
     import pandas as pd
@@ -453,12 +483,17 @@ def grade_stage(ctx: StageContext, cfg: RunConfig, mask_source: str, grading: An
 
     rad_table = ctx.input_dir("radiomics") / f"radiomics_{mask_source}.csv"
     labels = clinical_path(ctx)
-    sets, cnn = {}, {}
+    sets, cnn, stack = {}, {}, {}
     if cfg.deep3d:
         d3 = ctx.input_dir("deep3d")
         for v in cfg.deep3d:
             sets[f"deep_{v}"] = d3 / v / f"cnn3d_{v}.csv"
             cnn[f"cnn_{v}"] = d3 / v / f"cnn3d_{v}_predictions.csv"
+        if "deep3d_oof" in ctx.stage.inputs:
+            for v in cfg.deep3d:
+                stack[f"cnn_{v}"] = honest_cnn_scores(
+                    d3 / v / f"cnn3d_{v}_predictions.csv",
+                    ctx.input_dir("deep3d_oof") / v / f"cnn3d_{v}_oof_predictions.csv")
     warnings_ = []
     if scheme == "cv" and cfg.deep3d:
         warnings_.append("grading.scheme cv with 3D CNN features is optimistic: the CNN was trained "
@@ -469,27 +504,55 @@ def grade_stage(ctx: StageContext, cfg: RunConfig, mask_source: str, grading: An
     sp = read_split(ctx)
     parts = dict(zip(sp["patient_id"].astype(str), sp["grade_split"], strict=True))
     res = run_tables(sets, labels, ctx.out_dir / "tables", cnn_predictions=cnn, config=grading,
+                     stack_scores=stack or None,
                      scheme=scheme, radiomics_table=rad_table, n_jobs=n_jobs, overwrite=True,
                      split_parts=parts if scheme == "split" else None)
     for m in res.messages:
         ctx.log.info(m)
     metrics = json.loads((ctx.out_dir / "tables" / "metrics.json").read_text(encoding="utf-8"))
-    seqs = {k: v["auc"] for k, v in metrics.items() if k.startswith("radiomics_")}
+    # the radiomics set the fused rows used: best validation-part AUC under a split
+    seqs = {k: v.get("validation", v)["auc"] for k, v in metrics.items()
+            if k.startswith("radiomics_")}
     best = max(seqs, key=lambda k: seqs[k])
     X = radiomics_by_sequence(feature_matrix(read_table(rad_table), rad_table.name))[best]
     parts = [X]
-    if cfg.deep3d:
-        first = next(iter(cfg.deep3d))
+    first = next(iter(cfg.deep3d), None)
+    stacked = bool(stack)
+    if stacked:
+        # late fusion: the radiomics model stacked with the CNN's out-of-sample probability
+        from gliorad.grading.stacking import STACK_COLUMN_3D
+
+        parts.append(stack[f"cnn_{first}"].rename(STACK_COLUMN_3D).to_frame())
+    elif first:
         parts.append(feature_matrix(read_table(sets[f"deep_{first}"]), f"deep_{first}"))
     fused = pd.concat(parts, axis=1, join="inner")
     fused.index.name = "patient_id"
     fused_path = ctx.out_dir / "fused_features.csv"
-    write_text(fused.to_csv(float_format="%.10g"), fused_path)
-    run_fit(fused_path, labels, ctx.out_dir / "model", config=grading, n_jobs=n_jobs, overwrite=True)
-    write_json({"radiomics_set": best, "deep_set": next(iter(cfg.deep3d), None),
+    write_text(fused.to_csv(float_format="%.17g" if stacked else "%.10g"), fused_path)
+    run_fit(fused_path, labels, ctx.out_dir / "model", config=grading, n_jobs=n_jobs, overwrite=True,
+            stack_columns=(STACK_COLUMN_3D,) if stacked else ())
+    write_json({"radiomics_set": best, "deep_set": first,
+                "fusion": "stacked" if stacked else "features",
                 "n_features": int(fused.shape[1]), "n_patients": int(fused.shape[0]),
                 "scheme": scheme, "warnings": warnings_},
                ctx.out_dir / "model_inputs.json")
+
+
+def honest_cnn_scores(full: Path, oof: Path):
+    """The CNN's out-of-sample HGG probability of every patient: out-of-fold (cross-fitted
+    networks) for the grading training part, the full network's for the other patients."""
+    import pandas as pd
+
+    f = pd.read_csv(full, dtype={"patient_id": str})
+    o = pd.read_csv(oof, dtype={"patient_id": str}).set_index("patient_id")["probability"]
+    s = f.set_index("patient_id")["probability"].copy()
+    train = f.loc[f["split"] == "train", "patient_id"]
+    missing = sorted(set(train) - set(o.index))
+    if missing:
+        raise GlioradInputError(f"{oof}: no out-of-fold probability for {len(missing)} training "
+                                f"patient(s): {', '.join(missing[:5])}")
+    s.loc[train] = o.loc[train].to_numpy()
+    return s
 
 
 def survival_stage(ctx: StageContext, surv_cfg: Any, mask_source: str, with_deep: bool) -> None:
@@ -587,7 +650,8 @@ def summary_lines(workspace: str | Path) -> list[str]:
     if gm:
         best = lambda prefix: max(((k, v) for k, v in gm.items() if k.startswith(prefix)),
                                   key=lambda kv: kv[1]["auc"], default=None)
-        for prefix, what in (("fused_", "fused"), ("radiomics_", "best radiomics sequence")):
+        for prefix, what in (("fused_", "fused"), ("stacked_", "stacked"),
+                             ("radiomics_", "best radiomics sequence")):
             b = best(prefix)
             if b:
                 k, v = b

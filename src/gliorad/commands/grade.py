@@ -128,6 +128,11 @@ def fit(
     seed: SeedOpt = None,
     jobs: JobsOpt = 2,
     overwrite: OverwriteOpt = False,
+    stack_column: Annotated[list[str] | None, typer.Option(
+        "--stack-column", help="A column of another model's out-of-sample HGG probabilities "
+        "(e.g. a CNN's, out-of-fold for its own training patients): the saved model stacks "
+        "the grading model of the other columns with it (logistic regression). Repeat for "
+        "each.")] = None,
 ) -> None:
     """Fit the model on every patient; save model.skops (skops, not pickle) and model.json."""
     from gliorad.grading.run import run_fit
@@ -136,10 +141,13 @@ def fit(
         cfg = _config(preset, config, seed=seed)
         res = run_fit(features, labels, out, cfg, id_column=id_column,
                       exclude=_exclude(exclude), n_jobs=jobs, overwrite=overwrite,
-                      command=_command())
+                      command=_command(), stack_columns=tuple(stack_column or ()))
     if _up_to_date(res):
         return
     typer.echo(f"selected features: {', '.join(res.metrics['selected_features'])}")
+    if "stack_weights" in res.metrics:
+        typer.echo("stack weights (log-odds): " + ", ".join(
+            f"{k} {v:+.3f}" for k, v in res.metrics["stack_weights"].items()))
     typer.echo(f"SVM C={res.metrics['best_params']['C']:g}, "
                f"gamma={res.metrics['best_params']['gamma']:g}; wrote {res.out}/model.skops")
 
@@ -183,9 +191,15 @@ def tables(
     cnn: Annotated[list[str] | None, typer.Option(
         "--cnn", help="NAME=PATH CNN predictions (patient_id, probability); NAME is "
         "cnn_<patch|full>_<se|nose>. Repeat for each.")] = None,
+    stack: Annotated[list[str] | None, typer.Option(
+        "--stack", help="NAME=PATH out-of-sample CNN probabilities (patient_id, probability) "
+        "for every patient, e.g. out-of-fold for the CNN's own training patients; NAME is "
+        "cnn_<patch|full>_<se|nose>. Adds a stacked row (radiomics model + CNN scores, "
+        "logistic regression) to Table 1. Repeat for each.")] = None,
     scheme: Annotated[str, typer.Option(help="cv or split.")] = "cv",
     fuse_with: Annotated[str, typer.Option(
-        help="Radiomics set fused with deep_* sets: best (highest AUC) or a set name.")] = "best",
+        help="Radiomics set fused with deep_* sets and stacked with --stack scores: best "
+        "(highest validation AUC under split, CV AUC under cv) or a set name.")] = "best",
     preset: PresetOpt = "paper",
     config: ConfigOpt = None,
     id_column: IdOpt = None,
@@ -203,7 +217,8 @@ def tables(
         cfg = _config(preset, config, seed=seed)
         res = run_tables(sets, labels, out, _pairs(cnn, "--cnn"), cfg, scheme=scheme,
                          fuse_with=fuse_with, radiomics_table=radiomics, id_column=id_column,
-                         n_jobs=jobs, overwrite=overwrite, command=_command())
+                         n_jobs=jobs, overwrite=overwrite, command=_command(),
+                         stack_scores=_pairs(stack, "--stack"))
     if _up_to_date(res):
         return
     typer.echo((Path(res.out) / "tables.md").read_text(encoding="utf-8"))

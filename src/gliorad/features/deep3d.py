@@ -480,22 +480,30 @@ def cnn3d_out_of_fold(
     cohort: Any, clinical: str | os.PathLike | pd.DataFrame, ids: Sequence[str],
     out_dir: str | os.PathLike, config: str | os.PathLike | Deep3DConfig = "demo", *,
     folds: int = 5, seed: int = 0, masks: str | os.PathLike | None = None,
+    val_ids: Sequence[str] | None = None,
     overwrite: bool = False, progress: bool = True, n_jobs: int = 1,
 ) -> pd.DataFrame:
-    """Out-of-fold HGG probabilities of the 3D CNN for every patient of ``ids`` (the CNN-alone
-    rows of Table 2 under cross-validation): seeded stratified ``folds``-fold split; fold ``k``'s
-    network (``out_dir/fold<k>``, a :func:`deep_features_3d` run) is trained on the other folds and
-    predicts fold ``k``. Writes ``cnn3d_<variant>_oof_predictions.csv`` (``patient_id``,
-    ``probability``, ``fold``) and returns it."""
+    """Out-of-fold HGG probabilities of the 3D CNN for every patient of ``ids``: seeded stratified
+    ``folds``-fold split; fold ``k``'s network (``out_dir/fold<k>``, a :func:`deep_features_3d`
+    run) is trained on the other folds and predicts fold ``k``. Used for the CNN-alone rows of
+    Table 2 under cross-validation (``ids``: every patient) and, with ``ids`` the grading training
+    part, for the stacked model's honest CNN scores (``deep3d.cross_fit``: the full network's
+    scores of its own training patients are in-sample). ``val_ids`` (patients not in ``ids``)
+    monitor every fold network's loss instead of ``val_fraction`` of its training folds. Writes
+    ``cnn3d_<variant>_oof_predictions.csv`` (``patient_id``, ``probability``, ``fold``) and
+    returns it."""
     from sklearn.model_selection import StratifiedKFold
 
     from gliorad.cohort import Cohort, discover_cohort
 
     cfg = load_deep3d_config(config)
-    if not isinstance(cohort, Cohort):
-        cohort = discover_cohort(cohort)
     table_clin = read_clinical_table(clinical)
     all_ids = sorted(dict.fromkeys(map(str, ids)))
+    val = sorted(dict.fromkeys(map(str, val_ids or [])))
+    both = sorted(set(val) & set(all_ids))
+    if both:
+        raise GlioradInputError(f"val_ids and ids overlap ({len(both)} patient(s): "
+                                f"{', '.join(both[:5])}); the monitoring patients must be others")
     lab = training_labels(table_clin, all_ids, ["grade_group"])
     if lab["grade_group"].isna().any():
         raise GlioradInputError(f"patients {lab.index[lab['grade_group'].isna()].tolist()[:10]} "
@@ -506,13 +514,16 @@ def cnn3d_out_of_fold(
             f"folds {folds}: expected at least 2 and at most the smaller class size "
             f"({int(min(y.sum(), (1 - y).sum()))})"
         )
+    if not isinstance(cohort, Cohort):
+        cohort = discover_cohort(cohort)
     out = Path(out_dir)
     skf = StratifiedKFold(n_splits=int(folds), shuffle=True, random_state=int(seed))
     parts = []
     for k, (tr, te) in enumerate(skf.split(np.zeros(len(y)), y), 1):
         test = [all_ids[i] for i in te]
         res = deep_features_3d(cohort, table_clin, [all_ids[i] for i in tr], out / f"fold{k}",
-                               cfg, ids=test, masks=masks, overwrite=overwrite,
+                               cfg, ids=test, val_ids=val or None, masks=masks,
+                               overwrite=overwrite,
                                progress=progress, n_jobs=n_jobs)
         p = res.predictions[res.predictions["patient_id"].isin(test)]
         parts.append(p[["patient_id", "probability"]].assign(fold=k))

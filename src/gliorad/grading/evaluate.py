@@ -156,14 +156,13 @@ def _fit_predict(model, X_train, y_train, X_test, n_jobs_inner: int | None):
     est = clone(model).set_params(n_jobs=n_jobs_inner)
     est, fallback = fit_quietly(est, X_train, y_train)
     prob = est.decision_score(X_test)
-    svm = est.pipeline_.named_steps["svm"]
     return {
         "probability": prob,
         "stage_features": {k: est.stage_features_[k] for k in est.active_steps_},
         "selected": est.selected_features_,
         "importance": {f: est.importances_[f] for f in est.selected_features_},
         "best_params": est.best_params_,
-        "inner_auc": svm.best_score_,
+        "inner_auc": est.inner_score_,
         "fallback_warnings": fallback,
         "n_imputed_cells": est.n_imputed_cells_,
     }

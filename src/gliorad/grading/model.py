@@ -278,6 +278,8 @@ class GradingModel(ClassifierMixin, BaseEstimator):
         The feature groups selected separately (one group: joint selection).
     best_params_ : dict
         ``C`` and ``gamma`` of the SVM.
+    inner_score_ : float
+        The SVM grid's mean inner-CV AUC at ``best_params_`` (NaN for a one-point grid).
     n_imputed_cells_ : int
     """
 
@@ -395,6 +397,7 @@ class GradingModel(ClassifierMixin, BaseEstimator):
         self.classes_ = pipeline.named_steps["svm"].classes_
         self._record_selection()
         self.best_params_ = dict(pipeline.named_steps["svm"].best_params_)
+        self.inner_score_ = float(pipeline.named_steps["svm"].best_score_)
         return self
 
     def _input_names(self) -> list[str]:

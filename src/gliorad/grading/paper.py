@@ -13,6 +13,11 @@ name                           what                                             
                                ``fused_<input>_<block>`` is given
 ``cnn_<input>_<block>``        the CNN's own HGG probabilities (two fully connected   2
                                layers, trained elsewhere), in ``cnn_predictions``
+``stacked_<input>_<block>``    not in the paper: the radiomics model of ``fuse_with``  1
+                               and the CNN's **out-of-sample** probabilities (in
+                               ``stack_scores``, named ``cnn_<input>_<block>``)
+                               stacked by a logistic regression
+                               (:class:`~gliorad.grading.stacking.StackedGradingModel`)
 =============================  ====================================================  ==========
 
 ``<input>`` is ``patch`` (tumour-centred patches, paper 96x128x96) or ``full`` (complete MRI);
@@ -27,8 +32,12 @@ the split) are identical for every row and DeLong tests pair correctly. The CNN 
 CNN's probabilities for the same patients: for repeated CV these must be out-of-fold
 probabilities for every patient; for a split, those of the test patients are used. Table values
 are the headline metrics (repeat 1 for CV; the test part for a split). ``comparisons`` gives the
-paired DeLong P of the best fused model vs the best CNN model (the paper's "0.958 vs 0.852,
-P = 0.013") and vs the best radiomics model.
+paired DeLong P of the best fused (or stacked) model vs the best CNN model (the paper's "0.958
+vs 0.852, P = 0.013") and vs the best radiomics model.
+
+``fuse_with="best"`` takes the radiomics set with the highest **validation-part** AUC under a
+split (choosing it by the test part would let the test labels shape the fused model), and the
+highest cross-validated AUC under CV (slightly optimistic; give ``fuse_with`` to avoid it).
 """
 
 from __future__ import annotations
@@ -63,7 +72,7 @@ SEQUENCE_LABELS = {"t1": "T1WI", "t1ce": "T1-Gd", "t2": "T2WI", "flair": "T2-FLA
 INPUT_LABELS = {"patch": "MRI patches", "full": "complete MRI"}
 BLOCK_LABELS = {"nose": "Baseline", "se": "Baseline + SE module"}
 ROW_ORDER = [("patch", "nose"), ("patch", "se"), ("full", "nose"), ("full", "se")]
-_NAME = re.compile(r"^(radiomics)_(\w+)$|^(fused|deep|cnn)_(patch|full)_(se|nose)$")
+_NAME = re.compile(r"^(radiomics)_(\w+)$|^(fused|deep|cnn|stacked)_(patch|full)_(se|nose)$")
 CONVENTION = ("radiomics_<sequence>, fused_<patch|full>_<se|nose>, deep_<patch|full>_<se|nose> "
               "(feature sets) and cnn_<patch|full>_<se|nose> (CNN predictions)")
 
@@ -115,7 +124,8 @@ def _row_label(kind: str, detail: str) -> str:
     if kind == "radiomics":
         return SEQUENCE_LABELS.get(detail, detail)
     inp, block = detail.split("_")
-    return f"{BLOCK_LABELS[block]} ({INPUT_LABELS[inp]})"
+    label = f"{BLOCK_LABELS[block]} ({INPUT_LABELS[inp]})"
+    return f"Stacked: radiomics + CNN scores, {label}" if kind == "stacked" else label
 
 
 @dataclass
@@ -164,6 +174,7 @@ class PaperTables:
                        folder / "predictions" / f"{name}.csv")
         write_json({name: r.metrics for name, r in self.results.items()},
                    folder / "metrics.json")
+        write_json({"scheme": self.scheme, "notes": list(self.notes)}, folder / "notes.json")
 
 
 def markdown_table(df: pd.DataFrame) -> str:
@@ -234,6 +245,7 @@ def paper_tables(
     fuse_with: str = "best",
     n_jobs: int = 1,
     split_parts: Mapping[str, str] | None = None,
+    stack_scores: dict[str, pd.Series | pd.DataFrame] | None = None,
 ) -> PaperTables:
     """Evaluate every feature set with the grading model and build the paper's tables.
 
@@ -247,11 +259,16 @@ def paper_tables(
         (and optionally ``repeat``: the first repeat is used)
     config : GradingConfig (default: ``paper`` preset)
     scheme : ``"cv"`` (repeated stratified CV) or ``"split"`` (config.split_ratios)
-    fuse_with : ``"best"`` (the radiomics set with the highest AUC in Table S3) or a radiomics
-        set name; used to build ``fused_*`` from ``deep_*`` sets
+    fuse_with : ``"best"`` (the radiomics set with the highest validation-part AUC under a split,
+        cross-validated AUC under CV) or a radiomics set name; used to build ``fused_*`` from
+        ``deep_*`` sets and ``stacked_*`` from ``stack_scores``
     n_jobs : folds fitted in parallel
     split_parts : patient id -> ``train`` / ``val`` / ``test``: a fixed split for
         ``scheme="split"`` (e.g. the one the CNNs were trained on) instead of a new one
+    stack_scores : name (``cnn_<input>_<block>``) -> the CNN's HGG probabilities, as
+        ``cnn_predictions``, but **out-of-sample for every patient** (e.g. out-of-fold from
+        cross-fitted networks for the training part, the full network's for the others); each
+        gives a ``stacked_<input>_<block>`` row of Table 1. Every evaluated patient needs one.
 
     Returns
     -------
@@ -276,6 +293,17 @@ def paper_tables(
     if not feature_sets:
         raise GlioradInputError(f"no feature sets given; expected names like {CONVENTION}")
     cnn = {name: _cnn_scores(name, p) for name, p in cnn_predictions.items()}
+    stack_scores = dict(stack_scores or {})
+    for name in stack_scores:
+        if _NAME.match(name) is None or parse_set_name(name)[0] != "cnn":
+            raise GlioradInputError(f"stack score name {name!r} must be cnn_<patch|full>_"
+                                    "<se|nose>")
+    stack = {name: _cnn_scores(name, p) for name, p in stack_scores.items()}
+    for name, sc in stack.items():
+        bad = sc[(sc < 0) | (sc > 1)]
+        if len(bad):
+            raise GlioradInputError(f"stack scores {name!r}: patient {bad.index[0]!r} has "
+                                    f"{float(bad.iloc[0])!r}, not a probability in [0, 1]")
 
     # the patients every set and every CNN prediction has
     common = pd.Index(y.index)
@@ -300,11 +328,12 @@ def paper_tables(
         raise GlioradInputError(f"only {len(y)} patients are in every feature set and the "
                                 "labels; need at least 2 of each class")
 
-    def evaluate(X: pd.DataFrame) -> GradingResult:
+    def evaluate(X: pd.DataFrame, model: Any = None) -> GradingResult:
         X = X.loc[common]
         if scheme == "cv":
-            return cross_validate_grading(X, y, config, n_jobs=n_jobs)
-        return split_evaluate_grading(X, y, config, n_jobs=n_jobs, parts=split_parts)
+            return cross_validate_grading(X, y, config, model=model, n_jobs=n_jobs)
+        return split_evaluate_grading(X, y, config, model=model, n_jobs=n_jobs,
+                                      parts=split_parts)
 
     results: dict[str, GradingResult] = {}
     for name, (kind, _) in kinds.items():
@@ -314,13 +343,21 @@ def paper_tables(
 
     radiomics = [n for n, k in kinds.items() if k[0] == "radiomics"]
     deep = [n for n, k in kinds.items() if k[0] == "deep"]
-    if deep:
+    if deep or stack:
         if fuse_with == "best":
             if not radiomics:
                 raise GlioradInputError(
-                    f"deep feature sets ({', '.join(deep)}) need a radiomics_<sequence> set to "
-                    "fuse with, or give fused_<input>_<block> tables")
-            base = max(radiomics, key=lambda n: results[n].metrics["auc"])
+                    f"deep feature sets and stack scores ({', '.join(deep + list(stack))}) need "
+                    "a radiomics_<sequence> set to fuse with, or give fused_<input>_<block> tables")
+
+            def choice(n: str) -> float:  # validation part under a split, CV AUC under CV
+                return results[n].metrics.get("validation", results[n].metrics)["auc"]
+
+            base = max(radiomics, key=choice)
+            how = ("validation-part" if "validation" in results[base].metrics else
+                   "cross-validated" if scheme == "cv" else "test-part (no validation part)")
+            notes.append(f"radiomics set fused with the CNN: {base} (highest {how} AUC, "
+                         f"{choice(base):.3f})")
         else:
             if fuse_with not in sets or kinds[fuse_with][0] != "radiomics":
                 raise GlioradInputError(f"fuse_with {fuse_with!r} is not one of the radiomics "
@@ -338,6 +375,27 @@ def paper_tables(
             kinds[fused] = ("fused", kinds[name][1])
             log.info("grading fused set %s (%d features)", fused, table.shape[1])
             results[fused] = evaluate(table)
+        for name, sc in stack.items():
+            from gliorad.grading.stacking import StackedGradingModel
+
+            missing = common.difference(sc.index)
+            if len(missing):
+                raise GlioradInputError(
+                    f"stack scores {name!r} lack {len(missing)} patient(s): "
+                    f"{', '.join(missing[:10])}; stacking needs an out-of-sample score for "
+                    "every patient")
+            detail = parse_set_name(name)[1]
+            col = f"{name}/probability"
+            table = pd.concat([sets[base].loc[common].add_prefix(f"{base}/"),
+                               sc.loc[common].rename(col)], axis=1)
+            model = StackedGradingModel(config.make_model(), score_columns=(col,),
+                                        cv=config.inner_cv, random_state=config.seed)
+            stacked = f"stacked_{detail}"
+            kinds[stacked] = ("stacked", detail)
+            notes.append(f"{stacked} = {base} (its grading model's out-of-fold scores) + {name} "
+                         "(out-of-sample CNN scores), stacked by a logistic regression")
+            log.info("grading stacked set %s", stacked)
+            results[stacked] = evaluate(table, model)
 
     first = next(iter(results.values()))
     eval_y = first.labels()
@@ -360,9 +418,10 @@ def paper_tables(
     rows_s3 = [_row(_row_label("radiomics", kinds[n][1]), n, results[n].metrics)
                for n in radiomics]
     tables["table_s3"] = pd.DataFrame(rows_s3)
-    fused_names = [f"fused_{i}_{b}" for i, b in ROW_ORDER if f"fused_{i}_{b}" in results]
+    fused_names = [f"{k}_{i}_{b}" for k in ("fused", "stacked") for i, b in ROW_ORDER
+                   if f"{k}_{i}_{b}" in results]
     tables["table_1"] = pd.DataFrame(
-        [_row(_row_label("fused", kinds[n][1]), n, results[n].metrics) for n in fused_names])
+        [_row(_row_label(kinds[n][0], kinds[n][1]), n, results[n].metrics) for n in fused_names])
     cnn_names = [f"cnn_{i}_{b}" for i, b in ROW_ORDER if f"cnn_{i}_{b}" in cnn]
     cnn_metrics = {n: binary_metrics(eval_y, scores[n], config.threshold) for n in cnn_names}
     tables["table_2"] = pd.DataFrame(

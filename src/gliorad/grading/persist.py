@@ -1,7 +1,8 @@
 """Saving and loading fitted grading models with skops (never pickle).
 
 A saved model is two files in one folder: ``model.skops`` (the fitted
-:class:`~gliorad.grading.model.GradingModel`, written by :func:`skops.io.dump`) and
+:class:`~gliorad.grading.model.GradingModel`, or a
+:class:`~gliorad.grading.stacking.StackedGradingModel`, written by :func:`skops.io.dump`) and
 ``model.json`` (feature columns, positive class, settings, selected features, provenance).
 :func:`load_model` asks skops which types the file holds and loads it only when every type that
 skops does not trust by default is one gliorad itself writes (:data:`TRUSTED_TYPES`); a file
@@ -28,6 +29,7 @@ INFO_FILE = "model.json"
 TRUSTED_TYPES: tuple[str, ...] = (
     "gliorad.grading.model.GradingModel",
     "gliorad.grading.model.TunedSVC",
+    "gliorad.grading.stacking.StackedGradingModel",
     "gliorad.selection.CorrelationFilter",
     "gliorad.selection.LassoSelector",
     "gliorad.selection.LeveneSelector",
@@ -46,9 +48,12 @@ def save_model(model: Any, folder: str | Path, info: dict[str, Any]) -> Path:
     import skops.io as sio
 
     from gliorad.grading.model import GradingModel
+    from gliorad.grading.stacking import StackedGradingModel
 
-    if not isinstance(model, GradingModel) or not hasattr(model, "pipeline_"):
-        raise GlioradInputError("save_model expects a fitted GradingModel")
+    fitted = (isinstance(model, GradingModel) and hasattr(model, "pipeline_")) or (
+        isinstance(model, StackedGradingModel) and hasattr(model, "final_"))
+    if not fitted:
+        raise GlioradInputError("save_model expects a fitted GradingModel or StackedGradingModel")
     folder = Path(folder)
     with atomic_path(folder / MODEL_FILE) as tmp:
         sio.dump(model, tmp)
@@ -66,6 +71,7 @@ def load_model(path: str | Path):
     import skops.io as sio
 
     from gliorad.grading.model import GradingModel
+    from gliorad.grading.stacking import StackedGradingModel
 
     p = _model_path(path)
     if not p.is_file():
@@ -84,7 +90,7 @@ def load_model(path: str | Path):
         model = sio.load(p, trusted=list(untrusted))
     except Exception as err:
         raise GlioradInputError(f"{p}: cannot load the model: {err}") from err
-    if not isinstance(model, GradingModel):
+    if not isinstance(model, GradingModel | StackedGradingModel):
         raise GlioradInputError(f"{p}: holds a {type(model).__name__}, not a GradingModel")
     return model
 

@@ -8,6 +8,7 @@ unless ``overwrite=True``.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,21 +101,34 @@ def run_fit(
     features: str | Path, labels: str | Path, out: str | Path,
     config: GradingConfig | None = None, id_column: str | None = None,
     exclude: tuple[str, ...] = (), n_jobs: int = 1, overwrite: bool = False,
-    command: str | None = None,
+    command: str | None = None, stack_columns: tuple[str, ...] = (),
 ) -> StageResult:
-    """Fit the grading model on every patient and save it (skops) with its metadata."""
+    """Fit the grading model on every patient and save it (skops) with its metadata.
+
+    ``stack_columns``: columns of out-of-sample probabilities of another model (e.g. a CNN's);
+    the saved model is then a :class:`~gliorad.grading.stacking.StackedGradingModel` (the
+    grading model on the other columns, stacked with these by a logistic regression).
+    """
     from gliorad.grading.model import fit_quietly
     from gliorad.grading.persist import save_model
+    from gliorad.grading.stacking import StackedGradingModel
 
     config = config or GradingConfig.preset("paper")
     X, grade, align = load_grading_data(features, labels, id_column, tuple(exclude))
     settings = {"stage": "grade fit", "config": config.model_dump(mode="json"),
-                "labels": str(labels), "id_column": id_column, "exclude": list(exclude)}
+                "labels": str(labels), "id_column": id_column, "exclude": list(exclude),
+                **({"stack_columns": list(stack_columns)} if stack_columns else {})}
     prov = provenance(settings, _inputs(Path(features), labels), command)
     with run_folder(out, prov["fingerprint"], overwrite, files=FIT_FILES) as tmp:
         if tmp is None:
             return StageResult(Path(out), skipped=True, messages=align.messages())
-        model, fallback = fit_quietly(config.make_model(n_jobs=n_jobs), X, grade.y.to_numpy())
+        model = config.make_model(n_jobs=n_jobs)
+        if stack_columns:
+            model = StackedGradingModel(model, score_columns=tuple(stack_columns),
+                                        cv=config.inner_cv, random_state=config.seed)
+        model, fallback = fit_quietly(model, X, grade.y.to_numpy())
+        stacked = ({"stack_weights": model.stack_weights_, "stack_oof_auc": model.oof_auc_}
+                   if stack_columns else {})
         info = {
             "feature_columns": list(X.columns), "positive_class": "HGG",
             "label_meaning": "probability is that of HGG; label 1 = HGG, 0 = LGG",
@@ -124,7 +138,7 @@ def run_fit(
             "best_params": model.best_params_, "threshold": config.threshold,
             "config": config.model_dump(mode="json"), "fallback_warnings": fallback,
             "n_imputed_cells": model.n_imputed_cells_, **_alignment_metrics(align, grade),
-            "provenance": prov,
+            **stacked, "provenance": prov,
         }
         save_model(model, tmp, info)
         write_csv(pd.DataFrame({"feature": model.selected_features_,
@@ -202,7 +216,7 @@ def run_evaluate(
 
 
 TABLE_FILES = ("table_s3.csv", "table_1.csv", "table_2.csv", "comparisons.csv", "tables.md",
-               "metrics.json", "provenance.json")
+               "metrics.json", "notes.json", "provenance.json")
 
 
 def _read_cnn(path: Path, id_column: str | None) -> pd.Series | pd.DataFrame:
@@ -220,12 +234,14 @@ def run_tables(
     radiomics_table: str | Path | None = None, id_column: str | None = None, n_jobs: int = 1,
     overwrite: bool = False, command: str | None = None,
     split_parts: Mapping[str, str] | None = None,
+    stack_scores: Mapping[str, str | Path | pd.Series] | None = None,
 ) -> StageResult:
     """Build Tables S3, 1 and 2 from named feature tables (see :mod:`gliorad.grading.paper`).
 
     ``radiomics_table`` is one table with ``<sequence>_...`` columns (``gliorad features
     radiomics``), split into ``radiomics_<sequence>`` sets. ``split_parts`` fixes the split of
-    ``scheme="split"`` (patient id -> train / val / test).
+    ``scheme="split"`` (patient id -> train / val / test). ``stack_scores`` (``cnn_<input>_<block>``
+    -> a predictions file or a Series of out-of-sample probabilities) adds the stacked rows.
     """
     from gliorad.grading.paper import paper_tables, parse_set_name, radiomics_by_sequence
 
@@ -259,12 +275,20 @@ def run_tables(
                                     "any feature set")
         grade = labels_from_clinical(labels)
     cnn = {name: _read_cnn(Path(p), id_column) for name, p in cnn_predictions.items()}
+    stack = {name: (p if isinstance(p, pd.Series) else _read_cnn(Path(p), id_column))
+             for name, p in dict(stack_scores or {}).items()}
     settings = {"stage": "grade tables", "config": config.model_dump(mode="json"),
                 "scheme": scheme, "fuse_with": fuse_with, "labels": str(labels),
                 "sets": sorted(sets), "cnn": sorted(cnn_predictions),
-                "split_parts": dict(sorted(split_parts.items())) if split_parts else None}
+                "split_parts": dict(sorted(split_parts.items())) if split_parts else None,
+                "stack_scores": {k: (hashlib.sha256(pd.util.hash_pandas_object(v).to_numpy()
+                                                    .tobytes()).hexdigest()
+                                     if isinstance(v, pd.Series) else None)
+                                 for k, v in sorted(stack.items())}}
     inputs = {f"set:{k}": Path(v) for k, v in sources}
     inputs.update({f"cnn:{k}": Path(v) for k, v in cnn_predictions.items()})
+    inputs.update({f"stack:{k}": Path(v) for k, v in dict(stack_scores or {}).items()
+                   if not isinstance(v, pd.Series)})
     if Path(str(labels)).is_file():
         inputs["labels"] = Path(str(labels))
     prov = provenance(settings, inputs, command)
@@ -272,7 +296,7 @@ def run_tables(
         if tmp is None:
             return StageResult(Path(out), skipped=True)
         result = paper_tables(sets, grade, cnn, config, scheme=scheme, fuse_with=fuse_with,
-                              n_jobs=n_jobs, split_parts=split_parts)
+                              n_jobs=n_jobs, split_parts=split_parts, stack_scores=stack)
         result.write(tmp)
         write_json(prov, tmp / "provenance.json")
     return StageResult(Path(out), skipped=False,

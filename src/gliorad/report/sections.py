@@ -666,6 +666,19 @@ def grading_section(ctx: Context) -> Section:
         parts.append(ctx.figures.add(f"roc_{key}", F.roc_figure(curves, caption.split(". ")[0]),
                                      f"ROC curves, {caption.split('. ')[0]}.",
                                      "predictions/<set>.csv"))
+    notes_path = folder / "notes.json"
+    if notes_path.is_file():
+        notes = read_json(notes_path).get("notes") or []
+        if notes:
+            parts += ["<h3>How the fused and stacked rows were built</h3>", "<ul>",
+                      *(f"<li>{esc(str(n))}</li>" for n in notes), "</ul>"]
+            if any(str(n).startswith("stacked_") for n in notes):
+                parts.append(para(
+                    "Stacked rows (not in the paper): the radiomics model's out-of-fold scores "
+                    "and the 3D CNN's out-of-sample scores (cross-fitted networks for the CNN's "
+                    "own training patients) combined by a logistic regression. The fused rows "
+                    "concatenate the CNN's deep features as the paper does; on the patients the "
+                    "CNN was trained on those features are in-sample.", "small"))
     comp_path = folder / "comparisons.csv"
     if comp_path.is_file():
         comp = read_csv(comp_path)
