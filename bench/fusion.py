@@ -14,6 +14,12 @@ mean and SD over draws, how many draws the fused model won, and the Wilcoxon sig
 paired differences. Draws are resumable: a rerun with the same workspace reuses finished stages.
 Prints a table and writes bench/out/fusion.json. About 5 minutes a draw on 2 cores; ``--quick``
 runs two draws.
+
+With ``--cross-fit k`` (default 3; ``deep3d.cross_fit``) each draw also trains k cross-fitted
+CNNs on folds of its training part (about 2.5 minutes each) and reports the stacked row of Table
+1 (radiomics model + out-of-sample CNN scores, :mod:`gliorad.grading.stacking`); the radiomics
+set that the fused and stacked models use is the one with the best validation-part AUC
+("radiomics (val)" in the table).
 """
 
 from __future__ import annotations

@@ -89,6 +89,7 @@ def _stages(grade_dir: Path):
                                                      "deep_patch_se")}
         run_tables(sets, grade_dir / "clinical.csv", ctx.out_dir / "tables",
                    cnn_predictions={"cnn_patch_se": grade_dir / "cnn_patch_se.csv"},
+                   stack_scores={"cnn_patch_se": grade_dir / "cnn_patch_se.csv"},
                    config=GradingConfig.preset("demo"), scheme="split")
 
     def survival(ctx):
@@ -280,6 +281,11 @@ def test_numbers_match_the_writers(report, workspace):
     s3 = pd.read_csv(workspace / "grade" / "tables" / "table_s3.csv")
     grading = _section_html(text, "grading")
     assert all(str(v) in grading for v in s3["AUC (95% CI)"])
+    t1 = pd.read_csv(workspace / "grade" / "tables" / "table_1.csv")
+    assert list(t1["set"]) == ["fused_patch_se", "stacked_patch_se"]
+    assert all(str(v) in grading for v in t1["AUC (95% CI)"])
+    assert "How the fused and stacked rows were built" in grading
+    assert "Stacked rows (not in the paper)" in grading and "stacked_patch_se = " in grading
     clin = pd.read_csv(workspace / "cohort" / "cohort" / "clinical.csv")
     cohort = _section_html(text, "cohort")
     for centre, g in clin.groupby("centre"):
