@@ -19,7 +19,9 @@ With ``--cross-fit k`` (default 3; ``deep3d.cross_fit``) each draw also trains k
 CNNs on folds of its training part (about 2.5 minutes each) and reports the stacked row of Table
 1 (radiomics model + out-of-sample CNN scores, :mod:`gliorad.grading.stacking`); the radiomics
 set that the fused and stacked models use is the one with the best validation-part AUC
-("radiomics (val)" in the table).
+("radiomics (val)" in the table). "late-fusion bound" is a diagnostic: a logistic regression of
+the test labels on the two sources' test scores fitted on the test patients themselves, an upper
+bound for any late fusion of those two scores.
 """
 
 from __future__ import annotations
@@ -72,11 +74,12 @@ def collect(seed: int, ws: Path, seconds: float) -> dict:
     pats = truth["patients"]
     y = np.array([pats[p]["grade_group"] == "HGG" for p in test])
     prob = np.array([pats[p]["grade_probability"] for p in test])
+    bound = late_fusion_bound(ws / "grade" / "tables" / "predictions", f"radiomics_{chosen}")
     return {"seed": seed, "seconds": seconds, "n_test": len(test),
             "radiomics_best": rad[best], "radiomics_sequence": best, "radiomics": rad,
             "radiomics_val_chosen": rad[chosen], "radiomics_val_sequence": chosen,
             "cnn": cnn["test"]["auc"], "cnn_train": cnn["train"]["auc"], "fused": fused,
-            "stacked": stacked,
+            "stacked": stacked, "late_fusion_bound": bound,
             "oracle_test": roc_auc(y, prob), "oracle": truth["oracle"]}
 
 
@@ -84,9 +87,26 @@ MODELS = ("fused", "stacked")
 SOURCES = ("radiomics_best", "radiomics_val_chosen", "cnn")
 
 
+def late_fusion_bound(folder: Path, radiomics: str) -> float:
+    """A diagnostic, not a model: the test AUC of a logistic regression of the test labels on the
+    two sources' test logits (radiomics set ``radiomics``, the CNN), fitted on those same test
+    patients. No late fusion of these two scores can do much better; when this is barely above
+    the better source, fusion is limited by what each source learnt, not by how they are
+    combined."""
+    from sklearn.linear_model import LogisticRegression
+
+    from gliorad.grading.stacking import logit
+
+    r = pd.read_csv(folder / f"{radiomics}.csv", dtype={"patient_id": str}).set_index("patient_id")
+    c = pd.read_csv(folder / "cnn_patch_se.csv", dtype={"patient_id": str}).set_index("patient_id")
+    Z = np.column_stack([logit(r["probability"]), logit(c["probability"].loc[r.index])])
+    fit = LogisticRegression(C=1e6).fit(Z, r["label"].to_numpy())
+    return roc_auc(r["label"].to_numpy(), fit.predict_proba(Z)[:, 1])
+
+
 def summarise(rows: list[dict]) -> dict:
     out = {}
-    for key in (*SOURCES, *MODELS, "oracle_test"):
+    for key in (*SOURCES, *MODELS, "late_fusion_bound", "oracle_test"):
         if any(r[key] is None for r in rows):
             continue
         v = np.array([r[key] for r in rows])
@@ -130,9 +150,10 @@ def main(argv: list[str] | None = None) -> int:
             Column("radiomics (val)", "radiomics_val_chosen", ".3f"),
             Column("CNN alone", "cnn", ".3f"), Column("fused", "fused", ".3f"),
             *([Column("stacked", "stacked", ".3f")] if "stacked" in summary else []),
+            Column("late-fusion bound", "late_fusion_bound", ".3f"),
             Column("oracle", "oracle_test", ".3f"), Column("seconds", "seconds", ".0f")]
     print(format_table(rows, cols, rule="-+-"))
-    for key in (*SOURCES, *MODELS, "oracle_test"):
+    for key in (*SOURCES, *MODELS, "late_fusion_bound", "oracle_test"):
         if key not in summary:
             continue
         s = summary[key]
