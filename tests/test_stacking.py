@@ -154,6 +154,9 @@ def test_paper_tables_add_stacked_rows_fused_with_the_validation_best_set():
                                      "(MRI patches)")
     assert any(n.startswith("radiomics set fused with the CNN: radiomics_t1 (highest "
                             "validation-part AUC") for n in pt.notes)
+    assert any(re.fullmatch(r"stacked_patch_se weights \(log-odds per unit logit\): radiomics "
+                            r"\+\d\.\d{3}, cnn_patch_se/probability \+\d\.\d{3}, intercept "
+                            r"[+-]\d\.\d{3}", n) for n in pt.notes), pt.notes
     cmp_ = pt.tables["comparisons"].set_index("comparison")
     assert cmp_.loc["best fused vs best CNN", "model_a"] == "stacked_patch_se"
     assert t1["auc"].iloc[0] > pt.tables["table_s3"]["auc"].max()

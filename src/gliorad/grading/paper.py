@@ -396,6 +396,10 @@ def paper_tables(
                          "(out-of-sample CNN scores), stacked by a logistic regression")
             log.info("grading stacked set %s", stacked)
             results[stacked] = evaluate(table, model)
+            w = pd.DataFrame([f["best_params"]["stack_weights"] for f in results[stacked].fits])
+            notes.append(f"{stacked} weights (log-odds per unit logit"
+                         f"{', mean over folds' if len(w) > 1 else ''}): "
+                         + ", ".join(f"{k} {v:+.3f}" for k, v in w.mean().items()))
 
     first = next(iter(results.values()))
     eval_y = first.labels()
