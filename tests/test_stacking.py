@@ -211,8 +211,12 @@ def test_cross_fit_setting_adds_the_stage_and_is_checked():
     off = {s.name: s for s in build_stages(load_run_config("demo", {"deep3d": {"cross_fit": 0}}))}
     assert "deep3d_oof" not in off and "deep3d_oof" not in off["grade"].inputs
     assert off["deep3d"].settings == stages["deep3d"].settings  # the main CNN is not retrained
-    cv = load_run_config("demo", {"deep3d": {"cross_fit": 3}, "grading": {"scheme": "cv"}})
-    assert "deep3d_oof" not in [s.name for s in build_stages(cv)]
+    with pytest.raises(GlioradInputError, match=r"deep3d.cross_fit: the stacked rows need "
+                                                r"grading.scheme split"):
+        load_run_config("demo", {"deep3d": {"cross_fit": 3}, "grading": {"scheme": "cv"}})
+    cv = load_run_config("demo", {"deep3d": {"cross_fit": 3, "enabled": False},
+                                  "grading": {"scheme": "cv"}})
+    assert cv.deep3d_cross_fit == 0 and "deep3d_oof" not in [s.name for s in build_stages(cv)]
     for bad in (1, -2, "3", True, 2.5):
         with pytest.raises(GlioradInputError, match=r"deep3d.cross_fit: expected 0 \(off\) or a "
                                                     r"number of folds >= 2"):

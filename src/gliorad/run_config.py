@@ -298,6 +298,10 @@ def parse_run_config(data: Mapping[str, Any], source: str = "config",
     check_option(f"{where('grading')}.preset", str(own["preset"]), GRADING_PRESETS)
     check_option(f"{where('grading')}.scheme", str(own["scheme"]), ("split", "cv"))
     scheme = str(own["scheme"])
+    if scheme == "cv" and cross_fit and deep3d_cfgs:
+        raise GlioradInputError(f"{where('deep3d')}.cross_fit: the stacked rows need "
+                                "grading.scheme split (the cross-fitted networks cover the split's "
+                                "training part); set cross_fit: 0 for scheme cv")
     grading = GradingConfig.from_dict({**GRADING_PRESETS[str(own["preset"])], "seed": run.seed, **rest},
                                       source=where("grading"))
 

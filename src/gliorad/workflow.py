@@ -358,7 +358,7 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
                             settings={v: c.model_dump(mode="json") for v, c in variants.items()},
                             description="3D ResNet18 deep features (grading training part only)"))
 
-    if cfg.deep3d and cfg.deep3d_cross_fit and cfg.grading_scheme == "split":
+    if cfg.deep3d and cfg.deep3d_cross_fit:  # grading scheme split (checked by the config)
         variants, folds = cfg.deep3d, cfg.deep3d_cross_fit
 
         def deep3d_oof(ctx: StageContext) -> None:
