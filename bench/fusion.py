@@ -64,7 +64,11 @@ def collect(seed: int, ws: Path, seconds: float) -> dict:
     rad_val = {k.removeprefix("radiomics_"): v["validation"]["auc"] for k, v in metrics.items()
                if k.startswith("radiomics_")}
     best = max(rad, key=rad.get)
-    chosen = max(rad_val, key=rad_val.get)  # the set the fused and stacked models use
+    # the set the fused and stacked models used (best validation AUC; ties: the tables' order)
+    notes = json.loads((ws / "grade" / "tables" / "notes.json").read_text(encoding="utf-8"))
+    used = [n.split(": ", 1)[1].split(" ")[0] for n in notes["notes"]
+            if n.startswith("radiomics set fused with the CNN: ")]
+    chosen = (used[0].removeprefix("radiomics_") if used else max(rad_val, key=rad_val.get))
     fused = next(v["auc"] for k, v in metrics.items() if k.startswith("fused_"))
     stacked = next((v["auc"] for k, v in metrics.items() if k.startswith("stacked_")), None)
     cnn = json.loads((ws / "deep3d" / "patch_se" / "metrics.json").read_text(encoding="utf-8"))
