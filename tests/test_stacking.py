@@ -89,6 +89,13 @@ def test_stacking_beats_each_source_when_they_see_different_signal():
     assert sel.loc["cnn", "frequency"] == 1.0 and np.isnan(sel.loc["cnn", "mean_importance_when_selected"])
 
 
+def test_one_score_column_may_be_given_as_a_string():
+    X, y = two_signals(n=60)
+    a = StackedGradingModel(tiny().make_model(), score_columns="cnn", cv=3).fit(X, y.to_numpy())
+    b = StackedGradingModel(tiny().make_model(), score_columns=("cnn",), cv=3).fit(X, y.to_numpy())
+    assert a.stack_weights_ == b.stack_weights_ and a.selected_features_[-1] == "cnn"
+
+
 def test_a_noise_score_gets_little_weight():
     X, y = two_signals(n=240)
     X["cnn"] = np.random.default_rng(5).random(len(X))

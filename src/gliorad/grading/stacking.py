@@ -60,7 +60,7 @@ class StackedGradingModel(ClassifierMixin, BaseEstimator):
     base : GradingModel or None
         The model for the feature columns (every column not in ``score_columns``); ``None``: the
         paper's :class:`GradingModel`.
-    score_columns : tuple of str
+    score_columns : tuple of str (or one str)
         Columns holding another model's probability of the positive class, out-of-sample for
         the training patients (see the module text). Each enters the combiner as its logit.
     cv : int
@@ -104,9 +104,9 @@ class StackedGradingModel(ClassifierMixin, BaseEstimator):
         if not isinstance(X, pd.DataFrame):
             raise GlioradInputError(
                 f"{type(self).__name__} needs a DataFrame with the score column(s) "
-                f"{', '.join(self.score_columns)} by name; got {type(X).__name__}")
+                f"{', '.join(self._scores())} by name; got {type(X).__name__}")
         cols = [str(c) for c in X.columns]
-        scores = [str(c) for c in self.score_columns]
+        scores = self._scores()
         if not scores:
             raise GlioradInputError(f"{type(self).__name__}: score_columns is empty")
         missing = [c for c in scores if c not in cols]
@@ -158,7 +158,7 @@ class StackedGradingModel(ClassifierMixin, BaseEstimator):
         self.final_ = LogisticRegression(C=self.final_C).fit(Z, pos)
         from gliorad.stats import roc_auc
 
-        names = ["radiomics", *map(str, self.score_columns)]
+        names = ["radiomics", *self._scores()]
         self.stack_weights_ = {n: float(w) for n, w in zip(names, self.final_.coef_[0],
                                                               strict=True)}
         self.stack_weights_["intercept"] = float(self.final_.intercept_[0])
@@ -166,8 +166,12 @@ class StackedGradingModel(ClassifierMixin, BaseEstimator):
         self._record()
         return self
 
+    def _scores(self) -> list[str]:
+        given = self.score_columns
+        return [given] if isinstance(given, str) else [str(c) for c in given]
+
     def _record(self) -> None:
-        b, extra = self.base_, [str(c) for c in self.score_columns]
+        b, extra = self.base_, self._scores()
         self.stage_features_ = {k: list(v) + extra for k, v in b.stage_features_.items()}
         self.selected_features_ = list(b.selected_features_) + extra
         self.importances_ = {**b.importances_, **{c: float("nan") for c in extra}}
