@@ -630,7 +630,7 @@ def predict_patient(
     grading: dict[str, Any] = {"probability_hgg": prob, "predicted_grade": grade,
                                "threshold": threshold, "n_features": len(gcols)}
     if cnn3d_out is not None:
-        grading["cnn3d_probability_hgg"] = _sigmoid(cnn3d_out[0])
+        grading["cnn3d_probability_hgg"] = features[STACK_COLUMN_3D]
 
     # ---- survival
     messages: list[str] = []

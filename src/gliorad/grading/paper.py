@@ -375,9 +375,9 @@ def paper_tables(
             kinds[fused] = ("fused", kinds[name][1])
             log.info("grading fused set %s (%d features)", fused, table.shape[1])
             results[fused] = evaluate(table)
-        for name, sc in stack.items():
-            from gliorad.grading.stacking import StackedGradingModel
+        from gliorad.grading.stacking import StackedGradingModel
 
+        for name, sc in stack.items():
             missing = common.difference(sc.index)
             if len(missing):
                 raise GlioradInputError(
