@@ -22,6 +22,14 @@ set that the fused and stacked models use is the one with the best validation-pa
 ("radiomics (val)" in the table). "late-fusion bound" is a diagnostic: a logistic regression of
 the test labels on the two sources' test scores fitted on the test patients themselves, an upper
 bound for any late fusion of those two scores.
+
+Two more diagnostics per draw: the paired DeLong difference of each fused model and each source,
+pooled over the draws by a random-effects meta-analysis (statsmodels' ``combine_effects``,
+Paule-Mandel between-draw variance), which uses every draw's test-set size where a Wilcoxon test
+of a handful of draws cannot reach P < 0.05; and ``latent weights``, what each source learnt: the
+least-squares weights of the generator's cues (m, u, w; truth.json) in the logit of its test-part
+probability (the true grade logit weighs them equally). ``--set KEY=VALUE`` passes more run-config
+settings to every draw, e.g. ``--set synthetic.n_patients=600`` for larger cohorts.
 """
 
 from __future__ import annotations
@@ -42,12 +50,12 @@ from gliorad.stats import roc_auc
 SETTINGS = ["segmentation.enabled=false", "deep2d.enabled=false", "survival.enabled=false"]
 
 
-def run_draw(seed: int, workspace: Path, cross_fit: int) -> float:
+def run_draw(seed: int, workspace: Path, cross_fit: int, extra: list[str] = ()) -> float:
     """Run the demo preset's stages up to grading for one seed; return the wall seconds."""
     exe = Path(sys.executable).with_name("gliorad")
     cmd = [str(exe), "run", "demo", "-w", str(workspace), "--until", "grade",
            "--set", f"run.seed={seed}"]
-    for s in [*SETTINGS, f"deep3d.cross_fit={cross_fit}"]:
+    for s in [*SETTINGS, f"deep3d.cross_fit={cross_fit}", *extra]:
         cmd += ["--set", s]
     with Stopwatch() as clock:
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -79,11 +87,18 @@ def collect(seed: int, ws: Path, seconds: float) -> dict:
     y = np.array([pats[p]["grade_group"] == "HGG" for p in test])
     prob = np.array([pats[p]["grade_probability"] for p in test])
     bound = late_fusion_bound(ws / "grade" / "tables" / "predictions", f"radiomics_{chosen}")
+    files = {"radiomics_best": f"radiomics_{best}", "radiomics_val_chosen": f"radiomics_{chosen}",
+             "cnn": "cnn_patch_se", "fused": "fused_patch_se",
+             **({"stacked": "stacked_patch_se"} if stacked is not None else {})}
+    paired = paired_differences(ws / "grade" / "tables" / "predictions", files)
+    weights = latent_weights(ws / "grade" / "tables" / "predictions", pats,
+                             {"radiomics": f"radiomics_{chosen}", "cnn": "cnn_patch_se"})
     return {"seed": seed, "seconds": seconds, "n_test": len(test),
             "radiomics_best": rad[best], "radiomics_sequence": best, "radiomics": rad,
             "radiomics_val_chosen": rad[chosen], "radiomics_val_sequence": chosen,
             "cnn": cnn["test"]["auc"], "cnn_train": cnn["train"]["auc"], "fused": fused,
-            "stacked": stacked, "late_fusion_bound": bound,
+            "stacked": stacked, "late_fusion_bound": bound, "latent_weights": weights,
+            "paired": paired,
             "oracle_test": roc_auc(y, prob), "oracle": truth["oracle"]}
 
 
@@ -108,6 +123,66 @@ def late_fusion_bound(folder: Path, radiomics: str) -> float:
     return roc_auc(r["label"].to_numpy(), fit.predict_proba(Z)[:, 1])
 
 
+def paired_differences(folder: Path, files: dict[str, str]) -> dict:
+    """DeLong paired AUC difference (and its variance) of each fused model minus each source on
+    this draw's test patients."""
+    from gliorad.stats import delong_test
+
+    preds = {k: pd.read_csv(folder / f"{f}.csv", dtype={"patient_id": str}).set_index("patient_id")
+             for k, f in files.items()}
+    out = {}
+    for model in MODELS:
+        if model not in preds:
+            continue
+        a = preds[model]
+        for other in SOURCES:
+            b = preds[other].loc[a.index]
+            t = delong_test(a["label"].to_numpy(), a["probability"].to_numpy(),
+                            b["probability"].to_numpy())
+            out[f"{model}_minus_{other}"] = {"diff": t.diff, "var": t.se_diff**2, "p": t.p}
+    return out
+
+
+def pooled(rows: list[dict], key: str) -> dict | None:
+    """Random-effects (Paule-Mandel) meta-analysis of one paired AUC difference over the draws:
+    each draw's DeLong difference weighted by its variance, plus the between-draw variance
+    (model training differs from draw to draw). With few draws a Wilcoxon test cannot reach
+    P < 0.05 (six draws: 0.031 at best, five: 0.0625); this uses each draw's test-set size."""
+    from scipy.stats import norm
+    from statsmodels.stats.meta_analysis import combine_effects
+
+    d = [r["paired"][key] for r in rows if key in r.get("paired", {})]
+    if len(d) < 2:
+        return None
+    res = combine_effects(np.array([x["diff"] for x in d]), np.array([x["var"] for x in d]),
+                          method_re="iterated")
+    est, se = float(res.mean_effect_re), float(res.sd_eff_w_re)
+    return {"estimate": est, "se": se, "ci_low": est - 1.959964 * se,
+            "ci_high": est + 1.959964 * se, "p": float(2 * norm.sf(abs(est / se))),
+            "tau2": float(res.tau2), "draws": len(d)}
+
+
+def latent_weights(folder: Path, patients: dict, sources: dict[str, str]) -> dict:
+    """A diagnostic: what each source learnt. The least-squares weights of the generator's latent
+    cues (malignancy m, infiltration u, mismatch w; truth.json) in the logit of each source's
+    test-part probability, and the R^2. The true grade logit weighs the three equally
+    (``grade_slope``, ``infiltration_slope``, ``mismatch_slope``); a source that can see its own
+    cue but weighs it far below m has under-learnt it."""
+    import statsmodels.api as sm
+
+    from gliorad.grading.stacking import logit
+
+    out = {}
+    for name, file in sources.items():
+        p = pd.read_csv(folder / f"{file}.csv", dtype={"patient_id": str}).set_index("patient_id")
+        lat = pd.DataFrame({k: [patients[i][k] for i in p.index]
+                            for k in ("malignancy_m", "infiltration_u", "mismatch_w")}, index=p.index)
+        fit = sm.OLS(logit(p["probability"].to_numpy()), sm.add_constant(lat.astype(float))).fit()
+        out[name] = {"m": float(fit.params["malignancy_m"]), "u": float(fit.params["infiltration_u"]),
+                     "w": float(fit.params["mismatch_w"]), "r2": float(fit.rsquared)}
+    return out
+
+
 def summarise(rows: list[dict]) -> dict:
     out = {}
     for key in (*SOURCES, *MODELS, "late_fusion_bound", "oracle_test"):
@@ -122,7 +197,8 @@ def summarise(rows: list[dict]) -> dict:
             d = np.array([r[model] - r[other] for r in rows])
             p = float(wilcoxon(d).pvalue) if len(d) > 1 and np.any(d != 0) else None
             out[f"{model}_minus_{other}"] = {"mean": float(d.mean()), "wins": int((d > 0).sum()),
-                                             "draws": len(d), "wilcoxon_p": p}
+                                             "draws": len(d), "wilcoxon_p": p,
+                                             "pooled": pooled(rows, f"{model}_minus_{other}")}
     return out
 
 
@@ -135,19 +211,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cross-fit", type=int, default=3,
                         help="deep3d.cross_fit: folds of the cross-fitted CNNs behind the stacked "
                         "row (0: no stacked row)")
+    parser.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE",
+                        help="more run-config settings for every draw (e.g. synthetic.mismatch_max=0.8)")
     args = parser.parse_args(argv)
     if args.quick:
         args.draws = 2
     rows = []
     for seed in range(args.first_seed, args.first_seed + args.draws):
         ws = args.workspace / f"seed{seed}"
-        seconds = run_draw(seed, ws, args.cross_fit)
+        seconds = run_draw(seed, ws, args.cross_fit, args.extra)
         rows.append(collect(seed, ws, seconds))
         r = rows[-1]
         st = "" if r["stacked"] is None else f", stacked {r['stacked']:.3f}"
         print(f"draw seed {seed}: radiomics ({r['radiomics_sequence']}) {r['radiomics_best']:.3f}, "
               f"CNN {r['cnn']:.3f}, fused {r['fused']:.3f}{st}, oracle {r['oracle_test']:.3f} "
               f"({seconds:.0f} s)", flush=True)
+        print("  latent weights (m, u, w; R^2): " + "; ".join(
+            f"{k} {v['m']:.2f} {v['u']:.2f} {v['w']:.2f} ({v['r2']:.2f})"
+            for k, v in r["latent_weights"].items()), flush=True)
     summary = summarise(rows)
     cols = [Column("seed", "seed"), Column("best radiomics", "radiomics_best", ".3f"),
             Column("sequence", "radiomics_sequence", align="<"),
@@ -168,11 +249,15 @@ def main(argv: list[str] | None = None) -> int:
             if s is None:
                 continue
             p = "n/a" if s["wilcoxon_p"] is None else f"{s['wilcoxon_p']:.3f}"
+            pl = s["pooled"]
+            pool = ("" if pl is None else f"; pooled (random effects, DeLong variances) "
+                    f"{pl['estimate']:+.3f} ({pl['ci_low']:+.3f} to {pl['ci_high']:+.3f}), P {pl['p']:.3f}")
             print(f"{model} - {other}: mean {s['mean']:+.3f}, {model} higher in {s['wins']} of "
-                  f"{s['draws']} draws, Wilcoxon P {p}")
+                  f"{s['draws']} draws, Wilcoxon P {p}{pool}")
     write_results("fusion", {"machine": machine_info("platform", "python", "cpus"),
                              "settings": ["preset demo", *SETTINGS,
-                                          f"deep3d.cross_fit={args.cross_fit}"], "draws": rows,
+                                          f"deep3d.cross_fit={args.cross_fit}", *args.extra],
+                             "draws": rows,
                              "summary": summary})
     return 0
 
