@@ -128,6 +128,35 @@ def test_tumour_larger_than_patch_is_downscaled_and_reported():
     assert all(abs(o) <= 0.5 for o in rec.offset)
 
 
+def test_margin_keeps_context_around_a_large_tumour():
+    """A ring of 'infiltration' around the box is cut away by the paper's rule when the tumour
+    fills the patch, and kept (resampled down further) with a context margin."""
+    mask = np.zeros((40, 48, 40), np.uint8)
+    mask[10:30, 12:36, 10:30] = 2  # extent 20 x 24 x 20: exactly the patch
+    ring = np.zeros(mask.shape, np.float32)
+    ring[6:34, 8:40, 6:34] = 1.0
+    ring[mask > 0] = 0.0  # 4 voxels of signal on every side of the box, none inside
+    size = (20, 24, 20)
+    p0, _, r0 = C.crop_patch(ring, mask, size)
+    assert not r0.downscaled and r0.margin == (0, 0, 0) and p0.sum() == 0  # context lost
+    p4, m4, r4 = C.crop_patch(ring, mask, size, margin=4)
+    assert r4.downscaled and r4.margin == (4, 4, 4) and r4.bbox == r0.bbox
+    f = min(s / (e + 8) for s, e in zip(size, (20, 24, 20)))
+    assert r4.region == tuple(int(np.ceil(s / f - 1e-9)) for s in size)
+    assert all(abs(o) <= 0.5 for o in r4.offset)  # still centred on the tumour
+    assert p4.sum() > 0.2 * p4.size  # the ring is in view
+    bb = C.tumour_bbox(m4)  # the tumour keeps ~4 * f voxels of context on each side
+    assert all(lo >= 2 and s - hi >= 2 for (lo, hi), s in zip(bb, size))
+    # a small tumour that fits with its margins is cropped exactly as without them
+    small = np.zeros(mask.shape, np.uint8)
+    small[18:22, 20:26, 18:22] = 1
+    vol = ramp(mask.shape)
+    a, _, ra = C.crop_patch(vol, small, size)
+    b, _, rb = C.crop_patch(vol, small, size, margin=(2, 3, 2))
+    np.testing.assert_array_equal(a, b)
+    assert ra.start == rb.start and not rb.downscaled and rb.margin == (2, 3, 2)
+
+
 @pytest.mark.parametrize("ndim", [2, 3])
 def test_odd_sizes_and_2d(ndim):
     shape = (17, 13, 9)[:ndim]
@@ -150,6 +179,10 @@ def test_odd_sizes_and_2d(ndim):
     ({"size": (8, 8.5, 8)}, r"expected 3 positive integers"),
     ({"border": "wrap"}, r"border 'wrap' is not valid; expected one of: pad, shift"),
     ({"pad_value": "max"}, r"pad_value 'max' is not valid; expected one of: min"),
+    ({"margin": -1}, r"margin -1: expected a non-negative integer number of voxels, or 3"),
+    ({"margin": (1, 2)}, r"margin \(1, 2\): expected a non-negative integer"),
+    ({"margin": 1.5}, r"margin 1.5: expected a non-negative integer"),
+    ({"margin": "wide"}, r"margin 'wide': expected a non-negative integer"),
 ])
 def test_crop_patch_bad_arguments(kwargs, pattern):
     mask = np.zeros((6, 6, 6), np.uint8)
@@ -294,6 +327,12 @@ def test_crop_cohort_npy(cohort, tmp_path):
     other = C.crop_cohort(cohort, out, masks=masks, size=(12, 20, 16), slice_sequences=None,
                           complete_size=None, n_jobs=1)
     assert other.n_skipped == 0 and np.load(out / pid / "patch.npy").shape == (4, 12, 20, 16)
+    # a context margin is a setting: those patients are cropped again, and it is recorded
+    wide = C.crop_cohort(cohort, out, masks=masks, size=(12, 20, 16), slice_sequences=None,
+                         complete_size=None, margin=3, n_jobs=1)
+    assert wide.n_skipped == 0
+    rec = json.loads((out / pid / f"{pid}.json").read_text(encoding="utf-8"))
+    assert rec["settings"]["margin"] == [3, 3, 3] and rec["patch"]["margin"] == [3, 3, 3]
 
 
 def test_crop_cohort_nifti_geometry(cohort, tmp_path):
@@ -337,16 +376,23 @@ def test_crop_cohort_failure_keeps_others_and_cli(cohort, tmp_path):
     good = _auto_masks(cohort, tmp_path / "good")
     res = runner.invoke(app, ["crop", str(cohort), "--out", str(tmp_path / "c"), "--masks",
                               str(good), "--size", "8x8x8", "--slice-sequences", "none",
-                              "--complete-size", "none", "--format", "nifti", "--jobs", "1"])
+                              "--complete-size", "none", "--format", "nifti", "--jobs", "1",
+                              "--margin", "1,2,2"])
     assert res.exit_code == 0, res.output
     assert "cropped 4 patients" in res.output
     assert "note: tumour larger than the patch, resampled down" in res.output
+    pid = ids[0]
+    rec = json.loads((tmp_path / "c" / pid / f"{pid}.json").read_text(encoding="utf-8"))
+    assert rec["patch"]["margin"] == [1, 2, 2]
     for argv, pattern in [
         (["--size", "8,8"], "--size '8,8': expected 3 positive integers"),
         (["--format", "png"], "format 'png' is not valid; expected one of: npy, nifti"),
         (["--slice-sequences", "t1,dwi"], "slice sequences ['dwi'] are not among the cropped"),
         (["--border", "x"], "border 'x' is not valid"),
         (["--sequences", "dwi"], "sequences ['dwi'] not found in cohort"),
+        (["--margin", "wide"], "--margin 'wide': expected a number of voxels such as 8"),
+        (["--margin", "4,8"], "margin (4, 8): expected a non-negative integer number of voxels"),
+        (["--margin", "-2"], "margin -2: expected a non-negative integer number of voxels"),
     ]:
         res = runner.invoke(app, ["crop", str(cohort), "--out", str(tmp_path / "d"), *argv])
         assert res.exit_code == 2 and pattern in res.output, (argv, res.output)

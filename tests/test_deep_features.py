@@ -178,6 +178,30 @@ def test_config_file_starts_from_preset(tmp_path):
         load_deep3d_config("fast")
 
 
+def test_cnn3d_margin_keeps_context_of_large_tumours(cohort, tmp_path):
+    """``margin``: patients whose tumour box plus margins fits the patch get the same input as
+    without it; larger ones are resampled down further (so their surroundings stay in view)."""
+    from gliorad.features.deep3d import prepare_inputs_3d
+
+    coh, _ = cohort
+    ids = sorted(coh.ids)
+    plain, rec0, _ = prepare_inputs_3d(coh, ids, cfg3d())
+    wide, rec4, _ = prepare_inputs_3d(coh, ids, cfg3d(margin=4))
+    fits = [p for p in ids if all(hi - lo + 8 <= 16 for lo, hi in rec0[p]["bbox"])]
+    larger = [p for p in ids if p not in fits]
+    assert fits and larger  # this cohort has both at 16 voxels (4 mm)
+    for p in fits:
+        np.testing.assert_array_equal(plain[p], wide[p])
+    for p in larger:
+        assert rec4[p]["downscaled"] and min(rec4[p]["scale"]) < min(rec0[p]["scale"])
+    assert cfg3d(margin=4).margin == (4, 4, 4)
+    with pytest.raises(ValueError, match=r"margin \(-1, -1, -1\) must be non-negative"):
+        cfg3d(margin=-1)
+    p = tmp_path / "deep.yaml"
+    p.write_text("preset: demo\nmargin: [2, 4, 4]\n")
+    assert load_deep3d_config(p).margin == (2, 4, 4)
+
+
 def test_cnn3d_bad_inputs(cohort, tmp_path):
     coh, clin = cohort
     train, _ = split(clin)

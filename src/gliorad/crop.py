@@ -22,6 +22,13 @@ the patch along any axis is handled by cutting a larger region, ``ceil(size / f)
 ``f = min(size / extent)``, and resampling it down to ``size`` (Gaussian anti-aliasing and linear
 interpolation for images, nearest neighbour for the mask); the record says so (``downscaled``,
 ``scale``).
+
+**Context margin** (not in the paper; ``margin``, voxels per axis, default 0). The paper's rule
+keeps only the box when a tumour is larger than the patch, so the tissue around a large tumour
+(e.g. non-enhancing infiltration beyond the delineated oedema) is cut away for exactly the largest
+tumours. With ``margin = g`` the box is grown by ``g`` voxels on each side before the rule above:
+a tumour whose box plus margins fits is cropped exactly as before (same centre, same patch); a
+larger one is resampled down until box and margins fit.
 """
 
 from __future__ import annotations
@@ -72,6 +79,7 @@ class CropRecord:
     offset: tuple[float, ...]
     tumour_voxels: int
     border: str
+    margin: tuple[int, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,6 +95,22 @@ def _check_size(size: Sequence[int], ndim: int, name: str = "size") -> tuple[int
         raise GlioradInputError(
             f"{name} {tuple(size)}: expected {ndim} positive integers (one per array axis, "
             f"in the arrays' (z, y, x) order)"
+        )
+    return out
+
+
+def _check_margin(margin: int | Sequence[int], ndim: int, name: str = "margin") -> tuple[int, ...]:
+    """Context margin in voxels: one non-negative integer for every axis, or one per axis."""
+    values = [margin] * ndim if np.isscalar(margin) else list(margin)
+    try:
+        out = tuple(int(v) for v in values)
+        ok = len(out) == ndim and all(o >= 0 and float(v) == o for v, o in zip(values, out))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise GlioradInputError(
+            f"{name} {margin!r}: expected a non-negative integer number of voxels, or {ndim} of "
+            f"them (one per array axis, in the arrays' (z, y, x) order)"
         )
     return out
 
@@ -181,6 +205,7 @@ def crop_patch(
     *,
     border: str = "pad",
     pad_value: float | str = 0.0,
+    margin: int | Sequence[int] = 0,
 ) -> tuple[Volumes, np.ndarray, CropRecord]:
     """Cut a patch of ``size`` voxels centred on the tumour from each volume (and the mask).
 
@@ -196,6 +221,9 @@ def crop_patch(
         See the module docstring.
     pad_value : float or "min"
         Value for voxels outside the image (``"min"``: each volume's minimum).
+    margin : int or sequence of int
+        Voxels of context kept on every side of the tumour's box (one value, or one per axis);
+        see the module docstring. 0 (default) is the paper's cropping.
 
     Returns
     -------
@@ -208,13 +236,15 @@ def crop_patch(
     vols, single = _as_dict(volumes)
     _check_shapes(vols, m.shape, "mask")
     size_t = _check_size(size, m.ndim)
+    margin_t = _check_margin(margin, m.ndim)
     bbox = tumour_bbox(m)
-    extent = [hi - lo for lo, hi in bbox]
+    box = [(lo - g, hi + g) for (lo, hi), g in zip(bbox, margin_t)]  # same centre as bbox
+    extent = [hi - lo for lo, hi in box]
     f = min(1.0, min(s / e for s, e in zip(size_t, extent)))
     downscaled = f < 1.0
     region = tuple(s if not downscaled else max(s, math.ceil(s / f - 1e-9)) for s in size_t)
     start = []
-    for (lo, hi), r, n in zip(bbox, region, m.shape):
+    for (lo, hi), r, n in zip(box, region, m.shape):
         s0 = (lo + hi - r) // 2
         if border == "shift" and r <= n:
             s0 = min(max(s0, 0), n - r)
@@ -232,7 +262,7 @@ def crop_patch(
         size=size_t, bbox=bbox, centre=centre, start=tuple(start), region=region,
         padding=padding, downscaled=downscaled,
         scale=tuple(s / r for s, r in zip(size_t, region)), offset=offset,
-        tumour_voxels=int(np.count_nonzero(m > 0)), border=border,
+        tumour_voxels=int(np.count_nonzero(m > 0)), border=border, margin=margin_t,
     )
     return (patches[""] if single else patches), mask_patch, record
 
@@ -434,7 +464,8 @@ def _crop_one(pid: str, images: dict[str, str], mask: str, out_dir: str, setting
         folder = Path(out_dir) / pid
         seqs = list(images)
         patches, mpatch, rec = crop_patch(arrays, seg, settings["size"], border=settings["border"],
-                                          pad_value=settings["pad_value"])
+                                          pad_value=settings["pad_value"],
+                                          margin=settings.get("margin", 0))
         written: dict[str, str] = {}
 
         def save_npy(name: str, arr: np.ndarray) -> None:
@@ -495,6 +526,7 @@ def crop_cohort(
     size: Sequence[int] = PAPER_PATCH_SIZE,
     border: str = "pad",
     pad_value: float | str = 0.0,
+    margin: int | Sequence[int] = 0,
     slice_sequences: Sequence[str] | None = PAPER_SLICE_SEQUENCES,
     slice_size: Sequence[int] = PAPER_SLICE_SIZE,
     complete_size: Sequence[int] | None = PAPER_PATCH_SIZE,
@@ -537,6 +569,7 @@ def crop_cohort(
             f"subset of: {', '.join(sorted({k for p in cohort.patients.values() for k in p.files} - {'seg'}))}"
         )
     size_t = _check_size(size, 3)
+    margin_t = _check_margin(margin, 3)
     slice_seqs = list(slice_sequences) if slice_sequences else []
     missing = [s for s in slice_seqs if s not in seqs]
     if missing:
@@ -545,6 +578,7 @@ def crop_cohort(
         )
     settings = _settings(
         size=size_t, border=border, pad_value=pad_value, sequences=seqs, slice_sequences=slice_seqs,
+        **({"margin": margin_t} if any(margin_t) else {}),
         slice_size=_check_size(slice_size, 2, "slice_size"),
         complete_size=_check_size(complete_size, 3, "complete_size") if complete_size else None,
         format=fmt, masks=str(masks) if masks is not None else "manual",

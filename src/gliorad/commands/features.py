@@ -45,6 +45,18 @@ def _int_tuple(value: str, name: str, n: int) -> tuple[int, ...]:
     return out
 
 
+def _margin(value: str) -> int | tuple[int, ...]:
+    """``--margin``: one number of voxels for every axis, or z,y,x (checked by crop_cohort)."""
+    parts = [v.strip() for v in value.split(",") if v.strip()]
+    try:
+        out = tuple(int(v) for v in parts)
+    except ValueError as err:
+        raise GlioradInputError(
+            f"--margin {value!r}: expected a number of voxels such as 8, or z,y,x such as 4,8,8"
+        ) from err
+    return out[0] if len(out) == 1 else out
+
+
 def _cohort(cohort_dir: Path, config: Path | None):
     from gliorad.cohort import discover_cohort
     from gliorad.config import load_config
@@ -164,6 +176,10 @@ def crop(
         help="Complete-MRI volume size z,y,x; 'none' to skip.")] = "96,128,96",
     fmt: Annotated[str, typer.Option("--format", help="npy or nifti.")] = "npy",
     border: Annotated[str, typer.Option(help="pad (centred, padded) or shift (inside image).")] = "pad",
+    margin: Annotated[str, typer.Option(
+        help="Voxels of context kept around the tumour's box (one number, or z,y,x); a tumour "
+        "whose box plus margins exceeds the patch is resampled down until both fit. 0: the "
+        "paper's cropping.")] = "0",
     jobs: Annotated[int, typer.Option(help="Parallel patients; -1 = all cores.")] = -1,
     overwrite: Annotated[bool, typer.Option(help="Redo patients already cropped.")] = False,
     config: Annotated[Path | None, typer.Option(help="YAML config (cohort section).")] = None,
@@ -183,7 +199,7 @@ def crop(
                 slice_size=_int_tuple(slice_size, "--slice-size", 2),
                 complete_size=None if complete_size.lower() == "none"
                 else _int_tuple(complete_size, "--complete-size", 3),
-                fmt=fmt, border=border, n_jobs=jobs, overwrite=overwrite,
+                fmt=fmt, border=border, margin=_margin(margin), n_jobs=jobs, overwrite=overwrite,
             )
         except CropFailedError as err:
             _crop_summary(err.result)  # the patients that succeeded were written

@@ -9,6 +9,8 @@ Input (:func:`prepare_inputs_3d`)
     * ``input="patch"``: the tumour-centred patch of ``size`` voxels (:func:`gliorad.crop.
       crop_patch`, the paper's coordinate cropping, 96x128x96 at 1 mm; a tumour larger than the
       patch is resampled down, recorded), from the manual mask or a folder of automatic masks;
+      ``margin`` (voxels, not in the paper, default 0) keeps that much tissue around the
+      tumour's box when the tumour is resampled down, so its surroundings stay in view;
     * ``input="full"``: the complete MRI (the ablation's "complete MRI"), cut to the brain's
       bounding box and resampled to ``size`` with its aspect kept
       (:func:`gliorad.crop.complete_volume`).
@@ -60,7 +62,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from gliorad.crop import BORDER_MODES, PAPER_PATCH_SIZE, complete_volume, crop_patch
 from gliorad.errors import GlioradInputError, check_option
@@ -130,11 +132,20 @@ class Deep3DConfig(Augmented):
     input: str = "patch"
     size: tuple[int, int, int] = PAPER_PATCH_SIZE
     border: str = "pad"
+    margin: tuple[int, int, int] = Field(
+        (0, 0, 0), description="voxels of context kept around the tumour's box (z, y, x; one "
+        "number for all axes): a tumour whose box plus margins exceeds the patch is resampled "
+        "down until both fit (0: the paper's cropping; gliorad.crop.crop_patch)")
     net: Net3DConfig = Field(default_factory=Net3DConfig)
     val_fraction: float = Field(0.25, ge=0, lt=1, description="of the training patients")
     weights: str = "best"
     predict_batch_size: int = Field(4, ge=1)
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=200, batch_size=8))
+
+    @field_validator("margin", mode="before")
+    @classmethod
+    def _one_margin_for_all_axes(cls, v: Any) -> Any:
+        return (v, v, v) if isinstance(v, int | float) and not isinstance(v, bool) else v
 
     @model_validator(mode="after")
     def _check(self) -> Deep3DConfig:
@@ -146,6 +157,8 @@ class Deep3DConfig(Augmented):
             raise ValueError(f"sequences {self.sequences} must be non-empty and without duplicates")
         if any(s < 1 for s in self.size):
             raise ValueError(f"size {self.size} must be positive")
+        if any(g < 0 for g in self.margin):
+            raise ValueError(f"margin {self.margin} must be non-negative (voxels)")
         return self
 
     @property
@@ -188,7 +201,7 @@ def _prepare_one(files: Mapping[str, Path], settings: Mapping[str, Any]) -> tupl
                 f"{files[seqs[0]]} {shape}; expected the mask on the images' grid"
             )
         patches, _, rec = crop_patch(vols, mask, settings["size"], border=settings["border"],
-                                     pad_value=0.0)
+                                     pad_value=0.0, margin=settings.get("margin", 0))
         arr = np.stack([patches[s] for s in seqs])
         record = {"downscaled": rec.downscaled, "scale": list(rec.scale),
                   "bbox": [list(b) for b in rec.bbox], "start": list(rec.start)}
@@ -208,7 +221,7 @@ def prepare_inputs_3d(
     cfg = config
     files = input_files(cohort, ids, cfg.sequences, masks, need_mask=cfg.input == "patch")
     settings = {"sequences": list(cfg.sequences), "input": cfg.input, "size": list(cfg.size),
-                "border": cfg.border}
+                "border": cfg.border, "margin": list(cfg.margin)}
     arrays, records = prepare_all(_prepare_one, files, settings, n_jobs)
     return arrays, records, files
 
@@ -401,7 +414,7 @@ def deep_features_3d(
     try:
         t0 = time.perf_counter()
         settings = {"sequences": list(cfg.sequences), "input": cfg.input, "size": list(cfg.size),
-                    "border": cfg.border}
+                    "border": cfg.border, "margin": list(cfg.margin)}
         inputs, records = prepare_all(_prepare_one, files, settings, n_jobs)
         t_prepare = time.perf_counter() - t0
         trained = train_cnn3d(
