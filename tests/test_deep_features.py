@@ -195,6 +195,11 @@ def test_cnn3d_margin_keeps_context_of_large_tumours(cohort, tmp_path):
     for p in larger:
         assert rec4[p]["downscaled"] and min(rec4[p]["scale"]) < min(rec0[p]["scale"])
     assert cfg3d(margin=4).margin == (4, 4, 4)
+    # the default is left out of the settings, so runs made before the option keep their
+    # fingerprints and trained networks; a margin is recorded and read back
+    assert "margin" not in cfg3d().model_dump(mode="json")
+    dumped = cfg3d(margin=(2, 3, 4)).model_dump(mode="json")
+    assert dumped["margin"] == [2, 3, 4] and Deep3DConfig.model_validate(dumped).margin == (2, 3, 4)
     with pytest.raises(ValueError, match=r"margin \(-1, -1, -1\) must be non-negative"):
         cfg3d(margin=-1)
     p = tmp_path / "deep.yaml"

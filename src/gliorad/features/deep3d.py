@@ -62,7 +62,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_serializer, model_validator
 
 from gliorad.crop import BORDER_MODES, PAPER_PATCH_SIZE, complete_volume, crop_patch
 from gliorad.errors import GlioradInputError, check_option
@@ -141,6 +141,15 @@ class Deep3DConfig(Augmented):
     weights: str = "best"
     predict_batch_size: int = Field(4, ge=1)
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=200, batch_size=8))
+
+    @model_serializer(mode="wrap")
+    def _omit_zero_margin(self, handler: Any) -> dict[str, Any]:
+        # A default margin is left out, so the settings (stage fingerprints, model folders,
+        # bundles) of runs made before the option existed stay the same: no retraining.
+        out = handler(self)
+        if isinstance(out, dict) and not any(self.margin):
+            out.pop("margin", None)
+        return out
 
     @field_validator("margin", mode="before")
     @classmethod
