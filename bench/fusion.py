@@ -87,13 +87,15 @@ def collect(seed: int, ws: Path, seconds: float) -> dict:
     pats = truth["patients"]
     y = np.array([pats[p]["grade_group"] == "HGG" for p in test])
     prob = np.array([pats[p]["grade_probability"] for p in test])
-    bound = late_fusion_bound(ws / "grade" / "tables" / "predictions", f"radiomics_{chosen}")
     files = {"radiomics_best": f"radiomics_{best}", "radiomics_val_chosen": f"radiomics_{chosen}",
              "cnn": "cnn_patch_se", "fused": "fused_patch_se",
              **({"stacked": "stacked_patch_se"} if stacked is not None else {})}
-    paired = paired_differences(ws / "grade" / "tables" / "predictions", files)
-    weights = latent_weights(ws / "grade" / "tables" / "predictions", pats,
-                             {"radiomics": f"radiomics_{chosen}", "cnn": "cnn_patch_se"})
+    folder = ws / "grade" / "tables" / "predictions"  # test-part predictions of each row
+    preds = {k: pd.read_csv(folder / f"{f}.csv", dtype={"patient_id": str}).set_index("patient_id")
+             for k, f in files.items()}
+    bound = late_fusion_bound(preds["radiomics_val_chosen"], preds["cnn"])
+    paired = paired_differences(preds)
+    weights = latent_weights({"radiomics": preds["radiomics_val_chosen"], "cnn": preds["cnn"]}, pats)
     return {"seed": seed, "seconds": seconds, "n_test": len(test),
             "radiomics_best": rad[best], "radiomics_sequence": best, "radiomics": rad,
             "radiomics_val_chosen": rad[chosen], "radiomics_val_sequence": chosen,
@@ -107,30 +109,26 @@ MODELS = ("fused", "stacked")
 SOURCES = ("radiomics_best", "radiomics_val_chosen", "cnn")
 
 
-def late_fusion_bound(folder: Path, radiomics: str) -> float:
+def late_fusion_bound(r: pd.DataFrame, c: pd.DataFrame) -> float:
     """A diagnostic, not a model: the test AUC of a logistic regression of the test labels on the
-    two sources' test logits (radiomics set ``radiomics``, the CNN), fitted on those same test
-    patients. No late fusion of these two scores can do much better; when this is barely above
+    two sources' test logits (radiomics predictions ``r``, the CNN's ``c``), fitted on those same
+    test patients. No late fusion of these two scores can do much better; when this is barely above
     the better source, fusion is limited by what each source learnt, not by how they are
     combined."""
     from sklearn.linear_model import LogisticRegression
 
     from gliorad.grading.stacking import logit
 
-    r = pd.read_csv(folder / f"{radiomics}.csv", dtype={"patient_id": str}).set_index("patient_id")
-    c = pd.read_csv(folder / "cnn_patch_se.csv", dtype={"patient_id": str}).set_index("patient_id")
     Z = np.column_stack([logit(r["probability"]), logit(c["probability"].loc[r.index])])
     fit = LogisticRegression(C=1e6).fit(Z, r["label"].to_numpy())
     return roc_auc(r["label"].to_numpy(), fit.predict_proba(Z)[:, 1])
 
 
-def paired_differences(folder: Path, files: dict[str, str]) -> dict:
+def paired_differences(preds: dict[str, pd.DataFrame]) -> dict:
     """DeLong paired AUC difference (and its variance) of each fused model minus each source on
-    this draw's test patients."""
+    this draw's test patients (``preds``: the test-part predictions by row kind)."""
     from gliorad.stats import delong_test
 
-    preds = {k: pd.read_csv(folder / f"{f}.csv", dtype={"patient_id": str}).set_index("patient_id")
-             for k, f in files.items()}
     out = {}
     for model in MODELS:
         if model not in preds:
@@ -157,13 +155,14 @@ def pooled(rows: list[dict], key: str) -> dict | None:
         return None
     res = combine_effects(np.array([x["diff"] for x in d]), np.array([x["var"] for x in d]),
                           method_re="iterated")
-    est, se = float(res.mean_effect_re), float(res.sd_eff_w_re)
-    return {"estimate": est, "se": se, "ci_low": est - 1.959964 * se,
-            "ci_high": est + 1.959964 * se, "p": float(2 * norm.sf(abs(est / se))),
+    re_ = res.summary_frame().loc["random effect"]
+    est, se = float(re_["eff"]), float(re_["sd_eff"])
+    return {"estimate": est, "se": se, "ci_low": float(re_["ci_low"]),
+            "ci_high": float(re_["ci_upp"]), "p": float(2 * norm.sf(abs(est / se))),
             "tau2": float(res.tau2), "draws": len(d)}
 
 
-def latent_weights(folder: Path, patients: dict, sources: dict[str, str]) -> dict:
+def latent_weights(sources: dict[str, pd.DataFrame], patients: dict) -> dict:
     """A diagnostic: what each source learnt. The least-squares weights of the generator's latent
     cues (malignancy m, infiltration u, mismatch w; truth.json) in the logit of each source's
     test-part probability, and the R^2. The true grade logit weighs the three equally
@@ -174,8 +173,7 @@ def latent_weights(folder: Path, patients: dict, sources: dict[str, str]) -> dic
     from gliorad.grading.stacking import logit
 
     out = {}
-    for name, file in sources.items():
-        p = pd.read_csv(folder / f"{file}.csv", dtype={"patient_id": str}).set_index("patient_id")
+    for name, p in sources.items():
         lat = pd.DataFrame({k: [patients[i][k] for i in p.index]
                             for k in ("malignancy_m", "infiltration_u", "mismatch_w")}, index=p.index)
         fit = sm.OLS(logit(p["probability"].to_numpy()), sm.add_constant(lat.astype(float))).fit()
