@@ -25,6 +25,7 @@ row number is the line in the file (the header is row 1), as a spreadsheet shows
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -33,6 +34,8 @@ import pandas as pd
 
 from gliorad.config import DAYS_PER_UNIT, ClinicalConfig
 from gliorad.errors import GlioradInputError
+
+log = logging.getLogger(__name__)
 
 FIELDS: tuple[str, ...] = (
     "patient_id", "age", "sex", "grade", "histology", "location", "laterality", "enhancement",
@@ -245,18 +248,57 @@ def read_clinical_raw(path: str | Path) -> pd.DataFrame:
 
 
 def read_clinical(
-    path: str | Path, cfg: ClinicalConfig | None = None, require: Iterable[str] = ()
+    path: str | Path, cfg: ClinicalConfig | None = None, require: Iterable[str] = (),
+    excluded: list[dict[str, object]] | None = None,
 ) -> pd.DataFrame:
     """Read and check a clinical table; raise :class:`GlioradInputError` listing every problem.
 
-    ``require`` names fields every row must have (e.g. ``("os_time", "event")`` for survival).
+    ``require`` names fields an analysis needs (e.g. ``("os_time", "event")`` for survival).
+    With ``cfg.missing == "exclude"`` (the default) a row that lacks one is left out of the
+    returned table with a warning, and recorded in ``excluded`` (see :func:`drop_missing`);
+    with ``"error"`` every such row is a problem.
     """
     p = Path(path)
+    cfg = cfg or ClinicalConfig()
     table, problems = parse_clinical(read_clinical_raw(p), cfg, source=p.name)
-    problems += missing_required(table, require, p.name)
     if problems:
         raise GlioradInputError(problems)
-    return table
+    return drop_missing(table, require, p.name, cfg.missing, excluded)
+
+
+def drop_missing(
+    table: pd.DataFrame, require: Iterable[str], source: str, policy: str = "exclude",
+    excluded: list[dict[str, object]] | None = None,
+) -> pd.DataFrame:
+    """``table`` without the rows that lack a required field.
+
+    ``policy`` ``"error"`` raises one line per such row instead. Each left-out patient is
+    appended to ``excluded`` as ``{"patient_id", "row", "missing": [fields], "source"}`` and
+    the count is logged as a warning.
+    """
+    require = tuple(require)
+    if policy == "error":
+        problems = missing_required(table, require, source)
+        if problems:
+            raise GlioradInputError([f"{m} (clinical.missing: error; set it to exclude to leave "
+                                     "such patients out of this analysis)" for m in problems])
+        return table
+    canon = {"os_time": "os_days", "grade": "grade_group"}
+    for fld in require:
+        if canon.get(fld, fld) not in table.columns:
+            raise GlioradInputError(f"unknown clinical field {fld!r}; expected one of: {', '.join(FIELDS)}")
+    lacks = {pid: [f for f in require if pd.isna(table.at[pid, canon.get(f, f)])] for pid in table.index}
+    lacks = {pid: fields for pid, fields in lacks.items() if fields}
+    if not lacks:
+        return table
+    records = [{"patient_id": str(pid), "row": int(table.at[pid, "_row"]) if "_row" in table.columns
+                else None, "missing": fields, "source": source} for pid, fields in lacks.items()]
+    if excluded is not None:
+        excluded.extend(records)
+    ids = [r["patient_id"] for r in records]
+    log.warning("%s: %d patient(s) lack %s and are left out of this analysis: %s%s", source,
+                len(ids), " / ".join(require), ", ".join(ids[:10]), " ..." if len(ids) > 10 else "")
+    return table.drop(index=list(lacks))
 
 
 def missing_required(table: pd.DataFrame, require: Iterable[str], source: str) -> list[str]:

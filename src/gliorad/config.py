@@ -72,6 +72,10 @@ class ClinicalConfig(_Strict):
     ``categories`` replaces the allowed values of a categorical field; ``aliases`` adds spellings
     (``{"histology": {"glioblastoma multiforme": "GBM"}}``); ``event_values`` maps other codings
     of the event column to 0/1 (``{"DECEASED": 1, "LIVING": 0}``).
+
+    ``missing`` says what happens to a patient who lacks a field an analysis needs (grade for
+    grading, survival time and event for survival): ``exclude`` (default) leaves the patient out
+    of that analysis only, counted and listed; ``error`` refuses the table, one line per row.
     """
 
     path: Path | None = None
@@ -82,6 +86,7 @@ class ClinicalConfig(_Strict):
     event_values: dict[str, int] = Field(default_factory=dict)
     age_range: tuple[float, float] = (0.0, 120.0)
     max_time_years: float = Field(50.0, gt=0)
+    missing: Literal["exclude", "error"] = "exclude"
 
 
 class GlioradConfig(_Strict):

@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gliorad.config import ClinicalConfig, CohortConfig
 from gliorad.errors import GlioradInputError, check_option
+from gliorad.settings import WHOLE, merge, relative
 
 PRESET_DIR = Path(__file__).parent / "presets"
 RUN_PRESETS = ("demo", "paper")
@@ -76,11 +77,9 @@ class ReportSection(_Strict):
     title: str = "gliorad report"
 
 
-def _merge(base: dict, update: Mapping) -> dict:
-    out = dict(base)
-    for k, v in update.items():
-        out[k] = _merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), dict) else v
-    return out
+def _merge(base: Mapping, update: Mapping, section: str | None = None) -> dict:
+    """:func:`gliorad.settings.merge` at the run config's root, or inside ``section``."""
+    return merge(base, update, WHOLE if section is None else relative(WHOLE, section))
 
 
 def _lines(err: ValidationError, where: str) -> list[str]:
@@ -253,7 +252,7 @@ def parse_run_config(data: Mapping[str, Any], source: str = "config",
     if own["enabled"]:
         check_option(f"{where('segmentation')}.preset", str(own["preset"]), SEG_PRESETS)
         seg_base = SEG_PRESETS[str(own["preset"])]().model_dump()
-        segmentation = _validate(SegmentationConfig, _merge(seg_base, rest), where("segmentation"))
+        segmentation = _validate(SegmentationConfig, _merge(seg_base, rest, "segmentation"), where("segmentation"))
 
     radiomics = _check_radiomics(_validate(RadiomicsSection, sec["radiomics"], where("radiomics")),
                                  where("radiomics"), base)
@@ -276,7 +275,7 @@ def parse_run_config(data: Mapping[str, Any], source: str = "config",
         base3 = load_stage_config(str(own["preset"]), deep3d.PRESETS, deep3d.Deep3DConfig, "3D")
         for v in variants:
             check_option(f"{where('deep3d')}.variants", str(v), DEEP3D_VARIANTS)
-            merged = _merge(_merge(base3.model_dump(), rest), DEEP3D_VARIANTS[v])
+            merged = _merge(_merge(base3.model_dump(), rest, "deep3d"), DEEP3D_VARIANTS[v], "deep3d")
             deep3d_cfgs[v] = validate_config(deep3d.Deep3DConfig, merged, where("deep3d"))
 
     own, rest = _split(sec["deep2d"], {"enabled": True, "preset": "demo", "imagenet_weights": None},
@@ -285,7 +284,7 @@ def parse_run_config(data: Mapping[str, Any], source: str = "config",
     if own["enabled"]:
         check_option(f"{where('deep2d')}.preset", str(own["preset"]), deep2d.PRESETS)
         base2 = load_stage_config(str(own["preset"]), deep2d.PRESETS, deep2d.Deep2DConfig, "2D")
-        deep2d_cfg = validate_config(deep2d.Deep2DConfig, _merge(base2.model_dump(), rest),
+        deep2d_cfg = validate_config(deep2d.Deep2DConfig, _merge(base2.model_dump(), rest, "deep2d"),
                                      where("deep2d"))
         if own["imagenet_weights"] is not None:
             weights = Path(str(own["imagenet_weights"]))
@@ -310,9 +309,9 @@ def parse_run_config(data: Mapping[str, Any], source: str = "config",
     if own["enabled"]:
         check_option(f"{where('survival')}.preset", str(own["preset"]), SURV_PRESETS)
         merged = _merge({**SURV_PRESETS[str(own["preset"])], "seed": run.seed, "n_jobs": run.n_jobs},
-                        rest)
+                        rest, "survival")
         if deep2d_cfg is None:
-            merged = _merge(merged, {"sequence": {"deep_prefix": None}})
+            merged = _merge(merged, {"sequence": {"deep_prefix": None}}, "survival")
         survival = _validate(SurvivalConfig, merged, where("survival"))
 
     report = _validate(ReportSection, sec["report"], where("report"))

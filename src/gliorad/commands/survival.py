@@ -60,10 +60,10 @@ def _validation_problems(err: Any, source: str) -> GlioradInputError:
 
 
 def _merge(base: dict[str, Any], upd: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in upd.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
+    """The settings merge rule inside the survival section (a given split replaces the preset's)."""
+    from gliorad.settings import WHOLE, merge, relative
+
+    return merge(base, upd, relative(WHOLE, "survival"))
 
 
 def _settings(
