@@ -32,13 +32,38 @@ Data flow (:func:`run_analysis`):
 :func:`cross_validate` repeats 3-4 inside stratified folds of the training cohort
 (``gliorad survival cv``); :func:`write_analysis` / :func:`write_cv` write the artifacts.
 
-Robustness (Part 7): fewer than ``min_events_per_factor`` events per coefficient warns
-(:class:`SurvivalWarning`, also listed in ``metrics.json``); a Cox fit that cannot converge (an
-error from the fitter, or a coefficient whose standard error over the factor's range exceeds
-``MAX_SE_SPAN`` on the log-hazard scale: complete separation, a level without events) is refused
-with a message naming the factors; factors with a single level in a cohort are left out of that
-cohort's model (noted); missing clinical values are dropped (complete case, counted per cohort)
-or imputed (training median / most frequent level), as configured.
+Robustness (Part 7, and issue 16 "no dead ends"): a scientific outcome is a result, never an
+error. Fewer than ``min_events_per_factor`` events per coefficient warns
+(:class:`SurvivalWarning`, also listed in ``metrics.json``). A Cox coefficient that cannot be
+estimated (an error from the fitter, or a standard error over the factor's range above
+``MAX_SE_SPAN`` on the log-hazard scale: complete separation, a level without events) leaves its
+factor out of that model with a warning (:func:`fit_estimable`); factors with a single level in
+a cohort are left out of that cohort's refit (noted); missing clinical values are dropped
+(complete case, counted per cohort) or imputed (training median / most frequent level), as
+configured. The factor rule of each model is ``clinical_selection`` / ``integrated_selection``:
+``paper`` (the P-value rule above) or ``prespecified`` (every usable factor of ``factors``; the
+integrated model adds the signature). Dead ends and what happens instead:
+
+* no factor kept for the integrated model (signature included): the integrated model **is** the
+  clinical model (``metrics["models"]["integrated"]["same_as_clinical"]``, with the reason);
+* no factor kept for either model: both are None with the reason; the signature's own C-index,
+  hazard ratio, Kaplan-Meier curves and log-rank test are still reported (an empty Cox model is
+  not a model, so none is built);
+* a constant signature (the elastic net keeps no feature, or its penalty cannot be
+  cross-validated on few events) or every training patient in one risk group: the signature is
+  left out of the Cox models; its C-index, hazard ratio and log-rank test are null with the
+  reason;
+* few training events: the signature's penalty search uses fewer folds (down to 2); the
+  sequence choice uses fewer folds or its stated fallback (:mod:`.sequence_choice`); an
+  ``optimal`` cut-off that cannot be searched falls back to the median;
+* in a cohort, an undefined metric (no event, no comparable pairs, one risk group, a hazard
+  ratio that cannot be estimated, calibration beyond the follow-up) is null and
+  ``metrics["cohorts"][name]["null_reasons"][key]`` says why; every other cohort and metric is
+  still computed.
+
+Errors remain for bad input only (missing columns, unknown split values, a signature feature
+absent from a cohort's table) and for a training cohort without any event (nothing can be
+fitted).
 """
 
 from __future__ import annotations
@@ -58,10 +83,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from gliorad.errors import GlioradInputError, check_option
 from gliorad.survival.cox import CoxModel
 from gliorad.survival.cox_tables import (
+    TABLE_COLUMNS,
     CoxFit,
     CoxSelection,
     multivariable_cox,
-    select_cox_factors,
     univariate_cox,
 )
 from gliorad.survival.nomogram import Nomogram, build_nomogram
@@ -126,6 +151,9 @@ class SequenceConfig(_Strict):
 
     Radiomics columns are ``<sequence>_...``; deep (2D dual-task CNN) columns start with
     ``deep_prefix``. ``sequences`` empty: every feature column is used, no sequence choice.
+    ``fallback``: what the signature uses when the choice cannot be estimated (too few patients
+    per prognosis class for a 2-fold CV): ``all`` candidate sequences' radiomics, or the
+    ``first`` candidate (:func:`gliorad.survival.sequence_choice.choose_sequence`).
     """
 
     sequences: list[str] = Field(default_factory=lambda: ["t1", "t1ce", "t2"])
@@ -139,6 +167,7 @@ class SequenceConfig(_Strict):
     cv_folds: int = Field(5, ge=2)
     threshold: Literal["observed_median", "km_median"] = "observed_median"
     censored: Literal["exclude", "favourable"] = "exclude"
+    fallback: Literal["all", "first"] = "all"
 
 
 class SignatureConfig(_Strict):
@@ -173,7 +202,14 @@ DEFAULT_LABELS = {
 
 class SurvivalConfig(_Strict):
     """Every setting of the survival analysis. Times are in days (the clinical table's unit
-    is converted on reading); ``times`` are the nomogram / calibration horizons."""
+    is converted on reading); ``times`` are the nomogram / calibration horizons.
+
+    ``clinical_selection`` / ``integrated_selection``: the factor rule of each Cox model.
+    ``paper`` (Xu et al. 2022): univariate P < ``p_threshold``, then multivariable
+    P < ``p_threshold``, refitted. ``prespecified`` (the rms / TRIPOD habit): every usable factor
+    of ``factors`` (the integrated model adds the signature), no P-value selection; a factor with
+    a single level or that cannot be estimated in the training cohort is left out with a warning.
+    """
 
     population: Literal["LGG", "all"] = "LGG"
     split: SplitConfig = Field(default_factory=SplitConfig)
@@ -185,6 +221,8 @@ class SurvivalConfig(_Strict):
     reference_levels: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_REFERENCES))
     labels: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_LABELS))
     p_threshold: float = Field(0.05, gt=0.0, lt=1.0)
+    clinical_selection: Literal["paper", "prespecified"] = "paper"
+    integrated_selection: Literal["paper", "prespecified"] = "paper"
     force_signature: bool = False
     min_level_size: int = Field(5, ge=0)
     missing: Literal["complete_case", "impute"] = "complete_case"
@@ -217,12 +255,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "sequence": {"sequences": ["t1", "t1ce", "t2"], "top_k": 10},
         "cutoff": "median", "times": [365.0, 1095.0, 1825.0], "calibration_boot": 200,
         "split": {"method": "column", "column": "centre", "train": "B", "external": ["A"]},
+        "clinical_selection": "paper", "integrated_selection": "paper",
     },
     "demo": {
         "signature": {"top_k": 10, "n_estimators": 200, "n_alphas": 20, "l1_ratios": [0.5, 1.0]},
         "sequence": {"sequences": ["t1", "t1ce", "t2"], "top_k": 10, "n_estimators": 50},
         "cutoff": "median", "times": [365.0, 1095.0, 1825.0], "calibration_boot": 20,
         "split": {"method": "column", "column": "centre", "train": "B", "external": ["A"]},
+        "clinical_selection": "paper", "integrated_selection": "paper",
         "cv_folds": 3,
     },
 }
@@ -638,18 +678,12 @@ def _categorical_for(coding: FactorCoding, factors: Sequence[str]) -> dict[str, 
     return categorical
 
 
-def select_model(
+def _univariate_screen(
     data: pd.DataFrame, factors: Sequence[str], coding: FactorCoding, cfg: SurvivalConfig,
     what: str, sink: list[str],
-) -> CoxSelection:
-    """The paper's selection rule (:func:`select_cox_factors`) with convergence checks.
-
-    Each factor is first fitted alone (:func:`univariate_cox`): a factor whose univariate model
-    fails or does not converge is left out with a :class:`SurvivalWarning` (its Wald P would be
-    meaningless); the rule then runs on the others. A multivariable step that cannot converge
-    raises :class:`GlioradInputError` naming its factors. Fewer than
-    ``cfg.min_events_per_factor`` events per coefficient warns.
-    """
+) -> tuple[pd.DataFrame, list[str]]:
+    """Each factor fitted alone: the univariate table and the factors that can be estimated
+    (a factor whose univariate model fails or does not converge is left out with a warning)."""
     tables, dropped = [], {}
     for f in factors:
         try:
@@ -667,29 +701,109 @@ def select_model(
         _warn(sink, f"{what}: univariate Cox model of {f!r} cannot converge ({why}: a level without "
                     "events or complete separation); factor left out of the selection (merge rare "
                     "levels with min_level_size, or drop it)")
-    kept = [f for f in factors if f not in dropped]
+    univariate = (pd.concat(tables, ignore_index=True) if tables
+                  else pd.DataFrame(columns=TABLE_COLUMNS))
+    return univariate, [f for f in factors if f not in dropped]
+
+
+def _inestimable_factors(table: pd.DataFrame, data: pd.DataFrame) -> list[str]:
+    if table.empty:
+        return []
+    coef, se = table["coef"].to_numpy(float), table["se"].to_numpy(float)
+    bad = ~np.isfinite(coef) | ~np.isfinite(se) | (se * _coef_spans(table, data) > MAX_SE_SPAN)
+    return list(dict.fromkeys(table["factor"][bad]))
+
+
+def fit_estimable(
+    data: pd.DataFrame, factors: Sequence[str], coding: FactorCoding, cfg: SurvivalConfig,
+    what: str, sink: list[str],
+) -> tuple[CoxFit | None, list[str], str | None]:
+    """A multivariable Cox model of ``factors`` that never aborts on the data.
+
+    A factor whose coefficient cannot be estimated (:func:`inestimable`: separation, a level
+    without events) is left out with a :class:`SurvivalWarning` and the model refitted with the
+    others. Returns ``(fit, factors used, None)``, or ``(None, [], reason)`` when no factor is
+    left or the fitter fails.
+    """
+    factors = list(factors)
+    while factors:
+        try:
+            with _quiet_lifelines():
+                fit = multivariable_cox(data, TIME, EVENT, factors,
+                                        categorical=_categorical_for(coding, factors), labels=cfg.labels)
+        except GlioradInputError as err:
+            reason = (f"the Cox model with factor(s) {factors} cannot be fitted "
+                      f"({' '.join(err.problems)})")
+            _warn(sink, f"{what}: {reason}")
+            return None, [], reason
+        bad = _inestimable_factors(fit.table, data)
+        if not bad:
+            return fit, factors, None
+        _warn(sink, f"{what}: factor(s) {bad} cannot be estimated ({'; '.join(inestimable(fit.table, data))}: "
+                    "a level without events or complete separation); left out of the model (merge "
+                    "rare levels with min_level_size, or drop the factor)")
+        factors = [f for f in factors if f not in bad]
+    return None, [], "no factor can be estimated"
+
+
+def select_model(
+    data: pd.DataFrame, factors: Sequence[str], coding: FactorCoding, cfg: SurvivalConfig,
+    what: str, sink: list[str],
+) -> CoxSelection:
+    """The paper's selection rule (:func:`select_cox_factors`: univariate P < ``p_threshold``,
+    then multivariable P < ``p_threshold``, refitted once) with convergence checks; never aborts.
+
+    Each factor is first fitted alone (:func:`univariate_cox`): a factor whose univariate model
+    fails or does not converge is left out with a :class:`SurvivalWarning` (its Wald P would be
+    meaningless); the rule then runs on the others. A factor that cannot be estimated in the
+    multivariable step or the refit is left out of it with a warning (:func:`fit_estimable`).
+    Nothing selected, or nothing estimable: ``final`` is None (with a warning for the latter).
+    Fewer than ``cfg.min_events_per_factor`` events per coefficient in the multivariable step
+    warns.
+    """
+    p = f"{cfg.p_threshold:g}"
+    univariate, kept = _univariate_screen(data, factors, coding, cfg, what, sink)
     if not kept:
-        raise GlioradInputError(f"{what}: no candidate factor can be estimated ({list(dropped)})")
-    univariate = pd.concat(tables, ignore_index=True)
-    screened = univariate[univariate["factor"].isin(kept)]
-    by_factor = screened.groupby("factor", sort=False)["p_factor"].first()
-    multi = [f for f in kept if by_factor[f] < cfg.p_threshold]
-    try:
-        with _quiet_lifelines():
-            sel = select_cox_factors(data, TIME, EVENT, kept, categorical=_categorical_for(coding, kept),
-                                     labels=cfg.labels, threshold=cfg.p_threshold)
-    except GlioradInputError as err:
-        raise GlioradInputError(
-            f"{what}: the multivariable Cox model with factor(s) {multi} cannot converge "
-            f"({' '.join(err.problems)})"
-        ) from err
-    sel = dataclasses.replace(sel, univariate=univariate)
-    if sel.multivariable is not None:
-        _check_fit(sel.multivariable.table, data, f"{what}, multivariable", sel.selected_univariate)
-        _epv(sel.multivariable.model, f"{what}, multivariable", cfg.min_events_per_factor, sink)
-    if sel.final is not None:
-        _check_fit(sel.final.table, data, f"{what}, final", sel.selected)
-    return sel
+        reason = f"no candidate factor of {list(factors)} can be estimated"
+        _warn(sink, f"{what}: {reason}; no model")
+        return CoxSelection(univariate, [], None, [], None, reason)
+    by_factor = univariate.groupby("factor", sort=False)["p_factor"].first()
+    selected_uni = [f for f in kept if by_factor[f] < cfg.p_threshold]
+    if not selected_uni:
+        return CoxSelection(univariate, [], None, [], None, f"no factor has P < {p} univariately")
+    multi, _, why = fit_estimable(data, selected_uni, coding, cfg, f"{what}, multivariable", sink)
+    if multi is None:
+        return CoxSelection(univariate, selected_uni, None, [], None,
+                            f"the multivariable step has no model: {why}")
+    _epv(multi.model, f"{what}, multivariable", cfg.min_events_per_factor, sink)
+    by_factor = multi.table.groupby("factor", sort=False)["p_factor"].first()
+    selected = [f for f, pv in by_factor.items() if pv < cfg.p_threshold]
+    if not selected:
+        return CoxSelection(univariate, selected_uni, multi, [], None,
+                            f"no factor has P < {p} in the multivariable model of {selected_uni}")
+    final, selected, why = fit_estimable(data, selected, coding, cfg, f"{what}, final", sink)
+    return CoxSelection(univariate, selected_uni, multi, selected, final,
+                        None if final is not None else f"the refit has no model: {why}")
+
+
+def prespecified_model(
+    data: pd.DataFrame, factors: Sequence[str], coding: FactorCoding, cfg: SurvivalConfig,
+    what: str, sink: list[str],
+) -> tuple[CoxSelection, str | None]:
+    """The pre-specified rule (rms / TRIPOD): one Cox model of every given factor, no P-value
+    selection. Factors that cannot be estimated alone or together are left out with a warning
+    (:func:`fit_estimable`). Returns a :class:`CoxSelection` (``univariate``: each factor alone,
+    for the tables; ``selected_univariate``: the estimable factors; ``multivariable`` and
+    ``final``: the model) and the reason when there is no model."""
+    univariate, kept = _univariate_screen(data, factors, coding, cfg, what, sink)
+    if not kept:
+        reason = f"no factor of {list(factors)} can be estimated"
+        _warn(sink, f"{what}: {reason}; no model")
+        return CoxSelection(univariate, [], None, [], None, reason), reason
+    fit, used, reason = fit_estimable(data, kept, coding, cfg, what, sink)
+    if fit is not None:
+        _epv(fit.model, what, cfg.min_events_per_factor, sink)
+    return CoxSelection(univariate, kept, fit, used, fit, reason), reason
 
 
 def fit_multivariable(
@@ -738,6 +852,7 @@ class SurvivalModels:
     cutoff_detail: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    model_info: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def integrated_model(self) -> CoxModel | None:
@@ -764,12 +879,15 @@ class SurvivalModels:
 
 
 def fused_columns(feature_columns: Sequence[str], seq_cfg: SequenceConfig, sequence: str | None) -> list[str]:
-    """Radiomics columns of ``sequence`` plus deep columns (all columns without sequences)."""
+    """Radiomics columns of ``sequence`` plus deep columns (all columns without sequences; every
+    candidate sequence's radiomics plus deep columns when ``sequence`` is None although
+    ``seq_cfg.sequences`` are given: the sequence choice's ``all`` fallback)."""
     from gliorad.survival.sequence_choice import sequence_columns
 
-    if sequence is None:
+    if sequence is None and not seq_cfg.sequences:
         return list(feature_columns)
-    cols = sequence_columns(feature_columns, sequence)
+    names = [sequence] if sequence is not None else list(seq_cfg.sequences)
+    cols = [c for s in names for c in sequence_columns(feature_columns, s)]
     if seq_cfg.deep_prefix:
         deep = [c for c in feature_columns if c.startswith(seq_cfg.deep_prefix)]
         if not deep:
@@ -781,7 +899,8 @@ def fused_columns(feature_columns: Sequence[str], seq_cfg: SequenceConfig, seque
     return cols
 
 
-def _choose_sequence(train: pd.DataFrame, fcols: list[str], cfg: SurvivalConfig, notes: list[str]):
+def _choose_sequence(train: pd.DataFrame, fcols: list[str], cfg: SurvivalConfig, notes: list[str],
+                     sink: list[str]):
     from gliorad.survival.sequence_choice import choose_sequence, sequence_columns
 
     sc = cfg.sequence
@@ -803,8 +922,10 @@ def _choose_sequence(train: pd.DataFrame, fcols: list[str], cfg: SurvivalConfig,
         levene_alpha=sc.levene_alpha, levene_test=sc.levene_test, n_estimators=sc.n_estimators,
         cv_folds=sc.cv_folds,
         threshold=sc.threshold, censored=sc.censored, seed=cfg.seed, n_jobs=cfg.n_jobs,
-        evaluate=sc.evaluate,
+        evaluate=sc.evaluate, fallback=sc.fallback,
     )
+    if choice.fallback is not None:
+        _warn(sink, f"sequence choice: {choice.fallback}")
     return choice.chosen, choice
 
 
@@ -828,8 +949,12 @@ def fit_models(
     """
     notes: list[str] = []
     sink: list[str] = []
+    if int(train[EVENT].sum()) == 0:
+        raise GlioradInputError(
+            f"training cohort {name}: no event (death) among its {len(train)} patients; nothing can "
+            "be fitted: choose a training cohort with events (split.train, or a random split)")
     fcols = list(feature_columns)
-    sequence, choice = _choose_sequence(train, fcols, cfg, notes)
+    sequence, choice = _choose_sequence(train, fcols, cfg, notes, sink)
     fused = fused_columns(fcols, cfg.sequence, sequence)
     values = train[fused].to_numpy(float)
     has_nan = ~np.isfinite(values).all(axis=0)
@@ -838,32 +963,31 @@ def fit_models(
                      "training cohort left out of the signature")
         fused = [c for c, bad in zip(fused, has_nan, strict=True) if not bad]
     sc = cfg.signature
+    n_events = int(train[EVENT].sum())
+    n_censored = len(train) - n_events
+    sig_folds = max(2, min(sc.cv_folds, n_events, max(n_censored, 2)))
+    if sig_folds < sc.cv_folds and n_events >= 2:
+        _warn(sink, f"signature: {n_events} event(s) and {n_censored} censored patient(s) in "
+                    f"training cohort {name}: the elastic net's penalty is chosen by {sig_folds}-fold "
+                    f"instead of {sc.cv_folds}-fold cross-validation")
     signature = DeepRadiomicsSignature(
         top_k=sc.top_k, ranking=sc.ranking, weighting=sc.weighting, n_estimators=sc.n_estimators,
         min_samples_leaf=sc.min_samples_leaf, l1_ratios=tuple(sc.l1_ratios), n_alphas=sc.n_alphas,
-        alpha_min_ratio=sc.alpha_min_ratio, cv_folds=sc.cv_folds, alpha_rule=sc.alpha_rule,
+        alpha_min_ratio=sc.alpha_min_ratio, cv_folds=sig_folds, alpha_rule=sc.alpha_rule,
         random_state=cfg.seed,
         n_jobs=cfg.n_jobs,
         feature_groups=tuple(sc.feature_groups) if sc.feature_groups else None,
+        allow_empty=True,
     )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="all coefficients are zero")
+        warnings.filterwarnings("ignore", message="DeepRadiomicsSignature: the elastic net kept no")
         signature.fit(train[fused], make_survival_y(train[TIME], train[EVENT]))
     score = signature.predict(train[fused])
-    cutoff_detail: dict[str, Any] = {}
-    if cfg.cutoff == "median":
-        from gliorad.survival.cutpoint import median_cutpoint
-
-        cutoff = median_cutpoint(score)
-    else:
-        from gliorad.survival.cutpoint import optimal_cutpoint
-
-        res = optimal_cutpoint(train[TIME], train[EVENT], score, minprop=cfg.cutoff_minprop,
-                               maxprop=1 - cfg.cutoff_minprop)
-        cutoff = res.cutpoint
-        cutoff_detail = {"statistic": res.statistic, "p_value_corrected": res.p_value,
-                         "p_method": res.p_method, "warning": res.warning}
-        notes.append(res.warning)
+    if signature.empty_reason_ is not None:
+        _warn(sink, f"signature, training cohort {name}: {signature.empty_reason_}; the signature is "
+                    "constant (every weight 0)")
+    cutoff, cutoff_method, cutoff_detail = _cutoff(train, score, cfg, name, notes, sink)
     coding, coding_notes = fit_coding(train, cfg)
     notes += coding_notes
     data, _, apply_notes = coding.apply(train, name)
@@ -871,45 +995,138 @@ def fit_models(
     data[TIME] = train.loc[data.index, TIME]
     data[EVENT] = train.loc[data.index, EVENT]
     data[SIGNATURE] = np.where(pd.Series(score, index=train.index).loc[data.index] > cutoff, "high", "low")
+    signature_problem = None
     if data[SIGNATURE].nunique() < 2:
-        raise GlioradInputError(f"training cohort {name}: every patient is in one signature group "
-                                f"(cut-off {cutoff:g}); the signature is constant")
-    candidates = [*coding.factors, SIGNATURE]
-    sel_int = select_model(data, candidates, coding, cfg, f"integrated model (training cohort {name})", sink)
-    int_factors = list(sel_int.selected)
-    integrated = sel_int.final
-    if SIGNATURE not in int_factors:
-        msg = (f"the signature is not an independent prognostic factor in training cohort {name} "
-               f"(P >= {cfg.p_threshold:g} in the univariate or multivariable step)")
-        if cfg.force_signature:
-            int_factors.append(SIGNATURE)
-            integrated = fit_multivariable(data, int_factors, coding, cfg,
-                                           f"integrated model (training cohort {name})", sink)
-            msg += "; kept in the integrated model because force_signature is set"
-        _warn(sink, msg)
-    if integrated is None:
-        raise GlioradInputError(
-            f"training cohort {name}: no factor (signature included) has P < {cfg.p_threshold:g}; "
-            "there is no integrated model to build (set force_signature to keep the signature)"
-        )
-    sel_clin, clinical, clin_factors = None, None, []
-    if coding.factors:
-        sel_clin = select_model(data, coding.factors, coding, cfg,
-                                f"clinical model (training cohort {name})", sink)
-        clinical, clin_factors = sel_clin.final, list(sel_clin.selected)
-        if clinical is None:
-            _warn(sink, f"training cohort {name}: no clinical factor has P < {cfg.p_threshold:g}; "
-                        "the clinical nomogram is not built and C-index comparisons are not made")
+        signature_problem = (f"every training patient is in the {data[SIGNATURE].iloc[0]} signature "
+                             f"group (cut-off {cutoff:g}; the signature is constant or nearly so)")
+        _warn(sink, f"training cohort {name}: {signature_problem}; the signature is left out of the "
+                    "Cox models and no risk groups are compared")
+    fits = _cox_models(data, coding, cfg, name, signature_problem, coding_notes, sink)
     models = SurvivalModels(
         config=cfg, training=name, sequence=sequence, feature_columns=fused, signature=signature,
-        cutoff=float(cutoff), cutoff_method=cfg.cutoff, coding=coding, integrated=integrated,
-        clinical=clinical, integrated_factors=int_factors, clinical_factors=clin_factors,
-        selection_integrated=sel_int, selection_clinical=sel_clin, sequence_choice=choice,
-        cutoff_detail=cutoff_detail, notes=notes, warnings=sink,
+        cutoff=float(cutoff), cutoff_method=cutoff_method, coding=coding, cutoff_detail=cutoff_detail,
+        sequence_choice=choice, notes=notes, warnings=sink, **fits,
     )
     if nomograms:
         build_nomograms(models)
     return models
+
+
+def _cutoff(
+    train: pd.DataFrame, score: np.ndarray, cfg: SurvivalConfig, name: str, notes: list[str],
+    sink: list[str],
+) -> tuple[float, str, dict[str, Any]]:
+    """The risk-group cut-off on the training signature: the median, or the maximally selected
+    log-rank cut-point (falling back to the median, with a warning, where no cut-point leaves
+    ``cutoff_minprop`` of the patients on each side)."""
+    from gliorad.survival.cutpoint import median_cutpoint, optimal_cutpoint
+
+    if cfg.cutoff == "median":
+        return median_cutpoint(score), "median", {}
+    try:
+        res = optimal_cutpoint(train[TIME], train[EVENT], score, minprop=cfg.cutoff_minprop,
+                               maxprop=1 - cfg.cutoff_minprop)
+    except GlioradInputError as err:
+        msg = (f"training cohort {name}: no optimal cut-off can be searched "
+               f"({' '.join(err.problems)}); the median is used instead")
+        _warn(sink, msg)
+        return median_cutpoint(score), "median", {"fallback": msg}
+    notes.append(res.warning)
+    return res.cutpoint, "optimal", {"statistic": res.statistic, "p_value_corrected": res.p_value,
+                                     "p_method": res.p_method, "warning": res.warning}
+
+
+def _cox_models(
+    data: pd.DataFrame, coding: FactorCoding, cfg: SurvivalConfig, name: str,
+    signature_problem: str | None, coding_notes: Sequence[str], sink: list[str],
+) -> dict[str, Any]:
+    """The integrated and clinical Cox models by their rules (``integrated_selection``,
+    ``clinical_selection``); never aborts on the data.
+
+    Where the integrated model has no factor, it is the clinical model (and says so); where
+    neither has one, both are None with the reason. Returns the :class:`SurvivalModels` fields
+    ``integrated, clinical, integrated_factors, clinical_factors, selection_integrated,
+    selection_clinical, model_info``.
+    """
+    p = f"{cfg.p_threshold:g}"
+    sig_ok = signature_problem is None
+    if "prespecified" in (cfg.clinical_selection, cfg.integrated_selection):
+        for f in cfg.factors:
+            if f not in coding.factors:
+                why = next((n for n in coding_notes if f"factor {f!r}" in n), "not usable")
+                _warn(sink, f"pre-specified model(s), training cohort {name}: factor {f!r} left out "
+                            f"({why})")
+    # ---- clinical
+    what_c = f"clinical model (training cohort {name})"
+    sel_clin, clinical, clin_factors, clin_reason = None, None, [], None
+    if not coding.factors:
+        clin_reason = "no clinical factor is available in the training cohort"
+    elif cfg.clinical_selection == "paper":
+        sel_clin = select_model(data, coding.factors, coding, cfg, what_c, sink)
+        clinical, clin_factors = sel_clin.final, list(sel_clin.selected)
+        if clinical is None:
+            clin_reason = f"paper's rule: {sel_clin.reason}"
+    else:
+        sel_clin, clin_reason = prespecified_model(data, coding.factors, coding, cfg, what_c, sink)
+        clinical, clin_factors = sel_clin.final, list(sel_clin.selected)
+    # ---- integrated
+    what_i = f"integrated model (training cohort {name})"
+    candidates = [*coding.factors, *([SIGNATURE] if sig_ok else [])]
+    sel_int, integrated, int_factors, int_reason = None, None, [], None
+    sig_absent = signature_problem  # why the signature is not in the integrated model
+    if not candidates:
+        int_reason = f"no factor is available (no clinical factor; {signature_problem})"
+    elif cfg.integrated_selection == "paper":
+        sel_int = select_model(data, candidates, coding, cfg, what_i, sink)
+        integrated, int_factors = sel_int.final, list(sel_int.selected)
+        if sig_ok and SIGNATURE not in int_factors:
+            sig_absent = (f"it is not an independent prognostic factor (P >= {p} in the univariate "
+                          "or multivariable step)")
+            msg = (f"the signature is not an independent prognostic factor in training cohort {name} "
+                   f"(P >= {p} in the univariate or multivariable step)")
+            if cfg.force_signature:
+                integrated, int_factors, int_reason = fit_estimable(
+                    data, [*int_factors, SIGNATURE], coding, cfg, what_i, sink)
+                msg += "; kept in the integrated model because force_signature is set"
+            _warn(sink, msg)
+        if integrated is None and int_reason is None:
+            int_reason = (f"paper's rule: {sel_int.reason}"
+                          + (" (signature included)" if sig_ok else f"; {signature_problem}"))
+    else:
+        sel_int, int_reason = prespecified_model(data, candidates, coding, cfg, what_i, sink)
+        integrated, int_factors = sel_int.final, list(sel_int.selected)
+    if integrated is not None and SIGNATURE in int_factors:
+        sig_absent = None
+    elif sig_absent is None:
+        sig_absent = "it cannot be estimated in the training cohort"
+    same = False
+    if integrated is None and clinical is not None:
+        integrated, int_factors, same = clinical, list(clin_factors), True
+        int_reason = f"{int_reason}: the integrated model is the clinical model"
+        _warn(sink, f"training cohort {name}: {int_reason}")
+    elif integrated is None:
+        int_reason = f"{int_reason}; and no clinical model either ({clin_reason})"
+        _warn(sink, f"training cohort {name}: no integrated and no clinical model: {int_reason}"
+                    + ("; the signature's own C-index, hazard ratio and Kaplan-Meier curves are "
+                       "still reported" if sig_ok else ""))
+    else:
+        int_reason = None if sig_absent is None else f"the signature is not in the model: {sig_absent}"
+        if clinical is not None and set(int_factors) == set(clin_factors):
+            same = True
+            int_reason = f"{int_reason}; its factors are the clinical model's: it is the clinical model"
+    if clinical is None and not same:
+        _warn(sink, f"training cohort {name}: {clin_reason}; the clinical nomogram is not built and "
+                    "C-index comparisons are not made")
+    info = {
+        "integrated": {"rule": cfg.integrated_selection, "factors": int_factors,
+                       "fitted": integrated is not None, "same_as_clinical": same,
+                       "signature_in_model": SIGNATURE in int_factors, "reason": int_reason},
+        "clinical": {"rule": cfg.clinical_selection, "factors": clin_factors,
+                     "fitted": clinical is not None, "reason": clin_reason},
+    }
+    return {"integrated": integrated, "clinical": clinical, "integrated_factors": int_factors,
+            "clinical_factors": clin_factors, "selection_integrated": sel_int,
+            "selection_clinical": sel_clin, "model_info": info}
 
 
 def build_nomograms(models: SurvivalModels) -> None:
@@ -977,18 +1194,23 @@ def _cohort_data(models: SurvivalModels, df: pd.DataFrame, name: str) -> tuple[p
     return data, counts, notes
 
 
-def _concordance(data: pd.DataFrame, risk: np.ndarray) -> dict[str, Any] | None:
+def _concordance(data: pd.DataFrame, risk: np.ndarray) -> tuple[dict[str, Any] | None, str | None]:
+    """Harrell's C with its CI, or (None, why) where it is undefined (no comparable pairs)."""
     from gliorad.stats import concordance_ci
 
-    res = concordance_ci(data[TIME], data[EVENT], risk)
-    return {"c_index": res.c_index, "se": res.se, "ci": [res.ci_low, res.ci_high]}
+    try:
+        res = concordance_ci(data[TIME], data[EVENT], risk)
+    except GlioradInputError as err:
+        return None, " ".join(err.problems)
+    return {"c_index": res.c_index, "se": res.se, "ci": [res.ci_low, res.ci_high]}, None
 
 
 def _refit_table(
     models: SurvivalModels, data: pd.DataFrame, factors: list[str], name: str, what: str,
     sink: list[str], notes: list[str],
-) -> pd.DataFrame | None:
-    """The final factors refitted in a validation cohort (the paper's validation columns)."""
+) -> tuple[pd.DataFrame | None, str | None]:
+    """The final factors refitted in a validation cohort (the paper's validation columns), or
+    (None, why)."""
     usable = []
     for f in factors:
         n_levels = data[f].nunique()
@@ -1003,20 +1225,23 @@ def _refit_table(
             continue
         usable.append(f)
     if not usable:
+        why = f"no factor of {factors} has two levels in cohort {name}"
         notes.append(f"{what}, cohort {name}: no factor left to refit")
-        return None
+        return None, why
     try:
         fit = fit_multivariable(data, usable, models.coding, models.config, f"{what}, cohort {name}", sink)
     except GlioradInputError as err:
-        _warn(sink, f"{what}, cohort {name}: refit not estimable: {' '.join(err.problems)}")
-        return None
-    return fit.table
+        why = f"refit not estimable: {' '.join(err.problems)}"
+        _warn(sink, f"{what}, cohort {name}: {why}")
+        return None, why
+    return fit.table, None
 
 
 def _calibrate(
     models: SurvivalModels, which: str, data: pd.DataFrame, role: str, name: str,
     notes: list[str], sink: list[str],
-) -> dict[float, Any]:
+) -> tuple[dict[float, Any], dict[float, str]]:
+    """Calibration of one model at every configured time: ``({t: result}, {t: why not})``."""
     from sklearn.frozen import FrozenEstimator
 
     from gliorad.survival.calibration import calibrate_survival
@@ -1024,9 +1249,10 @@ def _calibrate(
     cfg = models.config
     fit = models.integrated if which == "integrated" else models.clinical
     if fit is None:
-        return {}
+        return {}, {}
     factors = list(fit.model.feature_names_in_)
     out: dict[float, Any] = {}
+    failed: dict[float, str] = {}
     for t in cfg.times:
         if role == "training":
             cat = models.coding.categorical(factors)
@@ -1043,9 +1269,10 @@ def _calibrate(
                     n_groups=cfg.calibration_groups, n_boot=n_boot, seed=cfg.seed,
                 )
         except GlioradInputError as err:
+            failed[t] = " ".join(err.problems)
             _warn(sink, f"calibration of the {which} model at {time_label(t)} ({t:g} days), cohort "
-                        f"{name}: not computed: {' '.join(err.problems)}")
-    return out
+                        f"{name}: not computed: {failed[t]}")
+    return out, failed
 
 
 def _hr_row(table: pd.DataFrame | None, factor: str) -> dict[str, Any] | None:
@@ -1059,6 +1286,29 @@ def _hr_row(table: pd.DataFrame | None, factor: str) -> dict[str, Any] | None:
             "p": float(r["p_value"])}
 
 
+#: Survival metrics of a cohort (null, with their reason, where undefined).
+SURVIVAL_METRICS = (
+    "logrank_p", "logrank_chisq", "c_index_signature", "hr_signature_univariate",
+    "c_index_integrated", "c_index_integrated_ci", "c_index_integrated_se", "c_index_clinical",
+    "c_index_clinical_ci", "c_index_clinical_se", "compare_p", "compare_diff", "compare_diff_ci",
+    "hr_signature", "hr_signature_model",
+)
+
+
+class _Nulls:
+    """Null metrics with their reason: ``metrics[key] = None`` (and the ``also`` keys that go
+    with it, e.g. its CI) and ``metrics["null_reasons"][key] = why``."""
+
+    def __init__(self, metrics: dict[str, Any]):
+        self.metrics = metrics
+        self.reasons: dict[str, str] = metrics.setdefault("null_reasons", {})
+
+    def __call__(self, key: str, reason: str, *also: str) -> None:
+        for k in (key, *also):
+            self.metrics[k] = None
+        self.reasons[key] = reason
+
+
 def evaluate_cohort(
     models: SurvivalModels, df: pd.DataFrame, name: str, role: str = "external",
     calibration: bool = True, refit_tables: bool = True,
@@ -1066,7 +1316,11 @@ def evaluate_cohort(
     """Apply the training models and cut-off unchanged to one cohort (module docstring, step 4).
 
     ``df`` needs the feature columns of the signature and the clinical factors; without
-    ``os_days``/``event`` only predictions are made.
+    ``os_days``/``event`` only predictions are made. Never aborts on the data: a metric that is
+    undefined in this cohort (no event, no comparable pairs, one risk group, a hazard ratio that
+    cannot be estimated, calibration beyond the follow-up, no model) is null, with its reason
+    in ``metrics["null_reasons"]`` and, where the cohort could have had it, a
+    :class:`SurvivalWarning`; every other metric is still computed.
     """
     from gliorad.stats import compare_concordance
     from gliorad.survival.km import logrank_test
@@ -1075,9 +1329,6 @@ def evaluate_cohort(
     sink: list[str] = []
     data, counts, data_notes = _cohort_data(models, df, name)
     notes += data_notes
-    if data.empty:
-        raise GlioradInputError(f"cohort {name}: no patient left after handling missing values "
-                                f"({counts['n_input']} in the table)")
     predictions = data[["signature_score", SIGNATURE]].copy()
     for which, nom in (("integrated", models.nomogram_integrated), ("clinical", models.nomogram_clinical)):
         if nom is None or data.empty:
@@ -1086,76 +1337,137 @@ def evaluate_cohort(
         for col in scored.columns:
             predictions[f"{which}_{col}"] = scored[col]
     metrics: dict[str, Any] = {"name": name, "role": role, **counts}
+    null = _Nulls(metrics)
     if TIME not in data.columns:
         notes.append(f"cohort {name}: no survival data; predictions only")
         return CohortResult(name, role, metrics, data, predictions, None, None, {}, notes, sink)
     n_events = int(data[EVENT].sum())
     metrics.update(n_events=n_events, n_high=int((data[SIGNATURE] == "high").sum()),
                    n_low=int((data[SIGNATURE] == "low").sum()),
-                   follow_up_max_days=float(data[TIME].max()) if len(data) else None)
-    if n_events == 0:
-        raise GlioradInputError(f"cohort {name}: no event among {len(data)} patients; nothing to validate")
+                   follow_up_max_days=float(data[TIME].max()) if len(data) else None,
+                   calibration={})
+    info = models.model_info or {}
+    if data.empty or n_events == 0:
+        why = (f"no patient left after handling missing values ({counts['n_input']} in the table)"
+               if data.empty else f"no event among {len(data)} patients")
+        _warn(sink, f"cohort {name}: {why}; its survival metrics are null (nothing to validate)")
+        for key in SURVIVAL_METRICS:
+            null(key, why)
+        return CohortResult(name, role, metrics, data, predictions, None, None, {}, notes, sink)
+    two_groups = data[SIGNATURE].nunique() == 2
+    one_group = (f"every patient is in the {data[SIGNATURE].iloc[0]} risk group"
+                 + ("" if models.signature.empty_reason_ is None
+                    else f" (the signature is constant: {models.signature.empty_reason_})"))
     # Kaplan-Meier / log-rank by risk group
-    if data[SIGNATURE].nunique() == 2:
+    if two_groups:
         lr = logrank_test(data[TIME], data[EVENT], pd.Categorical(data[SIGNATURE], ["low", "high"]))
         metrics["logrank_p"] = lr.p_value
         metrics["logrank_chisq"] = lr.chisq
     else:
-        metrics["logrank_p"] = None
-        notes.append(f"cohort {name}: every patient is in the {data[SIGNATURE].iloc[0]} risk group; "
-                     "no log-rank test")
+        null("logrank_p", one_group, "logrank_chisq")
+        notes.append(f"cohort {name}: {one_group}; no log-rank test")
     # signature C-index and univariate HR
-    metrics["c_index_signature"] = _concordance(data, data["signature_score"].to_numpy())
-    if data[SIGNATURE].nunique() == 2:
-        with _quiet_lifelines():
-            uni = univariate_cox(data, TIME, EVENT, [SIGNATURE], categorical={SIGNATURE: "low"},
-                                 labels=models.config.labels)
-        metrics["hr_signature_univariate"] = _hr_row(uni, SIGNATURE)
+    if models.signature.empty_reason_ is not None:
+        null("c_index_signature", f"the signature is constant: {models.signature.empty_reason_}")
     else:
-        metrics["hr_signature_univariate"] = None
+        c, why = _concordance(data, data["signature_score"].to_numpy())
+        metrics["c_index_signature"] = c
+        if c is None:
+            null("c_index_signature", why)
+            _warn(sink, f"cohort {name}: C-index of the signature not defined: {why}")
+    if two_groups:
+        hr, why = _signature_hr(data, models.config.labels)
+        metrics["hr_signature_univariate"] = hr
+        if hr is None:
+            null("hr_signature_univariate", why)
+            _warn(sink, f"cohort {name}: hazard ratio of the signature groups not estimable: {why}")
+    else:
+        null("hr_signature_univariate", one_group)
     # C-indices of the two models and their comparison
     lp = {}
     for which, fit in (("integrated", models.integrated), ("clinical", models.clinical)):
         key = f"c_index_{which}"
         if fit is None:
-            metrics.update({key: None, f"{key}_ci": None, f"{key}_se": None})
+            why = (info.get(which) or {}).get("reason") or f"there is no {which} model"
+            null(key, f"no {which} model: {why}", f"{key}_ci", f"{key}_se")
             continue
         lp[which] = fit.model.predict_risk(data[list(fit.model.feature_names_in_)])
-        c = _concordance(data, lp[which])
+        c, why = _concordance(data, lp[which])
+        if c is None:
+            null(key, why, f"{key}_ci", f"{key}_se")
+            _warn(sink, f"cohort {name}: C-index of the {which} model not defined: {why}")
+            continue
         metrics.update({key: c["c_index"], f"{key}_ci": c["ci"], f"{key}_se": c["se"]})
-    if len(lp) == 2:
+    compare_keys = ("compare_diff", "compare_diff_ci")
+    if (info.get("integrated") or {}).get("same_as_clinical"):
+        null("compare_p", "the integrated model is the clinical model", *compare_keys)
+    elif len(lp) < 2:
+        null("compare_p", "there is no integrated or no clinical model to compare", *compare_keys)
+    elif metrics.get("c_index_integrated") is None or metrics.get("c_index_clinical") is None:
+        null("compare_p", "a C-index is not defined in this cohort", *compare_keys)
+    else:
         cmp = compare_concordance(data[TIME], data[EVENT], lp["integrated"], lp["clinical"])
         metrics.update(compare_p=cmp.p, compare_diff=cmp.diff, compare_diff_ci=[cmp.ci_low, cmp.ci_high])
-    else:
-        metrics.update(compare_p=None, compare_diff=None, compare_diff_ci=None)
     # Tables 3 / 4: training = the final models; validation = refits with the same factors
+    t_int = t_clin = None
     if role == "training":
         t_int = None if models.integrated is None else models.integrated.table
         t_clin = None if models.clinical is None else models.clinical.table
     elif refit_tables:
-        t_int = _refit_table(models, data, models.integrated_factors, name, "integrated model", sink, notes)
-        t_clin = (_refit_table(models, data, models.clinical_factors, name, "clinical model", sink, notes)
-                  if models.clinical_factors else None)
-    else:
-        t_int = t_clin = None
+        for which, fit, factors in (("integrated", models.integrated, models.integrated_factors),
+                                    ("clinical", models.clinical, models.clinical_factors)):
+            if fit is None:
+                null.reasons[f"table_{which}"] = f"no {which} model"
+                continue
+            table, why = _refit_table(models, data, factors, name, f"{which} model", sink, notes)
+            if table is None:
+                null.reasons[f"table_{which}"] = why
+            if which == "integrated":
+                t_int = table
+            else:
+                t_clin = table
     hr = _hr_row(t_int, SIGNATURE)
-    metrics["hr_signature"] = hr if hr is not None else metrics["hr_signature_univariate"]
+    metrics["hr_signature"] = hr if hr is not None else metrics.get("hr_signature_univariate")
     metrics["hr_signature_model"] = ("multivariable" if hr is not None else
-                                     "univariate" if metrics["hr_signature_univariate"] else None)
+                                     "univariate" if metrics["hr_signature"] else None)
+    if metrics["hr_signature"] is None:
+        null("hr_signature", metrics["null_reasons"].get("hr_signature_univariate")
+             or "no hazard ratio of the signature groups", "hr_signature_model")
     cal: dict[tuple[str, float], Any] = {}
     if calibration:
         for which in ("integrated", "clinical"):
-            for t, res in _calibrate(models, which, data, role, name, notes, sink).items():
+            done, failed = _calibrate(models, which, data, role, name, notes, sink)
+            for t, res in done.items():
                 cal[(which, t)] = res
-    metrics["calibration"] = {
+            for t, why in failed.items():
+                metrics["calibration"][f"{which}/{t:g}"] = None
+                null.reasons[f"calibration.{which}/{t:g}"] = why
+    metrics["calibration"].update({
         f"{which}/{t:g}": {
             "t_days": t, "n_boot": res.n_boot,
             "groups": _records(res.table),
             "mean_abs_error": float(np.nanmean(np.abs(res.table["observed"] - res.table["predicted"]))),
         }
         for (which, t), res in cal.items()
-    }
+    })
+    metrics["null_reasons"] = metrics.pop("null_reasons")  # last in the record
     return CohortResult(name, role, metrics, data, predictions, t_int, t_clin, cal, notes, sink)
+
+
+def _signature_hr(data: pd.DataFrame, labels: Mapping[str, str]) -> tuple[dict[str, Any] | None, str | None]:
+    """Univariate hazard ratio high vs low, or (None, why) where it cannot be estimated (a group
+    without events)."""
+    try:
+        with _quiet_lifelines():
+            uni = univariate_cox(data, TIME, EVENT, [SIGNATURE], categorical={SIGNATURE: "low"},
+                                 labels=labels)
+    except GlioradInputError as err:
+        return None, " ".join(err.problems)
+    bad = inestimable(uni, data)
+    if bad:
+        return None, (f"{'; '.join(bad)} (a risk group without events: the hazard ratio is "
+                      "infinite or zero)")
+    return _hr_row(uni, SIGNATURE), None
 
 
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
@@ -1195,11 +1507,14 @@ class SurvivalAnalysis:
             "cohorts": {name: c.metrics for name, c in self.cohorts.items()},
             "signature": {"features": m.signature.features_, "weights": m.signature.weights_.tolist(),
                           "formula": m.signature.formula_text(), "cutoff": m.cutoff,
-                          "cutoff_method": m.cutoff_method, "sequence": m.sequence},
+                          "cutoff_method": m.cutoff_method, "sequence": m.sequence,
+                          "constant": m.signature.empty_reason_ is not None,
+                          "constant_reason": m.signature.empty_reason_},
             "sequence_choice": None if m.sequence_choice is None else m.sequence_choice.to_dict(),
             "integrated_factors": m.integrated_factors,
             "clinical_factors": m.clinical_factors,
             "signature_in_integrated_model": SIGNATURE in m.integrated_factors,
+            "models": m.model_info,
             "factor_coding": m.coding.to_dict(),
             "times_days": list(self.config.times),
             "notes": self.notes,
@@ -1311,7 +1626,18 @@ def cross_validate(
     train_name = next(iter(cohorts))
     train = table.loc[cohorts[train_name]]
     sink: list[str] = []
-    folds = StratifiedKFold(cfg.cv_folds, shuffle=True, random_state=cfg.seed)
+    n_events = int(train[EVENT].sum())
+    smallest = min(n_events, len(train) - n_events)
+    n_folds = cfg.cv_folds
+    if smallest < n_folds:
+        if smallest < 2:
+            raise GlioradInputError(
+                f"cross-validation in cohort {train_name}: {n_events} event(s) among {len(train)} "
+                "patients; stratified folds need at least 2 patients with and 2 without an event")
+        n_folds = smallest
+        _warn(sink, f"cross-validation in cohort {train_name}: {n_events} event(s) among "
+                    f"{len(train)} patients: {n_folds} folds instead of {cfg.cv_folds}")
+    folds = StratifiedKFold(n_folds, shuffle=True, random_state=cfg.seed)
     rows, oof = [], []
     for k, (tr, te) in enumerate(folds.split(train, train[EVENT]), start=1):
         fold_name = f"{train_name} fold {k}"
@@ -1331,7 +1657,7 @@ def cross_validate(
             "signature_features": ";".join(models.signature.features_),
             "integrated_factors": ";".join(models.integrated_factors),
             "clinical_factors": ";".join(models.clinical_factors),
-            "c_index_signature": m["c_index_signature"]["c_index"],
+            "c_index_signature": (m.get("c_index_signature") or {}).get("c_index"),
             "c_index_integrated": m["c_index_integrated"], "c_index_clinical": m["c_index_clinical"],
             "compare_p": m["compare_p"], "logrank_p": m["logrank_p"],
         })
@@ -1346,7 +1672,7 @@ def cross_validate(
     fold_table = pd.DataFrame(rows)
     oof_table = pd.concat(oof).sort_index()
     summary: dict[str, Any] = {"training": train_name, "n_patients": len(train),
-                               "n_events": int(train[EVENT].sum()), "folds": cfg.cv_folds}
+                               "n_events": n_events, "folds": n_folds}
     for col in ("c_index_signature", "c_index_integrated", "c_index_clinical"):
         vals = fold_table[col].astype(float)
         summary[f"{col}_mean"] = float(vals.mean()) if vals.notna().any() else None
@@ -1354,6 +1680,10 @@ def cross_validate(
     groups = pd.Categorical(oof_table[SIGNATURE], ["low", "high"])
     if oof_table[SIGNATURE].nunique() == 2:
         summary["cv_logrank_p"] = logrank_test(oof_table[TIME], oof_table[EVENT], groups).p_value
+    else:
+        summary["cv_logrank_p"] = None
+        summary["null_reasons"] = {"cv_logrank_p": "every out-of-fold patient is in the "
+                                                   f"{oof_table[SIGNATURE].iloc[0]} risk group"}
     pooled = {}
     for which in ("integrated", "clinical"):
         lp = oof_table[f"lp_{which}"]
@@ -1497,8 +1827,10 @@ def write_analysis(analysis: SurvivalAnalysis, out: Any, provenance: Mapping[str
         write_text(m.signature.ranking_table().to_csv(index=False), out / "signature_ranking.csv")
     if m.sequence_choice is not None:
         write_text(m.sequence_choice.table.to_csv(index=False), out / "sequence_choice.csv")
-    if m.selection_integrated is not None:
-        write_text(m.selection_integrated.univariate.to_csv(index=False), out / "table_univariate.csv")
+    screen = next((sel for sel in (m.selection_integrated, m.selection_clinical)
+                   if sel is not None and not sel.univariate.empty), None)
+    if screen is not None:
+        write_text(screen.univariate.to_csv(index=False), out / "table_univariate.csv")
     for key, which in (("table3_integrated", "integrated"), ("table4_clinical", "clinical")):
         tables = {n: getattr(c, f"table_{which}") for n, c in analysis.cohorts.items()}
         wide, long = paper_table(tables)

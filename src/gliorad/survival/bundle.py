@@ -5,13 +5,17 @@ A bundle is a folder:
 ``bundle.json``
     Format version, settings (:class:`SurvivalConfig`), training cohort, chosen sequence,
     signature formula, cut-off, factor coding (references, pooled levels, imputation values),
-    the factors of the integrated and clinical models, library versions.
+    the factors of the integrated and clinical models, ``models`` (each model's factor rule,
+    whether it was fitted, whether the integrated model is the clinical one, and the reason
+    when a model is absent or equals the other), library versions.
 ``signature.skops``
     The fitted :class:`DeepRadiomicsSignature` (skops; loaded with an explicit trusted-type list).
 ``cox_integrated.skops``, ``cox_clinical.skops``
     The fitted Cox models as plain dictionaries of arrays and lists (coefficients, covariance,
     design coding, means, Efron baseline), rebuilt into :class:`CoxModel` objects on loading;
-    nomograms are rebuilt from them.
+    nomograms are rebuilt from them. A model that was not built (no factor kept or
+    estimable) has no file; an integrated model that is the clinical one is saved under both
+    names.
 
 Nothing is pickled; skops refuses any type not in :data:`TRUSTED_TYPES`.
 """
@@ -146,6 +150,7 @@ def save_bundle(models: Any, folder: str | Path) -> Path:
         "coding": models.coding.to_dict(),
         "integrated_factors": list(models.integrated_factors),
         "clinical_factors": list(models.clinical_factors),
+        "models": models.model_info,
         "signature_formula": models.signature.formula_text(),
         "versions": _versions(),
     }
@@ -213,6 +218,7 @@ def load_bundle(folder: str | Path) -> Any:
         coding=FactorCoding.from_dict(meta["coding"]), integrated=fits["integrated"],
         clinical=fits["clinical"], integrated_factors=list(meta["integrated_factors"]),
         clinical_factors=list(meta["clinical_factors"]), cutoff_detail=meta.get("cutoff_detail", {}),
+        model_info=dict(meta.get("models") or {}),
     )
     build_nomograms(models)
     return models

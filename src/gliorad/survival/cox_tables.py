@@ -186,6 +186,8 @@ class CoxSelection:
         Factors with ``p_factor < threshold`` in that multivariable model.
     final : CoxFit or None
         The model refitted with ``selected`` only (None if nothing was kept).
+    reason : str or None
+        Why ``final`` is None (None when there is a model).
     """
 
     univariate: pd.DataFrame
@@ -193,6 +195,7 @@ class CoxSelection:
     multivariable: CoxFit | None
     selected: list[str]
     final: CoxFit | None = field(default=None)
+    reason: str | None = field(default=None)
 
 
 def _significant(table: pd.DataFrame, threshold: float) -> list[str]:
@@ -233,7 +236,7 @@ def select_cox_factors(
     uni = univariate_cox(df, time_col, event_col, factors, categorical, labels, dropna)
     selected_uni = _significant(uni, threshold)
     if not selected_uni:
-        return CoxSelection(uni, [], None, [], None)
+        return CoxSelection(uni, [], None, [], None, f"no factor has P < {threshold:g} univariately")
     multi = multivariable_cox(df, time_col, event_col, selected_uni, categorical, labels, dropna)
     kept = _significant(multi.table, threshold)
     final = (
@@ -241,4 +244,5 @@ def select_cox_factors(
         if kept
         else None
     )
-    return CoxSelection(uni, selected_uni, multi, kept, final)
+    return CoxSelection(uni, selected_uni, multi, kept, final,
+                        None if kept else f"no factor has P < {threshold:g} in the multivariable model")

@@ -27,6 +27,15 @@ Brown-Forsythe centring, keeping the ``k`` smallest P when fewer than ``k`` pass
 between the prognosis groups, so a feature that differs only in mean is dropped before the
 forest sees it; ``"ttest"`` is the common "Levene, then Student / Welch t-test" recipe that keeps
 features whose *means* differ.
+
+**Small cohorts** (a stated fallback, never an abort): the out-of-fold AUC needs every class in
+every fold and at least 2 patients per class (the DeLong variance). When the smaller class has
+fewer than ``cv_folds`` patients the folds are reduced to its size (down to 2-fold); when it has
+fewer than 2 patients (or the ``km_median`` threshold is not reached) no AUC can be estimated and
+the choice is skipped: a forced sequence is used as given, else ``fallback="all"`` (default) lets
+the signature see the radiomics of every candidate sequence (``chosen`` is None) and
+``fallback="first"`` uses the first candidate. :attr:`SequenceChoice.fallback` says what was done
+and why (None when the choice ran as configured).
 """
 
 from __future__ import annotations
@@ -43,6 +52,8 @@ from gliorad.survival._validate import check_survival
 
 THRESHOLDS = ("observed_median", "km_median")
 CENSORED_RULES = ("exclude", "favourable")
+FALLBACKS = ("all", "first")
+MIN_PER_CLASS = 2  # DeLong variance of the AUC, and a 2-fold stratified CV
 
 __all__ = ["SequenceChoice", "choose_sequence", "prognosis_labels", "sequence_columns"]
 
@@ -98,7 +109,9 @@ class SequenceChoice:
     table : pandas.DataFrame
         One row per sequence: ``sequence, n_features, n_patients, n_unfavourable,
         n_favourable, n_excluded, auc, se, ci_low, ci_high``.
-    chosen : str
+    chosen : str or None
+        None: no choice could be made and the radiomics of every candidate sequence are used
+        (``fallback="all"``).
     forced : bool
         True when the sequence was given, not chosen by AUC.
     threshold : float
@@ -107,14 +120,21 @@ class SequenceChoice:
         How the labels were made (threshold and censoring rule), for reports.
     labels : pandas.Series
         Per patient 1 (unfavourable), 0 (favourable) or NaN (excluded).
+    cv_folds : int or None
+        Folds of the out-of-fold AUC actually used (None: the models were not evaluated).
+    fallback : str or None
+        What was done instead of the configured choice, and why (module docstring); None when
+        the choice ran as configured.
     """
 
     table: pd.DataFrame
-    chosen: str
+    chosen: str | None
     forced: bool
     threshold: float
     rule: str
     labels: pd.Series = field(repr=False)
+    cv_folds: int | None = None
+    fallback: str | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -122,6 +142,8 @@ class SequenceChoice:
             "forced": self.forced,
             "threshold": self.threshold,
             "rule": self.rule,
+            "cv_folds": self.cv_folds,
+            "fallback": self.fallback,
             "models": self.table.to_dict(orient="records"),
         }
 
@@ -160,6 +182,7 @@ def choose_sequence(
     seed: int = 0,
     n_jobs: int | None = 1,
     evaluate: bool = True,
+    fallback: str = "all",
 ) -> SequenceChoice:
     """Evaluate one prognosis model per sequence and choose the best (module docstring).
 
@@ -178,7 +201,8 @@ def choose_sequence(
         Random-forest top ``k`` (and its trees) after Levene's test at ``levene_alpha``
         (``levene_test``: ``"variance"`` or ``"ttest"``, module docstring).
     cv_folds : int
-        Stratified folds for the out-of-fold AUC.
+        Stratified folds for the out-of-fold AUC (fewer when a class is smaller; module
+        docstring).
     threshold, censored : str
         Labelling rule (:func:`prognosis_labels`).
     seed : int
@@ -186,6 +210,9 @@ def choose_sequence(
     evaluate : bool
         With ``force``, False skips the models (``table`` then has NaN AUCs and says why in
         ``rule``).
+    fallback : {"all", "first"}
+        When no AUC can be estimated (module docstring): every candidate sequence's radiomics
+        (``chosen`` None), or the first candidate.
 
     Returns
     -------
@@ -210,7 +237,16 @@ def choose_sequence(
         )
     if force is not None and force not in seqs:
         raise GlioradInputError(f"forced sequence {force!r} is not valid; expected one of: {', '.join(seqs)}")
-    labels, thr = prognosis_labels(time, event, threshold, censored)
+    check_option("fallback", fallback, FALLBACKS)
+    skip: str | None = None  # why no AUC can be estimated
+    try:
+        labels, thr = prognosis_labels(time, event, threshold, censored)
+    except GlioradInputError as err:
+        if threshold != "km_median":
+            raise
+        skip = " ".join(err.problems)
+        threshold = "observed_median"  # labels for the counts only
+        labels, thr = prognosis_labels(time, event, threshold, censored)
     keep = ~np.isnan(labels)
     y = labels[keep].astype(int)
     n_unfav, n_fav = int(y.sum()), int((y == 0).sum())
@@ -218,11 +254,28 @@ def choose_sequence(
             f"censored before it: {censored} ({int((~keep).sum())} patient(s))")
     rows = []
     do_eval = evaluate or force is None
-    if do_eval and min(n_unfav, n_fav) < cv_folds:
-        raise GlioradInputError(
-            f"sequence choice: {n_unfav} unfavourable and {n_fav} favourable patients; each class "
-            f"needs at least cv_folds={cv_folds} patients"
-        )
+    folds_used: int | None = cv_folds if do_eval else None
+    note: str | None = None
+    smallest = min(n_unfav, n_fav)
+    if do_eval and skip is None and smallest < cv_folds:
+        counts = f"{n_unfav} unfavourable and {n_fav} favourable patient(s)"
+        if smallest >= MIN_PER_CLASS:
+            folds_used = smallest
+            note = (f"{counts}: the out-of-fold AUC uses {smallest}-fold instead of "
+                    f"{cv_folds}-fold cross-validation (each fold needs both classes)")
+        else:
+            skip = (f"{counts}: an AUC needs at least {MIN_PER_CLASS} of each class, so the "
+                    "sequences cannot be compared")
+    if skip is not None and do_eval:
+        do_eval, folds_used = False, None
+        if force is not None:
+            note = f"{skip}; the forced sequence {force!r} is used"
+        elif fallback == "first":
+            note = f"{skip}; fallback 'first': the first candidate sequence {seqs[0]!r} is used"
+        else:
+            note = (f"{skip}; fallback 'all': the radiomics of every candidate sequence "
+                    f"({', '.join(seqs)}) go to the signature")
+        rule += "; models not evaluated (" + note + ")"
     for s in seqs:
         row = {"sequence": s, "n_features": len(cols[s]), "n_patients": int(keep.sum()),
                "n_unfavourable": n_unfav, "n_favourable": n_fav, "n_excluded": int((~keep).sum()),
@@ -231,7 +284,7 @@ def choose_sequence(
             X = features.loc[keep, cols[s]].to_numpy(dtype=float)
             if not np.isfinite(X).all():
                 raise GlioradInputError(f"sequence {s!r}: features have missing or infinite values")
-            folds = StratifiedKFold(cv_folds, shuffle=True, random_state=seed)
+            folds = StratifiedKFold(folds_used, shuffle=True, random_state=seed)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", SelectionFallbackWarning)
                 score = cross_val_predict(
@@ -242,12 +295,16 @@ def choose_sequence(
             row.update(auc=auc.auc, se=auc.se, ci_low=auc.ci_low, ci_high=auc.ci_high)
         rows.append(row)
     table = pd.DataFrame(rows)
+    chosen: str | None
     if force is not None:
         chosen, forced = force, True
-        if not do_eval:
+        if not do_eval and skip is None:
             rule += "; models not evaluated (sequence forced)"
+    elif skip is not None:
+        chosen, forced = (seqs[0] if fallback == "first" else None), False
     else:
         chosen, forced = str(table.loc[table["auc"].idxmax(), "sequence"]), False
     index = features.index
     return SequenceChoice(table=table, chosen=chosen, forced=forced, threshold=thr, rule=rule,
-                          labels=pd.Series(labels, index=index, name="unfavourable"))
+                          labels=pd.Series(labels, index=index, name="unfavourable"),
+                          cv_folds=folds_used, fallback=note)

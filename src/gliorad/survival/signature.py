@@ -162,6 +162,10 @@ def minimal_depth(forest: Any, n_features: int) -> tuple[np.ndarray, np.ndarray]
 
 
 # ------------------------------------------------------------------------------------ estimator
+class _EmptySignature(Exception):
+    """The elastic net keeps no feature or its penalty cannot be chosen (message: why)."""
+
+
 class DeepRadiomicsSignature(BaseEstimator):
     """Linear survival risk score from ``top_k`` features (see the module docstring).
 
@@ -196,6 +200,12 @@ class DeepRadiomicsSignature(BaseEstimator):
         columns first), so a source whose training values are optimistic (a CNN's features of the
         patients it was trained on) cannot take every slot. Not in the paper; ``None`` ranks all
         features together. Importances are then comparable within a source only.
+    allow_empty : bool, default False
+        When no weight can be estimated (the elastic net keeps no feature at the chosen penalty
+        or at any penalty of its path; fewer events than ``cv_folds``; a cross-validation fold
+        without comparable pairs): False refuses (:class:`GlioradInputError`); True keeps
+        all-zero weights, so the signature is constant (a negative result that the survival
+        analysis reports instead of stopping), says why in ``empty_reason_`` and warns.
 
     Attributes
     ----------
@@ -219,7 +229,11 @@ class DeepRadiomicsSignature(BaseEstimator):
         Mean cross-validated score at the chosen pair (C-index for ``"coxnet"``, R^2 of log time
         for ``"elasticnet_time"``).
     n_samples_, n_events_ : int
+    empty_reason_ : str or None
+        Why every weight is 0 (``allow_empty``); None when the signature has a weight.
     """
+
+    allow_empty = False  # for signatures saved (skops) before the parameter existed
 
     def __init__(
         self,
@@ -236,6 +250,7 @@ class DeepRadiomicsSignature(BaseEstimator):
         random_state: int | None = 0,
         n_jobs: int | None = 1,
         feature_groups: Sequence[str] | None = None,
+        allow_empty: bool = False,
     ):
         self.top_k = top_k
         self.ranking = ranking
@@ -250,6 +265,7 @@ class DeepRadiomicsSignature(BaseEstimator):
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.feature_groups = feature_groups
+        self.allow_empty = allow_empty
 
     # -------------------------------------------------------------------------- validation
     @staticmethod
@@ -316,11 +332,12 @@ class DeepRadiomicsSignature(BaseEstimator):
         if len(frame) != time.size:
             raise GlioradInputError(f"X has {len(frame)} rows but y has {time.size} patients")
         n_events = int(event.sum())
+        empty: str | None = None
         if n_events < self.cv_folds:
-            raise GlioradInputError(
-                f"only {n_events} event(s) among {time.size} patients; the signature needs at "
-                f"least cv_folds={self.cv_folds} events"
-            )
+            empty = (f"only {n_events} event(s) among {time.size} patients; the signature needs at "
+                     f"least cv_folds={self.cv_folds} events")
+            if not self.allow_empty:
+                raise GlioradInputError(empty)
         names = np.asarray([str(c) for c in frame.columns], dtype=object)
         values = frame.to_numpy(dtype=float)
         center = values.mean(axis=0)
@@ -352,12 +369,23 @@ class DeepRadiomicsSignature(BaseEstimator):
                 importance[cols] = imp
                 picked += cols[np.argsort(-imp, kind="stable")[:share]].tolist()
             top = np.asarray(picked)
-        weights, intercept, alpha, l1_ratio, cv_score = self._weigh(Z[:, top], time, event)
-        if not np.any(weights != 0):
-            raise GlioradInputError(
-                "the elastic net set every signature weight to 0 (no feature is associated with "
-                "survival at any penalty); the signature would be constant"
-            )
+        nan = float("nan")
+        if empty is None:
+            try:
+                weights, intercept, alpha, l1_ratio, cv_score = self._weigh(Z[:, top], time, event)
+            except _EmptySignature as err:
+                if not self.allow_empty:
+                    raise GlioradInputError(str(err)) from None
+                empty = str(err)
+        if empty is None and not np.any(weights != 0):
+            empty = ("the elastic net set every signature weight to 0 (no feature is associated "
+                     "with survival at the penalty chosen by cross-validation)")
+            if not self.allow_empty:
+                raise GlioradInputError(f"{empty}; the signature would be constant")
+        if empty is not None:
+            weights, intercept, alpha, l1_ratio, cv_score = np.zeros(top.size), 0.0, nan, nan, nan
+            warnings.warn(f"DeepRadiomicsSignature: {empty}; the signature is constant",
+                          UserWarning, stacklevel=2)
         chosen = usable[top]
         self.feature_names_in_ = names
         self.n_features_in_ = names.size
@@ -374,6 +402,7 @@ class DeepRadiomicsSignature(BaseEstimator):
         self.cv_score_ = float(cv_score)
         self.n_samples_ = int(time.size)
         self.n_events_ = n_events
+        self.empty_reason_ = empty
         return self
 
     def _rank(self, Z: np.ndarray, time: np.ndarray, event: np.ndarray) -> np.ndarray:
@@ -426,6 +455,7 @@ class DeepRadiomicsSignature(BaseEstimator):
         self, Z: np.ndarray, time: np.ndarray, event: np.ndarray
     ) -> tuple[np.ndarray, float, float, float, float]:
         from sklearn.model_selection import GridSearchCV
+        from sksurv.exceptions import NoComparablePairException
         from sksurv.linear_model import CoxnetSurvivalAnalysis
 
         y = make_survival_y(time, event)
@@ -446,13 +476,16 @@ class DeepRadiomicsSignature(BaseEstimator):
                     grid.append({"l1_ratio": [float(ratio)],
                                  "alphas": [full[: k + 1] for k in nonzero]})
             if not grid:
-                raise GlioradInputError(
-                    "the Cox elastic net keeps no feature at any penalty of its path"
-                )
-            search = GridSearchCV(
-                CoxnetSurvivalAnalysis(), grid, cv=self._folds(event), error_score="raise",
-                n_jobs=None,
-            ).fit(Z, y)
+                raise _EmptySignature("the Cox elastic net keeps no feature at any penalty of its path")
+            try:
+                search = GridSearchCV(
+                    CoxnetSurvivalAnalysis(), grid, cv=self._folds(event), error_score="raise",
+                    n_jobs=None,
+                ).fit(Z, y)
+            except NoComparablePairException:
+                raise _EmptySignature(
+                    f"a {self.cv_folds}-fold cross-validation fold has no comparable pairs (too few "
+                    "events), so the elastic net's penalty cannot be chosen") from None
         best = search.best_params_
         alpha, ratio = float(best["alphas"][-1]), float(best["l1_ratio"])
         best_path = list(best["alphas"])
@@ -480,7 +513,7 @@ class DeepRadiomicsSignature(BaseEstimator):
         has_event = event == 1
         n_ev = int(has_event.sum())
         if n_ev < 2 * self.cv_folds:
-            raise GlioradInputError(
+            raise _EmptySignature(
                 f"weighting 'elasticnet_time' uses patients with an event only: {n_ev} event(s) "
                 f"is too few for {self.cv_folds}-fold cross-validation (need >= {2 * self.cv_folds})"
             )
@@ -583,6 +616,8 @@ class DeepRadiomicsSignature(BaseEstimator):
             sign = "-" if w < 0 else "+"
             parts.append(f"{sign} {abs(w):.{digits}f}*z({name})")
         text = " ".join(parts).lstrip("+ ").strip()
+        if not text:
+            return f"signature = {self.intercept_:.{digits}f} (constant: every weight is 0)"
         if text.startswith("- "):
             text = "-" + text[2:]
         return f"signature = {text}"
