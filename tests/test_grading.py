@@ -458,12 +458,13 @@ def test_read_table_bad(tmp_path, text, match):
 
 
 def test_feature_matrix_refuses_empty_and_infinite_columns():
+    """nonfinite 'error' (the default reads them as missing: tests/test_table_cleaning.py)."""
     t = pd.DataFrame({"a": [1.0, np.nan], "b": [np.nan, np.nan]}, index=["p", "q"])
     with pytest.raises(GlioradInputError, match=r"1 column\(s\) are empty for every patient: b"):
-        feature_matrix(t, "t.csv")
+        feature_matrix(t, "t.csv", nonfinite="error")
     t = pd.DataFrame({"a": [1.0, np.inf]}, index=["p", "q"])
     with pytest.raises(GlioradInputError, match=r"1 infinite value\(s\) \(first: patient q, column 'a'\)"):
-        feature_matrix(t, "t.csv")
+        feature_matrix(t, "t.csv", nonfinite="error")
 
 
 def test_parquet_and_missing_engine(tmp_path, monkeypatch):

@@ -18,11 +18,22 @@ binary             ``0`` / ``1`` (also ``false`` / ``true``)        1 (= HGG)
 =================  ==============================================  ============
 
 The positive class is always HGG (label 1), and every output says so.
+
+Feature tables from the wild (:func:`clean_features`, used by every reader of feature tables:
+grading, survival, agreement): spreadsheet error values (``#DIV/0!``, ``#N/A``, ``#VALUE!``,
+``#NUM!``, ``#REF!``, ``#NAME?``, ``#NULL!``, ...) and infinite values (``inf`` / ``-inf`` text
+or numbers) become missing cells; columns empty for every patient and constant columns are
+dropped when a model is fitted (kept when a fitted model is applied). Each change is counted per
+column in a :class:`TableCleaning` record (warning lines, ``metrics.json`` ``table_cleaning``).
+``nonfinite="error"`` refuses error values, infinite values and empty columns instead, naming
+column and patient. Other text in a feature column is always an error.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,16 +41,23 @@ import numpy as np
 import pandas as pd
 
 from gliorad.clinical import CATEGORIES, GRADE_GROUP, ID_ALIASES
-from gliorad.errors import GlioradInputError
+from gliorad.errors import GlioradInputError, check_option
 
 __all__ = [
+    "ERROR_LITERALS",
+    "NONFINITE",
     "Alignment",
     "GradeLabels",
+    "TableCleaning",
     "align_features_labels",
+    "clean_features",
     "feature_matrix",
+    "is_error_literal",
     "labels_from_clinical",
     "load_grading_data",
+    "load_grading_inputs",
     "parse_grade_labels",
+    "read_features",
     "read_table",
     "resolve_labels",
 ]
@@ -54,13 +72,40 @@ _WHO = {k: (1 if GRADE_GROUP[v] == "HGG" else 0)
         for k, v in CATEGORIES["grade"].items() if v in ("II", "III", "IV")}
 ALLOWED_LABELS = ("HGG/LGG", "GBM/LGG", "II/III/IV (or 2/3/4; IV = HGG)", "0/1 (1 = HGG)")
 
+#: What a feature table's odd cells become: ``missing`` (read as missing and counted) or
+#: ``error`` (refused, naming column and patient).
+NONFINITE = ("missing", "error")
+#: Spreadsheet error values (Excel, LibreOffice, Google Sheets), matched case-insensitively
+#: after stripping blanks; LibreOffice's ``Err:502``-style codes too.
+ERROR_LITERALS = ("#DIV/0!", "#N/A", "#VALUE!", "#NUM!", "#REF!", "#NAME?", "#NULL!",
+                  "#N/A N/A", "#NA", "#SPILL!", "#CALC!", "#FIELD!", "#BLOCKED!", "#CONNECT!",
+                  "#BUSY!", "#UNKNOWN!", "#GETTING_DATA", "#ERROR!")
+_ERROR_RE = re.compile(r"^(?:" + "|".join(re.escape(v) for v in ERROR_LITERALS)
+                       + r"|ERR:\d{3})$", re.IGNORECASE)
+# pandas' default missing-value texts without its spreadsheet ones ('#N/A', '#N/A N/A', '#NA'),
+# which are kept as text when a CSV is read so that they can be counted
+NA_TEXT = ("", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A",
+            "NA", "NULL", "NaN", "None", "n/a", "nan", "null")
+_NA_LOWER = frozenset(v.lower() for v in NA_TEXT)
+_INF_TEXT = {"inf": np.inf, "+inf": np.inf, "-inf": -np.inf, "infinity": np.inf,
+             "+infinity": np.inf, "-infinity": -np.inf, "1.#inf": np.inf, "-1.#inf": -np.inf}
+
+
+def is_error_literal(value) -> bool:
+    """True for a spreadsheet error value such as ``'#DIV/0!'`` (see :data:`ERROR_LITERALS`)."""
+    return isinstance(value, str) and bool(_ERROR_RE.match(value.strip()))
+
 
 # -------------------------------------------------------------------------------- reading
-def read_table(path: str | Path, id_column: str | None = None) -> pd.DataFrame:
+def read_table(path: str | Path, id_column: str | None = None, *,
+               first_column_id: bool = False) -> pd.DataFrame:
     """Read a CSV / TSV / Parquet table indexed by its patient id (as text).
 
-    Raises :class:`GlioradInputError` for a missing or unreadable file, no id column, empty
-    or duplicated ids.
+    The id column is ``id_column``, else the first named like an id (``patient_id``, ``id``,
+    ...), else (with ``first_column_id``) the first column. Spreadsheet error values (e.g.
+    ``#N/A``) are kept as text, for :func:`clean_features` to count. Raises
+    :class:`GlioradInputError` for a missing or unreadable file, no id column, empty or
+    duplicated ids.
     """
     p = Path(path)
     if not p.is_file():
@@ -74,8 +119,10 @@ def read_table(path: str | Path, id_column: str | None = None) -> pd.DataFrame:
             raw_names = list(pd.read_csv(p, sep=sep, nrows=0).columns)
             header = pd.DataFrame(columns=[str(c).strip() for c in raw_names])
             # ids as text, so that '007' stays '007' and matches the clinical table
-            id_raw = raw_names[header.columns.get_loc(_id_column(header, id_column, p))]
-            df = pd.read_csv(p, sep=sep, low_memory=False, dtype={id_raw: str})
+            id_raw = raw_names[header.columns.get_loc(
+                _id_column(header, id_column, p, first_column_id))]
+            df = pd.read_csv(p, sep=sep, low_memory=False, dtype={id_raw: str},
+                             keep_default_na=False, na_values=list(NA_TEXT))
     except GlioradInputError:
         raise
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as err:
@@ -83,9 +130,9 @@ def read_table(path: str | Path, id_column: str | None = None) -> pd.DataFrame:
     if df.empty:
         raise GlioradInputError(f"{p}: table has no rows")
     df.columns = [str(c).strip() for c in df.columns]
-    column = _id_column(df, id_column, p)
+    column = _id_column(df, id_column, p, first_column_id)
     ids = df[column]
-    blank = ids.isna() | (ids.astype(str).str.strip() == "")
+    blank = ids.isna() | (ids.astype(str).str.strip() == "") | ids.map(is_error_literal)
     if blank.any():
         raise GlioradInputError(
             f"{p} row {int(np.flatnonzero(blank.to_numpy())[0]) + 2}: empty {column!r}; every row "
@@ -122,7 +169,8 @@ def _id_text(value) -> str:
     return str(value).strip()
 
 
-def _id_column(df: pd.DataFrame, id_column: str | None, p: Path) -> str:
+def _id_column(df: pd.DataFrame, id_column: str | None, p: Path,
+               first_column_id: bool = False) -> str:
     if id_column is not None:
         if id_column not in df.columns:
             raise GlioradInputError(
@@ -133,49 +181,259 @@ def _id_column(df: pd.DataFrame, id_column: str | None, p: Path) -> str:
     for alias in ID_ALIASES:
         if alias in lower:
             return lower[alias]
+    if first_column_id and df.shape[1]:
+        return df.columns[0]
     raise GlioradInputError(
         f"{p}: no patient id column; expected one named {', '.join(ID_ALIASES)} "
         f"(or pass the id column's name); first columns are: {', '.join(df.columns[:8])}")
 
 
-def feature_matrix(table: pd.DataFrame, source: str, exclude: tuple[str, ...] = ()) -> pd.DataFrame:
-    """The numeric feature columns as float64, after dropping ``exclude``.
+def _names(items, limit: int = 10) -> str:
+    items = list(items)
+    more = f" ... and {len(items) - limit} more" if len(items) > limit else ""
+    return ", ".join(map(str, items[:limit])) + more
 
-    Raises naming every non-numeric column, every column that is missing for all patients,
-    and infinite values. Missing cells in other columns are kept (imputed inside the model).
+
+@dataclass
+class TableCleaning:
+    """What :func:`clean_features` changed in a feature table, per column.
+
+    ``error_cells``: column -> {spreadsheet error value: cells} read as missing;
+    ``infinite_cells``: column -> infinite values (``inf`` / ``-inf`` text or numbers) read as
+    missing; ``empty_columns``: columns missing for every patient (after the above);
+    ``constant_columns``: columns with one value for every patient who has a value;
+    ``dropped``: whether empty and constant columns were dropped (fitting) or kept (applying a
+    fitted model, which needs its columns).
     """
+
+    source: str
+    nonfinite: str = "missing"
+    n_patients: int = 0
+    n_columns_read: int = 0
+    error_cells: dict[str, dict[str, int]] = field(default_factory=dict)
+    infinite_cells: dict[str, int] = field(default_factory=dict)
+    empty_columns: list[str] = field(default_factory=list)
+    constant_columns: list[str] = field(default_factory=list)
+    dropped: bool = True
+    n_missing_cells: int = 0
+
+    @property
+    def n_error_cells(self) -> int:
+        return int(sum(sum(v.values()) for v in self.error_cells.values()))
+
+    @property
+    def n_infinite_cells(self) -> int:
+        return int(sum(self.infinite_cells.values()))
+
+    @property
+    def dropped_columns(self) -> list[str]:
+        return [*self.empty_columns, *self.constant_columns] if self.dropped else []
+
+    @property
+    def n_columns_kept(self) -> int:
+        return self.n_columns_read - len(self.dropped_columns)
+
+    @property
+    def changed(self) -> bool:
+        """True when a cell was read as missing or a column was dropped (or found empty)."""
+        return bool(self.error_cells or self.infinite_cells or self.empty_columns
+                    or self.constant_columns)
+
+    def warnings(self, limit: int = 10) -> list[str]:
+        """One line per kind of change, naming the columns (at most ``limit`` per line)."""
+        out = []
+        if self.error_cells:
+            cols = [f"{c} ({', '.join(f'{k} x{n}' for k, n in v.items())})"
+                    for c, v in self.error_cells.items()]
+            out.append(f"{self.source}: {self.n_error_cells} spreadsheet error cell(s) read as "
+                       f"missing in {len(cols)} column(s): {_names(cols, limit)}")
+        if self.infinite_cells:
+            cols = [f"{c} (x{n})" for c, n in self.infinite_cells.items()]
+            out.append(f"{self.source}: {self.n_infinite_cells} infinite value(s) read as "
+                       f"missing in {len(cols)} column(s): {_names(cols, limit)}")
+        what = "dropped" if self.dropped else "kept"
+        if self.empty_columns:
+            out.append(f"{self.source}: {len(self.empty_columns)} column(s) empty for every "
+                       f"patient {what}: {_names(self.empty_columns, limit)}")
+        if self.constant_columns and self.dropped:
+            out.append(f"{self.source}: {len(self.constant_columns)} constant column(s) (one "
+                       f"value for every patient) {what}: {_names(self.constant_columns, limit)}")
+        return out
+
+    def log(self, logger: logging.Logger | None = None) -> None:
+        """Each line of :meth:`warnings` as a logged warning."""
+        for line in self.warnings():
+            (logger or log).warning(line)
+
+    def to_dict(self) -> dict:
+        """JSON-able record for ``metrics.json`` (key ``table_cleaning``)."""
+        return {
+            "source": self.source, "nonfinite": self.nonfinite,
+            "n_patients": self.n_patients, "n_columns_read": self.n_columns_read,
+            "n_columns_kept": self.n_columns_kept,
+            "n_error_cells": self.n_error_cells,
+            "error_cells": {c: dict(v) for c, v in self.error_cells.items()},
+            "n_infinite_cells": self.n_infinite_cells,
+            "infinite_cells": dict(self.infinite_cells),
+            "empty_columns": list(self.empty_columns),
+            "constant_columns": list(self.constant_columns),
+            "columns_dropped": self.dropped,
+            "n_missing_cells": self.n_missing_cells,
+            "warnings": self.warnings(limit=20),
+        }
+
+
+def _float_or_nan(value) -> float:
+    text = str(value)
+    if "_" in text:  # float() accepts '1_000'; a table cell like that is text
+        return np.nan
+    try:
+        return float(text)
+    except ValueError:
+        return np.nan
+
+
+def _text_column(s: pd.Series) -> tuple[np.ndarray, pd.Series, pd.Series, pd.Series]:
+    """A column that pandas could not read as numbers: (float values, error-value mask,
+    infinite mask, real-text mask). Missing-value texts (``NA``, ``nan``, ...) are missing."""
+    text = s.map(lambda v: v.strip() if isinstance(v, str) else v)
+    lower = text.map(lambda v: v.lower() if isinstance(v, str) else None)
+    err = text.map(is_error_literal).astype(bool)
+    na = text.isna() | lower.isin(_NA_LOWER)
+    inf_text = lower.map(_INF_TEXT)
+    candidates = text.where(~(err | na | inf_text.notna()))
+    values = pd.to_numeric(candidates.astype(object), errors="coerce")
+    retry = values.isna() & candidates.notna()  # e.g. '1e400' (overflow: infinite)
+    if retry.any():
+        values = values.astype(np.float64)
+        values[retry] = candidates[retry].map(_float_or_nan)
+    values = values.where(inf_text.isna(), inf_text).astype(np.float64)
+    bad = values.isna() & ~err & ~na
+    values = values.to_numpy(dtype=np.float64)
+    return values, err, pd.Series(np.isinf(values), index=s.index), bad
+
+
+def clean_features(
+    table: pd.DataFrame, source: str, nonfinite: str = "missing", *,
+    exclude: tuple[str, ...] | list[str] = (), drop: bool = True,
+) -> tuple[pd.DataFrame, TableCleaning]:
+    """The numeric feature columns of ``table`` as float64, and what was changed on the way.
+
+    ``nonfinite="missing"`` (default): spreadsheet error values (:data:`ERROR_LITERALS`,
+    e.g. ``#DIV/0!``) and infinite values (``inf`` / ``-inf`` text, or numbers) become missing
+    cells (imputed inside the models), each counted per column. ``nonfinite="error"``: each of
+    them, and a column empty for every patient, is an error naming the column and a patient.
+    With ``drop`` (fitting), columns empty for every patient and constant columns (one value
+    for every patient who has one: no information, and constant again after imputation) are
+    dropped; without (applying a fitted model, which needs its columns) they are kept and
+    counted. Text that is not a number, an error value or a missing-value text (``NA``,
+    ``nan``, empty) is an error in both modes (exclude the column, or name it as the label
+    column). ``exclude``: columns to leave out first. Returns ``(X, TableCleaning)``.
+    """
+    check_option("nonfinite", nonfinite, NONFINITE)
     unknown = [c for c in exclude if c not in table.columns]
     if unknown:
         raise GlioradInputError(f"{source}: column(s) to exclude not found: {', '.join(unknown)}")
     df = table.drop(columns=list(exclude))
     if df.shape[1] == 0:
         raise GlioradInputError(f"{source}: no feature columns besides the id column")
-    problems = []
-    bad = [c for c in df.columns
-           if not (pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c]))]
-    for c in bad[:20]:
-        values = df[c].dropna()
-        sample = values[pd.to_numeric(values, errors="coerce").isna()]
-        example = f" (e.g. {sample.iloc[0]!r} for patient {sample.index[0]})" if len(sample) else ""
-        problems.append(f"{source}: column {c!r} is not numeric{example}; features must be "
-                        "numbers (exclude it, or name it as the label column)")
-    if len(bad) > 20:
-        problems.append(f"{source}: ... and {len(bad) - 20} more non-numeric columns")
+    strict = nonfinite == "error"
+    hint = ("; features must be numbers: remove or exclude the column (for grading, it may be "
+            "the label column)")
+    record = TableCleaning(source=source, nonfinite=nonfinite, n_patients=int(df.shape[0]),
+                           n_columns_read=int(df.shape[1]), dropped=drop)
+    text_problems, error_problems = [], []
+    columns: dict[str, np.ndarray] = {}
+    plain_missing: dict[str, bool] = {}
+    first_inf = None
+    for c in df.columns:
+        s = df[c]
+        if pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s):
+            values = s.to_numpy(dtype=np.float64, na_value=np.nan)
+            err = np.zeros(len(s), bool)
+        else:
+            values, err_s, _, bad = _text_column(s)
+            err = err_s.to_numpy()
+            if bad.any():
+                first = bad.to_numpy().argmax()
+                text_problems.append(f"{source}: column {c!r} is not numeric (e.g. "
+                                     f"{s.iloc[first]!r} for patient {s.index[first]}){hint}")
+                continue
+            if err.any():
+                literals = Counter(str(v).strip().upper() for v in s[err_s])
+                record.error_cells[str(c)] = dict(literals)
+                first = int(err.argmax())
+                error_problems.append(
+                    f"{source}: column {c!r} is not numeric (e.g. {s.iloc[first]!r} for patient "
+                    f"{s.index[first]}): {int(err.sum())} spreadsheet error cell(s); features must "
+                    "be numbers or empty cells (nonfinite 'missing' reads them as missing)")
+        inf = np.isinf(values)
+        if inf.any():
+            record.infinite_cells[str(c)] = int(inf.sum())
+            if first_inf is None:
+                first_inf = (df.index[int(inf.argmax())], c)
+            values = np.where(inf, np.nan, values)
+        columns[str(c)] = values
+        plain_missing[str(c)] = bool((np.isnan(values) & ~err & ~inf).all())
+    if len(text_problems) > 20:
+        text_problems = text_problems[:20] + [
+            f"{source}: ... and {len(text_problems) - 20} more non-numeric columns"]
+    problems = text_problems + (error_problems if strict else [])
+    if strict:
+        empty = [c for c, flag in plain_missing.items() if flag]
+        if empty:
+            problems.append(f"{source}: {len(empty)} column(s) are empty for every patient: "
+                            f"{_names(empty)}; drop them")
+        if first_inf is not None:
+            problems.append(
+                f"{source}: {record.n_infinite_cells} infinite value(s) (first: patient "
+                f"{first_inf[0]}, column {first_inf[1]!r}); expected finite numbers or empty "
+                "cells")
     if problems:
         raise GlioradInputError(problems)
-    X = df.astype(np.float64)
-    empty = [c for c in X.columns if X[c].isna().all()]
-    if empty:
-        raise GlioradInputError(
-            f"{source}: {len(empty)} column(s) are empty for every patient: "
-            f"{', '.join(empty[:10])}{' ...' if len(empty) > 10 else ''}; drop them")
-    inf = np.isinf(X.to_numpy())
-    if inf.any():
-        r, c = np.argwhere(inf)[0]
-        raise GlioradInputError(
-            f"{source}: {int(inf.sum())} infinite value(s) (first: patient {X.index[r]}, column "
-            f"{X.columns[c]!r}); expected finite numbers or empty cells")
+    X = pd.DataFrame(columns, index=df.index, dtype=np.float64)
+    X.columns = [str(c) for c in X.columns]
+    values = X.to_numpy()
+    observed = ~np.isnan(values)
+    empty_mask = ~observed.any(axis=0)
+    with np.errstate(invalid="ignore"):
+        lo = np.where(observed, values, np.inf).min(axis=0)
+        hi = np.where(observed, values, -np.inf).max(axis=0)
+    constant_mask = ~empty_mask & (lo == hi)
+    record.empty_columns = [c for c, e in zip(X.columns, empty_mask, strict=True) if e]
+    record.constant_columns = [c for c, k in zip(X.columns, constant_mask, strict=True) if k]
+    if drop and record.dropped_columns:
+        X = X.drop(columns=record.dropped_columns)
+        if X.shape[1] == 0:
+            raise GlioradInputError(
+                f"{source}: no usable feature column: of {record.n_columns_read}, "
+                f"{len(record.empty_columns)} are empty for every patient and "
+                f"{len(record.constant_columns)} constant ({_names(record.dropped_columns)})")
+    record.n_missing_cells = int(X.isna().to_numpy().sum())
+    return X, record
+
+
+def feature_matrix(table: pd.DataFrame, source: str, exclude: tuple[str, ...] = (),
+                   nonfinite: str = "missing", drop: bool = True) -> pd.DataFrame:
+    """The numeric feature columns as float64, after dropping ``exclude``
+    (:func:`clean_features`, its changes logged as warnings).
+
+    Missing cells are kept (imputed inside the model).
+    """
+    X, record = clean_features(table, source, nonfinite, exclude=exclude, drop=drop)
+    record.log()
     return X
+
+
+def read_features(
+    path: str | Path, *, id_column: str | None = None, first_column_id: bool = False,
+    exclude: tuple[str, ...] = (), nonfinite: str = "missing", drop: bool = True,
+    source: str | None = None,
+) -> tuple[pd.DataFrame, TableCleaning]:
+    """:func:`read_table` then :func:`clean_features`: ``(X, TableCleaning)``."""
+    table = read_table(path, id_column, first_column_id=first_column_id)
+    return clean_features(table, source or Path(path).name, nonfinite, exclude=exclude,
+                          drop=drop)
 
 
 # --------------------------------------------------------------------------------- labels
@@ -203,7 +461,7 @@ class GradeLabels:
 
 
 def _label_key(value) -> str | None:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+    if value is None or (isinstance(value, float) and np.isnan(value)) or is_error_literal(value):
         return None
     if isinstance(value, bool | np.bool_):
         return "true" if value else "false"
@@ -328,20 +586,38 @@ def align_features_labels(
     return X.loc[common], aligned, align
 
 
+def load_grading_inputs(
+    features: str | Path,
+    labels: str | Path,
+    id_column: str | None = None,
+    exclude: tuple[str, ...] = (),
+    clinical_cfg=None,
+    nonfinite: str = "missing",
+) -> tuple[pd.DataFrame, GradeLabels, Alignment, TableCleaning]:
+    """Read a feature table and its grade labels (clinical file or label column) and match ids.
+
+    Returns the numeric feature matrix (patients in both, feature-table order; cleaned by
+    :func:`clean_features` with ``nonfinite``), the labels in the same order, what was left out
+    and what the cleaning changed.
+    """
+    table = read_table(features, id_column)
+    source = Path(features).name
+    grade, table = resolve_labels(labels, table, source, clinical_cfg)
+    X, cleaning = clean_features(table, source, nonfinite, exclude=tuple(exclude))
+    X, grade, align = align_features_labels(X, grade)
+    return X, grade, align, cleaning
+
+
 def load_grading_data(
     features: str | Path,
     labels: str | Path,
     id_column: str | None = None,
     exclude: tuple[str, ...] = (),
     clinical_cfg=None,
+    nonfinite: str = "missing",
 ) -> tuple[pd.DataFrame, GradeLabels, Alignment]:
-    """Read a feature table and its grade labels (clinical file or label column) and match ids.
-
-    Returns the numeric feature matrix (patients in both, feature-table order), the labels in
-    the same order and what was left out.
-    """
-    table = read_table(features, id_column)
-    source = Path(features).name
-    grade, table = resolve_labels(labels, table, source, clinical_cfg)
-    X = feature_matrix(table, source, exclude)
-    return align_features_labels(X, grade)
+    """:func:`load_grading_inputs` without the cleaning record (its changes are logged)."""
+    X, grade, align, cleaning = load_grading_inputs(features, labels, id_column, exclude,
+                                                    clinical_cfg, nonfinite)
+    cleaning.log()
+    return X, grade, align

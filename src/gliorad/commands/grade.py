@@ -12,7 +12,13 @@ from typing import Annotated
 
 import typer
 
-from gliorad.commands._common import OutOpt, PresetOpt, command_group, exit_on_input_error
+from gliorad.commands._common import (
+    NonfiniteOpt,
+    OutOpt,
+    PresetOpt,
+    command_group,
+    exit_on_input_error,
+)
 from gliorad.errors import GlioradInputError
 
 app = command_group(
@@ -65,7 +71,10 @@ def _pairs(values: list[str] | None, option: str) -> dict[str, Path]:
 
 
 def _up_to_date(res) -> bool:
-    """Print the run's notes; true (after saying so) when ``--out`` already held this run."""
+    """Print the run's warnings and notes; true (after saying so) when ``--out`` already held
+    this run."""
+    for m in res.warnings:
+        typer.echo(f"warning: {m}", err=True)
     for m in res.messages:
         typer.echo(f"note: {m}", err=True)
     if res.skipped:
@@ -93,6 +102,7 @@ def cv(
     seed: SeedOpt = None,
     jobs: JobsOpt = 2,
     overwrite: OverwriteOpt = False,
+    nonfinite: NonfiniteOpt = "missing",
 ) -> None:
     """Leak-free evaluation: metrics.json, predictions.csv, roc.png, selected_features.csv."""
     from gliorad.grading.run import run_cv
@@ -101,7 +111,7 @@ def cv(
         cfg = _config(preset, config, cv_splits=splits, cv_repeats=repeats, seed=seed)
         res = run_cv(features, labels, out, cfg, scheme=scheme, id_column=id_column,
                      exclude=_exclude(exclude), n_jobs=jobs, overwrite=overwrite,
-                     command=_command())
+                     command=_command(), nonfinite=nonfinite)
     if _up_to_date(res):
         return
     m = res.metrics
@@ -133,6 +143,7 @@ def fit(
         "(e.g. a CNN's, out-of-fold for its own training patients): the saved model stacks "
         "the grading model of the other columns with it (logistic regression). Repeat for "
         "each.")] = None,
+    nonfinite: NonfiniteOpt = "missing",
 ) -> None:
     """Fit the model on every patient; save model.skops (skops, not pickle) and model.json."""
     from gliorad.grading.run import run_fit
@@ -141,7 +152,8 @@ def fit(
         cfg = _config(preset, config, seed=seed)
         res = run_fit(features, labels, out, cfg, id_column=id_column,
                       exclude=_exclude(exclude), n_jobs=jobs, overwrite=overwrite,
-                      command=_command(), stack_columns=tuple(stack_column or ()))
+                      command=_command(), stack_columns=tuple(stack_column or ()),
+                      nonfinite=nonfinite)
     if _up_to_date(res):
         return
     typer.echo(f"selected features: {', '.join(res.metrics['selected_features'])}")
@@ -162,13 +174,14 @@ def evaluate(
         "--labels", help="Optional grade labels (clinical table or column) for metrics.")] = None,
     id_column: IdOpt = None,
     overwrite: OverwriteOpt = False,
+    nonfinite: NonfiniteOpt = "missing",
 ) -> None:
     """Apply a saved model to new patients (external validation): predictions, metrics."""
     from gliorad.grading.run import run_evaluate
 
     with exit_on_input_error():
         res = run_evaluate(model, features, out, labels=labels, id_column=id_column,
-                           overwrite=overwrite, command=_command())
+                           overwrite=overwrite, command=_command(), nonfinite=nonfinite)
     if _up_to_date(res):
         return
     m = res.metrics
@@ -206,6 +219,7 @@ def tables(
     seed: SeedOpt = None,
     jobs: JobsOpt = 2,
     overwrite: OverwriteOpt = False,
+    nonfinite: NonfiniteOpt = "missing",
 ) -> None:
     """The paper's Tables S3, 1 and 2 with DeLong P of best fused vs best CNN (tables.md, CSV)."""
     from gliorad.grading.run import run_tables
@@ -218,7 +232,7 @@ def tables(
         res = run_tables(sets, labels, out, _pairs(cnn, "--cnn"), cfg, scheme=scheme,
                          fuse_with=fuse_with, radiomics_table=radiomics, id_column=id_column,
                          n_jobs=jobs, overwrite=overwrite, command=_command(),
-                         stack_scores=_pairs(stack, "--stack"))
+                         stack_scores=_pairs(stack, "--stack"), nonfinite=nonfinite)
     if _up_to_date(res):
         return
     typer.echo((Path(res.out) / "tables.md").read_text(encoding="utf-8"))

@@ -9,6 +9,7 @@ unless ``overwrite=True``.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,9 +35,9 @@ from gliorad.grading.outputs import (
 from gliorad.io import write_json
 from gliorad.tables import (
     align_features_labels,
-    feature_matrix,
+    clean_features,
     labels_from_clinical,
-    load_grading_data,
+    load_grading_inputs,
     read_table,
     resolve_labels,
 )
@@ -55,6 +56,7 @@ class StageResult:
     skipped: bool
     metrics: dict[str, Any] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def _inputs(features: Path, labels: str | Path) -> dict[str, Path]:
@@ -74,24 +76,34 @@ def run_cv(
     features: str | Path, labels: str | Path, out: str | Path,
     config: GradingConfig | None = None, scheme: str = "cv", id_column: str | None = None,
     exclude: tuple[str, ...] = (), n_jobs: int = 1, overwrite: bool = False,
-    command: str | None = None,
+    command: str | None = None, nonfinite: str = "missing",
 ) -> StageResult:
-    """Evaluate the grading model on a feature table (repeated CV or split) into ``out``."""
+    """Evaluate the grading model on a feature table (repeated CV or split) into ``out``.
+
+    ``nonfinite``: spreadsheet error cells and infinite values read as missing (``"missing"``,
+    counted in ``metrics.json`` ``table_cleaning``) or refused (``"error"``); see
+    :func:`gliorad.tables.clean_features`.
+    """
     check_option("scheme", scheme, ("cv", "split"))
     config = config or GradingConfig.preset("paper")
-    X, grade, align = load_grading_data(features, labels, id_column, tuple(exclude))
+    X, grade, align, cleaning = load_grading_inputs(features, labels, id_column, tuple(exclude),
+                                                    nonfinite=nonfinite)
+    warned = cleaning.warnings()
     settings = {"stage": "grade cv", "config": config.model_dump(mode="json"), "scheme": scheme,
-                "labels": str(labels), "id_column": id_column, "exclude": list(exclude)}
+                "labels": str(labels), "id_column": id_column, "exclude": list(exclude),
+                "nonfinite": nonfinite}
     prov = provenance(settings, _inputs(Path(features), labels), command)
     with run_folder(out, prov["fingerprint"], overwrite) as tmp:
         if tmp is None:
-            return StageResult(Path(out), skipped=True, messages=align.messages())
+            return StageResult(Path(out), skipped=True, messages=align.messages(),
+                               warnings=warned)
         run = cross_validate_grading if scheme == "cv" else split_evaluate_grading
         result: GradingResult = run(X, grade, config, n_jobs=n_jobs)
-        result.notes.extend(align.messages())
-        write_grading_outputs(result, tmp, prov, _alignment_metrics(align, grade))
+        result.notes.extend(align.messages() + warned)
+        write_grading_outputs(result, tmp, prov, {**_alignment_metrics(align, grade),
+                                                  "table_cleaning": {"features": cleaning.to_dict()}})
     return StageResult(Path(out), skipped=False, metrics=result.metrics,
-                       messages=align.messages())
+                       messages=align.messages(), warnings=warned)
 
 
 FIT_FILES = ("model.skops", "model.json", "selected_features.csv", "provenance.json")
@@ -101,7 +113,7 @@ def run_fit(
     features: str | Path, labels: str | Path, out: str | Path,
     config: GradingConfig | None = None, id_column: str | None = None,
     exclude: tuple[str, ...] = (), n_jobs: int = 1, overwrite: bool = False,
-    command: str | None = None, stack_columns: tuple[str, ...] = (),
+    command: str | None = None, stack_columns: tuple[str, ...] = (), nonfinite: str = "missing",
 ) -> StageResult:
     """Fit the grading model on every patient and save it (skops) with its metadata.
 
@@ -114,14 +126,23 @@ def run_fit(
     from gliorad.grading.stacking import StackedGradingModel
 
     config = config or GradingConfig.preset("paper")
-    X, grade, align = load_grading_data(features, labels, id_column, tuple(exclude))
+    X, grade, align, cleaning = load_grading_inputs(features, labels, id_column, tuple(exclude),
+                                                    nonfinite=nonfinite)
+    warned = cleaning.warnings()
+    dropped_stack = [c for c in stack_columns if c in cleaning.dropped_columns]
+    if dropped_stack:
+        raise GlioradInputError(f"{Path(features).name}: stack column(s) "
+                                f"{', '.join(dropped_stack)} are empty or constant for every "
+                                "patient; a stacked model needs the other model's probabilities")
     settings = {"stage": "grade fit", "config": config.model_dump(mode="json"),
                 "labels": str(labels), "id_column": id_column, "exclude": list(exclude),
+                "nonfinite": nonfinite,
                 **({"stack_columns": list(stack_columns)} if stack_columns else {})}
     prov = provenance(settings, _inputs(Path(features), labels), command)
     with run_folder(out, prov["fingerprint"], overwrite, files=FIT_FILES) as tmp:
         if tmp is None:
-            return StageResult(Path(out), skipped=True, messages=align.messages())
+            return StageResult(Path(out), skipped=True, messages=align.messages(),
+                               warnings=warned)
         model = config.make_model(n_jobs=n_jobs)
         if stack_columns:
             model = StackedGradingModel(model, score_columns=tuple(stack_columns),
@@ -138,6 +159,7 @@ def run_fit(
             "best_params": model.best_params_, "threshold": config.threshold,
             "config": config.model_dump(mode="json"), "fallback_warnings": fallback,
             "n_imputed_cells": model.n_imputed_cells_, **_alignment_metrics(align, grade),
+            "table_cleaning": {"features": cleaning.to_dict()},
             **stacked, "provenance": prov,
         }
         save_model(model, tmp, info)
@@ -146,7 +168,8 @@ def run_fit(
                                                   for f in model.selected_features_]}),
                   tmp / "selected_features.csv")
         write_json(prov, tmp / "provenance.json")
-    return StageResult(Path(out), skipped=False, metrics=info, messages=align.messages())
+    return StageResult(Path(out), skipped=False, metrics=info, messages=align.messages(),
+                       warnings=warned)
 
 
 EVAL_FILES = ("predictions.csv", "provenance.json")
@@ -155,12 +178,14 @@ EVAL_FILES = ("predictions.csv", "provenance.json")
 def run_evaluate(
     model_path: str | Path, features: str | Path, out: str | Path,
     labels: str | Path | None = None, id_column: str | None = None,
-    overwrite: bool = False, command: str | None = None,
+    overwrite: bool = False, command: str | None = None, nonfinite: str = "missing",
 ) -> StageResult:
     """Apply a saved model to a new feature table (external validation).
 
     The table must hold every feature column the model was fitted on (others are ignored);
-    with ``labels``, ``metrics.json`` and ``roc.png`` are written too.
+    with ``labels``, ``metrics.json`` and ``roc.png`` are written too. Odd cells are read as
+    by :func:`gliorad.tables.clean_features` (``nonfinite``), but no column is dropped: an
+    empty or constant column is imputed by the model as a missing cell is.
     """
     from gliorad.grading.persist import load_model, read_model_info
 
@@ -178,14 +203,15 @@ def run_evaluate(
             f"{source}: {len(missing)} feature column(s) the model was fitted on are missing: "
             f"{', '.join(missing[:15])}{' ...' if len(missing) > 15 else ''}")
     extra = [c for c in table.columns if c not in needed]
-    X = feature_matrix(table[needed], source)
+    X, cleaning = clean_features(table[needed], source, nonfinite, drop=False)
+    warned = cleaning.warnings()
     messages = [f"{len(extra)} column(s) not used by the model were ignored"] if extra else []
     align = None
     if grade is not None:
         X, grade, align = align_features_labels(X, grade)
         messages += align.messages()
     settings = {"stage": "grade evaluate", "labels": None if labels is None else str(labels),
-                "id_column": id_column}
+                "id_column": id_column, "nonfinite": nonfinite}
     inputs = {"model": Path(model_path) / "model.skops" if Path(model_path).is_dir()
               else Path(model_path), "features": Path(features)}
     if labels is not None:
@@ -194,7 +220,7 @@ def run_evaluate(
     files = EVAL_FILES + (("metrics.json", "roc.png") if grade is not None else ())
     with run_folder(out, prov["fingerprint"], overwrite, files=files) as tmp:
         if tmp is None:
-            return StageResult(Path(out), skipped=True, messages=messages)
+            return StageResult(Path(out), skipped=True, messages=messages, warnings=warned)
         prob = model.decision_score(X)
         pred = pd.DataFrame({"patient_id": X.index, "probability": prob})
         threshold = float(info.get("threshold", 0.5))
@@ -206,13 +232,15 @@ def run_evaluate(
                        "negative_class": "LGG", "class_counts": grade.counts,
                        "n_patients": len(X), "n_missing_cells": int(X.isna().to_numpy().sum()),
                        "scheme": {"type": "external", "model": str(model_path)},
-                       **_alignment_metrics(align, grade), "messages": messages}
+                       **_alignment_metrics(align, grade), "messages": messages,
+                       "table_cleaning": {"features": cleaning.to_dict()}}
             write_json(metrics, tmp / "metrics.json")
             plot_roc({"external": (grade.y.to_numpy(), prob)}, tmp / "roc.png",
                      "HGG vs LGG (saved model, new patients)")
         write_csv(pred, tmp / "predictions.csv")
         write_json(prov, tmp / "provenance.json")
-    return StageResult(Path(out), skipped=False, metrics=metrics, messages=messages)
+    return StageResult(Path(out), skipped=False, metrics=metrics, messages=messages,
+                       warnings=warned)
 
 
 TABLE_FILES = ("table_s3.csv", "table_1.csv", "table_2.csv", "comparisons.csv", "tables.md",
@@ -235,6 +263,7 @@ def run_tables(
     overwrite: bool = False, command: str | None = None,
     split_parts: Mapping[str, str] | None = None,
     stack_scores: Mapping[str, str | Path | pd.Series] | None = None,
+    nonfinite: str = "missing",
 ) -> StageResult:
     """Build Tables S3, 1 and 2 from named feature tables (see :mod:`gliorad.grading.paper`).
 
@@ -242,6 +271,8 @@ def run_tables(
     radiomics``), split into ``radiomics_<sequence>`` sets. ``split_parts`` fixes the split of
     ``scheme="split"`` (patient id -> train / val / test). ``stack_scores`` (``cnn_<input>_<block>``
     -> a predictions file or a Series of out-of-sample probabilities) adds the stacked rows.
+    Each table is cleaned by :func:`gliorad.tables.clean_features` (``nonfinite``); what changed
+    is in ``metrics.json`` (``table_cleaning``, per set) and the notes.
     """
     from gliorad.grading.paper import paper_tables, parse_set_name, radiomics_by_sequence
 
@@ -250,7 +281,7 @@ def run_tables(
     for name in feature_sets:
         parse_set_name(name)
     cnn_predictions = dict(cnn_predictions or {})
-    sets, grade = {}, None
+    sets, grade, cleanings = {}, None, {}
     sources = list(feature_sets.items())
     if radiomics_table is not None:
         sources.insert(0, ("radiomics", radiomics_table))
@@ -259,7 +290,7 @@ def run_tables(
         if str(labels) in table.columns:  # a label column: taken from the first table having it
             g, table = resolve_labels(labels, table, Path(path).name)
             grade = grade or g
-        X = feature_matrix(table, f"{name} ({Path(path).name})")
+        X, cleanings[name] = clean_features(table, f"{name} ({Path(path).name})", nonfinite)
         if name == "radiomics" and radiomics_table is not None:
             split = radiomics_by_sequence(X)
             clash = sorted(set(split) & set(feature_sets))
@@ -277,8 +308,10 @@ def run_tables(
     cnn = {name: _read_cnn(Path(p), id_column) for name, p in cnn_predictions.items()}
     stack = {name: (p if isinstance(p, pd.Series) else _read_cnn(Path(p), id_column))
              for name, p in dict(stack_scores or {}).items()}
+    warned = [line for c in cleanings.values() for line in c.warnings()]
     settings = {"stage": "grade tables", "config": config.model_dump(mode="json"),
                 "scheme": scheme, "fuse_with": fuse_with, "labels": str(labels),
+                "nonfinite": nonfinite,
                 "sets": sorted(sets), "cnn": sorted(cnn_predictions),
                 "split_parts": dict(sorted(split_parts.items())) if split_parts else None,
                 "stack_scores": {k: (hashlib.sha256(pd.util.hash_pandas_object(v).to_numpy()
@@ -294,14 +327,18 @@ def run_tables(
     prov = provenance(settings, inputs, command)
     with run_folder(out, prov["fingerprint"], overwrite, files=TABLE_FILES) as tmp:
         if tmp is None:
-            return StageResult(Path(out), skipped=True)
+            return StageResult(Path(out), skipped=True, warnings=warned)
         result = paper_tables(sets, grade, cnn, config, scheme=scheme, fuse_with=fuse_with,
                               n_jobs=n_jobs, split_parts=split_parts, stack_scores=stack)
+        result.notes.extend(warned)
         result.write(tmp)
+        metrics = json.loads((tmp / "metrics.json").read_text(encoding="utf-8"))
+        metrics["table_cleaning"] = {k: c.to_dict() for k, c in cleanings.items()}
+        write_json(metrics, tmp / "metrics.json")
         write_json(prov, tmp / "provenance.json")
     return StageResult(Path(out), skipped=False,
                        metrics={k: v.to_dict(orient="records") for k, v in result.tables.items()},
-                       messages=result.notes)
+                       messages=[m for m in result.notes if m not in warned], warnings=warned)
 
 
 def read_predictions(path: str | Path) -> tuple[pd.Series, pd.Series]:
