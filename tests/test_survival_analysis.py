@@ -466,12 +466,12 @@ def test_read_feature_table(tmp_path):
     df = read_feature_table(p)
     assert list(df.index) == ["P1", "P2"] and list(df.columns) == ["a", "b"]
     p.write_text("patient_id,a,b\nP1,1,x\n")
-    with pytest.raises(GlioradInputError, match=r"feature column\(s\) \['b'\] are not numeric"):
+    with pytest.raises(GlioradInputError, match=r"f\.csv: column 'b' is not numeric \(e\.g\. 'x' for patient P1\)"):
         read_feature_table(p)
     p.write_text("patient_id,a\nP1,1\nP1,2\n")
-    with pytest.raises(GlioradInputError, match=r"duplicate patient id\(s\) \['P1'\]"):
+    with pytest.raises(GlioradInputError, match=r"patient id\(s\) appear more than once in 'patient_id': P1"):
         read_feature_table(p)
-    with pytest.raises(GlioradInputError, match=r"feature table not found"):
+    with pytest.raises(GlioradInputError, match=r"none\.csv: table not found"):
         read_feature_table(tmp_path / "none.csv")
 
 

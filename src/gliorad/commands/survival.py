@@ -18,7 +18,13 @@ from typing import Annotated, Any
 
 import typer
 
-from gliorad.commands._common import OutOpt, PresetOpt, command_group, exit_on_input_error
+from gliorad.commands._common import (
+    NonfiniteOpt,
+    OutOpt,
+    PresetOpt,
+    command_group,
+    exit_on_input_error,
+)
 from gliorad.errors import GlioradInputError
 
 app = command_group(
@@ -144,16 +150,28 @@ def _cli_overrides(
 # ----------------------------------------------------------------------------------- plumbing
 def _read_inputs(
     features: Path, clinical: Path, ccfg: Any, survival: bool = True, extra: list[Path] | None = None,
+    *, nonfinite: str = "missing", drop: bool = True, cleaning: dict[str, Any] | None = None,
 ) -> tuple[Any, Any]:
+    """(features, clinical). Feature tables are cleaned (:func:`gliorad.tables.clean_features`:
+    ``nonfinite``; ``drop`` empty / constant columns, not when applying a bundle); each change is
+    printed as a warning and, when ``cleaning`` is given, recorded there per input name."""
     from gliorad.clinical import read_clinical
-    from gliorad.survival.analysis import read_feature_table
+    from gliorad.tables import read_features
+
+    def read_feature_table(path: Path, name: str) -> Any:
+        table, record = read_features(path, first_column_id=True, nonfinite=nonfinite, drop=drop)
+        for line in record.warnings():
+            typer.echo(f"warning: {line}", err=True)
+        if cleaning is not None:
+            cleaning[name] = record.to_dict()
+        return table
 
     problems: list[str] = []
     feats = clin = None
     try:
-        feats = read_feature_table(features)
-        for path in extra or []:
-            more = read_feature_table(path)
+        feats = read_feature_table(features, "features")
+        for i, path in enumerate(extra or [], start=1):
+            more = read_feature_table(path, f"extra_features_{i}")
             clash = sorted(set(more.columns) & set(feats.columns))
             if clash:
                 raise GlioradInputError(f"{path}: column(s) {clash[:5]} also in {features}")
@@ -225,15 +243,20 @@ def _up_to_date(out: Path, provenance: dict[str, Any], overwrite: bool) -> bool:
 
 def _training_inputs(
     command: str, cfg: Any, ccfg: Any, features: Path, clinical: Path, extra: list[Path] | None,
-    out: Path, overwrite: bool,
+    out: Path, overwrite: bool, nonfinite: str = "missing",
 ) -> tuple[Any, Any, dict[str, Any]] | None:
     """(features, clinical, provenance) for ``fit`` / ``cv``, or None (after saying so) when
-    ``out`` already holds this run."""
+    ``out`` already holds this run. ``provenance["table_cleaning"]``: what reading the feature
+    tables changed (for ``metrics.json``)."""
     prov = _provenance(command, cfg, ccfg, _input_files(features, clinical, extra))
+    prov["key"]["nonfinite"] = nonfinite
     if _up_to_date(out, prov, overwrite):
         typer.echo(f"up to date: {out} (same settings and inputs)")
         return None
-    feats, clin = _read_inputs(features, clinical, ccfg, extra=extra)
+    cleaning: dict[str, Any] = {}
+    feats, clin = _read_inputs(features, clinical, ccfg, extra=extra, nonfinite=nonfinite,
+                               cleaning=cleaning)
+    prov["table_cleaning"] = cleaning
     return feats, clin, prov
 
 
@@ -280,6 +303,7 @@ def fit(
     jobs: JobsOpt = None,
     extra_features: ExtraOpt = None,
     overwrite: OverwriteOpt = False,
+    nonfinite: NonfiniteOpt = "missing",
 ) -> None:
     """Fit the signature and nomograms on the training cohort, validate on the others; write
     metrics.json, signature.json, Tables 3/4, figures and the model bundle."""
@@ -288,7 +312,7 @@ def fit(
                              sequences, deep_prefix, seed, jobs)
         cfg, ccfg = _settings(preset, config, time_unit, cli)
         todo = _training_inputs("fit", cfg, ccfg, features, clinical, extra_features, out,
-                                overwrite)
+                                overwrite, nonfinite)
         if todo is None:
             return
         feats, clin, prov = todo
@@ -297,7 +321,8 @@ def fit(
 
         analysis = run_analysis(feats, clin, cfg)
         with atomic_dir(out) as tmp:
-            metrics = write_analysis(analysis, tmp, prov)
+            metrics = write_analysis(analysis, tmp, prov,
+                                     table_cleaning=prov.get("table_cleaning"))
     sig = metrics["signature"]
     typer.echo(f"signature ({len(sig['features'])} features, sequence {sig['sequence']}): {sig['formula']}")
     typer.echo(f"cut-off ({sig['cutoff_method']}): {sig['cutoff']:.4g}; integrated factors: "
@@ -327,6 +352,7 @@ def cv(
     jobs: JobsOpt = None,
     extra_features: ExtraOpt = None,
     overwrite: OverwriteOpt = False,
+    nonfinite: NonfiniteOpt = "missing",
 ) -> None:
     """Cross-validate the whole model building inside the training cohort (held-out C-indices
     of the signature, integrated and clinical models; cross-validated risk groups)."""
@@ -337,7 +363,7 @@ def cv(
             cli["cv_folds"] = folds
         cfg, ccfg = _settings(preset, config, time_unit, cli)
         todo = _training_inputs("cv", cfg, ccfg, features, clinical, extra_features, out,
-                                overwrite)
+                                overwrite, nonfinite)
         if todo is None:
             return
         feats, clin, prov = todo
@@ -346,7 +372,7 @@ def cv(
 
         result = cross_validate(feats, clin, cfg)
         with atomic_dir(out) as tmp:
-            metrics = write_cv(result, tmp, prov)
+            metrics = write_cv(result, tmp, prov, table_cleaning=prov.get("table_cleaning"))
     s = metrics["summary"]
     typer.echo(f"{s['folds']}-fold cross-validation in cohort {s['training']} "
                f"({s['n_patients']} patients, {s['n_events']} events)")
@@ -371,6 +397,7 @@ def validate(
     time_unit: TimeUnitOpt = None,
     extra_features: ExtraOpt = None,
     overwrite: OverwriteOpt = False,
+    nonfinite: NonfiniteOpt = "missing",
 ) -> None:
     """Apply a saved bundle (signature, cut-off, nomograms) unchanged to new patients: risk
     groups, survival predictions, and with os_time/event the C-indices, log-rank and calibration."""
@@ -386,12 +413,16 @@ def validate(
             **_input_files(features, clinical, extra_features)})
         prov["key"]["cohort_column"] = cohort_column
         prov["key"]["name"] = name
+        prov["key"]["nonfinite"] = nonfinite
         if _up_to_date(out, prov, overwrite):
             typer.echo(f"up to date: {out} (same bundle and inputs)")
             return
-        feats, clin = _read_inputs(features, clinical, ccfg, survival=False, extra=extra_features)
+        cleaning: dict[str, Any] = {}
+        feats, clin = _read_inputs(features, clinical, ccfg, survival=False, extra=extra_features,
+                                   nonfinite=nonfinite, drop=False, cleaning=cleaning)
+        prov["table_cleaning"] = cleaning
         analysis = apply_models(models, feats, clin, by=cohort_column, name=name)
         with atomic_dir(out) as tmp:
-            metrics = write_analysis(analysis, tmp, prov, bundle=False)
+            metrics = write_analysis(analysis, tmp, prov, bundle=False, table_cleaning=cleaning)
     _summary(metrics)
     typer.echo(f"wrote {out}")

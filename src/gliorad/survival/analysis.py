@@ -389,39 +389,19 @@ def _keep_population(
 ID_COLUMNS = ("patient_id", "id", "patient", "subject_id", "subject", "case_id")
 
 
-def read_feature_table(path: Any) -> pd.DataFrame:
+def read_feature_table(path: Any, nonfinite: str = "missing", drop: bool = True) -> pd.DataFrame:
     """Read a feature table (CSV, TSV by extension, or Parquet): one row per patient, the id in
-    a ``patient_id`` (or ``id``/``subject``/...) column, else the first column; numeric features."""
-    from pathlib import Path
+    a ``patient_id`` (or ``id``/``subject``/...) column, else the first column; numeric features.
 
-    p = Path(path)
-    if not p.is_file():
-        raise GlioradInputError(f"{p}: feature table not found")
-    suffix = p.suffix.lower()
-    try:
-        if suffix in {".parquet", ".pq"}:
-            df = pd.read_parquet(p)
-        else:
-            df = pd.read_csv(p, sep="\t" if suffix in {".tsv", ".tab"} else ",")
-    except (ImportError, ValueError, OSError, pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise GlioradInputError(f"{p}: cannot read the feature table ({err})") from err
-    if df.empty or df.shape[1] < 2:
-        raise GlioradInputError(f"{p}: feature table needs an id column and at least one feature")
-    lower = {str(c).lower(): c for c in df.columns}
-    id_col = next((lower[c] for c in ID_COLUMNS if c in lower), df.columns[0])
-    ids = df[id_col].astype(str).str.strip()
-    dup = ids[ids.duplicated()]
-    if len(dup):
-        raise GlioradInputError(f"{p}: duplicate patient id(s) {sorted(set(dup))[:5]} in column {id_col!r}")
-    df = df.drop(columns=[id_col]).set_axis(pd.Index(ids, name="patient_id"), axis=0)
-    bad = [str(c) for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
-    if bad:
-        raise GlioradInputError(
-            f"{p}: feature column(s) {bad[:5]}{' and more' if len(bad) > 5 else ''} are not numeric "
-            f"(the id column is {id_col!r})"
-        )
-    df.columns = [str(c) for c in df.columns]
-    return df
+    Cleaned by :func:`gliorad.tables.clean_features` (spreadsheet error cells and infinite
+    values read as missing, or refused with ``nonfinite="error"``; with ``drop``, columns empty
+    or constant for every patient dropped); the changes are logged as warnings
+    (:func:`gliorad.tables.read_features` returns them as a record)."""
+    from gliorad.tables import read_features
+
+    X, cleaning = read_features(path, first_column_id=True, nonfinite=nonfinite, drop=drop)
+    cleaning.log()
+    return X
 
 
 def split_cohorts(
@@ -1808,9 +1788,12 @@ def write_km(path: Any, data: pd.DataFrame, title: str) -> None:
 
 
 def write_analysis(analysis: SurvivalAnalysis, out: Any, provenance: Mapping[str, Any] | None = None,
-                   bundle: bool = True) -> dict[str, Any]:
+                   bundle: bool = True,
+                   table_cleaning: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Write every artifact of an analysis into the folder ``out`` (created; its files are
-    written atomically; an existing folder's files are replaced). Returns the metrics."""
+    written atomically; an existing folder's files are replaced). Returns the metrics.
+    ``table_cleaning``: what reading the feature tables changed (input name ->
+    :meth:`gliorad.tables.TableCleaning.to_dict`), kept in ``metrics.json``."""
     from pathlib import Path
 
     from gliorad.io import write_json, write_text
@@ -1820,6 +1803,8 @@ def write_analysis(analysis: SurvivalAnalysis, out: Any, provenance: Mapping[str
     out.mkdir(parents=True, exist_ok=True)
     m = analysis.models
     metrics = analysis.metrics()
+    if table_cleaning is not None:
+        metrics["table_cleaning"] = _jsonable(dict(table_cleaning))
     write_json(metrics, out / "metrics.json")
     write_json(_jsonable(m.signature_table()), out / "signature.json")
     write_text(m.signature.formula().to_csv(index=False), out / "signature_formula.csv")
@@ -1863,8 +1848,10 @@ def write_analysis(analysis: SurvivalAnalysis, out: Any, provenance: Mapping[str
     return metrics
 
 
-def write_cv(result: CVResult, out: Any, provenance: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Write ``metrics.json``, ``cv_folds.csv``, ``cv_out_of_fold.csv`` and ``km_cv.png``."""
+def write_cv(result: CVResult, out: Any, provenance: Mapping[str, Any] | None = None,
+             table_cleaning: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Write ``metrics.json``, ``cv_folds.csv``, ``cv_out_of_fold.csv`` and ``km_cv.png``
+    (``table_cleaning`` as in :func:`write_analysis`)."""
     from pathlib import Path
 
     from gliorad.io import write_json, write_text
@@ -1872,6 +1859,8 @@ def write_cv(result: CVResult, out: Any, provenance: Mapping[str, Any] | None = 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     metrics = result.metrics()
+    if table_cleaning is not None:
+        metrics["table_cleaning"] = _jsonable(dict(table_cleaning))
     write_json(metrics, out / "metrics.json")
     write_text(result.folds.to_csv(index=False), out / "cv_folds.csv")
     write_text(result.oof.to_csv(index_label="patient_id"), out / "cv_out_of_fold.csv")
