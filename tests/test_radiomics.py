@@ -382,7 +382,7 @@ def test_read_feature_table_errors(tmp_path):
     with pytest.raises(GlioradInputError, match=r"patient_id values repeated: \['A'\]"):
         R.read_feature_table(p)
     p.write_text("patient_id,f\nA,x\nB,2\n")
-    with pytest.raises(GlioradInputError, match=r"non-numeric feature column\(s\) \['f'\]"):
+    with pytest.raises(GlioradInputError, match=r"column 'f' is not numeric \(e\.g\. 'x' for patient A\)"):
         R.read_feature_table(p)
 
 

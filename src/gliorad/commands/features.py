@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from gliorad.commands._common import (
+    NonfiniteOpt,
     OutOpt,
     ProgressOpt,
     check_jobs,
@@ -143,13 +144,16 @@ def agreement(
     by: Annotated[str, typer.Option(help="Compare 'icc' or its lower CI limit 'ci_low'.")] = "icc",
     keep: Annotated[bool, typer.Option(
         help="Write the automatic-mask table restricted to the reliable features.")] = True,
+    nonfinite: NonfiniteOpt = "missing",
 ) -> None:
     """Per-feature ICC between mask sources: table, summary, histogram, reliable features."""
     from gliorad.features.agreement import run_agreement
 
     with exit_on_input_error():
         res = run_agreement(auto_table, manual_table, out, second_rater=second_rater, kind=kind,
-                            threshold=threshold, by=by, keep=keep)
+                            threshold=threshold, by=by, keep=keep, nonfinite=nonfinite)
+    for line in res.notes:
+        typer.echo(f"warning: {line}", err=True)
     for name, s in res.summary.items():
         if s["n_defined"]:
             typer.echo(f"{name}: ICC {s['min']:.3f} to {s['max']:.3f} (median {s['median']:.3f}); "

@@ -225,6 +225,7 @@ class AgreementResult:
     summary: dict[str, Any]
     reliable: list[str]
     files: dict[str, Path] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
 def run_agreement(
@@ -238,6 +239,7 @@ def run_agreement(
     threshold: float = THRESHOLD,
     by: str = "icc",
     keep: bool = True,
+    nonfinite: str = "missing",
 ) -> AgreementResult:
     """ICC of automatic-mask vs manual-mask features (and manual vs a second rater), written out.
 
@@ -246,29 +248,41 @@ def run_agreement(
     ``agreement.json`` (summaries, what alignment left out, settings, input hashes) and, with
     ``keep``, ``radiomics_auto_reliable.csv``: the automatic-mask table restricted to the reliable
     features, for modelling.
+
+    Tables given as files are read by :func:`gliorad.features.radiomics.read_feature_table`:
+    spreadsheet error cells and infinite values become missing (their features get
+    ``icc = NaN``), counted in ``agreement.json`` (``table_cleaning``) and ``result.notes``, or
+    are refused with ``nonfinite="error"``.
     """
     from gliorad import __version__
-    from gliorad.features.radiomics import read_feature_table
+    from gliorad.features.radiomics import read_feature_table_cleaned
+    from gliorad.tables import NONFINITE
 
     check_option("by", by, RELIABLE_BY)
+    check_option("nonfinite", nonfinite, NONFINITE)
+    cleaning: dict[str, Any] = {}
+    notes: list[str] = []
     if not 0.0 < float(alpha) < 1.0:
         raise GlioradInputError(f"alpha {alpha!r}: expected a number between 0 and 1")
     if not -1.0 <= float(threshold) <= 1.0:
         raise GlioradInputError(f"threshold {threshold!r}: expected an ICC value in [-1, 1]")
 
-    def load(obj: Any) -> tuple[pd.DataFrame, str | None]:
+    def load(obj: Any, name: str) -> tuple[pd.DataFrame, str | None]:
         if isinstance(obj, pd.DataFrame):
             return obj, None
-        return read_feature_table(obj), str(obj)
+        table, record = read_feature_table_cleaned(obj, nonfinite)
+        cleaning[name] = record.to_dict()
+        notes.extend(record.warnings())
+        return table, str(obj)
 
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise GlioradInputError(f"{out_dir}: output path exists and is not a folder")
-    ta, pa = load(auto)
-    tm, pm = load(manual)
+    ta, pa = load(auto, "auto")
+    tm, pm = load(manual, "manual")
     comparisons = {"auto_vs_manual": (ta, tm, ("auto", "manual"))}
     inputs = {"auto": pa, "manual": pm}
     if second_rater is not None:
-        tr, pr = load(second_rater)
+        tr, pr = load(second_rater, "rater2")
         comparisons["manual_vs_rater2"] = (tm, tr, ("manual", "rater2"))
         inputs["rater2"] = pr
     out = Path(out_dir)
@@ -293,12 +307,15 @@ def run_agreement(
         "stage": "features.agreement",
         "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "gliorad": __version__,
-        "settings": {"kind": kind, "alpha": alpha, "threshold": threshold, "reliable_by": by},
+        "settings": {"kind": kind, "alpha": alpha, "threshold": threshold, "reliable_by": by,
+                     "nonfinite": nonfinite},
         "inputs": {k: ({"path": v, "sha256": file_hash(v)} if v else "DataFrame")
                    for k, v in inputs.items()},
         "summary": summary,
         "n_reliable": len(reliable),
+        "table_cleaning": cleaning,
+        "notes": notes,
         "outputs": sorted(files),
     }
     files["agreement.json"] = write_json(record, out / "agreement.json")
-    return AgreementResult(icc_tables, summary, reliable, files)
+    return AgreementResult(icc_tables, summary, reliable, files, notes)

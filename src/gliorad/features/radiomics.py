@@ -857,8 +857,23 @@ def _write_outputs(
 
 
 # ------------------------------------------------------------------------------------ tables
-def read_feature_table(path: str | os.PathLike) -> pd.DataFrame:
-    """A feature table written by gliorad (CSV or Parquet), indexed by ``patient_id``."""
+def read_feature_table(path: str | os.PathLike, nonfinite: str = "missing") -> pd.DataFrame:
+    """A feature table written by gliorad (CSV or Parquet), indexed by ``patient_id``.
+
+    Spreadsheet error cells and infinite values are read as missing (logged as warnings) or,
+    with ``nonfinite="error"``, refused (:func:`gliorad.tables.clean_features`; no column is
+    dropped). :func:`read_feature_table_cleaned` also returns what was changed."""
+    table, cleaning = read_feature_table_cleaned(path, nonfinite)
+    cleaning.log()
+    return table
+
+
+def read_feature_table_cleaned(
+    path: str | os.PathLike, nonfinite: str = "missing"
+) -> tuple[pd.DataFrame, Any]:
+    """:func:`read_feature_table` and its :class:`gliorad.tables.TableCleaning` record."""
+    from gliorad.tables import NA_TEXT, clean_features
+
     p = Path(path)
     if not p.is_file():
         raise GlioradInputError(f"{p}: feature table not found")
@@ -868,7 +883,8 @@ def read_feature_table(path: str | os.PathLike) -> pd.DataFrame:
             if "patient_id" in df.columns:
                 df = df.set_index("patient_id")
         else:
-            df = pd.read_csv(p, index_col=0, float_precision="round_trip")
+            df = pd.read_csv(p, index_col=0, float_precision="round_trip",
+                             keep_default_na=False, na_values=list(NA_TEXT))
     except (ImportError, ValueError, OSError, pd.errors.ParserError) as err:
         raise GlioradInputError(f"{p}: cannot read feature table: {err}") from err
     if df.index.name != "patient_id":
@@ -879,9 +895,4 @@ def read_feature_table(path: str | os.PathLike) -> pd.DataFrame:
     dup = df.index[df.index.duplicated()].unique().tolist()
     if dup:
         raise GlioradInputError(f"{p}: patient_id values repeated: {dup[:5]}")
-    nonnum = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
-    if nonnum:
-        raise GlioradInputError(
-            f"{p}: non-numeric feature column(s) {nonnum[:5]}; expected numbers only"
-        )
-    return df
+    return clean_features(df, str(p), nonfinite, drop=False)
