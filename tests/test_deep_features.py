@@ -298,14 +298,23 @@ def test_cnn2d_imagenet_initialisation(cohort, tmp_path):
 def test_cnn2d_bad_inputs(cohort, tmp_path):
     coh, clin = cohort
     train, _ = split(clin)
+    # one task the training patients cannot teach is switched off, with a note; both: an error
     only_iii = clin.copy()
     only_iii.loc[only_iii["grade"] == "II", "grade"] = "III"
-    with pytest.raises(GlioradInputError, match=r"0 grade II and 6 grade III; expected both"):
-        deep_features_2d(coh, only_iii, train, tmp_path / "x", cfg2d(), progress=False)
+    with pytest.warns(UserWarning, match=r"grade II vs III task off: .* 0 grade II and 6 grade III"):
+        res = deep_features_2d(coh, only_iii, train, tmp_path / "g", cfg2d(), progress=False)
+    assert any(n.startswith("grade II vs III task off") for n in res.notes)
+    assert len(res.table) == len(res.predictions) > 0
     no_event = clin.copy()
     no_event["event"] = 0
-    with pytest.raises(GlioradInputError, match=r"no death among the LGG training patients"):
-        deep_features_2d(coh, no_event, train, tmp_path / "x", cfg2d(), progress=False)
+    with pytest.warns(UserWarning, match=r"survival task off: no death among the LGG training"):
+        res = deep_features_2d(coh, no_event, train, tmp_path / "s", cfg2d(), progress=False)
+    assert any(n.startswith("survival task off") for n in res.notes)
+    neither = only_iii.copy()
+    neither["event"] = 0
+    with pytest.raises(GlioradInputError, match=r"0 grade II, 6 grade III and 0 death\(s\) .*"
+                                                r"neither the grade II vs III task nor the survival"):
+        deep_features_2d(coh, neither, train, tmp_path / "x", cfg2d(), progress=False)
     hgg = sorted(clin.index[clin["grade_group"] == "HGG"])
     with pytest.raises(GlioradInputError, match=r"0 LGG patient\(s\) among the training ids"):
         deep_features_2d(coh, clin, hgg, tmp_path / "x", cfg2d(), progress=False)

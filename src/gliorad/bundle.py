@@ -17,8 +17,10 @@ deep_features_2d` (their ``model/`` folder, or the stage folder holding it), the
 :func:`gliorad.survival.bundle.save_bundle`. Network weights are safetensors (the training loop
 writes nothing else; each network is loaded once at save time, so a file that is not valid
 safetensors is refused there); fitted estimators are skops files loaded with explicit
-trusted-type lists (never pickle). Only the grading model is required, and the CNN whose features
-the grading or survival model uses; without segmentation, ``gliorad predict`` needs a mask.
+trusted-type lists (never pickle). Any of the grading model, the survival models and the U-Net
+may be absent (a run with grading or survival switched off), but not all three; the CNN whose
+features the grading or survival model uses is required; without segmentation,
+``gliorad predict`` needs a mask.
 
 ``manifest.json`` holds the format version, the gliorad and library versions, the creation time,
 the run config, the SHA-256 of **every other file** (``files``), and per component its files
@@ -348,7 +350,8 @@ def save_model_bundle(
         The run config (kept in the manifest; its ``cohort`` naming and ``preprocess`` settings
         are what ``gliorad predict`` applies to a new patient).
     segmentation, cnn3d, cnn2d, grading, survival : path or None
-        Component folders (see the module docstring). ``grading`` is required.
+        Component folders (see the module docstring); at least one of ``grading``, ``survival``
+        and ``segmentation`` (a run with grading or survival switched off bundles the rest).
     radiomics_params : dict
         pyradiomics parameters (:func:`gliorad.features.radiomics.load_params`), or
         ``{"params": ..., "region": ..., "min_voxels": ...}``.
@@ -361,8 +364,9 @@ def save_model_bundle(
     info = dict(info or {})
     config = dict(config or {})
     out = Path(out)
-    if grading is None:
-        raise GlioradInputError("grading: a bundle needs the grading model (run_fit folder)")
+    if grading is None and survival is None and segmentation is None:
+        raise GlioradInputError("a bundle needs at least one model: the grading model (run_fit "
+                                "folder), the survival models or the segmentation network")
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).is_file())):
         raise GlioradInputError(f"{out}: exists and is not a gliorad model bundle; choose another "
                                 "folder or remove it")

@@ -273,8 +273,8 @@ def drop_missing(
     """``table`` without the rows that lack a required field.
 
     ``policy`` ``"error"`` raises one line per such row instead. Each left-out patient is
-    appended to ``excluded`` as ``{"patient_id", "row", "missing": [fields], "source"}`` and
-    the count is logged as a warning.
+    appended to ``excluded`` as ``{"patient_id", "row", "missing": [fields], "source"}`` for the
+    caller to report; without ``excluded`` they are logged as a warning.
     """
     require = tuple(require)
     if policy == "error":
@@ -293,8 +293,9 @@ def drop_missing(
         return table
     records = [{"patient_id": str(pid), "row": int(table.at[pid, "_row"]) if "_row" in table.columns
                 else None, "missing": fields, "source": source} for pid, fields in lacks.items()]
-    if excluded is not None:
+    if excluded is not None:  # the caller reports them
         excluded.extend(records)
+        return table.drop(index=list(lacks))
     ids = [r["patient_id"] for r in records]
     log.warning("%s: %d patient(s) lack %s and are left out of this analysis: %s%s", source,
                 len(ids), " / ".join(require), ", ".join(ids[:10]), " ..." if len(ids) > 10 else "")

@@ -518,8 +518,6 @@ def predict_patient(
     patient_dir, out = Path(patient_dir), Path(out_dir)
     if out.exists() and not out.is_dir():
         raise GlioradInputError(f"{out}: output path exists and is not a folder")
-    if b.grading is None:
-        raise GlioradInputError(f"{b.path}: the bundle has no grading model")
     if mask is None and b.segmentation is None:
         raise GlioradInputError(f"{b.path}: the bundle has no segmentation model; give the tumour "
                                 "mask (--mask)")
@@ -622,15 +620,21 @@ def predict_patient(
     # ---- grade
     import pandas as pd
 
-    gcols = b.feature_columns("grading")
-    X = pd.DataFrame([{c: features[c] for c in gcols}], index=pd.Index([pid], name="patient_id"))
-    prob = float(b.grading.decision_score(X)[0])
-    threshold = float(b.grading_info.get("threshold", 0.5))
-    grade = "HGG" if prob >= threshold else "LGG"
-    grading: dict[str, Any] = {"probability_hgg": prob, "predicted_grade": grade,
-                               "threshold": threshold, "n_features": len(gcols)}
-    if cnn3d_out is not None:
-        grading["cnn3d_probability_hgg"] = features[STACK_COLUMN_3D]
+    grading: dict[str, Any] | None = None
+    grade = None
+    if b.grading is not None:
+        gcols = b.feature_columns("grading")
+        X = pd.DataFrame([{c: features[c] for c in gcols}], index=pd.Index([pid], name="patient_id"))
+        prob = float(b.grading.decision_score(X)[0])
+        threshold = float(b.grading_info.get("threshold", 0.5))
+        grade = "HGG" if prob >= threshold else "LGG"
+        grading = {"probability_hgg": prob, "predicted_grade": grade,
+                   "threshold": threshold, "n_features": len(gcols)}
+        if cnn3d_out is not None:
+            grading["cnn3d_probability_hgg"] = features[STACK_COLUMN_3D]
+    else:
+        notes.append("the bundle has no grading model (grading was off in its run): no grade "
+                     "probability")
 
     # ---- survival
     messages: list[str] = []
@@ -736,10 +740,14 @@ def _num(v: Any, digits: int = 3) -> str:
 def _html(result: Mapping[str, Any], overlays: Mapping[str, str], display: str) -> str:
     g, s, m, inp, bnd = (result["grading"], result.get("survival"), result["mask"],
                          result["inputs"], result["bundle"])
-    rows = [_row("HGG probability", _num(g["probability_hgg"])),
-            _row("Predicted grade", f"{g['predicted_grade']} (threshold {_num(g['threshold'], 2)})")]
-    if "cnn3d_probability_hgg" in g:
-        rows.append(_row("3D CNN alone: HGG probability", _num(g["cnn3d_probability_hgg"])))
+    rows = []
+    if g is not None:
+        rows += [_row("HGG probability", _num(g["probability_hgg"])),
+                 _row("Predicted grade", f"{g['predicted_grade']} (threshold {_num(g['threshold'], 2)})")]
+        if "cnn3d_probability_hgg" in g:
+            rows.append(_row("3D CNN alone: HGG probability", _num(g["cnn3d_probability_hgg"])))
+    else:
+        rows.append(_row("Grade", "not predicted (the bundle has no grading model)"))
     rows.append(_row("Tumour volume", f"{_num(m['volume_ml'], 1)} ml ({m['source']} mask)"))
     if "dice_vs_manual" in m:
         rows.append(_row("Dice vs the manual mask in the folder", _num(m["dice_vs_manual"])))

@@ -129,10 +129,11 @@ class RunConfig:
     deep3d_cross_fit: int              # folds of the cross-fitted CNNs for stacking (0: off)
     deep2d: Any | None                 # Deep2DConfig
     imagenet_weights: Path | None
-    grading: Any                       # GradingConfig
+    grading: Any | None                # GradingConfig (None: grading off)
     grading_scheme: str
     survival: Any | None               # SurvivalConfig
     report: ReportSection
+    notes: tuple[str, ...] = ()        # what the config resolution changed (config check prints)
 
     def section_json(self, name: str) -> Any:
         """The resolved settings of a section as JSON-able data (stage fingerprints)."""
@@ -185,7 +186,10 @@ def load_run_config(spec: str | Path, overrides: Mapping[str, Any] | None = None
         if "preset" in data:
             name = data.pop("preset")
             check_option(f"{path}: preset", str(name), RUN_PRESETS)
-            data = _merge(read_yaml_mapping(preset_path(str(name))), data)
+            preset = read_yaml_mapping(preset_path(str(name)))
+            if (data.get("cohort") or {}).get("root") is not None and "synthetic" not in data:
+                preset.pop("synthetic", None)  # your cohort, not the preset's generated one
+            data = _merge(preset, data)
     data.pop("preset", None)
     if overrides:
         data = _merge(data, overrides)
@@ -231,12 +235,19 @@ def parse_run_config(data: Mapping[str, Any], source: str = "config",
     if synthetic is None and clinical.path is None:
         raise GlioradInputError(f"{where('clinical')}.path: required (the clinical table)")
 
+    notes: list[str] = []
+    seqs = _SequenceRule(list(cohort.sequences), source, notes)
+
     own, rest = _split(sec["preprocess"], {"enabled": False, "preset": "raw"}, where("preprocess"))
     preprocess = None
     if own["enabled"]:
         if synthetic is not None:
             raise GlioradInputError(f"{where('preprocess')}.enabled: a synthetic cohort is generated "
                                     "already preprocessed; set enabled: false")
+        from gliorad.preprocess.config import PreprocessConfig
+
+        rest = {**rest, "sequences": seqs.resolve("preprocess", "sequences", rest.get("sequences"),
+                                                  PreprocessConfig().sequences)}
         try:
             preprocess = make_config(str(own["preset"]), **rest)
         except GlioradInputError as err:
@@ -252,10 +263,16 @@ def parse_run_config(data: Mapping[str, Any], source: str = "config",
     if own["enabled"]:
         check_option(f"{where('segmentation')}.preset", str(own["preset"]), SEG_PRESETS)
         seg_base = SEG_PRESETS[str(own["preset"])]().model_dump()
+        seg_base["sequences"] = seqs.resolve("segmentation", "sequences", rest.pop("sequences", None),
+                                             seg_base["sequences"])
         segmentation = _validate(SegmentationConfig, _merge(seg_base, rest, "segmentation"), where("segmentation"))
 
     radiomics = _check_radiomics(_validate(RadiomicsSection, sec["radiomics"], where("radiomics")),
                                  where("radiomics"), base)
+    if radiomics.sequences is not None:
+        seqs.resolve("radiomics", "sequences", radiomics.sequences, [])
+    rad_seqs = _SequenceRule(list(radiomics.sequences or cohort.sequences), source, notes,
+                             "radiomics.sequences" if radiomics.sequences else "cohort.sequences")
     agreement = _validate(AgreementSection, sec["agreement"], where("agreement"))
 
     own, rest = _split(sec["deep3d"], {"enabled": True, "preset": "demo", "variants": ["patch_se"],
@@ -273,6 +290,8 @@ def parse_run_config(data: Mapping[str, Any], source: str = "config",
                                     f"duplicates of {', '.join(DEEP3D_VARIANTS)} (got {variants!r})")
         check_option(f"{where('deep3d')}.preset", str(own["preset"]), deep3d.PRESETS)
         base3 = load_stage_config(str(own["preset"]), deep3d.PRESETS, deep3d.Deep3DConfig, "3D")
+        base3 = base3.model_copy(update={"sequences": seqs.resolve(
+            "deep3d", "sequences", rest.pop("sequences", None), base3.sequences)})
         for v in variants:
             check_option(f"{where('deep3d')}.variants", str(v), DEEP3D_VARIANTS)
             merged = _merge(_merge(base3.model_dump(), rest, "deep3d"), DEEP3D_VARIANTS[v], "deep3d")
@@ -284,6 +303,8 @@ def parse_run_config(data: Mapping[str, Any], source: str = "config",
     if own["enabled"]:
         check_option(f"{where('deep2d')}.preset", str(own["preset"]), deep2d.PRESETS)
         base2 = load_stage_config(str(own["preset"]), deep2d.PRESETS, deep2d.Deep2DConfig, "2D")
+        base2 = base2.model_copy(update={"sequences": seqs.resolve(
+            "deep2d", "sequences", rest.pop("sequences", None), base2.sequences)})
         deep2d_cfg = validate_config(deep2d.Deep2DConfig, _merge(base2.model_dump(), rest, "deep2d"),
                                      where("deep2d"))
         if own["imagenet_weights"] is not None:
@@ -293,16 +314,23 @@ def parse_run_config(data: Mapping[str, Any], source: str = "config",
             if not weights.is_file():
                 raise GlioradInputError(f"{where('deep2d')}.imagenet_weights: {weights} does not exist")
 
-    own, rest = _split(sec["grading"], {"preset": "demo", "scheme": "split"}, where("grading"))
+    own, rest = _split(sec["grading"], {"enabled": True, "preset": "demo", "scheme": "split"},
+                       where("grading"))
     check_option(f"{where('grading')}.preset", str(own["preset"]), GRADING_PRESETS)
     check_option(f"{where('grading')}.scheme", str(own["scheme"]), ("split", "cv"))
     scheme = str(own["scheme"])
-    if scheme == "cv" and cross_fit and deep3d_cfgs:
-        raise GlioradInputError(f"{where('deep3d')}.cross_fit: the stacked rows need "
-                                "grading.scheme split (the cross-fitted networks cover the split's "
-                                "training part); set cross_fit: 0 for scheme cv")
-    grading = GradingConfig.from_dict({**GRADING_PRESETS[str(own["preset"])], "seed": run.seed, **rest},
-                                      source=where("grading"))
+    grading = None
+    if own["enabled"]:
+        if scheme == "cv" and cross_fit and deep3d_cfgs:
+            raise GlioradInputError(f"{where('deep3d')}.cross_fit: the stacked rows need "
+                                    "grading.scheme split (the cross-fitted networks cover the "
+                                    "split's training part); set cross_fit: 0 for scheme cv")
+        grading = GradingConfig.from_dict(
+            {**GRADING_PRESETS[str(own["preset"])], "seed": run.seed, **rest},
+            source=where("grading"))
+    elif deep3d_cfgs:  # the 3D CNN learns the grade and feeds only the grading models
+        notes.append("deep3d: off, because grading.enabled is false (the 3D CNN serves grading)")
+        deep3d_cfgs, cross_fit = {}, 0
 
     own, rest = _split(sec["survival"], {"enabled": True, "preset": "demo"}, where("survival"))
     survival = None
@@ -310,20 +338,68 @@ def parse_run_config(data: Mapping[str, Any], source: str = "config",
         check_option(f"{where('survival')}.preset", str(own["preset"]), SURV_PRESETS)
         merged = _merge({**SURV_PRESETS[str(own["preset"])], "seed": run.seed, "n_jobs": run.n_jobs},
                         rest, "survival")
+        given = ((rest.get("sequence") or {}).get("sequences")
+                 if isinstance(rest.get("sequence"), Mapping) else None)
+        candidates = merged.get("sequence", {}).get("sequences", ["t1", "t1ce", "t2"])
+        if given is not None or candidates:  # [] = every feature column, no sequence choice
+            merged = _merge(merged, {"sequence": {"sequences": rad_seqs.resolve(
+                "survival", "sequence.sequences", given, candidates)}}, "survival")
         if deep2d_cfg is None:
             merged = _merge(merged, {"sequence": {"deep_prefix": None}}, "survival")
         survival = _validate(SurvivalConfig, merged, where("survival"))
+    elif deep2d_cfg is not None:  # the 2D CNN's features feed only the survival signature
+        notes.append("deep2d: off, because survival.enabled is false (the 2D CNN serves the "
+                     "survival signature)")
+        deep2d_cfg, weights = None, None
+    if grading is None and survival is None:
+        notes.append("grading and survival are both off: the run makes masks and features only")
 
     report = _validate(ReportSection, sec["report"], where("report"))
     if segmentation is None and agreement.enabled:
         agreement = agreement.model_copy(update={"enabled": False})
+        notes.append("agreement: off, because segmentation.enabled is false (the ICC compares "
+                     "automatic with manual masks)")
     return RunConfig(source=source, raw=dict(data), run=run, cohort=cohort, clinical=clinical,
                      synthetic=synthetic, preprocess=preprocess, segmentation=segmentation,
                      segmentation_train_patients=seg_train_n,
                      radiomics=radiomics, agreement=agreement, deep3d=deep3d_cfgs,
                      deep3d_cross_fit=cross_fit if deep3d_cfgs else 0, deep2d=deep2d_cfg,
                      imagenet_weights=weights, grading=grading, grading_scheme=scheme,
-                     survival=survival, report=report)
+                     survival=survival, report=report, notes=tuple(notes))
+
+
+class _SequenceRule:
+    """One source of truth for sequences: a stage's sequences default to the cohort's.
+
+    A stage given its own ``sequences`` must use only sequences the cohort has (else an error
+    naming the stage, the key and the available sequences). A stage that was not given any keeps
+    its preset's choice (the paper's) when the cohort has all of those sequences, and otherwise
+    takes the cohort's own, with a note.
+    """
+
+    def __init__(self, available: list[str], source: str, notes: list[str],
+                 what: str = "cohort.sequences") -> None:
+        self.available, self.source, self.notes, self.what = available, source, notes, what
+
+    def resolve(self, stage: str, key: str, given: Any, preset: list[str]) -> list[str]:
+        if given is not None:
+            if not isinstance(given, list) or not all(isinstance(s, str) for s in given):
+                raise GlioradInputError(f"{self.source}: {stage}.{key}: expected a list of "
+                                        f"sequence names (got {given!r})")
+            lacking = [s for s in given if s not in self.available]
+            if lacking:
+                raise GlioradInputError(
+                    f"{self.source}: {stage}.{key}: {', '.join(lacking)} not in {self.what} "
+                    f"(the cohort has {', '.join(self.available)}); set {stage}.{key} to some of "
+                    f"those, or add the sequence to {self.what} if the cohort has it")
+            return list(given)
+        if all(s in self.available for s in preset):
+            return list(preset)
+        lacking = [s for s in preset if s not in self.available]
+        self.notes.append(f"{stage}.{key}: the preset's {', '.join(preset)} needs "
+                          f"{', '.join(lacking)}, which {self.what} lacks; using "
+                          f"{', '.join(self.available)}")
+        return list(self.available)
 
 
 def _check_radiomics(section: RadiomicsSection, where: str, base: Path | None) -> RadiomicsSection:
@@ -343,3 +419,82 @@ def _check_radiomics(section: RadiomicsSection, where: str, base: Path | None) -
         raise GlioradInputError(f"{where}.region: {section.region!r} is not valid; expected one of: "
                                 f"{', '.join(REGIONS)}")
     return section.model_copy(update={"params": params})
+
+
+def check_run_inputs(cfg: RunConfig) -> list[str]:
+    """What can be checked before the first stage, from the clinical table alone: each enabled
+    analysis has the columns and the patients it needs, and the grading split can be made.
+
+    Raises :class:`GlioradInputError` naming the config keys to change; returns notes (patients
+    the analyses will leave out). A synthetic cohort is generated complete and is not checked.
+    """
+    if cfg.synthetic is not None or cfg.clinical.path is None:
+        return []
+    from gliorad.clinical import drop_missing, read_clinical
+
+    path = Path(cfg.clinical.path)
+    if not path.is_file():
+        raise GlioradInputError(f"clinical.path: {path} does not exist")
+    table = read_clinical(path, cfg.clinical)
+    problems: list[str] = []
+    notes: list[str] = []
+    name = path.name
+
+    def usable(fields: tuple[str, ...], what: str):
+        excluded: list[dict[str, Any]] = []
+        try:
+            kept = drop_missing(table, fields, name, cfg.clinical.missing, excluded)
+        except GlioradInputError as err:
+            problems.extend(err.problems)
+            return None
+        if excluded:
+            notes.append(f"{what}: {len(excluded)} patient(s) of {name} lack "
+                         f"{' / '.join(fields)} and will be left out of it: "
+                         f"{', '.join(r['patient_id'] for r in excluded[:10])}"
+                         f"{' ...' if len(excluded) > 10 else ''}")
+        return kept
+
+    if cfg.grading is not None:
+        graded = usable(("grade",), "grading")
+        if graded is not None:
+            n_hgg = int((graded["grade_group"] == "HGG").sum())
+            n_lgg = int((graded["grade_group"] == "LGG").sum())
+            if not len(graded):
+                problems.append(
+                    f"grading.enabled: {name} has no grade for any patient (column 'grade', or "
+                    "map yours with clinical.columns.grade); set grading.enabled: false for a "
+                    "cohort without grades")
+            elif min(n_hgg, n_lgg) < 2:
+                problems.append(
+                    f"grading.enabled: {name} has {n_hgg} HGG and {n_lgg} LGG patient(s) with a "
+                    "grade; grading needs at least 2 of each class. For an LGG-only (or "
+                    "HGG-only) cohort set grading.enabled: false")
+            elif cfg.grading_scheme == "split":
+                import pandas as pd
+
+                from gliorad.grading.evaluate import split_positions
+
+                y = pd.Series((graded["grade_group"] == "HGG").astype(int).to_numpy())
+                try:
+                    split_positions(y, cfg.grading)
+                except GlioradInputError as err:
+                    problems.extend(f"grading.split_ratios: {p}; more patients are needed, or set "
+                                    "grading.scheme: cv" for p in err.problems)
+    if cfg.survival is not None:
+        timed = usable(("os_time", "event"), "survival")
+        if timed is not None:
+            if not len(timed):
+                problems.append(
+                    f"survival.enabled: {name} has no survival time and event for any patient "
+                    "(columns os_time, event, or map yours with clinical.columns); set "
+                    "survival.enabled: false for a grading-only cohort")
+            else:
+                from gliorad.survival.analysis import split_cohorts
+
+                try:
+                    split_cohorts(timed, cfg.survival.split, cfg.survival.seed)
+                except GlioradInputError as err:
+                    problems.extend(f"survival.split: {p}" for p in err.problems)
+    if problems:
+        raise GlioradInputError(problems)
+    return notes

@@ -93,13 +93,22 @@ def _ids(split, column: str, *values: str) -> list[str]:
     return split.loc[split[column].isin(values), "patient_id"].astype(str).tolist()
 
 
-def segmentation_ids(split, n: int | None, seed: int) -> tuple[list[str], list[str] | None]:
+def segmentation_ids(split, n: int | None, seed: int, survival_train: str | None = None
+                     ) -> tuple[list[str], list[str] | None]:
     """The U-Net's training (and validation) patients: the grading split's train and val parts,
     or a seeded draw of ``n`` of them whose validation part the training takes itself
-    (``val_fraction`` of the segmentation config; the demo trains on 48)."""
+    (``val_fraction`` of the segmentation config; the demo trains on 48).
+
+    Without grading (no ``train`` part in the split) the U-Net trains on the survival training
+    cohort ``survival_train`` (so that the external cohorts stay unseen), or on every patient
+    when there is no survival analysis either; the training takes its validation part itself."""
     import numpy as np
 
     train, val = _ids(split, "grade_split", "train"), _ids(split, "grade_split", "val")
+    if not train:
+        pool = (_ids(split, "survival_cohort", survival_train) if survival_train
+                else split["patient_id"].astype(str).tolist())
+        train, val = pool, []
     if n is None or n >= len(train) + len(val):
         return train + val, val or None
     rng = np.random.default_rng(seed)
@@ -215,42 +224,15 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
     base_inputs = tuple(dict.fromkeys((src, "validate")))
 
     def split(ctx: StageContext) -> None:
-        import pandas as pd
-
-        from gliorad.clinical import read_clinical
-        from gliorad.grading.evaluate import split_positions
-        from gliorad.survival.analysis import split_cohorts
-        from gliorad.tables import parse_grade_labels
-
-        cohort = load_cohort(ctx, cfg)
-        table = read_clinical(clinical_path(ctx))  # one read: grades and survival cohorts
-        table.index = table.index.map(str)
-        in_cohort = set(cohort.ids)
-        ids = [p for p in table.index if p in in_cohort]
-        missing = sorted(in_cohort - set(ids))
-        y = parse_grade_labels(table.loc[ids, "grade_group"], source=f"{CLINICAL} grade").y
-        train, val, test = split_positions(y, cfg.grading)
-        part = {ids[i]: name for name, pos in (("train", train), ("val", val), ("test", test))
-                for i in pos}
-        surv = {}
-        if cfg.survival is not None:
-            cohorts, _roles, _ = split_cohorts(table.loc[ids], cfg.survival.split, cfg.survival.seed)
-            surv = {p: str(name) for name, members in cohorts.items() for p in members.map(str)}
-        df = pd.DataFrame({
-            "patient_id": ids,
-            "grade_group": table.loc[ids, "grade_group"].to_numpy(),
-            "grade_split": [part[p] for p in ids],
-            "survival_cohort": [surv.get(p, "") for p in ids],
-        })
-        write_text(df.to_csv(index=False), ctx.out_dir / SPLIT)
-        write_json({"grading": {k: int((df["grade_split"] == k).sum()) for k in ("train", "val", "test")},
-                    "survival": {k: int(v) for k, v in df["survival_cohort"].value_counts().items()},
-                    "not_in_clinical_table": missing}, ctx.out_dir / "split.json")
+        split_stage(ctx, cfg)
 
     stages.append(Stage("split", split, inputs=base_inputs,
-                        settings={"ratios": list(cfg.grading.split_ratios), "seed": cfg.grading.seed,
+                        settings={"ratios": list(cfg.grading.split_ratios) if cfg.grading else None,
+                                  "seed": cfg.grading.seed if cfg.grading else cfg.run.seed,
                                   "survival_split": (cfg.survival.split.model_dump(mode="json")
-                                                     if cfg.survival else None)},
+                                                     if cfg.survival else None),
+                                  **({} if cfg.clinical.missing == "exclude" else
+                                     {"missing": cfg.clinical.missing})},
                         description="grading split (6:2:2) and survival cohorts"))
 
     seg_inputs = (*base_inputs, "split")
@@ -268,7 +250,8 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
             cohort = load_cohort(ctx, cfg)
             sp = read_split(ctx)
             model_dir = ctx.work_dir / "model"  # resumable: checkpoints survive a kill
-            ids, val = segmentation_ids(sp, cfg.segmentation_train_patients, seed)
+            ids, val = segmentation_ids(sp, cfg.segmentation_train_patients, seed,
+                                        survival_training_name(cfg))
             train_segmentation(cohort, model_dir, seg_cfg, ids=ids, val_ids=val, progress=bars)
             model = load_model(model_dir)
             predict_cohort(cohort, model, ctx.work_dir / "masks", progress=bars)
@@ -398,12 +381,8 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
                                            sp["patient_id"].astype(str).tolist())
                 write_json({"empty_automatic_mask": empty}, ctx.work_dir / "excluded.json")
                 sp = sp[sp["patient_id"].isin(kept)]
-            train_cohort = cfg.survival.split.train
             lgg = sp[sp["grade_group"] == "LGG"]
-            if cfg.survival.split.method == "column":
-                train_ids = _ids(lgg, "survival_cohort", str(train_cohort))
-            else:
-                train_ids = _ids(lgg, "survival_cohort", "training")
+            train_ids = _ids(lgg, "survival_cohort", survival_training_name(cfg))
             deep_features_2d(cohort, clinical_path(ctx), train_ids, ctx.work_dir, d2,
                              imagenet_weights=weights, ids=lgg["patient_id"].astype(str).tolist(),
                              masks=ctx.input_dir("segment") / "masks" if auto else None,
@@ -417,18 +396,19 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
                                       "imagenet_weights": file_hash(weights) if weights else None},
                             description="2D dual-task ResNet18 (LGG, survival training cohort)"))
 
-    oof = [s.name for s in stages if s.name == "deep3d_oof"]
-    grade_inputs = tuple(dict.fromkeys((*rad_inputs, "radiomics",
-                                        *(["deep3d"] if cfg.deep3d else []), *oof)))
-    grading, scheme = cfg.grading, cfg.grading_scheme
+    if cfg.grading is not None:
+        oof = [s.name for s in stages if s.name == "deep3d_oof"]
+        grade_inputs = tuple(dict.fromkeys((*rad_inputs, "radiomics",
+                                            *(["deep3d"] if cfg.deep3d else []), *oof)))
+        grading, scheme = cfg.grading, cfg.grading_scheme
 
-    def grade(ctx: StageContext) -> None:
-        grade_stage(ctx, cfg, mask_source, grading, scheme, n_jobs)
+        def grade(ctx: StageContext) -> None:
+            grade_stage(ctx, cfg, mask_source, grading, scheme, n_jobs)
 
-    stages.append(Stage("grade", grade, inputs=grade_inputs,
-                        settings={"grading": grading.model_dump(mode="json"), "scheme": scheme,
-                                  "masks": mask_source},
-                        description="HGG vs LGG: Tables S3, 1, 2 and the fused model"))
+        stages.append(Stage("grade", grade, inputs=grade_inputs,
+                            settings={"grading": grading.model_dump(mode="json"), "scheme": scheme,
+                                      "masks": mask_source},
+                            description="HGG vs LGG: Tables S3, 1, 2 and the fused model"))
 
     if cfg.survival is not None:
         surv_inputs = tuple(dict.fromkeys((*rad_inputs, "radiomics",
@@ -436,7 +416,7 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
         surv_cfg = cfg.survival
 
         def survival(ctx: StageContext) -> None:
-            survival_stage(ctx, surv_cfg, mask_source, cfg.deep2d is not None)
+            survival_stage(ctx, surv_cfg, mask_source, cfg.deep2d is not None, cfg.clinical.missing)
 
         stages.append(Stage("survival", survival, inputs=surv_inputs,
                             settings={"survival": surv_cfg.model_dump(mode="json"),
@@ -448,11 +428,13 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
     def bundle(ctx: StageContext) -> None:
         bundle_stage(ctx, cfg, done)
 
-    stages.append(Stage("bundle", bundle, inputs=tuple(n for n in done if n != "cohort"),
-                        settings={"config": cfg.resolved()},
-                        description="model bundle for gliorad predict"))
+    bundled = cfg.grading is not None or cfg.survival is not None or cfg.segmentation is not None
+    if bundled:  # else no model was fitted: nothing to bundle
+        stages.append(Stage("bundle", bundle, inputs=tuple(n for n in done if n != "cohort"),
+                            settings={"config": cfg.resolved()},
+                            description="model bundle for gliorad predict"))
     if cfg.report.enabled:
-        report_inputs = (*done, "bundle")
+        report_inputs = (*done, *(["bundle"] if bundled else []))
 
         def report(ctx: StageContext) -> None:
             from gliorad.report import build_report, inputs_from_workspace
@@ -467,6 +449,77 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
 
 
 # ------------------------------------------------------------------------------ stage bodies
+def survival_training_name(cfg: RunConfig) -> str | None:
+    """The ``survival_cohort`` value of the survival training patients in ``split.csv``."""
+    if cfg.survival is None:
+        return None
+    sp = cfg.survival.split
+    return str(sp.train) if sp.method == "column" else "training"
+
+
+def split_stage(ctx: StageContext, cfg: RunConfig) -> None:
+    """``split.csv``: each patient's grading part (train / val / test; empty when grading is off
+    or the patient has no grade) and survival cohort (empty when survival is off or the patient
+    lacks survival time or event); ``split.json`` counts them; ``excluded.json`` lists who is
+    left out of which analysis and why (``clinical.missing: exclude``)."""
+    import pandas as pd
+
+    from gliorad.clinical import drop_missing, read_clinical
+    from gliorad.grading.evaluate import split_positions
+    from gliorad.survival.analysis import split_cohorts
+    from gliorad.tables import parse_grade_labels
+
+    cohort = load_cohort(ctx, cfg)
+    table = read_clinical(clinical_path(ctx))  # one read: grades and survival cohorts
+    table.index = table.index.map(str)
+    in_cohort = set(cohort.ids)
+    ids = [p for p in table.index if p in in_cohort]
+    missing = sorted(in_cohort - set(ids))
+    policy = cfg.clinical.missing
+    excluded: dict[str, list[dict[str, Any]]] = {}
+
+    def usable(fields: tuple[str, ...], analysis: str):
+        records: list[dict[str, Any]] = []
+        kept = drop_missing(table.loc[ids], fields, CLINICAL, policy, records)
+        # row numbers of the canonical table would mislead: the patient id names the row
+        excluded[analysis] = [{"patient_id": r["patient_id"], "missing": r["missing"]}
+                              for r in records]
+        return kept
+
+    part: dict[str, str] = {}
+    if cfg.grading is not None:
+        graded = usable(("grade",), "grading")
+        y = parse_grade_labels(graded["grade_group"], source=f"{CLINICAL} grade").y
+        train, val, test = split_positions(y, cfg.grading)
+        part = {graded.index[i]: name
+                for name, pos in (("train", train), ("val", val), ("test", test)) for i in pos}
+    surv: dict[str, str] = {}
+    if cfg.survival is not None:
+        timed = usable(("os_time", "event"), "survival")
+        cohorts, _roles, _ = split_cohorts(timed, cfg.survival.split, cfg.survival.seed)
+        surv = {p: str(name) for name, members in cohorts.items() for p in members.map(str)}
+    df = pd.DataFrame({
+        "patient_id": ids,
+        "grade_group": table.loc[ids, "grade_group"].to_numpy(),
+        "grade_split": [part.get(p, "") for p in ids],
+        "survival_cohort": [surv.get(p, "") for p in ids],
+    })
+    write_text(df.to_csv(index=False), ctx.out_dir / SPLIT)
+    for analysis, records in excluded.items():
+        if records:
+            ctx.log.warning("%s: %d patient(s) left out (no %s): %s", analysis, len(records),
+                            " / ".join(records[0]["missing"]),
+                            ", ".join(r["patient_id"] for r in records[:10]))
+    write_json({"grading": ({k: int((df["grade_split"] == k).sum()) for k in ("train", "val", "test")}
+                            if cfg.grading is not None else None),
+                "survival": ({k: int(v) for k, v in df["survival_cohort"].value_counts().items()
+                              if k} if cfg.survival is not None else None),
+                "excluded": {k: len(v) for k, v in excluded.items()},
+                "not_in_clinical_table": missing}, ctx.out_dir / "split.json")
+    write_json({"policy": policy, "not_in_clinical_table": missing, **excluded},
+               ctx.out_dir / "excluded.json")
+
+
 def grade_stage(ctx: StageContext, cfg: RunConfig, mask_source: str, grading: Any, scheme: str,
                 n_jobs: int) -> None:
     """Tables S3, 1, 2 on the radiomics (per sequence) and deep sets; then the final fused model
@@ -502,6 +555,7 @@ def grade_stage(ctx: StageContext, cfg: RunConfig, mask_source: str, grading: An
         ctx.log.warning(warnings_[-1])
     # the split the CNNs and the U-Net were trained on, so that no test patient was seen
     sp = read_split(ctx)
+    sp = sp[sp["grade_split"].isin(["train", "val", "test"])]  # not: no grade (excluded.json)
     parts = dict(zip(sp["patient_id"].astype(str), sp["grade_split"], strict=True))
     res = run_tables(sets, labels, ctx.out_dir / "tables", cnn_predictions=cnn, config=grading,
                      stack_scores=stack or None,
@@ -555,7 +609,8 @@ def honest_cnn_scores(full: Path, oof: Path):
     return s
 
 
-def survival_stage(ctx: StageContext, surv_cfg: Any, mask_source: str, with_deep: bool) -> None:
+def survival_stage(ctx: StageContext, surv_cfg: Any, mask_source: str, with_deep: bool,
+                   missing: str = "exclude") -> None:
     from gliorad.clinical import read_clinical
     from gliorad.survival.analysis import read_feature_table, run_analysis, write_analysis
     from gliorad.survival.bundle import save_bundle
@@ -564,7 +619,10 @@ def survival_stage(ctx: StageContext, surv_cfg: Any, mask_source: str, with_deep
     if with_deep:
         deep = read_feature_table(ctx.input_dir("deep2d") / "cnn2d_dual.csv")
         feats = feats.join(deep, how="inner")
-    clin = read_clinical(clinical_path(ctx), require=("os_time", "event"))
+    from gliorad.config import ClinicalConfig
+
+    clin = read_clinical(clinical_path(ctx), ClinicalConfig(missing=missing),
+                         require=("os_time", "event"))  # listed by the split stage
     analysis = run_analysis(feats, clin, surv_cfg)
     write_analysis(analysis, ctx.out_dir / "analysis",
                    {"config": surv_cfg.model_dump(mode="json"), "masks": mask_source,
@@ -585,7 +643,8 @@ def bundle_stage(ctx: StageContext, cfg: RunConfig, done: list[str]) -> None:
         return p if p.exists() else None
 
     first3d = next(iter(cfg.deep3d), None)
-    model_inputs = json.loads((ctx.input_dir("grade") / "model_inputs.json").read_text(encoding="utf-8"))
+    model_inputs = (json.loads((ctx.input_dir("grade") / "model_inputs.json").read_text(encoding="utf-8"))
+                    if "grade" in done else None)
     save_model_bundle(
         ctx.out_dir / "bundle",
         config=cfg.resolved(),
@@ -613,7 +672,12 @@ def run_workflow(
     """Run (or resume) the pipeline of ``config`` in ``workspace``."""
     import yaml
 
+    from gliorad.run_config import check_run_inputs
+
     cfg = config if isinstance(config, RunConfig) else load_run_config(config, overrides)
+    for note in (*cfg.notes, *check_run_inputs(cfg)):  # before any stage: fail in seconds
+        if echo:
+            echo(f"note: {note}")
     ws = Path(workspace)
     ws.mkdir(parents=True, exist_ok=True)
     write_text(yaml.safe_dump(cfg.resolved(), sort_keys=False), ws / "config.yaml")
@@ -658,7 +722,7 @@ def summary_lines(workspace: str | Path) -> list[str]:
                 lines.append(f"grading ({what}, {k}): test AUC {v['auc']:.3f} "
                              f"(95% CI {v['auc_ci_low']:.3f}-{v['auc_ci_high']:.3f})")
         t2 = ws / "grade" / "tables" / "table_2.csv"
-        if t2.is_file():
+        if t2.is_file() and t2.stat().st_size > 1:  # empty without 3D CNN rows
             import pandas as pd
 
             for _, r in pd.read_csv(t2).iterrows():
@@ -670,8 +734,11 @@ def summary_lines(workspace: str | Path) -> list[str]:
     for name, m in ((sm or {}).get("cohorts") or {}).items():
         ci, cc = m.get("c_index_integrated"), m.get("c_index_clinical")
         if ci is not None and cc is not None:
+            p = m.get("compare_p")
             lines.append(f"survival, cohort {name}: C-index integrated {ci:.3f} vs clinical {cc:.3f} "
-                         f"(paired P {m.get('compare_p', float('nan')):.3g})")
+                         + (f"(paired P {p:.3g})" if p is not None else
+                            "(no paired comparison: " + str(m.get("compare_reason")
+                                                            or "the two models are the same") + ")"))
     report = ws / "report" / "report.html"
     if report.is_file():
         lines.append(f"report: {report}")

@@ -75,13 +75,21 @@ def check(
     config: Annotated[str, typer.Argument(help="Run config YAML, or a preset name.")],
     set_: Annotated[list[str] | None, typer.Option("--set", help="section.key=value")] = None,
 ) -> None:
-    """Validate a config and print it with every preset expanded."""
+    """Validate a config and print it with every preset expanded.
+
+    Also checks what the clinical table allows before any stage runs (each enabled analysis has
+    its columns and patients; the grading split can be made) and prints, on stderr, what the
+    resolution changed (stages turned off, sequences taken from the cohort) and which patients
+    each analysis will leave out."""
     import yaml
 
-    from gliorad.run_config import load_run_config
+    from gliorad.run_config import check_run_inputs, load_run_config
 
     try:
         cfg = load_run_config(config, parse_overrides(set_))
+        notes = [*cfg.notes, *check_run_inputs(cfg)]
     except GlioradInputError as err:
         fail(err)
     typer.echo(yaml.safe_dump(cfg.resolved(), sort_keys=False), nl=False)
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)

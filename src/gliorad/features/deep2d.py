@@ -290,18 +290,41 @@ def survival_targets(labels: pd.DataFrame) -> dict[str, dict[str, float]]:
     return out
 
 
-def _check_targets(targets: Mapping[str, Mapping[str, float]], loss: str) -> None:
-    n_ii = sum(1 for t in targets.values() if t["grade_mask"] and not t["grade"])
-    n_iii = sum(1 for t in targets.values() if t["grade_mask"] and t["grade"])
-    if not n_ii or not n_iii:
+def task_fallback(targets: Mapping[str, Mapping[str, float]], loss: str
+                  ) -> tuple[dict[str, dict[str, float]], list[str]]:
+    """Switch off a task the training patients cannot teach, with a note: the grade II vs III
+    task when they have only one WHO grade (an LGG cohort with grades of one kind, or few
+    patients), the Cox survival term when none of them died. The other task still trains.
+
+    Raises :class:`GlioradInputError` when neither task can be trained.
+    """
+    out = {p: dict(t) for p, t in targets.items()}
+    notes = []
+    n_ii = sum(1 for t in out.values() if t["grade_mask"] and not t["grade"])
+    n_iii = sum(1 for t in out.values() if t["grade_mask"] and t["grade"])
+    n_event = sum(1 for t in out.values() if t["surv_mask"] and t["event"])
+    n_surv = sum(1 for t in out.values() if t["surv_mask"])
+    grade_ok = bool(n_ii and n_iii)
+    surv_ok = bool(n_event) if loss == "cox" else bool(n_surv)
+    if not grade_ok and not surv_ok:
         raise GlioradInputError(
-            f"the LGG training patients have {n_ii} grade II and {n_iii} grade III; expected both "
-            "WHO grades for the grade II vs III task"
-        )
-    n_event = sum(1 for t in targets.values() if t["surv_mask"] and t["event"])
-    if loss == "cox" and not n_event:
-        raise GlioradInputError("no death among the LGG training patients with a survival time; "
-                                "the Cox survival term needs at least one event")
+            f"the LGG training patients have {n_ii} grade II, {n_iii} grade III and {n_event} "
+            f"death(s) among {n_surv} with a survival time: neither the grade II vs III task nor "
+            "the survival task can be trained (more training patients are needed, or set "
+            "deep2d.enabled: false)")
+    if not grade_ok:
+        for t in out.values():
+            t["grade_mask"] = 0.0
+        notes.append(f"grade II vs III task off: the LGG training patients have {n_ii} grade II "
+                     f"and {n_iii} grade III; the 2D CNN learns the survival task alone")
+    if not surv_ok:
+        for t in out.values():
+            t["surv_mask"] = 0.0
+        notes.append("survival task off: no death among the LGG training patients with a survival "
+                     "time; the 2D CNN learns the grade II vs III task alone")
+    for n in notes:
+        warnings.warn(n, UserWarning, stacklevel=2)
+    return out, notes
 
 
 def model_config_2d(cfg: Deep2DConfig, targets: Mapping[str, Mapping[str, float]],
@@ -332,7 +355,7 @@ def train_cnn2d(
     missing = [p for p in ids if p not in images]
     if missing:
         raise GlioradInputError(f"training patients {missing[:10]} have no input image")
-    _check_targets(targets, cfg.survival_loss)
+    targets, _ = task_fallback(targets, cfg.survival_loss)
     check_batchnorm(len(ids), cfg.train.batch_size, cfg.size)
     seed_everything(cfg.train.seed)
     model = build_network_2d(cfg)
@@ -491,8 +514,9 @@ def deep_features_2d(
                           skipped=True, notes=list(old.get("notes", [])), provenance=old)
     stats = fp_data["inputs"]
     extra = {"masks": fp_data["masks"], "inputs": {p: stats[p] for p in train + val}}
-    train_t = {p: targets[p] for p in train}
-    val_t = {p: targets[p] for p in val}
+    train_t, task_notes = task_fallback({p: targets[p] for p in train}, cfg.survival_loss)
+    val_t = {p: {**targets[p], **{k: 0.0 for k in ("grade_mask", "surv_mask")
+                                  if not any(t[k] for t in train_t.values())}} for p in val}
     check_model_folder(out / "model", model_config_2d(cfg, train_t, val_t, init_hash, extra))
     remove_outputs(out, [*outputs, "provenance.json"])
     out.mkdir(parents=True, exist_ok=True)
@@ -525,7 +549,7 @@ def deep_features_2d(
         written[pname] = write_text(pred.to_csv(index=False, float_format="%.17g"), out / pname)
         metrics = _metrics(pred, table_clin, cfg.survival_loss)
         written["metrics.json"] = write_json(metrics, out / "metrics.json")
-        notes = [init["note"]] if init["init"] == "scratch" else []
+        notes = ([init["note"]] if init["init"] == "scratch" else []) + task_notes
         if excluded:
             notes.append(f"{len(excluded)} HGG patient(s) among the training ids were not trained "
                          "on (the dual-task network learns from LGG patients only)")

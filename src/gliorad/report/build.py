@@ -52,6 +52,9 @@ class ReportInputs:
     grade_tables : folder written by :func:`gliorad.grading.run.run_tables`
     survival : folder written by :func:`gliorad.survival.analysis.write_analysis`
     bundle : the model bundle folder (``manifest.json``)
+    excluded : ``excluded.json`` files: the split stage's (patients left out of grading or
+        survival for a missing grade / survival time) and the deep-feature stages' (empty
+        automatic masks)
     stage_records : stage name -> its parsed ``_stage.json``
     config : the run's configuration
     title : the report's title
@@ -67,6 +70,7 @@ class ReportInputs:
     grade_tables: Path | None = None
     survival: Path | None = None
     bundle: Path | None = None
+    excluded: dict[str, Path] = field(default_factory=dict)
     stage_records: dict[str, dict[str, Any]] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     title: str = "gliorad report"
@@ -146,6 +150,8 @@ def inputs_from_workspace(ws: str | Path) -> ReportInputs:
         grade_tables=found(root / "grade" / "tables"),
         survival=found(root / "survival" / "analysis"),
         bundle=found(root / "bundle"),
+        excluded={stage: p for stage in ("split", "deep3d", "deep2d")
+                  if (p := root / stage / "excluded.json").is_file()},
         stage_records=records,
         config=config,
         title=f"gliorad report: {root.resolve().name}",
@@ -166,6 +172,12 @@ SECTION_BUILDERS = {
 }
 
 
+#: The run-config section whose ``enabled: false`` leaves a report section out.
+SECTION_STAGE = {"segmentation": "segmentation", "agreement": "agreement", "grading": "grading",
+                 **{sid: "survival" for sid in ("signature", "kaplan-meier", "cox", "nomograms",
+                                                "c-index", "calibration")}}
+
+
 def build_report(inputs: ReportInputs, out_dir: str | Path) -> Path:
     """Write ``out_dir/report.html`` and ``out_dir/figures/*.png|*.svg``; return the HTML path.
 
@@ -181,7 +193,10 @@ def build_report(inputs: ReportInputs, out_dir: str | Path) -> Path:
         raise GlioradInputError(f"{out}: exists and is not a folder")
     ctx = S.Context(inputs)
     built: list[S.Section] = []
+    off = S.switched_off(inputs.config)
     for sid, title in SECTIONS:
+        if SECTION_STAGE.get(sid) in off:  # the run carries only what ran
+            continue
         if sid == "provenance":
             section = S.provenance_section(ctx, _input_rows(inputs))
         else:

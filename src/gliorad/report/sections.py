@@ -438,6 +438,7 @@ def cohort_section(ctx: Context) -> Section:
         parts.append(note_list(notes))
     else:
         parts.append(not_run("Clinical table"))
+    parts.append(_excluded_html(inp.excluded, inp.config))
     if _present(inp.validation, folder=False):
         ran = True
         v = read_json(Path(inp.validation))
@@ -455,6 +456,62 @@ def cohort_section(ctx: Context) -> Section:
                        "the best a model could reach given the generating model.", "small"),
                   kv_table(rows)]
     return Section("cohort", "Cohort", "".join(parts), ran)
+
+
+def switched_off(config: dict[str, Any]) -> list[str]:
+    """The parts a run config (``config.yaml`` of a workspace, every preset resolved) turned
+    off: a stage section resolved to null, or with ``enabled: false``. Empty for no config."""
+    out = []
+    for name in ("segmentation", "agreement", "deep3d", "deep2d", "grading", "survival"):
+        if name not in config:
+            continue
+        value = config[name]
+        if value is None or value == {} or (isinstance(value, dict) and value.get("enabled") is False):
+            out.append(name)
+    return out
+
+
+def _excluded_html(files: Mapping[str, Path], config: Mapping[str, Any]) -> str:
+    """Which parts the run's config switched off, and which patients each analysis left out
+    (``excluded.json`` of the split and deep-feature stages), counted and listed."""
+    out = []
+    off = switched_off(dict(config or {}))
+    if off:
+        out.append(para(f"Switched off in this run's config: {', '.join(off)}; their sections are "
+                        "left out of this report."))
+    rows = []
+    why = {"grading": "no grade in the clinical table",
+           "survival": "no survival time or event in the clinical table"}
+    for stage, path in sorted((files or {}).items()):
+        data = read_json(Path(path))
+        if stage == "split":
+            for analysis in ("grading", "survival"):
+                recs = data.get(analysis) or []
+                if recs:
+                    rows.append({"Left out of": analysis, "Patients": len(recs), "Why": why[analysis],
+                                 "Who": _id_list(r.get("patient_id") for r in recs)})
+            missing = data.get("not_in_clinical_table") or []
+            if missing:
+                rows.append({"Left out of": "every analysis", "Patients": len(missing),
+                             "Why": "images without a row in the clinical table",
+                             "Who": _id_list(missing)})
+        else:
+            empty = data.get("empty_automatic_mask") or []
+            if empty:
+                rows.append({"Left out of": f"{stage} (and what uses its features)",
+                             "Patients": len(empty), "Why": "the automatic mask is empty",
+                             "Who": _id_list(empty)})
+    if rows:
+        out += ["<h3>Patients left out of an analysis</h3>", html_table(pd.DataFrame(rows)),
+                para("clinical.missing: exclude leaves a patient without the values an analysis "
+                     "needs out of that analysis only; clinical.missing: error refuses the table "
+                     "instead.", "small")]
+    return "".join(out)
+
+
+def _id_list(ids: Iterable[Any], limit: int = 20) -> str:
+    ids = [str(i) for i in ids]
+    return ", ".join(ids[:limit]) + (f" ... (+{len(ids) - limit})" if len(ids) > limit else "")
 
 
 # ====================================================================== segmentation
