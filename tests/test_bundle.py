@@ -230,7 +230,9 @@ def test_manifest_records_what_a_patient_must_provide(built):
     assert inputs["radiomics"]["sequences"] == ["t1ce", "t2"]
     assert inputs["radiomics"]["params"]["imageType"] == {"Original": {}}
     fused = pd.read_csv(built.fused, index_col=0)
-    assert inputs["feature_columns"]["grading"] == list(fused.columns)
+    # empty and constant columns (e.g. a dead CNN unit) are dropped when the model is fitted
+    assert inputs["feature_columns"]["grading"] == [c for c in fused.columns
+                                                    if fused[c].nunique() > 1]
     comps = _manifest(built.bundle)["components"]
     assert comps["cnn3d"]["needs"]["n_features"] == 16 and comps["cnn3d"]["needs"]["variant"] == "patch_se"
     assert comps["segmentation"]["needs"]["spacing_mm"] == 4.0
@@ -255,6 +257,7 @@ def test_loaded_bundle_reproduces_the_stage_models(built):
     assert b.sequences == SEQUENCES and b.working_spacing == (4.0, 4.0, 4.0)
     X = pd.read_csv(built.fused, index_col=0)
     X.index = X.index.astype(str)
+    X = X[b.feature_columns("grading")]  # constant columns were dropped when it was fitted
     original = load_model(built.sources["grading"]).decision_score(X)
     np.testing.assert_array_equal(b.grading.decision_score(X), original)
     assert b.survival.cutoff == pytest.approx(_manifest(built.bundle)["components"]["survival"]["needs"]["cutoff"])
