@@ -50,6 +50,12 @@ SequencesOpt = Annotated[str | None, typer.Option(
     help="Comma-separated candidate sequences (column prefixes), e.g. t1,t1ce,t2; 'none' = all features.")]
 DeepPrefixOpt = Annotated[str | None, typer.Option(help="Prefix of the deep (2D CNN) feature columns.")]
 SeedOpt = Annotated[int | None, typer.Option(help="Random seed.")]
+ClinicalSelectionOpt = Annotated[str | None, typer.Option(
+    "--clinical-selection", help="Factor rule of the clinical Cox model: paper (univariate then "
+    "multivariable P < p_threshold) or prespecified (every listed factor, no P-value selection).")]
+IntegratedSelectionOpt = Annotated[str | None, typer.Option(
+    "--integrated-selection", help="Factor rule of the integrated Cox model: paper or prespecified "
+    "(every listed factor plus the signature).")]
 JobsOpt = Annotated[int | None, typer.Option("--jobs", min=1, help="Parallel workers (random forests).")]
 OverwriteOpt = Annotated[bool, typer.Option(help="Replace an existing, different output folder.")]
 ExtraOpt = Annotated[list[Path] | None, typer.Option(
@@ -111,10 +117,15 @@ def _cli_overrides(
     split: str | None, split_column: str | None, train: str | None, external: list[str] | None,
     train_fraction: float | None, sequence: str | None, sequences: str | None,
     deep_prefix: str | None, seed: int | None, jobs: int | None,
+    clinical_selection: str | None = None, integrated_selection: str | None = None,
 ) -> dict[str, Any]:
     from gliorad.errors import check_option
 
     out: dict[str, Any] = {}
+    for key, opt, value in (("clinical_selection", "--clinical-selection", clinical_selection),
+                            ("integrated_selection", "--integrated-selection", integrated_selection)):
+        if value is not None:
+            out[key] = check_option(opt, value, ["paper", "prespecified"])
     sp: dict[str, Any] = {}
     if split is not None:
         sp["method"] = check_option("--split", split, ["column", "random", "none"])
@@ -268,6 +279,20 @@ def _fmt(x: Any, digits: int = 3) -> str:
     return f"{x:.{digits}f}" if isinstance(x, float) else str(x)
 
 
+def _models_summary(metrics: dict[str, Any]) -> None:
+    """One line per Cox model: its factor rule, and why it is absent or is the clinical one."""
+    for which, info in (metrics.get("models") or {}).items():
+        line = f"{which} model ({info.get('rule')} rule): "
+        if not info.get("fitted"):
+            line += f"not built: {info.get('reason')}"
+        elif info.get("same_as_clinical"):
+            line += f"the clinical model ({info.get('reason')})"
+        else:
+            line += ", ".join(info.get("factors") or []) + (
+                f" ({info['reason']})" if info.get("reason") else "")
+        typer.echo(line)
+
+
 def _summary(metrics: dict[str, Any]) -> None:
     typer.echo(f"{'cohort':<14}{'role':<10}{'n':>5}{'events':>8}  {'C integrated (95% CI)':<26}"
                f"{'C clinical (95% CI)':<26}{'compare P':>10}{'log-rank P':>12}")
@@ -299,6 +324,8 @@ def fit(
     sequence: SequenceOpt = None,
     sequences: SequencesOpt = None,
     deep_prefix: DeepPrefixOpt = None,
+    clinical_selection: ClinicalSelectionOpt = None,
+    integrated_selection: IntegratedSelectionOpt = None,
     seed: SeedOpt = None,
     jobs: JobsOpt = None,
     extra_features: ExtraOpt = None,
@@ -309,7 +336,8 @@ def fit(
     metrics.json, signature.json, Tables 3/4, figures and the model bundle."""
     with exit_on_input_error():
         cli = _cli_overrides(split, split_column, train, external, train_fraction, sequence,
-                             sequences, deep_prefix, seed, jobs)
+                             sequences, deep_prefix, seed, jobs, clinical_selection,
+                             integrated_selection)
         cfg, ccfg = _settings(preset, config, time_unit, cli)
         todo = _training_inputs("fit", cfg, ccfg, features, clinical, extra_features, out,
                                 overwrite, nonfinite)
@@ -327,6 +355,7 @@ def fit(
     typer.echo(f"signature ({len(sig['features'])} features, sequence {sig['sequence']}): {sig['formula']}")
     typer.echo(f"cut-off ({sig['cutoff_method']}): {sig['cutoff']:.4g}; integrated factors: "
                f"{metrics['integrated_factors']}; clinical factors: {metrics['clinical_factors']}")
+    _models_summary(metrics)
     _summary(metrics)
     typer.echo(f"wrote {out}")
 
@@ -348,6 +377,8 @@ def cv(
     sequence: SequenceOpt = None,
     sequences: SequencesOpt = None,
     deep_prefix: DeepPrefixOpt = None,
+    clinical_selection: ClinicalSelectionOpt = None,
+    integrated_selection: IntegratedSelectionOpt = None,
     seed: SeedOpt = None,
     jobs: JobsOpt = None,
     extra_features: ExtraOpt = None,
@@ -358,7 +389,8 @@ def cv(
     of the signature, integrated and clinical models; cross-validated risk groups)."""
     with exit_on_input_error():
         cli = _cli_overrides(split, split_column, train, external, train_fraction, sequence,
-                             sequences, deep_prefix, seed, jobs)
+                             sequences, deep_prefix, seed, jobs, clinical_selection,
+                             integrated_selection)
         if folds is not None:
             cli["cv_folds"] = folds
         cfg, ccfg = _settings(preset, config, time_unit, cli)

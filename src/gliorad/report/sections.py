@@ -754,6 +754,70 @@ def _survival_missing(ctx: Context, sid: str, title: str) -> Section | None:
     return None
 
 
+#: How the survival metrics.json names the metrics whose reasons a section lists.
+_NULL_LABELS = {
+    "logrank_p": "log-rank test", "c_index_signature": "C-index of the signature",
+    "hr_signature_univariate": "hazard ratio of the signature groups (univariate)",
+    "hr_signature": "hazard ratio of the signature groups",
+    "c_index_integrated": "C-index of the integrated model",
+    "c_index_clinical": "C-index of the clinical model", "compare_p": "paired C-index comparison",
+    "table_integrated": "Table 3 column (integrated model refit)",
+    "table_clinical": "Table 4 column (clinical model refit)",
+}
+
+
+def _null_reasons(ctx: Context, keys: Sequence[str] | None = None, prefix: str = "") -> list[str]:
+    """``cohort X: <metric> not computed: <why>`` for the null metrics of every cohort (the
+    ``null_reasons`` of the survival metrics.json); ``keys`` or a key ``prefix`` select them."""
+    out = []
+    for name, c in ctx.survival_cohorts().items():
+        for key, why in (c.get("null_reasons") or {}).items():
+            if (keys is not None and key in keys) or (prefix and key.startswith(prefix)):
+                label = _NULL_LABELS.get(key, key.replace("calibration.", "calibration "))
+                out.append(f"cohort {name}: {label} not computed: {why}")
+    return out
+
+
+def _reasons_html(lines: Sequence[str], title: str = "Not computed") -> str:
+    if not lines:
+        return ""
+    items = "".join(f"<li>{esc(x)}</li>" for x in lines)
+    return f'<p class="small"><b>{esc(title)}</b></p><ul class="small">{items}</ul>'
+
+
+_RULES = {
+    "paper": ("the paper's rule: univariate P < {p}, then multivariable P < {p}, refitted with the "
+              "factors kept"),
+    "prespecified": ("pre-specified: every usable candidate factor{sig}, no P-value selection "
+                     "(factors with one level or that cannot be estimated are left out, with a "
+                     "warning)"),
+}
+
+
+def _model_lines(metrics: Mapping[str, Any]) -> list[str]:
+    """One sentence per Cox model: its factor rule, its factors, and why it is absent or equals
+    the other model (``metrics["models"]``; older metrics.json files lack it)."""
+    models = metrics.get("models") or {}
+    out = []
+    for which in ("integrated", "clinical"):
+        info = models.get(which)
+        if not info:
+            continue
+        rule = _RULES.get(info.get("rule"), str(info.get("rule")))
+        rule = rule.format(p=f"{info.get('p_threshold', 0.05):g}",
+                           sig=" plus the signature" if which == "integrated" else "")
+        factors = ", ".join(map(str, info.get("factors") or [])) or "none"
+        text = f"{which.capitalize()} model: {rule}. Factors: {factors}."
+        if not info.get("fitted"):
+            text += f" No model: {info.get('reason')}."
+        elif info.get("same_as_clinical"):
+            text += f" It is the clinical model ({info.get('reason')})."
+        elif info.get("reason"):
+            text += f" {info.get('reason')[:1].upper()}{info.get('reason')[1:]}."
+        out.append(text)
+    return out
+
+
 def signature_section(ctx: Context) -> Section:
     title = "Deep-radiomics signature: features and weights"
     if (s := _survival_missing(ctx, "signature", title)) is not None:
@@ -779,7 +843,12 @@ def signature_section(ctx: Context) -> Section:
         parts.append(ctx.figures.add("signature_weights", F.signature_weights_figure(formula),
                                      "Signature weights per standard deviation of each feature.",
                                      "signature_formula.csv"))
+    if sig.get("constant"):
+        parts.insert(0, para(f"The signature is constant (every weight is 0): "
+                             f"{sig.get('constant_reason')}. It is left out of the Cox models; its "
+                             "C-index, hazard ratio and log-rank test are not computed."))
     seq_path = folder / "sequence_choice.csv"
+    choice = metrics.get("sequence_choice") or {}
     if seq_path.is_file():
         seq = read_csv(seq_path)
         if not seq.empty:
@@ -787,6 +856,8 @@ def signature_section(ctx: Context) -> Section:
                       para("Prognosis (median-OS) model per sequence on the training cohort; the "
                            "best AUC chooses the radiomics that join the deep features.", "small"),
                       html_table(seq)]
+            if choice.get("fallback"):
+                parts.append(para(f"Fallback: {choice['fallback']}."))
     return Section("signature", title, "".join(parts))
 
 
@@ -802,9 +873,11 @@ def km_section(ctx: Context) -> Section:
             parts.append(para(f"Cohort {name}: no Kaplan-Meier figure (no survival data)."))
             continue
         hr = c.get("hr_signature") or {}
+        why_no_lr = (c.get("null_reasons") or {}).get("logrank_p")
         caption = (f"Cohort {name} ({c.get('role', '')}): {c.get('n_analysed', '?')} patients, "
                    f"{c.get('n_events', '?')} events; high risk {c.get('n_high', '?')}, low risk "
                    f"{c.get('n_low', '?')}; log-rank P {fmt_p(c.get('logrank_p')) or 'n/a'}"
+                   + (f" ({why_no_lr})" if why_no_lr and _missing(c.get("logrank_p")) else "")
                    + (f"; HR high vs low {fmt_ci(hr.get('hr'), hr.get('ci'), 2)}"
                       f" ({c.get('hr_signature_model', '')})" if hr else "") + ".")
         parts.append(ctx.figures.add_png(f"km_{name}", png, caption))
@@ -819,9 +892,15 @@ def cox_section(ctx: Context) -> Section:
         return s
     folder = Path(ctx.inputs.survival)
     metrics = ctx.survival_metrics()
-    parts = [para("Factors chosen on the training cohort by the paper's rule (univariate P < 0.05, "
-                  "then multivariable P < 0.05, refitted); validation columns refit the same "
-                  "factors in that cohort.")]
+    lines = _model_lines(metrics)
+    if lines:
+        parts = [para(x) for x in lines]
+        parts.append(para("Factors chosen on the training cohort; validation columns refit the same "
+                          "factors in that cohort.", "small"))
+    else:  # a metrics.json written before the factor rule was a setting
+        parts = [para("Factors chosen on the training cohort by the paper's rule (univariate P < "
+                      "0.05, then multivariable P < 0.05, refitted); validation columns refit the "
+                      "same factors in that cohort.")]
     tables = (("table3_integrated", "Table 3. Integrated model (clinical factors + signature)",
                "integrated"),
               ("table4_clinical", "Table 4. Clinical model", "clinical"))
@@ -831,8 +910,11 @@ def cox_section(ctx: Context) -> Section:
         parts.append(para(f"Factors: {', '.join(map(str, factors)) or '(none selected)'}.",
                           "small"))
         path = folder / f"{key}.csv"
+        info = (metrics.get("models") or {}).get(which) or {}
         if path.is_file():
             parts.append(html_table(read_csv(path)))
+        elif info.get("reason"):
+            parts.append(para(f"No table: {info['reason']}."))
         else:
             parts.append(para("No table: no factor was selected or the model is not estimable."))
     uni = folder / "table_univariate.csv"
@@ -845,6 +927,7 @@ def cox_section(ctx: Context) -> Section:
                               "P": t["p_value"]})
         parts.append(f"<details><summary>Univariate screen, training cohort ({len(t)} rows)"
                      f"</summary>{html_table(shown, p_cols=('P',))}</details>")
+    parts.append(_reasons_html(_null_reasons(ctx, ("table_integrated", "table_clinical"))))
     parts.append(note_list(metrics.get("warnings") or [], "Warnings"))
     return Section("cox", title, "".join(parts))
 
@@ -860,12 +943,16 @@ def nomogram_section(ctx: Context) -> Section:
     for which in ("integrated", "clinical"):
         png = folder / f"nomogram_{which}.png"
         factors = ", ".join(map(str, metrics.get(f"{which}_factors") or [])) or "(none)"
+        info = (metrics.get("models") or {}).get(which) or {}
         if png.is_file():
+            same = (" It is the clinical model's nomogram." if info.get("same_as_clinical") else "")
             parts.append(ctx.figures.add_png(
                 f"nomogram_{which}", png,
-                f"Nomogram of the {which} model (factors: {factors}); survival at {times} days."))
+                f"Nomogram of the {which} model (factors: {factors}); survival at {times} days."
+                + same))
         else:
-            parts.append(para(f"No {which} nomogram: the {which} model has no factor."))
+            why = info.get("reason") or f"the {which} model has no factor"
+            parts.append(para(f"No {which} nomogram: {why}."))
     return Section("nomograms", title, "".join(parts))
 
 
@@ -895,6 +982,12 @@ def cindex_section(ctx: Context) -> Section:
     parts = [para("Harrell's C with infinitesimal-jackknife 95% CIs; the paired P compares the "
                   "two models' C on the same patients."),
              html_table(pd.DataFrame(rows), p_cols=("Paired P",))]
+    integrated = (ctx.survival_metrics().get("models") or {}).get("integrated") or {}
+    if integrated.get("same_as_clinical"):
+        parts.append(para(f"The integrated model is the clinical model ({integrated.get('reason')}): "
+                          "their C-indices are equal and not compared."))
+    parts.append(_reasons_html(_null_reasons(
+        ctx, ("c_index_signature", "c_index_integrated", "c_index_clinical", "compare_p"))))
     if any(r["integrated"] is not None or r["clinical"] is not None for r in fig_rows):
         parts.append(ctx.figures.add("c_index", F.cindex_figure(fig_rows),
                                      "C-index of the integrated and the clinical model per cohort.",
@@ -919,6 +1012,8 @@ def calibration_section(ctx: Context) -> Section:
     for name, c in ctx.survival_cohorts().items():
         cal = c.get("calibration") or {}
         for key, entry in cal.items():
+            if entry is None:  # not computed; the reason is in null_reasons
+                continue
             which = key.split("/")[0]
             t = float(entry.get("t_days", key.split("/")[-1]))
             png = folder / f"calibration_{which}_{_slug(name)}_{t:g}d.png"
@@ -938,11 +1033,13 @@ def calibration_section(ctx: Context) -> Section:
                                                  name, label)
             parts.append(ctx.figures.add_png(f"calibration_{which}_{name}_{t:g}d", png, caption,
                                              svg_from, "calibration.csv"))
+    reasons = _reasons_html(_null_reasons(ctx, prefix="calibration."))
     if not parts:
         return Section("calibration", title, intro + para(
-            "No calibration curve was computed (calibration times beyond the follow-up, or "
-            "calibration disabled)."))
-    return Section("calibration", title, intro + f'<div class="fig-grid">{"".join(parts)}</div>')
+            "No calibration curve was computed (calibration times beyond the follow-up, no model, "
+            "or calibration disabled).") + reasons)
+    return Section("calibration", title,
+                   intro + f'<div class="fig-grid">{"".join(parts)}</div>' + reasons)
 
 
 def _calibration_plot(sub: pd.DataFrame, t: float, n_boot: int, which: str, name: str,

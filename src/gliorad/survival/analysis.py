@@ -679,7 +679,7 @@ def _univariate_screen(
             dropped[f] = "; ".join(bad)
     for f, why in dropped.items():
         _warn(sink, f"{what}: univariate Cox model of {f!r} cannot converge ({why}: a level without "
-                    "events or complete separation); factor left out of the selection (merge rare "
+                    "events or complete separation); factor left out of the model (merge rare "
                     "levels with min_level_size, or drop it)")
     univariate = (pd.concat(tables, ignore_index=True) if tables
                   else pd.DataFrame(columns=TABLE_COLUMNS))
@@ -1098,11 +1098,12 @@ def _cox_models(
         _warn(sink, f"training cohort {name}: {clin_reason}; the clinical nomogram is not built and "
                     "C-index comparisons are not made")
     info = {
-        "integrated": {"rule": cfg.integrated_selection, "factors": int_factors,
-                       "fitted": integrated is not None, "same_as_clinical": same,
-                       "signature_in_model": SIGNATURE in int_factors, "reason": int_reason},
-        "clinical": {"rule": cfg.clinical_selection, "factors": clin_factors,
-                     "fitted": clinical is not None, "reason": clin_reason},
+        "integrated": {"rule": cfg.integrated_selection, "p_threshold": cfg.p_threshold,
+                       "factors": int_factors, "fitted": integrated is not None,
+                       "same_as_clinical": same, "signature_in_model": SIGNATURE in int_factors,
+                       "reason": int_reason},
+        "clinical": {"rule": cfg.clinical_selection, "p_threshold": cfg.p_threshold,
+                     "factors": clin_factors, "fitted": clinical is not None, "reason": clin_reason},
     }
     return {"integrated": integrated, "clinical": clinical, "integrated_factors": int_factors,
             "clinical_factors": clin_factors, "selection_integrated": sel_int,
@@ -1783,7 +1784,7 @@ def write_km(path: Any, data: pd.DataFrame, title: str) -> None:
     years = data[TIME] / DAYS_PER_YEAR
     ticks = np.arange(0, math.floor(years.max()) + 1)
     fig = plot_km(years, data[EVENT], groups, xlabel="Time (years)", title=title, risk_times=ticks,
-                  show_logrank=groups.nunique() > 1)
+                  show_logrank=groups.nunique() > 1 and bool(data[EVENT].sum() > 0))
     _save_figure(fig, path)
 
 

@@ -28,11 +28,12 @@ between the prognosis groups, so a feature that differs only in mean is dropped 
 forest sees it; ``"ttest"`` is the common "Levene, then Student / Welch t-test" recipe that keeps
 features whose *means* differ.
 
-**Small cohorts** (a stated fallback, never an abort): the out-of-fold AUC needs every class in
-every fold and at least 2 patients per class (the DeLong variance). When the smaller class has
-fewer than ``cv_folds`` patients the folds are reduced to its size (down to 2-fold); when it has
-fewer than 2 patients (or the ``km_median`` threshold is not reached) no AUC can be estimated and
-the choice is skipped: a forced sequence is used as given, else ``fallback="all"`` (default) lets
+**Small cohorts** (a stated fallback, never an abort): the out-of-fold AUC needs each class in
+every held-out fold and at least 2 patients of each class in every training fold (Levene's
+test). When the smaller class is too small for ``cv_folds`` folds, the folds are reduced (to the
+most that satisfy both, down to 2); when no number of folds does (fewer than 3 patients in a
+class) or the ``km_median`` threshold is not reached, no AUC can be estimated and the choice is
+skipped: a forced sequence is used as given, else ``fallback="all"`` (default) lets
 the signature see the radiomics of every candidate sequence (``chosen`` is None) and
 ``fallback="first"`` uses the first candidate. :attr:`SequenceChoice.fallback` says what was done
 and why (None when the choice ran as configured).
@@ -53,7 +54,16 @@ from gliorad.survival._validate import check_survival
 THRESHOLDS = ("observed_median", "km_median")
 CENSORED_RULES = ("exclude", "favourable")
 FALLBACKS = ("all", "first")
-MIN_PER_CLASS = 2  # DeLong variance of the AUC, and a 2-fold stratified CV
+MIN_PER_CLASS = 2  # in every training fold (Levene's test); also the DeLong variance's minimum
+
+
+def usable_folds(n_smallest: int, cv_folds: int) -> int | None:
+    """The most stratified folds (``2 <= k <= cv_folds``) that leave the smaller class in every
+    held-out fold and :data:`MIN_PER_CLASS` of it in every training fold; None if none does."""
+    for k in range(min(cv_folds, n_smallest), 1, -1):
+        if n_smallest - -(-n_smallest // k) >= MIN_PER_CLASS:
+            return k
+    return None
 
 __all__ = ["SequenceChoice", "choose_sequence", "prognosis_labels", "sequence_columns"]
 
@@ -256,16 +266,17 @@ def choose_sequence(
     do_eval = evaluate or force is None
     folds_used: int | None = cv_folds if do_eval else None
     note: str | None = None
-    smallest = min(n_unfav, n_fav)
-    if do_eval and skip is None and smallest < cv_folds:
+    n_folds = usable_folds(min(n_unfav, n_fav), cv_folds)
+    if do_eval and skip is None and n_folds != cv_folds:
         counts = f"{n_unfav} unfavourable and {n_fav} favourable patient(s)"
-        if smallest >= MIN_PER_CLASS:
-            folds_used = smallest
-            note = (f"{counts}: the out-of-fold AUC uses {smallest}-fold instead of "
-                    f"{cv_folds}-fold cross-validation (each fold needs both classes)")
+        if n_folds is not None:
+            folds_used = n_folds
+            note = (f"{counts}: the out-of-fold AUC uses {n_folds}-fold instead of {cv_folds}-fold "
+                    f"cross-validation (every fold needs both classes, every training fold "
+                    f"{MIN_PER_CLASS} of each)")
         else:
-            skip = (f"{counts}: an AUC needs at least {MIN_PER_CLASS} of each class, so the "
-                    "sequences cannot be compared")
+            skip = (f"{counts}: an out-of-fold AUC needs at least {MIN_PER_CLASS + 1} of each "
+                    "class, so the sequences cannot be compared")
     if skip is not None and do_eval:
         do_eval, folds_used = False, None
         if force is not None:
