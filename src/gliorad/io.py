@@ -5,6 +5,11 @@ Every reader raises :class:`~gliorad.errors.GlioradInputError` naming the file w
 it; every writer writes to a temporary name in the destination folder and renames it into place, so
 a crash never leaves a half-written file under the final name (:func:`atomic_dir` does the same
 for a whole folder).
+
+A DICOM series is read either from a folder that holds exactly one series, or from a
+:class:`DicomSeries` (its files, already split from a study by SeriesInstanceUID: see
+:mod:`gliorad.dicom`). Either way the slices are checked before the volume is trusted: one
+orientation, no two slices at one position, evenly spaced (a gap means missing slices).
 """
 
 from __future__ import annotations
@@ -88,7 +93,36 @@ def _fmt(values: tuple[float, ...]) -> str:
     return "(" + ", ".join(f"{v:.4g}" for v in values) + ")"
 
 
-# ------------------------------------------------------------------------------------------ read
+# ------------------------------------------------------------------------------------- DICOM
+@dataclass(frozen=True)
+class DicomSeries:
+    """One DICOM series: its files in slice order (GDCM's sort) and a label for messages.
+
+    Several series may share a folder (PACS exports mix them), so a series is its file list, not
+    a folder. ``str()`` gives ``<folder>: <label> (<SeriesInstanceUID>)``, the name used in
+    messages and provenance records; :func:`read_image`, :func:`read_geometry` and
+    :func:`file_hash` accept it wherever they accept a path.
+    """
+
+    uid: str
+    files: tuple[Path, ...]
+    label: str = "DICOM series"
+
+    @property
+    def folder(self) -> Path:
+        """The deepest folder holding every file of the series."""
+        if not self.files:
+            return Path()
+        return Path(os.path.commonpath([str(f.parent) for f in self.files]))
+
+    @property
+    def name(self) -> str:
+        return self.label
+
+    def __str__(self) -> str:
+        return f"{self.folder}: {self.label} ({self.uid})"
+
+
 def _dicom_files(folder: Path) -> list[str]:
     series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
     if not series:
@@ -96,34 +130,107 @@ def _dicom_files(folder: Path) -> list[str]:
     if len(series) > 1:
         raise GlioradInputError(
             f"{folder}: folder holds {len(series)} DICOM series ({', '.join(series)}); "
-            "expected exactly one per sequence"
+            "expected exactly one per sequence (a study folder is split by series with "
+            "gliorad.dicom / `gliorad dicom scan`)"
         )
     return list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series[0]))
 
 
-def read_image(path: str | os.PathLike, pixel_type: int = sitk.sitkUnknown) -> sitk.Image:
-    """Read a NIfTI / NRRD / MHA volume, or a folder holding one DICOM series, keeping geometry.
+def _ds_floats(text: str) -> np.ndarray:
+    return np.array([float(v) for v in text.strip().split("\\")], dtype=float)
 
-    Raises :class:`GlioradInputError` naming the file for a missing, unreadable or truncated file.
+
+def check_slices(reader: sitk.ImageSeriesReader, n_files: int, where: str) -> None:
+    """The slices of a series read with ``MetaDataDictionaryArrayUpdateOn`` are one volume.
+
+    Refuses (naming ``where``) a series whose slices have several orientations (a localizer or a
+    multi-plane series), share a position (several echoes, phases or acquisitions under one
+    SeriesInstanceUID) or are unevenly spaced (missing slices): ITK only warns about the last and
+    reads a distorted volume. A single file (a multi-frame object) is left to GDCM.
     """
+    if n_files < 2:
+        return
+    keys = ("0020|0032", "0020|0037")
+    try:
+        pos = np.array([_ds_floats(reader.GetMetaData(i, keys[0])) for i in range(n_files)])
+        ori = np.array([_ds_floats(reader.GetMetaData(i, keys[1])) for i in range(n_files)])
+    except (RuntimeError, ValueError) as err:
+        raise GlioradInputError(
+            f"{where}: slices lack a readable ImagePositionPatient / ImageOrientationPatient "
+            f"(0020,0032 / 0020,0037): {str(err).strip()[:120]}; expected both in every slice"
+        ) from err
+    if pos.shape[1] != 3 or ori.shape[1] != 6:
+        raise GlioradInputError(f"{where}: malformed ImagePositionPatient / "
+                                "ImageOrientationPatient; expected 3 and 6 numbers")
+    n_orient = len({tuple(np.round(o, 3)) for o in ori})
+    if n_orient > 1:
+        raise GlioradInputError(
+            f"{where}: slices have {n_orient} different orientations (a localizer or a "
+            "multi-plane series); expected one stack of parallel slices")
+    normal = np.cross(ori[0, :3], ori[0, 3:])
+    depth = np.sort(pos @ normal)
+    gaps = np.diff(depth)
+    n_same = int(np.count_nonzero(gaps < 1e-3))
+    if n_same:
+        raise GlioradInputError(
+            f"{where}: {n_same + 1 if n_same == 1 else n_same} slices share a position with "
+            "another slice (several echoes, phases or acquisitions under one SeriesInstanceUID); "
+            "expected one slice per position (export the parts as separate series)")
+    step = float(np.median(gaps))
+    if np.any(np.abs(gaps - step) > 0.01 + 0.02 * step):
+        big = float(gaps.max())
+        raise GlioradInputError(
+            f"{where}: slice spacing is not uniform ({float(gaps.min()):.3g} to {big:.3g} mm "
+            f"between neighbours, usually {step:.3g} mm: about {max(round(big / step) - 1, 1)} "
+            f"slice(s) missing?); expected evenly spaced slices (re-export the complete series)")
+
+
+def _read_dicom(files: list[str], where: str) -> sitk.Image:
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(files)
+    reader.MetaDataDictionaryArrayUpdateOn()
+    warn = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # ITK's spacing warning: checked below
+    try:
+        img = reader.Execute()
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(warn)
+    check_slices(reader, len(files), where)
+    return img
+
+
+def read_image(path: str | os.PathLike | DicomSeries,
+               pixel_type: int = sitk.sitkUnknown) -> sitk.Image:
+    """Read a NIfTI / NRRD / MHA volume, a folder holding one DICOM series, or a
+    :class:`DicomSeries`, keeping geometry (spacing, origin, direction).
+
+    Raises :class:`GlioradInputError` naming the file for a missing, unreadable or truncated file,
+    and the series for slices that do not make one evenly spaced volume (:func:`check_slices`).
+    """
+    if isinstance(path, DicomSeries):
+        missing = [f for f in path.files if not f.is_file()]
+        if not path.files or missing:
+            raise GlioradInputError(f"{path}: {len(missing)} of {len(path.files)} files not found"
+                                    + (f" ({missing[0]}, ...)" if missing else ""))
+        try:
+            img = _read_dicom([str(f) for f in path.files], str(path))
+        except RuntimeError as err:
+            raise GlioradInputError(f"{path}: cannot read DICOM series (unreadable or truncated "
+                                    f"file): {_itk_detail(err)}") from err
+        return img if pixel_type == sitk.sitkUnknown else sitk.Cast(img, pixel_type)
     p = Path(path)
     if not p.exists():
         raise GlioradInputError(f"{p}: file not found")
     try:
         if p.is_dir():
-            reader = sitk.ImageSeriesReader()
-            reader.SetFileNames(_dicom_files(p))
-            img = reader.Execute()
+            img = _read_dicom(_dicom_files(p), str(p))
             return img if pixel_type == sitk.sitkUnknown else sitk.Cast(img, pixel_type)
         img = sitk.ReadImage(str(p), pixel_type)
     except GlioradInputError:
         raise
     except RuntimeError as err:
-        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-        detail = next((ln for ln in reversed(lines) if "rror" in ln or "xception" in ln),
-                      lines[-1] if lines else "")
         raise GlioradInputError(
-            f"{p}: cannot read image (unreadable or truncated file): {detail[:200]}"
+            f"{p}: cannot read image (unreadable or truncated file): {_itk_detail(err)}"
         ) from err
     is_nifti = image_extension(p) in (".nii", ".nii.gz")
     if is_nifti:
@@ -137,6 +244,14 @@ def read_image(path: str | os.PathLike, pixel_type: int = sitk.sitkUnknown) -> s
                 f"{p}: {n_bad} non-finite voxels (NaN or inf); expected finite intensities"
             )
     return img
+
+
+def _itk_detail(err: RuntimeError) -> str:
+    """The telling line of an ITK exception (its last error line), at most 200 characters."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    detail = next((ln for ln in reversed(lines) if "rror" in ln or "xception" in ln),
+                  lines[-1] if lines else "")
+    return detail[:200]
 
 
 _FLOAT_TYPES = {sitk.sitkFloat32, sitk.sitkFloat64, sitk.sitkVectorFloat32, sitk.sitkVectorFloat64}
@@ -191,8 +306,10 @@ def _check_nifti_complete(path: Path) -> None:
         )
 
 
-def read_geometry(path: str | os.PathLike) -> Geometry:
-    """Geometry from the header only (fast; does not load voxels). DICOM folders load the series."""
+def read_geometry(path: str | os.PathLike | DicomSeries) -> Geometry:
+    """Geometry from the header only (fast; does not load voxels). DICOM series are loaded."""
+    if isinstance(path, DicomSeries):
+        return Geometry.of(read_image(path))
     p = Path(path)
     if p.is_dir():
         return Geometry.of(read_image(p))
@@ -360,10 +477,18 @@ def _json_default(obj: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------------------- hashes
-def file_hash(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """SHA-256 of a file's bytes (of every file, in name order, for a DICOM folder)."""
-    p = Path(path)
+def file_hash(path: str | os.PathLike | DicomSeries, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes (of every file, in name order, for a DICOM folder; of the
+    series' files in slice order, with their names, for a :class:`DicomSeries`)."""
     h = hashlib.sha256()
+    if isinstance(path, DicomSeries):
+        for f in path.files:
+            h.update(f.name.encode())
+            with open(f, "rb") as fh:
+                while block := fh.read(chunk):
+                    h.update(block)
+        return h.hexdigest()
+    p = Path(path)
     files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
     for f in files:
         if p.is_dir():
