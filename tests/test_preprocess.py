@@ -619,7 +619,11 @@ def _write_dicom_series(img: sitk.Image, folder: Path, series: str) -> None:
 
 def test_dicom_series_folders_and_field_of_view_warning(tmp_path):
     """A patient folder of DICOM series sub-folders named T1, T1_POST_GAD, T2, FLAIR; the FLAIR
-    covers only half the head, which the QC record flags."""
+    covers only half the head, which the QC record flags. (Series this short would be skipped as
+    localizers by default: cohort.dicom.min_slices is lowered.)"""
+    from gliorad.config import CohortConfig
+
+    short = CohortConfig(dicom={"min_slices": 3})
     rng = np.random.default_rng(5)
     patient = tmp_path / "P7"
     for i, (name, nz) in enumerate((("T1", 8), ("T1_POST_GAD", 8), ("T2", 8), ("FLAIR", 4))):
@@ -627,11 +631,11 @@ def test_dicom_series_folders_and_field_of_view_warning(tmp_path):
         img = sitk.GetImageFromArray(arr)
         img.SetSpacing((2.0, 2.0, 3.0))
         _write_dicom_series(img, patient / name, str(i + 1))
-    layout, pats = find_raw_patients(patient, PreprocessConfig())
-    assert layout == "patient" and pats[0].files["t1ce"].name == "T1_POST_GAD"
+    layout, pats = find_raw_patients(patient, PreprocessConfig(), short)
+    assert layout == "patient" and pats[0].files["t1ce"].folder.name == "T1_POST_GAD"
     cfg = make_config(steps={"n4": False, "coregister": False, "skull_strip": False},
                       spacing=2.0)
-    res = preprocess(patient, tmp_path / "out", cfg)
+    res = preprocess(patient, tmp_path / "out", cfg, short)
     assert res.ok, res.failed
     qc = json.loads((tmp_path / "out" / "P7" / "qc.json").read_text(encoding="utf-8"))
     assert qc["output_grid"]["size"] == [12, 10, 12] and qc["coverage"]["t2"] == 1.0

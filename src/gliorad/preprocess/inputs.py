@@ -9,12 +9,18 @@ Three layouts of ``RAW_DIR`` (``PreprocessConfig.layout``):
 * ``cohort``: a cohort :func:`gliorad.cohort.discover_cohort` understands (BraTS 2018 / 2023 naming,
   or a custom ``{id}`` mapping from the ``cohort:`` section of the config).
 * ``folders``: one sub-folder per patient (id = sub-folder name), files found by patterns.
-* ``auto`` (default): ``patient`` when ``RAW_DIR`` itself holds files that match a pattern, else
-  ``cohort`` when discovery finds patients, else ``folders``.
+* ``auto`` (default): ``patient`` when ``RAW_DIR`` itself holds files that match a pattern, or
+  DICOM of one patient (one PatientID; without PatientIDs, one StudyInstanceUID; or series folders
+  named like sequences), else ``cohort`` when discovery finds patients, else ``folders``.
+
+DICOM: every DICOM file under a patient's folder (any depth, any file names, several series per
+folder) is split by SeriesInstanceUID and each series identified from its tags by
+:mod:`gliorad.dicom` (patterns in ``cohort.dicom``); a series that its tags do not identify but
+that has a folder of its own is matched by that folder's name with the file-name patterns below.
 
 Patterns (``PreprocessConfig.patterns``, defaults in :data:`~gliorad.preprocess.config.DEFAULT_PATTERNS`)
 are matched case-insensitively against the file name without its image extension (``.nii.gz``,
-``.nii``, ``.nrrd``, ``.mha``, ...) or against a sub-folder's name (a DICOM series). ``*``/``?`` are
+``.nii``, ``.nrrd``, ``.mha``, ...) or against a DICOM series' folder name. ``*``/``?`` are
 shell wildcards over the whole name, ``re:EXPR`` is a regular expression searched anywhere in the
 name, and a pattern starting with ``!`` excludes the names it matches. A name matches a sequence
 when it matches one of its positive patterns and none of its exclusions. Exactly one file must match
@@ -30,9 +36,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gliorad.cohort import SEG, discover_cohort
-from gliorad.config import CohortConfig
+from gliorad.config import CohortConfig, DicomConfig
+from gliorad.dicom import Identification, StudyScan, identify, scan_study
 from gliorad.errors import GlioradInputError
-from gliorad.io import image_extension
+from gliorad.io import DicomSeries, image_extension
 from gliorad.preprocess.config import PreprocessConfig
 
 #: Folder names that say nothing about the patient: the id is taken from the parent folder.
@@ -42,12 +49,14 @@ GENERIC_FOLDER_NAMES = frozenset({"raw", "images", "image", "nifti", "nii", "dic
 
 @dataclass
 class RawPatient:
-    """One patient's raw files: ``files`` maps a sequence (and optionally ``seg``) to a path."""
+    """One patient's raw files: ``files`` maps a sequence (and optionally ``seg``) to a path or
+    a DICOM series; ``dicom`` is what was made of the patient's DICOM series, if any."""
 
     id: str
-    files: dict[str, Path]
+    files: dict[str, Path | DicomSeries]
     source: Path
     problems: list[str] = field(default_factory=list)
+    dicom: Identification | None = None
 
 
 @dataclass(frozen=True)
@@ -101,22 +110,40 @@ def _entry_name(path: Path) -> str | None:
 
 
 def _entries(folder: Path) -> list[Path]:
-    out = [p for p in sorted(folder.iterdir()) if not p.name.startswith(".")]
-    return [p for p in out if (p.is_file() and image_extension(p))
-            or (p.is_dir() and _is_series_folder(p))]
+    return [p for p in sorted(folder.iterdir())
+            if not p.name.startswith(".") and p.is_file() and image_extension(p)]
 
 
-def match_files(folder: str | Path, config: PreprocessConfig) -> dict[str, Path]:
-    """Map each configured sequence to exactly one image file (or DICOM folder) in ``folder``.
+def match_files(
+    folder: str | Path, config: PreprocessConfig, dicom: DicomConfig | None = None,
+) -> dict[str, Path | DicomSeries]:
+    """Map each configured sequence to exactly one image file in ``folder`` or one DICOM series
+    under it (identified by its tags with ``dicom``, default :class:`~gliorad.config.DicomConfig`).
 
-    Raises :class:`GlioradInputError` listing every sequence with no match or several matches, and
-    every file claimed by two sequences.
+    Raises :class:`GlioradInputError` listing every sequence with no match or several matches,
+    every file claimed by two sequences, and unreadable DICOM files.
     """
-    folder = Path(folder)
+    files, _ident, problems = _match(Path(folder), config, dicom)
+    if problems:
+        raise GlioradInputError(problems)
+    return files
+
+
+def _match(
+    folder: Path, config: PreprocessConfig, dicom: DicomConfig | None,
+    scan: StudyScan | None = None,
+) -> tuple[dict[str, Path | DicomSeries], Identification | None, list[str]]:
+    """The files / series per sequence, the DICOM identification (None without DICOM), and the
+    problems (one line each)."""
     if not folder.is_dir():
         raise GlioradInputError(f"{folder}: patient folder not found")
     compiled = _compile(config.sequence_patterns())
     entries = _entries(folder)
+    scan = scan if scan is not None else scan_study(folder)
+    ident = None
+    if scan.has_dicom:
+        ident = identify(scan, dicom, config.sequences, folder_names=lambda name: [
+            s for s, pats in compiled.items() if match_name(name, pats)])
     hits: dict[str, list[Path]] = {s: [] for s in config.sequences}
     for path in entries:
         name = _entry_name(path)
@@ -134,19 +161,36 @@ def match_files(folder: str | Path, config: PreprocessConfig) -> dict[str, Path]
         if len(seqs) > 1:
             problems.append(f"{p}: file matches the patterns of several sequences ({', '.join(seqs)});"
                             " make preprocess.patterns unambiguous")
+    if ident is not None:
+        problems.extend(ident.general)
+    out: dict[str, Path | DicomSeries] = {}
     for seq, paths in hits.items():
         pats = [p.text for p in compiled[seq]]
-        if not paths:
-            names = ", ".join(p.name for p in entries) or "no image files"
-            problems.append(f"{folder}: missing {seq} image: no file matches patterns {pats} "
-                            f"(files: {names})")
-        elif len(paths) > 1:
+        series = ident.chosen.get(seq) if ident is not None else None
+        dicom_problem = ident.by_sequence.get(seq) if ident is not None else None
+        if len(paths) > 1:
             problems.append(f"{folder}: ambiguous {seq} image: {len(paths)} files match patterns "
                             f"{pats}: {', '.join(p.name for p in paths)}; expected exactly one "
                             "(set preprocess.patterns)")
-    if problems:
-        raise GlioradInputError(problems)
-    return {seq: paths[0] for seq, paths in hits.items()}
+        elif paths and (series is not None or (ident is not None and seq in ident.ambiguous)):
+            other = series.label if series is not None else "DICOM series"
+            problems.append(f"{folder}: ambiguous {seq} image: file {paths[0].name} and DICOM "
+                            f"{other} both match; expected exactly one (set preprocess.patterns "
+                            "or cohort.dicom.patterns)")
+        elif paths:
+            out[seq] = paths[0]
+        elif series is not None:
+            out[seq] = series.series
+        elif dicom_problem is not None:
+            if entries:
+                problems.append(f"{folder}: missing {seq} image: no file matches patterns {pats} "
+                                f"(files: {', '.join(p.name for p in entries)})")
+            problems.append(dicom_problem)
+        else:
+            names = ", ".join(p.name for p in entries) or "no image files"
+            problems.append(f"{folder}: missing {seq} image: no file matches patterns {pats} "
+                            f"(files: {names})")
+    return out, ident, problems
 
 
 def default_patient_id(folder: Path) -> str:
@@ -162,16 +206,17 @@ def _is_series_folder(path: Path) -> bool:
     return bool(entries) and all(e.is_file() for e in entries)
 
 
-def _has_pattern_match(folder: Path, config: PreprocessConfig) -> bool:
-    """Does ``folder`` itself hold an image file, or a series folder, named like a sequence?"""
+def _has_pattern_match(folder: Path, config: PreprocessConfig, scan: StudyScan) -> bool:
+    """Is ``folder`` one patient's: an image file, or a DICOM series folder, named like a
+    sequence, or DICOM of one patient (:meth:`gliorad.dicom.StudyScan.single_patient`)?"""
     compiled = _compile(config.sequence_patterns())
     for path in folder.iterdir():
-        if (path.is_file() and image_extension(path)) or (path.is_dir()
-                                                          and _is_series_folder(path)):
+        if (path.is_file() and image_extension(path)) or (
+                path.is_dir() and _is_series_folder(path) and scan.under(path).series):
             name = _entry_name(path)
             if name and any(match_name(name, pats) for pats in compiled.values()):
                 return True
-    return False
+    return scan.has_dicom and scan.single_patient()
 
 
 def find_raw_patients(
@@ -193,16 +238,18 @@ def find_raw_patients(
         raise GlioradInputError(
             f"--patient-id {patient_id!r} applies to a single-patient folder, but layout is "
             f"{layout!r}")
-    if layout == "patient" or (layout == "auto" and _has_pattern_match(root, config)):
+    dicom = (cohort or CohortConfig()).dicom
+    scan = scan_study(root) if layout != "cohort" else StudyScan(root)
+    if layout == "patient" or (layout == "auto" and _has_pattern_match(root, config, scan)):
         pid = patient_id or default_patient_id(root)
-        return "patient", [_pattern_patient(root, pid, config)]
+        return "patient", [_pattern_patient(root, pid, config, dicom, scan)]
     if patient_id is not None:
         raise GlioradInputError(
             f"--patient-id {patient_id!r} applies to a single-patient folder, but {root} holds "
             "no image files matching the sequence patterns")
     if layout == "cohort":
         return layout, _cohort_or_none(root, config, cohort, raise_errors=True) or []
-    by_folder = _folder_patients(root, config)
+    by_folder = _folder_patients(root, config, dicom, scan)
     if layout == "folders":
         if not by_folder:
             raise GlioradInputError(f"{root}: no sub-folder holds image files")
@@ -222,23 +269,26 @@ def find_raw_patients(
         "the config)")
 
 
-def _folder_patients(root: Path, config: PreprocessConfig) -> list[RawPatient]:
+def _folder_patients(root: Path, config: PreprocessConfig, dicom: DicomConfig,
+                     scan: StudyScan) -> list[RawPatient]:
     subs = [d for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")]
-    return [_pattern_patient(d, d.name, config) for d in subs if _any_image(d)]
+    out = []
+    for d in subs:
+        part = scan.under(d)
+        if part.has_dicom or any(p.is_file() and image_extension(p) for p in d.iterdir()):
+            out.append(_pattern_patient(d, d.name, config, dicom, part))
+    return out
 
 
-def _any_image(folder: Path) -> bool:
-    """Image files, or series folders (DICOM), inside ``folder``."""
-    return any((p.is_file() and image_extension(p)) or (p.is_dir() and _is_series_folder(p))
-               for p in folder.iterdir())
-
-
-def _pattern_patient(folder: Path, pid: str, config: PreprocessConfig) -> RawPatient:
+def _pattern_patient(folder: Path, pid: str, config: PreprocessConfig,
+                     dicom: DicomConfig | None = None, scan: StudyScan | None = None) -> RawPatient:
     try:
-        files = match_files(folder, config)
+        files, ident, problems = _match(folder, config, dicom, scan)
     except GlioradInputError as err:
         return RawPatient(pid, {}, folder, [f"patient {pid}: {p}" for p in err.problems])
-    return RawPatient(pid, files, folder)
+    if problems:
+        return RawPatient(pid, {}, folder, [f"patient {pid}: {p}" for p in problems], ident)
+    return RawPatient(pid, files, folder, dicom=ident)
 
 
 def _cohort_or_none(

@@ -44,7 +44,7 @@ from gliorad import __version__
 from gliorad.cohort import NAMING_SCHEMES, SEG, STANDARD_SEQUENCES
 from gliorad.config import CohortConfig
 from gliorad.errors import GlioradInputError
-from gliorad.io import Geometry, file_hash, write_json
+from gliorad.io import DicomSeries, Geometry, file_hash, write_json
 from gliorad.preprocess.config import PreprocessConfig
 from gliorad.preprocess.inputs import RawPatient, find_raw_patients
 from gliorad.preprocess.qc import qc_figure
@@ -144,7 +144,8 @@ def versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
-def fingerprint(files: dict[str, Path], config: PreprocessConfig) -> tuple[str, dict[str, str]]:
+def fingerprint(files: dict[str, Path | DicomSeries],
+                config: PreprocessConfig) -> tuple[str, dict[str, str]]:
     """Hash of the settings and every input file's content (what decides whether a patient is
     done), and the per-file hashes. Settings that cannot change the output (threads, how files
     were found) are left out."""
@@ -165,14 +166,15 @@ def _wrap(path: Path, step: str, fn: Callable[[], Any]) -> Any:
 
 
 def run_patient(
-    files: dict[str, Path],
+    files: dict[str, Path | DicomSeries],
     config: PreprocessConfig | None = None,
     patient_id: str = "patient",
     step_hook: StepHook | None = None,
 ) -> PatientResult:
     """Preprocess one patient in memory (see the module docstring for the steps).
 
-    ``files`` maps every sequence of ``config.sequences`` (and optionally ``seg``) to a path.
+    ``files`` maps every sequence of ``config.sequences`` (and optionally ``seg``) to a path
+    (or a :class:`gliorad.io.DicomSeries` of a DICOM study).
     Raises :class:`GlioradInputError` naming the file and the step that failed.
     """
     cfg = config or PreprocessConfig()
@@ -418,6 +420,8 @@ def preprocess(
     result = PreprocessResult(out, layout)
     say = echo or (lambda _msg: None)
     for pat in patients:
+        if pat.dicom is not None:
+            say(f"{pat.id}: DICOM {pat.dicom.summary()}")
         res = _one(pat, out, cfg, overwrite, step_hook, result)
         say(f"{pat.id}: {res}")
     return result
@@ -444,6 +448,8 @@ def _one(pat: RawPatient, out: Path, cfg: PreprocessConfig, overwrite: bool,
             settings=cfg.model_dump(mode="json"),
             input_hashes=hashes, input_files={k: str(v) for k, v in pat.files.items()},
             created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        if pat.dicom is not None:
+            res.qc["dicom"] = pat.dicom.to_dict()
         hook = step_hook("write") if step_hook is not None else contextlib.nullcontext()
         with hook, staged_folder(out, pat.id, overwrite) as tmp:
             write_patient(res, tmp, pat.id)
