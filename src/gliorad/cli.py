@@ -16,6 +16,7 @@ from gliorad import __version__
 from gliorad.commands._common import command_group, exit_on_input_error
 from gliorad.commands._common import fail as _fail
 from gliorad.commands.deep import app as deep_app
+from gliorad.commands.dicom import app as dicom_app
 from gliorad.commands.features import app as features_app
 from gliorad.commands.grade import app as grade_app
 from gliorad.commands.predict import predict_cmd
@@ -34,6 +35,7 @@ features_app.add_typer(deep_app, name="deep")
 app.add_typer(features_app, name="features")
 app.add_typer(grade_app, name="grade")
 app.command("preprocess")(preprocess_cmd)
+app.add_typer(dicom_app, name="dicom")
 app.add_typer(segment_app, name="segment")
 app.add_typer(survival_app, name="survival")
 app.command("run")(run_cmd)
