@@ -63,10 +63,13 @@ def _overrides(
 
 @app.command("preprocess")
 def preprocess_cmd(
-    raw_dir: Annotated[Path, typer.Argument(help="One patient's raw folder, or a cohort folder.")],
+    raw_dir: Annotated[Path, typer.Argument(
+        help="One patient's raw folder (image files, or a DICOM export in any layout), or a "
+             "cohort folder (one such folder per patient).")],
     out_dir: Annotated[Path, typer.Argument(help="Output cohort folder (one folder per patient).")],
     config: Annotated[Path | None, typer.Option(
-        help="YAML with a 'preprocess:' section (and optionally 'cohort:').")] = None,
+        help="YAML with a 'preprocess:' section (and optionally 'cohort:', e.g. cohort.dicom "
+             "patterns for DICOM series; see gliorad dicom scan).")] = None,
     preset: Annotated[str | None, typer.Option(
         help="raw (full pipeline, default) or brats (already stripped/co-registered: z-score "
              "only).")] = None,
