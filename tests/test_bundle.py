@@ -355,9 +355,11 @@ def test_save_refuses_inconsistent_inputs(built, tmp_path):
 
     s = built.sources
     args = {"config": _config(), "radiomics_params": load_params("fast")}
-    with pytest.raises(GlioradInputError, match=r"a bundle needs the grading model"):
-        save_model_bundle(tmp_path / "b", **args, segmentation=s["segmentation"], cnn3d=s["cnn3d"],
+    with pytest.raises(GlioradInputError, match=r"a bundle needs at least one model: the grading "
+                                                 r"model .*, the survival models or the segmentation"):
+        save_model_bundle(tmp_path / "b", **args, segmentation=None, cnn3d=s["cnn3d"],
                           cnn2d=None, grading=None, survival=None)
+    assert not (tmp_path / "b").exists()
     with pytest.raises(GlioradInputError, match=r"grading: .*: no model\.skops, model\.json; expected "
                                                  r"the model folder written by gliorad\.grading\.run\.run_fit"):
         save_model_bundle(tmp_path / "b", **args, segmentation=None, cnn3d=s["cnn3d"], cnn2d=None,
