@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import warnings
 
 import numpy as np
@@ -195,11 +196,24 @@ def test_model_imputes_nan_cells_and_logs_the_count(caplog):
     assert np.isfinite(model.predict_proba(X)).all()
 
 
-def test_model_refuses_all_nan_column_naming_it():
+def test_model_all_nan_column_in_a_fit_carries_no_information(caplog):
+    # a sparse column can be missing for every patient of one CV training fold (issue 16): the
+    # fit warns, keeps it as a constant that no selector keeps, and predicts with its values
     X, y = cohort()
     X["f7"] = np.nan
-    with pytest.raises(GlioradInputError, match=r"1 feature column\(s\) are missing .*: f7"):
-        tiny().make_model().fit(X, y)
+    with caplog.at_level(logging.WARNING, logger="gliorad.grading.model"):
+        model = tiny().make_model().fit(X, y)
+    assert model.empty_columns_ == ["f7"]
+    assert re.search(r"1 feature column\(s\) are missing \(NaN\) for every training sample "
+                     r"and carry no information in this fit: f7", caplog.text)
+    assert "f7" not in model.stage_features_["levene"] and "f7" not in model.selected_features_
+    X2 = X.copy()
+    X2["f7"] = 100.0  # values at prediction time cannot move the score
+    np.testing.assert_allclose(model.decision_score(X2), model.decision_score(X))
+    sparse = X.copy()
+    sparse["f7"] = np.where(np.arange(len(X)) < 4, 1.0, np.nan)  # values in 4 patients only
+    res = cross_validate_grading(sparse, y, tiny())
+    assert 0 <= res.metrics["auc"] <= 1
 
 
 def test_model_constant_columns_are_never_selected():

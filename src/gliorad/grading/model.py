@@ -364,7 +364,7 @@ class GradingModel(ClassifierMixin, BaseEstimator):
                 remainder="drop"))]
         self.groups_ = [[names[i] for i in g] for g in groups]
         return Pipeline([
-            ("impute", SimpleImputer(strategy=self.impute)),
+            ("impute", SimpleImputer(strategy=self.impute, keep_empty_features=True)),
             ("zscore", StandardScaler()),
             *select,
             ("svm", TunedSVC(C_grid=tuple(self.svm_C), gamma_grid=tuple(self.svm_gamma),
@@ -380,13 +380,15 @@ class GradingModel(ClassifierMixin, BaseEstimator):
         names = self._input_names()
         missing = np.isnan(X)
         empty = np.flatnonzero(missing.all(axis=0))
+        # a sparse column can be missing for every patient of a cross-validation training fold:
+        # it carries no information there, is kept as a constant (imputed 0 after z-scoring)
+        # and no selector keeps it (tables read by gliorad drop columns empty for everyone)
+        self.empty_columns_ = [names[i] for i in empty]
         if empty.size:
-            shown = ", ".join(names[i] for i in empty[:10])
+            shown = ", ".join(self.empty_columns_[:10])
             more = f" and {empty.size - 10} more" if empty.size > 10 else ""
-            raise GlioradInputError(
-                f"{empty.size} feature column(s) are missing (NaN) for every training sample: "
-                f"{shown}{more}; drop them or fill them before grading"
-            )
+            log.warning("%d feature column(s) are missing (NaN) for every training sample and "
+                        "carry no information in this fit: %s%s", empty.size, shown, more)
         self.n_imputed_cells_ = int(missing.sum())
         if self.n_imputed_cells_:
             log.info("imputing %d missing cell(s) in %d column(s) with the training %s",
