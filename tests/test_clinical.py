@@ -42,8 +42,27 @@ def test_months_are_converted_to_days_and_columns_mapped(tmp_path):
 
 
 def test_require_names_rows_lacking_a_field(tmp_path):
-    with pytest.raises(GlioradInputError, match=r"clinical\.csv row 4 \(patient P3\): os_time is missing but required"):
-        read_clinical(write(tmp_path, GOOD), require=("os_time", "event"))
+    # clinical.missing: error keeps the strict behaviour, naming the row and the setting
+    with pytest.raises(GlioradInputError, match=r"clinical\.csv row 4 \(patient P3\): os_time is "
+                                                r"missing but required .*clinical\.missing: error"):
+        read_clinical(write(tmp_path, GOOD), ClinicalConfig(missing="error"),
+                      require=("os_time", "event"))
+
+
+def test_missing_required_field_leaves_the_patient_out_and_lists_it(tmp_path, caplog):
+    # clinical.missing: exclude (the default): the patient is left out of this analysis only
+    path = write(tmp_path, GOOD)
+    everyone = read_clinical(path)
+    excluded: list = []
+    t = read_clinical(path, require=("os_time", "event"), excluded=excluded)
+    assert "P3" in everyone.index and "P3" not in t.index
+    assert len(t) == len(everyone) - 1
+    assert excluded == [{"patient_id": "P3", "row": 4, "missing": ["os_time", "event"],
+                         "source": "clinical.csv"}]
+    with caplog.at_level("WARNING", logger="gliorad.clinical"):
+        read_clinical(path, require=("os_time",))  # no list given: logged
+    assert re.search(r"clinical\.csv: 1 patient\(s\) lack os_time and are left out of this "
+                     r"analysis: P3", caplog.text)
 
 
 @pytest.mark.parametrize(
