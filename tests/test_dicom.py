@@ -404,3 +404,13 @@ def test_real_tcga_sequences_written_as_one_mixed_export(tmp_path, shared_data):
         assert Geometry.of(a).differences(Geometry.of(b), 1e-5, 1e-3, 1e-5) == [], seq
         np.testing.assert_array_equal(sitk.GetArrayFromImage(a), sitk.GetArrayFromImage(b))
         assert img.GetSpacing()[2] == pytest.approx(5.5, abs=1e-4)
+
+
+def test_cohort_discovery_on_a_dicom_export_points_to_preprocessing(tmp_path):
+    from gliorad.cohort import discover_cohort
+
+    mixed_study(tmp_path / "export")
+    with pytest.raises(GlioradInputError, match=r"export: no patients found .*It holds DICOM files: "
+                                                 r"a DICOM export is read by preprocessing.*"
+                                                 r"preprocess\.enabled: true"):
+        discover_cohort(tmp_path / "export")

@@ -164,6 +164,20 @@ def _discover_custom(root: Path, mapping: dict[str, str]) -> dict[str, Patient]:
     return patients
 
 
+def _holds_dicom(root: Path, limit: int = 200) -> bool:
+    """Whether one of the first ``limit`` files under ``root`` has the DICOM preamble."""
+    for n, p in enumerate(f for f in root.rglob("*") if f.is_file()):
+        if n >= limit:
+            return False
+        try:
+            with open(p, "rb") as fh:
+                if fh.read(132)[128:132] == b"DICM":
+                    return True
+        except OSError:
+            continue
+    return False
+
+
 def discover_cohort(root: str | Path, config: CohortConfig | None = None) -> Cohort:
     """Find the patients under ``root`` with the naming given by ``config`` (default: auto).
 
@@ -203,8 +217,14 @@ def discover_cohort(root: str | Path, config: CohortConfig | None = None) -> Coh
     if not patients:
         looked = "; ".join(s.description for s in NAMING_SCHEMES.values())
         what = f"files matching cohort.mapping {cfg.mapping}" if naming == "custom" else looked
+        hint = ("For other naming give cohort.naming: custom with a cohort.mapping in the config")
+        if _holds_dicom(root):
+            hint = ("It holds DICOM files: a DICOM export is read by preprocessing, which "
+                    "identifies each series' sequence from its tags (set preprocess.enabled: true "
+                    "in a run config, or run gliorad preprocess; gliorad dicom scan shows what "
+                    "it finds)")
         raise GlioradInputError(
             f"{root}: no patients found (looked for {what}; extensions {', '.join(IMAGE_EXTENSIONS)}). "
-            "For other naming give cohort.naming: custom with a cohort.mapping in the config"
+            + hint
         )
     return Cohort(root=root, naming=naming, sequences=list(cfg.sequences), patients=patients)

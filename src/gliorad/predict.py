@@ -146,9 +146,11 @@ def _check_grids(cohort: Cohort, pid: str, sequences: Sequence[str]) -> Geometry
 
 
 def _preprocess(patient_dir: Path, settings: Mapping[str, Any], out: Path, sequences: Sequence[str],
-                mask: Path | None) -> tuple[Cohort, str, dict[str, Any], Path | None]:
-    """Preprocess the patient as the bundle's run did; a given mask (on the raw reference
-    sequence's grid) is carried to the preprocessed grid with the images."""
+                mask: Path | None, cohort_settings: Mapping[str, Any] | None = None,
+                ) -> tuple[Cohort, str, dict[str, Any], Path | None]:
+    """Preprocess the patient as the bundle's run did (a DICOM study's series identified with
+    the run's ``cohort.dicom`` patterns); a given mask (on the raw reference sequence's grid) is
+    carried to the preprocessed grid with the images."""
     from gliorad.cohort import discover_cohort
     from gliorad.config import CohortConfig
     from gliorad.preprocess.config import PreprocessConfig
@@ -162,7 +164,17 @@ def _preprocess(patient_dir: Path, settings: Mapping[str, Any], out: Path, seque
                                 f"{cfg.sequences}")
     if not patient_dir.is_dir():
         raise GlioradInputError(f"{patient_dir}: patient folder not found")
-    files = match_files(patient_dir, cfg)
+    dicom = None
+    if isinstance(cohort_settings, Mapping) and cohort_settings.get("dicom") is not None:
+        from pydantic import ValidationError
+
+        from gliorad.config import DicomConfig
+
+        try:
+            dicom = DicomConfig.model_validate(cohort_settings["dicom"])
+        except ValidationError as err:
+            raise GlioradInputError(f"bundle manifest: cohort.dicom: {err}") from err
+    files = match_files(patient_dir, cfg, dicom)
     pid = default_patient_id(patient_dir)
     if mask is not None:
         if not Path(mask).is_file():
@@ -526,7 +538,8 @@ def predict_patient(
     pre = b.inputs.get("preprocess")
     pre_record = None
     if pre:
-        cohort, pid, pre_record, pre_mask = _preprocess(patient_dir, pre, out, sequences, mask)
+        cohort, pid, pre_record, pre_mask = _preprocess(patient_dir, pre, out, sequences, mask,
+                                                        b.config.get("cohort"))
         notes.append("preprocessed with the bundle's settings (gliorad preprocess)"
                      + ("; the given mask was carried to the preprocessed grid" if mask else ""))
     else:

@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -58,6 +58,9 @@ class _Strict(BaseModel):
 class RunSettings(_Strict):
     seed: int = 0
     n_jobs: int = Field(2, ge=1, description="worker processes / torch threads")
+    nonfinite: Literal["missing", "error"] = Field(
+        "missing", description="feature-table cells that are spreadsheet errors or infinite: "
+                               "read as missing (counted) or refused")
 
 
 class RadiomicsSection(_Strict):

@@ -155,6 +155,9 @@ def canonical_clinical_csv(table) -> str:
 def build_stages(cfg: RunConfig) -> list[Stage]:
     """The stage graph of a run config (disabled stages are left out)."""
     n_jobs, seed = cfg.run.n_jobs, cfg.run.seed
+    # stages that read feature tables: the strict setting joins their fingerprints (the default
+    # is left out, so workspaces made before the option keep theirs)
+    strict = {} if cfg.run.nonfinite == "missing" else {"nonfinite": cfg.run.nonfinite}
     bars = sys.stderr.isatty()  # progress bars on a terminal; plain stage lines in logs and CI
     src = _source_stage(cfg)
     stages: list[Stage] = []
@@ -309,10 +312,10 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
 
             d = ctx.input_dir("radiomics")
             run_agreement(d / "radiomics_auto.csv", d / "radiomics_manual.csv", ctx.out_dir,
-                          kind=agr.kind, threshold=agr.threshold)
+                          kind=agr.kind, threshold=agr.threshold, nonfinite=cfg.run.nonfinite)
 
         stages.append(Stage("agreement", agreement, inputs=("radiomics",),
-                            settings=agr.model_dump(mode="json"),
+                            settings={**agr.model_dump(mode="json"), **strict},
                             description="ICC automatic vs manual masks"))
 
     deep_inputs = rad_inputs
@@ -407,7 +410,7 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
 
         stages.append(Stage("grade", grade, inputs=grade_inputs,
                             settings={"grading": grading.model_dump(mode="json"), "scheme": scheme,
-                                      "masks": mask_source},
+                                      "masks": mask_source, **strict},
                             description="HGG vs LGG: Tables S3, 1, 2 and the fused model"))
 
     if cfg.survival is not None:
@@ -416,11 +419,12 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
         surv_cfg = cfg.survival
 
         def survival(ctx: StageContext) -> None:
-            survival_stage(ctx, surv_cfg, mask_source, cfg.deep2d is not None, cfg.clinical.missing)
+            survival_stage(ctx, surv_cfg, mask_source, cfg.deep2d is not None, cfg.clinical.missing,
+                           cfg.run.nonfinite)
 
         stages.append(Stage("survival", survival, inputs=surv_inputs,
                             settings={"survival": surv_cfg.model_dump(mode="json"),
-                                      "masks": mask_source},
+                                      "masks": mask_source, **strict},
                             description="LGG survival: signature, Cox, nomograms"))
 
     done = [s.name for s in stages]
@@ -557,8 +561,9 @@ def grade_stage(ctx: StageContext, cfg: RunConfig, mask_source: str, grading: An
     sp = read_split(ctx)
     sp = sp[sp["grade_split"].isin(["train", "val", "test"])]  # not: no grade (excluded.json)
     parts = dict(zip(sp["patient_id"].astype(str), sp["grade_split"], strict=True))
+    nonfinite = cfg.run.nonfinite
     res = run_tables(sets, labels, ctx.out_dir / "tables", cnn_predictions=cnn, config=grading,
-                     stack_scores=stack or None,
+                     stack_scores=stack or None, nonfinite=nonfinite,
                      scheme=scheme, radiomics_table=rad_table, n_jobs=n_jobs, overwrite=True,
                      split_parts=parts if scheme == "split" else None)
     for m in res.messages:
@@ -568,7 +573,8 @@ def grade_stage(ctx: StageContext, cfg: RunConfig, mask_source: str, grading: An
     seqs = {k: v.get("validation", v)["auc"] for k, v in metrics.items()
             if k.startswith("radiomics_")}
     best = max(seqs, key=lambda k: seqs[k])
-    X = radiomics_by_sequence(feature_matrix(read_table(rad_table), rad_table.name))[best]
+    X = radiomics_by_sequence(feature_matrix(read_table(rad_table), rad_table.name,
+                                             nonfinite=nonfinite))[best]
     parts = [X]
     first = next(iter(cfg.deep3d), None)
     stacked = bool(stack)
@@ -578,13 +584,14 @@ def grade_stage(ctx: StageContext, cfg: RunConfig, mask_source: str, grading: An
 
         parts.append(stack[f"cnn_{first}"].rename(STACK_COLUMN_3D).to_frame())
     elif first:
-        parts.append(feature_matrix(read_table(sets[f"deep_{first}"]), f"deep_{first}"))
+        parts.append(feature_matrix(read_table(sets[f"deep_{first}"]), f"deep_{first}",
+                                    nonfinite=nonfinite))
     fused = pd.concat(parts, axis=1, join="inner")
     fused.index.name = "patient_id"
     fused_path = ctx.out_dir / "fused_features.csv"
     write_text(fused.to_csv(float_format="%.17g" if stacked else "%.10g"), fused_path)
     run_fit(fused_path, labels, ctx.out_dir / "model", config=grading, n_jobs=n_jobs, overwrite=True,
-            stack_columns=(STACK_COLUMN_3D,) if stacked else ())
+            stack_columns=(STACK_COLUMN_3D,) if stacked else (), nonfinite=nonfinite)
     write_json({"radiomics_set": best, "deep_set": first,
                 "fusion": "stacked" if stacked else "features",
                 "n_features": int(fused.shape[1]), "n_patients": int(fused.shape[0]),
@@ -610,15 +617,23 @@ def honest_cnn_scores(full: Path, oof: Path):
 
 
 def survival_stage(ctx: StageContext, surv_cfg: Any, mask_source: str, with_deep: bool,
-                   missing: str = "exclude") -> None:
+                   missing: str = "exclude", nonfinite: str = "missing") -> None:
     from gliorad.clinical import read_clinical
-    from gliorad.survival.analysis import read_feature_table, run_analysis, write_analysis
+    from gliorad.survival.analysis import run_analysis, write_analysis
     from gliorad.survival.bundle import save_bundle
+    from gliorad.tables import read_features
 
-    feats = read_feature_table(ctx.input_dir("radiomics") / f"radiomics_{mask_source}.csv")
+    feats, cleaned = read_features(ctx.input_dir("radiomics") / f"radiomics_{mask_source}.csv",
+                                   first_column_id=True, nonfinite=nonfinite)
+    records = {"features": cleaned}
     if with_deep:
-        deep = read_feature_table(ctx.input_dir("deep2d") / "cnn2d_dual.csv")
+        deep, records["deep_features"] = read_features(ctx.input_dir("deep2d") / "cnn2d_dual.csv",
+                                                       first_column_id=True, nonfinite=nonfinite)
         feats = feats.join(deep, how="inner")
+    for rec in records.values():
+        for line in rec.warnings():
+            ctx.log.warning(line)
+    cleaning = {k: rec.to_dict() for k, rec in records.items()}
     from gliorad.config import ClinicalConfig
 
     clin = read_clinical(clinical_path(ctx), ClinicalConfig(missing=missing),
@@ -626,7 +641,7 @@ def survival_stage(ctx: StageContext, surv_cfg: Any, mask_source: str, with_deep
     analysis = run_analysis(feats, clin, surv_cfg)
     write_analysis(analysis, ctx.out_dir / "analysis",
                    {"config": surv_cfg.model_dump(mode="json"), "masks": mask_source,
-                    "deep_features": with_deep})
+                    "deep_features": with_deep}, table_cleaning=cleaning)
     save_bundle(analysis.models, ctx.out_dir / "bundle")
 
 
