@@ -337,6 +337,7 @@ def save_model_bundle(
     survival: Path | None,
     radiomics_params: dict,
     info: dict | None = None,
+    training_ranges: dict | None = None,
 ) -> Path:
     """Copy the fitted components into one bundle folder with ``manifest.json``.
 
@@ -355,6 +356,9 @@ def save_model_bundle(
     radiomics_params : dict
         pyradiomics parameters (:func:`gliorad.features.radiomics.load_params`), or
         ``{"params": ..., "region": ..., "min_voxels": ...}``.
+    training_ranges : dict, optional
+        What ``gliorad predict`` compares a new patient with (:mod:`gliorad.ranges`: ``features``,
+        ``signature_score``, ``intensity``), kept in ``inputs.training_ranges``.
     info : dict, optional
         Extra provenance kept in the manifest. Keys read: ``working_spacing`` (mm, one number or
         x, y, z; default: the segmentation training patients' spacing, else the preprocessing
@@ -426,6 +430,7 @@ def save_model_bundle(
                 "radiomics": radiomics,
                 "feature_columns": columns,
                 "preprocess": config.get("preprocess") or None,
+                "training_ranges": training_ranges,
             },
             "files": dict(sorted(files.items())),
         }

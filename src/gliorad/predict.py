@@ -438,11 +438,16 @@ def _survival(bundle: ModelBundle, features: Mapping[str, float], clinical: Mapp
     nomograms: dict[str, Any] = {}
     for which in ("integrated", "clinical"):
         nom = getattr(models, f"nomogram_{which}")
+        info = (getattr(models, "model_info", None) or {}).get(which) or {}
         if nom is None:
             nomograms[which] = {"computed": False,
-                                "reason": f"the bundle has no {which} model (no factor was "
-                                          "available or passed the selection in training)"}
+                                "reason": f"the bundle has no {which} model: "
+                                          + (info.get("reason") or "no factor was available or "
+                                             "passed the selection in training")}
             continue
+        if info.get("same_as_clinical"):
+            notes.append("the integrated model is the clinical model (" + str(info.get("reason")
+                         or "the signature was not kept") + "): the two nomograms agree")
         factors = list(nom.design.names)
         needed = [f for f in factors if f != SIGNATURE]
         absent = [f for f in needed if f not in parsed]
@@ -664,8 +669,14 @@ def predict_patient(
         messages.append("clinical values were given but the bundle has no survival models; "
                         "they are not used")
 
+    ood, ood_note = _out_of_distribution(b, features, survival, files)
+    if ood_note:
+        notes.append(ood_note)
+
     result: dict[str, Any] = {
         "patient_id": pid,
+        "warnings": [o["message"] for o in ood],
+        "out_of_distribution": ood,
         "patient_dir": str(patient_dir),
         "grading": grading,
         "survival": survival,
@@ -696,6 +707,33 @@ def predict_patient(
     write_text(_html(result, overlays, display), out / OUTPUT_FILES["html"])
     write_json(result, out / OUTPUT_FILES["json"])
     return result
+
+
+def _out_of_distribution(b: ModelBundle, features: Mapping[str, float],
+                         survival: Mapping[str, Any] | None, files: Mapping[str, Any]
+                         ) -> tuple[list[dict[str, Any]], str | None]:
+    """The patient's values outside the bundle's training ranges (:mod:`gliorad.ranges`):
+    the models' features, the signature score, and the images' intensity statistics."""
+    from gliorad import ranges
+
+    tr = b.inputs.get("training_ranges")
+    if not tr:
+        return [], ("the bundle records no training ranges (made by an older gliorad): the "
+                    "patient was not compared with the training patients")
+    margin = float(tr.get("margin", ranges.MARGIN))
+    out = ranges.out_of_range(tr.get("features") or {}, features, "feature", margin)
+    if survival is not None and tr.get("signature_score"):
+        out += ranges.out_of_range({"signature score": tr["signature_score"]},
+                                   {"signature score": survival["signature_score"]}, "survival",
+                                   margin)
+    for seq, by_stat in (tr.get("intensity") or {}).items():
+        if seq not in files:
+            continue
+        stats = ranges.intensity_stats(files[seq])
+        out += ranges.out_of_range({f"{seq} {k}": r for k, r in by_stat.items()},
+                                   {f"{seq} {k}": v for k, v in stats.items()},
+                                   "image intensity", margin)
+    return out, None
 
 
 def _fmt(values: Sequence[float]) -> str:
@@ -781,6 +819,11 @@ def _html(result: Mapping[str, Any], overlays: Mapping[str, str], display: str) 
                          f"{_num(nom['total_points'], 1)} points)</p>"
                          f"<table><tr>{head}</tr><tr>{cells}</tr></table>")
         surv_html = "<h2>Survival (LGG models)</h2>" + "".join(parts)
+    warn_html = ""
+    if result.get("warnings"):
+        warn_html = ('<div class="warn"><h2>Warnings: outside the training data</h2><ul>'
+                     + "".join(f"<li>{html.escape(x)}</li>" for x in result["warnings"])
+                     + "</ul></div>")
     msgs = [*result.get("messages", []), *result.get("notes", [])]
     msg_html = ("<h2>Messages</h2><ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in msgs)
                 + "</ul>") if msgs else ""
@@ -807,9 +850,11 @@ table {{ border-collapse: collapse; margin: 0.5em 0; }}
 th, td {{ border: 1px solid #ccc; padding: 0.2em 0.6em; text-align: left; font-size: 0.9em; }}
 figure {{ display: inline-block; margin: 0.3em; text-align: center; }}
 .note {{ color: #666; font-size: 0.85em; }}
+.warn {{ border: 2px solid #c60; background: #fff4e5; padding: 0.2em 1em; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
 <p class="note">Research software: model outputs, not a diagnosis.</p>
+{warn_html}
 <h2>Results</h2><table>{''.join(rows)}</table>
 {surv_html}
 <h2>Tumour mask on {html.escape(display)}</h2>{imgs}

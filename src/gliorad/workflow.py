@@ -434,7 +434,7 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
 
     bundled = cfg.grading is not None or cfg.survival is not None or cfg.segmentation is not None
     if bundled:  # else no model was fitted: nothing to bundle
-        stages.append(Stage("bundle", bundle, inputs=tuple(n for n in done if n != "cohort"),
+        stages.append(Stage("bundle", bundle, inputs=tuple(done),
                             settings={"config": cfg.resolved()},
                             description="model bundle for gliorad predict"))
     if cfg.report.enabled:
@@ -670,7 +670,64 @@ def bundle_stage(ctx: StageContext, cfg: RunConfig, done: list[str]) -> None:
         survival=maybe("survival", "bundle"),
         radiomics_params=load_params(cfg.radiomics.params),
         info={"grading_inputs": model_inputs, "radiomics_region": cfg.radiomics.region},
+        training_ranges=training_ranges(ctx, cfg, done),
     )
+
+
+def training_ranges(ctx: StageContext, cfg: RunConfig, done: list[str],
+                    max_patients: int = 100) -> dict[str, Any]:
+    """What ``gliorad predict`` compares a new patient with (:mod:`gliorad.ranges`): the
+    grading model's selected features over its training patients, the signature's features and
+    score over the survival training cohort, and per-sequence image intensity statistics over
+    (a seeded draw of at most ``max_patients`` of) those patients."""
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    from gliorad import ranges
+    from gliorad.tables import read_table
+
+    sp = read_split(ctx)
+    sp["patient_id"] = sp["patient_id"].astype(str)
+    features: dict[str, Any] = {}
+    fitted: set[str] = set()
+    sequences: set[str] = set()
+    if "grade" in done:
+        info = json.loads((ctx.input_dir("grade") / "model" / "model.json").read_text(encoding="utf-8"))
+        fused = read_table(ctx.input_dir("grade") / "fused_features.csv")
+        graded = sp.loc[sp["grade_split"].isin(["train", "val", "test"]), "patient_id"]
+        rows = fused.loc[fused.index.isin(set(graded))]
+        features.update(ranges.column_ranges(rows, info.get("selected_features") or []))
+        fitted |= set(rows.index)
+        sequences |= {c.split("_", 1)[0] for c in rows.columns if not c.startswith("cnn")}
+    signature = None
+    if "survival" in done:
+        from gliorad.survival.bundle import load_bundle
+
+        models = load_bundle(ctx.input_dir("survival") / "bundle")
+        auto = "auto" if cfg.segmentation is not None else "manual"
+        table = read_table(ctx.input_dir("radiomics") / f"radiomics_{auto}.csv")
+        if "deep2d" in done and (ctx.input_dir("deep2d") / "cnn2d_dual.csv").is_file():
+            table = table.join(read_table(ctx.input_dir("deep2d") / "cnn2d_dual.csv"), how="inner")
+        train = set(sp.loc[sp["survival_cohort"] == survival_training_name(cfg), "patient_id"])
+        cols = list(models.signature.features_)
+        rows = table.loc[table.index.isin(train)].reindex(columns=cols).astype(float)
+        features.update(ranges.column_ranges(rows, cols))
+        complete = rows.dropna()
+        if len(complete):
+            signature = ranges.describe(models.score(complete)["signature_score"])
+        fitted |= set(rows.index)
+        sequences |= {c.split("_", 1)[0] for c in cols if not c.startswith("cnn")}
+    cohort = load_cohort(ctx, cfg)
+    ids = sorted(p for p in fitted if p in cohort.patients)
+    if len(ids) > max_patients:
+        ids = sorted(np.random.default_rng(cfg.run.seed).choice(ids, max_patients, replace=False))
+    sequences = {s for s in sequences if s in cohort.sequences} or set(cohort.sequences)
+    files = {p: {s: f for s, f in cohort.patients[p].files.items() if s in sequences} for p in ids}
+    intensity = ranges.intensity_ranges(files, n_jobs=cfg.run.n_jobs)
+    return {"features": features, "signature_score": signature, "intensity": intensity,
+            "n_patients_intensity": len(ids), "margin": ranges.MARGIN}
 
 
 # ------------------------------------------------------------------------------------- run
@@ -743,17 +800,23 @@ def summary_lines(workspace: str | Path) -> list[str]:
             for _, r in pd.read_csv(t2).iterrows():
                 lines.append(f"grading (CNN alone, {r['Methods']}): test AUC {r['AUC (95% CI)']}")
     sm = load("survival", "analysis", "metrics.json")
-    if sm and sm.get("signature_in_integrated_model") is False:
-        lines.append("survival: the signature was not an independent factor (P >= threshold) in the "
-                     "training cohort, so the integrated nomogram equals the clinical one")
+    models = (sm or {}).get("models") or {}
+    for which in ("integrated", "clinical"):
+        info = models.get(which) or {}
+        if info.get("same_as_clinical") or info.get("fitted") is False:
+            lines.append(f"survival: {which} model: {info.get('reason') or 'not fitted'}")
     for name, m in ((sm or {}).get("cohorts") or {}).items():
-        ci, cc = m.get("c_index_integrated"), m.get("c_index_clinical")
-        if ci is not None and cc is not None:
-            p = m.get("compare_p")
-            lines.append(f"survival, cohort {name}: C-index integrated {ci:.3f} vs clinical {cc:.3f} "
-                         + (f"(paired P {p:.3g})" if p is not None else
-                            "(no paired comparison: " + str(m.get("compare_reason")
-                                                            or "the two models are the same") + ")"))
+        why = m.get("null_reasons") or {}
+
+        def c(key: str, m: dict = m, why: dict = why) -> str:
+            v = m.get(key)
+            v = v.get("c_index") if isinstance(v, dict) else v  # the signature's: {c_index, ci}
+            return f"{v:.3f}" if v is not None else f"n/a ({why.get(key, 'not computed')})"
+
+        p = m.get("compare_p")
+        lines.append(f"survival, cohort {name}: C-index integrated {c('c_index_integrated')} vs "
+                     f"clinical {c('c_index_clinical')}; signature {c('c_index_signature')}"
+                     + (f"; paired P {p:.3g}" if p is not None else ""))
     report = ws / "report" / "report.html"
     if report.is_file():
         lines.append(f"report: {report}")
