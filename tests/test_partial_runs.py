@@ -242,7 +242,7 @@ def test_survival_only_run_report_bundle_and_predict(survival_only, base_cohort,
     assert sorted(manifest["components"]) == ["survival"]
     tr = manifest["inputs"]["training_ranges"]
     assert tr["signature_score"]["n"] > 5 and tr["features"] and tr["intensity"]["t1ce"]["mean"]["n"] > 5
-    pid = sorted(p.name for p in base_cohort.iterdir() if p.name.startswith("SYNB"))[0]
+    pid = min(p.name for p in base_cohort.iterdir() if p.name.startswith("SYNB"))
     pdir = base_cohort / pid
     res = runner.invoke(app, ["predict", str(pdir), "--bundle", str(ws / "bundle" / "bundle"),
                               "--out", str(tmp_path / "p"), "--mask", str(pdir / f"{pid}_seg.nii.gz"),

@@ -28,8 +28,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MARGIN", "describe", "column_ranges", "intensity_stats", "intensity_ranges",
-           "out_of_range"]
+__all__ = [
+    "MARGIN",
+    "column_ranges",
+    "describe",
+    "intensity_ranges",
+    "intensity_stats",
+    "out_of_range",
+]
 
 #: Widening of a training range on each side, as a fraction of its width.
 MARGIN = 0.10

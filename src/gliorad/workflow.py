@@ -683,7 +683,6 @@ def training_ranges(ctx: StageContext, cfg: RunConfig, done: list[str],
     import json
 
     import numpy as np
-    import pandas as pd
 
     from gliorad import ranges
     from gliorad.tables import read_table
