@@ -101,6 +101,13 @@ def test_grading_off_turns_off_what_serves_it(tmp_path):
 
     with pytest.raises(GlioradInputError, match=r"grading\.enabled: expected true or false \(got 'no'\)"):
         load_run_config("demo", {"grading": {"enabled": "no"}})
+    with pytest.raises(GlioradInputError, match=r"run\.nonfinite: Input should be 'missing' or "
+                                                 r"'error' \(got 'drop'\)"):
+        load_run_config("demo", {"run": {"nonfinite": "drop"}})
+    strict = {s.name: s.settings for s in build_stages(load_run_config("demo", {"run": {"nonfinite": "error"}}))}
+    plain = {s.name: s.settings for s in build_stages(load_run_config("demo"))}
+    assert sorted(n for n in plain if n != "bundle" and plain[n] != strict[n]) == \
+        ["agreement", "grade", "survival"]  # the stages that read feature tables rerun
 
 
 def test_stage_sequences_default_to_the_cohort(tmp_path):
@@ -273,6 +280,18 @@ def test_survival_only_run_report_bundle_and_predict(survival_only, base_cohort,
     assert any(re.search(r"image intensity t1ce mean = \S+ is above the range of the \d+ training "
                          r"patients", w) for w in pred["warnings"])
     assert "Warnings: outside the training data" in (tmp_path / "q" / "summary.html").read_text()
+
+    # a signature score far above the training cohort's (issue 16: 6.3 against a cut-off of
+    # -0.17 came back without a word): flagged with the training range
+    from gliorad.bundle import load_model_bundle
+    from gliorad.predict import _out_of_distribution
+
+    b = load_model_bundle(ws / "bundle" / "bundle")
+    r = b.inputs["training_ranges"]["signature_score"]
+    far = r["max"] + 5 * (r["max"] - r["min"])
+    (hit,) = _out_of_distribution(b, {}, {"signature_score": far}, {})[0]
+    assert hit["what"] == "survival" and hit["name"] == "signature score" and hit["value"] == far
+    assert _out_of_distribution(b, {}, {"signature_score": r["median"]}, {})[0] == []
 
 
 @pytest.mark.slow
