@@ -130,7 +130,7 @@ def demo(
     workspace: Annotated[Path, typer.Option(help="Folder for the demo's stages and outputs.")] = Path(
         "demo_workspace"
     ),
-    patients: Annotated[int | None, typer.Option(min=40, help="Synthetic patients (preset: 160).")] = None,
+    patients: Annotated[int | None, typer.Option(min=40, help="Synthetic patients (preset: 240).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (preset: 0).")] = None,
     jobs: Annotated[int | None, typer.Option(min=1, help="Parallel workers (preset: 2).")] = None,
     force: Annotated[list[str] | None, typer.Option(help="Redo this stage (repeatable).")] = None,

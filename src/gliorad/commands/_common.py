@@ -53,5 +53,6 @@ PresetOpt = Annotated[str, typer.Option(help="Settings preset: paper or demo.")]
 ProgressOpt = Annotated[bool, typer.Option(help="Show a progress bar.")]
 NonfiniteOpt = Annotated[str, typer.Option(
     "--nonfinite", help="Feature-table cells with spreadsheet errors (#DIV/0!, #N/A, ...) or "
-    "infinite values: 'missing' (read as missing, counted per column in a warning and "
-    "metrics.json) or 'error' (refused, naming column and patient).")]
+    "infinite values: 'missing' (read as missing, counted per column in a warning and in "
+    "metrics.json, or agreement.json) or 'error' (refused, naming column and patient; so is a "
+    "column empty for every patient).")]

@@ -44,7 +44,9 @@ def parse_clinical_args(items: list[str] | None) -> dict[str, str]:
 
 def predict_cmd(
     patient_dir: Annotated[Path, typer.Argument(help="Folder with one patient's MRI (BraTS 2018/2023 "
-                                                     "naming, or the bundle's file templates).")],
+                                                     "naming, or the bundle's file templates; raw "
+                                                     "files or a DICOM export when the bundle's "
+                                                     "run preprocessed).")],
     bundle: Annotated[Path, typer.Option("--bundle", help="Model bundle folder (gliorad run).")],
     out: Annotated[Path, typer.Option("--out", help="Output folder: mask.nii.gz, features.csv, "
                                                     "prediction.json, summary.html.")],
@@ -56,8 +58,9 @@ def predict_cmd(
                        "segmentation.")] = None,
     jobs: Annotated[int, typer.Option("--jobs", help="Processes for the radiomics (-1: all cores).")] = 1,
 ) -> None:
-    """Grade probability, signature risk group and nomogram survival of one patient; prints the
-    prediction as JSON."""
+    """Grade probability, signature risk group and nomogram survival of one patient (the parts
+    the bundle has); prints the prediction as JSON, with a warning for each value outside the
+    bundle's training data."""
     from gliorad.errors import GlioradInputError
 
     try:

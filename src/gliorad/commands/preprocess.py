@@ -96,8 +96,10 @@ def preprocess_cmd(
     overwrite: Annotated[bool, typer.Option(
         help="Replace patients already in OUT_DIR.")] = False,
 ) -> None:
-    """N4, co-registration to the reference sequence, skull stripping, 1 mm resampling and z-score
-    inside the brain, per patient; writes BraTS-named files, a brain mask, qc.json and qc.png."""
+    """N4, co-registration to the reference sequence, skull stripping, resampling (1 mm by
+    default) and z-score inside the brain, per patient; writes BraTS-named files in the reference
+    sequence's space (its physical box, axes reoriented to LPS; not an atlas space), a brain mask,
+    qc.json and qc.png."""
     from gliorad.errors import GlioradInputError
     from gliorad.preprocess.config import load_preprocess_config, with_overrides
     from gliorad.preprocess.pipeline import preprocess

@@ -36,7 +36,8 @@ ClinicalArg = Annotated[Path, typer.Argument(help="Clinical table (CSV/TSV): os_
 ConfigOpt = Annotated[Path | None, typer.Option(
     "--config", help="YAML with a 'survival:' (and optionally 'clinical:') section.")]
 TimeUnitOpt = Annotated[str | None, typer.Option(
-    help="Unit of os_time in the clinical table: days, months or years (default: days).")]
+    help="Unit of os_time in the clinical table: days, months or years (default: the "
+    "--config's clinical.time_unit, else days).")]
 SplitOpt = Annotated[str | None, typer.Option(
     "--split", help="column (by --split-column), random, or none (all patients train).")]
 SplitColumnOpt = Annotated[str | None, typer.Option(help="Clinical column that names the cohort.")]
