@@ -1068,6 +1068,10 @@ def _cox_models(
                 integrated, int_factors, int_reason = fit_estimable(
                     data, [*int_factors, SIGNATURE], coding, cfg, what_i, sink)
                 msg += "; kept in the integrated model because force_signature is set"
+                if SIGNATURE not in int_factors:
+                    sig_absent = ("force_signature is set, but its hazard ratio cannot be "
+                                  "estimated in the training cohort (a risk group without events "
+                                  "or complete separation)")
             _warn(sink, msg)
         if integrated is None and int_reason is None:
             int_reason = (f"paper's rule: {sel_int.reason}"
