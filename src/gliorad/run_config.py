@@ -2,25 +2,25 @@
 
 A run config extends :class:`gliorad.config.GlioradConfig` (``cohort``, ``clinical``) with:
 
-``run``           seed and worker count shared by every stage
+``run``           seed and worker count shared by every stage; ``nonfinite`` (feature-table cells)
 ``synthetic``     optional: generate a synthetic two-centre cohort instead of reading ``cohort.root``
                   (:class:`gliorad.synthetic.SynthConfig`; the demo)
 ``preprocess``    ``enabled`` (default false), ``preset`` and :class:`~gliorad.preprocess.config.PreprocessConfig` fields
 ``segmentation``  ``enabled``, ``preset``, ``train_patients`` (a seeded subset of the grading
                   training part; null: all) and :class:`~gliorad.segmentation.SegmentationConfig` fields
 ``radiomics``     ``params`` (``fast``, ``paper`` or a parameter file), ``sequences``, ``region``
-``agreement``     ICC of automatic- vs manual-mask radiomics: ``kind``, ``threshold``
+``agreement``     ICC of automatic- vs manual-mask radiomics: ``enabled``, ``kind``, ``threshold``
 ``deep3d``        ``enabled``, ``preset``, ``variants``, ``cross_fit`` (folds of cross-fitted CNNs
                   whose out-of-fold scores feed the stacked grading rows; 0: off) and
                   :class:`~gliorad.features.deep3d.Deep3DConfig` fields
 ``deep2d``        ``enabled``, ``preset``, ``imagenet_weights`` and :class:`~gliorad.features.deep2d.Deep2DConfig` fields
-``grading``       ``preset``, ``scheme`` and :class:`~gliorad.grading.config.GradingConfig` fields
+``grading``       ``enabled``, ``preset``, ``scheme`` and :class:`~gliorad.grading.config.GradingConfig` fields
 ``survival``      ``enabled``, ``preset`` and :class:`~gliorad.survival.analysis.SurvivalConfig` fields
 ``report``        ``enabled``, ``title``
 
-A stage section starts from its ``preset`` and overrides the fields it gives (nested mappings are
-merged), so ``segmentation: {preset: demo, train: {epochs: 40}}`` is the demo network trained
-longer. Every section is validated by the stage's own settings class when the file is loaded:
+A stage section starts from its ``preset`` and overrides the fields it gives (the merge rule of
+:mod:`gliorad.settings`: nested mappings merge, ``survival.split`` is replaced whole), so
+``segmentation: {preset: demo, train: {epochs: 40}}`` is the demo network trained longer. Every section is validated by the stage's own settings class when the file is loaded:
 an unknown key or a bad value is an error that names the file, the key, the value and the
 allowed values. The packaged presets (``gliorad config show demo|paper``) are documented YAML files
 in ``gliorad/presets/``.
