@@ -135,6 +135,20 @@ def test_stage_sequences_default_to_the_cohort(tmp_path):
             load_run_config("demo", {**three, section: value})
     ok = load_run_config("demo", {**three, "deep2d": {"sequences": ["flair", "t1ce"]}})
     assert ok.deep2d.sequences == ["flair", "t1ce"]
+    # grading off: no note about the sequences of the 3D CNN it turns off
+    off = load_run_config("demo", {**three, "grading": {"enabled": False}})
+    assert not [n for n in off.notes if n.startswith("deep3d.")]
+    # preprocessing registers to a sequence the cohort must have
+    (tmp_path / "c").mkdir()
+    (tmp_path / "clin.csv").write_text("patient_id,grade\n")
+    raw = {"preset": "paper", "cohort": {"root": "c", "sequences": ["t1", "t2", "flair"]},
+           "clinical": {"path": "clin.csv"}}
+    with pytest.raises(GlioradInputError, match=r"preprocess\.reference: 't1ce' \(the sequence the "
+                                                 r"others are registered to\) is not among the "
+                                                 r"sequences t1, t2, flair; set preprocess\.reference"):
+        load_run_config(_write(tmp_path / "raw.yaml", raw))
+    raw["preprocess"] = {"reference": "t1"}
+    assert load_run_config(_write(tmp_path / "raw.yaml", raw)).preprocess.reference == "t1"
     # survival candidates come from the radiomics sequences when those are set
     rad = load_run_config("demo", {"radiomics": {"sequences": ["t1ce", "flair"]}})
     assert rad.survival.sequence.sequences == ["t1ce", "flair"]
@@ -165,6 +179,11 @@ def test_your_cohort_root_replaces_the_presets_synthetic_cohort(tmp_path, base_c
         "clinical": {"path": str(base_cohort / "clinical.csv")}}))
     assert cfg.synthetic is None and cfg.cohort.root == base_cohort
     assert "cohort" not in [s.name for s in build_stages(cfg)]
+    # the same from the command line, over the preset itself
+    cfg = load_run_config("demo", {"cohort": {"root": str(base_cohort)},
+                                   "clinical": {"path": str(base_cohort / "clinical.csv")}})
+    assert cfg.synthetic is None and cfg.cohort.root == base_cohort
+    assert load_run_config("demo", {"segmentation": {"enabled": False}}).synthetic is not None
 
 
 def test_checks_before_the_first_stage(tmp_path, base_cohort):
@@ -461,3 +480,23 @@ def test_training_ranges_flag_only_clear_departures():
     assert "is below the range" in low["message"]
     assert out_of_range(ranges, {"a": np.nan}, "feature") == []
     assert out_of_range(ranges, {"a": None}, "feature") == []
+
+
+def test_grade_label_column_with_a_missing_label_leaves_the_patient_out(tmp_path, caplog):
+    rng = np.random.default_rng(3)
+    n = 40
+    y = np.r_[np.ones(16, int), np.zeros(24, int)]
+    df = pd.DataFrame(rng.normal(size=(n, 6)) + y[:, None], columns=[f"f{i}" for i in range(6)])
+    df.insert(0, "patient_id", [f"P{i:02d}" for i in range(n)])
+    df.insert(1, "grade", np.where(y == 1, "HGG", "LGG").astype(object))
+    df.loc[5, "grade"] = None
+    df.to_csv(tmp_path / "f.csv", index=False)
+    with caplog.at_level("WARNING", logger="gliorad.tables"):
+        res = runner.invoke(app, ["grade", "cv", "--features", str(tmp_path / "f.csv"), "--labels",
+                                  "grade", "--out", str(tmp_path / "o"), "--preset", "demo",
+                                  "--splits", "3", "--repeats", "1"])
+    assert res.exit_code == 0, res.output
+    assert re.search(r"column 'grade': grade label missing for 1 patient\(s\), left out of "
+                     r"grading: P05", caplog.text)
+    pred = pd.read_csv(tmp_path / "o" / "predictions.csv", dtype={"patient_id": str})
+    assert "P05" not in set(pred["patient_id"]) and len(set(pred["patient_id"])) == n - 1

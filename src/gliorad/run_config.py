@@ -189,14 +189,20 @@ def load_run_config(spec: str | Path, overrides: Mapping[str, Any] | None = None
         if "preset" in data:
             name = data.pop("preset")
             check_option(f"{path}: preset", str(name), RUN_PRESETS)
-            preset = read_yaml_mapping(preset_path(str(name)))
-            if (data.get("cohort") or {}).get("root") is not None and "synthetic" not in data:
-                preset.pop("synthetic", None)  # your cohort, not the preset's generated one
-            data = _merge(preset, data)
+            data = _merge(_own_cohort(read_yaml_mapping(preset_path(str(name))), data), data)
     data.pop("preset", None)
     if overrides:
-        data = _merge(data, overrides)
+        data = _merge(_own_cohort(data, overrides), overrides)
     return parse_run_config(data, str(path), base=path.parent)
+
+
+def _own_cohort(base: Mapping[str, Any], update: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``base`` without its ``synthetic:`` section when ``update`` names a cohort folder of its
+    own (``cohort.root``) and no synthetic cohort: your cohort, not the preset's generated one."""
+    cohort = update.get("cohort")
+    if isinstance(cohort, Mapping) and cohort.get("root") is not None and "synthetic" not in update:
+        return {k: v for k, v in base.items() if k != "synthetic"}
+    return base
 
 
 def parse_run_config(data: Mapping[str, Any], source: str = "config",
@@ -251,6 +257,12 @@ def parse_run_config(data: Mapping[str, Any], source: str = "config",
 
         rest = {**rest, "sequences": seqs.resolve("preprocess", "sequences", rest.get("sequences"),
                                                   PreprocessConfig().sequences)}
+        reference = rest.get("reference", PreprocessConfig().reference)
+        if reference not in rest["sequences"]:
+            raise GlioradInputError(
+                f"{where('preprocess')}.reference: {reference!r} (the sequence the others are "
+                f"registered to) is not among the sequences {', '.join(rest['sequences'])}; set "
+                "preprocess.reference to one of them (T1-Gd is the paper's choice)")
         try:
             preprocess = make_config(str(own["preset"]), **rest)
         except GlioradInputError as err:
@@ -332,6 +344,7 @@ def parse_run_config(data: Mapping[str, Any], source: str = "config",
             {**GRADING_PRESETS[str(own["preset"])], "seed": run.seed, **rest},
             source=where("grading"))
     elif deep3d_cfgs:  # the 3D CNN learns the grade and feeds only the grading models
+        notes[:] = [n for n in notes if not n.startswith("deep3d.")]
         notes.append("deep3d: off, because grading.enabled is false (the 3D CNN serves grading)")
         deep3d_cfgs, cross_fit = {}, 0
 
@@ -351,6 +364,7 @@ def parse_run_config(data: Mapping[str, Any], source: str = "config",
             merged = _merge(merged, {"sequence": {"deep_prefix": None}}, "survival")
         survival = _validate(SurvivalConfig, merged, where("survival"))
     elif deep2d_cfg is not None:  # the 2D CNN's features feed only the survival signature
+        notes[:] = [n for n in notes if not n.startswith("deep2d.")]
         notes.append("deep2d: off, because survival.enabled is false (the 2D CNN serves the "
                      "survival signature)")
         deep2d_cfg, weights = None, None

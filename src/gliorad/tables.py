@@ -471,18 +471,23 @@ def _label_key(value) -> str | None:
     return None if text in ("", "na", "n/a", "nan", "null") else text
 
 
-def parse_grade_labels(values: pd.Series, source: str) -> GradeLabels:
+def parse_grade_labels(values: pd.Series, source: str, missing: str = "error") -> GradeLabels:
     """Map a column of grade labels to 0/1 (HGG = 1); one coding per column.
 
-    Missing labels are an error naming the patients (a patient without a grade cannot be used
-    for grading; drop the row). See the module docstring for the accepted codings.
+    A patient without a label cannot be graded: with ``missing="error"`` that is an error naming
+    the patients; with ``"exclude"`` (``clinical.missing``) they are left out with a warning
+    naming them. See the module docstring for the accepted codings.
     """
     keys = values.map(_label_key)
-    missing = keys.index[keys.isna()]
-    if len(missing):
-        raise GlioradInputError(
-            f"{source}: grade label missing for {len(missing)} patient(s): "
-            f"{', '.join(map(str, missing[:10]))}{' ...' if len(missing) > 10 else ''}")
+    absent = keys.index[keys.isna()]
+    if len(absent):
+        listed = f"{', '.join(map(str, absent[:10]))}{' ...' if len(absent) > 10 else ''}"
+        if missing == "error":
+            raise GlioradInputError(
+                f"{source}: grade label missing for {len(absent)} patient(s): {listed}")
+        log.warning("%s: grade label missing for %d patient(s), left out of grading: %s", source,
+                    len(absent), listed)
+        values, keys = values.drop(index=absent), keys.drop(index=absent)
     found = set(keys)
     allowed = f"expected one of the codings {'; '.join(ALLOWED_LABELS)}"
     if found <= set(_BINARY):
@@ -527,7 +532,9 @@ def resolve_labels(
     """
     text = str(spec)
     if text in table.columns:
-        labels = parse_grade_labels(table[text], source=f"{table_source} column {text!r}")
+        policy = getattr(clinical_cfg, "missing", "exclude")
+        labels = parse_grade_labels(table[text], source=f"{table_source} column {text!r}",
+                                    missing=policy)
         return labels, table.drop(columns=[text])
     if Path(text).is_file():
         return labels_from_clinical(text, clinical_cfg), table
