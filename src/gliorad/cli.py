@@ -19,6 +19,7 @@ from gliorad.commands.deep import app as deep_app
 from gliorad.commands.dicom import app as dicom_app
 from gliorad.commands.features import app as features_app
 from gliorad.commands.grade import app as grade_app
+from gliorad.commands.importer import app as import_app
 from gliorad.commands.predict import predict_cmd
 from gliorad.commands.preprocess import preprocess_cmd
 from gliorad.commands.report import report as report_cmd
@@ -36,6 +37,7 @@ app.add_typer(features_app, name="features")
 app.add_typer(grade_app, name="grade")
 app.command("preprocess")(preprocess_cmd)
 app.add_typer(dicom_app, name="dicom")
+app.add_typer(import_app, name="import")
 app.add_typer(segment_app, name="segment")
 app.add_typer(survival_app, name="survival")
 app.command("run")(run_cmd)
