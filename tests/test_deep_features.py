@@ -440,6 +440,30 @@ def test_cli(cohort, tmp_path):
     assert r.exit_code == 2 and "error: --train-ids" in r.output and "file not found" in r.output
 
 
+def test_cli_sequences_option(cohort, tmp_path):
+    """--sequences chooses the input channels; without it a preset's sequences the cohort lacks
+    give way to the cohort's (the real LGG slice cohort has no T2: test_realdata.py)."""
+    from gliorad.commands.deep import app
+
+    coh, clin = cohort
+    train, _ = split(clin)
+    ids_file = tmp_path / "train.txt"
+    ids_file.write_text("\n".join(train) + "\n")
+    yaml3d = tmp_path / "d3.yaml"
+    yaml3d.write_text("preset: demo\nsize: [16, 16, 16]\nnet:\n  widths: [4, 8, 8, 16]\n  hidden: 8\n"
+                      "train:\n  epochs: 1\n  batch_size: 3\n")
+    runner = CliRunner()
+    r = runner.invoke(app, ["cnn3d", str(coh.root), "--out", str(tmp_path / "o3"), "--config",
+                            str(yaml3d), "--train-ids", str(ids_file), "--sequences", "t1ce,flair",
+                            "--no-progress"])
+    assert r.exit_code == 0, r.output
+    prov = json.loads((tmp_path / "o3" / "provenance.json").read_text(encoding="utf-8"))
+    assert prov["config"]["sequences"] == ["t1ce", "flair"]
+    r = runner.invoke(app, ["cnn3d", str(coh.root), "--out", str(tmp_path / "x"),
+                            "--train-ids", str(ids_file), "--sequences", " , "])
+    assert r.exit_code == 2 and "error: --sequences ' , ': expected a comma-separated list" in r.output
+
+
 def test_training_augmentation_is_seeded_and_keeps_shapes():
     from gliorad.features.deep import ArrayDataset
 

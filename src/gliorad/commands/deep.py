@@ -48,6 +48,9 @@ JobsOpt = Annotated[int, typer.Option(help="Processes preparing the inputs; -1 =
 OverwriteOpt = Annotated[bool, typer.Option(help="Replace an earlier run in --out.")]
 CohortConfigOpt = Annotated[Path | None, typer.Option(
     help="gliorad YAML config (cohort and clinical sections).")]
+SequencesOpt = Annotated[str | None, typer.Option(
+    help="Comma-separated input sequences, in channel order (default: the preset's, or the "
+    "--cohort-config's cohort.sequences when the cohort lacks one of those).")]
 
 
 def read_ids(path: Path, option: str) -> list[str]:
@@ -146,6 +149,27 @@ def _train_changes(epochs: int | None, seed: int | None, device: str | None) -> 
             if v is not None}
 
 
+def _sequences(cfg, given: str | None, cohort, from_preset: bool):
+    """The network's input sequences: ``--sequences`` when given; else (settings from a preset,
+    not a ``--config`` file) the preset's when the cohort's ``sequences`` hold them all, else the
+    cohort's (with a note), as ``gliorad run`` resolves a stage's sequences."""
+    from gliorad.features.deep import with_changes
+
+    if given is not None:
+        seqs = [s.strip() for s in given.split(",") if s.strip()]
+        if not seqs:
+            raise GlioradInputError(f"--sequences {given!r}: expected a comma-separated list, "
+                                    "e.g. t1,t1ce,flair")
+        return with_changes(cfg, {"sequences": seqs}, "--sequences")
+    lacking = [s for s in cfg.sequences if s not in cohort.sequences]
+    if not lacking or not from_preset:
+        return cfg
+    typer.echo(f"note: the preset's sequences {', '.join(cfg.sequences)} need "
+               f"{', '.join(lacking)}, which cohort.sequences lacks; using "
+               f"{', '.join(cohort.sequences)} (--sequences to choose)")
+    return with_changes(cfg, {"sequences": list(cohort.sequences)}, "cohort.sequences")
+
+
 def _summary(res, what: str) -> None:
     import json
 
@@ -186,6 +210,7 @@ def cnn3d(
     overwrite: OverwriteOpt = False,
     progress: ProgressOpt = True,
     cohort_config: CohortConfigOpt = None,
+    sequences: SequencesOpt = None,
 ) -> None:
     """3D ResNet18 (+SE) trained on HGG vs LGG; 512 features per patient (cnn3d_000...)."""
     from gliorad.errors import check_option
@@ -200,6 +225,7 @@ def cnn3d(
                                              "train": _train_changes(epochs, seed, device)})
         pt = _patients(cohort_dir, clinical, cohort_config, ids, train_ids, val_ids,
                        test_fraction, split_seed)
+        cfg = _sequences(cfg, sequences, pt.cohort, config is None)
         res = deep_features_3d(pt.cohort, pt.table, pt.train, out, cfg, ids=pt.ids, val_ids=pt.val,
                                masks=masks, overwrite=overwrite, progress=progress, n_jobs=jobs)
         _summary(res, f"cnn3d {cfg.variant}")
@@ -239,6 +265,7 @@ def cnn2d(
     overwrite: OverwriteOpt = False,
     progress: ProgressOpt = True,
     cohort_config: CohortConfigOpt = None,
+    sequences: SequencesOpt = None,
 ) -> None:
     """2D dual-task ResNet18 (grade II/III + survival) on LGG; 512 features (cnn2d_000...)."""
     import warnings
@@ -255,6 +282,7 @@ def cnn2d(
             "train": _train_changes(epochs, seed, device)})
         pt = _patients(cohort_dir, clinical, cohort_config, ids, train_ids, val_ids,
                        test_fraction, split_seed)
+        cfg = _sequences(cfg, sequences, pt.cohort, config is None)
         with warnings.catch_warnings():  # the no-ImageNet message is printed as a note below
             warnings.simplefilter("ignore", UserWarning)
             res = deep_features_2d(pt.cohort, pt.table, pt.train, out, cfg,
