@@ -567,7 +567,7 @@ def test_lgg_survival_commands(tmp_path, lgg):
     table = rad / "radiomics_manual.csv"
     clin = DATA / "tcga_lgg_slices" / "clinical_with_os.csv"
     common = ("--config", lgg / "gliorad.yaml", "--preset", "demo", "--sequences",
-              "t1,t1ce,flair", "--deep-prefix", "", "--split", "none")
+              "t1,t1ce,flair", "--deep-prefix", "none", "--split", "none")
     out = cli("survival", "fit", table, clin, "--out", tmp_path / "fit", *common)
     assert re.search(r"warning: .*only 1 event\(s\) among 3 patients", out)
     metrics = json.loads((tmp_path / "fit" / "metrics.json").read_text())

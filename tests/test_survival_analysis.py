@@ -589,6 +589,16 @@ def test_cli_cv(cli_files):
     assert (d / "cv" / "km_cv.png").exists()
 
 
+def test_cli_deep_prefix_none_means_radiomics_only():
+    from gliorad.commands.survival import _cli_overrides
+
+    for value in ("none", "None", ""):
+        out = _cli_overrides(None, None, None, None, None, None, None, value, None, None)
+        assert out["sequence"]["deep_prefix"] is None
+    out = _cli_overrides(None, None, None, None, None, None, None, "deep_", None, None)
+    assert out["sequence"]["deep_prefix"] == "deep_"
+
+
 def test_cli_bad_input(cli_files, tmp_path):
     d = cli_files
     res = _invoke(["fit", tmp_path / "none.csv", d / "clinical.csv", "--out", tmp_path / "o",

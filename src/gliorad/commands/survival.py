@@ -49,7 +49,9 @@ SequenceOpt = Annotated[str | None, typer.Option(
     "--sequence", help="Force the signature's radiomics sequence (skip the choice by AUC).")]
 SequencesOpt = Annotated[str | None, typer.Option(
     help="Comma-separated candidate sequences (column prefixes), e.g. t1,t1ce,t2; 'none' = all features.")]
-DeepPrefixOpt = Annotated[str | None, typer.Option(help="Prefix of the deep (2D CNN) feature columns.")]
+DeepPrefixOpt = Annotated[str | None, typer.Option(
+    help="Prefix of the deep (2D CNN) feature columns; 'none': radiomics only (a table without "
+    "them).")]
 SeedOpt = Annotated[int | None, typer.Option(help="Random seed.")]
 ClinicalSelectionOpt = Annotated[str | None, typer.Option(
     "--clinical-selection", help="Factor rule of the clinical Cox model: paper (univariate then "
@@ -149,7 +151,7 @@ def _cli_overrides(
         if not items:
             raise GlioradInputError(f"--sequences {sequences!r}: expected a comma-separated list or 'none'")
     if deep_prefix is not None:
-        sq["deep_prefix"] = deep_prefix or None
+        sq["deep_prefix"] = None if deep_prefix.strip().lower() in ("", "none") else deep_prefix
     if sq:
         out["sequence"] = sq
     if seed is not None:
