@@ -378,8 +378,17 @@ def test_selection_table_with_steps_switched_off(kw, columns):
 def test_cv_refuses_too_few_per_class_and_misaligned_labels():
     X, y = cohort(n=40)
     small = pd.concat([y[y == 1].iloc[:2], y[y == 0]])
-    with pytest.raises(GlioradInputError, match=r"smaller class has 2 patient\(s\), fewer than cv_splits=3"):
+    with pytest.raises(GlioradInputError, match=r"^3-fold cross-validation needs at least 3 "
+                                                 r"patients of each class .*the cohort has 2 HGG "
+                                                 r"and \d+ LGG: more patients are needed"):
         cross_validate_grading(X.loc[small.index], small, tiny())
+    three = pd.concat([y[y == 1].iloc[:3], y[y == 0]])  # 3 folds work, 5 do not
+    with pytest.raises(GlioradInputError, match=r"5-fold .* at least 5 .* use at most 3 folds"):
+        cross_validate_grading(X.loc[three.index], three, tiny(cv_splits=5))
+    from gliorad.grading.evaluate import cv_problem
+
+    assert cv_problem(3, 3, 3) is None and cv_problem(4, 4, 2) is None
+    assert cv_problem(3, 10, 2) is not None  # 2 folds: a training fold of 1 or 2 HGG
     with pytest.raises(GlioradInputError, match=r"do not match the feature table's patients"):
         cross_validate_grading(X, y.iloc[::-1], tiny())
     with pytest.raises(GlioradInputError, match=r"labels must be 0/1"):

@@ -548,7 +548,15 @@ def predict_patient(
         notes.append("preprocessed with the bundle's settings (gliorad preprocess)"
                      + ("; the given mask was carried to the preprocessed grid" if mask else ""))
     else:
-        cohort, pid = find_patient(patient_dir, sequences, b.inputs.get("naming"))
+        try:
+            cohort, pid = find_patient(patient_dir, sequences, b.inputs.get("naming"))
+        except GlioradInputError as err:
+            raise GlioradInputError([*err.problems, (
+                "this bundle's run did not preprocess: its models take one patient's images "
+                "already preprocessed as its training cohort was (co-registered on one grid, "
+                "skull-stripped, BraTS or the run's naming); for raw scans or a DICOM export run "
+                "gliorad preprocess PATIENT_DIR OUT first and predict on OUT's patient folder")]
+            ) from err
     files = cohort.patients[pid].files
     native = _check_grids(cohort, pid, sequences)
 

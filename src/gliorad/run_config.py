@@ -489,14 +489,22 @@ def check_run_inputs(cfg: RunConfig) -> list[str]:
             elif cfg.grading_scheme == "split":
                 import pandas as pd
 
-                from gliorad.grading.evaluate import split_positions
+                from gliorad.grading.evaluate import cv_problem, split_positions
 
                 y = pd.Series((graded["grade_group"] == "HGG").astype(int).to_numpy())
                 try:
                     split_positions(y, cfg.grading)
                 except GlioradInputError as err:
-                    problems.extend(f"grading.split_ratios: {p}; more patients are needed, or set "
-                                    "grading.scheme: cv" for p in err.problems)
+                    cv = ("" if cv_problem(n_hgg, n_lgg, cfg.grading.cv_splits) else
+                          ", or set grading.scheme: cv")
+                    problems.extend(f"grading.split_ratios: {p}; more patients are needed{cv}"
+                                    for p in err.problems)
+            else:
+                from gliorad.grading.evaluate import cv_problem
+
+                why = cv_problem(n_hgg, n_lgg, cfg.grading.cv_splits)
+                if why:
+                    problems.append(f"grading.cv_splits: {name}: {why}")
     if cfg.survival is not None:
         timed = usable(("os_time", "event"), "survival")
         if timed is not None:

@@ -494,7 +494,17 @@ def split_stage(ctx: StageContext, cfg: RunConfig) -> None:
     if cfg.grading is not None:
         graded = usable(("grade",), "grading")
         y = parse_grade_labels(graded["grade_group"], source=f"{CLINICAL} grade").y
-        train, val, test = split_positions(y, cfg.grading)
+        try:
+            train, val, test = split_positions(y, cfg.grading)
+        except GlioradInputError as err:
+            if cfg.grading_scheme == "split":
+                raise
+            # scheme cv grades by cross-validation; the split only keeps the networks from the
+            # test part, and a cohort too small for it trains them on every graded patient
+            # (the grade stage warns that CNN rows under scheme cv are optimistic anyway)
+            train, val, test = range(len(y)), [], []
+            ctx.log.warning("grading split: %s; scheme cv: every graded patient is in the "
+                            "training part of the networks", " ".join(err.problems))
         part = {graded.index[i]: name
                 for name, pos in (("train", train), ("val", val), ("test", test)) for i in pos}
     surv: dict[str, str] = {}

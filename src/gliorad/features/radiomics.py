@@ -592,7 +592,9 @@ def extract_radiomics(
     unknown = [s for s in seqs if s not in known]
     if unknown:
         raise GlioradInputError(
-            f"sequences {unknown} not found in cohort {cohort.root}; it holds: {', '.join(sorted(known))}"
+            f"sequences {unknown} not found in cohort {cohort.root}; it holds: "
+            f"{', '.join(sorted(known))} (choose the sequences to use with --sequences, or "
+            "cohort.sequences in the --config file)"
         )
     if not manual and auto_masks is None:
         raise GlioradInputError(

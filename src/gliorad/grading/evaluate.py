@@ -22,6 +22,8 @@ are those of the test part; the validation part is reported beside them.
 
 from __future__ import annotations
 
+import math
+
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -227,6 +229,26 @@ def _common_metrics(X: pd.DataFrame, y: pd.Series, config: GradingConfig) -> dic
 
 
 # ----------------------------------------------------------------------------- repeated CV
+def cv_problem(n_hgg: int, n_lgg: int, splits: int) -> str | None:
+    """Why ``splits``-fold stratified CV cannot grade this many patients (None: it can).
+
+    Every test fold needs a patient of each class (``splits`` of each), and every training fold
+    two of each (the Levene filter compares the classes' variances): ``ceil(2 k / (k - 1))``.
+    """
+    def need(k: int) -> int:
+        return max(k, math.ceil(2 * k / (k - 1)))
+
+    small = min(n_hgg, n_lgg)
+    if small >= need(splits):
+        return None
+    possible = [k for k in range(2, small + 1) if small >= need(k)]
+    advice = (f"use at most {max(possible)} folds (cv_splits / --splits)" if possible else
+              "more patients are needed (at least 4 of each class for 2 folds)")
+    return (f"{splits}-fold cross-validation needs at least {need(splits)} patients of each class (a "
+            f"patient of each class in every test fold, 2 in every training fold); the cohort "
+            f"has {n_hgg} HGG and {n_lgg} LGG: {advice}")
+
+
 def cross_validate_grading(
     X: pd.DataFrame,
     y: pd.Series | GradeLabels,
@@ -254,11 +276,9 @@ def cross_validate_grading(
     config = config or GradingConfig.preset("paper")
     X, y = _as_xy(X, y)
     model = _model(config, model)
-    smallest = int(min(y.sum(), (y == 0).sum()))
-    if smallest < config.cv_splits:
-        raise GlioradInputError(
-            f"the smaller class has {smallest} patient(s), fewer than cv_splits="
-            f"{config.cv_splits}; use at most {smallest} folds")
+    problem = cv_problem(int(y.sum()), int((y == 0).sum()), config.cv_splits)
+    if problem:
+        raise GlioradInputError(problem)
     cv = RepeatedStratifiedKFold(n_splits=config.cv_splits, n_repeats=config.cv_repeats,
                                  random_state=config.seed)
     splits = list(cv.split(X, y))
