@@ -22,9 +22,8 @@ are those of the test part; the validation part is reported beside them.
 
 from __future__ import annotations
 
-import math
-
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
