@@ -314,14 +314,16 @@ def test_radiomics_agreement_and_crop_with_the_runs_masks(tmp_path, brats, brats
 
 def test_grade_commands_on_the_runs_radiomics_table(tmp_path, brats, brats_run):
     """grade cv / fit / evaluate / compare on the radiomics table the run wrote (real features,
-    4 HGG + 2 LGG). Cross-validation cannot keep 2 LGG in every training fold: refused with the
-    selector's message; the other commands run."""
+    4 HGG + 2 LGG). Cross-validation cannot keep 2 LGG in every training fold: refused up front,
+    naming the classes and the folds; the other commands run."""
     rad = brats_run / "ws" / "radiomics"
     labels = brats / "labels.csv"
     out = cli("grade", "cv", "--features", rad / "radiomics_manual.csv", "--labels", labels,
               "--out", tmp_path / "cv", "--splits", "2", "--repeats", "1", "--preset", "demo",
               code=2)
-    assert re.search(r"error: .*class 0 has 1 sample\(s\); expected at least 2 per class", out)
+    assert re.search(r"error: 2-fold cross-validation needs at least 4 patients of each class .*"
+                     r"the cohort has 4 HGG and 2 LGG: more patients are needed",
+                     out.replace("\n", " "))
     out = cli("grade", "fit", "--features", rad / "radiomics_manual.csv", "--labels", labels,
               "--out", tmp_path / "fit", "--preset", "demo")
     assert "selected features:" in out and (tmp_path / "fit" / "model.skops").is_file()

@@ -610,7 +610,7 @@ def test_chromium_renders_sections_and_images(report, tmp_path):
     text = report.read_text(encoding="utf-8")
     start = text.index("data:image/png;base64,") + len("data:image/png;base64,")
     broken = tmp_path / "broken.html"
-    broken.write_text(text[:start] + "AAAA" + text[start + 4:])
+    broken.write_text(text[:start] + "AAAA" + text[start + 4:], encoding="utf-8")
     dom = _render(broken)
     assert dom.body["data-images-decoded"] == str(n_img - 1)
     assert min(int(img["data-natural-width"]) for img in dom.images) == 0
