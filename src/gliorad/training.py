@@ -42,57 +42,21 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
 from gliorad.errors import GlioradInputError, check_option
 from gliorad.io import atomic_path, write_json
-
-DEVICES: dict[str, str] = {
-    "auto": "CUDA when available, else CPU",
-    "cpu": "CPU",
-    "cuda": "the first CUDA GPU",
-}
-
-#: Settings that may change between an interrupted run and its resumption.
-RESUMABLE_CHANGES = ("epochs", "early_stopping", "num_workers", "device")
+from gliorad.progress import ProgressBar
+from gliorad.training_config import DEVICES, RESUMABLE_CHANGES, TrainConfig
 
 log = logging.getLogger(__name__)
 
-
-class TrainConfig(BaseModel):
-    """Settings of :func:`fit` (the paper's values are the defaults where it gives them)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    epochs: int = Field(200, ge=1)
-    batch_size: int = Field(1, ge=1)
-    lr: float = Field(5e-4, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    plateau_patience: int = Field(10, ge=0, description="epochs without improvement before lr drops")
-    plateau_factor: float = Field(0.5, gt=0, lt=1)
-    min_lr: float = Field(0.0, ge=0)
-    early_stopping: int | None = Field(None, ge=1, description="epochs without improvement to stop")
-    monitor: str = "val_loss"
-    mode: Literal["min", "max"] = "min"
-    val_every: int = Field(1, ge=1)
-    grad_clip: float | None = Field(None, gt=0)
-    seed: int = 0
-    device: str = "auto"
-    amp: bool | None = Field(None, description="None: float16 autocast on CUDA, off on CPU")
-    num_workers: int = Field(0, ge=0)
-    channels_last: bool = Field(True, description="channels-last memory format (faster CPU convolutions)")
-
-    @field_validator("device")
-    @classmethod
-    def _device(cls, v: str) -> str:
-        if v not in DEVICES:
-            raise ValueError(f"device {v!r} is not valid; expected one of: {', '.join(DEVICES)}")
-        return v
+#: The epoch bar: "epoch 3/20 [bar] 0:01:02 eta 0:05:10 <loss and validation values>".
+_EPOCH_COLUMNS = ("epoch", "count", "bar", "elapsed", "eta", "remaining", "{task.fields[info]}")
 
 
 class TrainingDivergedError(RuntimeError):
@@ -216,44 +180,6 @@ def load_weights(model: nn.Module, path: str | Path) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------------- the loop
-class _Progress:
-    """A rich progress bar over epochs (or nothing when disabled)."""
-
-    def __init__(self, enabled: bool, total: int, start: int):
-        self.bar = None
-        if not enabled:
-            return
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.bar = Progress(
-            TextColumn("epoch"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
-            TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
-            console=Console(stderr=True),
-        )
-        self.task = self.bar.add_task("train", total=total, completed=start, info="")
-        self.bar.start()
-
-    def step_info(self, info: str) -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, info=info)
-
-    def epoch_done(self, info: str) -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, advance=1, info=info)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
 def _config_diff(old: Mapping[str, Any], new: Mapping[str, Any], ignore: Iterable[str]) -> list[str]:
     skip = set(ignore)
     keys = sorted((set(old) | set(new)) - skip)
@@ -372,7 +298,7 @@ def fit(
         return TrainResult(out, start, state["best_epoch"], state["best_value"],
                            bool(state["stopped_early"]), history, resumed_from)
 
-    bar = _Progress(progress, cfg.epochs, start)
+    bar = ProgressBar(progress, cfg.epochs, "train", columns=_EPOCH_COLUMNS, completed=start, info="")
     try:
         for epoch in range(start + 1, cfg.epochs + 1):
             t0 = time.perf_counter()
@@ -406,7 +332,7 @@ def fit(
                 n = _batch_len(inputs)
                 total += float(loss.detach()) * n
                 count += n
-                bar.step_info(f"epoch {epoch} step {step} loss {total / count:.4f}")
+                bar.update(info=f"epoch {epoch} step {step} loss {total / count:.4f}")
             row: dict[str, Any] = {"epoch": epoch, "train_loss": total / max(count, 1),
                                    "lr": optimizer.param_groups[0]["lr"]}
             if validate is not None and (epoch % cfg.val_every == 0 or epoch == cfg.epochs):
@@ -437,7 +363,7 @@ def fit(
             _save_checkpoint(out, model, optimizer, scheduler, scaler, state, history, cfg)
             info = " ".join(f"{k} {v:.4g}" for k, v in row.items()
                             if k not in ("epoch", "seconds") and isinstance(v, float))
-            bar.epoch_done(info)
+            bar.advance(info=info)
             if state["stopped_early"]:
                 break
     finally:

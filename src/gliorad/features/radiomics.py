@@ -721,25 +721,15 @@ def _run_all(todo: list[_Task], jobs: int, progress: bool) -> list[dict[str, Any
     out: list[dict[str, Any]] = []
     if not progress:
         return list(iterator)
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from gliorad.progress import ProgressBar
 
-    with Progress(TextColumn("radiomics"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[failed]} failed"), TimeElapsedColumn(),
-                  TimeRemainingColumn(), console=Console(stderr=True), transient=False) as bar:
-        task_id = bar.add_task("radiomics", total=len(todo), failed=0)
+    columns = ("radiomics", "bar", "count", "{task.fields[failed]} failed", "elapsed", "remaining")
+    with ProgressBar(True, len(todo), "radiomics", columns=columns, failed=0) as bar:
         n_failed = 0
         for status in iterator:
             out.append(status)
             n_failed += status["status"] != "ok"
-            bar.update(task_id, advance=1, failed=n_failed)
+            bar.advance(failed=n_failed)
     return out
 
 

@@ -1,0 +1,54 @@
+"""Settings of :func:`gliorad.training.fit` (:class:`TrainConfig`), without torch.
+
+Kept apart from :mod:`gliorad.training` so that the settings models that embed a
+:class:`TrainConfig` (segmentation, deep features) validate a config without importing torch;
+:mod:`gliorad.training` re-exports every name.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = ["DEVICES", "RESUMABLE_CHANGES", "TrainConfig"]
+
+DEVICES: dict[str, str] = {
+    "auto": "CUDA when available, else CPU",
+    "cpu": "CPU",
+    "cuda": "the first CUDA GPU",
+}
+
+#: Settings that may change between an interrupted run and its resumption.
+RESUMABLE_CHANGES = ("epochs", "early_stopping", "num_workers", "device")
+
+
+class TrainConfig(BaseModel):
+    """Settings of :func:`gliorad.training.fit` (the paper's values are the defaults where it gives them)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    epochs: int = Field(200, ge=1)
+    batch_size: int = Field(1, ge=1)
+    lr: float = Field(5e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    plateau_patience: int = Field(10, ge=0, description="epochs without improvement before lr drops")
+    plateau_factor: float = Field(0.5, gt=0, lt=1)
+    min_lr: float = Field(0.0, ge=0)
+    early_stopping: int | None = Field(None, ge=1, description="epochs without improvement to stop")
+    monitor: str = "val_loss"
+    mode: Literal["min", "max"] = "min"
+    val_every: int = Field(1, ge=1)
+    grad_clip: float | None = Field(None, gt=0)
+    seed: int = 0
+    device: str = "auto"
+    amp: bool | None = Field(None, description="None: float16 autocast on CUDA, off on CPU")
+    num_workers: int = Field(0, ge=0)
+    channels_last: bool = Field(True, description="channels-last memory format (faster CPU convolutions)")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if v not in DEVICES:
+            raise ValueError(f"device {v!r} is not valid; expected one of: {', '.join(DEVICES)}")
+        return v
