@@ -24,6 +24,10 @@ from scipy import stats as sps
 
 from gliorad import stats as S
 from gliorad.errors import GlioradInputError
+from gliorad.stats import cohort as stats_cohort
+from gliorad.stats import common as stats_common
+from gliorad.stats import concordance as stats_concordance
+from gliorad.stats import fisher as stats_fisher
 
 REF_DIR = Path(__file__).parent / "reference" / "stats"
 R_SCRIPT = Path(__file__).parent / "reference" / "make_stats_reference.R"
@@ -311,7 +315,7 @@ def test_pair_counts_equal_bruteforce(seed):
     time = rng.integers(1, 8, size=n).astype(float)
     event = rng.random(n) < 0.6
     risk = rng.integers(0, 5, size=n).astype(float)
-    counts = S._pair_counts(time, event, risk)
+    counts = stats_concordance._pair_counts(time, event, risk)
     conc, disc, tied = _naive_pairs(time, event, risk)
     np.testing.assert_array_equal(counts.concordant, conc)
     np.testing.assert_array_equal(counts.discordant, disc)
@@ -363,6 +367,40 @@ def test_icc3_ignores_a_rater_offset_but_icc2_does_not():
     a = rng.normal(10, 3, size=30)
     assert S.icc_single(a, a + 2.0, kind="ICC(3,1)").icc == pytest.approx(1.0)
     assert S.icc_single(a, a + 2.0, kind="ICC(2,1)").icc < 0.9
+
+
+@pytest.mark.parametrize("alpha", [0.01, 0.1, 0.32])
+def test_intervals_follow_alpha(alpha):
+    """Every interval is at the level asked for (the R references are all at alpha = 0.05):
+    Wald intervals are ``estimate -/+ z_{1-alpha/2} * se``, the bootstrap's are the
+    ``alpha/2`` and ``1 - alpha/2`` quantiles, and the ICC's narrow as alpha grows."""
+    z = sps.norm.ppf(1 - alpha / 2)
+    assert stats_common.wald_ci(0.5, 0.1, alpha) == pytest.approx((0.5 - 0.1 * z, 0.5 + 0.1 * z))
+    y, a, b = _synthetic_roc()
+    auc = S.roc_auc_ci(y, a, alpha=alpha)
+    assert 0 < auc.ci_low and auc.ci_high < 1  # not clipped
+    assert (auc.ci_low, auc.ci_high) == pytest.approx((auc.auc - z * auc.se, auc.auc + z * auc.se))
+    d = S.delong_test(y, a, b, alpha=alpha)
+    assert (d.ci_low, d.ci_high) == pytest.approx((d.diff - z * d.se_diff, d.diff + z * d.se_diff))
+    time, event, risk = _synthetic_surv()
+    other = risk + np.random.default_rng(3).normal(size=risk.size)
+    c = S.concordance_ci(time, event, risk, alpha=alpha)
+    assert 0 < c.ci_low and c.ci_high < 1
+    assert (c.ci_low, c.ci_high) == pytest.approx((c.c_index - z * c.se, c.c_index + z * c.se))
+    cc = S.compare_concordance(time, event, risk, other, alpha=alpha)
+    assert (cc.ci_low, cc.ci_high) == pytest.approx(
+        (cc.diff - z * cc.se_diff, cc.diff + z * cc.se_diff))
+    boot = S.bootstrap_ci(S.roc_auc, y, a, n_boot=50, alpha=alpha, stratify=y)
+    assert (boot.ci_low, boot.ci_high) == pytest.approx(
+        tuple(np.quantile(boot.distribution, [alpha / 2, 1 - alpha / 2])))
+    rng = np.random.default_rng(4)
+    ta = rng.normal(size=(30, 3))
+    tb = ta + rng.normal(scale=0.5, size=ta.shape)
+    for kind in S.ICC_KINDS:
+        wide = S.icc(ta, tb, kind=kind, alpha=alpha / 2)
+        narrow = S.icc(ta, tb, kind=kind, alpha=alpha)
+        assert (wide["ci_low"] < narrow["ci_low"]).all() and (
+            wide["ci_high"] > narrow["ci_high"]).all(), kind
 
 
 def test_fisher_rx2_equals_scipy_for_2x2():
@@ -488,12 +526,12 @@ def test_cohort_table_untestable_continuous_and_mixed_levels():
 def test_fisher_falls_back_to_seeded_monte_carlo_when_too_large(monkeypatch):
     table = np.array([[30, 25], [45, 43], [24, 26], [3, 0]])
     exact = S.fisher_exact_rx2(table)
-    monkeypatch.setattr(S, "FISHER_MAX_TABLES", 10)
+    monkeypatch.setattr(stats_fisher, "FISHER_MAX_TABLES", 10)
     with pytest.raises(GlioradInputError, match=r"more than the exact Fisher test's limit"):
         S.fisher_exact_rx2(table)
-    p, test = S._categorical_test(table)
+    p, test = stats_cohort._categorical_test(table)
     assert test == S.FISHER_MC and p == pytest.approx(exact, abs=0.01)
-    assert S._categorical_test(table) == (p, test)  # seeded
+    assert stats_cohort._categorical_test(table) == (p, test)  # seeded
 
 
 # ==============================================================================================

@@ -1,5 +1,5 @@
 #!/usr/bin/env Rscript
-# Reference values for src/gliorad/stats.py, computed with R (>= 4.2) and the packages
+# Reference values for src/gliorad/stats/, computed with R (>= 4.2) and the packages
 # pROC, survival, psych (ICC with lmer = FALSE, so lme4 is not needed) and jsonlite.
 #
 # Usage (from the repository root):
