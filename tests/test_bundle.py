@@ -79,7 +79,8 @@ def build_bundle(base: Path) -> Built:
     from gliorad.features.radiomics import extract_radiomics, load_params
     from gliorad.grading.config import GradingConfig
     from gliorad.grading.run import run_fit
-    from gliorad.segmentation import SegmentationConfig, _deep_merge, get_preset, train_segmentation
+    from gliorad.segmentation import SegmentationConfig, get_preset, train_segmentation
+    from gliorad.settings import merge
     from gliorad.survival.analysis import SurvivalConfig, run_analysis, synthetic_feature_table
     from gliorad.survival.bundle import save_bundle
     from gliorad.synthetic import CLINICAL_COLUMNS, SynthConfig, generate_cohort, sample_patients
@@ -114,7 +115,7 @@ def build_bundle(base: Path) -> Built:
                          "monitor": "train_loss"},
                "val_fraction": 0.0,
                "inference": {"roi_size": [32, 32, 32], "device": "cpu", "min_component_ml": 0.0}}
-        scfg = SegmentationConfig.model_validate(_deep_merge(get_preset("demo").model_dump(), seg))
+        scfg = SegmentationConfig.model_validate(merge(get_preset("demo").model_dump(), seg))
         train_segmentation(cohort, ws / "segment" / "model", scfg, ids=train[:12], progress=False)
 
         c3 = Deep3DConfig(size=(16, 16, 16), net=Net3DConfig(widths=TINY, hidden=8), val_fraction=0.0,

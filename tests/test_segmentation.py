@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +22,6 @@ from gliorad.io import Geometry
 from gliorad.segmentation import (
     BRATS2018_REGIONS,
     SegmentationConfig,
-    _deep_merge,
     dice_score,
     evaluate_masks,
     foreground_box,
@@ -39,6 +40,7 @@ from gliorad.segmentation import (
     with_overrides,
     working_grid,
 )
+from gliorad.settings import merge
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")  # tests/conftest.py
 
@@ -225,6 +227,32 @@ def test_working_grid_and_split():
     assert split_ids(["A", "B"], 0.0, 0) == (["A", "B"], [])
 
 
+def test_config_module_imports_no_heavy_library():
+    """A run config's check imports the settings only: no torch, MONAI, SimpleITK, NumPy."""
+    code = ("import sys, gliorad.segmentation.config as c, gliorad.segmentation as s; "
+            "c.load_segmentation_config('demo'); s.get_preset('paper'); "
+            "print(sorted(m for m in ('torch', 'monai', 'SimpleITK', 'numpy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_package_names_resolve_to_their_role_modules():
+    import gliorad.segmentation as seg
+
+    roles = {"config", "data", "train", "infer", "evaluate"}
+    for name in seg.__all__:
+        obj = getattr(seg, name)
+        module = getattr(obj, "__module__", None)
+        if module is not None and module.startswith("gliorad.segmentation."):
+            assert module.rsplit(".", 1)[1] in roles, name
+    assert seg.mask_path.__module__ == "gliorad.segmentation.infer"
+    assert seg.evaluate_masks.__module__ == "gliorad.segmentation.evaluate"
+    assert seg.train_segmentation.__module__ == "gliorad.segmentation.train"
+    assert set(seg.__all__) <= set(dir(seg))
+    with pytest.raises(AttributeError, match=r"module 'gliorad.segmentation' has no attribute '_deep_merge'"):
+        seg._deep_merge  # noqa: B018  (the old merge helper: gliorad.settings.merge replaces it)
+
+
 # ------------------------------------------------------------------------------ data preparation
 def _write(arr, path: Path, spacing=(1.0, 1.0, 1.0)):
     img = sitk.GetImageFromArray(arr)
@@ -402,7 +430,7 @@ def test_regions_model_writes_brats_labels_and_evaluates_tc_et(synth_cohort, tmp
     cohort = discover_cohort(synth_cohort, CohortConfig(sequences=["t1", "t1ce", "t2"]))
     data = {**TINY, "label_mode": "regions"}
     data.pop("preset")
-    cfg = SegmentationConfig.model_validate(_deep_merge(get_preset("demo").model_dump(), data))
+    cfg = SegmentationConfig.model_validate(merge(get_preset("demo").model_dump(), data))
     res = train_segmentation(cohort, tmp_path / "model", cfg, progress=False)
     assert res.fit.epochs_run == 1 and len(res.val_ids) == 1
     model = load_model(tmp_path / "model")
@@ -426,7 +454,7 @@ def test_real_brats_smoke(shared_data, tmp_path):
     cohort = discover_cohort(root, CohortConfig(sequences=["t1", "t1ce", "t2"]))
     ids = cohort.ids[:3]
     data = {k: v for k, v in TINY.items() if k != "preset"}
-    cfg = SegmentationConfig.model_validate(_deep_merge(get_preset("demo").model_dump(), data))
+    cfg = SegmentationConfig.model_validate(merge(get_preset("demo").model_dump(), data))
     res = train_segmentation(cohort, tmp_path / "model", cfg, ids=ids, progress=False)
     assert res.fit.epochs_run == 1
     model = load_model(tmp_path / "model")

@@ -1,0 +1,161 @@
+"""Tumour segmentation: the paper's 3D U-Net trained with Dice + BCE, sliding-window prediction,
+Dice / HD95 evaluation against manual masks.
+
+Modules by role:
+
+``config``
+    :class:`SegmentationConfig` and its parts, the ``paper`` / ``demo`` presets, loading a preset
+    or YAML file, the command line's overrides. Imports no heavy library.
+``data``
+    A patient's sequences and manual mask read, checked, resampled and z-scored
+    (:func:`load_case`), the working grid, the volume cache of training.
+``train``
+    :func:`train_segmentation` (MONAI patches, :func:`gliorad.training.fit`, the model folder).
+``infer``
+    :func:`load_model`, sliding-window prediction, post-processing, :func:`predict_cohort`,
+    :func:`mask_path`.
+``evaluate``
+    :func:`dice_score`, :func:`hd95`, :func:`evaluate_masks`.
+
+Every public name is importable from ``gliorad.segmentation``. The settings (``config``) are
+imported eagerly; the other names load their module (and with it torch, MONAI and SimpleITK) on
+first access (module ``__getattr__``), so ``import gliorad.segmentation.config`` -- what a run
+config's check needs -- stays light (see docs/architecture.md, "Package imports").
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from gliorad.segmentation.config import (
+    BRATS2018_REGIONS,
+    BRATS2023_REGIONS,
+    LABEL_MODES,
+    PRECISIONS,
+    PRESETS,
+    REGION_NAMES,
+    AugmentConfig,
+    InferenceConfig,
+    SegmentationConfig,
+    UNetConfig,
+    default_regions,
+    get_preset,
+    load_segmentation_config,
+    resolve_regions,
+    validate_config,
+    with_overrides,
+)
+
+if TYPE_CHECKING:
+    from gliorad.segmentation.data import (
+        Case,
+        CaseCache,
+        load_case,
+        reference_image,
+        region_masks,
+        resample_to,
+        usable_ids,
+        versions,
+        working_grid,
+    )
+    from gliorad.segmentation.evaluate import EvaluationResult, dice_score, evaluate_masks, hd95
+    from gliorad.segmentation.infer import (
+        DTYPES,
+        SegmentationModel,
+        build_network,
+        foreground_box,
+        inference_window,
+        load_model,
+        mask_path,
+        predict_case,
+        predict_cohort,
+        predict_volume,
+        probabilities_to_labels,
+        remove_small_components,
+        sliding_window_predict,
+    )
+    from gliorad.segmentation.train import (
+        MODEL_FILES,
+        PatchDataset,
+        SegmentationTrainResult,
+        split_ids,
+        train_segmentation,
+    )
+
+#: The names of the heavy modules, each with the module that defines it.
+_LAZY: dict[str, str] = {
+    **dict.fromkeys(["Case", "CaseCache", "load_case", "reference_image", "region_masks",
+                     "resample_to", "usable_ids", "versions", "working_grid"], "data"),
+    **dict.fromkeys(["EvaluationResult", "dice_score", "evaluate_masks", "hd95"], "evaluate"),
+    **dict.fromkeys(["DTYPES", "SegmentationModel", "build_network", "foreground_box",
+                     "inference_window", "load_model", "mask_path", "predict_case",
+                     "predict_cohort", "predict_volume", "probabilities_to_labels",
+                     "remove_small_components", "sliding_window_predict"], "infer"),
+    **dict.fromkeys(["MODEL_FILES", "PatchDataset", "SegmentationTrainResult", "split_ids",
+                     "train_segmentation"], "train"),
+}
+
+#: Config names are imported above; the others on first access (:data:`_LAZY`).
+__all__ = [
+    "BRATS2018_REGIONS",
+    "BRATS2023_REGIONS",
+    "DTYPES",
+    "LABEL_MODES",
+    "MODEL_FILES",
+    "PRECISIONS",
+    "PRESETS",
+    "REGION_NAMES",
+    "AugmentConfig",
+    "Case",
+    "CaseCache",
+    "EvaluationResult",
+    "InferenceConfig",
+    "PatchDataset",
+    "SegmentationConfig",
+    "SegmentationModel",
+    "SegmentationTrainResult",
+    "UNetConfig",
+    "build_network",
+    "default_regions",
+    "dice_score",
+    "evaluate_masks",
+    "foreground_box",
+    "get_preset",
+    "hd95",
+    "inference_window",
+    "load_case",
+    "load_model",
+    "load_segmentation_config",
+    "mask_path",
+    "predict_case",
+    "predict_cohort",
+    "predict_volume",
+    "probabilities_to_labels",
+    "reference_image",
+    "region_masks",
+    "remove_small_components",
+    "resample_to",
+    "resolve_regions",
+    "sliding_window_predict",
+    "split_ids",
+    "train_segmentation",
+    "usable_ids",
+    "validate_config",
+    "versions",
+    "with_overrides",
+    "working_grid",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later accesses skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

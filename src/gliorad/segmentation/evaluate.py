@@ -1,0 +1,146 @@
+"""Dice and HD95 of predicted masks against the manual ones (:func:`evaluate_masks`).
+
+Dice and HD95 (mm, 95th percentile of the symmetric surface distances, MONAI) per patient and
+region; the whole tumour compares any nonzero predicted label with any nonzero manual label. Empty
+masks are reported, not turned into NaN: both empty -> Dice 1, HD95 0 ("both empty"); one empty ->
+Dice 0 and HD95 undefined (``null`` in JSON, empty in CSV, with a note), and the summary counts the
+undefined HD95 values and lists their patients.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from gliorad.cohort import Cohort
+from gliorad.errors import GlioradInputError, check_option
+from gliorad.io import Geometry, read_image, write_json, write_text
+from gliorad.segmentation.config import LABEL_MODES, REGION_NAMES, default_regions
+from gliorad.segmentation.data import versions
+
+__all__ = ["EvaluationResult", "dice_score", "evaluate_masks", "hd95"]
+
+
+def dice_score(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Dice of two boolean masks; 1.0 when both are empty (see the module docstring)."""
+    p, t = np.asarray(pred, bool), np.asarray(truth, bool)
+    denom = int(p.sum()) + int(t.sum())
+    return 1.0 if denom == 0 else 2.0 * int(np.logical_and(p, t).sum()) / denom
+
+
+def hd95(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float]) -> float | None:
+    """95th-percentile symmetric Hausdorff distance in mm (MONAI); ``spacing`` in array axis order.
+
+    0.0 when both masks are empty; None (undefined) when exactly one is empty.
+    """
+    import torch
+    from monai.metrics import compute_hausdorff_distance
+
+    p, t = np.asarray(pred, bool), np.asarray(truth, bool)
+    if not p.any() and not t.any():
+        return 0.0
+    if not p.any() or not t.any():
+        return None
+    with warnings.catch_warnings():  # MONAI 1.5+ warns about its own internal call
+        warnings.filterwarnings("ignore", message=".*always_return_as_numpy", category=FutureWarning)
+        value = compute_hausdorff_distance(torch.from_numpy(p)[None, None], torch.from_numpy(t)[None, None],
+                                           include_background=True, percentile=95,
+                                           spacing=[float(s) for s in spacing])
+    return float(value.item())
+
+
+@dataclass
+class EvaluationResult:
+    rows: list[dict[str, Any]]
+    summary: dict[str, Any]
+    json_path: Path
+    csv_path: Path
+
+
+def _summary(values: list[float], seed: int = 0) -> dict[str, Any]:
+    from gliorad.stats import bootstrap_ci
+
+    if not values:
+        return {"n": 0, "mean": None, "median": None, "sd": None, "ci95_low": None, "ci95_high": None}
+    arr = np.asarray(values, float)
+    ci = bootstrap_ci(np.mean, arr, n_boot=2000, seed=seed)
+    return {"n": int(arr.size), "mean": float(arr.mean()), "median": float(np.median(arr)),
+            "sd": float(arr.std(ddof=1)) if arr.size > 1 else None,
+            "min": float(arr.min()), "max": float(arr.max()),
+            "ci95_low": ci.ci_low, "ci95_high": ci.ci_high, "ci_method": "percentile bootstrap of the mean, 2000 resamples"}
+
+
+def evaluate_masks(
+    mask_dir: str | Path,
+    cohort: Cohort,
+    *,
+    out_dir: str | Path | None = None,
+    label_mode: str | None = None,
+) -> EvaluationResult:
+    """Dice and HD95 of every predicted mask in ``mask_dir`` against the cohort's manual masks.
+
+    ``label_mode`` (``wt`` or ``regions``) defaults to the one recorded in ``prediction.json``,
+    else ``wt``. Writes ``evaluation.json`` and ``evaluation.csv`` to ``out_dir`` (default
+    ``mask_dir``).
+    """
+    import pandas as pd
+
+    md = Path(mask_dir)
+    if not md.is_dir():
+        raise GlioradInputError(f"{md}: mask folder not found")
+    prov_path = md / "prediction.json"
+    prov = json.loads(prov_path.read_text(encoding="utf-8")) if prov_path.is_file() else {}
+    mode = label_mode or prov.get("label_mode", "wt")
+    check_option("label_mode", mode, LABEL_MODES)
+    regions = prov.get("regions") or default_regions(cohort.naming)
+    names = ["WT"] if mode == "wt" else list(REGION_NAMES)
+    masks = {p.name[: -len(".nii.gz")]: p for p in sorted(md.glob("*.nii.gz"))}
+    with_seg = [pid for pid in cohort.ids if cohort.patients[pid].seg is not None]
+    pairs = [pid for pid in with_seg if pid in masks]
+    if not pairs:
+        raise GlioradInputError(
+            f"{md}: no mask <patient>.nii.gz matches a patient with a manual segmentation in {cohort.root}"
+        )
+    rows: list[dict[str, Any]] = []
+    for pid in pairs:
+        pred_img, truth_img = read_image(masks[pid]), read_image(cohort.patients[pid].seg)
+        diff = Geometry.of(truth_img).differences(Geometry.of(pred_img))
+        if diff:
+            raise GlioradInputError(f"{masks[pid]}: grid differs from the manual mask ({'; '.join(diff)})")
+        pred, truth = sitk.GetArrayFromImage(pred_img), sitk.GetArrayFromImage(truth_img)
+        spacing = tuple(reversed(truth_img.GetSpacing()))
+        voxel_ml = float(np.prod(spacing)) / 1000.0
+        for name in names:
+            if name == "WT":
+                p, t = pred > 0, truth > 0
+            else:
+                p, t = np.isin(pred, regions[name]), np.isin(truth, regions[name])
+            note = ("both empty" if not p.any() and not t.any() else
+                    "empty prediction" if not p.any() else "empty manual mask" if not t.any() else "")
+            rows.append({"patient_id": pid, "region": name, "dice": dice_score(p, t),
+                         "hd95_mm": hd95(p, t, spacing), "pred_ml": float(p.sum()) * voxel_ml,
+                         "truth_ml": float(t.sum()) * voxel_ml, "note": note})
+    summary: dict[str, Any] = {"label_mode": mode, "regions": {n: regions.get(n) for n in names if n != "WT"},
+                               "n_patients": len(pairs),
+                               "patients_without_mask": [p for p in with_seg if p not in masks],
+                               "masks_without_manual_segmentation": sorted(set(masks) - set(with_seg))}
+    for name in names:
+        sub = [r for r in rows if r["region"] == name]
+        undefined = [r["patient_id"] for r in sub if r["hd95_mm"] is None]
+        summary[name] = {"dice": _summary([r["dice"] for r in sub]),
+                         "hd95_mm": _summary([r["hd95_mm"] for r in sub if r["hd95_mm"] is not None]),
+                         "hd95_undefined": {"n": len(undefined), "patients": undefined,
+                                            "why": "exactly one of prediction / manual mask is empty"}}
+    dest = Path(out_dir) if out_dir is not None else md
+    json_path, csv_path = dest / "evaluation.json", dest / "evaluation.csv"
+    write_json({"summary": summary, "patients": rows, "mask_dir": str(md), "cohort": str(cohort.root),
+                "versions": versions()}, json_path)
+    write_text(pd.DataFrame(rows).to_csv(index=False), csv_path)
+    return EvaluationResult(rows, summary, json_path, csv_path)
