@@ -235,7 +235,11 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
                                   "survival_split": (cfg.survival.split.model_dump(mode="json")
                                                      if cfg.survival else None),
                                   **({} if cfg.clinical.missing == "exclude" else
-                                     {"missing": cfg.clinical.missing})},
+                                     {"missing": cfg.clinical.missing}),
+                                  **({"scheme": "cv"} if cfg.grading and cfg.grading_scheme == "cv"
+                                     else {}),
+                                  **({"survival_seed": cfg.survival.seed} if cfg.survival
+                                     and cfg.survival.split.method == "random" else {})},
                         description="grading split (6:2:2) and survival cohorts"))
 
     seg_inputs = (*base_inputs, "split")
@@ -265,7 +269,9 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
 
         stages.append(Stage("segment", segment, inputs=seg_inputs,
                             settings={"segmentation": seg_cfg.model_dump(mode="json"),
-                                  "train_patients": cfg.segmentation_train_patients, "seed": seed},
+                                  "train_patients": cfg.segmentation_train_patients, "seed": seed,
+                                  **({} if cfg.grading else
+                                     {"train_cohort": survival_training_name(cfg)})},
                             description="3D U-Net: train, segment every patient, Dice"))
 
     auto = cfg.segmentation is not None
@@ -396,7 +402,8 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
 
         stages.append(Stage("deep2d", deep2d, inputs=deep_inputs,
                             settings={"deep2d": d2.model_dump(mode="json"),
-                                      "imagenet_weights": file_hash(weights) if weights else None},
+                                      "imagenet_weights": file_hash(weights) if weights else None,
+                                      "train_cohort": survival_training_name(cfg)},
                             description="2D dual-task ResNet18 (LGG, survival training cohort)"))
 
     if cfg.grading is not None:
@@ -410,7 +417,9 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
 
         stages.append(Stage("grade", grade, inputs=grade_inputs,
                             settings={"grading": grading.model_dump(mode="json"), "scheme": scheme,
-                                      "masks": mask_source, **strict},
+                                      "masks": mask_source, **strict,
+                                      **({"deep3d": list(cfg.deep3d)} if len(cfg.deep3d) > 1
+                                         else {})},
                             description="HGG vs LGG: Tables S3, 1, 2 and the fused model"))
 
     if cfg.survival is not None:
@@ -424,7 +433,9 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
 
         stages.append(Stage("survival", survival, inputs=surv_inputs,
                             settings={"survival": surv_cfg.model_dump(mode="json"),
-                                      "masks": mask_source, **strict},
+                                      "masks": mask_source, **strict,
+                                      **({} if cfg.clinical.missing == "exclude" else
+                                         {"missing": cfg.clinical.missing})},
                             description="LGG survival: signature, Cox, nomograms"))
 
     done = [s.name for s in stages]
@@ -444,6 +455,7 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
             from gliorad.report import build_report, inputs_from_workspace
 
             inputs = inputs_from_workspace(ctx.workspace.root)
+            inputs.title = cfg.report.title
             build_report(inputs, ctx.out_dir)
 
         stages.append(Stage("report", report, inputs=report_inputs,
