@@ -4,7 +4,7 @@
 
 Input: 110 synthetic LGG patients (``gliorad.synthetic.sample_patients``; clinical table with
 age, sex, grade, histology, location, laterality, enhancement, centre, os_time in days, event) and
-``synthetic_feature_table``: 1,300 features = 788 radiomics (3 sequences: 263 + 263 + 262) + 512 deep
+``gliorad.synthetic.synthetic_feature_table``: 1,300 features = 788 radiomics (3 sequences: 263 + 263 + 262) + 512 deep
 (``cnn2d_``). The commands run in-process through the typer app, exactly as on the command line
 (``--split none``: all 110 patients train; sequence choice, signature, cut-off and Cox selection
 are redone in each of the preset's folds). Target: ``cv`` under 5 minutes on 2 cores. Prints a
@@ -31,8 +31,12 @@ LIMIT_S = 300.0
 
 
 def make_inputs(folder: Path) -> dict[str, int]:
-    from gliorad.survival.analysis import synthetic_feature_table
-    from gliorad.synthetic import CLINICAL_COLUMNS, SynthConfig, sample_patients
+    from gliorad.synthetic import (
+        CLINICAL_COLUMNS,
+        SynthConfig,
+        sample_patients,
+        synthetic_feature_table,
+    )
 
     patients = sample_patients(SynthConfig(n_patients=180, seed=7, hgg_fraction=0.15))
     lgg = patients[patients["grade_group"] == "LGG"].iloc[:N_PATIENTS]

@@ -5,7 +5,7 @@ The bundle is built once per session by :func:`build_bundle` (also used by ``tes
 a 30-patient synthetic cohort at 4 mm; the U-Net, the 3D and 2D CNNs, radiomics (``fast``
 preset) and the grading model on it, all but one held-out patient. The survival models need far
 more LGG patients than such a cohort has, so they are fitted on a seeded
-:func:`~gliorad.survival.analysis.synthetic_feature_table` of 240 synthetic patients whose columns
+:func:`~gliorad.synthetic.synthetic_feature_table` of 240 synthetic patients whose columns
 are renamed to, and scaled like, the real ``t1ce`` radiomics and ``cnn2d`` columns of the cohort:
 the signature then reads exactly the features ``gliorad predict`` computes.
 """
@@ -81,9 +81,15 @@ def build_bundle(base: Path) -> Built:
     from gliorad.grading.run import run_fit
     from gliorad.segmentation import SegmentationConfig, get_preset, train_segmentation
     from gliorad.settings import merge
-    from gliorad.survival.analysis import SurvivalConfig, run_analysis, synthetic_feature_table
+    from gliorad.survival.analysis import SurvivalConfig, run_analysis
     from gliorad.survival.bundle import save_bundle
-    from gliorad.synthetic import CLINICAL_COLUMNS, SynthConfig, generate_cohort, sample_patients
+    from gliorad.synthetic import (
+        CLINICAL_COLUMNS,
+        SynthConfig,
+        generate_cohort,
+        sample_patients,
+        synthetic_feature_table,
+    )
     from gliorad.training import TrainConfig
 
     root = base / "model_bundle"

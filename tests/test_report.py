@@ -93,13 +93,8 @@ def _stages(grade_dir: Path):
                    config=GradingConfig.preset("demo"), scheme="split")
 
     def survival(ctx):
-        from gliorad.survival.analysis import (
-            SurvivalConfig,
-            run_analysis,
-            synthetic_feature_table,
-            write_analysis,
-        )
-        from gliorad.synthetic import SynthConfig, sample_patients
+        from gliorad.survival.analysis import SurvivalConfig, run_analysis, write_analysis
+        from gliorad.synthetic import SynthConfig, sample_patients, synthetic_feature_table
 
         pat = sample_patients(SynthConfig(n_patients=240, seed=4))
         clin = pat.rename(columns={"os_time": "os_days"})[

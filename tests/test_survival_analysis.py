@@ -1,6 +1,6 @@
-"""End-to-end survival analysis (gliorad.survival.analysis, .sequence_choice, .bundle) and the
-``gliorad survival`` commands: R references, properties on a synthetic two-centre cohort
-(train B, validate A), robustness paths and bad input."""
+"""End-to-end survival analysis (gliorad.survival: coding, models, evaluation, artifacts,
+.sequence_choice, .bundle) and the ``gliorad survival`` commands: R references, properties on a
+synthetic two-centre cohort (train B, validate A), robustness paths and bad input."""
 
 from __future__ import annotations
 
@@ -19,26 +19,20 @@ from typer.testing import CliRunner
 
 from gliorad.commands.survival import app
 from gliorad.errors import GlioradInputError
-from gliorad.survival.analysis import (
-    SIGNATURE,
+from gliorad.survival.artifacts import paper_table, write_analysis
+from gliorad.survival.bundle import load_bundle, save_bundle
+from gliorad.survival.coding import (
     FactorCoding,
-    SplitConfig,
-    SurvivalConfig,
-    SurvivalWarning,
-    apply_models,
-    evaluate_cohort,
     fit_coding,
-    fit_multivariable,
-    paper_table,
     prepare_table,
     read_feature_table,
-    select_model,
     split_cohorts,
-    synthetic_feature_table,
-    write_analysis,
 )
-from gliorad.survival.bundle import load_bundle, save_bundle
+from gliorad.survival.config import SIGNATURE, SplitConfig, SurvivalConfig, SurvivalWarning
+from gliorad.survival.evaluation import apply_models, evaluate_cohort
+from gliorad.survival.models import fit_multivariable, select_model
 from gliorad.survival.sequence_choice import choose_sequence, prognosis_labels
+from gliorad.synthetic import synthetic_feature_table
 
 ROOT = Path(__file__).resolve().parents[1]
 REF = ROOT / "tests" / "reference" / "survival_analysis"
@@ -200,8 +194,8 @@ def test_cutoff_from_training_reused_unchanged(analysis):
 def test_optimal_cutoff_is_reused_unchanged(inputs):
     """X-tile-style cut-off (maximally selected log-rank) chosen on training only; every feature
     column used (no sequence choice)."""
-    from gliorad.survival.analysis import fit_models
     from gliorad.survival.cutpoint import optimal_cutpoint
+    from gliorad.survival.models import fit_models
 
     features, clinical = inputs
     cfg = SurvivalConfig.model_validate({
@@ -285,7 +279,7 @@ def test_bundle_roundtrip_and_trust(analysis, inputs, tmp_path):
 
     (tmp_path / "bundle" / "signature.skops").write_bytes(sio.dumps(analysis.models.coding))
     with pytest.raises(GlioradInputError, match=r"refusing to load untrusted type\(s\) "
-                       r"\['gliorad.survival.analysis.FactorCoding'\]"):
+                       r"\['gliorad.survival.coding.FactorCoding'\]"):
         load_bundle(tmp_path / "bundle")
     (tmp_path / "bundle" / "signature.skops").write_bytes(sio.dumps(StandardScaler()))
     with pytest.raises(GlioradInputError, match=r"does not hold a DeepRadiomicsSignature"):
@@ -626,7 +620,7 @@ def test_cli_bad_input(cli_files, tmp_path):
 def test_signature_feature_groups_from_the_config(inputs):
     """signature.feature_groups reaches the signature: deep and radiomics columns each get half of
     top_k (the paper's joint ranking is the default)."""
-    from gliorad.survival.analysis import run_analysis
+    from gliorad.survival.evaluation import run_analysis
 
     features, clinical = inputs
     cfg = MAKE_TABLE.config()

@@ -19,24 +19,20 @@ from typer.testing import CliRunner
 from gliorad.clinical import read_clinical
 from gliorad.commands.survival import _cli_overrides, _settings, app
 from gliorad.errors import GlioradInputError
-from gliorad.survival.analysis import (
+from gliorad.survival.artifacts import write_analysis
+from gliorad.survival.bundle import load_bundle, save_bundle
+from gliorad.survival.coding import fit_coding, split_cohorts
+from gliorad.survival.config import (
     EVENT,
     SIGNATURE,
     TIME,
     SplitConfig,
     SurvivalConfig,
     SurvivalWarning,
-    apply_models,
-    cross_validate,
-    fit_coding,
-    fit_estimable,
-    fused_columns,
-    prespecified_model,
-    run_analysis,
-    split_cohorts,
-    write_analysis,
 )
-from gliorad.survival.bundle import load_bundle, save_bundle
+from gliorad.survival.crossval import cross_validate
+from gliorad.survival.evaluation import apply_models, run_analysis
+from gliorad.survival.models import fit_estimable, fused_columns, prespecified_model
 from gliorad.survival.sequence_choice import choose_sequence
 from gliorad.survival.signature import DeepRadiomicsSignature
 

@@ -364,8 +364,12 @@ survival:
 
 @pytest.fixture(scope="module")
 def survival_files(tmp_path_factory):
-    from gliorad.survival.analysis import synthetic_feature_table
-    from gliorad.synthetic import CLINICAL_COLUMNS, SynthConfig, sample_patients
+    from gliorad.synthetic import (
+        CLINICAL_COLUMNS,
+        SynthConfig,
+        sample_patients,
+        synthetic_feature_table,
+    )
 
     d = tmp_path_factory.mktemp("surv")
     patients = sample_patients(SynthConfig(n_patients=240, seed=4, grade_slope=2.5,

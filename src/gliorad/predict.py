@@ -406,7 +406,8 @@ def _survival(bundle: ModelBundle, features: Mapping[str, float], clinical: Mapp
               predicted_grade: str | None) -> tuple[dict[str, Any], list[str]]:
     import pandas as pd
 
-    from gliorad.survival.analysis import SIGNATURE, FactorCoding, time_label
+    from gliorad.survival.coding import FactorCoding
+    from gliorad.survival.config import SIGNATURE, time_label
 
     models = bundle.survival
     sig = models.signature

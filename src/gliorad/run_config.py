@@ -216,8 +216,8 @@ def parse_run_config(data: Mapping[str, Any], source: str = "config",
     from gliorad.preprocess.config import make_config
     from gliorad.segmentation import PRESETS as SEG_PRESETS
     from gliorad.segmentation import SegmentationConfig
-    from gliorad.survival.analysis import PRESETS as SURV_PRESETS
-    from gliorad.survival.analysis import SurvivalConfig
+    from gliorad.survival.config import PRESETS as SURV_PRESETS
+    from gliorad.survival.config import SurvivalConfig
     from gliorad.synthetic import SynthConfig
 
     unknown = sorted(set(data) - set(SECTIONS))
@@ -514,7 +514,7 @@ def check_run_inputs(cfg: RunConfig) -> list[str]:
                     "(columns os_time, event, or map yours with clinical.columns); set "
                     "survival.enabled: false for a grading-only cohort")
             else:
-                from gliorad.survival.analysis import split_cohorts
+                from gliorad.survival.coding import split_cohorts
 
                 try:
                     split_cohorts(timed, cfg.survival.split, cfg.survival.seed)

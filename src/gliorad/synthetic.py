@@ -41,6 +41,10 @@ wheel (no download). The generative model, whose parameters go to ``truth.json``
    contrasts; then centre-specific scanner effects (intensity scale, multiplicative bias field,
    Rician noise, and thicker slices at centre B). Images are skull-stripped like BraTS data.
 
+3. **Feature tables** (:func:`synthetic_feature_table`, no images): seeded radiomics and deep
+   feature columns whose first columns carry the survival phenotype ``z``, for the survival
+   analysis's tests and benchmarks.
+
 Deterministic for a given seed: patient ``i`` draws from ``SeedSequence(seed).spawn``'s ``i``-th
 child, whatever the number of workers; the clinical table does not depend on the voxel spacing.
 """
@@ -50,6 +54,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -286,6 +291,49 @@ def sample_patients(cfg: SynthConfig) -> pd.DataFrame:
         row.update(_survival(rng, row, cfg))
         rows.append(row)
     return pd.DataFrame(rows).set_index("patient_id")
+
+
+def synthetic_feature_table(
+    patients: pd.DataFrame,
+    n_features: int = 1300,
+    n_informative: int = 6,
+    sequences: Sequence[str] = ("t1", "t1ce", "t2"),
+    n_deep: int = 512,
+    strength: Mapping[str, float] | None = None,
+    noise: float = 0.6,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Seeded feature table for demos, tests and benchmarks until real feature tables exist.
+
+    ``n_deep`` deep columns ``cnn2d_000...`` and ``n_features - n_deep`` radiomics columns
+    split (as evenly as possible) over ``sequences`` (``<seq>_original_firstorder_f000...``). In each block
+    ``n_informative`` columns are ``a * phenotype_z + noise * N(0, 1)`` with ``a`` the block's
+    strength (default: t1ce 1.0, deep 0.8, t1 0.4, t2 0.2, so T1-Gd carries the most prognostic
+    information, as in the paper); the rest is noise (with a centre shift at centre B, a scanner
+    effect). ``patients`` is :func:`gliorad.synthetic.sample_patients` output (``phenotype_z``).
+    """
+    if "phenotype_z" not in patients.columns:
+        raise GlioradInputError("patients need the latent 'phenotype_z' column (gliorad.synthetic)")
+    strength = dict(strength or {"t1ce": 1.0, "cnn2d": 0.8, "t1": 0.4, "t2": 0.2})
+    rng = np.random.default_rng(seed)
+    n = len(patients)
+    z = patients["phenotype_z"].to_numpy(float)
+    shift = (patients["centre"].to_numpy() == "B").astype(float) if "centre" in patients else np.zeros(n)
+    n_rad = max(n_features - n_deep, 0)
+    per_seq, extra = divmod(n_rad, max(len(sequences), 1))
+    blocks: list[tuple[str, list[str]]] = []
+    for i, s in enumerate(sequences):
+        count = per_seq + (1 if i < extra else 0)
+        blocks.append((s, [f"{s}_original_firstorder_f{j:03d}" for j in range(count)]))
+    blocks.append(("cnn2d", [f"cnn2d_{j:03d}" for j in range(n_deep)]))
+    cols = {}
+    for key, names in blocks:
+        a = float(strength.get(key, 0.0))
+        X = rng.normal(size=(n, len(names))) + 0.3 * shift[:, None] * rng.normal(size=len(names))
+        m = min(n_informative, len(names))
+        X[:, :m] = a * z[:, None] + noise * rng.normal(size=(n, m))
+        cols.update({nm: X[:, j] for j, nm in enumerate(names)})
+    return pd.DataFrame(cols, index=patients.index)
 
 
 def _survival(rng: np.random.Generator, row: dict, cfg: SynthConfig) -> dict:

@@ -482,7 +482,7 @@ def split_stage(ctx: StageContext, cfg: RunConfig) -> None:
 
     from gliorad.clinical import drop_missing, read_clinical
     from gliorad.grading.evaluate import split_positions
-    from gliorad.survival.analysis import split_cohorts
+    from gliorad.survival.coding import split_cohorts
     from gliorad.tables import parse_grade_labels
 
     cohort = load_cohort(ctx, cfg)
@@ -641,8 +641,9 @@ def honest_cnn_scores(full: Path, oof: Path):
 def survival_stage(ctx: StageContext, surv_cfg: Any, mask_source: str, with_deep: bool,
                    missing: str = "exclude", nonfinite: str = "missing") -> None:
     from gliorad.clinical import read_clinical
-    from gliorad.survival.analysis import run_analysis, write_analysis
+    from gliorad.survival.artifacts import write_analysis
     from gliorad.survival.bundle import save_bundle
+    from gliorad.survival.evaluation import run_analysis
     from gliorad.tables import read_features
 
     feats, cleaned = read_features(ctx.input_dir("radiomics") / f"radiomics_{mask_source}.csv",

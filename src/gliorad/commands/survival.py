@@ -1,9 +1,9 @@
 """``gliorad survival cv|fit|validate``: the LGG survival analysis on a feature table and a
-clinical table (thin layer over :mod:`gliorad.survival.analysis` and
-:mod:`gliorad.survival.bundle`).
+clinical table (thin layer over :mod:`gliorad.survival`: ``evaluation``, ``crossval``,
+``artifacts`` and ``bundle``).
 
 Settings: a preset (``paper`` or ``demo``), then a YAML file (its ``survival:`` section holds
-:class:`~gliorad.survival.analysis.SurvivalConfig` keys, its ``clinical:`` section the clinical
+:class:`~gliorad.survival.config.SurvivalConfig` keys, its ``clinical:`` section the clinical
 table's columns / units), then the command-line options. Outputs go to ``--out`` as a whole: the
 folder is built under a temporary name and renamed when complete; a folder whose
 ``provenance.json`` has the same settings and input hashes is left as it is ("up to date"); any
@@ -13,6 +13,7 @@ other existing folder is replaced only with ``--overwrite``. Exit 2 lists each p
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -90,7 +91,7 @@ def _settings(
     from gliorad.config import ClinicalConfig
     from gliorad.errors import check_option
     from gliorad.io import read_yaml_mapping
-    from gliorad.survival.analysis import PRESETS, SurvivalConfig
+    from gliorad.survival.config import PRESETS, SurvivalConfig
 
     check_option("--preset", preset, PRESETS)
     data: dict[str, Any] = dict(PRESETS[preset])
@@ -216,7 +217,7 @@ def _provenance(command: str, cfg: Any, ccfg: Any, inputs: dict[str, Path]) -> d
     import datetime
 
     from gliorad.io import file_hash
-    from gliorad.survival.bundle import _versions
+    from gliorad.survival.bundle import versions
 
     missing = [f"{p}: {name} not found" for name, p in inputs.items() if not Path(p).is_file()]
     if missing:
@@ -231,7 +232,7 @@ def _provenance(command: str, cfg: Any, ccfg: Any, inputs: dict[str, Path]) -> d
             "inputs": {name: {"path": str(p), "sha256": file_hash(p)} for name, p in inputs.items()},
         },
         "seed": cfg.seed,
-        "versions": _versions(),
+        "versions": versions(),
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
 
@@ -255,23 +256,38 @@ def _up_to_date(out: Path, provenance: dict[str, Any], overwrite: bool) -> bool:
     return False
 
 
-def _training_inputs(
+def _build_folder(
     command: str, cfg: Any, ccfg: Any, features: Path, clinical: Path, extra: list[Path] | None,
-    out: Path, overwrite: bool, nonfinite: str = "missing",
-) -> tuple[Any, Any, dict[str, Any]] | None:
-    """(features, clinical, provenance) for ``fit`` / ``cv``, or None (after saying so) when
-    ``out`` already holds this run. ``provenance["table_cleaning"]``: what reading the feature
-    tables changed (for ``metrics.json``)."""
-    prov = _provenance(command, cfg, ccfg, _input_files(features, clinical, extra))
+    out: Path, overwrite: bool, nonfinite: str,
+    analyse: Callable[[Any, Any], Any], write: Callable[..., dict[str, Any]],
+    *, inputs: dict[str, Path] | None = None, key: dict[str, Any] | None = None,
+    training: bool = True,
+) -> dict[str, Any] | None:
+    """The body of every command: provenance; None (after saying so) when ``out`` already holds
+    this run; else read the inputs, ``analyse(features, clinical)`` and write the result with
+    ``write(result, folder, provenance, table_cleaning=...)`` into ``out`` as a whole. Returns
+    the metrics.
+
+    ``inputs``: files hashed besides the tables; ``key``: more provenance key entries;
+    ``training``: the tables need survival columns and empty / constant feature columns are
+    dropped (``fit`` / ``cv``); not when applying a bundle (``validate``).
+    ``provenance["table_cleaning"]``: what reading the feature tables changed (also kept in
+    ``metrics.json``)."""
+    from gliorad.io import atomic_dir
+
+    prov = _provenance(command, cfg, ccfg, {**(inputs or {}), **_input_files(features, clinical, extra)})
+    prov["key"].update(key or {})
     prov["key"]["nonfinite"] = nonfinite
     if _up_to_date(out, prov, overwrite):
-        typer.echo(f"up to date: {out} (same settings and inputs)")
+        typer.echo(f"up to date: {out} (same {'settings' if training else 'bundle'} and inputs)")
         return None
     cleaning: dict[str, Any] = {}
-    feats, clin = _read_inputs(features, clinical, ccfg, extra=extra, nonfinite=nonfinite,
-                               cleaning=cleaning)
+    feats, clin = _read_inputs(features, clinical, ccfg, survival=training, extra=extra,
+                               nonfinite=nonfinite, drop=training, cleaning=cleaning)
     prov["table_cleaning"] = cleaning
-    return feats, clin, prov
+    result = analyse(feats, clin)
+    with atomic_dir(out) as tmp:
+        return write(result, tmp, prov, table_cleaning=cleaning)
 
 
 def _fmt(x: Any, digits: int = 3) -> str:
@@ -342,18 +358,14 @@ def fit(
                              sequences, deep_prefix, seed, jobs, clinical_selection,
                              integrated_selection)
         cfg, ccfg = _settings(preset, config, time_unit, cli)
-        todo = _training_inputs("fit", cfg, ccfg, features, clinical, extra_features, out,
-                                overwrite, nonfinite)
-        if todo is None:
-            return
-        feats, clin, prov = todo
-        from gliorad.io import atomic_dir
-        from gliorad.survival.analysis import run_analysis, write_analysis
+        from gliorad.survival.artifacts import write_analysis
+        from gliorad.survival.evaluation import run_analysis
 
-        analysis = run_analysis(feats, clin, cfg)
-        with atomic_dir(out) as tmp:
-            metrics = write_analysis(analysis, tmp, prov,
-                                     table_cleaning=prov.get("table_cleaning"))
+        metrics = _build_folder("fit", cfg, ccfg, features, clinical, extra_features, out,
+                                overwrite, nonfinite, lambda f, c: run_analysis(f, c, cfg),
+                                write_analysis)
+    if metrics is None:
+        return
     sig = metrics["signature"]
     typer.echo(f"signature ({len(sig['features'])} features, sequence {sig['sequence']}): {sig['formula']}")
     typer.echo(f"cut-off ({sig['cutoff_method']}): {sig['cutoff']:.4g}; integrated factors: "
@@ -397,17 +409,14 @@ def cv(
         if folds is not None:
             cli["cv_folds"] = folds
         cfg, ccfg = _settings(preset, config, time_unit, cli)
-        todo = _training_inputs("cv", cfg, ccfg, features, clinical, extra_features, out,
-                                overwrite, nonfinite)
-        if todo is None:
-            return
-        feats, clin, prov = todo
-        from gliorad.io import atomic_dir
-        from gliorad.survival.analysis import cross_validate, write_cv
+        from gliorad.survival.artifacts import write_cv
+        from gliorad.survival.crossval import cross_validate
 
-        result = cross_validate(feats, clin, cfg)
-        with atomic_dir(out) as tmp:
-            metrics = write_cv(result, tmp, prov, table_cleaning=prov.get("table_cleaning"))
+        metrics = _build_folder("cv", cfg, ccfg, features, clinical, extra_features, out,
+                                overwrite, nonfinite, lambda f, c: cross_validate(f, c, cfg),
+                                write_cv)
+    if metrics is None:
+        return
     s = metrics["summary"]
     typer.echo(f"{s['folds']}-fold cross-validation in cohort {s['training']} "
                f"({s['n_patients']} patients, {s['n_events']} events)")
@@ -437,27 +446,19 @@ def validate(
     """Apply a saved bundle (signature, cut-off, nomograms) unchanged to new patients: risk
     groups, survival predictions, and with os_time/event the C-indices, log-rank and calibration."""
     with exit_on_input_error():
-        from gliorad.io import atomic_dir
-        from gliorad.survival.analysis import apply_models, write_analysis
+        from gliorad.survival.artifacts import write_analysis
         from gliorad.survival.bundle import load_bundle
+        from gliorad.survival.evaluation import apply_models
 
         models = load_bundle(bundle)
         _, ccfg = _settings("paper", config, time_unit, {})
-        prov = _provenance("validate", models.config, ccfg, {
-            "bundle": bundle / "bundle.json", "signature": bundle / "signature.skops",
-            **_input_files(features, clinical, extra_features)})
-        prov["key"]["cohort_column"] = cohort_column
-        prov["key"]["name"] = name
-        prov["key"]["nonfinite"] = nonfinite
-        if _up_to_date(out, prov, overwrite):
-            typer.echo(f"up to date: {out} (same bundle and inputs)")
-            return
-        cleaning: dict[str, Any] = {}
-        feats, clin = _read_inputs(features, clinical, ccfg, survival=False, extra=extra_features,
-                                   nonfinite=nonfinite, drop=False, cleaning=cleaning)
-        prov["table_cleaning"] = cleaning
-        analysis = apply_models(models, feats, clin, by=cohort_column, name=name)
-        with atomic_dir(out) as tmp:
-            metrics = write_analysis(analysis, tmp, prov, bundle=False, table_cleaning=cleaning)
+        metrics = _build_folder(
+            "validate", models.config, ccfg, features, clinical, extra_features, out, overwrite,
+            nonfinite, lambda f, c: apply_models(models, f, c, by=cohort_column, name=name),
+            lambda result, tmp, prov, **kw: write_analysis(result, tmp, prov, bundle=False, **kw),
+            inputs={"bundle": bundle / "bundle.json", "signature": bundle / "signature.skops"},
+            key={"cohort_column": cohort_column, "name": name}, training=False)
+    if metrics is None:
+        return
     _summary(metrics)
     typer.echo(f"wrote {out}")

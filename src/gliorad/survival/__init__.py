@@ -1,4 +1,7 @@
-"""Survival statistics that agree with R 4.2 (``survival`` 3.5, ``rms`` 6.5, ``maxstat`` 0.7).
+"""Survival statistics that agree with R 4.2 (``survival`` 3.5, ``rms`` 6.5, ``maxstat`` 0.7), and
+the LGG survival analysis built on them (Xu et al. 2022).
+
+Statistics:
 
 - :mod:`.km` — Kaplan-Meier curves (``survfit``), ``summary(fit, times=)``, log-rank (``survdiff``)
 - :mod:`.cox` — :class:`CoxModel` (``coxph``, Efron ties; fitted by lifelines)
@@ -8,9 +11,32 @@
 - :mod:`.calibration` — calibration at ``t`` with bootstrap correction (``rms::calibrate``)
 - :mod:`.cutpoint` — median and maximally selected log-rank cut-points (``maxstat``)
 - :mod:`.plots` — Kaplan-Meier, nomogram and calibration figures
+
+The analysis (overview and data flow: :mod:`.analysis`):
+
+- :mod:`.config` — :class:`SurvivalConfig` and its parts, presets, defaults (no heavy import)
+- :mod:`.coding` — the analysed table, the cohorts, :class:`FactorCoding`
+- :mod:`.sequence_choice`, :mod:`.signature` — Part 1 (sequence choice) and the
+  deep-radiomics signature
+- :mod:`.models` — :func:`fit_models`: signature, cut-off, factor rules, Cox models, nomograms
+- :mod:`.evaluation` — :func:`evaluate_cohort`, :func:`run_analysis`, :func:`apply_models`
+- :mod:`.crossval` — :func:`cross_validate`
+- :mod:`.artifacts` — every file written and its name (:func:`write_analysis`, :func:`write_cv`)
+- :mod:`.bundle` — saved models (:func:`save_bundle`, :func:`load_bundle`)
 """
 
+from gliorad.survival.artifacts import AnalysisFiles, CVFiles, write_analysis, write_cv
+from gliorad.survival.bundle import load_bundle, save_bundle
 from gliorad.survival.calibration import CalibrationResult, calibrate_survival
+from gliorad.survival.coding import FactorCoding, prepare_table, read_feature_table, split_cohorts
+from gliorad.survival.config import (
+    PRESETS,
+    SequenceConfig,
+    SignatureConfig,
+    SplitConfig,
+    SurvivalConfig,
+    SurvivalWarning,
+)
 from gliorad.survival.cox import CoxModel
 from gliorad.survival.cox_tables import (
     CoxFit,
@@ -20,58 +46,72 @@ from gliorad.survival.cox_tables import (
     select_cox_factors,
     univariate_cox,
 )
+from gliorad.survival.crossval import CVResult, cross_validate
 from gliorad.survival.cutpoint import CutpointResult, median_cutpoint, optimal_cutpoint
+from gliorad.survival.evaluation import (
+    CohortResult,
+    SurvivalAnalysis,
+    apply_models,
+    evaluate_cohort,
+    run_analysis,
+)
 from gliorad.survival.km import LogrankResult, kaplan_meier, logrank_test, survival_at
+from gliorad.survival.models import SurvivalModels, fit_models
 from gliorad.survival.nomogram import Nomogram, build_nomogram
 from gliorad.survival.plots import plot_calibration, plot_km, plot_nomogram
+from gliorad.survival.sequence_choice import choose_sequence
+from gliorad.survival.signature import DeepRadiomicsSignature, make_survival_y
 from gliorad.survival.zph import cox_zph
 
 __all__ = [
+    "PRESETS",
+    "AnalysisFiles",
+    "CVFiles",
+    "CVResult",
     "CalibrationResult",
+    "CohortResult",
     "CoxFit",
     "CoxModel",
     "CoxSelection",
     "CutpointResult",
+    "DeepRadiomicsSignature",
+    "FactorCoding",
     "LogrankResult",
     "Nomogram",
+    "SequenceConfig",
+    "SignatureConfig",
+    "SplitConfig",
+    "SurvivalAnalysis",
+    "SurvivalConfig",
+    "SurvivalModels",
+    "SurvivalWarning",
+    "apply_models",
     "build_nomogram",
     "calibrate_survival",
+    "choose_sequence",
     "coef_table",
     "cox_zph",
+    "cross_validate",
+    "evaluate_cohort",
+    "fit_models",
     "kaplan_meier",
+    "load_bundle",
     "logrank_test",
+    "make_survival_y",
     "median_cutpoint",
     "multivariable_cox",
     "optimal_cutpoint",
     "plot_calibration",
     "plot_km",
     "plot_nomogram",
-    "select_cox_factors",
-    "survival_at",
-    "univariate_cox",
-]
-
-# The deep-radiomics signature and the end-to-end analysis over cohorts (Parts 1-7).
-from gliorad.survival.analysis import (
-    SurvivalConfig,
-    apply_models,
-    cross_validate,
-    run_analysis,
-    write_analysis,
-)
-from gliorad.survival.bundle import load_bundle, save_bundle
-from gliorad.survival.sequence_choice import choose_sequence
-from gliorad.survival.signature import DeepRadiomicsSignature, make_survival_y
-
-__all__ += [
-    "DeepRadiomicsSignature",
-    "SurvivalConfig",
-    "apply_models",
-    "choose_sequence",
-    "cross_validate",
-    "load_bundle",
-    "make_survival_y",
+    "prepare_table",
+    "read_feature_table",
     "run_analysis",
     "save_bundle",
+    "select_cox_factors",
+    "split_cohorts",
+    "survival_at",
+    "univariate_cox",
     "write_analysis",
+    "write_cv",
 ]

@@ -3,11 +3,11 @@
 A bundle is a folder:
 
 ``bundle.json``
-    Format version, settings (:class:`SurvivalConfig`), training cohort, chosen sequence,
-    signature formula, cut-off, factor coding (references, pooled levels, imputation values),
-    the factors of the integrated and clinical models, ``models`` (each model's factor rule,
-    whether it was fitted, whether the integrated model is the clinical one, and the reason
-    when a model is absent or equals the other), library versions.
+    Format version, settings (:class:`~gliorad.survival.config.SurvivalConfig`), training
+    cohort, chosen sequence, signature formula, cut-off, factor coding (references, pooled
+    levels, imputation values), the factors of the integrated and clinical models, ``models``
+    (each model's factor rule, whether it was fitted, whether the integrated model is the
+    clinical one, and the reason when a model is absent or equals the other), library versions.
 ``signature.skops``
     The fitted :class:`DeepRadiomicsSignature` (skops; loaded with an explicit trusted-type list).
 ``cox_integrated.skops``, ``cox_clinical.skops``
@@ -30,14 +30,19 @@ import pandas as pd
 
 from gliorad.errors import GlioradInputError
 from gliorad.survival._design import Design, Term
+from gliorad.survival.coding import FactorCoding
+from gliorad.survival.config import SurvivalConfig
 from gliorad.survival.cox import CoxModel
 from gliorad.survival.cox_tables import CoxFit, coef_table
+from gliorad.survival.models import SurvivalModels, build_nomograms
+from gliorad.survival.signature import DeepRadiomicsSignature
 
 FORMAT_VERSION = 1
 #: Types skops may instantiate from ``signature.skops`` (besides its built-in safe types).
 TRUSTED_TYPES = ["gliorad.survival.signature.DeepRadiomicsSignature"]
 
-__all__ = ["FORMAT_VERSION", "TRUSTED_TYPES", "cox_from_dict", "cox_to_dict", "load_bundle", "save_bundle"]
+__all__ = ["FORMAT_VERSION", "TRUSTED_TYPES", "cox_from_dict", "cox_to_dict", "load_bundle", "save_bundle",
+           "versions"]
 
 
 def _plain(v: Any) -> Any:
@@ -107,7 +112,8 @@ def cox_from_dict(d: dict[str, Any]) -> CoxModel:
     return model
 
 
-def _versions() -> dict[str, str]:
+def versions() -> dict[str, str]:
+    """Versions of gliorad, Python and the libraries a survival model depends on."""
     import platform
 
     import lifelines
@@ -121,8 +127,8 @@ def _versions() -> dict[str, str]:
             "scikit-survival": sksurv.__version__, "lifelines": lifelines.__version__}
 
 
-def save_bundle(models: Any, folder: str | Path) -> Path:
-    """Write the bundle of fitted :class:`~gliorad.survival.analysis.SurvivalModels` to
+def save_bundle(models: SurvivalModels, folder: str | Path) -> Path:
+    """Write the bundle of fitted :class:`~gliorad.survival.models.SurvivalModels` to
     ``folder`` (files written atomically)."""
     import skops.io as sio
 
@@ -152,7 +158,7 @@ def save_bundle(models: Any, folder: str | Path) -> Path:
         "clinical_factors": list(models.clinical_factors),
         "models": models.model_info,
         "signature_formula": models.signature.formula_text(),
-        "versions": _versions(),
+        "versions": versions(),
     }
     write_json(meta, folder / "bundle.json")
     return folder
@@ -173,18 +179,10 @@ def _load_skops(path: Path, trusted: list[str]) -> Any:
     return sio.loads(data, trusted=trusted)
 
 
-def load_bundle(folder: str | Path) -> Any:
+def load_bundle(folder: str | Path) -> SurvivalModels:
     """Load a bundle saved by :func:`save_bundle` into
-    :class:`~gliorad.survival.analysis.SurvivalModels` (nomograms rebuilt)."""
+    :class:`~gliorad.survival.models.SurvivalModels` (nomograms rebuilt)."""
     import json
-
-    from gliorad.survival.analysis import (
-        FactorCoding,
-        SurvivalConfig,
-        SurvivalModels,
-        build_nomograms,
-    )
-    from gliorad.survival.signature import DeepRadiomicsSignature
 
     folder = Path(folder)
     meta_path = folder / "bundle.json"

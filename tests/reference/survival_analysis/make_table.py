@@ -22,14 +22,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from gliorad.survival.analysis import (
-    SIGNATURE,
-    SurvivalAnalysis,
-    SurvivalConfig,
-    run_analysis,
-    synthetic_feature_table,
-)
-from gliorad.synthetic import SynthConfig, sample_patients
+from gliorad.survival.config import SIGNATURE, SurvivalConfig
+from gliorad.survival.evaluation import SurvivalAnalysis, run_analysis
+from gliorad.synthetic import SynthConfig, sample_patients, synthetic_feature_table
 
 HERE = Path(__file__).resolve().parent
 CLINICAL_COLUMNS = ["age", "sex", "grade", "grade_group", "histology", "location", "laterality",

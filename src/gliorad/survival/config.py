@@ -1,0 +1,203 @@
+"""Settings of the LGG survival analysis: :class:`SurvivalConfig` (with :class:`SplitConfig`,
+:class:`SequenceConfig`, :class:`SignatureConfig`), the ``paper`` / ``demo`` presets, the
+default clinical factors, their reference levels and labels, and the names every survival module
+shares (the table's survival columns, :class:`SurvivalWarning`, horizon labels).
+
+Light by design: this module imports pydantic and nothing heavy (no numpy, pandas, lifelines,
+scikit-survival, matplotlib), so settings can be checked without loading the analysis.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from gliorad.errors import check_option
+
+#: Survival columns of a prepared table and the risk-group column the analysis adds.
+TIME, EVENT, SIGNATURE = "os_days", "event", "signature"
+DAYS_PER_YEAR = 365.25
+
+__all__ = [
+    "DAYS_PER_YEAR",
+    "DEFAULT_FACTORS",
+    "DEFAULT_LABELS",
+    "DEFAULT_REFERENCES",
+    "EVENT",
+    "PRESETS",
+    "SIGNATURE",
+    "TIME",
+    "SequenceConfig",
+    "SignatureConfig",
+    "SplitConfig",
+    "SurvivalConfig",
+    "SurvivalWarning",
+    "record_warning",
+    "time_label",
+]
+
+
+class SurvivalWarning(UserWarning):
+    """A survival result that is computed but fragile (few events per factor, skipped curve)."""
+
+
+def record_warning(sink: list[str], message: str) -> None:
+    """Add ``message`` to ``sink`` (the warnings listed in ``metrics.json``) and issue it as a
+    :class:`SurvivalWarning` (attributed to the caller's caller)."""
+    sink.append(message)
+    warnings.warn(message, SurvivalWarning, stacklevel=3)
+
+
+def time_label(days: float) -> str:
+    """``1-year`` for 365/365.25 days, else ``<d>-day``."""
+    years = days / DAYS_PER_YEAR
+    if abs(years - round(years)) * DAYS_PER_YEAR <= 1.5 and round(years) >= 1:
+        return f"{round(years)}-year"
+    return f"{days:g}-day"
+
+
+# ================================================================================ settings
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SplitConfig(_Strict):
+    """How patients are split into a training cohort and validation cohorts.
+
+    ``method="column"``: ``column`` holds the cohort of each patient (e.g. ``centre``);
+    ``train`` is the training value and ``external`` the validation values (empty: every other
+    value). ``method="random"``: a stratified random split (``train_fraction``; the validation
+    cohort is called ``validation``). ``method="none"``: all patients train (for ``cv``).
+    """
+
+    method: Literal["column", "random", "none"] = "column"
+    column: str = "centre"
+    train: str | None = None
+    external: list[str] = Field(default_factory=list)
+    train_fraction: float = Field(0.7, gt=0.0, lt=1.0)
+
+
+class SequenceConfig(_Strict):
+    """Feature columns and the per-sequence prognosis models (Part 1).
+
+    Radiomics columns are ``<sequence>_...``; deep (2D dual-task CNN) columns start with
+    ``deep_prefix``. ``sequences`` empty: every feature column is used, no sequence choice.
+    ``fallback``: what the signature uses when the choice cannot be estimated (too few patients
+    per prognosis class for a 2-fold CV): ``all`` candidate sequences' radiomics, or the
+    ``first`` candidate (:func:`gliorad.survival.sequence_choice.choose_sequence`).
+    """
+
+    sequences: list[str] = Field(default_factory=lambda: ["t1", "t1ce", "t2"])
+    force: str | None = None
+    evaluate: bool = True
+    deep_prefix: str | None = "cnn2d_"
+    top_k: int = Field(10, ge=1)
+    levene_alpha: float = Field(0.05, gt=0.0, lt=1.0)
+    levene_test: Literal["variance", "ttest"] = "variance"
+    n_estimators: int = Field(100, ge=1)
+    cv_folds: int = Field(5, ge=2)
+    threshold: Literal["observed_median", "km_median"] = "observed_median"
+    censored: Literal["exclude", "favourable"] = "exclude"
+    fallback: Literal["all", "first"] = "all"
+
+
+class SignatureConfig(_Strict):
+    """Settings of :class:`DeepRadiomicsSignature` (see its docstring)."""
+
+    top_k: int = Field(10, ge=1)
+    ranking: Literal["residual_rf", "rsf_depth", "rf_time"] = "residual_rf"
+    weighting: Literal["coxnet", "elasticnet_time"] = "coxnet"
+    n_estimators: int = Field(500, ge=1)
+    min_samples_leaf: int = Field(5, ge=1)
+    l1_ratios: list[float] = Field(default_factory=lambda: [0.1, 0.5, 0.9, 1.0])
+    n_alphas: int = Field(30, ge=1)
+    alpha_min_ratio: float = Field(0.01, gt=0.0, lt=1.0)
+    alpha_rule: Literal["best", "1se"] = "best"
+    cv_folds: int = Field(5, ge=2)
+    feature_groups: list[str] | None = Field(
+        None, description="column prefixes of feature sources ranked separately (e.g. cnn2d_); "
+                          "None: one ranking (the paper's)")
+
+
+DEFAULT_FACTORS = ["age", "sex", "location", "grade", "laterality", "histology", "enhancement"]
+DEFAULT_REFERENCES = {
+    "sex": "F", "location": "frontal", "grade": "II", "laterality": "left",
+    "histology": "astrocytoma", "enhancement": "no",
+}
+DEFAULT_LABELS = {
+    "age": "Age", "sex": "Sex", "location": "Location", "grade": "Grade",
+    "laterality": "Laterality", "histology": "Histologic type",
+    "enhancement": "Contrast enhancement", SIGNATURE: "Signature",
+}
+
+
+class SurvivalConfig(_Strict):
+    """Every setting of the survival analysis. Times are in days (the clinical table's unit
+    is converted on reading); ``times`` are the nomogram / calibration horizons.
+
+    ``clinical_selection`` / ``integrated_selection``: the factor rule of each Cox model.
+    ``paper`` (Xu et al. 2022): univariate P < ``p_threshold``, then multivariable
+    P < ``p_threshold``, refitted. ``prespecified`` (the rms / TRIPOD habit): every usable factor
+    of ``factors`` (the integrated model adds the signature), no P-value selection; a factor with
+    a single level or that cannot be estimated in the training cohort is left out with a warning.
+    """
+
+    population: Literal["LGG", "all"] = "LGG"
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    sequence: SequenceConfig = Field(default_factory=SequenceConfig)
+    signature: SignatureConfig = Field(default_factory=SignatureConfig)
+    cutoff: Literal["median", "optimal"] = "median"
+    cutoff_minprop: float = Field(0.1, gt=0.0, lt=0.5)
+    factors: list[str] = Field(default_factory=lambda: list(DEFAULT_FACTORS))
+    reference_levels: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_REFERENCES))
+    labels: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_LABELS))
+    p_threshold: float = Field(0.05, gt=0.0, lt=1.0)
+    clinical_selection: Literal["paper", "prespecified"] = "paper"
+    integrated_selection: Literal["paper", "prespecified"] = "paper"
+    force_signature: bool = False
+    min_level_size: int = Field(5, ge=0)
+    missing: Literal["complete_case", "impute"] = "complete_case"
+    min_events_per_factor: float = Field(10.0, ge=0.0)
+    times: list[float] = Field(default_factory=lambda: [365.0, 1095.0, 1825.0])
+    calibration_boot: int = Field(40, ge=0)
+    calibration_groups: int = Field(3, ge=1)
+    cv_folds: int = Field(5, ge=2)
+    seed: int = 0
+    n_jobs: int = Field(1, ge=1)
+
+    @field_validator("times")
+    @classmethod
+    def _positive_times(cls, v: list[float]) -> list[float]:
+        if not v or any(not (t > 0 and math.isfinite(t)) for t in v):
+            raise ValueError(f"times must be positive numbers of days; got {v}")
+        return sorted(v)
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> SurvivalConfig:
+        """``"paper"`` (the paper's settings) or ``"demo"`` (small, for 2 CPU cores)."""
+        check_option("preset", name, PRESETS)
+        data = {**PRESETS[name], **overrides}
+        return cls.model_validate(data)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {
+        "signature": {"top_k": 10, "n_estimators": 500, "n_alphas": 50},
+        "sequence": {"sequences": ["t1", "t1ce", "t2"], "top_k": 10},
+        "cutoff": "median", "times": [365.0, 1095.0, 1825.0], "calibration_boot": 200,
+        "split": {"method": "column", "column": "centre", "train": "B", "external": ["A"]},
+        "clinical_selection": "paper", "integrated_selection": "paper",
+    },
+    "demo": {
+        "signature": {"top_k": 10, "n_estimators": 200, "n_alphas": 20, "l1_ratios": [0.5, 1.0]},
+        "sequence": {"sequences": ["t1", "t1ce", "t2"], "top_k": 10, "n_estimators": 50},
+        "cutoff": "median", "times": [365.0, 1095.0, 1825.0], "calibration_boot": 20,
+        "split": {"method": "column", "column": "centre", "train": "B", "external": ["A"]},
+        "clinical_selection": "paper", "integrated_selection": "paper",
+        "cv_folds": 3,
+    },
+}
+
