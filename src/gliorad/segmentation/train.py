@@ -28,7 +28,14 @@ from gliorad.segmentation.config import SegmentationConfig, resolve_regions
 from gliorad.segmentation.data import CaseCache, usable_ids, versions
 from gliorad.segmentation.evaluate import dice_score
 from gliorad.segmentation.infer import build_network, predict_volume
-from gliorad.training import RESUMABLE_CHANGES, TrainResult
+from gliorad.training import (
+    RESUMABLE_CHANGES,
+    DiceBCELoss,
+    TrainResult,
+    fit,
+    resolve_device,
+    seed_everything,
+)
 
 __all__ = ["MODEL_FILES", "PatchDataset", "SegmentationTrainResult", "split_ids", "train_segmentation"]
 
@@ -75,8 +82,6 @@ def _plain(x: Any) -> torch.Tensor:
 
 def _soft_dice_loss_value(logits: np.ndarray, target: np.ndarray) -> tuple[float, float]:
     """(Dice + BCE loss, hard Dice averaged over channels) of one whole volume."""
-    from gliorad.training import DiceBCELoss
-
     x = torch.from_numpy(logits)[None]
     y = torch.from_numpy(target.astype(np.float32))[None]
     loss = float(DiceBCELoss()(x, y))
@@ -142,8 +147,6 @@ def train_segmentation(
     (skip); an interrupted one is resumed; other settings need ``overwrite=True``.
     ``val_ids`` fixes the validation patients (default: a seeded ``val_fraction`` split).
     """
-    from gliorad.training import DiceBCELoss, fit, seed_everything
-
     cfg = config
     out = Path(model_dir)
     regions = resolve_regions(cfg, cohort.naming)
@@ -190,8 +193,6 @@ def train_segmentation(
     device_name = cfg.train.device
 
     def validate(net: torch.nn.Module) -> dict[str, float]:
-        from gliorad.training import resolve_device
-
         device = resolve_device(device_name)
         losses, dices = [], []
         for pid in val:
