@@ -23,7 +23,7 @@ def blob(shape, centre, radii, seed=0) -> np.ndarray:
     """An irregular ellipsoidal tumour (labels 1/2/4) with a random bumpy boundary."""
     rng = np.random.default_rng(seed)
     grids = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
-    r2 = sum(((g - c) / r) ** 2 for g, c, r in zip(grids, centre, radii))
+    r2 = sum(((g - c) / r) ** 2 for g, c, r in zip(grids, centre, radii, strict=True))
     bumpy = r2 * (1 + 0.3 * rng.random(shape))
     m = np.zeros(shape, np.uint8)
     m[bumpy < 1.0] = 2
@@ -48,7 +48,14 @@ def check_patch(vol, mask, patch, mpatch, rec, pad_value=0.0):
     np.testing.assert_array_equal(flat[inside], vol[tuple(idx[inside].T)])
     assert np.all(flat[~inside] == pad_value)
     assert rec.padding == tuple((max(0, -s), max(0, s + r - n))
-                                for s, r, n in zip(rec.start, rec.region, vol.shape))
+                                for s, r, n in zip(rec.start, rec.region, vol.shape, strict=True))
+
+
+def assert_centred(rec) -> None:
+    """The tumour centre is within half a voxel of the patch centre along every axis (an
+    offset per axis: an empty one would pass an ``all(...)`` unseen)."""
+    assert len(rec.offset) == len(rec.size)
+    assert np.max(np.abs(rec.offset)) <= 0.5, rec.offset
 
 
 # ---------------------------------------------------------------------------------------- bbox
@@ -78,7 +85,7 @@ def test_patch_contains_whole_tumour_and_is_centred(seed):
     patch, mpatch, rec = C.crop_patch(vol, mask, size)
     assert not rec.downscaled and rec.scale == (1.0, 1.0, 1.0)
     check_patch(vol, mask, patch, mpatch, rec)
-    assert all(abs(o) <= 0.5 for o in rec.offset)  # centred within half a voxel
+    assert_centred(rec)
     assert rec.tumour_voxels == np.count_nonzero(mask)
 
 
@@ -89,7 +96,7 @@ def test_tumour_at_the_border_is_padded_and_still_centred():
     patch, mpatch, rec = C.crop_patch(vol, mask, (9, 10, 8), pad_value=-5.0)
     check_patch(vol, mask, patch, mpatch, rec, pad_value=-5.0)
     assert rec.padding[0][0] > 0 and rec.padding[1][1] > 0 and rec.padding[2] == (0, 0)
-    assert all(abs(o) <= 0.5 for o in rec.offset)
+    assert_centred(rec)
     assert np.count_nonzero(patch == -5.0) > 0
     p_min, _, _ = C.crop_patch(vol, mask, (9, 10, 8), pad_value="min")
     assert p_min[0, 0, 0] == vol.min()
@@ -117,15 +124,15 @@ def test_tumour_larger_than_patch_is_downscaled_and_reported():
     patch, mpatch, rec = C.crop_patch({"t1": vol, "t2": 2 * vol}, mask, (10, 12, 16))
     assert rec.downscaled
     f = min(10 / 20, 12 / 32, 16 / 16)
-    assert all(r >= e for r, e in zip(rec.region, (20, 32, 16)))  # the region holds the tumour
+    assert all(r >= e for r, e in zip(rec.region, (20, 32, 16), strict=True))  # holds the tumour
     assert rec.region == tuple(int(np.ceil(s / f - 1e-9)) for s in (10, 12, 16))
-    assert all(abs(s - f) < 0.06 for s in rec.scale)  # uniform scale (up to integer rounding)
+    assert len(rec.scale) == 3 and np.max(np.abs(np.subtract(rec.scale, f))) < 0.06  # uniform
     assert patch["t1"].shape == patch["t2"].shape == mpatch.shape == (10, 12, 16)
     np.testing.assert_allclose(patch["t2"], 2 * patch["t1"], rtol=1e-6)
     assert set(np.unique(mpatch)) <= {0, 2, 4}  # nearest neighbour keeps labels
     bb = C.tumour_bbox(mpatch)
     assert bb[1][1] - bb[1][0] >= 11  # the limiting axis is nearly filled
-    assert all(abs(o) <= 0.5 for o in rec.offset)
+    assert_centred(rec)
 
 
 def test_margin_keeps_context_around_a_large_tumour():
@@ -141,12 +148,12 @@ def test_margin_keeps_context_around_a_large_tumour():
     assert not r0.downscaled and r0.margin == (0, 0, 0) and p0.sum() == 0  # context lost
     p4, m4, r4 = C.crop_patch(ring, mask, size, margin=4)
     assert r4.downscaled and r4.margin == (4, 4, 4) and r4.bbox == r0.bbox
-    f = min(s / (e + 8) for s, e in zip(size, (20, 24, 20)))
+    f = min(s / (e + 8) for s, e in zip(size, (20, 24, 20), strict=True))
     assert r4.region == tuple(int(np.ceil(s / f - 1e-9)) for s in size)
-    assert all(abs(o) <= 0.5 for o in r4.offset)  # still centred on the tumour
+    assert_centred(r4)  # still centred on the tumour
     assert p4.sum() > 0.2 * p4.size  # the ring is in view
     bb = C.tumour_bbox(m4)  # the tumour keeps ~4 * f voxels of context on each side
-    assert all(lo >= 2 and s - hi >= 2 for (lo, hi), s in zip(bb, size))
+    assert all(lo >= 2 and s - hi >= 2 for (lo, hi), s in zip(bb, size, strict=True))
     # a small tumour that fits with its margins is cropped exactly as without them
     small = np.zeros(mask.shape, np.uint8)
     small[18:22, 20:26, 18:22] = 1
@@ -167,7 +174,7 @@ def test_odd_sizes_and_2d(ndim):
     assert patch.shape == (5, 7, 3)[:ndim] and patch.dtype == np.float32
     assert not rec.downscaled  # an extent of 3 fits a patch of 3 exactly
     check_patch(vol, mask, patch, mpatch, rec)
-    assert all(abs(o) <= 0.5 for o in rec.offset)
+    assert_centred(rec)
     small, msmall, rsmall = C.crop_patch(vol, mask, (2,) * ndim)
     assert rsmall.downscaled and small.shape == msmall.shape == (2,) * ndim
     assert np.all(msmall == 1)
@@ -304,19 +311,20 @@ def test_crop_cohort_npy(cohort, tmp_path):
     pmask = np.load(out / pid / "patch_mask.npy")
     auto = sitk.GetArrayFromImage(sitk.ReadImage(str(masks / f"{pid}.nii.gz")))
     rec = json.loads((out / pid / f"{pid}.json").read_text(encoding="utf-8"))
-    if not rec["patch"]["downscaled"]:
-        assert np.count_nonzero(pmask) == np.count_nonzero(auto)
+    assert not rec["patch"]["downscaled"]
+    assert np.count_nonzero(pmask) == np.count_nonzero(auto)
     assert rec["sequences"] == ["t1", "t1ce", "t2", "flair"]
     assert np.load(out / pid / "slice.npy").shape == (3, 48, 48)
     assert np.load(out / pid / "complete.npy").shape == (4, 24, 28, 24)
     assert rec["slice"]["sequences"] == ["t1", "t2", "t1ce"]
     assert len(rec["inputs"]["mask_sha256"]) == 64
-    if not rec["patch"]["downscaled"]:  # channel 0 is T1, cut at the recorded start
-        t1 = sitk.GetArrayFromImage(sitk.ReadImage(str(cohort / pid / f"{pid}_t1.nii.gz")))
-        start = rec["patch"]["start"]
-        idx = np.indices((16, 20, 16)).reshape(3, -1).T + np.array(start)
-        inside = np.all((idx >= 0) & (idx < np.array(t1.shape)), axis=1)
-        np.testing.assert_array_equal(patch[0].reshape(-1)[inside], t1[tuple(idx[inside].T)])
+    # channel 0 is T1, cut at the recorded start (not downscaled, asserted above)
+    t1 = sitk.GetArrayFromImage(sitk.ReadImage(str(cohort / pid / f"{pid}_t1.nii.gz")))
+    start = rec["patch"]["start"]
+    idx = np.indices((16, 20, 16)).reshape(3, -1).T + np.array(start)
+    inside = np.all((idx >= 0) & (idx < np.array(t1.shape)), axis=1)
+    assert inside.sum() > 0
+    np.testing.assert_array_equal(patch[0].reshape(-1)[inside], t1[tuple(idx[inside].T)])
     again = C.crop_cohort(cohort, out, masks=masks, size=(16, 20, 16), slice_size=(48, 48),
                           complete_size=(24, 28, 24), n_jobs=1)
     assert again.n_skipped == 4
@@ -341,17 +349,19 @@ def test_crop_cohort_nifti_geometry(cohort, tmp_path):
     out = tmp_path / "nii"
     res = C.crop_cohort(cohort, out, sequences=["t1ce"], size=(30, 36, 30), slice_sequences=None,
                         complete_size=(16, 20, 16), fmt="nifti", n_jobs=1)
+    assert len(res.records) == 4 and not res.failures  # the loop below checks every patient
     assert not any(r["patch"]["downscaled"] for r in res.records.values())
-    for pid, rec in res.records.items():
+    for pid in res.records:
         src = sitk.ReadImage(str(cohort / pid / f"{pid}_t1ce.nii.gz"), sitk.sitkFloat32)
         for name in ("patch_t1ce", "complete_t1ce"):
             got = sitk.ReadImage(str(out / pid / f"{name}.nii.gz"))
             back = sitk.Resample(src, got, sitk.Transform(), sitk.sitkLinear, 0.0)
             a, b = sitk.GetArrayFromImage(got), sitk.GetArrayFromImage(back)
-            if name == "patch_t1ce" and not rec["patch"]["downscaled"]:
+            if name == "patch_t1ce":  # not downscaled (asserted above): exact
                 np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-3)
             else:  # linear-resampled content: compare the overall agreement
                 inside = (a != 0) & (b != 0)
+                assert inside.sum() > 100
                 assert np.corrcoef(a[inside], b[inside])[0, 1] > 0.9
         pm = sitk.ReadImage(str(out / pid / "patch_mask.nii.gz"))
         assert pm.GetSize() == (30, 36, 30)
@@ -401,6 +411,7 @@ def test_crop_cohort_failure_keeps_others_and_cli(cohort, tmp_path):
 def test_downscaled_patch_geometry(cohort, tmp_path):
     res = C.crop_cohort(cohort, tmp_path, sequences=["t2"], size=(8, 10, 8), slice_sequences=None,
                         complete_size=None, fmt="nifti", n_jobs=1)
+    assert len(res.records) == 4 and not res.failures  # the loop below checks every patient
     assert res.downscaled == sorted(res.records)  # every tumour is larger than 8 voxels
     for pid, rec in res.records.items():
         src = sitk.ReadImage(str(cohort / pid / f"{pid}_t2.nii.gz"), sitk.sitkFloat32)

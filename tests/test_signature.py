@@ -247,19 +247,38 @@ def test_predict_bad_inputs(fitted, data):
         fitted.predict(Xn)
 
 
-def test_elastic_net_that_keeps_nothing_is_refused():
-    """Pure-noise features and few patients: either a signature with some weight, or a clear
-    refusal, never a constant signature."""
-    rng = np.random.default_rng(1)
-    X = rng.normal(size=(40, 6))
-    t = rng.exponential(1000.0, 40) + 1
-    e = rng.integers(0, 2, 40)
-    try:
-        sig = DeepRadiomicsSignature(top_k=3, **FAST).fit(X, (t, e))
-    except GlioradInputError as err:
-        assert "every signature weight to 0" in str(err) or "keeps no feature" in str(err)
-    else:
-        assert np.any(sig.weights_ != 0)
+def _noise(seed: int = 1, n: int = 40, p: int = 6):
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(n, p)), rng.exponential(1000.0, n) + 1, rng.integers(0, 2, n))
+
+
+def test_noise_gives_a_weighted_signature_not_a_constant_one():
+    """Pure-noise features and few patients (this seed): the cross-validated elastic net keeps
+    some weight, so the signature still orders the patients."""
+    X, t, e = _noise()
+    sig = DeepRadiomicsSignature(top_k=3, **FAST).fit(X, (t, e))
+    assert sig.empty_reason_ is None and np.count_nonzero(sig.weights_) >= 1
+    assert np.ptp(sig.predict(X)) > 0
+
+
+def test_elastic_net_that_keeps_nothing_is_refused(monkeypatch):
+    """An elastic net that sets every weight to 0 at its chosen penalty is refused, never a
+    constant signature; with ``allow_empty`` it is one, said so (the survival analysis then
+    reports it as a result)."""
+    import gliorad.survival.signature as sigmod
+
+    def zero_weights(self, Z, time, event):  # (weights, intercept, alpha, l1_ratio, cv score)
+        return np.zeros(Z.shape[1]), 0.0, 1.0, 1.0, 0.5
+
+    monkeypatch.setattr(sigmod.DeepRadiomicsSignature, "_weigh_coxnet", zero_weights)
+    X, t, e = _noise()
+    with pytest.raises(GlioradInputError, match=r"the elastic net set every signature weight to 0 "
+                                                r"\(.*\); the signature would be constant"):
+        DeepRadiomicsSignature(top_k=3, **FAST).fit(X, (t, e))
+    with pytest.warns(UserWarning, match=r"every signature weight to 0 .* the signature is constant"):
+        sig = DeepRadiomicsSignature(top_k=3, allow_empty=True, **FAST).fit(X, (t, e))
+    assert "every signature weight to 0" in sig.empty_reason_
+    assert not np.any(sig.weights_) and np.ptp(sig.predict(X)) == 0
 
 
 def test_feature_groups_share_the_slots_between_sources(data):

@@ -294,8 +294,9 @@ def test_predict_with_the_bundle_of_a_run(tiny_run, tmp_path):
     assert 0 < printed["grading"]["cnn3d_probability_hgg"] < 1
     assert printed["survival"]["risk_group"] in ("high", "low")
     surv = printed["survival"]["nomograms"]["integrated"]["survival"]
-    values = [v for v in (surv.values() if isinstance(surv, dict) else surv)]
-    assert all(0 <= float(v) <= 1 for v in values) and list(values) == sorted(values, reverse=True)
+    values = [float(v) for v in (surv.values() if isinstance(surv, dict) else surv)]
+    assert len(values) == 3  # the preset's times: 1, 3 and 5 years
+    assert all(0 <= v <= 1 for v in values) and values == sorted(values, reverse=True)
     assert (tmp_path / "pred" / "prediction.json").is_file()
     assert (tmp_path / "pred" / "summary.html").is_file()
 
@@ -380,7 +381,8 @@ def test_user_cohort_run_and_changed_input_reruns(tmp_path):
                                                                          ("val", 4)]
     lines.clear()
     run_workflow(rc, tmp_path / "ws", until="split", echo=lines.append)
-    assert all("up to date, skipped" in ln for ln in lines if "]" in ln)
+    assert [ln.split("] ", 1)[1] for ln in lines if re.match(r"\[\d+/\d+\] ", ln)] == [
+        "validate: up to date, skipped", "split: up to date, skipped"]
     img = next((res.root).glob("*/*_t1.nii.gz"))
     os.utime(img, ns=(img.stat().st_atime_ns, img.stat().st_mtime_ns + 10**9))
     lines.clear()
