@@ -103,16 +103,57 @@ def test_a_noise_score_gets_little_weight():
     assert abs(m.stack_weights_["cnn"]) < 0.3 < m.stack_weights_["radiomics"]
 
 
-def test_no_leak_with_noise_features_random_labels_and_scores():
-    rng = np.random.default_rng(11)
-    n = 120
+#: No leak: the cross-validated AUC on pure noise stays within this of 0.5 (120 patients).
+NO_LEAK_TOL = 0.15
+
+
+def noise_cohort(seed=11, n=120):
+    """Random labels; 40 noise features, a random score column ``cnn`` and 20 noise columns
+    ``images`` for a stand-in network to learn from."""
+    rng = np.random.default_rng(seed)
     ids = [f"P{i:03d}" for i in range(n)]
     X = pd.DataFrame(rng.normal(size=(n, 40)), index=ids, columns=[f"f{j}" for j in range(40)])
     X["cnn"] = rng.random(n)
     y = pd.Series(rng.permutation(np.arange(n) % 2), index=ids)
-    model = StackedGradingModel(tiny().make_model(), score_columns=("cnn",), cv=3)
-    res = cross_validate_grading(X, y, tiny(), model=model)
-    assert abs(res.metrics["auc"] - 0.5) < 0.15
+    return X, y, rng.normal(size=(n, 20))
+
+
+def stacked_cv_auc(X, y, base=None) -> float:
+    model = StackedGradingModel(tiny().make_model() if base is None else base,
+                                score_columns=("cnn",), cv=3)
+    return cross_validate_grading(X, y, tiny(), model=model).metrics["auc"]
+
+
+def test_no_leak_with_noise_features_random_labels_and_scores():
+    X, y, _ = noise_cohort()
+    assert abs(stacked_cv_auc(X, y) - 0.5) < NO_LEAK_TOL
+
+
+@pytest.mark.parametrize("leak", ["score_saw_every_label", "base_saw_every_label"])
+def test_leaky_controls_break_the_no_leak_bound(leak):
+    """Controls of the test above, so that it can fail: the same noise and cross-validation with
+    one deliberate leak each leave the no-leak bound by a wide margin.
+
+    ``score_saw_every_label``: the score column is a network's in-sample probability (it was
+    trained on every patient, as a 3D CNN trained on the whole cohort is; why the stacked rows
+    use cross-fitted out-of-fold CNN scores), while the same network's out-of-fold scores stay
+    within the bound. ``base_saw_every_label``: the radiomics model was fitted on every patient
+    before the cross-validation (frozen, so the folds cannot refit it)."""
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.frozen import FrozenEstimator
+
+    X, y, images = noise_cohort()
+    if leak == "score_saw_every_label":
+        net = RandomForestClassifier(n_estimators=50, min_samples_leaf=3, random_state=0)
+        out_of_fold = cross_val_predict(net, images, y, method="predict_proba",
+                                        cv=StratifiedKFold(5, shuffle=True, random_state=0))[:, 1]
+        assert abs(stacked_cv_auc(X.assign(cnn=out_of_fold), y) - 0.5) < NO_LEAK_TOL
+        in_sample = clone(net).fit(images, y).predict_proba(images)[:, 1]
+        leaky = stacked_cv_auc(X.assign(cnn=in_sample), y)
+    else:
+        seen = tiny().make_model().fit(X.drop(columns="cnn"), y.to_numpy())
+        leaky = stacked_cv_auc(X, y, base=FrozenEstimator(seen))
+    assert leaky - 0.5 > NO_LEAK_TOL + 0.05
 
 
 # --------------------------------------------------------------------------- bad input
