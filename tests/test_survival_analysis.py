@@ -99,7 +99,8 @@ def _compare_coefs(table: pd.DataFrame, ref: dict) -> None:
 
 @pytest.mark.parametrize("which", ["integrated", "clinical"])
 def test_models_against_R(analysis, expected, which):
-    """R 4.2 (tests/reference/make_survival_analysis_reference.R), per model:
+    """R 4.2 (tests/reference/make_survival_analysis_reference.R), per model, with the factors R
+    selected (test_factor_selection_against_R):
     fit <- coxph(Surv(os_days, event) ~ <factors>, data = train)
     concordance(Surv(os_days, event) ~ predict(fit, newdata, type = "lp"), reverse = TRUE)
     coxph(<same formula>, data = ext)                      # Table 3/4 validation column
@@ -141,6 +142,34 @@ def test_univariate_table_against_R(analysis, expected):
     uni = analysis.models.selection_integrated.univariate
     for factor, ref in expected["univariate"].items():
         _compare_coefs(uni[uni["factor"] == factor], ref)
+
+
+def _names(value) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)  # jsonlite unboxes length 1
+
+
+@pytest.mark.parametrize("which", ["integrated", "clinical"])
+def test_factor_selection_against_R(analysis, expected, which):
+    """R selects the factors itself from the candidates, by the paper's rule
+    (make_survival_analysis_reference.R, select_paper): univariate P < 0.05, then multivariable
+    P < 0.05 among those, refitted; a factor's P is the joint Wald test of its coefficients
+    (rms::anova). gliorad selects the same factors with the same P values (the clinical model
+    loses grade in the multivariable step, so both steps are checked)."""
+    ref = expected[f"selection_{which}"]
+    models = analysis.models
+    sel = getattr(models, f"selection_{which}")
+    assert models.config.p_threshold == ref["p_threshold"]
+    uni = sel.univariate.groupby("factor", sort=False)["p_factor"].first()
+    assert list(uni.index) == list(ref["p_univariate"])
+    np.testing.assert_allclose(uni.to_numpy(), list(ref["p_univariate"].values()), rtol=1e-4,
+                               atol=1e-12)
+    assert sel.selected_univariate == _names(ref["selected_univariate"])
+    multi = sel.multivariable.table.groupby("factor", sort=False)["p_factor"].first()
+    assert list(multi.index) == list(ref["p_multivariable"])
+    np.testing.assert_allclose(multi.to_numpy(), list(ref["p_multivariable"].values()),
+                               rtol=1e-4, atol=1e-12)
+    assert sel.selected == _names(ref["selected"]) == _names(expected[which]["factors"])
+    assert getattr(models, f"{which}_factors") == _names(ref["selected"])
 
 
 @pytest.mark.needs_r

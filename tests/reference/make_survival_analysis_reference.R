@@ -3,6 +3,11 @@
 # tests/reference/survival_analysis/make_table.py (gliorad's survival analysis of a seeded
 # synthetic two-centre cohort: train centre B, validate centre A).
 #
+# The factors of the integrated and clinical models are selected here, by the paper's rule on the
+# training cohort (univariate P < 0.05, then multivariable P < 0.05 among those, refitted once; a
+# factor's P is the joint Wald test of its coefficients, as rms::anova), from the candidates of
+# spec.json; its integrated_factors / clinical_factors (gliorad's choice) are not read.
+#
 # Usage (from the repository root):
 #   Rscript tests/reference/make_survival_analysis_reference.R [data_dir] [out_dir]
 # Both default to tests/reference/survival_analysis. Reads analysis_table.csv and spec.json;
@@ -27,6 +32,40 @@ train <- d[d$cohort == spec$training, ]
 ext <- d[d$cohort %in% spec$external, ]
 
 formula_of <- function(factors) as.formula(paste("Surv(os_days, event) ~", paste(factors, collapse = " + ")))
+
+# a Cox fit that warns (no convergence, a level without events) would make a meaningless reference
+cox_train <- function(factors) {
+  withCallingHandlers(coxph(formula_of(factors), data = train),
+                      warning = function(w) stop("coxph(", deparse(formula_of(factors)), "): ",
+                                                 conditionMessage(w)))
+}
+
+# P of each factor: joint Wald test b' V^-1 b of its coefficients (df = their number; for a
+# one-coefficient factor the coefficient's Wald P); the same as rms::anova(cph(...))
+factor_p <- function(fit) {
+  b <- coef(fit)
+  V <- vcov(fit)
+  a <- attr(model.matrix(fit), "assign")
+  terms_ <- attr(terms(fit), "term.labels")
+  p <- sapply(seq_along(terms_), function(i) {
+    j <- which(a == i)
+    stat <- drop(t(b[j]) %*% solve(V[j, j, drop = FALSE], b[j]))
+    pchisq(stat, df = length(j), lower.tail = FALSE)
+  })
+  setNames(as.list(p), terms_)
+}
+
+p_threshold <- 0.05  # the paper's (SurvivalConfig.p_threshold)
+select_paper <- function(candidates) {
+  p_uni <- lapply(setNames(candidates, candidates), function(f) factor_p(cox_train(f))[[f]])
+  step1 <- candidates[unlist(p_uni) < p_threshold]
+  if (length(step1) == 0) stop("no candidate has univariate P < ", p_threshold)
+  p_multi <- factor_p(cox_train(step1))
+  step2 <- step1[unlist(p_multi[step1]) < p_threshold]
+  if (length(step2) == 0) stop("no factor has multivariable P < ", p_threshold)
+  list(p_threshold = p_threshold, p_univariate = p_uni, selected_univariate = step1,
+       p_multivariable = p_multi, selected = step2)
+}
 
 coef_list <- function(fit) {
   sm <- summary(fit)
@@ -82,8 +121,10 @@ model_case <- function(factors) {
 univariate <- lapply(spec$candidates, function(f) coef_list(coxph(formula_of(f), data = train)))
 names(univariate) <- spec$candidates
 
-integrated <- model_case(spec$integrated_factors)
-clinical <- model_case(spec$clinical_factors)
+selection_integrated <- select_paper(spec$candidates)
+selection_clinical <- select_paper(spec$clinical_candidates)
+integrated <- model_case(selection_integrated$selected)
+clinical <- model_case(selection_clinical$selected)
 
 null_fit <- coxph(Surv(os_days, event) ~ 1, data = train, ties = "breslow")
 null_residuals <- list(time = train$os_days, event = train$event,
@@ -97,6 +138,8 @@ km_groups <- function(data) {
 
 out <- list(
   univariate = univariate,
+  selection_integrated = selection_integrated,
+  selection_clinical = selection_clinical,
   integrated = integrated,
   clinical = clinical,
   compare_training = compare(train, integrated$lp_training, clinical$lp_training),
