@@ -403,6 +403,41 @@ def test_intervals_follow_alpha(alpha):
             wide["ci_high"] > narrow["ci_high"]).all(), kind
 
 
+#: qnorm(1 - alpha / 2) in R 4.2:
+#:   Rscript -e 'cat(sprintf("%.17g", qnorm(1 - c(0.01, 0.05, 0.1, 0.32) / 2)), sep = "\n")'
+R_QNORM = {0.01: 2.5758293035488999, 0.05: 1.9599639845400536, 0.10: 1.6448536269514715,
+           0.32: 0.99445788320975281}
+
+
+def test_wald_interval_widths_follow_R_qnorm():
+    """Every Wald interval is ``estimate -/+ qnorm(1 - alpha/2) * se``, as R's
+    ``confint.default(fit, level = 1 - alpha)`` and ``pROC::ci.auc(r, conf.level = 1 - alpha,
+    method = "delong")``: its width changes with alpha exactly as the normal quantile,
+    ``width(alpha) / width(0.05) = qnorm(1 - alpha/2) / qnorm(0.975)``. (Issue 17: an interval
+    that ignored alpha passed every test, the R references being at alpha = 0.05.)"""
+    y, a, b = _synthetic_roc()
+    time, event, risk = _synthetic_surv()
+    other = risk + np.random.default_rng(3).normal(size=risk.size)
+
+    def intervals(alpha):  # name -> (ci_low, ci_high, se)
+        auc = S.roc_auc_ci(y, a, alpha=alpha)
+        d = S.delong_test(y, a, b, alpha=alpha)
+        c = S.concordance_ci(time, event, risk, alpha=alpha)
+        cc = S.compare_concordance(time, event, risk, other, alpha=alpha)
+        return {"roc_auc_ci": (auc.ci_low, auc.ci_high, auc.se),
+                "delong_test": (d.ci_low, d.ci_high, d.se_diff),
+                "concordance_ci": (c.ci_low, c.ci_high, c.se),
+                "compare_concordance": (cc.ci_low, cc.ci_high, cc.se_diff)}
+
+    at05 = intervals(0.05)
+    for alpha, q in R_QNORM.items():
+        for name, (low, high, se) in intervals(alpha).items():
+            assert se > 0 and (high - low) / (2 * se) == pytest.approx(q, rel=1e-12), (name, alpha)
+            low05, high05, _ = at05[name]
+            assert (high - low) / (high05 - low05) == pytest.approx(q / R_QNORM[0.05], rel=1e-12)
+    assert at05["roc_auc_ci"][0] > 0 and intervals(0.01)["roc_auc_ci"][1] < 1  # never clipped
+
+
 def test_fisher_rx2_equals_scipy_for_2x2():
     for table in ([[8, 2], [1, 5]], [[3, 3], [3, 3]], [[0, 5], [7, 1]], [[12, 1], [9, 4]]):
         assert S.fisher_exact_rx2(table) == pytest.approx(sps.fisher_exact(table).pvalue,
