@@ -23,12 +23,18 @@ The analysis (overview and data flow: :mod:`.analysis`):
 - :mod:`.crossval` — :func:`cross_validate`
 - :mod:`.artifacts` — every file written and its name (:func:`write_analysis`, :func:`write_cv`)
 - :mod:`.bundle` — saved models (:func:`save_bundle`, :func:`load_bundle`)
+
+Every public name is importable from ``gliorad.survival``. The settings (``config``) are imported
+eagerly; the other names load their module (and with it pandas, SciPy, scikit-learn and
+matplotlib) on first access (module ``__getattr__``), so ``import gliorad.survival.config`` --
+what a run config's check needs -- stays light (see docs/architecture.md, "Package imports").
 """
 
-from gliorad.survival.artifacts import AnalysisFiles, CVFiles, write_analysis, write_cv
-from gliorad.survival.bundle import load_bundle, save_bundle
-from gliorad.survival.calibration import CalibrationResult, calibrate_survival
-from gliorad.survival.coding import FactorCoding, prepare_table, read_feature_table, split_cohorts
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from gliorad.survival.config import (
     PRESETS,
     SequenceConfig,
@@ -37,32 +43,66 @@ from gliorad.survival.config import (
     SurvivalConfig,
     SurvivalWarning,
 )
-from gliorad.survival.cox import CoxModel
-from gliorad.survival.cox_tables import (
-    CoxFit,
-    CoxSelection,
-    coef_table,
-    multivariable_cox,
-    select_cox_factors,
-    univariate_cox,
-)
-from gliorad.survival.crossval import CVResult, cross_validate
-from gliorad.survival.cutpoint import CutpointResult, median_cutpoint, optimal_cutpoint
-from gliorad.survival.evaluation import (
-    CohortResult,
-    SurvivalAnalysis,
-    apply_models,
-    evaluate_cohort,
-    run_analysis,
-)
-from gliorad.survival.km import LogrankResult, kaplan_meier, logrank_test, survival_at
-from gliorad.survival.models import SurvivalModels, fit_models
-from gliorad.survival.nomogram import Nomogram, build_nomogram
-from gliorad.survival.plots import plot_calibration, plot_km, plot_nomogram
-from gliorad.survival.sequence_choice import choose_sequence
-from gliorad.survival.signature import DeepRadiomicsSignature, make_survival_y
-from gliorad.survival.zph import cox_zph
 
+if TYPE_CHECKING:
+    from gliorad.survival.artifacts import AnalysisFiles, CVFiles, write_analysis, write_cv
+    from gliorad.survival.bundle import load_bundle, save_bundle
+    from gliorad.survival.calibration import CalibrationResult, calibrate_survival
+    from gliorad.survival.coding import (
+        FactorCoding,
+        prepare_table,
+        read_feature_table,
+        split_cohorts,
+    )
+    from gliorad.survival.cox import CoxModel
+    from gliorad.survival.cox_tables import (
+        CoxFit,
+        CoxSelection,
+        coef_table,
+        multivariable_cox,
+        select_cox_factors,
+        univariate_cox,
+    )
+    from gliorad.survival.crossval import CVResult, cross_validate
+    from gliorad.survival.cutpoint import CutpointResult, median_cutpoint, optimal_cutpoint
+    from gliorad.survival.evaluation import (
+        CohortResult,
+        SurvivalAnalysis,
+        apply_models,
+        evaluate_cohort,
+        run_analysis,
+    )
+    from gliorad.survival.km import LogrankResult, kaplan_meier, logrank_test, survival_at
+    from gliorad.survival.models import SurvivalModels, fit_models
+    from gliorad.survival.nomogram import Nomogram, build_nomogram
+    from gliorad.survival.plots import plot_calibration, plot_km, plot_nomogram
+    from gliorad.survival.sequence_choice import choose_sequence
+    from gliorad.survival.signature import DeepRadiomicsSignature, make_survival_y
+    from gliorad.survival.zph import cox_zph
+
+#: The names of the heavier modules, each with the module that defines it.
+_LAZY: dict[str, str] = {
+    **dict.fromkeys(["AnalysisFiles", "CVFiles", "write_analysis", "write_cv"], "artifacts"),
+    **dict.fromkeys(["load_bundle", "save_bundle"], "bundle"),
+    **dict.fromkeys(["CalibrationResult", "calibrate_survival"], "calibration"),
+    **dict.fromkeys(["FactorCoding", "prepare_table", "read_feature_table", "split_cohorts"], "coding"),
+    **dict.fromkeys(["CoxModel"], "cox"),
+    **dict.fromkeys(["CoxFit", "CoxSelection", "coef_table", "multivariable_cox",
+                     "select_cox_factors", "univariate_cox"], "cox_tables"),
+    **dict.fromkeys(["CVResult", "cross_validate"], "crossval"),
+    **dict.fromkeys(["CutpointResult", "median_cutpoint", "optimal_cutpoint"], "cutpoint"),
+    **dict.fromkeys(["CohortResult", "SurvivalAnalysis", "apply_models", "evaluate_cohort",
+                     "run_analysis"], "evaluation"),
+    **dict.fromkeys(["LogrankResult", "kaplan_meier", "logrank_test", "survival_at"], "km"),
+    **dict.fromkeys(["SurvivalModels", "fit_models"], "models"),
+    **dict.fromkeys(["Nomogram", "build_nomogram"], "nomogram"),
+    **dict.fromkeys(["plot_calibration", "plot_km", "plot_nomogram"], "plots"),
+    **dict.fromkeys(["choose_sequence"], "sequence_choice"),
+    **dict.fromkeys(["DeepRadiomicsSignature", "make_survival_y"], "signature"),
+    **dict.fromkeys(["cox_zph"], "zph"),
+}
+
+#: Config names are imported above; the others on first access (:data:`_LAZY`).
 __all__ = [
     "PRESETS",
     "AnalysisFiles",
@@ -115,3 +155,16 @@ __all__ = [
     "write_analysis",
     "write_cv",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later accesses skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

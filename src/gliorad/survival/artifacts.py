@@ -47,13 +47,8 @@ __all__ = [
 
 # ============================================================================ file names
 @dataclass(frozen=True)
-class AnalysisFiles:
-    """The files of an analysis folder written by :func:`write_analysis`."""
-
+class _OutputFolder:
     folder: Path
-
-    #: Paper tables by model: ``<key>.csv`` (Tables 3/4 layout) and ``<key>_long.csv``.
-    PAPER_TABLES: ClassVar[dict[str, str]] = {"integrated": "table3_integrated", "clinical": "table4_clinical"}
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "folder", Path(self.folder))
@@ -61,6 +56,19 @@ class AnalysisFiles:
     @property
     def metrics(self) -> Path:
         return self.folder / "metrics.json"
+
+    @property
+    def provenance(self) -> Path:
+        return self.folder / "provenance.json"
+
+
+@dataclass(frozen=True)
+class AnalysisFiles(_OutputFolder):
+    """The files of an analysis folder written by :func:`write_analysis`."""
+
+    #: Paper tables by model: ``<key>.csv`` (Tables 3/4 layout) and ``<key>_long.csv``.
+    PAPER_TABLES: ClassVar[dict[str, str]] = {
+        "integrated": "table3_integrated", "clinical": "table4_clinical"}
 
     @property
     def signature(self) -> Path:
@@ -87,10 +95,6 @@ class AnalysisFiles:
         return self.folder / "calibration.csv"
 
     @property
-    def provenance(self) -> Path:
-        return self.folder / "provenance.json"
-
-    @property
     def bundle(self) -> Path:
         return self.folder / "bundle"
 
@@ -112,17 +116,8 @@ class AnalysisFiles:
 
 
 @dataclass(frozen=True)
-class CVFiles:
+class CVFiles(_OutputFolder):
     """The files of a cross-validation folder written by :func:`write_cv`."""
-
-    folder: Path
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "folder", Path(self.folder))
-
-    @property
-    def metrics(self) -> Path:
-        return self.folder / "metrics.json"
 
     @property
     def folds(self) -> Path:
@@ -135,10 +130,6 @@ class CVFiles:
     @property
     def km(self) -> Path:
         return self.folder / "km_cv.png"
-
-    @property
-    def provenance(self) -> Path:
-        return self.folder / "provenance.json"
 
 
 # ============================================================================ tables and figures

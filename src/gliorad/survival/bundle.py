@@ -41,8 +41,15 @@ FORMAT_VERSION = 1
 #: Types skops may instantiate from ``signature.skops`` (besides its built-in safe types).
 TRUSTED_TYPES = ["gliorad.survival.signature.DeepRadiomicsSignature"]
 
-__all__ = ["FORMAT_VERSION", "TRUSTED_TYPES", "cox_from_dict", "cox_to_dict", "load_bundle", "save_bundle",
-           "versions"]
+__all__ = [
+    "FORMAT_VERSION",
+    "TRUSTED_TYPES",
+    "cox_from_dict",
+    "cox_to_dict",
+    "load_bundle",
+    "save_bundle",
+    "versions",
+]
 
 
 def _plain(v: Any) -> Any:

@@ -35,8 +35,8 @@ __all__ = [
     "SplitConfig",
     "SurvivalConfig",
     "SurvivalWarning",
-    "record_warning",
     "time_label",
+    "warn",
 ]
 
 
@@ -44,7 +44,7 @@ class SurvivalWarning(UserWarning):
     """A survival result that is computed but fragile (few events per factor, skipped curve)."""
 
 
-def record_warning(sink: list[str], message: str) -> None:
+def warn(sink: list[str], message: str) -> None:
     """Add ``message`` to ``sink`` (the warnings listed in ``metrics.json``) and issue it as a
     :class:`SurvivalWarning` (attributed to the caller's caller)."""
     sink.append(message)

@@ -24,7 +24,7 @@ from gliorad.survival.config import (
     TIME,
     SurvivalConfig,
     SurvivalWarning,
-    record_warning,
+    warn,
 )
 from gliorad.survival.evaluation import evaluate_cohort, jsonable, records
 from gliorad.survival.models import fit_models
@@ -81,8 +81,8 @@ def cross_validate(
                 f"cross-validation in cohort {train_name}: {n_events} event(s) among {len(train)} "
                 "patients; stratified folds need at least 2 patients with and 2 without an event")
         n_folds = smallest
-        record_warning(sink, f"cross-validation in cohort {train_name}: {n_events} event(s) among "
-                             f"{len(train)} patients: {n_folds} folds instead of {cfg.cv_folds}")
+        warn(sink, f"cross-validation in cohort {train_name}: {n_events} event(s) among "
+                   f"{len(train)} patients: {n_folds} folds instead of {cfg.cv_folds}")
     folds = StratifiedKFold(n_folds, shuffle=True, random_state=cfg.seed)
     rows, oof = [], []
     for k, (tr, te) in enumerate(folds.split(train, train[EVENT]), start=1):

@@ -31,8 +31,8 @@ from gliorad.survival.config import (
     TIME,
     SurvivalConfig,
     SurvivalWarning,
-    record_warning,
     time_label,
+    warn,
 )
 from gliorad.survival.cox import CoxModel
 from gliorad.survival.cox_tables import univariate_cox
@@ -140,7 +140,7 @@ def _refit_table(
         fit = fit_multivariable(data, usable, models.coding, models.config, f"{what}, cohort {name}", sink)
     except GlioradInputError as err:
         why = f"refit not estimable: {' '.join(err.problems)}"
-        record_warning(sink, f"{what}, cohort {name}: {why}")
+        warn(sink, f"{what}, cohort {name}: {why}")
         return None, why
     return fit.table, None
 
@@ -176,8 +176,8 @@ def _calibrate(
                 )
         except GlioradInputError as err:
             failed[t] = " ".join(err.problems)
-            record_warning(sink, f"calibration of the {which} model at {time_label(t)} ({t:g} days), cohort "
-                                 f"{name}: not computed: {failed[t]}")
+            warn(sink, f"calibration of the {which} model at {time_label(t)} ({t:g} days), cohort "
+                       f"{name}: not computed: {failed[t]}")
     return out, failed
 
 
@@ -256,7 +256,7 @@ def evaluate_cohort(
     if data.empty or n_events == 0:
         why = (f"no patient left after handling missing values ({counts['n_input']} in the table)"
                if data.empty else f"no event among {len(data)} patients")
-        record_warning(sink, f"cohort {name}: {why}; its survival metrics are null (nothing to validate)")
+        warn(sink, f"cohort {name}: {why}; its survival metrics are null (nothing to validate)")
         for key in SURVIVAL_METRICS:
             null(key, why)
         return CohortResult(name, role, metrics, data, predictions, None, None, {}, notes, sink)
@@ -280,13 +280,13 @@ def evaluate_cohort(
         metrics["c_index_signature"] = c
         if c is None:
             null("c_index_signature", why)
-            record_warning(sink, f"cohort {name}: C-index of the signature not defined: {why}")
+            warn(sink, f"cohort {name}: C-index of the signature not defined: {why}")
     if two_groups:
         hr, why = _signature_hr(data, models.config.labels)
         metrics["hr_signature_univariate"] = hr
         if hr is None:
             null("hr_signature_univariate", why)
-            record_warning(sink, f"cohort {name}: hazard ratio of the signature groups not estimable: {why}")
+            warn(sink, f"cohort {name}: hazard ratio of the signature groups not estimable: {why}")
     else:
         null("hr_signature_univariate", one_group)
     # C-indices of the two models and their comparison
@@ -301,7 +301,7 @@ def evaluate_cohort(
         c, why = _concordance(data, lp[which])
         if c is None:
             null(key, why, f"{key}_ci", f"{key}_se")
-            record_warning(sink, f"cohort {name}: C-index of the {which} model not defined: {why}")
+            warn(sink, f"cohort {name}: C-index of the {which} model not defined: {why}")
             continue
         metrics.update({key: c["c_index"], f"{key}_ci": c["ci"], f"{key}_se": c["se"]})
     compare_keys = ("compare_diff", "compare_diff_ci")

@@ -166,7 +166,9 @@ class LogrankResult:
     variance: np.ndarray = field(repr=False)
 
 
-def _ordered_levels(g: np.ndarray | pd.Series) -> list:
+def group_levels(g: np.ndarray | pd.Series) -> list:
+    """The groups present in ``g`` in R's order: a categorical's levels (those present), else the
+    sorted values."""
     if isinstance(g, pd.Series) and isinstance(g.dtype, pd.CategoricalDtype):
         return [lv for lv in g.cat.categories if (g == lv).any()]
     return sorted(pd.unique(np.asarray(g, dtype=object)), key=lambda v: (str(type(v)), v))
@@ -195,7 +197,7 @@ def logrank_test(time: object, event: object, group: object) -> LogrankResult:
     t, e = check_survival(time, event)
     g_raw = group if isinstance(group, pd.Series) else pd.Series(check_groups(group, t.size))
     g = check_groups(g_raw, t.size)
-    levels = _ordered_levels(g_raw)
+    levels = group_levels(g_raw)
     if len(levels) < 2:
         raise GlioradInputError(f"group has only one level ({levels[0]!r}); need at least two")
     code = pd.Categorical(g, categories=levels).codes

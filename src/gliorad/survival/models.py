@@ -41,8 +41,8 @@ from gliorad.survival.config import (
     TIME,
     SequenceConfig,
     SurvivalConfig,
-    record_warning,
     time_label,
+    warn,
 )
 from gliorad.survival.cox import CoxModel
 from gliorad.survival.cox_tables import (
@@ -127,9 +127,9 @@ def _epv(model: CoxModel, what: str, min_epv: float, sink: list[str]) -> None:
     n_coef = len(model.coef_)
     epv = model.n_events_ / max(n_coef, 1)
     if n_coef and epv < min_epv:
-        record_warning(sink, f"{what}: {model.n_events_} events for {n_coef} coefficient(s) "
-                             f"({epv:.1f} events per coefficient, below {min_epv:g}; factors "
-                             f"{model.design_.names}): estimates may be unstable")
+        warn(sink, f"{what}: {model.n_events_} events for {n_coef} coefficient(s) "
+                   f"({epv:.1f} events per coefficient, below {min_epv:g}; factors "
+                   f"{model.design_.names}): estimates may be unstable")
 
 
 def categorical_for(coding: FactorCoding, factors: Sequence[str]) -> dict[str, str]:
@@ -160,9 +160,9 @@ def _univariate_screen(
         if bad:
             dropped[f] = "; ".join(bad)
     for f, why in dropped.items():
-        record_warning(sink, f"{what}: univariate Cox model of {f!r} cannot converge ({why}: a level without "
-                             "events or complete separation); factor left out of the model (merge rare "
-                             "levels with min_level_size, or drop it)")
+        warn(sink, f"{what}: univariate Cox model of {f!r} cannot converge ({why}: a level without "
+                   "events or complete separation); factor left out of the model (merge rare "
+                   "levels with min_level_size, or drop it)")
     univariate = (pd.concat(tables, ignore_index=True) if tables
                   else pd.DataFrame(columns=TABLE_COLUMNS))
     return univariate, [f for f in factors if f not in dropped]
@@ -200,14 +200,14 @@ def fit_estimable(
         except GlioradInputError as err:
             reason = (f"the Cox model with factor(s) {factors} cannot be fitted "
                       f"({' '.join(err.problems)})")
-            record_warning(sink, f"{what}: {reason}")
+            warn(sink, f"{what}: {reason}")
             return None, [], reason
         bad = _inestimable_factors(fit.table, data)
         if not bad:
             return fit, factors, None
-        record_warning(sink, f"{what}: factor(s) {bad} cannot be estimated ({'; '.join(inestimable(fit.table, data))}: "
-                             "a level without events or complete separation); left out of the model (merge "
-                             "rare levels with min_level_size, or drop the factor)")
+        warn(sink, f"{what}: factor(s) {bad} cannot be estimated ({'; '.join(inestimable(fit.table, data))}: "
+                   "a level without events or complete separation); left out of the model (merge "
+                   "rare levels with min_level_size, or drop the factor)")
         factors = [f for f in factors if f not in bad]
     return None, [], "no factor can be estimated"
 
@@ -231,7 +231,7 @@ def select_model(
     univariate, kept = _univariate_screen(data, factors, coding, cfg, what, sink)
     if not kept:
         reason = f"no candidate factor of {list(factors)} can be estimated"
-        record_warning(sink, f"{what}: {reason}; no model")
+        warn(sink, f"{what}: {reason}; no model")
         return CoxSelection(univariate, [], None, [], None, reason)
     by_factor = univariate.groupby("factor", sort=False)["p_factor"].first()
     selected_uni = [f for f in kept if by_factor[f] < cfg.p_threshold]
@@ -264,7 +264,7 @@ def prespecified_model(
     univariate, kept = _univariate_screen(data, factors, coding, cfg, what, sink)
     if not kept:
         reason = f"no factor of {list(factors)} can be estimated"
-        record_warning(sink, f"{what}: {reason}; no model")
+        warn(sink, f"{what}: {reason}; no model")
         return CoxSelection(univariate, [], None, [], None, reason), reason
     fit, used, reason = fit_estimable(data, kept, coding, cfg, what, sink)
     if fit is not None:
@@ -392,7 +392,7 @@ def _choose_sequence(train: pd.DataFrame, fcols: list[str], cfg: SurvivalConfig,
         evaluate=sc.evaluate, fallback=sc.fallback,
     )
     if choice.fallback is not None:
-        record_warning(sink, f"sequence choice: {choice.fallback}")
+        warn(sink, f"sequence choice: {choice.fallback}")
     return choice.chosen, choice
 
 
@@ -434,9 +434,9 @@ def fit_models(
     n_censored = len(train) - n_events
     sig_folds = max(2, min(sc.cv_folds, n_events, max(n_censored, 2)))
     if sig_folds < sc.cv_folds and n_events >= 2:
-        record_warning(sink, f"signature: {n_events} event(s) and {n_censored} censored patient(s) in "
-                             f"training cohort {name}: the elastic net's penalty is chosen by {sig_folds}-fold "
-                             f"instead of {sc.cv_folds}-fold cross-validation")
+        warn(sink, f"signature: {n_events} event(s) and {n_censored} censored patient(s) in "
+                   f"training cohort {name}: the elastic net's penalty is chosen by {sig_folds}-fold "
+                   f"instead of {sc.cv_folds}-fold cross-validation")
     signature = DeepRadiomicsSignature(
         top_k=sc.top_k, ranking=sc.ranking, weighting=sc.weighting, n_estimators=sc.n_estimators,
         min_samples_leaf=sc.min_samples_leaf, l1_ratios=tuple(sc.l1_ratios), n_alphas=sc.n_alphas,
@@ -452,8 +452,8 @@ def fit_models(
         signature.fit(train[fused], make_survival_y(train[TIME], train[EVENT]))
     score = signature.predict(train[fused])
     if signature.empty_reason_ is not None:
-        record_warning(sink, f"signature, training cohort {name}: {signature.empty_reason_}; the signature is "
-                             "constant (every weight 0)")
+        warn(sink, f"signature, training cohort {name}: {signature.empty_reason_}; the signature is "
+                   "constant (every weight 0)")
     cutoff, cutoff_method, cutoff_detail = _cutoff(train, score, cfg, name, notes, sink)
     coding, coding_notes = fit_coding(train, cfg)
     notes += coding_notes
@@ -466,8 +466,8 @@ def fit_models(
     if data[SIGNATURE].nunique() < 2:
         signature_problem = (f"every training patient is in the {data[SIGNATURE].iloc[0]} signature "
                              f"group (cut-off {cutoff:g}; the signature is constant or nearly so)")
-        record_warning(sink, f"training cohort {name}: {signature_problem}; the signature is left out of the "
-                             "Cox models and no risk groups are compared")
+        warn(sink, f"training cohort {name}: {signature_problem}; the signature is left out of the "
+                   "Cox models and no risk groups are compared")
     fits = _cox_models(data, coding, cfg, name, signature_problem, coding_notes, sink)
     models = SurvivalModels(
         config=cfg, training=name, sequence=sequence, feature_columns=fused, signature=signature,
@@ -496,7 +496,7 @@ def _cutoff(
     except GlioradInputError as err:
         msg = (f"training cohort {name}: no optimal cut-off can be searched "
                f"({' '.join(err.problems)}); the median is used instead")
-        record_warning(sink, msg)
+        warn(sink, msg)
         return median_cutpoint(score), "median", {"fallback": msg}
     notes.append(res.warning)
     return res.cutpoint, "optimal", {"statistic": res.statistic, "p_value_corrected": res.p_value,
@@ -521,8 +521,8 @@ def _cox_models(
         for f in cfg.factors:
             if f not in coding.factors:
                 why = next((n for n in coding_notes if f"factor {f!r}" in n), "not usable")
-                record_warning(sink, f"pre-specified model(s), training cohort {name}: factor {f!r} left out "
-                                     f"({why})")
+                warn(sink, f"pre-specified model(s), training cohort {name}: factor {f!r} left out "
+                           f"({why})")
     # ---- clinical
     what_c = f"clinical model (training cohort {name})"
     sel_clin, clinical, clin_factors, clin_reason = None, None, [], None
@@ -559,7 +559,7 @@ def _cox_models(
                     sig_absent = ("force_signature is set, but its hazard ratio cannot be "
                                   "estimated in the training cohort (a risk group without events "
                                   "or complete separation)")
-            record_warning(sink, msg)
+            warn(sink, msg)
         if integrated is None and int_reason is None:
             int_reason = (f"paper's rule: {sel_int.reason}"
                           + (" (signature included)" if sig_ok else f"; {signature_problem}"))
@@ -574,20 +574,20 @@ def _cox_models(
     if integrated is None and clinical is not None:
         integrated, int_factors, same = clinical, list(clin_factors), True
         int_reason = f"{int_reason}: the integrated model is the clinical model"
-        record_warning(sink, f"training cohort {name}: {int_reason}")
+        warn(sink, f"training cohort {name}: {int_reason}")
     elif integrated is None:
         int_reason = f"{int_reason}; and no clinical model either ({clin_reason})"
-        record_warning(sink, f"training cohort {name}: no integrated and no clinical model: {int_reason}"
-                             + ("; the signature's own C-index, hazard ratio and Kaplan-Meier curves are "
-                                "still reported" if sig_ok else ""))
+        warn(sink, f"training cohort {name}: no integrated and no clinical model: {int_reason}"
+                   + ("; the signature's own C-index, hazard ratio and Kaplan-Meier curves are "
+                      "still reported" if sig_ok else ""))
     else:
         int_reason = None if sig_absent is None else f"the signature is not in the model: {sig_absent}"
         if clinical is not None and set(int_factors) == set(clin_factors):
             same = True
             int_reason = f"{int_reason}; its factors are the clinical model's: it is the clinical model"
     if clinical is None and not same:
-        record_warning(sink, f"training cohort {name}: {clin_reason}; the clinical nomogram is not built and "
-                             "C-index comparisons are not made")
+        warn(sink, f"training cohort {name}: {clin_reason}; the clinical nomogram is not built and "
+                   "C-index comparisons are not made")
     info = {
         "integrated": {"rule": cfg.integrated_selection, "p_threshold": cfg.p_threshold,
                        "factors": int_factors, "fitted": integrated is not None,

@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 
 from gliorad.survival._validate import check_groups, check_survival
 from gliorad.survival.calibration import CalibrationResult
-from gliorad.survival.km import _ordered_levels, kaplan_meier, logrank_test
+from gliorad.survival.km import group_levels, kaplan_meier, logrank_test
 from gliorad.survival.nomogram import Nomogram
 
 
@@ -61,7 +61,7 @@ def plot_km(
         levels = ["All"]
     else:
         g = check_groups(group, t.size)
-        levels = _ordered_levels(group if isinstance(group, pd.Series) else pd.Series(g))
+        levels = group_levels(group if isinstance(group, pd.Series) else pd.Series(g))
     fig = Figure(figsize=figsize)
     ax, ax_risk = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [4, 1]})
     for i, level in enumerate(levels):
