@@ -388,6 +388,41 @@ def test_missing_inputs_say_not_run(tmp_path):
     assert not (tmp_path / "r" / "figures").exists()
 
 
+def test_section_template_says_not_run_without_calling_the_body(tmp_path):
+    """Every section goes through one template: an absent input (None or no such folder) gives
+    the "not run" line without calling the body; a present one gives the body's HTML."""
+    from gliorad.report.context import Context, SectionTemplate
+    from gliorad.report.sections import TEMPLATES
+
+    calls = []
+
+    def body(ctx):
+        calls.append(ctx)
+        return "<p>body</p>"
+
+    template = SectionTemplate("grading", "Grading", body, reads="grade_tables",
+                               absent="Grading tables", stage="grading")
+    for absent in (None, tmp_path / "never-written"):
+        section = template.build(Context(ReportInputs(grade_tables=absent)))
+        assert (section.id, section.title, section.ran) == ("grading", "Grading", False)
+        assert section.body == '<p class="not-run">Grading tables: not run in this workspace.</p>'
+    assert calls == []
+    section = template.build(Context(ReportInputs(grade_tables=tmp_path)))
+    assert section.ran and section.body == "<p>body</p>" and len(calls) == 1
+    assert [(t.id, t.title) for t in TEMPLATES] == list(SECTIONS)
+
+
+def test_switched_off_parts_leave_their_sections_out(tmp_path):
+    """A run config that turns a part off drops its sections; the cohort section says which."""
+    config = {"agreement": None, "survival": {"enabled": False}, "grading": {"preset": "demo"}}
+    text = build_report(ReportInputs(config=config), tmp_path / "r").read_text(encoding="utf-8")
+    survival = {"signature", "kaplan-meier", "cox", "nomograms", "c-index", "calibration"}
+    assert list(_dom(text).sections) == [s for s in SECTION_IDS
+                                         if s not in survival | {"agreement"}]
+    assert "Switched off in this run&#x27;s config: agreement, survival" in _section_html(
+        text, "cohort")
+
+
 def test_partial_inputs(tmp_path, workspace):
     """Only the survival analysis: its five sections ran, the others say so; a folder that does
     not exist counts as not run."""
