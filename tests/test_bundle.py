@@ -81,8 +81,9 @@ def build_bundle(base: Path) -> Built:
     from gliorad.grading.run import run_fit
     from gliorad.segmentation import SegmentationConfig, get_preset, train_segmentation
     from gliorad.settings import merge
-    from gliorad.survival.analysis import SurvivalConfig, run_analysis
     from gliorad.survival.bundle import save_bundle
+    from gliorad.survival.config import SurvivalConfig
+    from gliorad.survival.evaluation import run_analysis
     from gliorad.synthetic import (
         CLINICAL_COLUMNS,
         SynthConfig,

@@ -245,8 +245,10 @@ def test_signature_only_nomogram(built, tmp_path):
 
     from gliorad.clinical import read_clinical
     from gliorad.features.radiomics import load_params
-    from gliorad.survival.analysis import SurvivalConfig, read_feature_table, run_analysis
     from gliorad.survival.bundle import save_bundle
+    from gliorad.survival.coding import read_feature_table
+    from gliorad.survival.config import SurvivalConfig
+    from gliorad.survival.evaluation import run_analysis
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -93,7 +93,9 @@ def _stages(grade_dir: Path):
                    config=GradingConfig.preset("demo"), scheme="split")
 
     def survival(ctx):
-        from gliorad.survival.analysis import SurvivalConfig, run_analysis, write_analysis
+        from gliorad.survival.artifacts import write_analysis
+        from gliorad.survival.config import SurvivalConfig
+        from gliorad.survival.evaluation import run_analysis
         from gliorad.synthetic import SynthConfig, sample_patients, synthetic_feature_table
 
         pat = sample_patients(SynthConfig(n_patients=240, seed=4))

@@ -196,7 +196,7 @@ def test_feature_matrix_logs_the_changes(caplog):
 
 def test_survival_and_radiomics_readers_delegate(tmp_path):
     from gliorad.features.radiomics import read_feature_table as read_radiomics
-    from gliorad.survival.analysis import read_feature_table as read_survival
+    from gliorad.survival.coding import read_feature_table as read_survival
 
     p = _csv(tmp_path / "t.csv", "patient_id,a,b,c\n007,1,#DIV/0!,7\nP2,2,inf,7\nP3,3,4,7\nP4,4,5,7\n")
     s = read_survival(p)
