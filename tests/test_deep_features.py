@@ -15,7 +15,13 @@ from typer.testing import CliRunner
 from gliorad.clinical import read_clinical
 from gliorad.cohort import discover_cohort
 from gliorad.errors import GlioradInputError
-from gliorad.features.deep import extract, stratified_split, with_changes, zscore_in_brain
+from gliorad.features.deep import (
+    deep_case,
+    extract,
+    stratified_split,
+    with_changes,
+    zscore_in_brain,
+)
 from gliorad.features.deep2d import (
     Deep2DConfig,
     DualTaskLoss,
@@ -324,6 +330,79 @@ def test_cnn2d_bad_inputs(cohort, tmp_path):
     with pytest.raises(GlioradInputError, match=r"^overrides: survival_loss 'weibull' is not valid; "
                                                 r"expected one of: cox, censored_l1$"):
         with_changes(cfg2d(), {"survival_loss": "weibull"})
+
+
+# ------------------------------------------------------------------------------------ one case
+def _stage_and_cases(network, run, coh, clin, train, out, cfg):
+    """The cohort stage's result and, for every patient of its table, ``deep_case`` with the
+    stage's saved network: ``(result, {pid: (features, head outputs, record)})``."""
+    res = run(coh, clin, train, out, cfg, progress=False)
+    model, saved = network.load(out / "model")
+    cases = {pid: deep_case(network, model, saved, coh.patients[pid].files, coh.patients[pid].seg)
+             for pid in res.table.index}
+    return res, cases
+
+
+def test_deep_case_gives_the_stage_features_of_every_patient(cohort, tmp_path):
+    """The per-case function (what ``gliorad predict`` calls for a new patient) and the cohort
+    stage agree on every patient: features, head outputs and input records, both networks."""
+    from gliorad.features.deep2d import CNN2D
+    from gliorad.features.deep3d import CNN3D
+
+    coh, clin = cohort
+    train, _ = split(clin)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the 2D network is trained from scratch
+        runs = {"3d": _stage_and_cases(CNN3D, deep_features_3d, coh, clin, train, tmp_path / "a",
+                                       cfg3d()),
+                "2d": _stage_and_cases(CNN2D, deep_features_2d, coh, clin, train, tmp_path / "b",
+                                       cfg2d()),
+                # the stage extracts 4 patients per forward pass here, deep_case one
+                "3d_batch4": _stage_and_cases(CNN3D, deep_features_3d, coh, clin, train,
+                                              tmp_path / "c", cfg3d(predict_batch_size=4))}
+    for name, (res, cases) in runs.items():
+        assert sorted(cases) == sorted(coh.ids), name
+        feats = pd.DataFrame({p: c[0] for p, c in cases.items()}).T.loc[res.table.index]
+        assert list(feats.columns) == list(res.table.columns)
+        outs = np.stack([cases[p][1] for p in res.table.index]).astype(np.float64)
+        pred = res.predictions.set_index("patient_id").loc[res.table.index]
+        head = pred["logit"] if name.startswith("3d") else pred["survival_output"]
+        col = 0 if name.startswith("3d") else 1
+        if name == "3d_batch4":
+            # Same network, inputs and eval mode, but 4 patients per convolution call in the
+            # stage: CPU kernels may then sum in another order, so only float32 rounding may
+            # differ (a few units in the last place, far below any feature's scale).
+            np.testing.assert_allclose(feats.to_numpy(), res.table.to_numpy(), rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(outs[:, col], head.to_numpy(), rtol=1e-5, atol=1e-6)
+        else:  # predict_batch_size 1: the very same computation, to the last bit
+            np.testing.assert_array_equal(feats.to_numpy(), res.table.to_numpy())
+            np.testing.assert_array_equal(outs[:, col], head.to_numpy())
+    records = runs["2d"][1]
+    prov = runs["2d"][0].provenance["slices"]
+    assert {p: c[2] for p, c in records.items()} == {p: prov[p] for p in records}
+    assert all(isinstance(c[2]["start"], list) for c in runs["3d"][1].values())  # crop records
+
+
+def test_deep_case_inputs(cohort, tmp_path):
+    """deep_case needs every sequence of the network and, unless it reads the complete MRI, the
+    tumour mask; each missing input is named."""
+    from gliorad.features.deep3d import CNN3D
+
+    coh, _ = cohort
+    pid = coh.ids[0]
+    files = coh.patients[pid].files
+    torch.manual_seed(0)
+    cfg = cfg3d()
+    model = build_network_3d(cfg)
+    feats, out, rec = deep_case(CNN3D, model, cfg, files, coh.patients[pid].seg)
+    assert len(feats) == 16 and out.shape == (1,) and "bbox" in rec
+    with pytest.raises(GlioradInputError, match=r"^no t2 image; the 3D network reads t1, t1ce, t2$"):
+        deep_case(CNN3D, model, cfg, {k: v for k, v in files.items() if k != "t2"}, None)
+    with pytest.raises(GlioradInputError, match=r"^no tumour mask; the 3D network reads the tumour"):
+        deep_case(CNN3D, model, cfg, files, None)
+    full = cfg3d(input="full")
+    feats, _, rec = deep_case(CNN3D, model, full, files)  # the complete MRI needs no mask
+    assert len(feats) == 16 and "box" in rec
 
 
 # ------------------------------------------------------------------------------------ losses

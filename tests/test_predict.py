@@ -158,6 +158,49 @@ def test_features_match_the_cohort_pipeline(built, bundle, tmp_path):
         bundle.grading.decision_score(fused)[0], abs=1e-6)
 
 
+def test_deep_features_are_the_cohort_stage_features(built, bundle, tmp_path, monkeypatch):
+    """predict_patient computes a patient's deep features with the deep stage's per-case function
+    (``deep_case``, once per network) and gets, for a training patient with its manual mask,
+    exactly the features and head outputs the cohort stages (deep_features_3d / _2d, whose
+    networks the bundle holds) wrote for that patient."""
+    from gliorad.features import deep
+    from gliorad.features.deep2d import risk_score
+    from gliorad.features.radiomics import read_feature_table
+
+    calls = []
+    per_case = deep.deep_case
+
+    def spy(network, *args, **kwargs):
+        calls.append(network.kind)
+        return per_case(network, *args, **kwargs)
+
+    monkeypatch.setattr(deep, "deep_case", spy)
+    pid = next(p for p in built.train_ids if p.startswith("SYNA"))
+    res = predict_patient(built.cohort / pid, bundle, tmp_path / "o",
+                          mask=built.cohort / pid / f"{pid}_seg.nii.gz")
+    assert calls == ["cnn3d", "cnn2d"]
+    row = pd.read_csv(tmp_path / "o" / "features.csv", index_col=0, float_precision="round_trip").iloc[0]
+    for table in (built.cnn3d_table, built.cnn2d_table):
+        ref = read_feature_table(table).loc[pid]
+        assert len(ref) == 16 and ref.index[0].endswith("_000")
+        # No tolerance: the bundle's stages extracted one patient per forward pass
+        # (predict_batch_size=1), as deep_case does, with the same weights in the same memory
+        # layout, on the same inputs, on one thread; a batch of several patients would differ in
+        # the last bits (tests/test_deep_features.py::test_deep_case_gives_the_stage_features...).
+        np.testing.assert_array_equal(row[ref.index].to_numpy(float), ref.to_numpy(float))
+    p3 = pd.read_csv(built.sources["cnn3d"] / "cnn3d_patch_se_predictions.csv",
+                     dtype={"patient_id": str}, float_precision="round_trip").set_index("patient_id")
+    assert res["grading"]["cnn3d_probability_hgg"] == pytest.approx(p3.at[pid, "probability"],
+                                                                    rel=1e-15)
+    p2 = pd.read_csv(built.sources["cnn2d"] / "cnn2d_dual_predictions.csv",
+                     dtype={"patient_id": str}, float_precision="round_trip").set_index("patient_id")
+    cnn2d = res["survival"]["cnn2d"]
+    assert cnn2d["probability_grade_iii"] == pytest.approx(p2.at[pid, "probability_grade_iii"],
+                                                           rel=1e-15)
+    assert cnn2d["risk_score"] == p2.at[pid, "risk_score"] == risk_score(
+        np.array([p2.at[pid, "survival_output"]]), bundle.cnn2d[1].survival_loss)[0]
+
+
 def test_deterministic(built, bundle, predicted, tmp_path):
     first, out1 = predicted
     again = predict_patient(built.cohort / built.held_out, bundle, tmp_path, clinical=CLINICAL)

@@ -21,9 +21,9 @@
 5. **Features.** Radiomics of every sequence the models use, inside the whole mask region (or the
    bundle's region), with the bundle's pyradiomics parameters and one thread per case as the
    cohort run (:func:`gliorad.features.radiomics.extract_case`); the 3D CNN's 512 (or ``n``)
-   features from the tumour-centred crop (:func:`gliorad.features.deep3d.prepare_inputs_3d` +
-   :func:`gliorad.features.deep.extract`, the same preparation as training); the 2D CNN's features
-   from the largest tumour slice when the survival signature uses them.
+   features from the tumour-centred crop and the 2D CNN's from the largest tumour slice (when the
+   survival signature uses them), each by the deep stage's per-case function
+   (:func:`gliorad.features.deep.deep_case`: the cohort run's preparation and extraction).
 6. **Grade.** The grading model's HGG probability and the predicted grade (HGG when the
    probability reaches the model's threshold).
 7. **Survival** (bundles with LGG survival models): the signature score and risk group (``high``
@@ -60,7 +60,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from gliorad.bundle import ModelBundle, installed_versions, load_model_bundle
-from gliorad.cohort import SEG, Cohort, Patient
+from gliorad.cohort import SEG, Cohort
 from gliorad.errors import GlioradInputError
 from gliorad.grading.stacking import STACK_COLUMN_3D
 from gliorad.io import (
@@ -287,25 +287,18 @@ def _radiomics(images: Mapping[str, Path], mask: Path, settings: Mapping[str, An
     return {c: float(values[c]) for c in columns}
 
 
-def _deep(kind: str, network: Any, cohort: Cohort, pid: str, mask_dir: Path
+def _deep(kind: str, network: Any, files: Mapping[str, Path], mask: Path
           ) -> tuple[dict[str, float], np.ndarray, dict[str, Any]]:
-    """Features (column -> value), head outputs and the crop record of one CNN."""
-    from gliorad.features.deep import PREFIX_2D, PREFIX_3D, extract, feature_table
+    """Features (column -> value), head outputs and the input record of one CNN: the deep stage's
+    per-case function (:func:`gliorad.features.deep.deep_case`) with the bundle's network."""
+    from gliorad.features.deep import deep_case
 
-    model, cfg = network
     if kind == "cnn3d":
-        from gliorad.features.deep3d import prepare_inputs_3d as prepare
-
-        prefix = PREFIX_3D
+        from gliorad.features.deep3d import CNN3D as hooks
     else:
-        from gliorad.features.deep2d import prepare_inputs_2d as prepare
-
-        prefix = PREFIX_2D
-    inputs, records, _ = prepare(cohort, [pid], cfg, masks=mask_dir if (
-        kind == "cnn2d" or cfg.input == "patch") else None)
-    feats, outs = extract(model, inputs, cfg.train.device, batch_size=1)
-    table = feature_table(feats, [pid], prefix)
-    return {c: float(v) for c, v in table.iloc[0].items()}, outs[0], records[pid]
+        from gliorad.features.deep2d import CNN2D as hooks
+    model, cfg = network
+    return deep_case(hooks, model, cfg, files, mask)
 
 
 def _sigmoid(x: float) -> float:
@@ -623,8 +616,6 @@ def predict_patient(
             work_mask = mask_img
         mask_dir = tmp / "masks"
         mask_file = write_image(work_mask, mask_dir / f"{pid}.nii.gz")
-        work_cohort = Cohort(root=tmp, naming="brats2018", sequences=list(sequences),
-                             patients={pid: Patient(pid, dict(work_files))})
         features: dict[str, float] = {}
         if rad_cols:
             features.update(_radiomics(work_files, mask_file, b.radiomics, rad_cols, n_jobs))
@@ -633,7 +624,7 @@ def predict_patient(
             if b.cnn3d is None:
                 raise GlioradInputError(f"{b.path}: the grading model uses cnn3d features but the "
                                         "bundle has no 3D network")
-            vals, cnn3d_out, _ = _deep("cnn3d", b.cnn3d, work_cohort, pid, mask_dir)
+            vals, cnn3d_out, _ = _deep("cnn3d", b.cnn3d, work_files, mask_file)
             features.update(vals)
             # the network's own HGG probability: the input of a stacked grading model
             features[STACK_COLUMN_3D] = _sigmoid(cnn3d_out[0])
@@ -641,7 +632,7 @@ def predict_patient(
             if b.cnn2d is None:
                 raise GlioradInputError(f"{b.path}: the survival signature uses cnn2d features but "
                                         "the bundle has no 2D network")
-            vals, cnn2d_out, _ = _deep("cnn2d", b.cnn2d, work_cohort, pid, mask_dir)
+            vals, cnn2d_out, _ = _deep("cnn2d", b.cnn2d, work_files, mask_file)
             features.update(vals)
 
     # ---- grade

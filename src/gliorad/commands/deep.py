@@ -14,7 +14,10 @@ patient. Exit 2 lists each problem on its own ``error:`` line.
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Annotated, Any, NamedTuple
 
 import typer
@@ -132,23 +135,6 @@ def _patients(cohort_dir: Path, clinical: Path | None, cohort_config: Path | Non
     return _Patients(cohort, table, id_list, train, val)
 
 
-def _config(kind: str, preset: str, config: Path | None, changes: dict):
-    from gliorad.features.deep import with_changes
-
-    if kind == "3d":
-        from gliorad.features.deep3d import load_deep3d_config as load
-    else:
-        from gliorad.features.deep2d import load_deep2d_config as load
-    cfg = load(config if config is not None else preset)
-    changes = {k: v for k, v in changes.items() if v is not None and v != {}}
-    return with_changes(cfg, changes, "command line") if changes else cfg
-
-
-def _train_changes(epochs: int | None, seed: int | None, device: str | None) -> dict:
-    return {k: v for k, v in {"epochs": epochs, "seed": seed, "device": device}.items()
-            if v is not None}
-
-
 def _sequences(cfg, given: str | None, cohort, from_preset: bool):
     """The network's input sequences: ``--sequences`` when given; else (settings from a preset,
     not a ``--config`` file) the preset's when the cohort's ``sequences`` hold them all, else the
@@ -183,19 +169,17 @@ def _summary(res, what: str) -> None:
         typer.echo(f"note: {note}")
 
 
-@app.command()
-def cnn3d(
+def _leading(
     cohort_dir: CohortDirArg,
     out: OutOpt,
     clinical: ClinicalOpt = None,
     preset: PresetOpt = "demo",
-    config: Annotated[Path | None, typer.Option(
-        help="YAML settings (fields of Deep3DConfig; 'preset: demo' to start from a preset).")] = None,
-    input_kind: Annotated[str | None, typer.Option(
-        "--input", help="patch (tumour-centred) or full (complete MRI).")] = None,
-    se: Annotated[bool | None, typer.Option("--se/--no-se", help="SE block after stage 4.")] = None,
-    train_ids: Annotated[Path | None, typer.Option(
-        help="File of training patient ids (one per line); default: a stratified split.")] = None,
+) -> None:
+    """The argument and options every network's command starts with (never called: read by
+    :func:`_network_command`)."""
+
+
+def _shared(
     val_ids: ValIdsOpt = None,
     ids: IdsOpt = None,
     test_fraction: TestFractionOpt = 0.3,
@@ -204,46 +188,97 @@ def cnn3d(
     epochs: EpochsOpt = None,
     seed: SeedOpt = None,
     device: DeviceOpt = None,
-    cv_folds: Annotated[int | None, typer.Option(
-        min=2, help="Also write out-of-fold probabilities for every patient (K networks).")] = None,
     jobs: JobsOpt = 1,
     overwrite: OverwriteOpt = False,
     progress: ProgressOpt = True,
     cohort_config: CohortConfigOpt = None,
     sequences: SequencesOpt = None,
 ) -> None:
-    """3D ResNet18 (+SE) trained on HGG vs LGG; 512 features per patient (cnn3d_000...)."""
+    """The options of every network's command, after its own (never called: read by
+    :func:`_network_command`)."""
+
+
+def _network_command(func: Callable[..., None]) -> Callable[..., None]:
+    """``func`` (its own options, then ``shared``) as a command that takes :func:`_leading`'s
+    argument and options, its own, then :func:`_shared`'s: typer reads them from the signature;
+    ``func`` receives those of both templates together as ``shared`` (a namespace)."""
+    own = [p for p in inspect.signature(func, eval_str=True).parameters.values()
+           if p.name != "shared"]
+    lead, tail = (list(inspect.signature(f, eval_str=True).parameters.values())
+                  for f in (_leading, _shared))
+
+    def command(**kwargs: Any) -> None:
+        shared = SimpleNamespace(**{p.name: kwargs.pop(p.name) for p in (*lead, *tail)})
+        func(**kwargs, shared=shared)
+
+    command.__signature__ = inspect.Signature([*lead, *own, *tail])  # type: ignore[attr-defined]
+    command.__name__, command.__qualname__, command.__doc__ = (
+        func.__name__, func.__qualname__, func.__doc__)
+    return command
+
+
+def _prepared(network: Any, config: Path | None, changes: dict, train_ids: Path | None,
+              shared: SimpleNamespace) -> tuple[Any, _Patients, dict[str, Any]]:
+    """The network's settings (``--preset`` or ``--config``, then the command line's ``changes``
+    and ``--sequences``), the patients, and the keyword options of its stage function."""
     from gliorad.errors import check_option
-    from gliorad.features.deep3d import PRESETS, cnn3d_out_of_fold, deep_features_3d
+    from gliorad.features.deep import with_changes
+
+    if config is None:
+        check_option("--preset", shared.preset, network.presets)
+    check_jobs(shared.jobs)
+    cfg = network.load_config(config if config is not None else shared.preset)
+    changes = {**changes, "train": {k: v for k, v in {
+        "epochs": shared.epochs, "seed": shared.seed, "device": shared.device}.items()
+        if v is not None}}
+    changes = {k: v for k, v in changes.items() if v is not None and v != {}}
+    cfg = with_changes(cfg, changes, "command line") if changes else cfg
+    pt = _patients(shared.cohort_dir, shared.clinical, shared.cohort_config, shared.ids, train_ids,
+                   shared.val_ids, shared.test_fraction, shared.split_seed)
+    cfg = _sequences(cfg, shared.sequences, pt.cohort, config is None)
+    options = {"ids": pt.ids, "val_ids": pt.val, "masks": shared.masks,
+               "overwrite": shared.overwrite, "progress": shared.progress, "n_jobs": shared.jobs}
+    return cfg, pt, options
+
+
+@app.command()
+@_network_command
+def cnn3d(
+    config: Annotated[Path | None, typer.Option(
+        help="YAML settings (fields of Deep3DConfig; 'preset: demo' to start from a preset).")] = None,
+    input_kind: Annotated[str | None, typer.Option(
+        "--input", help="patch (tumour-centred) or full (complete MRI).")] = None,
+    se: Annotated[bool | None, typer.Option("--se/--no-se", help="SE block after stage 4.")] = None,
+    train_ids: Annotated[Path | None, typer.Option(
+        help="File of training patient ids (one per line); default: a stratified split.")] = None,
+    cv_folds: Annotated[int | None, typer.Option(
+        min=2, help="Also write out-of-fold probabilities for every patient (K networks).")] = None,
+    *,
+    shared: SimpleNamespace,
+) -> None:
+    """3D ResNet18 (+SE) trained on HGG vs LGG; 512 features per patient (cnn3d_000...)."""
+    from gliorad.features.deep3d import CNN3D, cnn3d_out_of_fold, deep_features_3d
 
     with exit_on_input_error():
-        if config is None:
-            check_option("--preset", preset, PRESETS)
-        check_jobs(jobs)
         net = {"se": se} if se is not None else {}
-        cfg = _config("3d", preset, config, {"input": input_kind, "net": net,
-                                             "train": _train_changes(epochs, seed, device)})
-        pt = _patients(cohort_dir, clinical, cohort_config, ids, train_ids, val_ids,
-                       test_fraction, split_seed)
-        cfg = _sequences(cfg, sequences, pt.cohort, config is None)
-        res = deep_features_3d(pt.cohort, pt.table, pt.train, out, cfg, ids=pt.ids, val_ids=pt.val,
-                               masks=masks, overwrite=overwrite, progress=progress, n_jobs=jobs)
+        cfg, pt, options = _prepared(CNN3D, config, {"input": input_kind, "net": net}, train_ids,
+                                     shared)
+        out = shared.out
+        res = deep_features_3d(pt.cohort, pt.table, pt.train, out, cfg, **options)
         _summary(res, f"cnn3d {cfg.variant}")
         if cv_folds is not None:
             pool = _graded(pt.ids or pt.cohort.ids, pt.table)
             pred = cnn3d_out_of_fold(pt.cohort, pt.table, pool, out / "cv", cfg, folds=cv_folds,
-                                     seed=split_seed, masks=masks, overwrite=overwrite,
-                                     progress=progress, n_jobs=jobs)
+                                     seed=shared.split_seed, masks=shared.masks,
+                                     overwrite=shared.overwrite, progress=shared.progress,
+                                     n_jobs=shared.jobs)
             typer.echo(f"out-of-fold probabilities for {len(pred)} patients -> "
-                       f"{out / 'cv' / f'cnn3d_{cfg.variant}_oof_predictions.csv'}")
+                       f"{out / 'cv' / f'{CNN3D.stem(cfg)}_oof_predictions.csv'}")
 
 
 @app.command()
+@_network_command
 def cnn2d(
-    cohort_dir: CohortDirArg,
-    out: OutOpt,
-    clinical: ClinicalOpt = None,
-    preset: PresetOpt = "demo",
     config: Annotated[Path | None, typer.Option(
         help="YAML settings (fields of Deep2DConfig; 'preset: demo' to start from a preset).")] = None,
     imagenet_weights: Annotated[Path | None, typer.Option(
@@ -253,39 +288,20 @@ def cnn2d(
         min=0.0, help="Weight of the survival term (grade term: 1).")] = None,
     train_ids: Annotated[Path | None, typer.Option(
         help="File of training patient ids (LGG among them are trained on); default: a split.")] = None,
-    val_ids: ValIdsOpt = None,
-    ids: IdsOpt = None,
-    test_fraction: TestFractionOpt = 0.3,
-    split_seed: SplitSeedOpt = 0,
-    masks: MasksOpt = None,
-    epochs: EpochsOpt = None,
-    seed: SeedOpt = None,
-    device: DeviceOpt = None,
-    jobs: JobsOpt = 1,
-    overwrite: OverwriteOpt = False,
-    progress: ProgressOpt = True,
-    cohort_config: CohortConfigOpt = None,
-    sequences: SequencesOpt = None,
+    *,
+    shared: SimpleNamespace,
 ) -> None:
     """2D dual-task ResNet18 (grade II/III + survival) on LGG; 512 features (cnn2d_000...)."""
     import warnings
 
-    from gliorad.errors import check_option
-    from gliorad.features.deep2d import PRESETS, deep_features_2d
+    from gliorad.features.deep2d import CNN2D, deep_features_2d
 
     with exit_on_input_error():
-        if config is None:
-            check_option("--preset", preset, PRESETS)
-        check_jobs(jobs)
-        cfg = _config("2d", preset, config, {
-            "survival_loss": survival_loss, "survival_weight": survival_weight,
-            "train": _train_changes(epochs, seed, device)})
-        pt = _patients(cohort_dir, clinical, cohort_config, ids, train_ids, val_ids,
-                       test_fraction, split_seed)
-        cfg = _sequences(cfg, sequences, pt.cohort, config is None)
+        cfg, pt, options = _prepared(CNN2D, config, {"survival_loss": survival_loss,
+                                                     "survival_weight": survival_weight},
+                                     train_ids, shared)
         with warnings.catch_warnings():  # the no-ImageNet message is printed as a note below
             warnings.simplefilter("ignore", UserWarning)
-            res = deep_features_2d(pt.cohort, pt.table, pt.train, out, cfg,
-                                   imagenet_weights=imagenet_weights, ids=pt.ids, val_ids=pt.val,
-                                   masks=masks, overwrite=overwrite, progress=progress, n_jobs=jobs)
+            res = deep_features_2d(pt.cohort, pt.table, pt.train, shared.out, cfg,
+                                   imagenet_weights=imagenet_weights, **options)
         _summary(res, "cnn2d dual-task")

@@ -7,9 +7,21 @@
   T2, T1-Gd as channels), ImageNet-initialised when a local torchvision-format weights file is
   given, grade II vs III classification + censoring-aware survival regression; 512 features.
 
-This module holds what both share: per-patient input normalisation, reading labels of the
-**training patients only**, the training wrapper around :func:`gliorad.training.fit`, feature
-extraction in eval mode, output tables and provenance.
+This module holds what both share:
+
+* **the stage** :func:`run_network` (``deep_features_3d`` / ``deep_features_2d`` call it): skip a
+  finished run with the same fingerprint, read the training labels, prepare every case's input,
+  train (or resume) the network, extract the features of every case, write the table,
+  predictions, metrics and provenance, with notes;
+* **the per-network hooks** :class:`FeatureNetwork` (``deep3d.Cnn3D``, ``deep2d.Cnn2D``): config
+  class and presets, one case's input preparation, the network, its labels, training targets and
+  loss, head columns, metrics, output names, provenance entries and notes;
+* **one case** :func:`deep_case`: a patient's features with the stage's preparation and
+  extraction (what ``gliorad predict`` calls);
+* per-patient input normalisation, reading labels of the **training patients only**, output
+  tables and provenance; the training dataset, the training wrapper around
+  :func:`gliorad.training.fit` and extraction in eval mode are in
+  :mod:`gliorad.features.deep_train` (re-exported here where the stage uses them).
 
 **No label leakage.** Every training function takes explicit training ids; labels are read from
 the clinical table restricted to those ids (:func:`training_labels`) before anything else, so no
@@ -51,6 +63,14 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gliorad.errors import GlioradInputError
+from gliorad.features.deep_train import (
+    ArrayDataset,
+    TrainedNetwork,
+    check_model_folder,
+    extract,
+    feature_table,
+    training_layout,
+)
 from gliorad.io import file_hash, read_array, write_bytes, write_json, write_text
 
 #: Column prefixes of the deep feature tables (the survival code expects ``cnn2d_``).
@@ -123,6 +143,14 @@ def with_changes(cfg: C, changes: Mapping[str, Any], where: str = "overrides") -
     return validate_config(type(cfg), _deep_merge(cfg.model_dump(), changes), where)
 
 
+def check_inputs(sequences: Sequence[str], size: Sequence[int]) -> None:
+    """A network config's input checks (in its validator: ``ValueError``)."""
+    if not sequences or len(set(sequences)) != len(sequences):
+        raise ValueError(f"sequences {sequences} must be non-empty and without duplicates")
+    if any(s < 1 for s in size):
+        raise ValueError(f"size {size} must be positive")
+
+
 # ------------------------------------------------------------------------------------ inputs
 def zscore_in_brain(arr: np.ndarray, names: Sequence[str] = ()) -> np.ndarray:
     """Z-score each channel of ``(C, *spatial)`` over the brain (voxels where any channel is
@@ -157,6 +185,23 @@ def read_sequences(paths: Mapping[str, str | os.PathLike]) -> dict[str, np.ndarr
         arrays[seq] = arr
     stacked = zscore_in_brain(np.stack(list(arrays.values())), [str(p) for p in paths.values()])
     return dict(zip(arrays, stacked))
+
+
+def read_case(files: Mapping[str, str | os.PathLike], sequences: Sequence[str],
+              with_mask: bool = True) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """A case's ``sequences`` (:func:`read_sequences`) and its tumour mask ``files["mask"]``,
+    which must lie on their grid (None without ``with_mask``)."""
+    vols = read_sequences({s: files[s] for s in sequences})
+    if not with_mask:
+        return vols, None
+    mask, _ = read_array(files["mask"])
+    shape = vols[sequences[0]].shape
+    if mask.shape != shape:
+        raise GlioradInputError(
+            f"{files['mask']}: mask shape {mask.shape} (z, y, x) differs from "
+            f"{files[sequences[0]]} {shape}; expected the mask on the images' grid"
+        )
+    return vols, mask
 
 
 def mask_files(cohort: Any, ids: Sequence[str], masks: str | os.PathLike | None
@@ -289,60 +334,6 @@ def stratified_split(labels: pd.Series, fraction: float, seed: int) -> tuple[lis
 
 
 # ------------------------------------------------------------------------------------ dataset
-class ArrayDataset(torch.utils.data.Dataset):
-    """``{"image": float tensor (C, *spatial), "label": target}`` per training patient.
-
-    Augmentations (MONAI transforms), drawn from torch's global generator, which the training
-    loop reseeds every epoch (so a run is reproducible and a resumed run equals an uninterrupted
-    one): a flip along the last axis (left-right for (z, y, x) volumes and (y, x) slices) with
-    probability ``flip_prob``; a random translation by up to ``shift_voxels`` voxels along every
-    spatial axis (zero fill: the input is 0 outside the brain); per-channel intensity
-    ``x * (1 + U(-intensity_scale, intensity_scale)) + U(-intensity_shift, intensity_shift)``
-    (z-score units) with probability ``intensity_prob``."""
-
-    def __init__(self, images: Sequence[np.ndarray], targets: Sequence[Any], flip_prob: float = 0.0,
-                 shift_voxels: int = 0, intensity_prob: float = 0.0, intensity_scale: float = 0.0,
-                 intensity_shift: float = 0.0):
-        if len(images) != len(targets):
-            raise GlioradInputError(f"{len(images)} images but {len(targets)} targets")
-        self.images = list(images)
-        self.targets = list(targets)
-        self.flip_prob = float(flip_prob)
-        self.transform = None
-        steps = []
-        if self.images and shift_voxels > 0:
-            from monai.transforms import RandSpatialCrop, SpatialPad
-
-            size = self.images[0].shape[1:]
-            steps += [SpatialPad([n + 2 * shift_voxels for n in size]),
-                      RandSpatialCrop(size, random_center=True, random_size=False)]
-        if intensity_prob > 0 and (intensity_scale > 0 or intensity_shift > 0):
-            from monai.transforms import RandScaleIntensity, RandShiftIntensity
-
-            steps += [RandScaleIntensity(intensity_scale, prob=intensity_prob, channel_wise=True),
-                      RandShiftIntensity(intensity_shift, prob=intensity_prob, channel_wise=True)]
-        if steps:
-            from monai.transforms import Compose
-
-            self.transform = Compose(steps)
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        x = torch.from_numpy(np.ascontiguousarray(self.images[i], dtype=np.float32))
-        if self.flip_prob > 0 and float(torch.rand(())) < self.flip_prob:
-            x = torch.flip(x, dims=(-1,))
-        if self.transform is not None:
-            self.transform.set_random_state(seed=int(torch.randint(0, 2**31 - 1, ())))
-            out = self.transform(x)
-            x = (out.as_tensor() if hasattr(out, "as_tensor") else torch.as_tensor(out)).contiguous()
-        t = self.targets[i]
-        label = ({k: torch.tensor(v, dtype=torch.float32) for k, v in t.items()}
-                 if isinstance(t, Mapping) else torch.tensor(t, dtype=torch.float32))
-        return {"image": x, "label": label}
-
-
 class Augmented(Strict):
     """Training augmentations shared by the 3D and 2D deep-feature networks (see
     :class:`ArrayDataset`); the defaults change nothing but left-right flips."""
@@ -358,130 +349,6 @@ class Augmented(Strict):
                             intensity_prob=self.intensity_prob,
                             intensity_scale=self.intensity_scale,
                             intensity_shift=self.intensity_shift)
-
-
-def check_batchnorm(n_train: int, batch_size: int, size: Sequence[int]) -> None:
-    """Refuse a training set whose last batch would hold one sample when the fourth stage's map
-    is one voxel (batch norm in training mode needs more than one value per channel)."""
-    from gliorad.nets.resnet import stage4_size
-
-    if int(np.prod(stage4_size(size))) == 1 and (n_train % batch_size == 1 or n_train == 1):
-        raise GlioradInputError(
-            f"{n_train} training patients in batches of {batch_size} leave a batch of one sample, "
-            f"and the input size {tuple(size)} gives a 1-voxel map after the fourth stage: batch "
-            "norm cannot train on that; change the batch size by one or use a larger input size "
-            "(more than 32 voxels along some axis)"
-        )
-
-
-# ------------------------------------------------------------------------------------ training
-@dataclass
-class TrainedNetwork:
-    """A trained network, its model folder and the training loop's outcome."""
-
-    model: torch.nn.Module
-    model_dir: Path
-    weights: Path
-    result: Any
-    seconds: float
-
-
-def _comparable(cfg_json: Mapping[str, Any]) -> Any:
-    from gliorad.training import RESUMABLE_CHANGES
-
-    data = json.loads(json.dumps(cfg_json))
-    for k in RESUMABLE_CHANGES:
-        data.get("config", {}).get("train", {}).pop(k, None)
-    return data
-
-
-def check_model_folder(model_dir: Path, config_json: Mapping[str, Any]) -> None:
-    """Refuse a model folder holding a network trained with other settings, patients, labels or
-    input files (settings the training loop may resume with, such as ``epochs``, may differ)."""
-    cfg_path = Path(model_dir) / "config.json"
-    if not cfg_path.is_file():
-        return
-    try:
-        old = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        old = None
-    if old is None or _comparable(old) != _comparable(config_json):
-        raise GlioradInputError(
-            f"{model_dir}: holds a network trained with other settings, patients or labels; pass "
-            "overwrite (--overwrite) to replace it or choose another folder"
-        )
-
-
-def train_network(
-    model: torch.nn.Module, dataset: torch.utils.data.Dataset, loss_fn: Callable, model_dir: Path,
-    train_cfg: Any, config_json: Mapping[str, Any], *, weights: str = "best",
-    validate: Callable[[torch.nn.Module], Mapping[str, float]] | None = None,
-    progress: bool = True,
-) -> TrainedNetwork:
-    """Train with :func:`gliorad.training.fit` into ``model_dir/checkpoints`` (resumable), then
-    copy the chosen weights to ``model_dir/model.safetensors`` and load them into ``model``.
-
-    ``config_json`` (settings, ids, training labels) is kept in ``model_dir/config.json``; a
-    folder holding another run is an error (the caller removes it for ``overwrite``).
-    """
-    from gliorad.training import fit, load_weights
-
-    out = Path(model_dir)
-    check_model_folder(out, config_json)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(config_json, out / "config.json")
-    if validate is None and train_cfg.monitor != "train_loss":
-        train_cfg = train_cfg.model_copy(update={"monitor": "train_loss", "mode": "min"})
-    t0 = time.perf_counter()
-    result = fit(model, dataset, loss_fn, out / "checkpoints", train_cfg, validate=validate,
-                 progress=progress)
-    seconds = time.perf_counter() - t0
-    ckpt = out / "checkpoints"
-    chosen = ckpt / "best.safetensors" if weights == "best" else ckpt / "last.safetensors"
-    if not chosen.is_file():
-        chosen = ckpt / "last.safetensors"
-    load_weights(model, chosen)
-    final = write_bytes(chosen.read_bytes(), out / "model.safetensors")
-    write_json(result.history, out / "history.json")
-    return TrainedNetwork(model, out, final, result, seconds)
-
-
-@torch.no_grad()
-def extract(model: torch.nn.Module, images: Mapping[str, np.ndarray], device: str = "auto",
-            batch_size: int = 1) -> tuple[np.ndarray, np.ndarray | None]:
-    """Pooled features ``(N, widths[-1])`` and head outputs ``(N, k)`` (None without a head) of
-    every patient, in ``images`` order, with the network in eval mode (float32, ``batch_size``
-    patients per forward pass). In eval mode a patient's output does not depend on the others in
-    its batch, up to floating-point rounding (convolution kernels can differ with the batch size
-    in the last bits); ``batch_size=1`` makes each patient's values exactly reproducible alone."""
-    from gliorad.training import resolve_device
-
-    dev = resolve_device(device)
-    model = model.to(dev).eval()
-    feats, outs = [], []
-    ids = list(images)
-    for i in range(0, len(ids), batch_size):
-        x = torch.stack([torch.from_numpy(np.ascontiguousarray(images[p], dtype=np.float32))
-                         for p in ids[i:i + batch_size]]).to(dev)
-        f = model.features(x)
-        feats.append(f.float().cpu().numpy())
-        if model.head_type != "none":
-            outs.append(model.head_outputs(f).float().cpu().numpy())
-    if not ids:
-        return np.zeros((0, model.n_features), np.float32), None
-    return np.concatenate(feats), (np.concatenate(outs) if outs else None)
-
-
-def feature_table(values: np.ndarray, ids: Sequence[str], prefix: str) -> pd.DataFrame:
-    """Patients x features, index ``patient_id``, columns ``<prefix>000`` ... (three digits or
-    more)."""
-    width = max(3, len(str(values.shape[1] - 1)))
-    df = pd.DataFrame(values.astype(np.float64), index=pd.Index(list(ids), name="patient_id"),
-                      columns=[f"{prefix}{j:0{width}d}" for j in range(values.shape[1])])
-    bad = df.index[~np.isfinite(df.to_numpy()).all(axis=1)].tolist()
-    if bad:
-        raise RuntimeError(f"non-finite deep features for patients {bad[:5]} (diverged network?)")
-    return df
 
 
 # ------------------------------------------------------------------------------------ outputs
@@ -616,3 +483,230 @@ def auc_summary(y: np.ndarray, score: np.ndarray) -> dict[str, Any]:
     r = roc_auc_ci(y, score)
     return {"auc": r.auc, "auc_ci_low": r.ci_low, "auc_ci_high": r.ci_high, "auc_se": r.se,
             "n_pos": r.n_pos, "n_neg": r.n_neg}
+
+
+# ------------------------------------------------------------------------------------ networks
+@dataclass
+class Labels:
+    """What a network trains on, read from the training and validation patients' rows only
+    (:meth:`FeatureNetwork.labels`)."""
+
+    train: list[str]  # the patients trained on
+    val: list[str]  # the patients monitoring training (never trained on)
+    targets: dict[str, Any]  # the training target of every train and val patient
+    fingerprint: dict[str, Any]  # what else the network depends on (labels, initial weights)
+    split: dict[str, str] = field(default_factory=dict)  # splits other than train / val / test
+
+
+class FeatureNetwork:
+    """The hooks of one feature network: :func:`run_network` (the cohort stage) and
+    :func:`deep_case` (one case) call them. A subclass sets the class attributes and fills in
+    what differs: the labels it learns, its training and the columns of its outputs."""
+
+    kind: str  # "cnn3d": the stage "features.cnn3d", the model format "gliorad-cnn3d-1"
+    dims: str  # "3D": names the network in messages (and deep_features_3d)
+    prefix: str  # column prefix of the feature table
+    config_class: type[BaseModel]
+    presets: Mapping[str, Callable[[], Any]]
+
+    def load_config(self, spec: str | os.PathLike | BaseModel) -> Any:
+        return load_config(spec, self.presets, self.config_class, f"{self.dims} deep-feature")
+
+    def check(self, cfg: Any) -> None:
+        """Refuse the run's own options (after the cohort is found); nothing by default."""
+
+    def stem(self, cfg: Any) -> str:
+        """``<stem>.csv`` / ``.parquet`` and ``<stem>_predictions.csv`` in the output folder."""
+        raise NotImplementedError
+
+    def needs_mask(self, cfg: Any) -> bool:
+        return True
+
+    def case_settings(self, cfg: Any) -> dict[str, Any]:
+        """The settings :meth:`prepare_one` reads (plain data: it may run in another process)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def prepare_one(files: Mapping[str, Path], settings: Mapping[str, Any]
+                    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """One case's network input ``(C, *size)`` and its record, from its files."""
+        raise NotImplementedError
+
+    def build(self, cfg: Any) -> torch.nn.Module:
+        """The untrained network of ``cfg``."""
+        raise NotImplementedError
+
+    def labels(self, cfg: Any, clinical: pd.DataFrame, train: list[str], val: list[str]) -> Labels:
+        """Read the labels of ``train`` and ``val`` (:func:`training_labels`) and split off the
+        validation patients when none are given."""
+        raise NotImplementedError
+
+    def training_targets(self, cfg: Any, labels: Labels
+                         ) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+        """``(train targets, val targets, notes)`` the network is trained with."""
+        return ({p: labels.targets[p] for p in labels.train},
+                {p: labels.targets[p] for p in labels.val}, [])
+
+    def model_config(self, cfg: Any, train_t: Mapping[str, Any], val_t: Mapping[str, Any],
+                     extra: Mapping[str, Any]) -> dict[str, Any]:
+        """What ``model/config.json`` records (:func:`check_model_folder` compares it)."""
+        raise NotImplementedError
+
+    def train(self, cfg: Any, images: Mapping[str, np.ndarray], train_t: Mapping[str, Any],
+              model_dir: Path, val_images: Mapping[str, np.ndarray], val_t: Mapping[str, Any],
+              extra: Mapping[str, Any], progress: bool) -> tuple[TrainedNetwork, dict[str, Any]]:
+        """The trained network and how it was initialised (``{}`` when there is nothing to say)."""
+        raise NotImplementedError
+
+    def head_columns(self, cfg: Any, outs: np.ndarray) -> dict[str, np.ndarray]:
+        """The predictions table's columns from the head outputs ``(N, k)``."""
+        raise NotImplementedError
+
+    def metrics(self, cfg: Any, pred: pd.DataFrame, clinical: pd.DataFrame) -> dict[str, Any]:
+        """Held-out metrics of the predictions; read after extraction (never fed back)."""
+        raise NotImplementedError
+
+    def summary(self, cfg: Any, labels: Labels, records: Mapping[str, dict], init: Mapping[str, Any],
+                notes: list[str]) -> tuple[dict[str, Any], list[str]]:
+        """The network's own provenance entries and the run's notes (``notes``: those of
+        :meth:`training_targets`)."""
+        return {}, list(notes)
+
+    def load(self, model_dir: str | os.PathLike) -> tuple[torch.nn.Module, Any]:
+        """Rebuild a trained network from its ``model/`` folder (``config.json`` + weights), in
+        eval mode and in the memory layout of training (:func:`training_layout`), as the stage
+        extracted with it."""
+        from gliorad.training import load_weights
+
+        d = Path(model_dir)
+        cfg_path = d / "config.json"
+        if not cfg_path.is_file():
+            raise GlioradInputError(f"{cfg_path}: not found; expected a model folder of "
+                                    f"deep_features_{self.dims.lower()}")
+        data = json.loads(cfg_path.read_text(encoding="utf-8"))
+        if data.get("format") != f"gliorad-{self.kind}-1":
+            raise GlioradInputError(f"{cfg_path}: not a gliorad {self.dims} CNN model (format "
+                                    f"{data.get('format')!r})")
+        cfg = validate_config(self.config_class, data["config"], str(cfg_path))
+        model = self.build(cfg)
+        load_weights(model, d / "model.safetensors")
+        return training_layout(model, cfg.train).eval(), cfg
+
+
+# ------------------------------------------------------------------------------------ one case
+def deep_case(network: FeatureNetwork, model: torch.nn.Module, cfg: Any,
+              files: Mapping[str, str | os.PathLike], mask: str | os.PathLike | None = None
+              ) -> tuple[dict[str, float], np.ndarray, dict[str, Any]]:
+    """Deep features of one case: ``(column -> value, head outputs (k,), input record)``.
+
+    ``model`` and ``cfg`` are the trained network and its settings (:meth:`FeatureNetwork.load`);
+    ``files`` maps each of ``cfg.sequences`` to its image; ``mask`` is the tumour mask on their
+    grid (needed unless the network reads the complete MRI). The same preparation
+    (:meth:`FeatureNetwork.prepare_one`) and extraction (:func:`extract`, eval mode) as the
+    cohort stage :func:`run_network`, which extracts in batches of ``predict_batch_size``: a
+    case's values are the stage's to the last bit with ``predict_batch_size=1``, and up to
+    floating-point rounding between batch compositions otherwise."""
+    absent = [s for s in cfg.sequences if s not in files]
+    if absent:
+        raise GlioradInputError(f"no {', '.join(absent)} image; the {network.dims} network reads "
+                                f"{', '.join(cfg.sequences)}")
+    case = {s: Path(files[s]) for s in cfg.sequences}
+    if network.needs_mask(cfg):
+        if mask is None:
+            raise GlioradInputError(f"no tumour mask; the {network.dims} network reads the tumour")
+        case["mask"] = Path(mask)
+    arr, record = network.prepare_one(case, network.case_settings(cfg))
+    feats, outs = extract(model, {"case": arr}, cfg.train.device, batch_size=1)
+    row = feature_table(feats, ["case"], network.prefix).iloc[0]
+    return {c: float(v) for c, v in row.items()}, outs[0], record
+
+
+# ------------------------------------------------------------------------------------ the stage
+def run_network(
+    network: FeatureNetwork, cohort: Any, clinical: str | os.PathLike | pd.DataFrame,
+    train_ids: Sequence[str], out_dir: str | os.PathLike, config: Any, *,
+    ids: Sequence[str] | None = None, val_ids: Sequence[str] | None = None,
+    masks: str | os.PathLike | None = None, overwrite: bool = False, progress: bool = True,
+    n_jobs: int = 1, parquet: bool = True,
+) -> DeepResult:
+    """The deep-feature stage of ``network``: train it on ``train_ids`` and write its features
+    for every patient of ``ids`` (default: the cohort), its predictions, metrics and provenance
+    (the module docstring); skipped when a finished run in ``out_dir`` has the same
+    fingerprint. Arguments as :func:`gliorad.features.deep3d.deep_features_3d`."""
+    from gliorad.cohort import Cohort, discover_cohort
+
+    t_start = time.perf_counter()
+    cfg = network.load_config(config)
+    if not isinstance(cohort, Cohort):
+        cohort = discover_cohort(cohort)
+    network.check(cfg)
+    table_clin = read_clinical_table(clinical)
+    train, val, feat_ids = check_ids(train_ids, val_ids, ids, cohort.ids)
+    labels = network.labels(cfg, table_clin, train, val)
+    train, val = labels.train, labels.val
+    stem = network.stem(cfg)
+    pred_name = f"{stem}_predictions.csv"
+    outputs = [f"{stem}.csv", pred_name, "metrics.json"] + ([f"{stem}.parquet"] if parquet else [])
+    out = Path(out_dir)
+    files = input_files(cohort, feat_ids, cfg.sequences, masks, need_mask=network.needs_mask(cfg))
+    fp_data = {"stage": f"features.{network.kind}", "config": cfg.model_dump(mode="json"),
+               **labels.fingerprint, "ids": feat_ids,
+               "masks": str(masks) if masks is not None else "manual", "inputs": file_stats(files)}
+    fp = fingerprint(fp_data)
+    old = previous_run(out, fp, outputs, overwrite)
+    if old is not None:
+        table, pred = load_outputs(out, f"{stem}.csv", pred_name)
+        metrics = network.metrics(cfg, pred, table_clin)
+        return DeepResult(out, table, pred, metrics, {n: out / n for n in outputs}, train, val,
+                          skipped=True, notes=list(old.get("notes", [])), provenance=old)
+    stats = fp_data["inputs"]
+    extra = {"masks": fp_data["masks"], "inputs": {p: stats[p] for p in train + val}}
+    train_t, val_t, target_notes = network.training_targets(cfg, labels)
+    check_model_folder(out / "model", network.model_config(cfg, train_t, val_t, extra))
+    remove_outputs(out, [*outputs, "provenance.json"])
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        t0 = time.perf_counter()
+        inputs, records = prepare_all(network.prepare_one, files, network.case_settings(cfg), n_jobs)
+        t_prepare = time.perf_counter() - t0
+        trained, init = network.train(cfg, {p: inputs[p] for p in train}, train_t, out / "model",
+                                      {p: inputs[p] for p in val}, val_t, extra, progress)
+        t0 = time.perf_counter()
+        feats, outs = extract(trained.model, {p: inputs[p] for p in feat_ids}, cfg.train.device,
+                              cfg.predict_batch_size)
+        t_extract = time.perf_counter() - t0
+        table = feature_table(feats, feat_ids, network.prefix)
+        split = {p: "train" for p in train} | {p: "val" for p in val} | labels.split
+        pred = pd.DataFrame({"patient_id": feat_ids, **network.head_columns(cfg, outs),
+                             "split": [split.get(p, "test") for p in feat_ids]})
+        written = write_table(table, out / stem, parquet)
+        written[pred_name] = write_text(pred.to_csv(index=False, float_format="%.17g"), out / pred_name)
+        metrics = network.metrics(cfg, pred, table_clin)
+        written["metrics.json"] = write_json(metrics, out / "metrics.json")
+        own, notes = network.summary(cfg, labels, records, init, target_notes)
+        prov = {
+            "stage": f"features.{network.kind}", "created_utc": now_utc(), "fingerprint": fp,
+            "config": cfg.model_dump(mode="json"), "seed": cfg.train.seed,
+            "cohort": str(cohort.root), "masks": fp_data["masks"],
+            "train_ids": train, "val_ids": val, "ids": feat_ids, **own,
+            "columns": f"{network.prefix}000..{table.columns[-1]}", "n_features": table.shape[1],
+            "training": {"epochs_run": trained.result.epochs_run,
+                         "best_epoch": trained.result.best_epoch,
+                         "best_value": trained.result.best_value,
+                         "monitor": cfg.train.monitor if val else "train_loss",
+                         "weights": cfg.weights, "seconds_this_call": trained.seconds,
+                         "resumed_from_epoch": trained.result.resumed_from},
+            "weights_file": str(trained.weights),
+            "seconds": {"prepare": t_prepare, "train": trained.seconds, "extract": t_extract,
+                        "total": time.perf_counter() - t_start,
+                        "extract_per_patient": t_extract / max(1, len(feat_ids))},
+            "peak_rss_mb": peak_rss_mb(), "versions": versions(),
+            "inputs": file_hashes(files), "outputs": sorted([*written, "provenance.json"]),
+            "notes": notes,
+        }
+        write_json(prov, out / "provenance.json")
+    except BaseException:
+        remove_outputs(out, [*outputs, "provenance.json"])
+        raise
+    return DeepResult(out, table, pred, metrics, {**written, "provenance.json": out / "provenance.json"},
+                      train, val, skipped=False, notes=notes, provenance=prov)

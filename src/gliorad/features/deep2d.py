@@ -63,9 +63,10 @@ not hold on the external centre (HR 1.49, P 0.32); with them, it did in one draw
 from __future__ import annotations
 
 import os
-import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -76,39 +77,8 @@ from pydantic import Field, model_validator
 
 from gliorad.crop import PAPER_SLICE_SEQUENCES, PAPER_SLICE_SIZE, slice_stack
 from gliorad.errors import GlioradInputError, check_option
-from gliorad.features.deep import (
-    PREFIX_2D,
-    WEIGHTS,
-    Augmented,
-    DeepResult,
-    Strict,
-    TrainedNetwork,
-    auc_summary,
-    check_batchnorm,
-    check_ids,
-    check_model_folder,
-    extract,
-    feature_table,
-    file_hashes,
-    file_stats,
-    fingerprint,
-    input_files,
-    load_config,
-    load_outputs,
-    now_utc,
-    peak_rss_mb,
-    prepare_all,
-    previous_run,
-    read_clinical_table,
-    read_sequences,
-    remove_outputs,
-    stratified_split,
-    train_network,
-    training_labels,
-    versions,
-    write_table,
-)
-from gliorad.io import file_hash, read_array, write_json, write_text
+from gliorad.features import deep, deep_train
+from gliorad.io import file_hash
 from gliorad.nets.resnet import DUAL_GRADE_HEADS, PAPER_WIDTHS, ResNet18, load_torchvision_weights
 from gliorad.training import TrainConfig
 
@@ -121,7 +91,7 @@ SURVIVAL_LOSSES: dict[str, str] = {
 DAYS_PER_YEAR = 365.25
 
 
-class Net2DConfig(Strict):
+class Net2DConfig(deep.Strict):
     """The 2D dual-task ResNet18 (see :class:`gliorad.nets.ResNet18`, ``head="dual"``)."""
 
     widths: tuple[int, int, int, int] = PAPER_WIDTHS
@@ -130,7 +100,7 @@ class Net2DConfig(Strict):
     dropout: float = Field(0.0, ge=0, lt=1)
 
 
-class Deep2DConfig(Augmented):
+class Deep2DConfig(deep.Augmented):
     """Settings of the 2D dual-task network (paper values are the defaults)."""
 
     sequences: list[str] = Field(default_factory=lambda: list(PAPER_SLICE_SEQUENCES))
@@ -147,12 +117,9 @@ class Deep2DConfig(Augmented):
     @model_validator(mode="after")
     def _check(self) -> Deep2DConfig:
         check_option("survival_loss", self.survival_loss, SURVIVAL_LOSSES)
-        check_option("weights", self.weights, WEIGHTS)
+        check_option("weights", self.weights, deep.WEIGHTS)
         check_option("net.grade_head", self.net.grade_head, DUAL_GRADE_HEADS)
-        if not self.sequences or len(set(self.sequences)) != len(self.sequences):
-            raise ValueError(f"sequences {self.sequences} must be non-empty and without duplicates")
-        if any(s < 1 for s in self.size):
-            raise ValueError(f"size {self.size} must be positive")
+        deep.check_inputs(self.sequences, self.size)
         return self
 
 
@@ -173,7 +140,7 @@ PRESETS: dict[str, Callable[[], Deep2DConfig]] = {"paper": _paper, "demo": _demo
 
 def load_deep2d_config(spec: str | os.PathLike | Deep2DConfig) -> Deep2DConfig:
     """A :class:`Deep2DConfig`, a preset name (:data:`PRESETS`) or a YAML file."""
-    return load_config(spec, PRESETS, Deep2DConfig, "2D deep-feature")
+    return deep.load_config(spec, PRESETS, Deep2DConfig, "2D deep-feature")
 
 
 # ------------------------------------------------------------------------------------ losses
@@ -241,14 +208,7 @@ def risk_score(survival_output: np.ndarray, survival_loss: str) -> np.ndarray:
 # ------------------------------------------------------------------------------------ inputs
 def _prepare_one(files: Mapping[str, Path], settings: Mapping[str, Any]) -> tuple[np.ndarray, dict]:
     seqs = settings["sequences"]
-    vols = read_sequences({s: files[s] for s in seqs})
-    mask, _ = read_array(files["mask"])
-    shape = vols[seqs[0]].shape
-    if mask.shape != shape:
-        raise GlioradInputError(
-            f"{files['mask']}: mask shape {mask.shape} (z, y, x) differs from {files[seqs[0]]} "
-            f"{shape}; expected the mask on the images' grid"
-        )
+    vols, mask = deep.read_case(files, seqs)
     stack, rec = slice_stack(vols, mask, seqs, settings["size"], axis=settings["axis"], pad_value=0.0)
     return stack.astype(np.float32), {"index": rec["index"], "area": rec["area"], "scale": rec["scale"]}
 
@@ -260,9 +220,8 @@ def prepare_inputs_2d(
     """``(inputs, records, files)``: each patient's ``(C, *size)`` largest-slice stack, its slice
     record and its input files."""
     cfg = config
-    files = input_files(cohort, ids, cfg.sequences, masks, need_mask=True)
-    settings = {"sequences": list(cfg.sequences), "size": list(cfg.size), "axis": cfg.axis}
-    arrays, records = prepare_all(_prepare_one, files, settings, n_jobs)
+    files = deep.input_files(cohort, ids, cfg.sequences, masks, need_mask=True)
+    arrays, records = deep.prepare_all(_prepare_one, files, CNN2D.case_settings(cfg), n_jobs)
     return arrays, records, files
 
 
@@ -344,21 +303,15 @@ def train_cnn2d(
     val_images: Mapping[str, np.ndarray] | None = None,
     val_targets: Mapping[str, Mapping[str, float]] | None = None,
     extra: Mapping[str, Any] | None = None, progress: bool = True,
-) -> tuple[TrainedNetwork, dict[str, Any]]:
+) -> tuple[deep_train.TrainedNetwork, dict[str, Any]]:
     """Train the dual-task network on the LGG training patients' ``images`` and ``targets``
     (:func:`survival_targets`); returns the trained network and the ImageNet load report (or a
     note that it was trained from scratch)."""
-    from gliorad.training import seed_everything
-
     cfg = config
     ids = list(targets)
-    missing = [p for p in ids if p not in images]
-    if missing:
-        raise GlioradInputError(f"training patients {missing[:10]} have no input image")
+    inputs = deep_train.training_inputs(images, ids)
     targets, _ = task_fallback(targets, cfg.survival_loss)
-    check_batchnorm(len(ids), cfg.train.batch_size, cfg.size)
-    seed_everything(cfg.train.seed)
-    model = build_network_2d(cfg)
+    model = deep_train.seeded_network(build_network_2d, cfg, len(ids))
     if imagenet_weights is not None:
         report = load_torchvision_weights(model, imagenet_weights)
         init = {"init": "imagenet", **report.to_dict(), "sha256": file_hash(imagenet_weights)}
@@ -369,23 +322,20 @@ def train_cnn2d(
         warnings.warn(msg, UserWarning, stacklevel=2)
         init = {"init": "scratch", "note": msg}
     loss_fn = DualTaskLoss(cfg.survival_loss, cfg.survival_weight)
-    dataset = cfg.training_dataset([images[p] for p in ids], [targets[p] for p in ids])
-    validate = None
-    if val_images and val_targets:
-        vid = list(val_targets)
-        vt = {k: torch.tensor([val_targets[p][k] for p in vid], dtype=torch.float32)
-              for k in ("grade", "grade_mask", "time", "event", "surv_mask")}
+    dataset = cfg.training_dataset(inputs, [targets[p] for p in ids])
+    vt = {k: torch.tensor([t[k] for t in (val_targets or {}).values()], dtype=torch.float32)
+          for k in ("grade", "grade_mask", "time", "event", "surv_mask")}
 
-        def validate(net: torch.nn.Module) -> dict[str, float]:
-            _, out = extract(net, {p: val_images[p] for p in vid}, cfg.train.device,
-                             cfg.predict_batch_size)
-            values = {"val_loss": float(loss_fn(torch.from_numpy(out), vt))}
-            values.update(_task_metrics(out, vt, cfg.survival_loss, with_ci=False))
-            return values
+    def score(out: np.ndarray) -> dict[str, float]:
+        values = {"val_loss": float(loss_fn(torch.from_numpy(out), vt))}
+        values.update(_task_metrics(out, vt, cfg.survival_loss, with_ci=False))
+        return values
 
     config_json = model_config_2d(cfg, targets, val_targets, init.get("sha256"), extra)
-    trained = train_network(model, dataset, loss_fn, Path(model_dir), cfg.train, config_json,
-                            weights=cfg.weights, validate=validate, progress=progress)
+    trained = deep_train.train_network(model, dataset, loss_fn, Path(model_dir), cfg.train, config_json,
+                            weights=cfg.weights,
+                            validate=deep_train.validation(cfg, val_images, val_targets, score),
+                            progress=progress)
     return trained, init
 
 
@@ -399,7 +349,7 @@ def _task_metrics(out: np.ndarray, t: Mapping[str, Any], survival_loss: str, wit
     gm = np.asarray(t["grade_mask"]) > 0
     yg = np.asarray(t["grade"])[gm].astype(int)
     if with_ci:
-        res["grade"] = {"n": int(gm.sum()), **auc_summary(yg, out[gm, 0])}
+        res["grade"] = {"n": int(gm.sum()), **deep.auc_summary(yg, out[gm, 0])}
     elif len(np.unique(yg)) == 2:
         res["val_auc"] = float(roc_auc(yg, out[gm, 0]))
     sm = np.asarray(t["surv_mask"]) > 0
@@ -423,171 +373,134 @@ def _task_metrics(out: np.ndarray, t: Mapping[str, Any], survival_loss: str, wit
 
 def load_cnn2d(model_dir: str | os.PathLike) -> tuple[ResNet18, Deep2DConfig]:
     """Rebuild a trained 2D dual-task network from its ``model/`` folder."""
-    import json
-
-    from gliorad.features.deep import validate_config
-    from gliorad.training import load_weights
-
-    d = Path(model_dir)
-    cfg_path = d / "config.json"
-    if not cfg_path.is_file():
-        raise GlioradInputError(f"{cfg_path}: not found; expected a model folder of deep_features_2d")
-    data = json.loads(cfg_path.read_text(encoding="utf-8"))
-    if data.get("format") != "gliorad-cnn2d-1":
-        raise GlioradInputError(f"{cfg_path}: not a gliorad 2D CNN model (format {data.get('format')!r})")
-    cfg = validate_config(Deep2DConfig, data["config"], str(cfg_path))
-    model = build_network_2d(cfg)
-    load_weights(model, d / "model.safetensors")
-    return model.eval(), cfg
+    return CNN2D.load(model_dir)
 
 
 # ------------------------------------------------------------------------------------ stage
-STEM_2D = "cnn2d_dual"
+STEM_2D = f"{deep.PREFIX_2D}dual"
 
 
-def deep_features_2d(
-    cohort: Any,
-    clinical: str | os.PathLike | pd.DataFrame,
-    train_ids: Sequence[str],
-    out_dir: str | os.PathLike,
-    config: str | os.PathLike | Deep2DConfig = "demo",
-    *,
-    imagenet_weights: str | os.PathLike | None = None,
-    ids: Sequence[str] | None = None,
-    val_ids: Sequence[str] | None = None,
-    masks: str | os.PathLike | None = None,
-    overwrite: bool = False,
-    progress: bool = True,
-    n_jobs: int = 1,
-    parquet: bool = True,
-) -> DeepResult:
+@dataclass
+class Cnn2D(deep.FeatureNetwork):
+    """The 2D network's part of the deep-feature stage (:func:`gliorad.features.deep.run_network`):
+    LGG patients' grade and survival targets, the optional ImageNet weights, the dual head's
+    columns, grade AUC and C-index, the slice records."""
+
+    imagenet_weights: str | os.PathLike | None = None
+
+    kind, dims, prefix = "cnn2d", "2D", deep.PREFIX_2D
+    config_class = Deep2DConfig
+    presets = PRESETS
+    prepare_one = staticmethod(_prepare_one)
+
+    @cached_property
+    def imagenet_sha256(self) -> str | None:
+        return file_hash(self.imagenet_weights) if self.imagenet_weights is not None else None
+
+    def check(self, cfg: Deep2DConfig) -> None:
+        if self.imagenet_weights is not None and not Path(self.imagenet_weights).is_file():
+            raise GlioradInputError(f"{self.imagenet_weights}: ImageNet weights file not found")
+
+    def stem(self, cfg: Deep2DConfig) -> str:
+        return STEM_2D
+
+    def case_settings(self, cfg: Deep2DConfig) -> dict[str, Any]:
+        return {"sequences": list(cfg.sequences), "size": list(cfg.size), "axis": cfg.axis}
+
+    def build(self, cfg: Deep2DConfig) -> ResNet18:
+        return build_network_2d(cfg)
+
+    def labels(self, cfg: Deep2DConfig, clinical: pd.DataFrame, train: list[str],
+               val: list[str]) -> deep.Labels:
+        lab = deep.training_labels(clinical, train + val, ["grade", "grade_group", "os_days", "event"])
+        lgg = lab["grade_group"] == "LGG"
+        excluded = sorted(lab.index[~lgg])
+        train = [p for p in train if lgg[p]]
+        val = [p for p in val if lgg[p]]
+        targets = survival_targets(lab.loc[train + val])
+        if not val and cfg.val_fraction > 0:
+            strata = pd.Series({p: targets[p]["grade"] + 2 * targets[p]["grade_mask"] for p in train})
+            train, val = deep.stratified_split(strata, cfg.val_fraction, cfg.train.seed)
+        if len(train) < 2:
+            raise GlioradInputError(
+                f"{len(train)} LGG patient(s) among the training ids; the dual-task network trains "
+                "on LGG patients (WHO II/III) only"
+            )
+        return deep.Labels(train, val, targets,
+                      {"train_targets": {p: targets[p] for p in train},
+                       "val_targets": {p: targets[p] for p in val},
+                       "imagenet_sha256": self.imagenet_sha256},
+                      split={p: "excluded_hgg" for p in excluded})
+
+    def training_targets(self, cfg: Deep2DConfig, labels: deep.Labels
+                         ) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+        """The training targets with a task the training patients cannot teach switched off
+        (:func:`task_fallback`), in the validation targets too."""
+        train_t, notes = task_fallback({p: labels.targets[p] for p in labels.train},
+                                       cfg.survival_loss)
+        off = {k: 0.0 for k in ("grade_mask", "surv_mask") if not any(t[k] for t in train_t.values())}
+        return train_t, {p: {**labels.targets[p], **off} for p in labels.val}, notes
+
+    def model_config(self, cfg: Deep2DConfig, train_t: Mapping[str, Any],
+                     val_t: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+        return model_config_2d(cfg, train_t, val_t, self.imagenet_sha256, extra)
+
+    def train(self, cfg: Deep2DConfig, images: Mapping[str, np.ndarray],
+              train_t: Mapping[str, Any], model_dir: Path, val_images: Mapping[str, np.ndarray],
+              val_t: Mapping[str, Any], extra: Mapping[str, Any], progress: bool
+              ) -> tuple[deep_train.TrainedNetwork, dict[str, Any]]:
+        return train_cnn2d(images, train_t, model_dir, cfg, imagenet_weights=self.imagenet_weights,
+                           val_images=val_images, val_targets=val_t, extra=extra,
+                           progress=progress)
+
+    def head_columns(self, cfg: Deep2DConfig, outs: np.ndarray) -> dict[str, np.ndarray]:
+        return {"probability_grade_iii": 1.0 / (1.0 + np.exp(-outs[:, 0].astype(np.float64))),
+                "survival_output": outs[:, 1].astype(np.float64),
+                "risk_score": risk_score(outs[:, 1], cfg.survival_loss)}
+
+    def metrics(self, cfg: Deep2DConfig, pred: pd.DataFrame, clinical: pd.DataFrame
+                ) -> dict[str, Any]:
+        return _metrics(pred, clinical, cfg.survival_loss)
+
+    def summary(self, cfg: Deep2DConfig, labels: deep.Labels, records: Mapping[str, dict],
+                init: Mapping[str, Any], notes: list[str]) -> tuple[dict[str, Any], list[str]]:
+        excluded = sorted(labels.split)
+        notes = ([init["note"]] if init["init"] == "scratch" else []) + list(notes)
+        if excluded:
+            notes.append(f"{len(excluded)} HGG patient(s) among the training ids were not trained "
+                         "on (the dual-task network learns from LGG patients only)")
+        t = [labels.targets[p] for p in labels.train]
+        counts = {"grade_II": sum(1 for x in t if x["grade_mask"] and not x["grade"]),
+                  "grade_III": sum(1 for x in t if x["grade_mask"] and x["grade"]),
+                  "with_survival": sum(1 for x in t if x["surv_mask"]),
+                  "events": sum(1 for x in t if x["surv_mask"] and x["event"])}
+        return {"excluded_hgg_ids": excluded, "train_counts": counts, "initialisation": dict(init),
+                "loss": {"survival_loss": cfg.survival_loss, "survival_weight": cfg.survival_weight,
+                         "description": SURVIVAL_LOSSES[cfg.survival_loss]},
+                "slices": dict(records)}, notes
+
+
+#: The 2D network's hooks without ImageNet weights (:func:`gliorad.features.deep.deep_case`).
+CNN2D = Cnn2D()
+
+
+def deep_features_2d(cohort: Any, clinical: str | os.PathLike | pd.DataFrame,
+                     train_ids: Sequence[str], out_dir: str | os.PathLike,
+                     config: str | os.PathLike | Deep2DConfig = "demo", *,
+                     imagenet_weights: str | os.PathLike | None = None, **options: Any
+                     ) -> deep.DeepResult:
     """Train the 2D dual-task CNN on the LGG patients of ``train_ids``; write 512 features for
-    every patient of ``ids`` (default: the whole cohort).
+    every patient of ``ids`` (default: the whole cohort) (:func:`gliorad.features.deep.
+    run_network` with :class:`Cnn2D`).
 
     ``clinical``: canonical clinical table or its path; ``grade``, ``grade_group``, ``os_days``
     and ``event`` of the training (and validation) patients are read for training; held-out
     values only afterwards, for ``metrics.json``. ``imagenet_weights``: a local torchvision-format
-    resnet18 state dict (None: trained from scratch, with a warning). Other arguments as
-    :func:`gliorad.features.deep3d.deep_features_3d`.
+    resnet18 state dict (None: trained from scratch, with a warning). Other arguments and the
+    keyword ``options`` as :func:`gliorad.features.deep3d.deep_features_3d`.
     """
-    from gliorad.cohort import Cohort, discover_cohort
-
-    t_start = time.perf_counter()
-    cfg = load_deep2d_config(config)
-    if not isinstance(cohort, Cohort):
-        cohort = discover_cohort(cohort)
-    if imagenet_weights is not None and not Path(imagenet_weights).is_file():
-        raise GlioradInputError(f"{imagenet_weights}: ImageNet weights file not found")
-    table_clin = read_clinical_table(clinical)
-    train_all, val_all, feat_ids = check_ids(train_ids, val_ids, ids, cohort.ids)
-    lab = training_labels(table_clin, train_all + val_all,
-                          ["grade", "grade_group", "os_days", "event"])
-    lgg = lab["grade_group"] == "LGG"
-    excluded = sorted(lab.index[~lgg])
-    train = [p for p in train_all if lgg[p]]
-    val = [p for p in val_all if lgg[p]]
-    targets = survival_targets(lab.loc[train + val])
-    if not val and cfg.val_fraction > 0:
-        strata = pd.Series({p: targets[p]["grade"] + 2 * targets[p]["grade_mask"] for p in train})
-        train, val = stratified_split(strata, cfg.val_fraction, cfg.train.seed)
-    if len(train) < 2:
-        raise GlioradInputError(
-            f"{len(train)} LGG patient(s) among the training ids; the dual-task network trains on "
-            "LGG patients (WHO II/III) only"
-        )
-    out = Path(out_dir)
-    outputs = [f"{STEM_2D}.csv", f"{STEM_2D}_predictions.csv", "metrics.json"] + (
-        [f"{STEM_2D}.parquet"] if parquet else [])
-    files = input_files(cohort, feat_ids, cfg.sequences, masks, need_mask=True)
-    init_hash = file_hash(imagenet_weights) if imagenet_weights is not None else None
-    fp_data = {"stage": "features.cnn2d", "config": cfg.model_dump(mode="json"),
-               "train_targets": {p: targets[p] for p in train},
-               "val_targets": {p: targets[p] for p in val}, "ids": feat_ids,
-               "imagenet_sha256": init_hash,
-               "masks": str(masks) if masks is not None else "manual", "inputs": file_stats(files)}
-    fp = fingerprint(fp_data)
-    old = previous_run(out, fp, outputs, overwrite)
-    if old is not None:
-        table, pred = load_outputs(out, f"{STEM_2D}.csv", f"{STEM_2D}_predictions.csv")
-        metrics = _metrics(pred, table_clin, cfg.survival_loss)
-        return DeepResult(out, table, pred, metrics, {n: out / n for n in outputs}, train, val,
-                          skipped=True, notes=list(old.get("notes", [])), provenance=old)
-    stats = fp_data["inputs"]
-    extra = {"masks": fp_data["masks"], "inputs": {p: stats[p] for p in train + val}}
-    train_t, task_notes = task_fallback({p: targets[p] for p in train}, cfg.survival_loss)
-    val_t = {p: {**targets[p], **{k: 0.0 for k in ("grade_mask", "surv_mask")
-                                  if not any(t[k] for t in train_t.values())}} for p in val}
-    check_model_folder(out / "model", model_config_2d(cfg, train_t, val_t, init_hash, extra))
-    remove_outputs(out, [*outputs, "provenance.json"])
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        t0 = time.perf_counter()
-        settings = {"sequences": list(cfg.sequences), "size": list(cfg.size), "axis": cfg.axis}
-        inputs, records = prepare_all(_prepare_one, files, settings, n_jobs)
-        t_prepare = time.perf_counter() - t0
-        trained, init = train_cnn2d(
-            {p: inputs[p] for p in train}, train_t, out / "model", cfg,
-            imagenet_weights=imagenet_weights, val_images={p: inputs[p] for p in val},
-            val_targets=val_t, extra=extra, progress=progress,
-        )
-        t0 = time.perf_counter()
-        feats, outs = extract(trained.model, {p: inputs[p] for p in feat_ids}, cfg.train.device,
-                              cfg.predict_batch_size)
-        t_extract = time.perf_counter() - t0
-        table = feature_table(feats, feat_ids, PREFIX_2D)
-        split = ({p: "train" for p in train} | {p: "val" for p in val}
-                 | {p: "excluded_hgg" for p in excluded})
-        pred = pd.DataFrame({
-            "patient_id": feat_ids,
-            "probability_grade_iii": 1.0 / (1.0 + np.exp(-outs[:, 0].astype(np.float64))),
-            "survival_output": outs[:, 1].astype(np.float64),
-            "risk_score": risk_score(outs[:, 1], cfg.survival_loss),
-            "split": [split.get(p, "test") for p in feat_ids],
-        })
-        written = write_table(table, out / STEM_2D, parquet)
-        pname = f"{STEM_2D}_predictions.csv"
-        written[pname] = write_text(pred.to_csv(index=False, float_format="%.17g"), out / pname)
-        metrics = _metrics(pred, table_clin, cfg.survival_loss)
-        written["metrics.json"] = write_json(metrics, out / "metrics.json")
-        notes = ([init["note"]] if init["init"] == "scratch" else []) + task_notes
-        if excluded:
-            notes.append(f"{len(excluded)} HGG patient(s) among the training ids were not trained "
-                         "on (the dual-task network learns from LGG patients only)")
-        prov = {
-            "stage": "features.cnn2d", "created_utc": now_utc(), "fingerprint": fp,
-            "config": cfg.model_dump(mode="json"), "seed": cfg.train.seed,
-            "cohort": str(cohort.root), "masks": fp_data["masks"],
-            "train_ids": train, "val_ids": val, "excluded_hgg_ids": excluded, "ids": feat_ids,
-            "train_counts": {
-                "grade_II": sum(1 for p in train if targets[p]["grade_mask"] and not targets[p]["grade"]),
-                "grade_III": sum(1 for p in train if targets[p]["grade_mask"] and targets[p]["grade"]),
-                "with_survival": sum(1 for p in train if targets[p]["surv_mask"]),
-                "events": sum(1 for p in train if targets[p]["surv_mask"] and targets[p]["event"])},
-            "initialisation": init,
-            "loss": {"survival_loss": cfg.survival_loss, "survival_weight": cfg.survival_weight,
-                     "description": SURVIVAL_LOSSES[cfg.survival_loss]},
-            "columns": f"{PREFIX_2D}000..{table.columns[-1]}", "n_features": table.shape[1],
-            "training": {"epochs_run": trained.result.epochs_run,
-                         "best_epoch": trained.result.best_epoch,
-                         "best_value": trained.result.best_value,
-                         "monitor": cfg.train.monitor if val else "train_loss",
-                         "weights": cfg.weights, "seconds_this_call": trained.seconds,
-                         "resumed_from_epoch": trained.result.resumed_from},
-            "weights_file": str(trained.weights),
-            "slices": {p: r for p, r in records.items()},
-            "seconds": {"prepare": t_prepare, "train": trained.seconds, "extract": t_extract,
-                        "total": time.perf_counter() - t_start,
-                        "extract_per_patient": t_extract / max(1, len(feat_ids))},
-            "peak_rss_mb": peak_rss_mb(), "versions": versions(),
-            "inputs": file_hashes(files), "outputs": sorted([*written, "provenance.json"]),
-            "notes": notes,
-        }
-        write_json(prov, out / "provenance.json")
-    except BaseException:
-        remove_outputs(out, [*outputs, "provenance.json"])
-        raise
-    return DeepResult(out, table, pred, metrics, {**written, "provenance.json": out / "provenance.json"},
-                      train, val, skipped=False, notes=notes, provenance=prov)
+    return deep.run_network(Cnn2D(imagenet_weights), cohort, clinical, train_ids, out_dir, config,
+                            **options)
 
 
 def _metrics(pred: pd.DataFrame, clinical: pd.DataFrame, survival_loss: str) -> dict[str, Any]:

@@ -54,7 +54,6 @@ held-out 0.81-0.82 (bench/RESULTS.md, "Demo").
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -66,39 +65,8 @@ from pydantic import Field, field_validator, model_serializer, model_validator
 
 from gliorad.crop import BORDER_MODES, PAPER_PATCH_SIZE, complete_volume, crop_patch
 from gliorad.errors import GlioradInputError, check_option
-from gliorad.features.deep import (
-    PREFIX_3D,
-    WEIGHTS,
-    Augmented,
-    DeepResult,
-    Strict,
-    TrainedNetwork,
-    auc_summary,
-    check_batchnorm,
-    check_ids,
-    check_model_folder,
-    extract,
-    feature_table,
-    file_hashes,
-    file_stats,
-    fingerprint,
-    input_files,
-    load_config,
-    load_outputs,
-    now_utc,
-    peak_rss_mb,
-    prepare_all,
-    previous_run,
-    read_clinical_table,
-    read_sequences,
-    remove_outputs,
-    stratified_split,
-    train_network,
-    training_labels,
-    versions,
-    write_table,
-)
-from gliorad.io import read_array, write_json, write_text
+from gliorad.features import deep, deep_train
+from gliorad.io import write_text
 from gliorad.nets.resnet import PAPER_WIDTHS, ResNet18
 from gliorad.training import TrainConfig
 
@@ -114,7 +82,7 @@ HEADS_3D: dict[str, str] = {
 }
 
 
-class Net3DConfig(Strict):
+class Net3DConfig(deep.Strict):
     """The 3D ResNet18 (see :class:`gliorad.nets.ResNet18`)."""
 
     widths: tuple[int, int, int, int] = PAPER_WIDTHS
@@ -125,7 +93,7 @@ class Net3DConfig(Strict):
     dropout: float = Field(0.0, ge=0, lt=1)
 
 
-class Deep3DConfig(Augmented):
+class Deep3DConfig(deep.Augmented):
     """Settings of the 3D deep-feature network (paper values are the defaults)."""
 
     sequences: list[str] = Field(default_factory=lambda: ["t1", "t1ce", "t2"])
@@ -160,12 +128,9 @@ class Deep3DConfig(Augmented):
     def _check(self) -> Deep3DConfig:
         check_option("input", self.input, INPUTS)
         check_option("border", self.border, BORDER_MODES)
-        check_option("weights", self.weights, WEIGHTS)
+        check_option("weights", self.weights, deep.WEIGHTS)
         check_option("net.head", self.net.head, HEADS_3D)
-        if not self.sequences or len(set(self.sequences)) != len(self.sequences):
-            raise ValueError(f"sequences {self.sequences} must be non-empty and without duplicates")
-        if any(s < 1 for s in self.size):
-            raise ValueError(f"size {self.size} must be positive")
+        deep.check_inputs(self.sequences, self.size)
         if any(g < 0 for g in self.margin):
             raise ValueError(f"margin {self.margin} must be non-negative (voxels)")
         return self
@@ -194,21 +159,14 @@ PRESETS: dict[str, Callable[[], Deep3DConfig]] = {"paper": _paper, "demo": _demo
 def load_deep3d_config(spec: str | os.PathLike | Deep3DConfig) -> Deep3DConfig:
     """A :class:`Deep3DConfig`, a preset name (:data:`PRESETS`) or a YAML file (``preset: demo``
     plus overrides)."""
-    return load_config(spec, PRESETS, Deep3DConfig, "3D deep-feature")
+    return deep.load_config(spec, PRESETS, Deep3DConfig, "3D deep-feature")
 
 
 # ------------------------------------------------------------------------------------ inputs
 def _prepare_one(files: Mapping[str, Path], settings: Mapping[str, Any]) -> tuple[np.ndarray, dict]:
     seqs = settings["sequences"]
-    vols = read_sequences({s: files[s] for s in seqs})
-    if settings["input"] == "patch":
-        mask, _ = read_array(files["mask"])
-        shape = vols[seqs[0]].shape
-        if mask.shape != shape:
-            raise GlioradInputError(
-                f"{files['mask']}: mask shape {mask.shape} (z, y, x) differs from "
-                f"{files[seqs[0]]} {shape}; expected the mask on the images' grid"
-            )
+    vols, mask = deep.read_case(files, seqs, with_mask=settings["input"] == "patch")
+    if mask is not None:
         patches, _, rec = crop_patch(vols, mask, settings["size"], border=settings["border"],
                                      pad_value=0.0, margin=settings.get("margin", 0))
         arr = np.stack([patches[s] for s in seqs])
@@ -228,10 +186,8 @@ def prepare_inputs_3d(
     """``(inputs, records, files)``: the ``(C, *size)`` float32 input of each patient, its crop
     record and its input files. Every patient lacking a file is reported at once."""
     cfg = config
-    files = input_files(cohort, ids, cfg.sequences, masks, need_mask=cfg.input == "patch")
-    settings = {"sequences": list(cfg.sequences), "input": cfg.input, "size": list(cfg.size),
-                "border": cfg.border, "margin": list(cfg.margin)}
-    arrays, records = prepare_all(_prepare_one, files, settings, n_jobs)
+    files = deep.input_files(cohort, ids, cfg.sequences, masks, need_mask=CNN3D.needs_mask(cfg))
+    arrays, records = deep.prepare_all(_prepare_one, files, CNN3D.case_settings(cfg), n_jobs)
     return arrays, records, files
 
 
@@ -267,7 +223,7 @@ def train_cnn3d(
     config: Deep3DConfig, *, val_images: Mapping[str, np.ndarray] | None = None,
     val_labels: Mapping[str, int] | None = None, extra: Mapping[str, Any] | None = None,
     progress: bool = True,
-) -> TrainedNetwork:
+) -> deep_train.TrainedNetwork:
     """Train the 3D network on ``images`` / ``labels`` (1 = HGG) of the training patients.
 
     ``model_dir`` receives ``model.safetensors``, ``config.json``, ``history.json`` and the
@@ -275,13 +231,9 @@ def train_cnn3d(
     patients) are monitored when given. ``extra`` goes into ``config.json`` (what the run depends
     on beyond the settings and labels, e.g. the input files).
     """
-    from gliorad.training import seed_everything
-
     cfg = config
     ids = list(labels)
-    missing = [p for p in ids if p not in images]
-    if missing:
-        raise GlioradInputError(f"training patients {missing[:10]} have no input image")
+    inputs = deep_train.training_inputs(images, ids)
     y = np.array([int(labels[p]) for p in ids])
     if set(np.unique(y)) - {0, 1}:
         raise GlioradInputError(f"labels {sorted(set(y.tolist()))}: expected 0 (LGG) / 1 (HGG)")
@@ -290,75 +242,113 @@ def train_cnn3d(
             f"the {len(ids)} training patients are all {'HGG' if y[0] else 'LGG'}; expected both "
             "grades to train the HGG-vs-LGG network"
         )
-    check_batchnorm(len(ids), cfg.train.batch_size, cfg.size)
-    seed_everything(cfg.train.seed)
-    model = build_network_3d(cfg)
-    dataset = cfg.training_dataset([images[p] for p in ids], [float(v) for v in y])
-    validate = None
-    if val_images and val_labels:
-        vid = list(val_labels)
-        vy = np.array([int(val_labels[p]) for p in vid])
+    model = deep_train.seeded_network(build_network_3d, cfg, len(ids))
+    dataset = cfg.training_dataset(inputs, [float(v) for v in y])
+    vy = np.array([int(v) for v in (val_labels or {}).values()])
 
-        def validate(net: torch.nn.Module) -> dict[str, float]:
-            _, out = extract(net, {p: val_images[p] for p in vid}, cfg.train.device,
-                             cfg.predict_batch_size)
-            logits = torch.from_numpy(out[:, 0])
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(
-                logits, torch.from_numpy(vy.astype(np.float32)))
-            values = {"val_loss": float(loss)}
-            if len(np.unique(vy)) == 2:
-                from gliorad.stats import roc_auc
+    def score(out: np.ndarray) -> dict[str, float]:
+        logits = torch.from_numpy(out[:, 0])
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(
+            logits, torch.from_numpy(vy.astype(np.float32)))
+        values = {"val_loss": float(loss)}
+        if len(np.unique(vy)) == 2:
+            from gliorad.stats import roc_auc
 
-                values["val_auc"] = float(roc_auc(vy, out[:, 0]))
-            return values
+            values["val_auc"] = float(roc_auc(vy, out[:, 0]))
+        return values
 
     config_json = model_config_3d(cfg, labels, val_labels, extra)
-    return train_network(model, dataset, _BinaryLoss(), Path(model_dir), cfg.train,
-                         config_json, weights=cfg.weights, validate=validate, progress=progress)
+    return deep_train.train_network(model, dataset, _BinaryLoss(), Path(model_dir), cfg.train,
+                         config_json, weights=cfg.weights,
+                         validate=deep_train.validation(cfg, val_images, val_labels, score), progress=progress)
 
 
 def load_cnn3d(model_dir: str | os.PathLike) -> tuple[ResNet18, Deep3DConfig]:
     """Rebuild a trained 3D network from its ``model/`` folder (``config.json`` + weights)."""
-    import json
-
-    from gliorad.features.deep import validate_config
-    from gliorad.training import load_weights
-
-    d = Path(model_dir)
-    cfg_path = d / "config.json"
-    if not cfg_path.is_file():
-        raise GlioradInputError(f"{cfg_path}: not found; expected a model folder of deep_features_3d")
-    data = json.loads(cfg_path.read_text(encoding="utf-8"))
-    if data.get("format") != "gliorad-cnn3d-1":
-        raise GlioradInputError(f"{cfg_path}: not a gliorad 3D CNN model (format {data.get('format')!r})")
-    cfg = validate_config(Deep3DConfig, data["config"], str(cfg_path))
-    model = build_network_3d(cfg)
-    load_weights(model, d / "model.safetensors")
-    return model.eval(), cfg
+    return CNN3D.load(model_dir)
 
 
 # ------------------------------------------------------------------------------------ stage
-def _names(cfg: Deep3DConfig) -> tuple[str, str]:
-    stem = f"cnn3d_{cfg.variant}"
-    return stem, f"{stem}_predictions.csv"
+class Cnn3D(deep.FeatureNetwork):
+    """The 3D network's part of the deep-feature stage (:func:`gliorad.features.deep.run_network`):
+    HGG-vs-LGG labels, the HGG logit's head columns, the grade AUC, the crop records."""
+
+    kind, dims, prefix = "cnn3d", "3D", deep.PREFIX_3D
+    config_class = Deep3DConfig
+    presets = PRESETS
+    prepare_one = staticmethod(_prepare_one)
+
+    def stem(self, cfg: Deep3DConfig) -> str:
+        return f"{deep.PREFIX_3D}{cfg.variant}"
+
+    def needs_mask(self, cfg: Deep3DConfig) -> bool:
+        return cfg.input == "patch"
+
+    def case_settings(self, cfg: Deep3DConfig) -> dict[str, Any]:
+        return {"sequences": list(cfg.sequences), "input": cfg.input, "size": list(cfg.size),
+                "border": cfg.border, "margin": list(cfg.margin)}
+
+    def build(self, cfg: Deep3DConfig) -> ResNet18:
+        return build_network_3d(cfg)
+
+    def labels(self, cfg: Deep3DConfig, clinical: pd.DataFrame, train: list[str],
+               val: list[str]) -> deep.Labels:
+        lab = deep.training_labels(clinical, train + val, ["grade_group"])
+        no_grade = lab.index[lab["grade_group"].isna()].tolist()
+        if no_grade:
+            raise GlioradInputError(
+                f"training patient(s) {no_grade[:10]} have no grade; expected HGG/LGG (or WHO "
+                "II-IV) for every training patient"
+            )
+        y_all = (lab["grade_group"] == "HGG").astype(int)
+        if not val and cfg.val_fraction > 0:
+            train, val = deep.stratified_split(y_all.loc[train], cfg.val_fraction, cfg.train.seed)
+        y = {p: int(y_all[p]) for p in train + val}
+        return deep.Labels(train, val, y, {"train_labels": {p: y[p] for p in train},
+                                      "val_labels": {p: y[p] for p in val}})
+
+    def model_config(self, cfg: Deep3DConfig, train_t: Mapping[str, int],
+                     val_t: Mapping[str, int], extra: Mapping[str, Any]) -> dict[str, Any]:
+        return model_config_3d(cfg, train_t, val_t, extra)
+
+    def train(self, cfg: Deep3DConfig, images: Mapping[str, np.ndarray],
+              train_t: Mapping[str, int], model_dir: Path, val_images: Mapping[str, np.ndarray],
+              val_t: Mapping[str, int], extra: Mapping[str, Any], progress: bool
+              ) -> tuple[deep_train.TrainedNetwork, dict[str, Any]]:
+        return train_cnn3d(images, train_t, model_dir, cfg, val_images=val_images,
+                           val_labels=val_t, extra=extra, progress=progress), {}
+
+    def head_columns(self, cfg: Deep3DConfig, outs: np.ndarray) -> dict[str, np.ndarray]:
+        logit = outs[:, 0].astype(np.float64)
+        return {"probability": 1.0 / (1.0 + np.exp(-logit)), "logit": logit}
+
+    def metrics(self, cfg: Deep3DConfig, pred: pd.DataFrame, clinical: pd.DataFrame
+                ) -> dict[str, Any]:
+        return _metrics(pred, clinical)
+
+    def summary(self, cfg: Deep3DConfig, labels: deep.Labels, records: Mapping[str, dict],
+                init: Mapping[str, Any], notes: list[str]) -> tuple[dict[str, Any], list[str]]:
+        downscaled = sorted(p for p, r in records.items() if r.get("downscaled"))
+        notes = list(notes)
+        if downscaled:
+            notes.append(f"{len(downscaled)} tumour(s) larger than the patch were resampled down: "
+                         f"{', '.join(downscaled[:10])}{' ...' if len(downscaled) > 10 else ''}")
+        n_hgg = sum(labels.targets[p] for p in labels.train)
+        return {"variant": cfg.variant,
+                "train_label_counts": {"HGG": n_hgg, "LGG": len(labels.train) - n_hgg},
+                "crop": {"downscaled": downscaled}}, notes
 
 
-def deep_features_3d(
-    cohort: Any,
-    clinical: str | os.PathLike | pd.DataFrame,
-    train_ids: Sequence[str],
-    out_dir: str | os.PathLike,
-    config: str | os.PathLike | Deep3DConfig = "demo",
-    *,
-    ids: Sequence[str] | None = None,
-    val_ids: Sequence[str] | None = None,
-    masks: str | os.PathLike | None = None,
-    overwrite: bool = False,
-    progress: bool = True,
-    n_jobs: int = 1,
-    parquet: bool = True,
-) -> DeepResult:
-    """Train the 3D CNN on ``train_ids`` and write 512 deep features for every patient.
+#: The 3D network's hooks (:func:`gliorad.features.deep.deep_case` for one patient).
+CNN3D = Cnn3D()
+
+
+def deep_features_3d(cohort: Any, clinical: str | os.PathLike | pd.DataFrame,
+                     train_ids: Sequence[str], out_dir: str | os.PathLike,
+                     config: str | os.PathLike | Deep3DConfig = "demo", **options: Any
+                     ) -> deep.DeepResult:
+    """Train the 3D CNN on ``train_ids`` and write 512 deep features for every patient
+    (:func:`gliorad.features.deep.run_network` with :data:`CNN3D`).
 
     Parameters
     ----------
@@ -372,115 +362,19 @@ def deep_features_3d(
         part of them monitors training instead).
     out_dir : output folder (see :mod:`gliorad.features.deep`).
     config : :class:`Deep3DConfig`, preset name (``demo``, ``paper``) or YAML file.
+
+    Keyword options (of :func:`gliorad.features.deep.run_network`):
+
     ids : patients to extract features for (default: every cohort patient); train and val
         patients are always included.
     val_ids : explicit validation patients (their labels monitor training; never trained on).
     masks : folder of automatic masks (default: the cohort's manual ``seg`` files).
     overwrite : replace an earlier run in ``out_dir`` made with other settings.
+    progress : show the training loop's progress bar.
     n_jobs : processes preparing the inputs.
     parquet : also write the table as Parquet.
     """
-    from gliorad.cohort import Cohort, discover_cohort
-
-    t_start = time.perf_counter()
-    cfg = load_deep3d_config(config)
-    if not isinstance(cohort, Cohort):
-        cohort = discover_cohort(cohort)
-    table_clin = read_clinical_table(clinical)
-    train, val, feat_ids = check_ids(train_ids, val_ids, ids, cohort.ids)
-    lab = training_labels(table_clin, train + val, ["grade_group"])
-    no_grade = lab.index[lab["grade_group"].isna()].tolist()
-    if no_grade:
-        raise GlioradInputError(
-            f"training patient(s) {no_grade[:10]} have no grade; expected HGG/LGG (or WHO II-IV) "
-            "for every training patient"
-        )
-    y_all = (lab["grade_group"] == "HGG").astype(int)
-    if not val and cfg.val_fraction > 0:
-        train, val = stratified_split(y_all.loc[train], cfg.val_fraction, cfg.train.seed)
-    stem, pred_name = _names(cfg)
-    outputs = [f"{stem}.csv", pred_name, "metrics.json"] + ([f"{stem}.parquet"] if parquet else [])
-    out = Path(out_dir)
-    files = input_files(cohort, feat_ids, cfg.sequences, masks, need_mask=cfg.input == "patch")
-    fp_data = {"stage": "features.cnn3d", "config": cfg.model_dump(mode="json"),
-               "train_labels": {p: int(y_all[p]) for p in train},
-               "val_labels": {p: int(y_all[p]) for p in val}, "ids": feat_ids,
-               "masks": str(masks) if masks is not None else "manual", "inputs": file_stats(files)}
-    fp = fingerprint(fp_data)
-    old = previous_run(out, fp, outputs, overwrite)
-    if old is not None:
-        table, pred = load_outputs(out, f"{stem}.csv", pred_name)
-        metrics = _metrics(pred, table_clin)
-        return DeepResult(out, table, pred, metrics, {n: out / n for n in outputs}, train, val,
-                          skipped=True, notes=list(old.get("notes", [])), provenance=old)
-    stats = fp_data["inputs"]
-    extra = {"masks": fp_data["masks"], "inputs": {p: stats[p] for p in train + val}}
-    train_labels = {p: int(y_all[p]) for p in train}
-    val_labels = {p: int(y_all[p]) for p in val}
-    check_model_folder(out / "model", model_config_3d(cfg, train_labels, val_labels, extra))
-    remove_outputs(out, [*outputs, "provenance.json"])
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        t0 = time.perf_counter()
-        settings = {"sequences": list(cfg.sequences), "input": cfg.input, "size": list(cfg.size),
-                    "border": cfg.border, "margin": list(cfg.margin)}
-        inputs, records = prepare_all(_prepare_one, files, settings, n_jobs)
-        t_prepare = time.perf_counter() - t0
-        trained = train_cnn3d(
-            {p: inputs[p] for p in train}, train_labels, out / "model", cfg,
-            val_images={p: inputs[p] for p in val}, val_labels=val_labels, extra=extra,
-            progress=progress,
-        )
-        t0 = time.perf_counter()
-        feats, outs = extract(trained.model, {p: inputs[p] for p in feat_ids}, cfg.train.device,
-                              cfg.predict_batch_size)
-        t_extract = time.perf_counter() - t0
-        table = feature_table(feats, feat_ids, PREFIX_3D)
-        split = {p: "train" for p in train} | {p: "val" for p in val}
-        pred = pd.DataFrame({
-            "patient_id": feat_ids,
-            "probability": 1.0 / (1.0 + np.exp(-outs[:, 0].astype(np.float64))),
-            "logit": outs[:, 0].astype(np.float64),
-            "split": [split.get(p, "test") for p in feat_ids],
-        })
-        written = write_table(table, out / stem, parquet)
-        written[pred_name] = write_text(pred.to_csv(index=False, float_format="%.17g"), out / pred_name)
-        metrics = _metrics(pred, table_clin)
-        written["metrics.json"] = write_json(metrics, out / "metrics.json")
-        downscaled = sorted(p for p, r in records.items() if r.get("downscaled"))
-        notes = []
-        if downscaled:
-            notes.append(f"{len(downscaled)} tumour(s) larger than the patch were resampled down: "
-                         f"{', '.join(downscaled[:10])}{' ...' if len(downscaled) > 10 else ''}")
-        prov = {
-            "stage": "features.cnn3d", "created_utc": now_utc(), "fingerprint": fp,
-            "variant": cfg.variant, "config": cfg.model_dump(mode="json"), "seed": cfg.train.seed,
-            "cohort": str(cohort.root), "masks": fp_data["masks"],
-            "train_ids": train, "val_ids": val, "ids": feat_ids,
-            "train_label_counts": {"HGG": int(y_all.loc[train].sum()),
-                                   "LGG": int((y_all.loc[train] == 0).sum())},
-            "columns": f"{PREFIX_3D}000..{table.columns[-1]}", "n_features": table.shape[1],
-            "training": {"epochs_run": trained.result.epochs_run,
-                         "best_epoch": trained.result.best_epoch,
-                         "best_value": trained.result.best_value,
-                         "monitor": cfg.train.monitor if val else "train_loss",
-                         "weights": cfg.weights, "seconds_this_call": trained.seconds,
-                         "resumed_from_epoch": trained.result.resumed_from},
-            "weights_file": str(trained.weights),
-            "seconds": {"prepare": t_prepare, "train": trained.seconds, "extract": t_extract,
-                        "total": time.perf_counter() - t_start,
-                        "extract_per_patient": t_extract / max(1, len(feat_ids))},
-            "peak_rss_mb": peak_rss_mb(), "versions": versions(),
-            "crop": {"downscaled": downscaled},
-            "inputs": file_hashes(files), "outputs": sorted([*written, "provenance.json"]),
-            "notes": notes,
-        }
-        write_json(prov, out / "provenance.json")
-    except BaseException:
-        remove_outputs(out, [*outputs, "provenance.json"])
-        raise
-    return DeepResult(out, table, pred, metrics, {**written, "provenance.json": out / "provenance.json"},
-                      train, val, skipped=False, notes=notes, provenance=prov)
+    return deep.run_network(CNN3D, cohort, clinical, train_ids, out_dir, config, **options)
 
 
 def _metrics(pred: pd.DataFrame, clinical: pd.DataFrame) -> dict[str, Any]:
@@ -494,7 +388,7 @@ def _metrics(pred: pd.DataFrame, clinical: pd.DataFrame) -> dict[str, Any]:
         if part.empty:
             continue
         y = (grades.loc[part["patient_id"]] == "HGG").astype(int).to_numpy()
-        out[split] = {"n": len(part), **auc_summary(y, part["probability"].to_numpy())}
+        out[split] = {"n": len(part), **deep.auc_summary(y, part["probability"].to_numpy())}
     return out
 
 
@@ -519,14 +413,14 @@ def cnn3d_out_of_fold(
     from gliorad.cohort import Cohort, discover_cohort
 
     cfg = load_deep3d_config(config)
-    table_clin = read_clinical_table(clinical)
+    table_clin = deep.read_clinical_table(clinical)
     all_ids = sorted(dict.fromkeys(map(str, ids)))
     val = sorted(dict.fromkeys(map(str, val_ids or [])))
     both = sorted(set(val) & set(all_ids))
     if both:
         raise GlioradInputError(f"val_ids and ids overlap ({len(both)} patient(s): "
                                 f"{', '.join(both[:5])}); the monitoring patients must be others")
-    lab = training_labels(table_clin, all_ids, ["grade_group"])
+    lab = deep.training_labels(table_clin, all_ids, ["grade_group"])
     if lab["grade_group"].isna().any():
         raise GlioradInputError(f"patients {lab.index[lab['grade_group'].isna()].tolist()[:10]} "
                                 "have no grade; out-of-fold probabilities need every grade")
@@ -551,5 +445,5 @@ def cnn3d_out_of_fold(
         parts.append(p[["patient_id", "probability"]].assign(fold=k))
     pred = pd.concat(parts).sort_values("patient_id").reset_index(drop=True)
     write_text(pred.to_csv(index=False, float_format="%.17g"),
-               out / f"cnn3d_{cfg.variant}_oof_predictions.csv")
+               out / f"{CNN3D.stem(cfg)}_oof_predictions.csv")
     return pred
