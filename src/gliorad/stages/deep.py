@@ -1,0 +1,140 @@
+"""The deep-feature stages: the 3D CNN (and its cross-fitted copies) and the 2D dual-task CNN."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from gliorad.io import write_json
+from gliorad.pipeline import StageContext
+from gliorad.run_config import RunConfig
+from gliorad.stages.artifacts import Deep2DFiles, Deep3DFiles, SegmentFiles
+from gliorad.stages.base import (
+    RunStage,
+    clinical_path,
+    copy_tree,
+    ids_of,
+    load_cohort,
+    progress,
+    read_split,
+    survival_training_name,
+    tumour_masks,
+)
+from gliorad.stages.images import image_inputs
+
+__all__ = ["Deep2DStage", "Deep3DOOFStage", "Deep3DStage"]
+
+
+def _variants(cfg: RunConfig) -> dict[str, Any]:
+    return {v: c.model_dump(mode="json") for v, c in cfg.deep3d.items()}
+
+
+class Deep3DStage(RunStage):
+    """3D ResNet18(+SE) per variant, trained on the grading training part only."""
+
+    name = "deep3d"
+    description = "3D ResNet18 deep features (grading training part only)"
+
+    def enabled(self, cfg: RunConfig) -> bool:
+        return bool(cfg.deep3d)
+
+    def inputs(self, cfg: RunConfig, before: Sequence[str]) -> tuple[str, ...]:
+        return image_inputs(cfg)
+
+    def settings(self, cfg: RunConfig) -> dict[str, Any]:
+        return _variants(cfg)
+
+    def run(self, ctx: StageContext, cfg: RunConfig) -> None:
+        from gliorad.features.deep3d import deep_features_3d
+
+        cohort = load_cohort(ctx, cfg)
+        sp = read_split(ctx)
+        masks = SegmentFiles.of(ctx).masks if cfg.segmentation is not None else None
+        ids = sp["patient_id"].astype(str).tolist()
+        out = Deep3DFiles(ctx.out_dir)
+        if masks is not None:
+            ids, empty = tumour_masks(masks, ids)
+            write_json({"empty_automatic_mask": empty}, out.excluded)
+            sp = sp[sp["patient_id"].isin(ids)]
+        for name, vcfg in cfg.deep3d.items():
+            work = ctx.work_dir / name
+            deep_features_3d(cohort, clinical_path(ctx), ids_of(sp, "grade_split", "train"), work,
+                             vcfg, ids=ids, val_ids=ids_of(sp, "grade_split", "val") or None,
+                             masks=masks, progress=progress(), n_jobs=cfg.run.n_jobs)
+            copy_tree(work, out.variant(name))
+
+
+class Deep3DOOFStage(RunStage):
+    """``deep3d.cross_fit`` folds of cross-fitted 3D CNNs: out-of-fold scores of the grading
+    training part for the stacked rows (grading scheme split, checked by the config)."""
+
+    name = "deep3d_oof"
+
+    def enabled(self, cfg: RunConfig) -> bool:
+        return bool(cfg.deep3d) and bool(cfg.deep3d_cross_fit)
+
+    def inputs(self, cfg: RunConfig, before: Sequence[str]) -> tuple[str, ...]:
+        return image_inputs(cfg)
+
+    def settings(self, cfg: RunConfig) -> dict[str, Any]:
+        return {"folds": cfg.deep3d_cross_fit, "seed": cfg.run.seed, **_variants(cfg)}
+
+    def describe(self, cfg: RunConfig) -> str:
+        return (f"{cfg.deep3d_cross_fit} cross-fitted 3D CNNs: out-of-fold scores of the grading "
+                "training part (stacked rows)")
+
+    def run(self, ctx: StageContext, cfg: RunConfig) -> None:
+        from gliorad.features.deep3d import cnn3d_out_of_fold
+
+        cohort = load_cohort(ctx, cfg)
+        sp = read_split(ctx)
+        masks = SegmentFiles.of(ctx).masks if cfg.segmentation is not None else None
+        if masks is not None:
+            kept, _ = tumour_masks(masks, sp["patient_id"].astype(str).tolist())
+            sp = sp[sp["patient_id"].isin(kept)]
+        for name, vcfg in cfg.deep3d.items():
+            work = ctx.work_dir / name
+            cnn3d_out_of_fold(cohort, clinical_path(ctx), ids_of(sp, "grade_split", "train"),
+                              work, vcfg, folds=cfg.deep3d_cross_fit, seed=cfg.run.seed,
+                              masks=masks, val_ids=ids_of(sp, "grade_split", "val") or None,
+                              progress=progress(), n_jobs=cfg.run.n_jobs)
+            copy_tree(work, ctx.out_dir / name)
+
+
+class Deep2DStage(RunStage):
+    """2D dual-task ResNet18 on LGG patients of the survival training cohort only."""
+
+    name = "deep2d"
+    description = "2D dual-task ResNet18 (LGG, survival training cohort)"
+
+    def enabled(self, cfg: RunConfig) -> bool:
+        return cfg.deep2d is not None and cfg.survival is not None
+
+    def inputs(self, cfg: RunConfig, before: Sequence[str]) -> tuple[str, ...]:
+        return image_inputs(cfg)
+
+    def settings(self, cfg: RunConfig) -> dict[str, Any]:
+        from gliorad.io import file_hash
+
+        weights = cfg.imagenet_weights
+        return {"deep2d": cfg.deep2d.model_dump(mode="json"),
+                "imagenet_weights": file_hash(weights) if weights else None,
+                "train_cohort": survival_training_name(cfg)}  # not in split.csv's content
+
+    def run(self, ctx: StageContext, cfg: RunConfig) -> None:
+        from gliorad.features.deep2d import deep_features_2d
+
+        cohort = load_cohort(ctx, cfg)
+        sp = read_split(ctx)
+        masks = SegmentFiles.of(ctx).masks if cfg.segmentation is not None else None
+        if masks is not None:
+            kept, empty = tumour_masks(masks, sp["patient_id"].astype(str).tolist())
+            write_json({"empty_automatic_mask": empty}, Deep2DFiles(ctx.work_dir).excluded)
+            sp = sp[sp["patient_id"].isin(kept)]
+        lgg = sp[sp["grade_group"] == "LGG"]
+        train_ids = ids_of(lgg, "survival_cohort", survival_training_name(cfg))
+        deep_features_2d(cohort, clinical_path(ctx), train_ids, ctx.work_dir, cfg.deep2d,
+                         imagenet_weights=cfg.imagenet_weights,
+                         ids=lgg["patient_id"].astype(str).tolist(), masks=masks,
+                         progress=progress(), n_jobs=cfg.run.n_jobs)
+        copy_tree(ctx.work_dir, ctx.out_dir)

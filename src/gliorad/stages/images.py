@@ -1,0 +1,163 @@
+"""The image stages: segmentation, radiomics and the ICC agreement of their masks."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from gliorad.errors import GlioradInputError
+from gliorad.pipeline import StageContext
+from gliorad.run_config import RunConfig
+from gliorad.stages.artifacts import AgreementFiles, RadiomicsFiles, SegmentFiles
+from gliorad.stages.base import (
+    RunStage,
+    copy_tree,
+    ids_of,
+    load_cohort,
+    progress,
+    read_split,
+    strict,
+    survival_training_name,
+)
+from gliorad.stages.data import base_inputs
+
+__all__ = ["AgreementStage", "RadiomicsStage", "SegmentStage", "image_inputs",
+           "segmentation_ids"]
+
+
+def image_inputs(cfg: RunConfig) -> tuple[str, ...]:
+    """What the feature stages read: the images, the clinical table, the split and (with
+    segmentation) the automatic masks."""
+    return (*base_inputs(cfg), "split", *(["segment"] if cfg.segmentation is not None else []))
+
+
+def segmentation_ids(split, n: int | None, seed: int, survival_train: str | None = None
+                     ) -> tuple[list[str], list[str] | None]:
+    """The U-Net's training (and validation) patients: the grading split's train and val parts,
+    or a seeded draw of ``n`` of them whose validation part the training takes itself
+    (``val_fraction`` of the segmentation config; the demo trains on 48).
+
+    Without grading (no ``train`` part in the split) the U-Net trains on the survival training
+    cohort ``survival_train`` (so that the external cohorts stay unseen), or on every patient
+    when there is no survival analysis either; the training takes its validation part itself."""
+    import numpy as np
+
+    train, val = ids_of(split, "grade_split", "train"), ids_of(split, "grade_split", "val")
+    if not train:
+        pool = (ids_of(split, "survival_cohort", survival_train) if survival_train
+                else split["patient_id"].astype(str).tolist())
+        train, val = pool, []
+    if n is None or n >= len(train) + len(val):
+        return train + val, val or None
+    rng = np.random.default_rng(seed)
+    return sorted(rng.choice(sorted(train + val), size=n, replace=False).tolist()), None
+
+
+class SegmentStage(RunStage):
+    """3D U-Net (recombination + SE) trained on the grading training patients (validation part
+    for monitoring); masks for every patient; Dice vs manual."""
+
+    name = "segment"
+    description = "3D U-Net: train, segment every patient, Dice"
+
+    def enabled(self, cfg: RunConfig) -> bool:
+        return cfg.segmentation is not None
+
+    def inputs(self, cfg: RunConfig, before: Sequence[str]) -> tuple[str, ...]:
+        return (*base_inputs(cfg), "split")
+
+    def settings(self, cfg: RunConfig) -> dict[str, Any]:
+        # without grading the U-Net trains on the survival training cohort: which one it is
+        # must rerun it (split.csv names every cohort, not which one trains)
+        return {"segmentation": cfg.segmentation.model_dump(mode="json"),
+                "train_patients": cfg.segmentation_train_patients, "seed": cfg.run.seed,
+                **({} if cfg.grading else {"train_cohort": survival_training_name(cfg)})}
+
+    def run(self, ctx: StageContext, cfg: RunConfig) -> None:
+        from gliorad.segmentation import (
+            evaluate_masks,
+            load_model,
+            predict_cohort,
+            train_segmentation,
+        )
+
+        cohort = load_cohort(ctx, cfg)
+        out = SegmentFiles(ctx.out_dir)
+        work = SegmentFiles(ctx.work_dir)  # resumable: checkpoints survive a kill
+        ids, val = segmentation_ids(read_split(ctx), cfg.segmentation_train_patients,
+                                    cfg.run.seed, survival_training_name(cfg))
+        train_segmentation(cohort, work.model, cfg.segmentation, ids=ids, val_ids=val,
+                           progress=progress())
+        predict_cohort(cohort, load_model(work.model), work.masks, progress=progress())
+        copy_tree(work.model, out.model)
+        copy_tree(work.masks, out.masks)
+        if any(p.seg is not None for p in cohort.patients.values()):
+            evaluate_masks(out.masks, cohort, out_dir=out.evaluation)
+
+
+class RadiomicsStage(RunStage):
+    """pyradiomics from the manual and (with segmentation) the automatic masks."""
+
+    name = "radiomics"
+    description = "pyradiomics from manual and automatic masks"
+
+    def inputs(self, cfg: RunConfig, before: Sequence[str]) -> tuple[str, ...]:
+        return image_inputs(cfg)
+
+    def settings(self, cfg: RunConfig) -> dict[str, Any]:
+        from gliorad.features.radiomics import load_params
+
+        rad = cfg.radiomics
+        return {"params": load_params(rad.params), "sequences": rad.sequences,
+                "region": rad.region, "auto": cfg.segmentation is not None}
+
+    def run(self, ctx: StageContext, cfg: RunConfig) -> None:
+        from gliorad.features.radiomics import extract_radiomics
+
+        rad, auto = cfg.radiomics, cfg.segmentation is not None
+        cohort = load_cohort(ctx, cfg)
+        # a case that fails (e.g. an empty automatic mask) is recorded in failures.csv and left
+        # out; the stage fails only when a mask source has no patient at all
+        res = extract_radiomics(cohort, ctx.work_dir, params=rad.params, sequences=rad.sequences,
+                                manual=True,
+                                auto_masks=SegmentFiles.of(ctx).masks if auto else None,
+                                region=rad.region, n_jobs=cfg.run.n_jobs, progress=progress(),
+                                raise_on_failure=False)
+        for path in res.files.values():
+            shutil.copy2(path, ctx.out_dir / Path(path).name)
+        for note in res.notes:
+            ctx.log.info(note)
+        if len(res.failures):
+            ctx.log.warning("radiomics: %d case(s) failed, see failures.csv", len(res.failures))
+        empty = [k for k in ("manual", "auto") if (k == "manual" or auto)
+                 and (k not in res.tables or res.tables[k].empty)]
+        if empty:
+            raise GlioradInputError(
+                [f"radiomics: no patient has {k}-mask features; first failures:"
+                 for k in empty] + [str(r) for r in res.failures.head(5).to_dict("records")])
+
+
+class AgreementStage(RunStage):
+    """ICC of automatic- vs manual-mask features."""
+
+    name = "agreement"
+    description = "ICC automatic vs manual masks"
+
+    def enabled(self, cfg: RunConfig) -> bool:
+        return cfg.segmentation is not None and cfg.agreement.enabled
+
+    def inputs(self, cfg: RunConfig, before: Sequence[str]) -> tuple[str, ...]:
+        return ("radiomics",)
+
+    def settings(self, cfg: RunConfig) -> dict[str, Any]:
+        return {**cfg.agreement.model_dump(mode="json"), **strict(cfg)}
+
+    def run(self, ctx: StageContext, cfg: RunConfig) -> None:
+        from gliorad.features.agreement import run_agreement
+
+        rad = RadiomicsFiles.of(ctx)
+        run_agreement(rad.table("auto"), rad.table("manual"), AgreementFiles(ctx.out_dir).folder,
+                      kind=cfg.agreement.kind, threshold=cfg.agreement.threshold,
+                      nonfinite=cfg.run.nonfinite)
