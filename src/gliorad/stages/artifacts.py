@@ -8,7 +8,6 @@ the stage (and of its folder in the workspace).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -21,6 +20,7 @@ __all__ = [
     "Deep2DFiles",
     "Deep3DFiles",
     "Deep3DOOFFiles",
+    "File",
     "GradeFiles",
     "PreprocessFiles",
     "RadiomicsFiles",
@@ -30,6 +30,17 @@ __all__ = [
     "SurvivalFiles",
     "ValidateFiles",
 ]
+
+
+class File:
+    """A file (or folder) of a stage's outputs, relative to its folder: ``table = File("x.csv")``
+    makes ``SplitFiles(folder).table`` the path ``folder / "x.csv"``."""
+
+    def __init__(self, *parts: str) -> None:
+        self.parts = parts
+
+    def __get__(self, obj: Artifacts | None, owner: type | None = None) -> Any:
+        return self if obj is None else obj.folder.joinpath(*self.parts)
 
 
 @dataclass(frozen=True)
@@ -47,21 +58,12 @@ class Artifacts:
             return cls(Path(ctx) / cls.stage)
         return cls(ctx.input_dir(cls.stage))
 
-    def exists(self) -> bool:
-        return self.folder.is_dir()
-
-    def read_json(self, path: Path) -> Any:
-        return json.loads(path.read_text(encoding="utf-8"))
-
 
 class CohortFiles(Artifacts):
     """``cohort``: the generated synthetic cohort (a folder in BraTS 2018 naming)."""
 
     stage = "cohort"
-
-    @property
-    def cohort(self) -> Path:
-        return self.folder / "cohort"
+    cohort = File("cohort")
 
 
 class ValidateFiles(Artifacts):
@@ -69,28 +71,16 @@ class ValidateFiles(Artifacts):
     listing (a changed input file reruns the stages after it)."""
 
     stage = "validate"
-
-    @property
-    def clinical(self) -> Path:
-        return self.folder / "clinical.csv"
-
-    @property
-    def validation(self) -> Path:
-        return self.folder / "validation.json"
-
-    @property
-    def inputs(self) -> Path:
-        return self.folder / "inputs.json"
+    clinical = File("clinical.csv")
+    validation = File("validation.json")
+    inputs = File("inputs.json")
 
 
 class PreprocessFiles(Artifacts):
     """``preprocess``: the preprocessed cohort (BraTS 2018 naming)."""
 
     stage = "preprocess"
-
-    @property
-    def cohort(self) -> Path:
-        return self.folder / "cohort"
+    cohort = File("cohort")
 
 
 class SplitFiles(Artifacts):
@@ -98,21 +88,12 @@ class SplitFiles(Artifacts):
     left out of which analysis."""
 
     stage = "split"
-
-    @property
-    def table(self) -> Path:
-        return self.folder / "split.csv"
-
-    @property
-    def summary(self) -> Path:
-        return self.folder / "split.json"
-
-    @property
-    def excluded(self) -> Path:
-        return self.folder / "excluded.json"
+    table = File("split.csv")
+    summary = File("split.json")
+    excluded = File("excluded.json")
 
     def read(self):
-        """``split.csv`` with ids as text and empty parts as empty strings."""
+        """``split.csv`` with ids as text (a patient without a part or cohort: NaN there)."""
         import pandas as pd
 
         df = pd.read_csv(self.table, dtype={"patient_id": str})
@@ -125,18 +106,9 @@ class SegmentFiles(Artifacts):
     masks."""
 
     stage = "segment"
-
-    @property
-    def model(self) -> Path:
-        return self.folder / "model"
-
-    @property
-    def masks(self) -> Path:
-        return self.folder / "masks"
-
-    @property
-    def evaluation(self) -> Path:
-        return self.folder / "evaluation"
+    model = File("model")
+    masks = File("masks")
+    evaluation = File("evaluation")
 
 
 class RadiomicsFiles(Artifacts):
@@ -152,10 +124,7 @@ class AgreementFiles(Artifacts):
     """``agreement``: ICC of automatic- vs manual-mask features."""
 
     stage = "agreement"
-
-    @property
-    def summary(self) -> Path:
-        return self.folder / "agreement.json"
+    summary = File("agreement.json")
 
 
 class Deep3DFiles(Artifacts):
@@ -171,10 +140,7 @@ class Deep3DFiles(Artifacts):
 
     def predictions(self, name: str) -> Path:
         return self.folder / name / f"cnn3d_{name}_predictions.csv"
-
-    @property
-    def excluded(self) -> Path:
-        return self.folder / "excluded.json"
+    excluded = File("excluded.json")
 
 
 class Deep3DOOFFiles(Artifacts):
@@ -190,83 +156,41 @@ class Deep2DFiles(Artifacts):
     """``deep2d``: the 2D dual-task network's features of the LGG patients."""
 
     stage = "deep2d"
-
-    @property
-    def features(self) -> Path:
-        return self.folder / "cnn2d_dual.csv"
-
-    @property
-    def excluded(self) -> Path:
-        return self.folder / "excluded.json"
+    features = File("cnn2d_dual.csv")
+    excluded = File("excluded.json")
 
 
 class GradeFiles(Artifacts):
     """``grade``: Tables S3, 1, 2, the fused features and the final grading model."""
 
     stage = "grade"
-
-    @property
-    def tables(self) -> Path:
-        return self.folder / "tables"
-
-    @property
-    def metrics(self) -> Path:
-        return self.folder / "tables" / "metrics.json"
-
-    @property
-    def table_2(self) -> Path:
-        return self.folder / "tables" / "table_2.csv"
-
-    @property
-    def fused(self) -> Path:
-        return self.folder / "fused_features.csv"
-
-    @property
-    def model(self) -> Path:
-        return self.folder / "model"
-
-    @property
-    def model_info(self) -> Path:
-        return self.folder / "model" / "model.json"
-
-    @property
-    def model_inputs(self) -> Path:
-        return self.folder / "model_inputs.json"
+    tables = File("tables")
+    metrics = File("tables", "metrics.json")
+    table_2 = File("tables", "table_2.csv")
+    fused = File("fused_features.csv")
+    model = File("model")
+    model_info = File("model", "model.json")
+    model_inputs = File("model_inputs.json")
 
 
 class SurvivalFiles(Artifacts):
     """``survival``: the analysis (tables, figures, metrics) and the survival models."""
 
     stage = "survival"
-
-    @property
-    def analysis(self) -> Path:
-        return self.folder / "analysis"
-
-    @property
-    def metrics(self) -> Path:
-        return self.folder / "analysis" / "metrics.json"
-
-    @property
-    def bundle(self) -> Path:
-        return self.folder / "bundle"
+    analysis = File("analysis")
+    metrics = File("analysis", "metrics.json")
+    bundle = File("bundle")
 
 
 class BundleFiles(Artifacts):
     """``bundle``: the model bundle of ``gliorad predict``."""
 
     stage = "bundle"
-
-    @property
-    def bundle(self) -> Path:
-        return self.folder / "bundle"
+    bundle = File("bundle")
 
 
 class ReportFiles(Artifacts):
     """``report``: the HTML report and its figures."""
 
     stage = "report"
-
-    @property
-    def html(self) -> Path:
-        return self.folder / "report.html"
+    html = File("report.html")

@@ -49,9 +49,11 @@ class RunStage:
 
     name: ClassVar[str]
     description: ClassVar[str]
+    #: The run-config section that switches the stage on (set: enabled; None / {}: off).
+    section: ClassVar[str | None] = None
 
     def enabled(self, cfg: RunConfig) -> bool:
-        return True
+        return self.section is None or bool(getattr(cfg, self.section))
 
     def inputs(self, cfg: RunConfig, before: Sequence[str]) -> tuple[str, ...]:
         """The earlier stages this one reads (``before``: the names of the stages before it)."""

@@ -44,9 +44,7 @@ class CohortStage(RunStage):
 
     name = "cohort"
     description = "synthetic two-centre cohort"
-
-    def enabled(self, cfg: RunConfig) -> bool:
-        return cfg.synthetic is not None
+    section = "synthetic"
 
     def settings(self, cfg: RunConfig) -> dict[str, Any]:
         return {"synthetic": cfg.synthetic.model_dump(mode="json")}
@@ -105,9 +103,7 @@ class PreprocessStage(RunStage):
 
     name = "preprocess"
     description = "N4, registration, skull strip, resampling"
-
-    def enabled(self, cfg: RunConfig) -> bool:
-        return cfg.preprocess is not None
+    section = "preprocess"
 
     def inputs(self, cfg: RunConfig, before: Sequence[str]) -> tuple[str, ...]:
         return ("validate",)

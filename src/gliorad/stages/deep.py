@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from gliorad.io import write_json
@@ -29,14 +30,25 @@ def _variants(cfg: RunConfig) -> dict[str, Any]:
     return {v: c.model_dump(mode="json") for v, c in cfg.deep3d.items()}
 
 
+def _with_tumour(ctx: StageContext, cfg: RunConfig, record: Path | None = None):
+    """The split's patients a CNN can use, and the automatic masks (None: manual ones): with
+    segmentation, patients whose automatic mask is empty are left out (listed in ``record``)."""
+    sp = read_split(ctx)
+    if cfg.segmentation is None:
+        return sp, None
+    masks = SegmentFiles.of(ctx).masks
+    kept, empty = tumour_masks(masks, sp["patient_id"].astype(str).tolist())
+    if record is not None:
+        write_json({"empty_automatic_mask": empty}, record)
+    return sp[sp["patient_id"].isin(kept)], masks
+
+
 class Deep3DStage(RunStage):
     """3D ResNet18(+SE) per variant, trained on the grading training part only."""
 
     name = "deep3d"
     description = "3D ResNet18 deep features (grading training part only)"
-
-    def enabled(self, cfg: RunConfig) -> bool:
-        return bool(cfg.deep3d)
+    section = "deep3d"
 
     def inputs(self, cfg: RunConfig, before: Sequence[str]) -> tuple[str, ...]:
         return image_inputs(cfg)
@@ -48,14 +60,9 @@ class Deep3DStage(RunStage):
         from gliorad.features.deep3d import deep_features_3d
 
         cohort = load_cohort(ctx, cfg)
-        sp = read_split(ctx)
-        masks = SegmentFiles.of(ctx).masks if cfg.segmentation is not None else None
-        ids = sp["patient_id"].astype(str).tolist()
         out = Deep3DFiles(ctx.out_dir)
-        if masks is not None:
-            ids, empty = tumour_masks(masks, ids)
-            write_json({"empty_automatic_mask": empty}, out.excluded)
-            sp = sp[sp["patient_id"].isin(ids)]
+        sp, masks = _with_tumour(ctx, cfg, out.excluded)
+        ids = sp["patient_id"].astype(str).tolist()
         for name, vcfg in cfg.deep3d.items():
             work = ctx.work_dir / name
             deep_features_3d(cohort, clinical_path(ctx), ids_of(sp, "grade_split", "train"), work,
@@ -87,11 +94,7 @@ class Deep3DOOFStage(RunStage):
         from gliorad.features.deep3d import cnn3d_out_of_fold
 
         cohort = load_cohort(ctx, cfg)
-        sp = read_split(ctx)
-        masks = SegmentFiles.of(ctx).masks if cfg.segmentation is not None else None
-        if masks is not None:
-            kept, _ = tumour_masks(masks, sp["patient_id"].astype(str).tolist())
-            sp = sp[sp["patient_id"].isin(kept)]
+        sp, masks = _with_tumour(ctx, cfg)
         for name, vcfg in cfg.deep3d.items():
             work = ctx.work_dir / name
             cnn3d_out_of_fold(cohort, clinical_path(ctx), ids_of(sp, "grade_split", "train"),
@@ -125,12 +128,7 @@ class Deep2DStage(RunStage):
         from gliorad.features.deep2d import deep_features_2d
 
         cohort = load_cohort(ctx, cfg)
-        sp = read_split(ctx)
-        masks = SegmentFiles.of(ctx).masks if cfg.segmentation is not None else None
-        if masks is not None:
-            kept, empty = tumour_masks(masks, sp["patient_id"].astype(str).tolist())
-            write_json({"empty_automatic_mask": empty}, Deep2DFiles(ctx.work_dir).excluded)
-            sp = sp[sp["patient_id"].isin(kept)]
+        sp, masks = _with_tumour(ctx, cfg, Deep2DFiles(ctx.work_dir).excluded)
         lgg = sp[sp["grade_group"] == "LGG"]
         train_ids = ids_of(lgg, "survival_cohort", survival_training_name(cfg))
         deep_features_2d(cohort, clinical_path(ctx), train_ids, ctx.work_dir, cfg.deep2d,

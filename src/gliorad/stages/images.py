@@ -61,9 +61,7 @@ class SegmentStage(RunStage):
 
     name = "segment"
     description = "3D U-Net: train, segment every patient, Dice"
-
-    def enabled(self, cfg: RunConfig) -> bool:
-        return cfg.segmentation is not None
+    section = "segmentation"
 
     def inputs(self, cfg: RunConfig, before: Sequence[str]) -> tuple[str, ...]:
         return (*base_inputs(cfg), "split")

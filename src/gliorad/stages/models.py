@@ -59,9 +59,7 @@ class GradeStage(RunStage):
 
     name = "grade"
     description = "HGG vs LGG: Tables S3, 1, 2 and the fused model"
-
-    def enabled(self, cfg: RunConfig) -> bool:
-        return cfg.grading is not None
+    section = "grading"
 
     def inputs(self, cfg: RunConfig, before: Sequence[str]) -> tuple[str, ...]:
         deep = [n for n in ("deep3d", "deep3d_oof") if n in before]
@@ -161,9 +159,7 @@ class SurvivalStage(RunStage):
 
     name = "survival"
     description = "LGG survival: signature, Cox, nomograms"
-
-    def enabled(self, cfg: RunConfig) -> bool:
-        return cfg.survival is not None
+    section = "survival"
 
     def inputs(self, cfg: RunConfig, before: Sequence[str]) -> tuple[str, ...]:
         deep = ["deep2d"] if cfg.deep2d is not None else []
