@@ -509,9 +509,22 @@ def test_cli(cohort, tmp_path):
     yaml2d.write_text("preset: demo\nsize: [32, 32]\nnet:\n  widths: [4, 8, 8, 16]\n  hidden: 8\n"
                       "train:\n  epochs: 1\n  batch_size: 4\n")
     r = runner.invoke(app, ["cnn2d", str(coh.root), "--out", str(tmp_path / "o2"), "--config",
-                            str(yaml2d), "--train-ids", str(ids_file), "--no-progress"])
+                            str(yaml2d), "--train-ids", str(ids_file), "--no-progress",
+                            "--seed", "3", "--survival-loss", "censored_l1"])
     assert r.exit_code == 0, r.output
     assert "cnn2d dual-task: 12 patients x 16 features" in r.output and "from scratch" in r.output
+    prov = json.loads((tmp_path / "o2" / "provenance.json").read_text(encoding="utf-8"))
+    assert prov["seed"] == 3 and prov["loss"]["survival_loss"] == "censored_l1"
+    # both commands take the shared argument and options (declared once), then their own
+    shared = ["--out", "--clinical", "--preset", "--config", "--val-ids", "--ids", "--test-fraction",
+              "--split-seed", "--masks", "--epochs", "--seed", "--device", "--jobs", "--overwrite",
+              "--progress", "--cohort-config", "--sequences", "--train-ids"]
+    own = {"cnn3d": ["--input", "--se", "--cv-folds"],
+           "cnn2d": ["--imagenet-weights", "--survival-loss", "--survival-weight"]}
+    for command, options in own.items():
+        text = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"}).output
+        assert all(f" {o} " in text for o in shared + options), (command, text)
+        assert not any(f" {o} " in text for o in own["cnn2d" if command == "cnn3d" else "cnn3d"])
     r = runner.invoke(app, ["cnn3d", str(coh.root), "--out", str(tmp_path / "x"), "--preset", "huge"])
     assert r.exit_code == 2 and "error: --preset 'huge' is not valid; expected one of: paper, demo" in r.output
     r = runner.invoke(app, ["cnn2d", str(coh.root), "--out", str(tmp_path / "x"),

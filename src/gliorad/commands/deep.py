@@ -9,7 +9,9 @@
 Thin layer over :mod:`gliorad.features.deep3d` and :mod:`gliorad.features.deep2d` (imported
 inside the commands). The networks are trained on the training patients only: ``--train-ids``
 (a file) or a seeded stratified split (``--test-fraction``); features are written for every
-patient. Exit 2 lists each problem on its own ``error:`` line.
+patient. Exit 2 lists each problem on its own ``error:`` line. The argument and options both
+commands take are declared once (:func:`_leading`, ``--config``, :func:`_shared`) and added around
+each command's own options by :func:`_network_command`.
 """
 
 from __future__ import annotations
@@ -198,32 +200,43 @@ def _shared(
     :func:`_network_command`)."""
 
 
-def _network_command(func: Callable[..., None]) -> Callable[..., None]:
-    """``func`` (its own options, then ``shared``) as a command that takes :func:`_leading`'s
-    argument and options, its own, then :func:`_shared`'s: typer reads them from the signature;
-    ``func`` receives those of both templates together as ``shared`` (a namespace)."""
-    own = [p for p in inspect.signature(func, eval_str=True).parameters.values()
-           if p.name != "shared"]
+def _network_command(config_class: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """A decorator: ``func`` (its own options, then ``shared``) as a command that takes
+    :func:`_leading`'s argument and options, ``--config`` (a YAML file of ``config_class``'s
+    fields), its own options, then :func:`_shared`'s. Typer reads them from the signature;
+    ``func`` receives all but its own together as ``shared`` (a namespace)."""
+    config = inspect.Parameter(
+        "config", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
+        annotation=Annotated[Path | None, typer.Option(help=(
+            f"YAML settings (fields of {config_class}; 'preset: demo' to start from a preset)."))])
     lead, tail = (list(inspect.signature(f, eval_str=True).parameters.values())
                   for f in (_leading, _shared))
+    lead.append(config)
 
-    def command(**kwargs: Any) -> None:
-        shared = SimpleNamespace(**{p.name: kwargs.pop(p.name) for p in (*lead, *tail)})
-        func(**kwargs, shared=shared)
+    def decorate(func: Callable[..., None]) -> Callable[..., None]:
+        own = [p for p in inspect.signature(func, eval_str=True).parameters.values()
+               if p.name != "shared"]
 
-    command.__signature__ = inspect.Signature([*lead, *own, *tail])  # type: ignore[attr-defined]
-    command.__name__, command.__qualname__, command.__doc__ = (
-        func.__name__, func.__qualname__, func.__doc__)
-    return command
+        def command(**kwargs: Any) -> None:
+            shared = SimpleNamespace(**{p.name: kwargs.pop(p.name) for p in (*lead, *tail)})
+            func(**kwargs, shared=shared)
+
+        command.__signature__ = inspect.Signature([*lead, *own, *tail])  # type: ignore[attr-defined]
+        command.__name__, command.__qualname__, command.__doc__ = (
+            func.__name__, func.__qualname__, func.__doc__)
+        return command
+
+    return decorate
 
 
-def _prepared(network: Any, config: Path | None, changes: dict, train_ids: Path | None,
-              shared: SimpleNamespace) -> tuple[Any, _Patients, dict[str, Any]]:
+def _prepared(network: Any, changes: dict, train_ids: Path | None, shared: SimpleNamespace
+              ) -> tuple[Any, _Patients, dict[str, Any]]:
     """The network's settings (``--preset`` or ``--config``, then the command line's ``changes``
     and ``--sequences``), the patients, and the keyword options of its stage function."""
     from gliorad.errors import check_option
     from gliorad.features.deep import with_changes
 
+    config = shared.config
     if config is None:
         check_option("--preset", shared.preset, network.presets)
     check_jobs(shared.jobs)
@@ -242,10 +255,8 @@ def _prepared(network: Any, config: Path | None, changes: dict, train_ids: Path 
 
 
 @app.command()
-@_network_command
+@_network_command("Deep3DConfig")
 def cnn3d(
-    config: Annotated[Path | None, typer.Option(
-        help="YAML settings (fields of Deep3DConfig; 'preset: demo' to start from a preset).")] = None,
     input_kind: Annotated[str | None, typer.Option(
         "--input", help="patch (tumour-centred) or full (complete MRI).")] = None,
     se: Annotated[bool | None, typer.Option("--se/--no-se", help="SE block after stage 4.")] = None,
@@ -261,8 +272,7 @@ def cnn3d(
 
     with exit_on_input_error():
         net = {"se": se} if se is not None else {}
-        cfg, pt, options = _prepared(CNN3D, config, {"input": input_kind, "net": net}, train_ids,
-                                     shared)
+        cfg, pt, options = _prepared(CNN3D, {"input": input_kind, "net": net}, train_ids, shared)
         out = shared.out
         res = deep_features_3d(pt.cohort, pt.table, pt.train, out, cfg, **options)
         _summary(res, f"cnn3d {cfg.variant}")
@@ -277,10 +287,8 @@ def cnn3d(
 
 
 @app.command()
-@_network_command
+@_network_command("Deep2DConfig")
 def cnn2d(
-    config: Annotated[Path | None, typer.Option(
-        help="YAML settings (fields of Deep2DConfig; 'preset: demo' to start from a preset).")] = None,
     imagenet_weights: Annotated[Path | None, typer.Option(
         help="Local torchvision-format resnet18 state dict (.pth/.safetensors); none: from scratch.")] = None,
     survival_loss: Annotated[str | None, typer.Option(help="cox or censored_l1.")] = None,
@@ -297,9 +305,8 @@ def cnn2d(
     from gliorad.features.deep2d import CNN2D, deep_features_2d
 
     with exit_on_input_error():
-        cfg, pt, options = _prepared(CNN2D, config, {"survival_loss": survival_loss,
-                                                     "survival_weight": survival_weight},
-                                     train_ids, shared)
+        cfg, pt, options = _prepared(CNN2D, {"survival_loss": survival_loss,
+                                             "survival_weight": survival_weight}, train_ids, shared)
         with warnings.catch_warnings():  # the no-ImageNet message is printed as a note below
             warnings.simplefilter("ignore", UserWarning)
             res = deep_features_2d(pt.cohort, pt.table, pt.train, shared.out, cfg,
