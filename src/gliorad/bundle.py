@@ -55,7 +55,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import re
 import shutil
 from collections.abc import Mapping
@@ -112,27 +111,13 @@ COMPATIBILITY: dict[str, tuple[str | None, str]] = {
     "safetensors": (None, "recorded only: the file format is stable"),
 }
 
-_DISTRIBUTIONS = {"pyradiomics": ("pyradiomics-bhklab", "pyradiomics")}
-
 
 # ------------------------------------------------------------------------------------ versions
 def installed_versions() -> dict[str, str]:
     """Versions of gliorad, Python and the packages of :data:`COMPATIBILITY` installed here."""
-    from importlib.metadata import PackageNotFoundError, version
+    from gliorad.provenance import versions
 
-    import gliorad
-
-    out = {"gliorad": gliorad.__version__, "python": platform.python_version()}
-    for pkg in COMPATIBILITY:
-        if pkg == "gliorad":
-            continue
-        for dist in _DISTRIBUTIONS.get(pkg, (pkg,)):
-            try:
-                out[pkg] = version(dist)
-                break
-            except PackageNotFoundError:
-                continue
-    return out
+    return versions("gliorad", "python", *(p for p in COMPATIBILITY if p != "gliorad"))
 
 
 def _parts(text: str) -> tuple[int, ...] | None:

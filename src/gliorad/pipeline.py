@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import os
-import platform
 import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -132,16 +131,10 @@ def fingerprint(stage: Stage, workspace: Workspace) -> str:
 
 
 def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
+    from gliorad.provenance import versions
 
-    out = {"python": platform.python_version()}
-    for pkg in ("gliorad", "numpy", "torch", "monai", "SimpleITK", "pyradiomics-bhklab",
-                "scikit-learn", "lifelines", "scikit-survival"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            continue
-    return out
+    return versions("python", "gliorad", "numpy", "torch", "monai", "SimpleITK",
+                    "pyradiomics-bhklab", "scikit-learn", "lifelines", "scikit-survival")
 
 
 def _run_stage(stage: Stage, ws: Workspace, fp: str) -> None:

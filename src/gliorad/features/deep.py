@@ -48,7 +48,6 @@ from __future__ import annotations
 import io as _io
 import json
 import os
-import platform
 import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -414,14 +413,9 @@ def fingerprint(obj: Any) -> str:
 
 
 def versions() -> dict[str, str]:
-    import monai
-    import SimpleITK as sitk
+    from gliorad.provenance import versions as recorded
 
-    from gliorad import __version__
-
-    return {"gliorad": __version__, "torch": torch.__version__, "monai": monai.__version__,
-            "numpy": np.__version__, "pandas": pd.__version__,
-            "SimpleITK": sitk.Version.VersionString(), "python": platform.python_version()}
+    return recorded("gliorad", "torch", "monai", "numpy", "pandas", "SimpleITK", "python")
 
 
 def peak_rss_mb() -> float:

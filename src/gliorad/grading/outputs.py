@@ -22,7 +22,6 @@ import contextlib
 import datetime as _dt
 import hashlib
 import json
-import platform
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -42,15 +41,9 @@ RUN_FILES = ("metrics.json", "predictions.csv", "selected_features.csv", "folds.
 
 def versions() -> dict[str, str]:
     """Versions of gliorad and the libraries a grading result depends on."""
-    import scipy
-    import sklearn
-    import skops
+    from gliorad.provenance import versions as recorded
 
-    from gliorad import __version__
-
-    return {"gliorad": __version__, "python": platform.python_version(),
-            "numpy": np.__version__, "scipy": scipy.__version__, "pandas": pd.__version__,
-            "scikit-learn": sklearn.__version__, "skops": skops.__version__}
+    return recorded("numpy", "scipy", "pandas", "scikit-learn", "skops")
 
 
 def provenance(settings: Mapping[str, Any], inputs: Mapping[str, str | Path],

@@ -27,7 +27,6 @@ import contextlib
 import hashlib
 import json
 import os
-import platform
 import shutil
 import tempfile
 import time
@@ -136,12 +135,9 @@ def _geometry_record(img: sitk.Image) -> dict[str, Any]:
 
 
 def versions() -> dict[str, str]:
-    import nilearn
-    import scipy
+    from gliorad.provenance import versions as recorded
 
-    return {"gliorad": __version__, "SimpleITK": sitk.Version_VersionString(),
-            "numpy": np.__version__, "scipy": scipy.__version__, "nilearn": nilearn.__version__,
-            "python": platform.python_version()}
+    return recorded("gliorad", "SimpleITK", "numpy", "scipy", "nilearn", "python")
 
 
 def fingerprint(files: dict[str, Path | DicomSeries],

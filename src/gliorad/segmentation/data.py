@@ -11,7 +11,6 @@ unchanged. Labels follow ``label_mode`` (see :mod:`gliorad.segmentation.config`)
 from __future__ import annotations
 
 import math
-import platform
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -200,11 +199,6 @@ def usable_ids(cohort: Cohort, cfg: SegmentationConfig, ids: Sequence[str] | Non
 
 def versions() -> dict[str, str]:
     """The versions recorded in the stage's provenance files."""
-    import monai
-    import torch
+    from gliorad.provenance import versions as recorded
 
-    import gliorad
-
-    return {"gliorad": gliorad.__version__, "torch": torch.__version__, "monai": monai.__version__,
-            "SimpleITK": sitk.Version_VersionString(), "numpy": np.__version__,
-            "python": platform.python_version()}
+    return recorded("gliorad", "torch", "monai", "SimpleITK", "numpy", "python")

@@ -121,17 +121,9 @@ def cox_from_dict(d: dict[str, Any]) -> CoxModel:
 
 def versions() -> dict[str, str]:
     """Versions of gliorad, Python and the libraries a survival model depends on."""
-    import platform
+    from gliorad.provenance import versions as recorded
 
-    import lifelines
-    import sklearn
-    import sksurv
-
-    import gliorad
-
-    return {"gliorad": gliorad.__version__, "python": platform.python_version(),
-            "numpy": np.__version__, "pandas": pd.__version__, "scikit-learn": sklearn.__version__,
-            "scikit-survival": sksurv.__version__, "lifelines": lifelines.__version__}
+    return recorded("numpy", "pandas", "scikit-learn", "scikit-survival", "lifelines")
 
 
 def save_bundle(models: SurvivalModels, folder: str | Path) -> Path:
