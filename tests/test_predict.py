@@ -201,6 +201,67 @@ def test_deep_features_are_the_cohort_stage_features(built, bundle, tmp_path, mo
         np.array([p2.at[pid, "survival_output"]]), bundle.cnn2d[1].survival_loss)[0]
 
 
+def test_predict_uses_the_cohort_stages_per_case_functions(built, bundle, tmp_path, monkeypatch):
+    """predict_patient and the cohort stages share their per-case functions (segment_case,
+    radiomics_case, deep_case): a patient's mask and features from predict (the bundle's
+    U-Net's mask) are, exactly, those of the cohort stages run on the same images with the
+    bundle's models: predict_cohort's mask, extract_radiomics' row on that mask, the deep
+    stages' per-case features on that mask."""
+    from gliorad.features import deep
+    from gliorad.features import radiomics as R
+    from gliorad.features.deep2d import CNN2D
+    from gliorad.features.deep3d import CNN3D
+    from gliorad.predict import find_patient
+    from gliorad.segmentation import infer, predict_cohort
+
+    calls: list[tuple] = []
+    functions = {"segment_case": (infer, infer.segment_case),
+                 "radiomics_case": (R, R.radiomics_case), "deep_case": (deep, deep.deep_case)}
+
+    def spying(name, function):
+        def spy(*args, **kwargs):
+            what = {"segment_case": lambda: args[2], "radiomics_case": lambda: tuple(args[0]),
+                    "deep_case": lambda: args[0].kind}[name]()
+            calls.append((name, what))
+            return function(*args, **kwargs)
+        return spy
+
+    for name, (module, function) in functions.items():
+        monkeypatch.setattr(module, name, spying(name, function))
+    pid = next(p for p in built.train_ids if p.startswith("SYNA"))
+    res = predict_patient(built.cohort / pid, bundle, tmp_path / "o")
+    assert res["mask"]["source"] == "segmentation" and not res["inputs"]["resampled"]
+    rad = bundle.radiomics
+    assert calls == [("segment_case", pid), ("radiomics_case", tuple(rad["sequences"])),
+                     ("deep_case", "cnn3d"), ("deep_case", "cnn2d")]
+    row = pd.read_csv(tmp_path / "o" / "features.csv", index_col=0, float_precision="round_trip").iloc[0]
+    mask = sitk.ReadImage(str(tmp_path / "o" / "mask.nii.gz"))
+
+    # the cohort stages on the patient's folder with the bundle's models
+    calls.clear()
+    cohort, _ = find_patient(built.cohort / pid, SEQUENCES)
+    predict_cohort(cohort, bundle.segmentation, tmp_path / "masks", progress=False)
+    stage_mask = sitk.ReadImage(str(tmp_path / "masks" / f"{pid}.nii.gz"))
+    assert not Geometry.of(stage_mask).differences(Geometry.of(mask))
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(mask), sitk.GetArrayFromImage(stage_mask))
+    table = R.extract_radiomics(cohort, tmp_path / "radiomics", params=rad["params"],
+                                sequences=rad["sequences"], manual=False,
+                                auto_masks=tmp_path / "masks", region=rad["region"],
+                                min_voxels=rad["min_voxels"], n_jobs=1,
+                                progress=False).tables["auto"]
+    assert calls == [("segment_case", pid)] + [("radiomics_case", (s,)) for s in rad["sequences"]]
+    cols = [c for c in row.index if not c.startswith("cnn")]
+    assert len(cols) > 50
+    # No tolerance: the same function on the same image, mask and parameters, one thread each
+    np.testing.assert_array_equal(row[cols].to_numpy(float), table.loc[pid, cols].to_numpy(float))
+    files = cohort.patients[pid].files
+    for hooks, (model, cfg) in ((CNN3D, bundle.cnn3d), (CNN2D, bundle.cnn2d)):
+        # the deep stages' per-case function, which gives the stages' rows to the last bit
+        # (test_deep_features_are_the_cohort_stage_features)
+        values, _, _ = deep.deep_case(hooks, model, cfg, files, tmp_path / "masks" / f"{pid}.nii.gz")
+        np.testing.assert_array_equal(row[list(values)].to_numpy(float), list(values.values()))
+
+
 def test_deterministic(built, bundle, predicted, tmp_path):
     first, out1 = predicted
     again = predict_patient(built.cohort / built.held_out, bundle, tmp_path, clinical=CLINICAL)

@@ -201,6 +201,84 @@ def test_paper_preset_values_do_not_depend_on_n_jobs(cohort, tmp_path):
     pd.testing.assert_frame_equal(tables[0], tables[1], check_exact=True)
 
 
+def test_cohort_run_computes_each_case_with_radiomics_case(run_fast, cohort, tmp_path, monkeypatch):
+    """The cohort run's unit of work is radiomics_case (what gliorad predict calls for one
+    patient): on 2 patients and 2 sequences it is called once per (patient, sequence), and the
+    table rows are its values under feature_row's column names."""
+    from gliorad.cohort import discover_cohort
+
+    full = discover_cohort(cohort)
+    sub = type(full)(full.root, full.naming, full.sequences,
+                     {p: full.patients[p] for p in full.ids[:2]})
+    calls, rows = [], {}
+    per_case = R.radiomics_case
+
+    def spy(images, mask, *args, **kwargs):
+        cases = per_case(images, mask, *args, **kwargs)
+        pid = Path(mask).name.split("_seg")[0]
+        calls.append((pid, *images))
+        rows.setdefault(pid, {}).update(R.feature_row({s: c.features for s, c in cases.items()}))
+        return cases
+
+    monkeypatch.setattr(R, "radiomics_case", spy)
+    res = R.extract_radiomics(sub, tmp_path / "r", sequences=["t1ce", "flair"], n_jobs=1,
+                              progress=False)
+    assert calls == [(pid, seq) for pid in sub.ids for seq in ("t1ce", "flair")]
+    table = res.tables["manual"]
+    assert list(table.index) == sub.ids
+    for pid in sub.ids:  # (the table's columns are in the cache records' sorted order)
+        assert set(rows[pid]) == set(table.columns)
+        np.testing.assert_array_equal(table.loc[pid, list(rows[pid])].to_numpy(),
+                                      list(rows[pid].values()))
+    # and they are the 2-worker run's values (one thread per case whatever n_jobs)
+    pd.testing.assert_frame_equal(table, run_fast.tables["manual"].loc[sub.ids, table.columns],
+                                  check_exact=True)
+
+
+def test_radiomics_case_pins_one_thread_and_gives_the_cohort_row(run_fast, cohort, monkeypatch):
+    """radiomics_case computes each image with one SimpleITK and one BLAS thread whatever the
+    caller set (and restores the caller's setting); its values, named by feature_row, are the
+    patient's row of the cohort table, with one worker or two."""
+    from threadpoolctl import threadpool_info
+
+    from gliorad.cohort import discover_cohort
+
+    full = discover_cohort(cohort)
+    pid = full.ids[1]
+    pat = full.patients[pid]
+    seen = []
+    extract = R.extract_case
+
+    def spy(*args, **kwargs):
+        seen.append((sitk.ProcessObject.GetGlobalDefaultNumberOfThreads(),
+                     {i["num_threads"] for i in threadpool_info()}))
+        return extract(*args, **kwargs)
+
+    monkeypatch.setattr(R, "extract_case", spy)
+    old = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(3)
+    try:
+        cases = R.radiomics_case({s: pat.files[s] for s in SEQS}, pat.seg, "fast")
+        assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == 3
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(old)
+    assert seen == [(1, {1})] * len(SEQS)
+    assert list(cases) == list(SEQS)
+    row = R.feature_row({s: c.features for s, c in cases.items()})
+    ref = run_fast.tables["manual"].loc[pid]
+    assert set(row) == set(ref.index)
+    np.testing.assert_array_equal(list(row.values()), ref[list(row)].to_numpy())
+    monkeypatch.undo()
+    two = R.radiomics_case({s: pat.files[s] for s in ("flair", "t1ce")}, pat.seg, "fast", n_jobs=2)
+    assert list(two) == ["flair", "t1ce"]
+    for s in two:
+        assert two[s].features == cases[s].features
+    with pytest.raises(GlioradInputError, match=r"n_jobs 0 is not valid; expected a positive number"):
+        R.radiomics_case({"t1": pat.files["t1"]}, pat.seg, "fast", n_jobs=0)
+    with pytest.raises(GlioradInputError, match=r"nope_t1.nii.gz"):
+        R.radiomics_case({"t1": pat.files["t1"].with_name("nope_t1.nii.gz")}, pat.seg, "fast")
+
+
 def test_rerun_computes_only_missing_or_changed(run_fast, cohort, auto_dir, tmp_path):
     out = tmp_path / "rerun"
     first = R.extract_radiomics(cohort, out, sequences=["t1", "t2"], n_jobs=1, progress=False)

@@ -445,6 +445,58 @@ def test_regions_model_writes_brats_labels_and_evaluates_tc_et(synth_cohort, tmp
     assert len(ev.rows) == 3 * len(cohort.ids)
 
 
+def test_predict_cohort_segments_each_patient_with_segment_case(synth_cohort, tmp_path, monkeypatch):
+    """The cohort loop's unit of work is segment_case (what gliorad predict calls for one
+    patient): predict_cohort calls it once per patient, after prepare_model, and writes exactly
+    its mask and record; segment_case on its own gives the same mask."""
+    from gliorad.segmentation import (
+        SegmentationModel,
+        build_network,
+        default_regions,
+        infer,
+        label_names,
+        prepare_model,
+        segment_case,
+    )
+
+    data = {k: v for k, v in TINY.items() if k != "preset"}
+    cfg = SegmentationConfig.model_validate(merge(get_preset("demo").model_dump(), data))
+    torch.manual_seed(0)  # an untrained network: its masks are arbitrary but deterministic
+    model = SegmentationModel(build_network(cfg), cfg, default_regions("brats2018"), tmp_path / "m",
+                              "0" * 64)
+    cohort = discover_cohort(synth_cohort)
+    ids = cohort.ids[:2]
+    calls: list[tuple[str, torch.device]] = []
+    masks: dict[str, np.ndarray] = {}
+    records: dict[str, dict] = {}
+
+    def spy(model_, cohort_, pid, device):
+        calls.append((pid, device))
+        mask, record = segment_case(model_, cohort_, pid, device)
+        masks[pid], records[pid] = sitk.GetArrayFromImage(mask), record
+        return mask, record
+
+    monkeypatch.setattr(infer, "segment_case", spy)
+    prov = predict_cohort(cohort, model, tmp_path / "masks", ids=ids, progress=False)
+    assert calls == [(pid, torch.device("cpu")) for pid in ids]
+    assert prov["labels"] == label_names(cfg, model.regions) == {"1": "whole tumour"}
+    for pid in ids:
+        written = sitk.ReadImage(str(tmp_path / "masks" / f"{pid}.nii.gz"))
+        np.testing.assert_array_equal(sitk.GetArrayFromImage(written), masks[pid])
+        entry = prov["patients"][pid]
+        assert {k: entry[k] for k in records[pid]} == records[pid]
+        assert entry["tumour_voxels"] == int((masks[pid] > 0).sum())
+    # the same function on its own (the model prepared once more: nothing changes)
+    device = prepare_model(model)
+    weight = next(p for p in model.network.parameters() if p.ndim == 5)
+    assert weight.is_contiguous(memory_format=torch.channels_last_3d)  # the CPU inference layout
+    again, record = segment_case(model, cohort, ids[1], device)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(again), masks[ids[1]])
+    assert record == records[ids[1]]
+    ref = sitk.ReadImage(str(cohort.image_path(ids[1], "t1")))
+    assert not Geometry.of(ref).differences(Geometry.of(again))
+
+
 @pytest.mark.realdata
 @pytest.mark.slow
 def test_real_brats_smoke(shared_data, tmp_path):

@@ -9,9 +9,10 @@
 2. **Preprocessing**, only when the bundle's run config enabled it: the same settings
    (:func:`gliorad.preprocess.run_patient`, raw files matched by the preprocessing patterns); the
    result is written to ``<out>/preprocessed/<id>/`` and used from there on.
-3. **Tumour mask.** The bundle's U-Net exactly as the cohort run applies it
-   (:func:`gliorad.segmentation.load_case` + :func:`~gliorad.segmentation.predict_case`: its own
-   resampling, sliding window and post-processing), or the given ``mask`` (on the images' grid).
+3. **Tumour mask.** The bundle's U-Net exactly as the cohort run applies it: the segmentation
+   stage's per-case function (:func:`gliorad.segmentation.segment_case` after
+   :func:`~gliorad.segmentation.prepare_model`: its own resampling, sliding window and
+   post-processing), or the given ``mask`` (on the images' grid).
    Written as ``<out>/mask.nii.gz`` on the patient's grid; an empty mask is an error.
 4. **Working grid.** When the patient's voxel spacing differs from the training cohort's
    (manifest ``inputs.working_spacing_mm``), images (linear, float32) and mask (nearest) are
@@ -19,8 +20,9 @@
    radiomics and the CNN inputs (crops of a fixed number of voxels) depend on the spacing; the
    output says so.
 5. **Features.** Radiomics of every sequence the models use, inside the whole mask region (or the
-   bundle's region), with the bundle's pyradiomics parameters and one thread per case as the
-   cohort run (:func:`gliorad.features.radiomics.extract_case`); the 3D CNN's 512 (or ``n``)
+   bundle's region), with the bundle's pyradiomics parameters, by the radiomics stage's per-case
+   function (:func:`gliorad.features.radiomics.radiomics_case`: one thread per case, the
+   tables' column names); the 3D CNN's 512 (or ``n``)
    features from the tumour-centred crop and the 2D CNN's from the largest tumour slice (when the
    survival signature uses them), each by the deep stage's per-case function
    (:func:`gliorad.features.deep.deep_case`: the cohort run's preparation and extraction).
@@ -38,14 +40,15 @@
 8. **Outputs** in ``out_dir``: ``mask.nii.gz``, ``features.csv`` (the patient's feature row, the
    cohort tables' column names), ``prediction.json`` (the returned dict) and ``summary.html``
    (one self-contained page: the numbers, the mask over three orthogonal slices
-   as embedded PNG, the bundle's provenance). ``prediction.json`` is written last.
+   as embedded PNG, the bundle's provenance; :mod:`gliorad.predict_page`). ``prediction.json``
+   is written last.
+
+The per-case functions are the cohort stages' own, so a patient's mask and features from
+``predict`` are those of a cohort run on the same inputs with the same models.
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import io as _io
 import json
 import math
 import os
@@ -66,7 +69,6 @@ from gliorad.grading.stacking import STACK_COLUMN_3D
 from gliorad.io import (
     Geometry,
     _json_default,
-    array_to_image,
     file_hash,
     read_geometry,
     read_image,
@@ -74,6 +76,7 @@ from gliorad.io import (
     write_json,
     write_text,
 )
+from gliorad.predict_page import fmt_values, overlays, summary_page
 
 __all__ = ["OUTPUT_FILES", "find_patient", "parse_clinical_values", "predict_patient"]
 
@@ -203,25 +206,16 @@ def _needs_resampling(native: Geometry, working: Sequence[float] | None) -> bool
 
 # ------------------------------------------------------------------------------------ mask
 def _segment(bundle: ModelBundle, cohort: Cohort, pid: str) -> tuple[sitk.Image, dict[str, Any]]:
-    import torch
-
-    from gliorad.segmentation import load_case, predict_case
-    from gliorad.training import resolve_device
+    """The bundle's U-Net on the patient: the segmentation stage's per-case function
+    (:func:`gliorad.segmentation.infer.segment_case`, the model prepared as the stage does)."""
+    from gliorad.segmentation.infer import label_names, prepare_model, segment_case
 
     model = bundle.segmentation
-    cfg = model.config
-    device = resolve_device(cfg.inference.device)
-    model.network.to(device)
-    if device.type == "cpu":  # as predict_cohort: same kernels, same masks
-        model.network.to(memory_format=torch.channels_last_3d)
-    case = load_case(cohort, pid, cfg, with_label=False)
-    labels = predict_case(model.network, case, cfg, model.regions, device)
-    record = {"source": "segmentation", "label_mode": cfg.label_mode,
-              "labels": ({"1": "whole tumour"} if cfg.label_mode == "wt" else
-                         {"1": "necrotic / non-enhancing core", "2": "oedema",
-                          str(model.regions["ET"][0]): "enhancing tumour"}),
-              "segmentation_spacing_mm": list(case.grid.spacing)}
-    return array_to_image(labels.astype(np.uint8), case.native), record
+    mask, case = segment_case(model, cohort, pid, prepare_model(model))
+    record = {"source": "segmentation", "label_mode": model.config.label_mode,
+              "labels": label_names(model.config, model.regions),
+              "segmentation_spacing_mm": case["working_spacing"]}
+    return mask, record
 
 
 def _given_mask(path: Path, native: Geometry, reference_file: Path) -> tuple[sitk.Image, dict[str, Any]]:
@@ -240,46 +234,24 @@ def _given_mask(path: Path, native: Geometry, reference_file: Path) -> tuple[sit
 
 
 # ------------------------------------------------------------------------------------ features
-def _radiomics_case(image: str, mask: str, params: dict, region: Any, min_voxels: int
-                    ) -> dict[str, float]:
-    """One sequence, one thread (SimpleITK and BLAS), as :mod:`gliorad.features.radiomics` runs a
-    cohort: its values do not depend on thread counts."""
-    from threadpoolctl import threadpool_limits
-
-    from gliorad.features.radiomics import extract_case
-
-    old = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
-    try:
-        with threadpool_limits(limits=1):
-            return extract_case(image, mask, params, region=region, min_voxels=min_voxels,
-                                _validated=True).features
-    finally:
-        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(old)
-
-
 def _radiomics(images: Mapping[str, Path], mask: Path, settings: Mapping[str, Any],
                columns: Sequence[str], n_jobs: int) -> dict[str, float]:
-    from gliorad.features.radiomics import _resolve_jobs, column_name, parse_column
+    """The model ``columns`` of the radiomics stage's per-case function
+    (:func:`gliorad.features.radiomics.radiomics_case`) on the sequences they name, with the
+    bundle's parameters, region and minimum region size."""
+    from gliorad.features.radiomics import feature_row, parse_column, radiomics_case, resolve_jobs
 
     seqs = sorted({parse_column(c)[0] for c in columns})
-    region = settings.get("region", "whole")
-    args = [(str(images[s]), str(mask), settings["params"], region, int(settings["min_voxels"]))
-            for s in seqs]
-    jobs = min(_resolve_jobs(n_jobs), max(1, len(args)))
+    resolve_jobs(n_jobs)  # a bad n_jobs is named as it is, not as a radiomics problem
     try:
-        if jobs == 1:
-            results = [_radiomics_case(*a) for a in args]
-        else:
-            from joblib import Parallel, delayed
-
-            results = Parallel(n_jobs=jobs, backend="loky")(delayed(_radiomics_case)(*a) for a in args)
+        cases = radiomics_case({s: str(images[s]) for s in seqs}, str(mask), settings["params"],
+                               region=settings.get("region", "whole"),
+                               min_voxels=int(settings["min_voxels"]), n_jobs=n_jobs,
+                               _validated=True)
     except GlioradInputError as err:
         raise GlioradInputError([f"radiomics: {p.replace(str(mask), 'the tumour mask')}"
                                  for p in err.problems]) from err
-    values = {}
-    for seq, feats in zip(seqs, results):
-        values.update({column_name(seq, k): v for k, v in feats.items()})
+    values = feature_row({seq: case.features for seq, case in cases.items()})
     missing = [c for c in columns if c not in values]
     if missing:
         raise GlioradInputError(f"radiomics: the bundle's parameters do not produce the model "
@@ -586,17 +558,21 @@ def predict_patient(
     resample = _needs_resampling(native, working)
     grid = _grid_at(native, working) if resample else native
     if resample:
-        notes.append(f"images resampled from {_fmt(native.spacing)} mm to the training cohort's "
-                     f"{_fmt(working)} mm before feature extraction (linear; mask nearest)")
+        notes.append(f"images resampled from {fmt_values(native.spacing)} mm to the training cohort's "
+                     f"{fmt_values(working)} mm before feature extraction (linear; mask nearest)")
     elif working is None:
         notes.append("the bundle does not record the training cohort's voxel spacing: features "
                      "are computed at the patient's own spacing")
 
+    from gliorad.features.deep import PREFIX_2D, PREFIX_3D
+
+    # which per-case functions run: the columns the models read (deep columns by their prefix)
     rad_cols = [c for model in ("grading", "survival") for c in b.feature_columns(model)
-                if not c.startswith(("cnn3d_", "cnn2d_"))]
+                if not c.startswith((PREFIX_3D, PREFIX_2D))]
     rad_cols = list(dict.fromkeys(rad_cols))
-    needs_2d = b.survival is not None and any(c.startswith("cnn2d_") for c in b.feature_columns("survival"))
-    needs_3d = any(c.startswith("cnn3d_") for c in b.feature_columns("grading"))
+    needs_2d = b.survival is not None and any(c.startswith(PREFIX_2D)
+                                              for c in b.feature_columns("survival"))
+    needs_3d = any(c.startswith(PREFIX_3D) for c in b.feature_columns("grading"))
 
     with tempfile.TemporaryDirectory(prefix="gliorad-predict-") as tmp_name:
         tmp = Path(tmp_name)
@@ -701,10 +677,10 @@ def predict_patient(
     table = pd.DataFrame([features], index=pd.Index([pid], name="patient_id"))
     write_text(table.to_csv(float_format=lambda v: repr(float(v))), out / OUTPUT_FILES["features"])
     display = next((s for s in ("t1ce", "flair", "t2", "t1") if s in files), sequences[0])
-    overlays = _overlays(read_image(files[display]), mask_img)
+    pictures = overlays(read_image(files[display]), mask_img)
     result["run"] = {"created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
                      "seconds": round(time.perf_counter() - t0, 3), "n_jobs": n_jobs}
-    write_text(_html(result, overlays, display), out / OUTPUT_FILES["html"])
+    write_text(summary_page(result, pictures, display), out / OUTPUT_FILES["html"])
     write_json(result, out / OUTPUT_FILES["json"])
     return result
 
@@ -734,131 +710,3 @@ def _out_of_distribution(b: ModelBundle, features: Mapping[str, float],
                                    {f"{seq} {k}": v for k, v in stats.items()},
                                    "image intensity", margin)
     return out, None
-
-
-def _fmt(values: Sequence[float]) -> str:
-    return " x ".join(f"{v:g}" for v in values)
-
-
-# ------------------------------------------------------------------------------------ summary
-def _overlays(image: sitk.Image, mask: sitk.Image) -> dict[str, str]:
-    """Base64 PNGs of the mask over the image on the axial, coronal and sagittal slices through
-    the tumour's centre (radiological orientation: patient left on the right)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    img = sitk.DICOMOrient(sitk.Cast(image, sitk.sitkFloat32), "LPS")
-    msk = sitk.DICOMOrient(mask, "LPS")
-    a = sitk.GetArrayFromImage(img)  # (z: S, y: P, x: L)
-    m = sitk.GetArrayFromImage(msk) > 0
-    sx, sy, sz = img.GetSpacing()
-    cz, cy, cx = (round(float(v)) for v in np.argwhere(m).mean(axis=0))
-    brain = a[a != 0]
-    lo, hi = (np.percentile(brain, [1, 99]) if brain.size else (float(a.min()), float(a.max())))
-    views = {
-        "axial": (a[cz], m[cz], sy / sx, "upper"),
-        "coronal": (a[:, cy, :], m[:, cy, :], sz / sx, "lower"),
-        "sagittal": (a[:, :, cx], m[:, :, cx], sz / sy, "lower"),
-    }
-    out = {}
-    for name, (sl, ms, aspect, origin) in views.items():
-        fig, ax = plt.subplots(figsize=(3.4, 3.4), dpi=100)
-        ax.imshow(sl, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, aspect=aspect,
-                  origin=origin, interpolation="nearest")
-        ax.imshow(np.ma.masked_where(~ms, ms.astype(float)), cmap="autumn", alpha=0.45,
-                  aspect=aspect, origin=origin, interpolation="nearest", vmin=0, vmax=1)
-        if ms.any() and not ms.all():
-            ax.contour(ms.astype(float), levels=[0.5], colors="red", linewidths=0.8)
-        ax.set_title(name, fontsize=9)
-        ax.axis("off")
-        buf = _io.BytesIO()
-        fig.savefig(buf, format="png", bbox_inches="tight", metadata={"Software": None})
-        plt.close(fig)
-        out[name] = base64.b64encode(buf.getvalue()).decode("ascii")
-    return out
-
-
-def _row(label: str, value: Any) -> str:
-    return f"<tr><th>{html.escape(str(label))}</th><td>{html.escape(str(value))}</td></tr>"
-
-
-def _num(v: Any, digits: int = 3) -> str:
-    return f"{v:.{digits}f}" if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
-
-
-def _html(result: Mapping[str, Any], overlays: Mapping[str, str], display: str) -> str:
-    g, s, m, inp, bnd = (result["grading"], result.get("survival"), result["mask"],
-                         result["inputs"], result["bundle"])
-    rows = []
-    if g is not None:
-        rows += [_row("HGG probability", _num(g["probability_hgg"])),
-                 _row("Predicted grade", f"{g['predicted_grade']} (threshold {_num(g['threshold'], 2)})")]
-        if "cnn3d_probability_hgg" in g:
-            rows.append(_row("3D CNN alone: HGG probability", _num(g["cnn3d_probability_hgg"])))
-    else:
-        rows.append(_row("Grade", "not predicted (the bundle has no grading model)"))
-    rows.append(_row("Tumour volume", f"{_num(m['volume_ml'], 1)} ml ({m['source']} mask)"))
-    if "dice_vs_manual" in m:
-        rows.append(_row("Dice vs the manual mask in the folder", _num(m["dice_vs_manual"])))
-    surv_html = ""
-    if s is not None:
-        rows += [_row("Signature score", _num(s["signature_score"])),
-                 _row("Risk group", f"{s['risk_group']} (cut-off {_num(s['cutoff'])})")]
-        parts = []
-        for which, nom in s["nomograms"].items():
-            if not nom.get("computed"):
-                parts.append(f"<p><b>{html.escape(which)} nomogram</b>: not computed. "
-                             f"{html.escape(nom.get('reason', ''))}</p>")
-                continue
-            head = "".join(f"<th>{html.escape(k)} survival</th>" for k in nom["survival"])
-            cells = "".join(f"<td>{_num(v)}</td>" for v in nom["survival"].values())
-            vals = ", ".join(f"{k} = {v}" for k, v in nom["values"].items())
-            parts.append(f"<p><b>{html.escape(which)} nomogram</b> ({html.escape(vals)}; "
-                         f"{_num(nom['total_points'], 1)} points)</p>"
-                         f"<table><tr>{head}</tr><tr>{cells}</tr></table>")
-        surv_html = "<h2>Survival (LGG models)</h2>" + "".join(parts)
-    warn_html = ""
-    if result.get("warnings"):
-        warn_html = ('<div class="warn"><h2>Warnings: outside the training data</h2><ul>'
-                     + "".join(f"<li>{html.escape(x)}</li>" for x in result["warnings"])
-                     + "</ul></div>")
-    msgs = [*result.get("messages", []), *result.get("notes", [])]
-    msg_html = ("<h2>Messages</h2><ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in msgs)
-                + "</ul>") if msgs else ""
-    imgs = "".join(f'<figure><img alt="{k}" src="data:image/png;base64,{v}"><figcaption>{k}'
-                   "</figcaption></figure>" for k, v in overlays.items())
-    prov = [_row("Bundle", bnd["path"]), _row("Bundle created", bnd["created_utc"]),
-            _row("gliorad (bundle)", bnd["gliorad_version"]),
-            _row("Manifest SHA-256", bnd["manifest_sha256"]),
-            _row("Components", ", ".join(bnd["components"])),
-            _row("Patient folder", result["patient_dir"]),
-            _row("Voxel spacing", f"{_fmt(inp['native_spacing_mm'])} mm"
-                 + (f", resampled to {_fmt(inp['working_spacing_mm'])} mm" if inp["resampled"] else "")),
-            _row("Predicted", result["run"]["created_utc"])]
-    prov += [_row(f"{k} file", f"{v['file']} (SHA-256 {v['sha256'][:16]}...)")
-             for k, v in inp["sequences"].items()]
-    prov += [_row(f"{k} (bundle / here)", f"{v} / {result.get('versions', {}).get(k, '?')}")
-             for k, v in sorted(bnd.get("versions", {}).items())]
-    title = f"gliorad prediction: {result['patient_id']}"
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>
-body {{ font-family: sans-serif; max-width: 60em; margin: 1em auto; color: #222; }}
-table {{ border-collapse: collapse; margin: 0.5em 0; }}
-th, td {{ border: 1px solid #ccc; padding: 0.2em 0.6em; text-align: left; font-size: 0.9em; }}
-figure {{ display: inline-block; margin: 0.3em; text-align: center; }}
-.note {{ color: #666; font-size: 0.85em; }}
-.warn {{ border: 2px solid #c60; background: #fff4e5; padding: 0.2em 1em; }}
-</style></head><body>
-<h1>{html.escape(title)}</h1>
-<p class="note">Research software: model outputs, not a diagnosis.</p>
-{warn_html}
-<h2>Results</h2><table>{''.join(rows)}</table>
-{surv_html}
-<h2>Tumour mask on {html.escape(display)}</h2>{imgs}
-{msg_html}
-<h2>Provenance</h2><table>{''.join(prov)}</table>
-</body></html>
-"""

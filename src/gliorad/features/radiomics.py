@@ -13,11 +13,12 @@ what a cohort run needs around it:
   masks named ``<id>_seg.nii.gz`` or ``<id>.nii.gz`` (any image extension gliorad reads; flat or in
   ``<id>/`` sub-folders), as the segmentation stage writes them.
 * **Parallel over (patient, sequence) cases** with joblib (loky), each worker building its own
-  ``RadiomicsFeatureExtractor``. Each case runs SimpleITK and BLAS/LAPACK single-threaded: their
-  multi-threaded reductions (pyradiomics' normalisation, the LoG filter, numpy's ``eigvals`` in
-  GLCM MCC) change the last bit of a few features with the thread count, so one thread per case
-  keeps every value identical whatever ``n_jobs`` (and identical to a single-threaded pyradiomics
-  run), and workers do not oversubscribe cores.
+  ``RadiomicsFeatureExtractor``. A case is computed by :func:`radiomics_case`, the per-case
+  function :func:`gliorad.predict.predict_patient` calls too. It runs SimpleITK and BLAS/LAPACK
+  single-threaded: their multi-threaded reductions (pyradiomics' normalisation, the LoG filter,
+  numpy's ``eigvals`` in GLCM MCC) change the last bit of a few features with the thread count,
+  so one thread per case keeps every value identical whatever ``n_jobs`` (and identical to a
+  single-threaded pyradiomics run), and workers do not oversubscribe cores.
 * **Per-case cache and error capture**: every finished case is written at once to
   ``<out>/cache/<source>/<patient>/<sequence>.json`` (features, diagnostics, input hashes, the
   pyradiomics warnings it raised). A rerun uses a cached case when the settings key (parameters,
@@ -35,6 +36,9 @@ Outputs in ``out_dir`` (all written atomically):
 * ``diagnostics_<source>.csv``: pyradiomics' ``diagnostics_*`` values, prefixed by sequence.
 * ``failures.csv``: source, patient_id, sequence, image, mask, reason (header only when none).
 * ``provenance.json``: parameters, region, versions, input file hashes, counts, timing.
+
+Column names, the writing of these files and the reading of a feature table are in
+:mod:`gliorad.features.radiomics_tables` (its names are importable from here as well).
 """
 
 from __future__ import annotations
@@ -43,28 +47,64 @@ import copy
 import functools
 import hashlib
 import importlib.util
-import io as _io
 import json
 import logging
 import os
-import platform
 import shutil
 import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import SimpleITK as sitk
 import yaml
 
 from gliorad.errors import GlioradInputError
-from gliorad.io import IMAGE_EXTENSIONS, Geometry, file_hash, read_image, write_json, write_text
+from gliorad.features.radiomics_tables import (  # re-exported: importable from here as before
+    FAILURE_COLUMNS,
+    RadiomicsResult,
+    column_name,
+    feature_row,
+    parse_column,
+    read_feature_table,
+    read_feature_table_cleaned,
+    write_outputs,
+)
+from gliorad.io import IMAGE_EXTENSIONS, Geometry, file_hash, read_image, write_json
+
+__all__ = [
+    "BENIGN_WARNINGS",
+    "CACHE_VERSION",
+    "FAILURE_COLUMNS",
+    "MASK_SOURCES",
+    "MIN_VOXELS",
+    "PRESETS",
+    "REGIONS",
+    "THREADS_PER_CASE",
+    "CaseFeatures",
+    "RadiomicsFailedError",
+    "RadiomicsResult",
+    "column_name",
+    "extract_case",
+    "extract_radiomics",
+    "feature_row",
+    "find_auto_masks",
+    "load_params",
+    "parse_column",
+    "preset_path",
+    "radiomics_case",
+    "read_feature_table",
+    "read_feature_table_cleaned",
+    "region_mask",
+    "resolve_jobs",
+    "resolve_region",
+    "settings_key",
+    "write_outputs",
+]
 
 #: Presets shipped in ``gliorad/features/params/<name>.yaml`` (name -> one-line description).
 PRESETS: dict[str, str] = {
@@ -95,7 +135,9 @@ BENIGN_WARNINGS: tuple[str, ...] = (
     "GLCM is symmetrical, therefore Sum Average = 2 * Joint Average",
 )
 
-FAILURE_COLUMNS = ["source", "patient_id", "sequence", "image", "mask", "reason"]
+#: SimpleITK and BLAS/LAPACK threads of one case (:func:`radiomics_case`): their multi-threaded
+#: reductions change the last bit of a few features with the thread count.
+THREADS_PER_CASE = 1
 
 
 # ------------------------------------------------------------------------------------ parameters
@@ -345,6 +387,62 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+def radiomics_case(
+    images: Mapping[str, str | os.PathLike | sitk.Image],
+    mask: str | os.PathLike | sitk.Image,
+    params: str | os.PathLike | Mapping[str, Any] = "fast",
+    *,
+    region: str | Iterable[int] = "whole",
+    min_voxels: int = MIN_VOXELS,
+    n_jobs: int = 1,
+    _validated: bool = False,
+) -> dict[str, CaseFeatures]:
+    """Radiomics of one case: each image of ``images`` (sequence -> image) inside the region of
+    the tumour ``mask`` (sequence -> :class:`CaseFeatures`, in the order of ``images``).
+
+    The unit of work of the cohort run (:func:`extract_radiomics` computes each (patient,
+    sequence) with it) and of :func:`gliorad.predict.predict_patient`. Each image is computed
+    with :data:`THREADS_PER_CASE` SimpleITK and BLAS/LAPACK threads (set here, restored after),
+    so the values are a function of the inputs and settings only: the same whatever ``n_jobs``,
+    the caller's thread settings or the process. ``n_jobs`` > 1 computes the sequences in
+    parallel worker processes (-1: all cores). :func:`feature_row` names the table columns.
+    Errors as :func:`extract_case`.
+    """
+    p = params if _validated else load_params(params)
+    items = list(images.items())
+    jobs = min(resolve_jobs(n_jobs), max(1, len(items)))
+    if jobs > 1:
+        from joblib import Parallel, delayed
+
+        parts = Parallel(n_jobs=jobs, backend="loky")(
+            delayed(radiomics_case)({seq: img}, mask, p, region=region, min_voxels=min_voxels,
+                                    _validated=True) for seq, img in items)
+        return {seq: part[seq] for (seq, _), part in zip(items, parts, strict=True)}
+    from threadpoolctl import threadpool_limits
+
+    old_threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(THREADS_PER_CASE)
+    try:
+        with threadpool_limits(limits=THREADS_PER_CASE):
+            return {seq: extract_case(img, mask, p, region=region, min_voxels=min_voxels,
+                                      _validated=True) for seq, img in items}
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(old_threads)
+
+
+def resolve_jobs(n_jobs: int) -> int:
+    """Worker processes for ``n_jobs`` (-1: all cores, -2: all but one, ...); 0 is refused."""
+    import joblib
+
+    cores = joblib.cpu_count()
+    if n_jobs == 0:
+        raise GlioradInputError("n_jobs 0 is not valid; expected a positive number or -1 (all cores)")
+    return max(1, cores + 1 + n_jobs) if n_jobs < 0 else n_jobs
+
+
+_resolve_jobs = resolve_jobs  # the former name (gliorad.features.deep and gliorad.crop use it)
+
+
 # ------------------------------------------------------------------------------------ mask folders
 def find_auto_masks(folder: str | os.PathLike, ids: Iterable[str]) -> tuple[dict[str, Path], dict[str, str]]:
     """Predicted masks in ``folder`` for each patient id.
@@ -385,37 +483,7 @@ def find_auto_masks(folder: str | os.PathLike, ids: Iterable[str]) -> tuple[dict
     return found, problems
 
 
-# ------------------------------------------------------------------------------------ column names
-def column_name(sequence: str, key: str) -> str:
-    """``<sequence>_<imagetype>_<class>_<feature>`` from a pyradiomics key."""
-    return f"{sequence}_{key}"
-
-
-def parse_column(column: str) -> tuple[str, str, str, str]:
-    """(sequence, image type, class, feature) of a feature-table column."""
-    parts = column.rsplit("_", 3)
-    if len(parts) != 4:
-        raise GlioradInputError(
-            f"column {column!r} is not of the form <sequence>_<imagetype>_<class>_<feature>"
-        )
-    return parts[0], parts[1], parts[2], parts[3]
-
-
 # ------------------------------------------------------------------------------------ cohort run
-@dataclass
-class RadiomicsResult:
-    """Outcome of :func:`extract_radiomics`."""
-
-    out_dir: Path
-    tables: dict[str, pd.DataFrame]
-    diagnostics: dict[str, pd.DataFrame]
-    failures: pd.DataFrame
-    files: dict[str, Path]
-    n_computed: int
-    n_cached: int
-    notes: list[str] = field(default_factory=list)
-
-
 class RadiomicsFailedError(GlioradInputError):
     """Some cases failed; ``result`` holds everything that was written (the others' results)."""
 
@@ -436,7 +504,6 @@ class _Task:
     params: dict
     labels: tuple[int, ...] | None
     min_voxels: int
-    threads: int
 
 
 def _stat(path: str | Path) -> list[int]:
@@ -465,21 +532,14 @@ def _peak_rss_mb() -> float:
 
 
 def _run_case(task: _Task) -> dict[str, Any]:
-    """Worker: compute one case, write its cache record, return a short status dict.
-
-    SimpleITK and the BLAS/LAPACK pools (numpy's eigvals in GLCM MCC) run with ``task.threads``
-    threads (1): their results change in the last bit with the thread count.
-    """
-    from threadpoolctl import threadpool_limits
-
-    old_threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(task.threads)
+    """Worker: compute one case (:func:`radiomics_case`, one thread), write its cache record,
+    return a short status dict."""
     base = {"source": task.source, "patient_id": task.patient_id, "sequence": task.sequence,
             "image": task.image, "mask": task.mask}
     try:
-        with threadpool_limits(limits=task.threads):
-            case = extract_case(task.image, task.mask, task.params, region=task.labels or "whole",
-                                min_voxels=task.min_voxels, _validated=True)
+        case = radiomics_case({task.sequence: task.image}, task.mask, task.params,
+                              region=task.labels or "whole", min_voxels=task.min_voxels,
+                              _validated=True)[task.sequence]
         record = {
             **base, "key": task.key, "image_stat": _stat(task.image), "mask_stat": _stat(task.mask),
             "image_sha256": file_hash(task.image), "mask_sha256": file_hash(task.mask),
@@ -493,8 +553,6 @@ def _run_case(task: _Task) -> dict[str, Any]:
         return {**base, "status": "failed", "reason": " ".join(err.problems)}
     except Exception as err:  # noqa: BLE001 - one failing case must not lose the others
         return {**base, "status": "failed", "reason": f"{type(err).__name__}: {err}"}
-    finally:
-        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(old_threads)
 
 
 def _read_cache(task: _Task) -> dict[str, Any] | None:
@@ -513,15 +571,6 @@ def _read_cache(task: _Task) -> dict[str, Any] | None:
     except OSError:
         return None
     return rec if ok else None
-
-
-def _resolve_jobs(n_jobs: int) -> int:
-    import joblib
-
-    cores = joblib.cpu_count()
-    if n_jobs == 0:
-        raise GlioradInputError("n_jobs 0 is not valid; expected a positive number or -1 (all cores)")
-    return max(1, cores + 1 + n_jobs) if n_jobs < 0 else n_jobs
 
 
 def extract_radiomics(
@@ -605,8 +654,7 @@ def extract_radiomics(
             "parquet=True but neither pyarrow nor fastparquet is installed; install one or pass "
             "parquet=None/False"
         )
-    jobs = _resolve_jobs(n_jobs)
-    threads = 1  # SimpleITK threads per case: results must not depend on n_jobs (module docstring)
+    jobs = resolve_jobs(n_jobs)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise GlioradInputError(f"{out}: output path exists and is not a folder")
@@ -653,7 +701,7 @@ def extract_radiomics(
                 tasks.append(_Task(
                     source, pid, seq, str(img), str(by_pid[pid]),
                     str(cache_root / source / pid / f"{seq}.json"), key, p, labels,
-                    int(min_voxels), threads,
+                    int(min_voxels),
                 ))
 
     records: dict[tuple[str, str, str], dict[str, Any]] = {}
@@ -682,9 +730,10 @@ def extract_radiomics(
 
     order = {s: i for i, s in enumerate(seqs)}
     failures.sort(key=lambda f: (f["source"], f["patient_id"], order.get(f["sequence"], -1)))
-    result = _write_outputs(
+    result = write_outputs(
         out, cohort, seqs, masks, records, failures, p, params, region_name, labels,
-        int(min_voxels), jobs, threads, n_computed, n_cached, parquet,
+        int(min_voxels), jobs, THREADS_PER_CASE, n_computed, n_cached, parquet,
+        _parquet_engine() if parquet is not False else None,
         time.perf_counter() - t_start, source_dirs, worker_peak,
     )
     if failures and raise_on_failure:
@@ -738,153 +787,3 @@ def _parquet_engine() -> str | None:
         if importlib.util.find_spec(name) is not None:
             return name
     return None
-
-
-def _write_csv(df: pd.DataFrame, path: Path) -> Path:
-    return write_text(df.to_csv(), path)
-
-
-def _write_parquet(df: pd.DataFrame, path: Path, engine: str) -> Path:
-    from gliorad.io import write_bytes
-
-    buf = _io.BytesIO()
-    df.to_parquet(buf, engine=engine)
-    return write_bytes(buf.getvalue(), path)
-
-
-def _versions() -> dict[str, str]:
-    import joblib
-    import pywt
-    import radiomics
-
-    from gliorad import __version__
-
-    return {"gliorad": __version__, "pyradiomics": radiomics.__version__,
-            "SimpleITK": sitk.Version.VersionString(), "numpy": np.__version__,
-            "pywavelets": pywt.__version__, "pandas": pd.__version__, "joblib": joblib.__version__,
-            "python": platform.python_version()}
-
-
-def _write_outputs(
-    out: Path, cohort: Any, seqs: list[str], masks: dict[str, dict[str, Path]],
-    records: dict[tuple[str, str, str], dict[str, Any]], failures: list[dict[str, Any]],
-    params: dict, params_arg: Any, region_name: str, labels: tuple[int, ...] | None,
-    min_voxels: int, jobs: int, threads: int, n_computed: int, n_cached: int,
-    parquet: bool | None, elapsed: float, source_dirs: dict[str, str], worker_peak: float | None,
-) -> RadiomicsResult:
-    files: dict[str, Path] = {}
-    tables: dict[str, pd.DataFrame] = {}
-    diagnostics: dict[str, pd.DataFrame] = {}
-    notes: list[str] = []
-    engine = _parquet_engine() if parquet is not False else None
-    if parquet is None and engine is None:
-        notes.append("Parquet not written: neither pyarrow nor fastparquet is installed "
-                     "(CSV written; install pyarrow for Parquet)")
-    inputs: dict[str, dict[str, dict[str, dict[str, str]]]] = {}
-    n_warned = 0
-    for source in masks:
-        rows: dict[str, dict[str, float]] = {}
-        drows: dict[str, dict[str, Any]] = {}
-        for pid in cohort.ids:
-            recs = [records.get((source, pid, s)) for s in seqs]
-            if any(r is None for r in recs):
-                continue
-            row: dict[str, float] = {}
-            drow: dict[str, Any] = {}
-            for seq, rec in zip(seqs, recs):
-                row.update({column_name(seq, k): v for k, v in rec["features"].items()})
-                drow.update({column_name(seq, k): v for k, v in rec["diagnostics"].items()})
-                inputs.setdefault(source, {}).setdefault(pid, {})[seq] = {
-                    "image": rec["image"], "image_sha256": rec["image_sha256"],
-                    "mask": rec["mask"], "mask_sha256": rec["mask_sha256"]}
-                n_warned += bool(rec.get("warnings"))
-            rows[pid] = row
-            drows[pid] = drow
-        table = pd.DataFrame.from_dict(rows, orient="index")
-        if rows:
-            first = next(iter(rows.values()))
-            bad = [pid for pid, r in rows.items() if list(r) != list(first)]
-            if bad:
-                raise RuntimeError(f"feature names differ between patients {bad[:3]} (internal error)")
-        table.index.name = "patient_id"
-        dtable = pd.DataFrame.from_dict(drows, orient="index")
-        dtable.index.name = "patient_id"
-        tables[source], diagnostics[source] = table, dtable
-        files[f"radiomics_{source}.csv"] = _write_csv(table, out / f"radiomics_{source}.csv")
-        if engine is not None:
-            files[f"radiomics_{source}.parquet"] = _write_parquet(
-                table, out / f"radiomics_{source}.parquet", engine)
-        files[f"diagnostics_{source}.csv"] = _write_csv(dtable, out / f"diagnostics_{source}.csv")
-    fail_df = pd.DataFrame(failures, columns=FAILURE_COLUMNS)
-    files["failures.csv"] = write_text(fail_df.to_csv(index=False), out / "failures.csv")
-    if n_warned:
-        notes.append(f"pyradiomics raised warnings for {n_warned} case(s); see the 'warnings' "
-                     f"lists in {out / 'cache'}")
-    first_table = next((t for t in tables.values() if len(t.columns)), None)
-    n_features = {s: int(sum(1 for c in first_table.columns if c.startswith(f"{s}_")))
-                  for s in seqs} if first_table is not None else {}
-    prov = {
-        "stage": "features.radiomics",
-        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-        "versions": _versions(),
-        "params_argument": params_arg if isinstance(params_arg, (str, os.PathLike)) else "dict",
-        "params": params,
-        "region": {"name": region_name, "labels": list(labels) if labels else "any label > 0"},
-        "min_voxels": min_voxels,
-        "cohort": str(cohort.root),
-        "sequences": seqs,
-        "sources": source_dirs,
-        "n_jobs": jobs, "threads_per_job": threads,
-        "cases": {"computed": n_computed, "from_cache": n_cached, "failed": len(failures)},
-        "patients": {s: len(t) for s, t in tables.items()},
-        "features_per_sequence": n_features,
-        "worker_peak_rss_mb": worker_peak,
-        "seconds": elapsed,
-        "inputs": inputs,
-        "outputs": sorted(files),
-        "notes": notes,
-    }
-    files["provenance.json"] = write_json(prov, out / "provenance.json")
-    return RadiomicsResult(out, tables, diagnostics, fail_df, files, n_computed, n_cached, notes)
-
-
-# ------------------------------------------------------------------------------------ tables
-def read_feature_table(path: str | os.PathLike, nonfinite: str = "missing") -> pd.DataFrame:
-    """A feature table written by gliorad (CSV or Parquet), indexed by ``patient_id``.
-
-    Spreadsheet error cells and infinite values are read as missing (logged as warnings) or,
-    with ``nonfinite="error"``, refused (:func:`gliorad.tables.clean_features`; no column is
-    dropped). :func:`read_feature_table_cleaned` also returns what was changed."""
-    table, cleaning = read_feature_table_cleaned(path, nonfinite)
-    cleaning.log()
-    return table
-
-
-def read_feature_table_cleaned(
-    path: str | os.PathLike, nonfinite: str = "missing"
-) -> tuple[pd.DataFrame, Any]:
-    """:func:`read_feature_table` and its :class:`gliorad.tables.TableCleaning` record."""
-    from gliorad.tables import NA_TEXT, clean_features
-
-    p = Path(path)
-    if not p.is_file():
-        raise GlioradInputError(f"{p}: feature table not found")
-    try:
-        if p.suffix.lower() == ".parquet":
-            df = pd.read_parquet(p)
-            if "patient_id" in df.columns:
-                df = df.set_index("patient_id")
-        else:
-            df = pd.read_csv(p, index_col=0, float_precision="round_trip",
-                             keep_default_na=False, na_values=list(NA_TEXT))
-    except (ImportError, ValueError, OSError, pd.errors.ParserError) as err:
-        raise GlioradInputError(f"{p}: cannot read feature table: {err}") from err
-    if df.index.name != "patient_id":
-        raise GlioradInputError(
-            f"{p}: first column is {df.index.name!r}; expected 'patient_id' (one row per patient)"
-        )
-    df.index = df.index.astype(str)
-    dup = df.index[df.index.duplicated()].unique().tolist()
-    if dup:
-        raise GlioradInputError(f"{p}: patient_id values repeated: {dup[:5]}")
-    return clean_features(df, str(p), nonfinite, drop=False)

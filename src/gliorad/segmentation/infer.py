@@ -1,5 +1,7 @@
 """Prediction with a trained U-Net: the model folder loaded (:func:`load_model`), sliding-window
-inference, post-processing and the cohort loop (:func:`predict_cohort`).
+inference, post-processing, one patient (:func:`segment_case`, after :func:`prepare_model`) and
+the cohort loop over it (:func:`predict_cohort`); :func:`gliorad.predict.predict_patient`
+segments a new patient with the same two functions.
 
 MONAI sliding-window inference with Gaussian weighting over the brain's bounding box (a box of at
 most ``max_single_window_voxels`` voxels, e.g. a whole 1 mm brain, is predicted in one window: 2-3x
@@ -39,13 +41,16 @@ __all__ = [
     "build_network",
     "foreground_box",
     "inference_window",
+    "label_names",
     "load_model",
     "mask_path",
     "predict_case",
     "predict_cohort",
     "predict_volume",
+    "prepare_model",
     "probabilities_to_labels",
     "remove_small_components",
+    "segment_case",
     "sliding_window_predict",
 ]
 
@@ -238,6 +243,49 @@ def load_model(model_dir: str | Path, inference: Mapping[str, Any] | None = None
     return SegmentationModel(net, cfg, regions, d, file_hash(weights))
 
 
+def label_names(cfg: SegmentationConfig, regions: Mapping[str, Sequence[int]]) -> dict[str, str]:
+    """What each label value of the model's masks means (``prediction.json``'s ``labels``)."""
+    if cfg.label_mode == "wt":
+        return {"1": "whole tumour"}
+    return {"1": "necrotic / non-enhancing core", "2": "oedema",
+            str(regions["ET"][0]): "enhancing tumour"}
+
+
+def prepare_model(model: SegmentationModel) -> torch.device:
+    """Put the network on its inference device (``inference.device``), in the channels-last-3D
+    memory layout on CPU (the layout :func:`predict_volume` feeds it), once per model before
+    :func:`segment_case`; returns the device."""
+    from gliorad.training import resolve_device
+
+    device = resolve_device(model.config.inference.device)
+    model.network.to(device)
+    if device.type == "cpu":
+        model.network.to(memory_format=torch.channels_last_3d)
+    return device
+
+
+def segment_case(model: SegmentationModel, cohort: Cohort, pid: str, device: torch.device
+                 ) -> tuple[sitk.Image, dict[str, Any]]:
+    """The tumour mask of one patient: its sequences read and resampled to the model's grid
+    (:func:`~gliorad.segmentation.data.load_case`), predicted and post-processed
+    (:func:`predict_case`), as a label image on the grid of the patient's first sequence, and a
+    record (predicted box and window, native and working spacing, tumour voxels).
+
+    The unit of work of :func:`predict_cohort` and of
+    :func:`gliorad.predict.predict_patient`; ``device`` is :func:`prepare_model`'s.
+    """
+    cfg = model.config
+    case = load_case(cohort, pid, cfg, with_label=False)
+    labels = predict_case(model.network, case, cfg, model.regions, device)
+    box = foreground_box(case.brain) if cfg.inference.crop_foreground else case.brain.shape
+    box_shape = [b.stop - b.start for b in box] if cfg.inference.crop_foreground else list(box)
+    record = {"predicted_box": box_shape, "window": list(inference_window(box_shape, cfg)),
+              "native_spacing": list(case.native.spacing),
+              "working_spacing": list(case.grid.spacing),
+              "tumour_voxels": int((labels > 0).sum())}
+    return array_to_image(labels, case.native), record
+
+
 def mask_path(mask_dir: str | Path, pid: str) -> Path:
     """Where :func:`predict_cohort` writes the mask of patient ``pid``."""
     return Path(mask_dir) / f"{pid}.nii.gz"
@@ -258,10 +306,8 @@ def predict_cohort(
     skipped unless ``overwrite``. ``<mask_dir>/prediction.json`` records, per patient, the input
     hashes, the grid and the seconds taken.
     """
-    from gliorad.training import resolve_device
-
     cfg = model.config
-    device = resolve_device(cfg.inference.device)
+    device = prepare_model(model)
     out = Path(mask_dir)
     out.mkdir(parents=True, exist_ok=True)
     chosen = usable_ids(cohort, cfg, ids, need_seg=False)
@@ -278,9 +324,6 @@ def predict_cohort(
             "choose another folder"
         )
     patients = dict(old.get("patients", {})) if same_model else {}
-    model.network.to(device)
-    if device.type == "cpu":
-        model.network.to(memory_format=torch.channels_last_3d)
     bar = ProgressBar(progress, len(chosen), "predict")
     try:
         for pid in chosen:
@@ -291,17 +334,10 @@ def predict_cohort(
                 bar.advance()
                 continue
             t0 = time.perf_counter()
-            case = load_case(cohort, pid, cfg, with_label=False)
-            labels = predict_case(model.network, case, cfg, model.regions, device)
-            write_image(array_to_image(labels, case.native), target)
-            box = foreground_box(case.brain) if cfg.inference.crop_foreground else case.brain.shape
-            box_shape = [b.stop - b.start for b in box] if cfg.inference.crop_foreground else list(box)
-            patients[pid] = {"inputs": hashes, "mask": target.name, "seconds": time.perf_counter() - t0,
-                             "predicted_box": box_shape,
-                             "window": list(inference_window(box_shape, cfg)),
-                             "native_spacing": list(case.native.spacing),
-                             "working_spacing": list(case.grid.spacing),
-                             "tumour_voxels": int((labels > 0).sum())}
+            mask, record = segment_case(model, cohort, pid, device)
+            write_image(mask, target)
+            patients[pid] = {"inputs": hashes, "mask": target.name,
+                             "seconds": time.perf_counter() - t0, **record}
             write_json(_prediction_json(settings, cfg, model, patients), prov_path)
             bar.advance()
     finally:
@@ -313,7 +349,5 @@ def predict_cohort(
 
 def _prediction_json(settings, cfg: SegmentationConfig, model: SegmentationModel, patients) -> dict:
     return {"settings": settings, "label_mode": cfg.label_mode, "regions": model.regions,
-            "labels": ({"1": "whole tumour"} if cfg.label_mode == "wt" else
-                       {"1": "necrotic / non-enhancing core", "2": "oedema",
-                        str(model.regions["ET"][0]): "enhancing tumour"}),
-            "sequences": cfg.sequences, "versions": versions(), "patients": patients}
+            "labels": label_names(cfg, model.regions), "sequences": cfg.sequences,
+            "versions": versions(), "patients": patients}
