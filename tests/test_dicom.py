@@ -222,7 +222,7 @@ def test_custom_patterns_from_the_config_file(tmp_path):
     yml.write_text("cohort:\n  dicom:\n    patterns:\n      t1: ['(']\n")
     res = CliRunner().invoke(app, ["scan", str(folder), "--config", str(yml)])
     assert res.exit_code == 2
-    assert "cohort.dicom.patterns: Value error, patterns.t1: pattern '(' is not a valid regular " \
+    assert "site.yaml: cohort.dicom.patterns: patterns.t1: pattern '(' is not a valid regular " \
            "expression" in res.output
 
 

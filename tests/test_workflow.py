@@ -122,7 +122,7 @@ def test_paper_preset_needs_a_cohort(tmp_path):
     ({"segmentation": {"preset": "nnunet"}}, (r"segmentation.preset 'nnunet' is not valid; expected "
                                              r"one of: paper, demo")),
     ({"grading": {"scheme": "loo"}}, r"grading.scheme 'loo' is not valid; expected one of: split, cv"),
-    ({"grading": {"svm_C": [-1]}}, r"x.yaml: grading: svm_C"),
+    ({"grading": {"svm_C": [-1]}}, r"x.yaml: grading.svm_C: grid values must be > 0.*\(got \[-1\]\)"),
     ({"deep3d": {"variants": ["patch_se", "patch_xx"]}}, (r"deep3d.variants 'patch_xx' is not valid; "
                                                          r"expected one of: patch_se, patch_nose")),
     ({"deep3d": {"variants": []}}, r"deep3d.variants: expected a non-empty list"),

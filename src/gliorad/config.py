@@ -10,9 +10,9 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
-from gliorad.errors import GlioradInputError
+from gliorad.settings import Strict, read_yaml_mapping, validate
 
 TimeUnit = Literal["days", "months", "years"]
 
@@ -29,11 +29,7 @@ def check_sequence_list(v: list[str]) -> list[str]:
     return v
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class GeometryTolerance(_Strict):
+class GeometryTolerance(Strict):
     """How far the sequences of one patient may disagree in geometry."""
 
     spacing_rel: float = Field(1e-3, ge=0, description="relative spacing difference")
@@ -102,7 +98,7 @@ def _check_regexes(v: list[str], where: str) -> list[str]:
     return v
 
 
-class DicomConfig(_Strict):
+class DicomConfig(Strict):
     """How the series of a DICOM study are told apart (:mod:`gliorad.dicom`).
 
     ``patterns`` (per sequence) and ``ignore`` and ``pre_contrast`` are regular expressions,
@@ -165,7 +161,7 @@ class DicomConfig(_Strict):
         return [*(DEFAULT_PRE_CONTRAST if self.defaults else []), *self.pre_contrast]
 
 
-class CohortConfig(_Strict):
+class CohortConfig(Strict):
     """Where the images are and how files are named.
 
     ``naming`` is ``auto`` (detect BraTS 2018 or 2023 naming), ``brats2018``, ``brats2023`` or
@@ -193,7 +189,7 @@ class CohortConfig(_Strict):
         return check_sequence_list(v)
 
 
-class ClinicalConfig(_Strict):
+class ClinicalConfig(Strict):
     """The clinical table: file, column names, time unit and allowed category values.
 
     ``columns`` maps gliorad's field names (``patient_id``, ``age``, ``sex``, ``grade``,
@@ -219,27 +215,15 @@ class ClinicalConfig(_Strict):
     missing: Literal["exclude", "error"] = "exclude"
 
 
-class GlioradConfig(_Strict):
+class GlioradConfig(Strict):
     cohort: CohortConfig = Field(default_factory=CohortConfig)
     clinical: ClinicalConfig = Field(default_factory=ClinicalConfig)
 
 
 def load_config(path: str | Path) -> GlioradConfig:
     """Read a YAML config file; errors name the file and the offending key."""
-    from gliorad.io import read_yaml_mapping  # here: gliorad.io loads SimpleITK
-
     p = Path(path)
-    data = read_yaml_mapping(p)
-    try:
-        cfg = GlioradConfig.model_validate(data)
-    except ValidationError as err:
-        raise GlioradInputError(
-            [
-                f"{p}: {'.'.join(str(x) for x in e['loc'])}: {e['msg']} (got {e.get('input')!r})"
-                for e in err.errors()
-            ]
-        ) from err
-    return _resolve_paths(cfg, p.parent)
+    return _resolve_paths(validate(GlioradConfig, read_yaml_mapping(p), str(p)), p.parent)
 
 
 def _resolve_paths(cfg: GlioradConfig, base: Path) -> GlioradConfig:

@@ -45,14 +45,14 @@ from scipy import ndimage
 
 from gliorad.errors import GlioradInputError, check_option
 
-#: The paper's 3D patch size (z, y, x) = (x, y, z) = 96 x 128 x 96.
-PAPER_PATCH_SIZE: tuple[int, int, int] = (96, 128, 96)
-#: The paper's 2D input: three sequences as channels, 240 x 240.
-PAPER_SLICE_SEQUENCES: tuple[str, str, str] = ("t1", "t2", "t1ce")
-PAPER_SLICE_SIZE: tuple[int, int] = (240, 240)
-
-BORDER_MODES = {"pad": "pad outside the image with pad_value (patch centred on the tumour)",
-                "shift": "shift the patch inside the image where it fits (no padding)"}
+# The paper's patch and slice geometry and the border modes are settings' defaults: defined once
+# in the light gliorad.features.config (the deep-feature settings validate without NumPy / SciPy).
+from gliorad.features.config import (
+    BORDER_MODES,
+    PAPER_PATCH_SIZE,
+    PAPER_SLICE_SEQUENCES,
+    PAPER_SLICE_SIZE,
+)
 
 Volumes = np.ndarray | Mapping[str, np.ndarray]
 

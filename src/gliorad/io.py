@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
-import yaml
 
 from gliorad.errors import GlioradInputError
+from gliorad.settings import read_yaml_mapping  # noqa: F401  (re-exported; light home)
 
 #: File name endings SimpleITK reads as one volume. A folder is read as a DICOM series.
 IMAGE_EXTENSIONS: tuple[str, ...] = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -345,26 +345,6 @@ def array_to_image(array: np.ndarray, reference: sitk.Image | Geometry | None = 
         img.SetOrigin(geo.origin)
         img.SetDirection(geo.direction)
     return img
-
-
-def read_yaml_mapping(path: str | os.PathLike, what: str = "config file") -> dict[str, Any]:
-    """Read a YAML file whose top level is a mapping (an empty file gives ``{}``).
-
-    Raises :class:`GlioradInputError` naming the file when it is missing (``<path>: <what> not
-    found``), is not UTF-8 text, is not valid YAML, or holds something other than a mapping.
-    """
-    p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError as err:
-        raise GlioradInputError(f"{p}: {what} not found") from err
-    except UnicodeDecodeError as err:
-        raise GlioradInputError(f"{p}: not a text file ({err})") from err
-    except yaml.YAMLError as err:
-        raise GlioradInputError(f"{p}: not valid YAML: {err}") from err
-    if not isinstance(data, dict):
-        raise GlioradInputError(f"{p}: expected a mapping at the top level, got {type(data).__name__}")
-    return data
 
 
 # ----------------------------------------------------------------------------------------- write

@@ -33,11 +33,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from gliorad.config import ClinicalConfig, CohortConfig
 from gliorad.errors import GlioradInputError, check_option
-from gliorad.settings import WHOLE, merge, relative
+from gliorad.settings import WHOLE, Strict, merge, read_yaml_mapping, relative, validate
 
 PRESET_DIR = Path(__file__).parent / "presets"
 RUN_PRESETS = ("demo", "paper")
@@ -51,11 +51,7 @@ SECTIONS = ("run", "cohort", "clinical", "synthetic", "preprocess", "segmentatio
             "agreement", "deep3d", "deep2d", "grading", "survival", "report")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class RunSettings(_Strict):
+class RunSettings(Strict):
     seed: int = 0
     n_jobs: int = Field(2, ge=1, description="worker processes / torch threads")
     nonfinite: Literal["missing", "error"] = Field(
@@ -63,19 +59,19 @@ class RunSettings(_Strict):
                                "read as missing (counted) or refused")
 
 
-class RadiomicsSection(_Strict):
+class RadiomicsSection(Strict):
     params: str = "fast"
     sequences: list[str] | None = None
     region: str = "whole"
 
 
-class AgreementSection(_Strict):
+class AgreementSection(Strict):
     enabled: bool = True
     kind: str = "ICC(2,1)"
     threshold: float = Field(0.75, gt=0, lt=1)
 
 
-class ReportSection(_Strict):
+class ReportSection(Strict):
     enabled: bool = True
     title: str = "gliorad report"
 
@@ -83,22 +79,6 @@ class ReportSection(_Strict):
 def _merge(base: Mapping, update: Mapping, section: str | None = None) -> dict:
     """:func:`gliorad.settings.merge` at the run config's root, or inside ``section``."""
     return merge(base, update, WHOLE if section is None else relative(WHOLE, section))
-
-
-def _lines(err: ValidationError, where: str) -> list[str]:
-    out = []
-    for e in err.errors():
-        msg = str(e["msg"]).removeprefix("Value error, ")
-        loc = ".".join(str(x) for x in e["loc"])
-        out.append(f"{where}{'.' + loc if loc else ''}: {msg} (got {e.get('input')!r})"[:500])
-    return out
-
-
-def _validate(cls: type[BaseModel], data: Mapping[str, Any], where: str) -> Any:
-    try:
-        return cls.model_validate(data)
-    except ValidationError as err:
-        raise GlioradInputError(_lines(err, where)) from err
 
 
 def _split(section: Mapping[str, Any], reserved: Mapping[str, Any], where: str
@@ -175,8 +155,6 @@ def preset_text(name: str) -> str:
 def load_run_config(spec: str | Path, overrides: Mapping[str, Any] | None = None) -> RunConfig:
     """A packaged preset name (``demo``, ``paper``) or a YAML file; a file may begin with
     ``preset: demo`` to start from a packaged preset. ``overrides`` (nested) are applied last."""
-    from gliorad.io import read_yaml_mapping  # here: gliorad.io loads SimpleITK
-
     if isinstance(spec, str) and spec in RUN_PRESETS:
         path, data = preset_path(spec), read_yaml_mapping(preset_path(spec))
     else:
@@ -207,18 +185,18 @@ def _own_cohort(base: Mapping[str, Any], update: Mapping[str, Any]) -> Mapping[s
 
 def parse_run_config(data: Mapping[str, Any], source: str = "config",
                      base: Path | None = None) -> RunConfig:
-    """Validate a run-config mapping (see the module docstring)."""
-    from gliorad.features import deep2d, deep3d
-    from gliorad.features.deep import load_config as load_stage_config
-    from gliorad.features.deep import validate_config
+    """Validate a run-config mapping (see the module docstring). Only the stages' light settings
+    modules are imported (no torch, SimpleITK, pyradiomics or scikit-learn)."""
+    from gliorad.features.config import DEEP2D_PRESETS, DEEP3D_PRESETS, Deep2DConfig, Deep3DConfig
     from gliorad.grading.config import PRESETS as GRADING_PRESETS
     from gliorad.grading.config import GradingConfig
+    from gliorad.preprocess.config import PRESETS as PREPROCESS_PRESETS
     from gliorad.preprocess.config import make_config
-    from gliorad.segmentation import PRESETS as SEG_PRESETS
-    from gliorad.segmentation import SegmentationConfig
+    from gliorad.segmentation.config import PRESETS as SEG_PRESETS
+    from gliorad.segmentation.config import SegmentationConfig
     from gliorad.survival.config import PRESETS as SURV_PRESETS
     from gliorad.survival.config import SurvivalConfig
-    from gliorad.synthetic import SynthConfig
+    from gliorad.synthetic_config import SynthConfig
 
     unknown = sorted(set(data) - set(SECTIONS))
     if unknown:
@@ -227,9 +205,9 @@ def parse_run_config(data: Mapping[str, Any], source: str = "config",
     sec = {name: (data.get(name) if data.get(name) is not None else {}) for name in SECTIONS}
     where = lambda name: f"{source}: {name}"
 
-    run = _validate(RunSettings, sec["run"], where("run"))
-    cohort = _validate(CohortConfig, sec["cohort"], where("cohort"))
-    clinical = _validate(ClinicalConfig, sec["clinical"], where("clinical"))
+    run = validate(RunSettings, sec["run"], source, "run")
+    cohort = validate(CohortConfig, sec["cohort"], source, "cohort")
+    clinical = validate(ClinicalConfig, sec["clinical"], source, "clinical")
     if base is not None:
         if cohort.root is not None and not cohort.root.is_absolute():
             cohort = cohort.model_copy(update={"root": base / cohort.root})
@@ -237,7 +215,7 @@ def parse_run_config(data: Mapping[str, Any], source: str = "config",
             clinical = clinical.model_copy(update={"path": base / clinical.path})
     synthetic = None
     if data.get("synthetic") is not None:
-        synthetic = _validate(SynthConfig, {"seed": run.seed, **sec["synthetic"]}, where("synthetic"))
+        synthetic = validate(SynthConfig, {"seed": run.seed, **sec["synthetic"]}, source, "synthetic")
     elif cohort.root is None:
         raise GlioradInputError(f"{where('cohort')}.root: required (the cohort folder), unless a "
                                 "'synthetic:' section asks for a generated cohort")
@@ -263,10 +241,11 @@ def parse_run_config(data: Mapping[str, Any], source: str = "config",
                 f"{where('preprocess')}.reference: {reference!r} (the sequence the others are "
                 f"registered to) is not among the sequences {', '.join(rest['sequences'])}; set "
                 "preprocess.reference to one of them (T1-Gd is the paper's choice)")
+        check_option(f"{where('preprocess')}.preset", str(own["preset"]), PREPROCESS_PRESETS)
         try:
             preprocess = make_config(str(own["preset"]), **rest)
-        except GlioradInputError as err:
-            raise GlioradInputError([f"{where('preprocess')}: {p}" for p in err.problems]) from err
+        except GlioradInputError as err:  # lines start with "preprocess."
+            raise GlioradInputError([f"{source}: {p}" for p in err.problems]) from err
 
     own, rest = _split(sec["segmentation"], {"enabled": True, "preset": "demo", "train_patients": None},
                        where("segmentation"))
@@ -276,19 +255,20 @@ def parse_run_config(data: Mapping[str, Any], source: str = "config",
         raise GlioradInputError(f"{where('segmentation')}.train_patients: expected an integer >= 2 "
                                 f"or null (all training patients) (got {seg_train_n!r})")
     if own["enabled"]:
-        check_option(f"{where('segmentation')}.preset", str(own["preset"]), SEG_PRESETS)
-        seg_base = SEG_PRESETS[str(own["preset"])]().model_dump()
+        seg_base = SEG_PRESETS.config(str(own["preset"]), where=f"{where('segmentation')}.preset"
+                                      ).model_dump()
         seg_base["sequences"] = seqs.resolve("segmentation", "sequences", rest.pop("sequences", None),
                                              seg_base["sequences"])
-        segmentation = _validate(SegmentationConfig, _merge(seg_base, rest, "segmentation"), where("segmentation"))
+        segmentation = validate(SegmentationConfig, _merge(seg_base, rest, "segmentation"), source,
+                                "segmentation")
 
-    radiomics = _check_radiomics(_validate(RadiomicsSection, sec["radiomics"], where("radiomics")),
+    radiomics = _check_radiomics(validate(RadiomicsSection, sec["radiomics"], source, "radiomics"),
                                  where("radiomics"), base)
     if radiomics.sequences is not None:
         seqs.resolve("radiomics", "sequences", radiomics.sequences, [])
     rad_seqs = _SequenceRule(list(radiomics.sequences or cohort.sequences), source, notes,
                              "radiomics.sequences" if radiomics.sequences else "cohort.sequences")
-    agreement = _validate(AgreementSection, sec["agreement"], where("agreement"))
+    agreement = validate(AgreementSection, sec["agreement"], source, "agreement")
 
     own, rest = _split(sec["deep3d"], {"enabled": True, "preset": "demo", "variants": ["patch_se"],
                                        "cross_fit": 0}, where("deep3d"))
@@ -303,25 +283,23 @@ def parse_run_config(data: Mapping[str, Any], source: str = "config",
         if not isinstance(variants, list) or not variants or len(set(variants)) != len(variants):
             raise GlioradInputError(f"{where('deep3d')}.variants: expected a non-empty list without "
                                     f"duplicates of {', '.join(DEEP3D_VARIANTS)} (got {variants!r})")
-        check_option(f"{where('deep3d')}.preset", str(own["preset"]), deep3d.PRESETS)
-        base3 = load_stage_config(str(own["preset"]), deep3d.PRESETS, deep3d.Deep3DConfig, "3D")
+        base3 = DEEP3D_PRESETS.config(str(own["preset"]), where=f"{where('deep3d')}.preset")
         base3 = base3.model_copy(update={"sequences": seqs.resolve(
             "deep3d", "sequences", rest.pop("sequences", None), base3.sequences)})
         for v in variants:
             check_option(f"{where('deep3d')}.variants", str(v), DEEP3D_VARIANTS)
             merged = _merge(_merge(base3.model_dump(), rest, "deep3d"), DEEP3D_VARIANTS[v], "deep3d")
-            deep3d_cfgs[v] = validate_config(deep3d.Deep3DConfig, merged, where("deep3d"))
+            deep3d_cfgs[v] = validate(Deep3DConfig, merged, source, "deep3d")
 
     own, rest = _split(sec["deep2d"], {"enabled": True, "preset": "demo", "imagenet_weights": None},
                        where("deep2d"))
     deep2d_cfg, weights = None, None
     if own["enabled"]:
-        check_option(f"{where('deep2d')}.preset", str(own["preset"]), deep2d.PRESETS)
-        base2 = load_stage_config(str(own["preset"]), deep2d.PRESETS, deep2d.Deep2DConfig, "2D")
+        base2 = DEEP2D_PRESETS.config(str(own["preset"]), where=f"{where('deep2d')}.preset")
         base2 = base2.model_copy(update={"sequences": seqs.resolve(
             "deep2d", "sequences", rest.pop("sequences", None), base2.sequences)})
-        deep2d_cfg = validate_config(deep2d.Deep2DConfig, _merge(base2.model_dump(), rest, "deep2d"),
-                                     where("deep2d"))
+        deep2d_cfg = validate(Deep2DConfig, _merge(base2.model_dump(), rest, "deep2d"), source,
+                              "deep2d")
         if own["imagenet_weights"] is not None:
             weights = Path(str(own["imagenet_weights"]))
             if base is not None and not weights.is_absolute():
@@ -340,9 +318,8 @@ def parse_run_config(data: Mapping[str, Any], source: str = "config",
             raise GlioradInputError(f"{where('deep3d')}.cross_fit: the stacked rows need "
                                     "grading.scheme split (the cross-fitted networks cover the "
                                     "split's training part); set cross_fit: 0 for scheme cv")
-        grading = GradingConfig.from_dict(
-            {**GRADING_PRESETS[str(own["preset"])], "seed": run.seed, **rest},
-            source=where("grading"))
+        grading = validate(GradingConfig, {**GRADING_PRESETS[str(own["preset"])], "seed": run.seed,
+                                           **rest}, source, "grading")
     elif deep3d_cfgs:  # the 3D CNN learns the grade and feeds only the grading models
         notes[:] = [n for n in notes if not n.startswith("deep3d.")]
         notes.append("deep3d: off, because grading.enabled is false (the 3D CNN serves grading)")
@@ -362,7 +339,7 @@ def parse_run_config(data: Mapping[str, Any], source: str = "config",
                 "survival", "sequence.sequences", given, candidates)}}, "survival")
         if deep2d_cfg is None:
             merged = _merge(merged, {"sequence": {"deep_prefix": None}}, "survival")
-        survival = _validate(SurvivalConfig, merged, where("survival"))
+        survival = validate(SurvivalConfig, merged, source, "survival")
     elif deep2d_cfg is not None:  # the 2D CNN's features feed only the survival signature
         notes[:] = [n for n in notes if not n.startswith("deep2d.")]
         notes.append("deep2d: off, because survival.enabled is false (the 2D CNN serves the "
@@ -371,7 +348,7 @@ def parse_run_config(data: Mapping[str, Any], source: str = "config",
     if grading is None and survival is None:
         notes.append("grading and survival are both off: the run makes masks and features only")
 
-    report = _validate(ReportSection, sec["report"], where("report"))
+    report = validate(ReportSection, sec["report"], source, "report")
     if segmentation is None and agreement.enabled:
         agreement = agreement.model_copy(update={"enabled": False})
         notes.append("agreement: off, because segmentation.enabled is false (the ICC compares "
@@ -421,17 +398,20 @@ class _SequenceRule:
 
 def _check_radiomics(section: RadiomicsSection, where: str, base: Path | None) -> RadiomicsSection:
     """Check the parameter preset or file (a relative file path is taken from the config's
-    folder) and the region; returns the section with the resolved parameter path."""
-    from gliorad.features.radiomics import PRESETS as PARAM_PRESETS
-    from gliorad.features.radiomics import REGIONS, load_params
+    folder) and the region; returns the section with the resolved parameter path. A parameter
+    file is validated by pyradiomics (which loads SimpleITK); a shipped preset needs no check."""
+    from gliorad.features.config import RADIOMICS_PRESETS, REGIONS
 
     params = section.params
-    if params not in PARAM_PRESETS and base is not None and not Path(params).is_absolute():
-        params = str(base / params)
-    try:
-        load_params(params)
-    except GlioradInputError as err:
-        raise GlioradInputError([f"{where}.params: {p}" for p in err.problems]) from err
+    if params not in RADIOMICS_PRESETS:
+        from gliorad.features.radiomics import load_params
+
+        if base is not None and not Path(params).is_absolute():
+            params = str(base / params)
+        try:
+            load_params(params)
+        except GlioradInputError as err:
+            raise GlioradInputError([f"{where}.params: {p}" for p in err.problems]) from err
     if section.region not in REGIONS:
         raise GlioradInputError(f"{where}.region: {section.region!r} is not valid; expected one of: "
                                 f"{', '.join(REGIONS)}")
@@ -487,20 +467,23 @@ def check_run_inputs(cfg: RunConfig) -> list[str]:
                     "grade; grading needs at least 2 of each class. For an LGG-only (or "
                     "HGG-only) cohort set grading.enabled: false")
             elif cfg.grading_scheme == "split":
-                import pandas as pd
+                from gliorad.grading.config import cv_problem, split_surely_fits
 
-                from gliorad.grading.evaluate import cv_problem, split_positions
+                if not split_surely_fits((n_hgg, n_lgg), cfg.grading.split_ratios):
+                    import pandas as pd
 
-                y = pd.Series((graded["grade_group"] == "HGG").astype(int).to_numpy())
-                try:
-                    split_positions(y, cfg.grading)
-                except GlioradInputError as err:
-                    cv = ("" if cv_problem(n_hgg, n_lgg, cfg.grading.cv_splits) else
-                          ", or set grading.scheme: cv")
-                    problems.extend(f"grading.split_ratios: {p}; more patients are needed{cv}"
-                                    for p in err.problems)
+                    from gliorad.grading.evaluate import split_positions  # scikit-learn
+
+                    y = pd.Series((graded["grade_group"] == "HGG").astype(int).to_numpy())
+                    try:
+                        split_positions(y, cfg.grading)
+                    except GlioradInputError as err:
+                        cv = ("" if cv_problem(n_hgg, n_lgg, cfg.grading.cv_splits) else
+                              ", or set grading.scheme: cv")
+                        problems.extend(f"grading.split_ratios: {p}; more patients are needed{cv}"
+                                        for p in err.problems)
             else:
-                from gliorad.grading.evaluate import cv_problem
+                from gliorad.grading.config import cv_problem
 
                 why = cv_problem(n_hgg, n_lgg, cfg.grading.cv_splits)
                 if why:

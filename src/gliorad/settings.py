@@ -1,4 +1,11 @@
-"""Shared rules of gliorad's settings: how a user's settings are laid over a preset.
+"""Shared rules of gliorad's settings: one strict base model, one merge rule, one way to turn a
+validation error into message lines, one preset registry, one YAML reader.
+
+Every settings class derives from :class:`Strict` (unknown keys are errors, values are frozen).
+Every validation goes through :func:`validate`, whose :class:`~gliorad.errors.GlioradInputError`
+holds one line per problem naming the file, the key, the rule and the value given
+(:func:`error_lines`). Every stage's presets are a :class:`Presets` registry: name -> the settings
+that differ from the class's defaults, as data (what a user would write in YAML).
 
 The merge rule (every config file, ``--set`` override and command-line option goes through
 :func:`merge`):
@@ -17,10 +24,32 @@ The layers, lowest first: the packaged preset, the user's file, ``--set`` / comm
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
-from typing import Any
+import copy
+import os
+from collections.abc import Collection, Iterator, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
 
-__all__ = ["WHOLE", "merge", "relative"]
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from gliorad.errors import GlioradInputError, check_option
+
+__all__ = ["WHOLE", "Presets", "Strict", "error_lines", "merge", "read_yaml_mapping", "relative",
+           "validate"]
+
+M = TypeVar("M", bound=BaseModel)
+
+#: The longest message line (a huge value given is cut, not the key or the rule).
+MAX_LINE = 500
+
+
+class Strict(BaseModel):
+    """The base of every settings class: an unknown key is an error (a typo is never silently
+    ignored) and a validated settings object cannot be changed (``model_copy(update=...)`` makes
+    a new one)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 #: Mappings replaced as a whole by a user's value (dotted paths from the run config's root).
 WHOLE: frozenset[str] = frozenset({"survival.split"})
@@ -47,3 +76,97 @@ def relative(whole: Collection[str], section: str) -> frozenset[str]:
     """The paths of ``whole`` inside ``section`` (``survival.split`` -> ``split``)."""
     prefix = f"{section}."
     return frozenset(p.removeprefix(prefix) for p in whole if p.startswith(prefix))
+
+
+# ------------------------------------------------------------------------------------- errors
+def error_lines(err: ValidationError, where: str = "", section: str = "") -> list[str]:
+    """One line per problem of ``err``: ``<where>: <section>.<key>: <rule> (got <value>)``.
+
+    ``where`` names the source (a file, ``command line``); ``section`` the settings' place in it
+    (``grading``), joined to the key with a dot. A problem of the whole model (a check across
+    fields, no key) gives ``<where>: <section>: <rule>``: its rule names the fields and values.
+    Pydantic's ``Value error, `` prefix is dropped; a line is cut at :data:`MAX_LINE` characters.
+    """
+    out = []
+    for e in err.errors():
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        key = ".".join(str(x) for x in (section, *e["loc"]) if str(x))
+        head = ": ".join(p for p in (where, key) if p)
+        line = f"{msg} (got {e.get('input')!r})" if e["loc"] else msg
+        out.append(f"{head}: {line}"[:MAX_LINE] if head else line[:MAX_LINE])
+    return out
+
+
+def validate(cls: type[M], data: Mapping[str, Any], where: str = "", section: str = "") -> M:
+    """``cls.model_validate(data)``; a :class:`GlioradInputError` of :func:`error_lines` on
+    failure (``where`` and ``section`` as there)."""
+    try:
+        return cls.model_validate(data)
+    except ValidationError as err:
+        raise GlioradInputError(error_lines(err, where, section)) from err
+
+
+# ------------------------------------------------------------------------------------ presets
+class Presets(Mapping[str, dict[str, Any]]):
+    """The presets of a settings class: name -> the settings that differ from its defaults.
+
+    A preset is data (nested mappings for nested settings), as a user would write it in YAML, so
+    a user's settings merge over it by :func:`merge`. ``presets[name]`` is a fresh copy (callers
+    may change it); an unknown name is an error listing the names (:meth:`data`).
+    """
+
+    def __init__(self, cls: type[BaseModel], presets: Mapping[str, Mapping[str, Any]],
+                 what: str = "preset") -> None:
+        self.cls, self.what = cls, what
+        self._presets = {str(k): dict(v) for k, v in presets.items()}
+
+    def __getitem__(self, name: str) -> dict[str, Any]:
+        return copy.deepcopy(self._presets[name])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._presets)
+
+    def __len__(self) -> int:
+        return len(self._presets)
+
+    def __repr__(self) -> str:
+        return f"Presets({self.cls.__name__}: {', '.join(self._presets)})"
+
+    def data(self, name: str, where: str | None = None) -> dict[str, Any]:
+        """The settings of preset ``name``; an unknown name raises naming ``where`` (default: the
+        registry's ``what``) and the presets."""
+        check_option(where or self.what, name, self._presets)
+        return self[name]
+
+    def config(self, name: str, overrides: Mapping[str, Any] | None = None,
+               where: str | None = None, whole: Collection[str] = ()) -> Any:
+        """Preset ``name`` validated, with ``overrides`` merged (:func:`merge`) over every setting
+        it resolves to (so a nested setting keeps the class's own defaults for what neither
+        gives), validated again."""
+        data = self.data(name, where)
+        source = f"{where or self.what} {name!r}"
+        cfg = validate(self.cls, data, source)
+        if not overrides:
+            return cfg
+        return validate(self.cls, merge(cfg.model_dump(), overrides, whole), source)
+
+
+# --------------------------------------------------------------------------------------- YAML
+def read_yaml_mapping(path: str | os.PathLike, what: str = "config file") -> dict[str, Any]:
+    """Read a YAML file whose top level is a mapping (an empty file gives ``{}``).
+
+    Raises :class:`GlioradInputError` naming the file when it is missing (``<path>: <what> not
+    found``), is not UTF-8 text, is not valid YAML, or holds something other than a mapping.
+    """
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError as err:
+        raise GlioradInputError(f"{p}: {what} not found") from err
+    except UnicodeDecodeError as err:
+        raise GlioradInputError(f"{p}: not a text file ({err})") from err
+    except yaml.YAMLError as err:
+        raise GlioradInputError(f"{p}: not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise GlioradInputError(f"{p}: expected a mapping at the top level, got {type(data).__name__}")
+    return data

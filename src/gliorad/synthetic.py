@@ -63,12 +63,12 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
 from scipy import ndimage
 
 from gliorad.cohort import NAMING_SCHEMES, STANDARD_SEQUENCES
 from gliorad.errors import GlioradInputError
 from gliorad.io import atomic_dir, write_image, write_json, write_text
+from gliorad.synthetic_config import CentreEffects, SynthConfig  # noqa: F401  (light home)
 
 # Relative signal per compartment (white matter on T1 = 0.85). Columns: csf, gm, wm, oedema,
 # non-enhancing core, necrosis, enhancing tumour.
@@ -80,47 +80,6 @@ CONTRASTS: dict[str, tuple[float, ...]] = {
     "t2": (1.00, 0.56, 0.40, 0.82, 0.88, 1.05, 0.66, 0.78),
     "flair": (0.18, 0.62, 0.50, 1.05, 0.96, 0.50, 0.82, 0.98),
 }
-
-
-class CentreEffects(BaseModel):
-    """Scanner effects of one centre."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    intensity_scale: float = 1000.0
-    scale_jitter: float = 0.08
-    bias_amplitude: float = 0.10
-    noise_sd: float = 0.02
-    slice_thickness_mm: float | None = None
-
-
-class SynthConfig(BaseModel):
-    """Settings of :func:`generate_cohort`; every number is a generating parameter in truth.json."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    n_patients: int = Field(40, ge=2)
-    seed: int = 0
-    spacing: float = Field(2.0, ge=1.0, le=4.0)
-    hgg_fraction: float = Field(0.5, gt=0.0, lt=1.0)
-    centre_b_fraction: float = Field(0.45, ge=0.0, le=1.0)
-    grade_slope: float = 3.0
-    infiltration_slope: float = 3.0
-    infiltration_max_mm: float = Field(24.0, ge=0.0)
-    mismatch_slope: float = 3.0
-    mismatch_max: float = Field(0.5, ge=0.0, lt=1.0)
-    lgg_cox: dict[str, float] = Field(default_factory=lambda: {
-        "age_per_year": 0.04, "oligodendroglioma": -0.9, "oligoastrocytoma": 0.5,
-        "grade_III": 0.7, "enhancement": 0.6, "phenotype_z": 0.8,
-    })
-    hgg_cox: dict[str, float] = Field(default_factory=lambda: {"age_per_year": 0.03, "phenotype_z": 0.5})
-    lgg_baseline: dict[str, float] = Field(default_factory=lambda: {"shape": 1.2, "median_days": 2200.0})
-    hgg_baseline: dict[str, float] = Field(default_factory=lambda: {"shape": 1.3, "median_days": 430.0})
-    followup_years: tuple[float, float] = (1.0, 10.0)
-    loss_rate_per_year: float = 0.03
-    centres: dict[str, CentreEffects] = Field(default_factory=lambda: {
-        "A": CentreEffects(),
-        "B": CentreEffects(intensity_scale=600.0, bias_amplitude=0.2, noise_sd=0.035,
-                           slice_thickness_mm=5.0),
-    })
 
 
 # ---------------------------------------------------------------------------------------- atlas

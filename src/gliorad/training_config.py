@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from gliorad.settings import Strict
 
 __all__ = ["DEVICES", "RESUMABLE_CHANGES", "TrainConfig"]
 
@@ -23,10 +25,8 @@ DEVICES: dict[str, str] = {
 RESUMABLE_CHANGES = ("epochs", "early_stopping", "num_workers", "device")
 
 
-class TrainConfig(BaseModel):
+class TrainConfig(Strict):
     """Settings of :func:`gliorad.training.fit` (the paper's values are the defaults where it gives them)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     epochs: int = Field(200, ge=1)
     batch_size: int = Field(1, ge=1)

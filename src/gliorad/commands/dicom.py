@@ -25,31 +25,23 @@ ConfigOpt = Annotated[Path | None, typer.Option(
 
 def _settings(config: Path | None, sequences: str | None) -> tuple[Any, list[str], Any]:
     """(DicomConfig, wanted sequences, folder-name matcher) from the YAML file and the option."""
-    from pydantic import ValidationError
-
     from gliorad.config import CohortConfig
     from gliorad.errors import GlioradInputError
-    from gliorad.io import read_yaml_mapping
-    from gliorad.preprocess.config import PreprocessConfig, _pydantic_lines
+    from gliorad.preprocess.config import PreprocessConfig
     from gliorad.preprocess.inputs import _compile, match_name
+    from gliorad.settings import read_yaml_mapping, validate
 
     data = read_yaml_mapping(config) if config is not None else {}
-    where = f"{config}: " if config is not None else ""
-    try:
-        cohort = CohortConfig.model_validate(data.get("cohort") or {})
-    except ValidationError as err:
-        raise GlioradInputError([f"{where}{ln}" for ln in _pydantic_lines(err, "cohort")]) from err
+    where = str(config) if config is not None else ""
+    cohort = validate(CohortConfig, data.get("cohort") or {}, where, "cohort")
     pre = data.get("preprocess") or {}
     seqs = ([s.strip() for s in sequences.split(",") if s.strip()] if sequences
             else list(pre.get("sequences") or cohort.sequences))
     if not seqs:
         raise GlioradInputError("--sequences: expected at least one sequence, e.g. t1,t1ce,t2,flair")
     patterns = {s: list(p) for s, p in (pre.get("patterns") or {}).items()}
-    try:
-        file_cfg = PreprocessConfig(sequences=seqs, reference=seqs[0], patterns=patterns)
-    except ValidationError as err:
-        raise GlioradInputError([f"{where}{ln}" for ln in _pydantic_lines(err, "preprocess")]
-                                ) from err
+    file_cfg = validate(PreprocessConfig, {"sequences": seqs, "reference": seqs[0],
+                                           "patterns": patterns}, where, "preprocess")
     compiled = _compile(file_cfg.sequence_patterns())
 
     def folder_names(name: str) -> list[str]:

@@ -68,13 +68,6 @@ ExtraOpt = Annotated[list[Path] | None, typer.Option(
 
 
 # ------------------------------------------------------------------------------------ settings
-def _validation_problems(err: Any, source: str) -> GlioradInputError:
-    return GlioradInputError([
-        f"{source}: {'.'.join(str(x) for x in e['loc'])}: {e['msg']} (got {e.get('input')!r})"
-        for e in err.errors()
-    ])
-
-
 def _merge(base: dict[str, Any], upd: dict[str, Any]) -> dict[str, Any]:
     """The settings merge rule inside the survival section (a given split replaces the preset's)."""
     from gliorad.settings import WHOLE, merge, relative
@@ -86,15 +79,12 @@ def _settings(
     preset: str, config: Path | None, time_unit: str | None, cli: dict[str, Any]
 ) -> tuple[Any, Any]:
     """(SurvivalConfig, ClinicalConfig) from preset < YAML < command line."""
-    from pydantic import ValidationError
-
     from gliorad.config import ClinicalConfig
     from gliorad.errors import check_option
-    from gliorad.io import read_yaml_mapping
+    from gliorad.settings import read_yaml_mapping, validate
     from gliorad.survival.config import PRESETS, SurvivalConfig
 
-    check_option("--preset", preset, PRESETS)
-    data: dict[str, Any] = dict(PRESETS[preset])
+    data: dict[str, Any] = PRESETS.data(preset, "--preset")
     clinical: dict[str, Any] = {}
     if config is not None:
         doc = read_yaml_mapping(config)
@@ -106,15 +96,9 @@ def _settings(
     data = _merge(data, cli)
     if time_unit is not None:
         clinical["time_unit"] = check_option("--time-unit", time_unit, ["days", "months", "years"])
-    try:
-        cfg = SurvivalConfig.model_validate(data)
-    except ValidationError as err:
-        raise _validation_problems(err, str(config) if config else "settings") from err
-    try:
-        ccfg = ClinicalConfig.model_validate(clinical)
-    except ValidationError as err:
-        raise _validation_problems(err, f"{config}: clinical") from err
-    return cfg, ccfg
+    source = str(config) if config else "settings"
+    return (validate(SurvivalConfig, data, source),
+            validate(ClinicalConfig, clinical, source, "clinical"))
 
 
 def _cli_overrides(

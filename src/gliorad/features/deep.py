@@ -59,10 +59,20 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel
 
 from gliorad.errors import GlioradInputError
-from gliorad.features.deep_train import (
+
+# The networks' settings (light: a run config is checked without torch); old names kept here.
+from gliorad.features.config import (  # noqa: F401
+    WEIGHTS,
+    Augmented,
+    Strict,
+    check_inputs,
+    load_config,
+    with_changes,
+)
+from gliorad.features.deep_train import (  # noqa: F401  (ArrayDataset: re-exported)
     ArrayDataset,
     TrainedNetwork,
     check_model_folder,
@@ -71,83 +81,19 @@ from gliorad.features.deep_train import (
     training_layout,
 )
 from gliorad.io import file_hash, read_array, write_bytes, write_json, write_text
+from gliorad.settings import Presets, validate
 
 #: Column prefixes of the deep feature tables (the survival code expects ``cnn2d_``).
 PREFIX_3D = "cnn3d_"
 PREFIX_2D = "cnn2d_"
 
-#: Which weights of a training run give the features: the best validation epoch or the last.
-WEIGHTS = {"best": "weights of the best monitored epoch (the last when there is no validation)",
-           "last": "weights after the last epoch"}
-
 C = TypeVar("C", bound=BaseModel)
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-# ------------------------------------------------------------------------------------ configs
-def _deep_merge(base: dict, update: Mapping) -> dict:
-    out = dict(base)
-    for k, v in update.items():
-        out[k] = (_deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), dict)
-                  else v)
-    return out
-
-
 def validate_config(cls: type[C], data: Mapping[str, Any], where: str) -> C:
-    """``cls.model_validate(data)`` with pydantic's errors as :class:`GlioradInputError` lines."""
-    try:
-        return cls.model_validate(data)
-    except ValidationError as err:
-        lines = []
-        for e in err.errors():
-            msg = str(e["msg"]).removeprefix("Value error, ")
-            if e["loc"]:  # a field: name it and show the value
-                lines.append(f"{where}: {'.'.join(map(str, e['loc']))}: {msg} "
-                             f"(got {e.get('input')!r})"[:500])
-            else:  # a check across fields: its message names the setting
-                lines.append(f"{where}: {msg}")
-        raise GlioradInputError(lines) from err
-
-
-def load_config(spec: str | os.PathLike | BaseModel, presets: Mapping[str, Callable[[], C]],
-                cls: type[C], what: str) -> C:
-    """A config object, a preset name, or a YAML file of fields (``preset: demo`` in the file
-    starts from that preset and overrides the fields it gives)."""
-    from gliorad.errors import check_option
-    from gliorad.io import read_yaml_mapping
-
-    if isinstance(spec, cls):
-        return spec
-    if isinstance(spec, str) and spec in presets:
-        return presets[spec]()
-    path = Path(str(spec))
-    if not path.is_file():
-        raise GlioradInputError(
-            f"{what} config {str(spec)!r} is neither a preset ({', '.join(presets)}) nor a file"
-        )
-    data = read_yaml_mapping(path)
-    base = {}
-    if "preset" in data:
-        name = str(data.pop("preset"))
-        check_option(f"{path}: preset", name, presets)
-        base = presets[name]().model_dump()
-    return validate_config(cls, _deep_merge(base, data), str(path))
-
-
-def with_changes(cfg: C, changes: Mapping[str, Any], where: str = "overrides") -> C:
-    """``cfg`` with nested changes (``{"train": {"epochs": 3}}``) applied and validated."""
-    return validate_config(type(cfg), _deep_merge(cfg.model_dump(), changes), where)
-
-
-def check_inputs(sequences: Sequence[str], size: Sequence[int]) -> None:
-    """A network config's input checks (in its validator: ``ValueError``)."""
-    if not sequences or len(set(sequences)) != len(sequences):
-        raise ValueError(f"sequences {sequences} must be non-empty and without duplicates")
-    if any(s < 1 for s in size):
-        raise ValueError(f"size {size} must be positive")
+    """``cls.model_validate(data)`` with pydantic's errors as :class:`GlioradInputError` lines
+    (:func:`gliorad.settings.validate`)."""
+    return validate(cls, data, where)
 
 
 # ------------------------------------------------------------------------------------ inputs
@@ -332,24 +278,6 @@ def stratified_split(labels: pd.Series, fraction: float, seed: int) -> tuple[lis
     return sorted(set(map(str, labels.index)) - set(held)), held
 
 
-# ------------------------------------------------------------------------------------ dataset
-class Augmented(Strict):
-    """Training augmentations shared by the 3D and 2D deep-feature networks (see
-    :class:`ArrayDataset`); the defaults change nothing but left-right flips."""
-
-    flip_prob: float = Field(0.5, ge=0, le=1, description="random left-right flips in training")
-    shift_voxels: int = Field(0, ge=0, description="random translation (voxels) in training")
-    intensity_prob: float = Field(0.0, ge=0, le=1, description="probability of intensity jitter")
-    intensity_scale: float = Field(0.1, ge=0, description="per channel x (1 + U(-s, s))")
-    intensity_shift: float = Field(0.1, ge=0, description="per channel + U(-s, s), z-score units")
-
-    def training_dataset(self, images: Sequence[np.ndarray], targets: Sequence[Any]) -> ArrayDataset:
-        return ArrayDataset(images, targets, self.flip_prob, shift_voxels=self.shift_voxels,
-                            intensity_prob=self.intensity_prob,
-                            intensity_scale=self.intensity_scale,
-                            intensity_shift=self.intensity_shift)
-
-
 # ------------------------------------------------------------------------------------ outputs
 @dataclass
 class DeepResult:
@@ -501,7 +429,7 @@ class FeatureNetwork:
     dims: str  # "3D": names the network in messages (and deep_features_3d)
     prefix: str  # column prefix of the feature table
     config_class: type[BaseModel]
-    presets: Mapping[str, Callable[[], Any]]
+    presets: Presets
 
     def load_config(self, spec: str | os.PathLike | BaseModel) -> Any:
         return load_config(spec, self.presets, self.config_class, f"{self.dims} deep-feature")

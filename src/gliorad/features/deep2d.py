@@ -64,7 +64,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -73,69 +73,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import Field, model_validator
 
-from gliorad.crop import PAPER_SLICE_SEQUENCES, PAPER_SLICE_SIZE, slice_stack
+from gliorad.crop import slice_stack
 from gliorad.errors import GlioradInputError, check_option
 from gliorad.features import deep, deep_train
+from gliorad.features.config import (  # noqa: F401  (Net2DConfig: its old home)
+    DEEP2D_PRESETS,
+    SURVIVAL_LOSSES,
+    Deep2DConfig,
+    Net2DConfig,
+)
 from gliorad.io import file_hash
-from gliorad.nets.resnet import DUAL_GRADE_HEADS, PAPER_WIDTHS, ResNet18, load_torchvision_weights
-from gliorad.training import TrainConfig
+from gliorad.nets.resnet import ResNet18, load_torchvision_weights
 
-#: Censoring-aware survival terms of the dual-task loss.
-SURVIVAL_LOSSES: dict[str, str] = {
-    "cox": "negative Cox partial log-likelihood over the batch (Breslow ties), per event",
-    "censored_l1": "L1 on log survival time in years; censored patients penalised only when the "
-                   "prediction is below their censoring time",
-}
 DAYS_PER_YEAR = 365.25
 
-
-class Net2DConfig(deep.Strict):
-    """The 2D dual-task ResNet18 (see :class:`gliorad.nets.ResNet18`, ``head="dual"``)."""
-
-    widths: tuple[int, int, int, int] = PAPER_WIDTHS
-    grade_head: str = "two_fc"
-    hidden: int = Field(256, ge=1)
-    dropout: float = Field(0.0, ge=0, lt=1)
-
-
-class Deep2DConfig(deep.Augmented):
-    """Settings of the 2D dual-task network (paper values are the defaults)."""
-
-    sequences: list[str] = Field(default_factory=lambda: list(PAPER_SLICE_SEQUENCES))
-    size: tuple[int, int] = PAPER_SLICE_SIZE
-    axis: int = Field(0, ge=0, le=2, description="slicing axis of the (z, y, x) arrays; 0 = axial")
-    net: Net2DConfig = Field(default_factory=Net2DConfig)
-    survival_loss: str = "cox"
-    survival_weight: float = Field(1.0, ge=0, description="weight of the survival term (grade: 1)")
-    val_fraction: float = Field(0.25, ge=0, lt=1, description="of the LGG training patients")
-    weights: str = "best"
-    predict_batch_size: int = Field(8, ge=1)
-    train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=200, batch_size=8))
-
-    @model_validator(mode="after")
-    def _check(self) -> Deep2DConfig:
-        check_option("survival_loss", self.survival_loss, SURVIVAL_LOSSES)
-        check_option("weights", self.weights, deep.WEIGHTS)
-        check_option("net.grade_head", self.net.grade_head, DUAL_GRADE_HEADS)
-        deep.check_inputs(self.sequences, self.size)
-        return self
-
-
-def _paper() -> Deep2DConfig:
-    return Deep2DConfig()
-
-
-def _demo() -> Deep2DConfig:
-    return Deep2DConfig(
-        size=(80, 80), val_fraction=0.25, weights="best", shift_voxels=4, intensity_prob=0.8,
-        train=TrainConfig(epochs=20, batch_size=8, lr=3e-4, plateau_patience=5, monitor="val_loss"),
-    )
-
-
-#: Presets: ``paper`` (for a GPU, 1 mm data, ImageNet weights) and ``demo`` (2 CPU cores).
-PRESETS: dict[str, Callable[[], Deep2DConfig]] = {"paper": _paper, "demo": _demo}
+#: Settings, presets and loss names live in the light gliorad.features.config (a run config is
+#: checked without torch); their old names here stay importable.
+PRESETS = DEEP2D_PRESETS
 
 
 def load_deep2d_config(spec: str | os.PathLike | Deep2DConfig) -> Deep2DConfig:
@@ -322,7 +277,7 @@ def train_cnn2d(
         warnings.warn(msg, UserWarning, stacklevel=2)
         init = {"init": "scratch", "note": msg}
     loss_fn = DualTaskLoss(cfg.survival_loss, cfg.survival_weight)
-    dataset = cfg.training_dataset(inputs, [targets[p] for p in ids])
+    dataset = deep_train.ArrayDataset.augmented(cfg, inputs, [targets[p] for p in ids])
     vt = {k: torch.tensor([t[k] for t in (val_targets or {}).values()], dtype=torch.float32)
           for k in ("grade", "grade_mask", "time", "event", "surv_mask")}
 

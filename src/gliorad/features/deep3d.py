@@ -54,106 +54,30 @@ held-out 0.81-0.82 (bench/RESULTS.md, "Demo").
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import Field, field_validator, model_serializer, model_validator
 
-from gliorad.crop import BORDER_MODES, PAPER_PATCH_SIZE, complete_volume, crop_patch
-from gliorad.errors import GlioradInputError, check_option
+from gliorad.crop import complete_volume, crop_patch
+from gliorad.errors import GlioradInputError
 from gliorad.features import deep, deep_train
+from gliorad.features.config import (  # noqa: F401  (HEADS_3D, INPUTS, Net3DConfig: old names)
+    DEEP3D_PRESETS,
+    HEADS_3D,
+    INPUTS,
+    Deep3DConfig,
+    Net3DConfig,
+)
 from gliorad.io import write_text
-from gliorad.nets.resnet import PAPER_WIDTHS, ResNet18
-from gliorad.training import TrainConfig
+from gliorad.nets.resnet import ResNet18
 
-#: Network inputs: name -> description (``full`` is the ablation's "complete MRI").
-INPUTS: dict[str, str] = {
-    "patch": "tumour-centred patch (coordinate cropping from the tumour mask)",
-    "full": "complete MRI: the brain's bounding box resampled to the patch size",
-}
-#: Classification heads of the 3D network.
-HEADS_3D: dict[str, str] = {
-    "two_fc": "two fully connected layers (the paper's CNN-alone classifier)",
-    "linear": "one fully connected layer",
-}
-
-
-class Net3DConfig(deep.Strict):
-    """The 3D ResNet18 (see :class:`gliorad.nets.ResNet18`)."""
-
-    widths: tuple[int, int, int, int] = PAPER_WIDTHS
-    se: bool = True
-    se_reduction: int = Field(16, ge=1)
-    head: str = "two_fc"
-    hidden: int = Field(256, ge=1, description="width of the first layer of the two_fc head")
-    dropout: float = Field(0.0, ge=0, lt=1)
-
-
-class Deep3DConfig(deep.Augmented):
-    """Settings of the 3D deep-feature network (paper values are the defaults)."""
-
-    sequences: list[str] = Field(default_factory=lambda: ["t1", "t1ce", "t2"])
-    input: str = "patch"
-    size: tuple[int, int, int] = PAPER_PATCH_SIZE
-    border: str = "pad"
-    margin: tuple[int, int, int] = Field(
-        (0, 0, 0), description="voxels of context kept around the tumour's box (z, y, x; one "
-        "number for all axes): a tumour whose box plus margins exceeds the patch is resampled "
-        "down until both fit (0: the paper's cropping; gliorad.crop.crop_patch)")
-    net: Net3DConfig = Field(default_factory=Net3DConfig)
-    val_fraction: float = Field(0.25, ge=0, lt=1, description="of the training patients")
-    weights: str = "best"
-    predict_batch_size: int = Field(4, ge=1)
-    train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=200, batch_size=8))
-
-    @model_serializer(mode="wrap")
-    def _omit_zero_margin(self, handler: Any) -> dict[str, Any]:
-        # A default margin is left out, so the settings (stage fingerprints, model folders,
-        # bundles) of runs made before the option existed stay the same: no retraining.
-        out = handler(self)
-        if isinstance(out, dict) and not any(self.margin):
-            out.pop("margin", None)
-        return out
-
-    @field_validator("margin", mode="before")
-    @classmethod
-    def _one_margin_for_all_axes(cls, v: Any) -> Any:
-        return (v, v, v) if isinstance(v, int | float) and not isinstance(v, bool) else v
-
-    @model_validator(mode="after")
-    def _check(self) -> Deep3DConfig:
-        check_option("input", self.input, INPUTS)
-        check_option("border", self.border, BORDER_MODES)
-        check_option("weights", self.weights, deep.WEIGHTS)
-        check_option("net.head", self.net.head, HEADS_3D)
-        deep.check_inputs(self.sequences, self.size)
-        if any(g < 0 for g in self.margin):
-            raise ValueError(f"margin {self.margin} must be non-negative (voxels)")
-        return self
-
-    @property
-    def variant(self) -> str:
-        """``<patch|full>_<se|nose>``, the grading tables' naming."""
-        return f"{self.input}_{'se' if self.net.se else 'nose'}"
-
-
-def _paper() -> Deep3DConfig:
-    return Deep3DConfig()
-
-
-def _demo() -> Deep3DConfig:
-    return Deep3DConfig(
-        size=(32, 40, 32), val_fraction=0.25, weights="best", shift_voxels=3, intensity_prob=0.8,
-        train=TrainConfig(epochs=12, batch_size=8, lr=3e-4, plateau_patience=5, monitor="val_loss"),
-    )
-
-
-#: Presets: ``paper`` (for a GPU, 1 mm data) and ``demo`` (2 CPU cores, 3-4 mm data).
-PRESETS: dict[str, Callable[[], Deep3DConfig]] = {"paper": _paper, "demo": _demo}
+#: Settings, presets and input / head names live in the light gliorad.features.config (a run
+#: config is checked without torch); their old names here stay importable.
+PRESETS = DEEP3D_PRESETS
 
 
 def load_deep3d_config(spec: str | os.PathLike | Deep3DConfig) -> Deep3DConfig:
@@ -243,7 +167,7 @@ def train_cnn3d(
             "grades to train the HGG-vs-LGG network"
         )
     model = deep_train.seeded_network(build_network_3d, cfg, len(ids))
-    dataset = cfg.training_dataset(inputs, [float(v) for v in y])
+    dataset = deep_train.ArrayDataset.augmented(cfg, inputs, [float(v) for v in y])
     vy = np.array([int(v) for v in (val_labels or {}).values()])
 
     def score(out: np.ndarray) -> dict[str, float]:

@@ -81,6 +81,14 @@ class ArrayDataset(torch.utils.data.Dataset):
                  if isinstance(t, Mapping) else torch.tensor(t, dtype=torch.float32))
         return {"image": x, "label": label}
 
+    @classmethod
+    def augmented(cls, cfg: Any, images: Sequence[np.ndarray], targets: Sequence[Any]
+                  ) -> ArrayDataset:
+        """The training dataset with the augmentations of ``cfg``
+        (:class:`gliorad.features.config.Augmented`)."""
+        return cls(images, targets, cfg.flip_prob, shift_voxels=cfg.shift_voxels,
+                   intensity_prob=cfg.intensity_prob, intensity_scale=cfg.intensity_scale,
+                   intensity_shift=cfg.intensity_shift)
 
 
 def check_batchnorm(n_train: int, batch_size: int, size: Sequence[int]) -> None:

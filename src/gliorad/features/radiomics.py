@@ -55,7 +55,6 @@ import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +63,7 @@ import SimpleITK as sitk
 import yaml
 
 from gliorad.errors import GlioradInputError
+from gliorad.features.config import RADIOMICS_PRESETS, REGIONS, radiomics_preset_path
 from gliorad.features.radiomics_tables import (  # re-exported: importable from here as before
     FAILURE_COLUMNS,
     RadiomicsResult,
@@ -106,20 +106,10 @@ __all__ = [
     "write_outputs",
 ]
 
-#: Presets shipped in ``gliorad/features/params/<name>.yaml`` (name -> one-line description).
-PRESETS: dict[str, str] = {
-    "fast": "original image only, every feature class (107 features per sequence)",
-    "paper": "original + 8 wavelet + 3 LoG images, every feature class (1130 per sequence)",
-    "paper788": "original + 8 wavelet images, pyradiomics' example-MR feature list "
-                "(788 per sequence, the paper's count)",
-}
-
-#: Named regions of interest: label values of a BraTS mask (``None`` = every label > 0).
-REGIONS: dict[str, tuple[int, ...] | None] = {
-    "whole": None,
-    "core": (1, 4),
-    "enhancing": (4,),
-}
+#: Presets shipped in ``gliorad/features/params/<name>.yaml`` (name -> one-line description) and
+#: the named regions: in the light :mod:`gliorad.features.config` (a run config is checked
+#: without pyradiomics / SimpleITK).
+PRESETS = RADIOMICS_PRESETS
 
 #: Mask sources: ``manual`` = the cohort's ``seg`` files, ``auto`` = a folder of predicted masks.
 MASK_SOURCES: tuple[str, ...] = ("manual", "auto")
@@ -141,14 +131,7 @@ THREADS_PER_CASE = 1
 
 
 # ------------------------------------------------------------------------------------ parameters
-def preset_path(name: str) -> Path:
-    """Path of a shipped preset's pyradiomics parameter file."""
-    if name not in PRESETS:
-        raise GlioradInputError(
-            f"radiomics preset {name!r} is not valid; expected one of: {', '.join(PRESETS)} "
-            "(or the path of a pyradiomics parameter file)"
-        )
-    return Path(str(resources.files("gliorad.features").joinpath("params", f"{name}.yaml")))
+preset_path = radiomics_preset_path
 
 
 def load_params(params: str | os.PathLike | Mapping[str, Any]) -> dict[str, Any]:

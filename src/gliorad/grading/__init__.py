@@ -12,19 +12,40 @@
 
 Feature selectors live in :mod:`gliorad.selection`; feature-table reading and label parsing in
 :mod:`gliorad.tables`.
+
+Every public name is importable from ``gliorad.grading``. The settings (``config``) are imported
+eagerly; the other names load their module on first access (module ``__getattr__``).
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from gliorad.grading.config import PRESETS, GradingConfig
-from gliorad.grading.evaluate import (
-    GradingResult,
-    binary_metrics,
-    compare_models,
-    cross_validate_grading,
-    split_evaluate_grading,
-)
-from gliorad.grading.model import GradingModel, TunedSVC
-from gliorad.grading.paper import PaperTables, paper_tables
-from gliorad.grading.persist import load_model, save_model
+from gliorad.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from gliorad.grading.evaluate import (
+        GradingResult,
+        binary_metrics,
+        compare_models,
+        cross_validate_grading,
+        split_evaluate_grading,
+    )
+    from gliorad.grading.model import GradingModel, TunedSVC
+    from gliorad.grading.paper import PaperTables, paper_tables
+    from gliorad.grading.persist import load_model, save_model
+
+#: The names of the heavier modules (scikit-learn, SimpleITK through the writers), each with the
+#: module that defines it: loaded on first access, so that ``gliorad.grading.config`` -- what a
+#: run config's check needs -- stays light.
+_LAZY: dict[str, str] = {
+    **dict.fromkeys(["GradingResult", "binary_metrics", "compare_models",
+                     "cross_validate_grading", "split_evaluate_grading"], "evaluate"),
+    **dict.fromkeys(["GradingModel", "TunedSVC"], "model"),
+    **dict.fromkeys(["PaperTables", "paper_tables"], "paper"),
+    **dict.fromkeys(["load_model", "save_model"], "persist"),
+}
 
 __all__ = [
     "PRESETS",
@@ -41,3 +62,5 @@ __all__ = [
     "save_model",
     "split_evaluate_grading",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

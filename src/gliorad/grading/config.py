@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import inspect
+import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from gliorad.errors import GlioradInputError, check_option
+from gliorad.errors import GlioradInputError
+from gliorad.grading.defaults import PAPER_C, PAPER_GAMMA
+from gliorad.settings import Presets, Strict, read_yaml_mapping, validate
 
-if TYPE_CHECKING:  # pragma: no cover
-    from gliorad.grading.model import GradingModel
+__all__ = ["EVALUATION_FIELDS", "MODEL_NAMES", "PAPER_C", "PAPER_GAMMA", "PRESETS",
+           "GradingConfig", "cv_problem", "split_surely_fits"]
 
-#: Paper-sized SVM grid: C in 2^-3..2^7, gamma in 2^-9..2^1 (11 x 11 points).
-PAPER_C = tuple(2.0**e for e in range(-3, 8))
-PAPER_GAMMA = tuple(2.0**e for e in range(-9, 2))
+#: :class:`~gliorad.grading.model.GradingModel` parameters whose setting has another name; every
+#: other parameter (but ``n_jobs``, the caller's) is the setting of its own name.
+MODEL_NAMES: dict[str, str] = {"random_state": "seed"}
+#: Settings of the evaluation, not of the model (``seed`` serves both).
+EVALUATION_FIELDS = ("threshold", "cv_splits", "cv_repeats", "split_ratios", "seed")
 
 
-class GradingConfig(BaseModel):
+class GradingConfig(Strict):
     """Everything that decides a grading result.
 
     Model (paper, Xu et al. 2022): median imputation of missing cells -> z-score (fitted on the
@@ -34,8 +41,6 @@ class GradingConfig(BaseModel):
     ``split_ratios`` (train, validation, test; paper 6:2:2). ``threshold`` turns the HGG
     probability into a call for accuracy, sensitivity, precision and specificity.
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     impute: Literal["median", "mean"] = "median"
     levene_alpha: float | None = Field(0.05, gt=0, lt=1, description="None skips Levene's test")
@@ -83,50 +88,43 @@ class GradingConfig(BaseModel):
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> GradingConfig:
         """``paper`` (the paper's settings, 11 x 11 grid) or ``demo`` (small grid, 2 CPU cores)."""
-        check_option("preset", name, PRESETS)
-        return cls.from_dict({**PRESETS[name], **overrides}, source=f"preset {name!r}")
+        return cls.from_dict({**PRESETS.data(name), **overrides}, source=f"preset {name!r}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "grading config") -> GradingConfig:
         """Validate a mapping; errors name the key, the value and the rule."""
-        try:
-            return cls.model_validate(data)
-        except ValidationError as err:
-            raise GlioradInputError([
-                f"{source}: {'.'.join(str(x) for x in e['loc']) or '(root)'}: {e['msg']} "
-                f"(got {e.get('input')!r})" for e in err.errors()
-            ]) from err
+        return validate(cls, data, source)
 
     @classmethod
     def from_yaml(cls, path: str | Path, preset: str = "paper") -> GradingConfig:
         """Read a YAML file: its ``grading:`` section (or the whole mapping) over ``preset``."""
-        from gliorad.io import read_yaml_mapping
-
         p = Path(path)
         data = read_yaml_mapping(p)
         section = data.get("grading", data if "cohort" not in data else {})
         if not isinstance(section, dict):
             raise GlioradInputError(f"{p}: 'grading' must be a mapping")
-        check_option("preset", preset, PRESETS)
-        return cls.from_dict({**PRESETS[preset], **section}, source=str(p))
+        return cls.from_dict({**PRESETS.data(preset), **section}, source=str(p))
 
-    def make_model(self, n_jobs: int | None = None) -> GradingModel:
+    # ------------------------------------------------------------------------------ model
+    def model_params(self) -> dict[str, Any]:
+        """The :class:`~gliorad.grading.model.GradingModel` parameters these settings decide,
+        read off its signature: each is the setting of its name (:data:`MODEL_NAMES`: of another
+        name), so a parameter is named once, in the model; ``n_jobs`` is the caller's."""
+        from gliorad.grading.model import GradingModel  # scikit-learn: only to build a model
+
+        names = [n for n in inspect.signature(GradingModel).parameters if n != "n_jobs"]
+        params = {n: getattr(self, MODEL_NAMES.get(n, n)) for n in names}
+        params["feature_groups"] = self.feature_groups or None  # []: one joint selection
+        return params
+
+    def make_model(self, n_jobs: int | None = None) -> Any:
         """The unfitted :class:`~gliorad.grading.model.GradingModel` for these settings."""
         from gliorad.grading.model import GradingModel
 
-        return GradingModel(
-            impute=self.impute, levene_alpha=self.levene_alpha, levene_test=self.levene_test,
-            levene_center=self.levene_center,
-            correlation_threshold=self.correlation_threshold, lasso=self.lasso,
-            lasso_cv=self.lasso_cv, lasso_strengths=self.lasso_strengths,
-            rf_n_estimators=self.rf_n_estimators, rf_k=self.rf_k, svm_C=tuple(self.svm_C),
-            svm_gamma=tuple(self.svm_gamma), inner_cv=self.inner_cv,
-            class_weight=self.class_weight, random_state=self.seed, n_jobs=n_jobs,
-            feature_groups=tuple(self.feature_groups) if self.feature_groups else None,
-        )
+        return GradingModel(**self.model_params(), n_jobs=n_jobs)
 
 
-PRESETS: dict[str, dict[str, Any]] = {
+PRESETS = Presets(GradingConfig, {
     "paper": {},
     "demo": {
         "lasso_strengths": 6,
@@ -138,4 +136,54 @@ PRESETS: dict[str, dict[str, Any]] = {
         "cv_splits": 5,
         "cv_repeats": 2,
     },
-}
+}, what="preset")
+
+
+# ------------------------------------------------------------------ feasibility (no sklearn)
+def cv_problem(n_hgg: int, n_lgg: int, splits: int) -> str | None:
+    """Why ``splits``-fold stratified CV cannot grade this many patients (None: it can).
+
+    Every test fold needs a patient of each class (``splits`` of each), and every training fold
+    two of each (the Levene filter compares the classes' variances): ``ceil(2 k / (k - 1))``.
+    """
+    def need(k: int) -> int:
+        return max(k, math.ceil(2 * k / (k - 1)))
+
+    small = min(n_hgg, n_lgg)
+    if small >= need(splits):
+        return None
+    possible = [k for k in range(2, small + 1) if small >= need(k)]
+    advice = (f"use at most {max(possible)} folds (cv_splits / --splits)" if possible else
+              "more patients are needed (at least 4 of each class for 2 folds)")
+    return (f"{splits}-fold cross-validation needs at least {need(splits)} patients of each class (a "
+            f"patient of each class in every test fold, 2 in every training fold); the cohort "
+            f"has {n_hgg} HGG and {n_lgg} LGG: {advice}")
+
+
+def split_surely_fits(counts: Sequence[int], ratios: Sequence[float]) -> bool:
+    """True when the stratified split of :func:`gliorad.grading.evaluate.split_positions`
+    (``ratios``: train, validation, test) surely succeeds for classes of ``counts`` patients,
+    reckoned without scikit-learn; False: it may not (ask ``split_positions``, whose error says
+    why).
+
+    The conditions of scikit-learn's ``train_test_split(..., stratify=y)`` (test part
+    ``ceil(r * n)`` patients, the rest trains; every class at least 2 patients; each part at least
+    one patient per class), for the test split and then the validation split of the rest, with
+    each class's share of the test part taken at its largest (``ceil``): the allocation is
+    proportional, so a class never gives more.
+    """
+    train_r, val_r, test_r = (float(r) for r in ratios)
+    counts = [int(c) for c in counts if int(c) > 0]
+    k, n = len(counts), sum(counts)
+
+    def fits(counts_: list[int], n_: int, size: float) -> bool:
+        n_test = math.ceil(size * n_)
+        return min(counts_) >= 2 and n_ - n_test >= k and n_test >= k
+
+    if not counts or not fits(counts, n, test_r):
+        return False
+    if val_r <= 0:
+        return True
+    n_test = math.ceil(test_r * n)
+    rest = [c - math.ceil(c * n_test / n) for c in counts]
+    return fits(rest, n - n_test, val_r / (train_r + val_r))

@@ -23,7 +23,6 @@ are those of the test part; the validation part is reported beside them.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,7 +34,7 @@ from sklearn.model_selection import RepeatedStratifiedKFold, train_test_split
 
 from gliorad import stats
 from gliorad.errors import GlioradInputError
-from gliorad.grading.config import GradingConfig
+from gliorad.grading.config import GradingConfig, cv_problem
 from gliorad.grading.model import GradingModel, fit_quietly
 from gliorad.tables import GradeLabels
 
@@ -228,26 +227,6 @@ def _common_metrics(X: pd.DataFrame, y: pd.Series, config: GradingConfig) -> dic
 
 
 # ----------------------------------------------------------------------------- repeated CV
-def cv_problem(n_hgg: int, n_lgg: int, splits: int) -> str | None:
-    """Why ``splits``-fold stratified CV cannot grade this many patients (None: it can).
-
-    Every test fold needs a patient of each class (``splits`` of each), and every training fold
-    two of each (the Levene filter compares the classes' variances): ``ceil(2 k / (k - 1))``.
-    """
-    def need(k: int) -> int:
-        return max(k, math.ceil(2 * k / (k - 1)))
-
-    small = min(n_hgg, n_lgg)
-    if small >= need(splits):
-        return None
-    possible = [k for k in range(2, small + 1) if small >= need(k)]
-    advice = (f"use at most {max(possible)} folds (cv_splits / --splits)" if possible else
-              "more patients are needed (at least 4 of each class for 2 folds)")
-    return (f"{splits}-fold cross-validation needs at least {need(splits)} patients of each class (a "
-            f"patient of each class in every test fold, 2 in every training fold); the cohort "
-            f"has {n_hgg} HGG and {n_lgg} LGG: {advice}")
-
-
 def cross_validate_grading(
     X: pd.DataFrame,
     y: pd.Series | GradeLabels,

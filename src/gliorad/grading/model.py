@@ -35,7 +35,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from gliorad import stats
 from gliorad.errors import GlioradInputError, check_option
-from gliorad.grading.config import PAPER_C, PAPER_GAMMA
+from gliorad.grading.defaults import PAPER_C, PAPER_GAMMA
 from gliorad.selection import (
     LEVENE_CENTERS,
     LEVENE_TESTS,

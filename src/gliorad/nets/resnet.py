@@ -40,10 +40,8 @@ from monai.networks.nets import ResNet
 from torch import nn
 
 from gliorad.errors import GlioradInputError, check_option
+from gliorad.features.config import DUAL_GRADE_HEADS, PAPER_WIDTHS  # settings' defaults (no torch)
 from gliorad.nets.blocks import SEBlock, _check_dims, _check_positive
-
-#: Channel widths of the four residual stages of the true ResNet18 (He et al. 2016).
-PAPER_WIDTHS: tuple[int, int, int, int] = (64, 128, 256, 512)
 
 HEADS: dict[str, str] = {
     "none": "no head: forward returns the pooled features (B, widths[-1])",
@@ -52,9 +50,6 @@ HEADS: dict[str, str] = {
               "classifier",
     "dual": "grade logit (two_fc or linear) and survival output (linear), forward returns (B, 2)",
 }
-
-#: Grade-head types of the dual head.
-DUAL_GRADE_HEADS: tuple[str, ...] = ("two_fc", "linear")
 
 
 def stage4_size(size: Sequence[int]) -> tuple[int, ...]:

@@ -10,9 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from gliorad.errors import GlioradInputError
+from gliorad.settings import Presets, Strict, merge, read_yaml_mapping, validate
 
 if TYPE_CHECKING:
     from gliorad.config import CohortConfig
@@ -30,11 +31,7 @@ DEFAULT_PATTERNS: dict[str, list[str]] = {
 }
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Steps(_Strict):
+class Steps(Strict):
     """Which steps run. With ``skull_strip`` off the brain is the non-zero voxels (already stripped
     data); with ``coregister`` off the sequences must already share one physical space."""
 
@@ -45,7 +42,7 @@ class Steps(_Strict):
     zscore: bool = True
 
 
-class N4Settings(_Strict):
+class N4Settings(Strict):
     """N4 runs on a copy shrunk to about ``shrink_mm`` voxels; the bias field is then evaluated at
     full resolution (``GetLogBiasFieldAsImage``)."""
 
@@ -55,7 +52,7 @@ class N4Settings(_Strict):
     control_points: int = Field(4, ge=4, description="initial B-spline mesh size per axis")
 
 
-class RegistrationSettings(_Strict):
+class RegistrationSettings(Strict):
     """Co-registration of every sequence to the reference sequence (Mattes mutual information,
     multi-resolution, regular-step gradient descent with physical-shift scales). Images are first resampled to an isotropic
     ``working_spacing`` grid so that thick slices are not shrunk further."""
@@ -87,7 +84,7 @@ class RegistrationSettings(_Strict):
         return self
 
 
-class AtlasStripSettings(_Strict):
+class AtlasStripSettings(Strict):
     """Atlas skull stripping (:func:`gliorad.preprocess.skullstrip.atlas_strip`)."""
 
     sequences: list[str] = Field(default_factory=lambda: ["t1", "t1ce"],
@@ -106,7 +103,7 @@ class AtlasStripSettings(_Strict):
     seed: int = Field(1, ge=1, description="sampling seed (ITK reads 0 as 'use the clock')")
 
 
-class PreprocessConfig(_Strict):
+class PreprocessConfig(Strict):
     """All settings of the preprocessing stage (defaults: the full raw-MRI pipeline)."""
 
     sequences: list[str] = Field(default_factory=lambda: ["t1", "t1ce", "t2", "flair"])
@@ -146,26 +143,18 @@ class PreprocessConfig(_Strict):
 
 #: Named starting points. ``brats``: data already skull-stripped, co-registered and at 1 mm
 #: (BraTS): no N4, no registration, no resampling, the brain is the non-zero voxels, z-score only.
-PRESETS: dict[str, dict[str, Any]] = {
+PRESETS = Presets(PreprocessConfig, {
     "raw": {},
     "brats": {
         "steps": {"n4": False, "coregister": False, "skull_strip": False, "resample": False,
                   "zscore": True},
     },
-}
+}, what="preprocess preset")
 
 
 def make_config(preset: str = "raw", **overrides: Any) -> PreprocessConfig:
     """A config from a preset name plus overrides (nested dicts merge into the preset)."""
-    if preset not in PRESETS:
-        raise GlioradInputError(
-            f"preprocess preset {preset!r} is not valid; expected one of: {', '.join(PRESETS)}"
-        )
-    data = _merge(PRESETS[preset], overrides)
-    try:
-        return PreprocessConfig.model_validate(data)
-    except ValidationError as err:
-        raise GlioradInputError(_pydantic_lines(err, "preprocess")) from err
+    return validate(PreprocessConfig, merge(PRESETS.data(preset), overrides), section="preprocess")
 
 
 def load_preprocess_config(
@@ -177,7 +166,6 @@ def load_preprocess_config(
     file override it. Unknown keys are errors naming the key.
     """
     from gliorad.config import CohortConfig  # here, so gliorad.config may import this module
-    from gliorad.io import read_yaml_mapping  # here: gliorad.io loads SimpleITK
 
     p = Path(path) if path is not None else None
     data = read_yaml_mapping(p) if p is not None else {}
@@ -189,30 +177,10 @@ def load_preprocess_config(
         cfg = make_config(chosen, **pre)
     except GlioradInputError as err:
         raise GlioradInputError([f"{where}{line}" for line in err.problems]) from err
-    try:
-        cohort = CohortConfig.model_validate(data.get("cohort") or {})
-    except ValidationError as err:
-        raise GlioradInputError([f"{where}{ln}" for ln in _pydantic_lines(err, "cohort")]) from err
+    cohort = validate(CohortConfig, data.get("cohort") or {}, str(p or ""), "cohort")
     return cfg, cohort
 
 
 def with_overrides(config: PreprocessConfig, **overrides: Any) -> PreprocessConfig:
     """A copy of ``config`` with ``overrides`` applied (nested dicts merge), validated again."""
-    try:
-        return PreprocessConfig.model_validate(_merge(config.model_dump(), overrides))
-    except ValidationError as err:
-        raise GlioradInputError(_pydantic_lines(err, "preprocess")) from err
-
-
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-def _pydantic_lines(err: ValidationError, section: str) -> list[str]:
-    return [
-        f"{section}.{'.'.join(str(x) for x in e['loc'])}: {e['msg']} (got {e.get('input')!r})"
-        for e in err.errors()
-    ]
+    return validate(PreprocessConfig, merge(config.model_dump(), overrides), section="preprocess")

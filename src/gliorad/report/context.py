@@ -19,14 +19,12 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 import gliorad.report.figures as F
-from gliorad.errors import GlioradInputError
 from gliorad.report.files import get, need, present, read_json
 from gliorad.report.inputs import ReportInputs
 from gliorad.report.markup import esc, not_run
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
-    from pydantic import ValidationError
 
     from gliorad.survival.artifacts import AnalysisFiles
 
@@ -148,18 +146,14 @@ class Context:
         return p if p is not None and p.is_file() else None
 
     def clinical_config(self):
-        from pydantic import ValidationError
-
         from gliorad.config import ClinicalConfig, load_config
+        from gliorad.settings import validate
 
         def make():
             section = self.config().get("clinical")
             if isinstance(section, dict):
                 data = {k: v for k, v in section.items() if k != "path"}
-                try:
-                    return ClinicalConfig.model_validate(data)
-                except ValidationError as err:
-                    raise _config_error("clinical", err) from err
+                return validate(ClinicalConfig, data, "config", "clinical")
             if self.cohort_yaml() is not None:
                 return load_config(self.cohort_yaml()).clinical
             return ClinicalConfig()
@@ -173,10 +167,9 @@ class Context:
                                                             self.clinical_config()))
 
     def cohort(self, root: Path):
-        from pydantic import ValidationError
-
         from gliorad.cohort import discover_cohort
         from gliorad.config import CohortConfig, load_config
+        from gliorad.settings import validate
 
         def make():
             # the folder's own cohort.yaml; else the run config's cohort section when it
@@ -190,11 +183,7 @@ class Context:
                 return discover_cohort(root, load_config(yml).cohort)
             data = ({k: v for k, v in section.items() if k != "root"} if own else
                     {k: v for k, v in section.items() if k == "sequences"})
-            try:
-                cfg = CohortConfig.model_validate(data)
-            except ValidationError as err:
-                raise _config_error("cohort", err) from err
-            return discover_cohort(root, cfg)
+            return discover_cohort(root, validate(CohortConfig, data, "config", "cohort"))
 
         return self._once(f"cohort:{root}", make)
 
@@ -212,9 +201,3 @@ class Context:
     def survival_cohorts(self) -> dict[str, dict[str, Any]]:
         return get(self.survival_metrics(), "cohorts", self.survival_files().metrics)
 
-
-def _config_error(section: str, err: ValidationError) -> GlioradInputError:
-    """One line per problem of the run config's ``section``: key, message, the value given."""
-    return GlioradInputError([
-        f"config: {section}.{'.'.join(map(str, e['loc']))}: {e['msg']} "
-        f"(got {e.get('input')!r})" for e in err.errors()])

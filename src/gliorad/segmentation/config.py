@@ -9,14 +9,14 @@ in the paper); ``regions`` are the BraTS regions WT / TC / ET as three overlappi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
 from gliorad.errors import GlioradInputError, check_option
-from gliorad.settings import merge
+from gliorad.settings import Presets, Strict, merge, read_yaml_mapping, validate
 from gliorad.training_config import DEVICES, TrainConfig
 
 __all__ = [
@@ -49,11 +49,7 @@ BRATS2023_REGIONS: dict[str, list[int]] = {"WT": [1, 2, 3], "TC": [1, 3], "ET": 
 PRECISIONS: dict[str, str] = {"float32": "float32", "bfloat16": "bfloat16 autocast"}
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class UNetConfig(_Strict):
+class UNetConfig(Strict):
     """Network size (see :class:`gliorad.nets.RecombinationUNet`)."""
 
     features: tuple[int, ...] = (16, 32, 64, 128)
@@ -62,7 +58,7 @@ class UNetConfig(_Strict):
     se_reduction: int = Field(4, ge=1)
 
 
-class AugmentConfig(_Strict):
+class AugmentConfig(Strict):
     """Training augmentations (MONAI): random flips and per-channel intensity scale / shift."""
 
     flip_prob: float = Field(0.5, ge=0, le=1)
@@ -71,7 +67,7 @@ class AugmentConfig(_Strict):
     shift: float = Field(0.1, ge=0, description="intensity + U(-shift, shift) (z-score units)")
 
 
-class InferenceConfig(_Strict):
+class InferenceConfig(Strict):
     """Sliding-window prediction and post-processing."""
 
     roi_size: tuple[int, int, int] | None = Field(None, description="window; None = patch_size")
@@ -90,7 +86,7 @@ class InferenceConfig(_Strict):
     device: str = "auto"
 
 
-class SegmentationConfig(_Strict):
+class SegmentationConfig(Strict):
     """Everything needed to train the segmentation network and to rebuild it for prediction."""
 
     sequences: list[str] = Field(default_factory=lambda: ["t1", "t1ce", "t2"])
@@ -130,34 +126,29 @@ class SegmentationConfig(_Strict):
         return self.inference.roi_size or self.patch_size
 
 
-def _paper() -> SegmentationConfig:
-    return SegmentationConfig()
-
-
-def _demo() -> SegmentationConfig:
-    return SegmentationConfig(
-        spacing=3.0,
-        net=UNetConfig(features=(8, 16, 32, 64), bottleneck=64, expand_channels=16, se_reduction=4),
-        patch_size=(48, 48, 48),
-        samples_per_volume=2,
+#: Presets: ``paper`` (the paper's settings at 1 mm, for a GPU) and ``demo`` (minutes on 2 CPU
+#: cores at 3 mm with a narrow network).
+PRESETS = Presets(SegmentationConfig, {
+    "paper": {},
+    "demo": {
+        "spacing": 3.0,
+        "net": {"features": (8, 16, 32, 64), "bottleneck": 64, "expand_channels": 16,
+                "se_reduction": 4},
+        "patch_size": (48, 48, 48),
+        "samples_per_volume": 2,
         # 16 epochs at lr 3e-3 (the demo's time budget): trained on 27 + 5 patients of the
         # 160-patient demo cohort, mean Dice 0.863 on the 128 others in 165 s; 41 + 7 patients,
         # 20 epochs at lr 2e-3: 0.887 on the 112 others in 376 s (bench/RESULTS.md, "Synthetic
         # cohort: full feature set")
-        train=TrainConfig(epochs=16, batch_size=2, lr=3e-3, plateau_patience=5),
-        val_fraction=0.15,
-        inference=InferenceConfig(roi_size=(64, 64, 64), overlap=0.25, min_component_ml=0.5),
-    )
-
-
-#: Presets: ``paper`` (the paper's settings at 1 mm, for a GPU) and ``demo`` (minutes on 2 CPU
-#: cores at 3 mm with a narrow network).
-PRESETS: dict[str, Callable[[], SegmentationConfig]] = {"paper": _paper, "demo": _demo}
+        "train": {"epochs": 16, "batch_size": 2, "lr": 3e-3, "plateau_patience": 5},
+        "val_fraction": 0.15,
+        "inference": {"roi_size": (64, 64, 64), "overlap": 0.25, "min_component_ml": 0.5},
+    },
+}, what="segmentation preset")
 
 
 def get_preset(name: str) -> SegmentationConfig:
-    check_option("segmentation preset", name, PRESETS)
-    return PRESETS[name]()
+    return PRESETS.config(name)
 
 
 def load_segmentation_config(spec: str | Path) -> SegmentationConfig:
@@ -170,22 +161,15 @@ def load_segmentation_config(spec: str | Path) -> SegmentationConfig:
         raise GlioradInputError(
             f"segmentation config {str(spec)!r} is neither a preset ({', '.join(PRESETS)}) nor a file"
         )
-    from gliorad.io import read_yaml_mapping  # SimpleITK comes with gliorad.io: only for a file
-
     data = read_yaml_mapping(path)
     base = get_preset(str(data.pop("preset"))).model_dump() if "preset" in data else {}
     return validate_config(merge(base, data), str(path))
 
 
 def validate_config(data: Mapping[str, Any], where: str) -> SegmentationConfig:
-    """``data`` as a :class:`SegmentationConfig`; each problem a line starting with ``where``."""
-    try:
-        return SegmentationConfig.model_validate(data)
-    except ValidationError as err:
-        raise GlioradInputError(
-            [f"{where}: {'.'.join(str(x) for x in e['loc']) or 'config'}: {e['msg']}"
-             f" (got {e.get('input')!r})"[:500] for e in err.errors()]
-        ) from err
+    """``data`` as a :class:`SegmentationConfig`; each problem a line starting with ``where``
+    (:func:`gliorad.settings.validate`)."""
+    return validate(SegmentationConfig, data, where)
 
 
 def with_overrides(cfg: SegmentationConfig, *, epochs: int | None = None,

@@ -13,9 +13,9 @@ import math
 import warnings
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
-from gliorad.errors import check_option
+from gliorad.settings import Presets, Strict
 
 #: Survival columns of a prepared table and the risk-group column the analysis adds.
 TIME, EVENT, SIGNATURE = "os_days", "event", "signature"
@@ -60,11 +60,7 @@ def time_label(days: float) -> str:
 
 
 # ================================================================================ settings
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SplitConfig(_Strict):
+class SplitConfig(Strict):
     """How patients are split into a training cohort and validation cohorts.
 
     ``method="column"``: ``column`` holds the cohort of each patient (e.g. ``centre``);
@@ -80,7 +76,7 @@ class SplitConfig(_Strict):
     train_fraction: float = Field(0.7, gt=0.0, lt=1.0)
 
 
-class SequenceConfig(_Strict):
+class SequenceConfig(Strict):
     """Feature columns and the per-sequence prognosis models (Part 1).
 
     Radiomics columns are ``<sequence>_...``; deep (2D dual-task CNN) columns start with
@@ -104,7 +100,7 @@ class SequenceConfig(_Strict):
     fallback: Literal["all", "first"] = "all"
 
 
-class SignatureConfig(_Strict):
+class SignatureConfig(Strict):
     """Settings of :class:`DeepRadiomicsSignature` (see its docstring)."""
 
     top_k: int = Field(10, ge=1)
@@ -134,7 +130,7 @@ DEFAULT_LABELS = {
 }
 
 
-class SurvivalConfig(_Strict):
+class SurvivalConfig(Strict):
     """Every setting of the survival analysis. Times are in days (the clinical table's unit
     is converted on reading); ``times`` are the nomogram / calibration horizons.
 
@@ -178,12 +174,10 @@ class SurvivalConfig(_Strict):
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> SurvivalConfig:
         """``"paper"`` (the paper's settings) or ``"demo"`` (small, for 2 CPU cores)."""
-        check_option("preset", name, PRESETS)
-        data = {**PRESETS[name], **overrides}
-        return cls.model_validate(data)
+        return cls.model_validate({**PRESETS.data(name), **overrides})
 
 
-PRESETS: dict[str, dict[str, Any]] = {
+PRESETS = Presets(SurvivalConfig, {
     "paper": {
         "signature": {"top_k": 10, "n_estimators": 500, "n_alphas": 50},
         "sequence": {"sequences": ["t1", "t1ce", "t2"], "top_k": 10},
@@ -199,5 +193,4 @@ PRESETS: dict[str, dict[str, Any]] = {
         "clinical_selection": "paper", "integrated_selection": "paper",
         "cv_folds": 3,
     },
-}
-
+}, what="preset")
