@@ -54,7 +54,7 @@ from _harness import (
 
 
 def _rss_mb() -> float:
-    from gliorad.features.radiomics import _peak_rss_mb
+    from gliorad.features.radiomics import peak_rss_mb as _peak_rss_mb
 
     return _peak_rss_mb()
 
@@ -312,7 +312,7 @@ def _deep_child(spec_json: str) -> None:
 
     spec = json.loads(spec_json)
     torch.set_num_threads(int(spec["threads"]))
-    from gliorad.features.radiomics import _peak_rss_mb
+    from gliorad.features.radiomics import peak_rss_mb as _peak_rss_mb
 
     if spec["kind"] == "paper_forward":
         from gliorad.features.deep2d import build_network_2d, load_deep2d_config

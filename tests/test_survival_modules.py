@@ -80,20 +80,15 @@ def test_bundle_and_its_imports_never_import_the_writer():
 
 def test_public_names_resolve():
     import gliorad.survival as pkg
-    import gliorad.survival.analysis as facade
 
     for name in pkg.__all__:
         assert getattr(pkg, name) is not None, name
     assert set(pkg.__all__) <= set(dir(pkg))
     with pytest.raises(AttributeError, match=r"has no attribute 'nope'"):
         pkg.nope  # noqa: B018
-    for name in facade.__all__:
-        obj = getattr(facade, name)
-        home = getattr(obj, "__module__", None)
-        if home is not None and home.startswith("gliorad.survival."):
-            assert home != "gliorad.survival.analysis", name  # re-exported, defined elsewhere
-    assert pkg.run_analysis is facade.run_analysis
-    assert pkg.SurvivalConfig is facade.SurvivalConfig
+    import importlib.util
+
+    assert importlib.util.find_spec("gliorad.survival.analysis") is None  # no facade module
 
 
 def test_file_names_have_one_owner(tmp_path):

@@ -64,7 +64,7 @@ from pathlib import Path
 from typing import Any
 
 from gliorad.errors import GlioradInputError
-from gliorad.io import _json_default, atomic_dir, file_hash, write_json
+from gliorad.io import atomic_dir, file_hash, json_default, write_json
 
 __all__ = [
     "COMPATIBILITY",
@@ -153,7 +153,7 @@ def version_problems(bundled: Mapping[str, str], installed: Mapping[str, str],
 # ------------------------------------------------------------------------------------ manifest
 def _canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
-                      default=_json_default)
+                      default=json_default)
 
 
 def manifest_digest(manifest: Mapping[str, Any]) -> str:
@@ -490,7 +490,7 @@ class ModelBundle:
     cnn2d: Any = None                 # (ResNet18, Deep2DConfig)
     grading: Any = None               # GradingModel
     grading_info: dict[str, Any] = field(default_factory=dict)
-    survival: Any = None              # gliorad.survival.analysis.SurvivalModels
+    survival: Any = None              # gliorad.survival.models.SurvivalModels
 
     @property
     def inputs(self) -> dict[str, Any]:

@@ -551,7 +551,7 @@ def crop_cohort(
     import json
 
     from gliorad.cohort import Cohort, discover_cohort
-    from gliorad.features.radiomics import _resolve_jobs, find_auto_masks
+    from gliorad.features.radiomics import find_auto_masks, resolve_jobs
 
     check_option("format", fmt, ["npy", "nifti"])
     check_option("border", border, BORDER_MODES)
@@ -618,7 +618,7 @@ def crop_cohort(
                 continue
         todo.append((pid, {s: str(files[s]) for s in seqs}, str(mask_of[pid])))
     n_skipped = len(records)
-    jobs = min(_resolve_jobs(n_jobs), max(1, len(todo)))
+    jobs = min(resolve_jobs(n_jobs), max(1, len(todo)))
     if jobs == 1:
         results = [_crop_one(*t, str(out), settings) for t in todo]
     else:

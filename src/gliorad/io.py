@@ -443,10 +443,10 @@ def write_text(text: str, path: str | os.PathLike) -> Path:
 
 def write_json(obj: Any, path: str | os.PathLike) -> Path:
     """Write JSON atomically (sorted keys, numpy scalars and arrays converted)."""
-    return write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n", path)
+    return write_text(json.dumps(obj, indent=2, sort_keys=True, default=json_default) + "\n", path)
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, np.ndarray):

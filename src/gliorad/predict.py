@@ -33,7 +33,7 @@
    of each nomogram whose clinical factors are given. ``clinical`` values (``{"age": "45",
    "sex": "F", "grade": "III"}``) are read with the clinical table's spellings
    (:data:`gliorad.clinical.CATEGORIES` and the run's aliases) and coded by the survival models'
-   :class:`~gliorad.survival.analysis.FactorCoding` (training levels, pooled rare levels); a
+   :class:`~gliorad.survival.coding.FactorCoding` (training levels, pooled rare levels); a
    missing or bad value gives a message naming the factor and the accepted values, and everything
    else is still returned. The survival models were fitted on LGG patients: a patient predicted
    HGG gets the numbers with a note.
@@ -68,8 +68,8 @@ from gliorad.errors import GlioradInputError
 from gliorad.grading.stacking import STACK_COLUMN_3D
 from gliorad.io import (
     Geometry,
-    _json_default,
     file_hash,
+    json_default,
     read_geometry,
     read_image,
     write_image,
@@ -301,7 +301,7 @@ def parse_clinical_values(values: Mapping[str, str], coding: Any, clinical_cfg: 
 
     Spellings are those of the clinical table (:func:`gliorad.clinical.allowed_values` with the
     run's categories and aliases); a categorical value must be a training level of
-    ``coding`` (:class:`~gliorad.survival.analysis.FactorCoding`), or a level the training pooled
+    ``coding`` (:class:`~gliorad.survival.coding.FactorCoding`), or a level the training pooled
     into ``other``. Returns ``(values, problems, notes)``; each problem names the factor, the
     value and the accepted values.
     """
@@ -669,7 +669,7 @@ def predict_patient(
         "versions": installed_versions(),
         "files": {k: str(out / v) for k, v in OUTPUT_FILES.items()},
     }
-    result = json.loads(json.dumps(result, default=_json_default))
+    result = json.loads(json.dumps(result, default=json_default))
     out.mkdir(parents=True, exist_ok=True)
     # prediction.json is written last and marks a complete prediction: an older one goes first
     (out / OUTPUT_FILES["json"]).unlink(missing_ok=True)

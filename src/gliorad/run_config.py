@@ -15,7 +15,7 @@ A run config extends :class:`gliorad.config.GlioradConfig` (``cohort``, ``clinic
                   :class:`~gliorad.features.deep3d.Deep3DConfig` fields
 ``deep2d``        ``enabled``, ``preset``, ``imagenet_weights`` and :class:`~gliorad.features.deep2d.Deep2DConfig` fields
 ``grading``       ``enabled``, ``preset``, ``scheme`` and :class:`~gliorad.grading.config.GradingConfig` fields
-``survival``      ``enabled``, ``preset`` and :class:`~gliorad.survival.analysis.SurvivalConfig` fields
+``survival``      ``enabled``, ``preset`` and :class:`~gliorad.survival.config.SurvivalConfig` fields
 ``report``        ``enabled``, ``title``
 
 A stage section starts from its ``preset`` and overrides the fields it gives (the merge rule of

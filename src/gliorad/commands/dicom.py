@@ -28,7 +28,7 @@ def _settings(config: Path | None, sequences: str | None) -> tuple[Any, list[str
     from gliorad.config import CohortConfig
     from gliorad.errors import GlioradInputError
     from gliorad.preprocess.config import PreprocessConfig
-    from gliorad.preprocess.inputs import _compile, match_name
+    from gliorad.preprocess.inputs import compile_patterns, match_name
     from gliorad.settings import read_yaml_mapping, validate
 
     data = read_yaml_mapping(config) if config is not None else {}
@@ -42,7 +42,7 @@ def _settings(config: Path | None, sequences: str | None) -> tuple[Any, list[str
     patterns = {s: list(p) for s, p in (pre.get("patterns") or {}).items()}
     file_cfg = validate(PreprocessConfig, {"sequences": seqs, "reference": seqs[0],
                                            "patterns": patterns}, where, "preprocess")
-    compiled = _compile(file_cfg.sequence_patterns())
+    compiled = compile_patterns(file_cfg.sequence_patterns())
 
     def folder_names(name: str) -> list[str]:
         return [s for s, pats in compiled.items() if match_name(name, pats)]

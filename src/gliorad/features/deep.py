@@ -197,10 +197,10 @@ def prepare_all(fn: Callable[..., tuple[np.ndarray, dict[str, Any]]], files: Map
                 settings: Mapping[str, Any], n_jobs: int
                 ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
     """Run ``fn(files[pid], settings)`` for every patient (joblib processes when ``n_jobs > 1``)."""
-    from gliorad.features.radiomics import _resolve_jobs
+    from gliorad.features.radiomics import resolve_jobs
 
     ids = list(files)
-    jobs = min(_resolve_jobs(n_jobs), max(1, len(ids)))
+    jobs = min(resolve_jobs(n_jobs), max(1, len(ids)))
     if jobs == 1:
         results = [fn(files[pid], settings) for pid in ids]
     else:
@@ -347,9 +347,9 @@ def versions() -> dict[str, str]:
 
 
 def peak_rss_mb() -> float:
-    from gliorad.features.radiomics import _peak_rss_mb
+    from gliorad.features.radiomics import peak_rss_mb as rss
 
-    return round(_peak_rss_mb(), 1)
+    return round(rss(), 1)
 
 
 def previous_run(out: Path, fp: str, outputs: Iterable[str], overwrite: bool) -> dict | None:

@@ -423,7 +423,6 @@ def resolve_jobs(n_jobs: int) -> int:
     return max(1, cores + 1 + n_jobs) if n_jobs < 0 else n_jobs
 
 
-_resolve_jobs = resolve_jobs  # the former name (gliorad.features.deep and gliorad.crop use it)
 
 
 # ------------------------------------------------------------------------------------ mask folders
@@ -494,7 +493,7 @@ def _stat(path: str | Path) -> list[int]:
     return [int(st.st_size), int(st.st_mtime_ns)]
 
 
-def _peak_rss_mb() -> float:
+def peak_rss_mb() -> float:
     """Peak resident memory of this process in MB.
 
     Linux's ``VmHWM`` (reset at exec, so a loky worker reports its own peak; ``ru_maxrss`` would
@@ -531,7 +530,7 @@ def _run_case(task: _Task) -> dict[str, Any]:
             "cpu_seconds": case.cpu_seconds,
         }
         write_json(record, task.cache)
-        return {**base, "status": "ok", "seconds": case.seconds, "peak_rss_mb": _peak_rss_mb()}
+        return {**base, "status": "ok", "seconds": case.seconds, "peak_rss_mb": peak_rss_mb()}
     except GlioradInputError as err:
         return {**base, "status": "failed", "reason": " ".join(err.problems)}
     except Exception as err:  # noqa: BLE001 - one failing case must not lose the others

@@ -16,16 +16,13 @@ from __future__ import annotations
 
 import io as _io
 import os
-import platform
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
-import SimpleITK as sitk
 
 from gliorad.errors import GlioradInputError
 from gliorad.io import write_json, write_text
@@ -98,16 +95,10 @@ def _write_parquet(df: pd.DataFrame, path: Path, engine: str) -> Path:
 
 
 def _versions() -> dict[str, str]:
-    import joblib
-    import pywt
-    import radiomics
+    from gliorad.provenance import versions
 
-    from gliorad import __version__
-
-    return {"gliorad": __version__, "pyradiomics": radiomics.__version__,
-            "SimpleITK": sitk.Version.VersionString(), "numpy": np.__version__,
-            "pywavelets": pywt.__version__, "pandas": pd.__version__, "joblib": joblib.__version__,
-            "python": platform.python_version()}
+    return versions("gliorad", "pyradiomics", "SimpleITK", "numpy", "pywavelets", "pandas",
+                    "joblib", "python")
 
 
 def write_outputs(

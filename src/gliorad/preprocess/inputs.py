@@ -83,7 +83,7 @@ class _Pattern:
         return self.regex.search(name) is not None
 
 
-def _compile(patterns: dict[str, list[str]]) -> dict[str, list[_Pattern]]:
+def compile_patterns(patterns: dict[str, list[str]]) -> dict[str, list[_Pattern]]:
     out: dict[str, list[_Pattern]] = {}
     for seq, pats in patterns.items():
         compiled = [_Pattern.parse(p, f"preprocess.patterns.{seq}") for p in pats]
@@ -137,7 +137,7 @@ def _match(
     problems (one line each)."""
     if not folder.is_dir():
         raise GlioradInputError(f"{folder}: patient folder not found")
-    compiled = _compile(config.sequence_patterns())
+    compiled = compile_patterns(config.sequence_patterns())
     entries = _entries(folder)
     scan = scan if scan is not None else scan_study(folder)
     ident = None
@@ -209,7 +209,7 @@ def _is_series_folder(path: Path) -> bool:
 def _has_pattern_match(folder: Path, config: PreprocessConfig, scan: StudyScan) -> bool:
     """Is ``folder`` one patient's: an image file, or a DICOM series folder, named like a
     sequence, or DICOM of one patient (:meth:`gliorad.dicom.StudyScan.single_patient`)?"""
-    compiled = _compile(config.sequence_patterns())
+    compiled = compile_patterns(config.sequence_patterns())
     for path in folder.iterdir():
         if (path.is_file() and image_extension(path)) or (
                 path.is_dir() and _is_series_folder(path) and scan.under(path).series):

@@ -29,7 +29,7 @@ class ReportInputs:
     masks : the :func:`gliorad.segmentation.predict_cohort` mask folder
     agreement : folder written by :func:`gliorad.features.agreement.run_agreement`
     grade_tables : folder written by :func:`gliorad.grading.run.run_tables`
-    survival : folder written by :func:`gliorad.survival.analysis.write_analysis`
+    survival : folder written by :func:`gliorad.survival.artifacts.write_analysis`
     bundle : the model bundle folder (``manifest.json``)
     excluded : ``excluded.json`` files: the split stage's (patients left out of grading or
         survival for a missing grade / survival time) and the deep-feature stages' (empty

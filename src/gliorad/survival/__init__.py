@@ -12,22 +12,82 @@ Statistics:
 - :mod:`.cutpoint` — median and maximally selected log-rank cut-points (``maxstat``)
 - :mod:`.plots` — Kaplan-Meier, nomogram and calibration figures
 
-The analysis (overview and data flow: :mod:`.analysis`):
+The end-to-end LGG survival analysis over cohorts (Xu et al. 2022, "Building of deep-radiomics
+signature" and "Building of prognostic nomogram").
 
-- :mod:`.config` — :class:`SurvivalConfig` and its parts, presets, defaults (no heavy import)
-- :mod:`.coding` — the analysed table, the cohorts, :class:`FactorCoding`
-- :mod:`.sequence_choice`, :mod:`.signature` — Part 1 (sequence choice) and the
-  deep-radiomics signature
-- :mod:`.models` — :func:`fit_models`: signature, cut-off, factor rules, Cox models, nomograms
-- :mod:`.evaluation` — :func:`evaluate_cohort`, :func:`run_analysis`, :func:`apply_models`
-- :mod:`.crossval` — :func:`cross_validate`
-- :mod:`.artifacts` — every file written and its name (:func:`write_analysis`, :func:`write_cv`)
-- :mod:`.bundle` — saved models (:func:`save_bundle`, :func:`load_bundle`)
+Data flow (:func:`run_analysis`):
 
-Every public name is importable from ``gliorad.survival``. The settings (``config``) are imported
-eagerly; the other names load their module (and with it pandas, SciPy, scikit-learn and
-matplotlib) on first access (module ``__getattr__``), so ``import gliorad.survival.config`` --
-what a run config's check needs -- stays light (see docs/architecture.md, "Package imports").
+1. :func:`prepare_table` joins a feature table and a canonical clinical table (``os_days``,
+   ``event``, candidate factors) by patient id and keeps the population (LGG by default).
+2. :func:`split_cohorts` makes the training cohort and the validation cohorts: by a column
+   (paper: train on centre B, validate on centre A; several external values allowed) or at
+   random (stratified on the event).
+3. :func:`fit_models` on the training cohort only:
+
+   a. sequence choice (:mod:`.sequence_choice`, optional): radiomics of each sequence, median-OS
+      prognosis model, best AUC (or forced);
+   b. the fused features (chosen sequence's radiomics + deep features) -> the signature
+      (:class:`.DeepRadiomicsSignature`);
+   c. cut-off on the training signature (median, or the maximally selected log-rank "X-tile"
+      search); ``signature`` = ``high`` (score > cut-off) / ``low``;
+   d. clinical factors coded once (:class:`FactorCoding`: rare levels pooled, references, missing
+      values complete-case or imputed), then the paper's rule (univariate P < 0.05 ->
+      multivariable P < 0.05 -> refit, :func:`select_cox_factors`) over the clinical factors +
+      signature (**integrated** model) and over the clinical factors alone (**clinical**
+      model); nomograms of both.
+
+4. :func:`evaluate_cohort` on every cohort with the models and the cut-off **unchanged**:
+   Kaplan-Meier by risk group + log-rank, C-index with 95 % CI of both models and their paired
+   comparison, Tables 3/4 (the final factors refitted in the cohort, as the paper's validation
+   columns), nomogram predictions at 1/3/5 years, calibration (training: ``rms::calibrate``-like
+   bootstrap correction; validation: the training model's predictions against Kaplan-Meier, no
+   refit).
+
+:func:`cross_validate` repeats 3-4 inside stratified folds of the training cohort
+(``gliorad survival cv``); :func:`write_analysis` / :func:`write_cv` write the artifacts.
+
+The code lives in one module per role; the package re-exports their public names:
+
+- :mod:`.config` — :class:`SurvivalConfig` and its parts, presets, defaults, shared names (light:
+  no heavy library)
+- :mod:`.coding` — :func:`prepare_table`, :func:`split_cohorts`, :class:`FactorCoding` (step 1-2)
+- :mod:`.models` — :func:`fit_models`, :class:`SurvivalModels`, the factor rules, nomograms (step 3)
+- :mod:`.evaluation` — :func:`evaluate_cohort`, :func:`run_analysis`, :func:`apply_models` (step 4)
+- :mod:`.crossval` — :func:`cross_validate`, :class:`CVResult`
+- :mod:`.artifacts` — every file written and its name (:class:`AnalysisFiles`, :class:`CVFiles`)
+
+Robustness (Part 7, and issue 16 "no dead ends"): a scientific outcome is a result, never an
+error. Fewer than ``min_events_per_factor`` events per coefficient warns
+(:class:`SurvivalWarning`, also listed in ``metrics.json``). A Cox coefficient that cannot be
+estimated (an error from the fitter, or a standard error over the factor's range above
+``MAX_SE_SPAN`` on the log-hazard scale: complete separation, a level without events) leaves its
+factor out of that model with a warning (:func:`fit_estimable`); factors with a single level in
+a cohort are left out of that cohort's refit (noted); missing clinical values are dropped
+(complete case, counted per cohort) or imputed (training median / most frequent level), as
+configured. The factor rule of each model is ``clinical_selection`` / ``integrated_selection``:
+``paper`` (the P-value rule above) or ``prespecified`` (every usable factor of ``factors``; the
+integrated model adds the signature). Dead ends and what happens instead:
+
+* no factor kept for the integrated model (signature included): the integrated model **is** the
+  clinical model (``metrics["models"]["integrated"]["same_as_clinical"]``, with the reason);
+* no factor kept for either model: both are None with the reason; the signature's own C-index,
+  hazard ratio, Kaplan-Meier curves and log-rank test are still reported (an empty Cox model is
+  not a model, so none is built);
+* a constant signature (the elastic net keeps no feature, or its penalty cannot be
+  cross-validated on few events) or every training patient in one risk group: the signature is
+  left out of the Cox models; its C-index, hazard ratio and log-rank test are null with the
+  reason;
+* few training events: the signature's penalty search uses fewer folds (down to 2); the
+  sequence choice uses fewer folds or its stated fallback (:mod:`.sequence_choice`); an
+  ``optimal`` cut-off that cannot be searched falls back to the median;
+* in a cohort, an undefined metric (no event, no comparable pairs, one risk group, a hazard
+  ratio that cannot be estimated, calibration beyond the follow-up) is null and
+  ``metrics["cohorts"][name]["null_reasons"][key]`` says why; every other cohort and metric is
+  still computed.
+
+Errors remain for bad input only (missing columns, unknown split values, a signature feature
+absent from a cohort's table) and for a training cohort without any event (nothing can be
+fitted).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ d. clinical factors coded once (:class:`.FactorCoding`), then the factor rule of
 A Cox coefficient that cannot be estimated (an error from the fitter, or a standard error over
 the factor's range above :data:`MAX_SE_SPAN` on the log-hazard scale) leaves its factor out of
 that model with a warning (:func:`fit_estimable`); the dead ends and what happens instead are
-listed in :mod:`gliorad.survival.analysis`.
+listed in :mod:`gliorad.survival`.
 """
 
 from __future__ import annotations

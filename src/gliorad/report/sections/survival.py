@@ -1,5 +1,5 @@
 """Survival sections: signature, Kaplan-Meier, Cox Tables 3 and 4, nomograms, C-index,
-calibration, all read from one analysis folder (``gliorad.survival.analysis.write_analysis``).
+calibration, all read from one analysis folder (``gliorad.survival.artifacts.write_analysis``).
 """
 
 from __future__ import annotations
@@ -264,7 +264,7 @@ def cindex_html(ctx: Context) -> str:
 
 def calibration_html(ctx: Context) -> str:
     """Calibration figures per model, cohort and time."""
-    from gliorad.survival.analysis import time_label
+    from gliorad.survival.config import time_label
 
     files = ctx.survival_files()
     csv_path = files.calibration
