@@ -126,6 +126,58 @@ def base_inputs(cfg: RunConfig) -> tuple[str, ...]:
     return tuple(dict.fromkeys((source_stage(cfg), "validate")))
 
 
+def _usable(cfg: RunConfig, table, fields: tuple[str, ...], analysis: str, source: str,
+            excluded: dict[str, list[dict[str, Any]]]):
+    """The patients with ``fields``; the others recorded in ``excluded[analysis]``."""
+    from gliorad.clinical import drop_missing
+
+    records: list[dict[str, Any]] = []
+    kept = drop_missing(table, fields, source, cfg.clinical.missing, records)
+    # row numbers of the canonical table would mislead: the patient id names the row
+    excluded[analysis] = [{"patient_id": r["patient_id"], "missing": r["missing"]}
+                          for r in records]
+    return kept
+
+
+def grading_parts(ctx: StageContext, cfg: RunConfig, table, source: str,
+                  excluded: dict[str, list[dict[str, Any]]]) -> dict[str, str]:
+    """Each graded patient's part of the grading split (train / val / test); patients without
+    a grade recorded in ``excluded["grading"]``."""
+    from gliorad.grading.evaluate import split_positions
+    from gliorad.tables import parse_grade_labels
+
+    if cfg.grading is None:
+        return {}
+    graded = _usable(cfg, table, ("grade",), "grading", source, excluded)
+    y = parse_grade_labels(graded["grade_group"], source=f"{source} grade").y
+    try:
+        train, val, test = split_positions(y, cfg.grading)
+    except GlioradInputError as err:
+        if cfg.grading_scheme == "split":
+            raise
+        # scheme cv grades by cross-validation; the split only keeps the networks from the
+        # test part, and a cohort too small for it trains them on every graded patient
+        # (the grade stage warns that CNN rows under scheme cv are optimistic anyway)
+        train, val, test = range(len(y)), [], []
+        ctx.log.warning("grading split: %s; scheme cv: every graded patient is in the "
+                        "training part of the networks", " ".join(err.problems))
+    return {graded.index[i]: name
+            for name, pos in (("train", train), ("val", val), ("test", test)) for i in pos}
+
+
+def survival_cohorts(cfg: RunConfig, table, source: str,
+                     excluded: dict[str, list[dict[str, Any]]]) -> dict[str, str]:
+    """Each patient's survival cohort; patients without survival time or event recorded in
+    ``excluded["survival"]``."""
+    from gliorad.survival import split_cohorts
+
+    if cfg.survival is None:
+        return {}
+    timed = _usable(cfg, table, ("os_time", "event"), "survival", source, excluded)
+    cohorts, _roles, _ = split_cohorts(timed, cfg.survival.split, cfg.survival.seed)
+    return {p: str(name) for name, members in cohorts.items() for p in members.map(str)}
+
+
 class SplitStage(RunStage):
     """``split.csv``: each patient's grading part (train / val / test; empty when grading is off
     or the patient has no grade) and survival cohort (empty when survival is off or the patient
@@ -163,8 +215,8 @@ class SplitStage(RunStage):
         missing = sorted(in_cohort - set(ids))
         excluded: dict[str, list[dict[str, Any]]] = {}
         source = clinical_path(ctx).name
-        part = self._grading_parts(ctx, cfg, table.loc[ids], source, excluded)
-        surv = self._survival_cohorts(cfg, table.loc[ids], source, excluded)
+        part = grading_parts(ctx, cfg, table.loc[ids], source, excluded)
+        surv = survival_cohorts(cfg, table.loc[ids], source, excluded)
         df = pd.DataFrame({
             "patient_id": ids,
             "grade_group": table.loc[ids, "grade_group"].to_numpy(),
@@ -187,49 +239,3 @@ class SplitStage(RunStage):
                     "not_in_clinical_table": missing}, out.summary)
         write_json({"policy": cfg.clinical.missing, "not_in_clinical_table": missing, **excluded},
                    out.excluded)
-
-    @staticmethod
-    def _usable(cfg: RunConfig, table, fields: tuple[str, ...], analysis: str, source: str,
-                excluded: dict[str, list[dict[str, Any]]]):
-        """The patients with ``fields``; the others recorded in ``excluded[analysis]``."""
-        from gliorad.clinical import drop_missing
-
-        records: list[dict[str, Any]] = []
-        kept = drop_missing(table, fields, source, cfg.clinical.missing, records)
-        # row numbers of the canonical table would mislead: the patient id names the row
-        excluded[analysis] = [{"patient_id": r["patient_id"], "missing": r["missing"]}
-                              for r in records]
-        return kept
-
-    def _grading_parts(self, ctx: StageContext, cfg: RunConfig, table, source: str,
-                       excluded: dict[str, list[dict[str, Any]]]) -> dict[str, str]:
-        from gliorad.grading.evaluate import split_positions
-        from gliorad.tables import parse_grade_labels
-
-        if cfg.grading is None:
-            return {}
-        graded = self._usable(cfg, table, ("grade",), "grading", source, excluded)
-        y = parse_grade_labels(graded["grade_group"], source=f"{source} grade").y
-        try:
-            train, val, test = split_positions(y, cfg.grading)
-        except GlioradInputError as err:
-            if cfg.grading_scheme == "split":
-                raise
-            # scheme cv grades by cross-validation; the split only keeps the networks from the
-            # test part, and a cohort too small for it trains them on every graded patient
-            # (the grade stage warns that CNN rows under scheme cv are optimistic anyway)
-            train, val, test = range(len(y)), [], []
-            ctx.log.warning("grading split: %s; scheme cv: every graded patient is in the "
-                            "training part of the networks", " ".join(err.problems))
-        return {graded.index[i]: name
-                for name, pos in (("train", train), ("val", val), ("test", test)) for i in pos}
-
-    def _survival_cohorts(self, cfg: RunConfig, table, source: str,
-                          excluded: dict[str, list[dict[str, Any]]]) -> dict[str, str]:
-        from gliorad.survival import split_cohorts
-
-        if cfg.survival is None:
-            return {}
-        timed = self._usable(cfg, table, ("os_time", "event"), "survival", source, excluded)
-        cohorts, _roles, _ = split_cohorts(timed, cfg.survival.split, cfg.survival.seed)
-        return {p: str(name) for name, members in cohorts.items() for p in members.map(str)}

@@ -51,6 +51,45 @@ def honest_cnn_scores(full: Path, oof: Path):
     return s
 
 
+def deep_sets(ctx: StageContext, cfg: RunConfig) -> tuple[dict, dict, dict]:
+    """The 3D CNN's feature sets, its predictions and (cross-fitted) out-of-sample scores."""
+    sets, cnn, stack = {}, {}, {}
+    if cfg.deep3d:
+        d3 = Deep3DFiles.of(ctx)
+        for v in cfg.deep3d:
+            sets[f"deep_{v}"] = d3.features(v)
+            cnn[f"cnn_{v}"] = d3.predictions(v)
+        if "deep3d_oof" in ctx.stage.inputs:
+            oof = Deep3DOOFFiles.of(ctx)
+            for v in cfg.deep3d:
+                stack[f"cnn_{v}"] = honest_cnn_scores(d3.predictions(v), oof.predictions(v))
+    return sets, cnn, stack
+
+
+def fused_features(cfg: RunConfig, rad_table: Path, best: str, sets: dict, stack: dict):
+    """The final model's features: the best radiomics set with the first deep variant's
+    features, or its out-of-sample probability when stacking."""
+    import pandas as pd
+
+    from gliorad.grading.paper import radiomics_by_sequence
+    from gliorad.grading.stacking import STACK_COLUMN_3D
+    from gliorad.tables import feature_matrix, read_table
+
+    nonfinite = cfg.run.nonfinite
+    parts = [radiomics_by_sequence(feature_matrix(read_table(rad_table), rad_table.name,
+                                                  nonfinite=nonfinite))[best]]
+    first = next(iter(cfg.deep3d), None)
+    stacked = bool(stack)
+    if stacked:  # late fusion: the radiomics model stacked with the CNN's probability
+        parts.append(stack[f"cnn_{first}"].rename(STACK_COLUMN_3D).to_frame())
+    elif first:
+        parts.append(feature_matrix(read_table(sets[f"deep_{first}"]), f"deep_{first}",
+                                    nonfinite=nonfinite))
+    fused = pd.concat(parts, axis=1, join="inner")
+    fused.index.name = "patient_id"
+    return fused, stacked
+
+
 class GradeStage(RunStage):
     """Tables S3, 1, 2 on the radiomics (per sequence) and deep sets; then the final fused model
     fitted on every graded patient for the bundle: the best radiomics sequence (validation part)
@@ -79,7 +118,7 @@ class GradeStage(RunStage):
         scheme, nonfinite = cfg.grading_scheme, cfg.run.nonfinite
         rad_table = RadiomicsFiles.of(ctx).table(mask_source(cfg))
         labels = clinical_path(ctx)
-        sets, cnn, stack = self._deep_sets(ctx, cfg)
+        sets, cnn, stack = deep_sets(ctx, cfg)
         warnings_ = []
         if scheme == "cv" and cfg.deep3d:
             warnings_.append("grading.scheme cv with 3D CNN features is optimistic: the CNN was "
@@ -102,7 +141,7 @@ class GradeStage(RunStage):
         seqs = {k: v.get("validation", v)["auc"] for k, v in metrics.items()
                 if k.startswith("radiomics_")}
         best = max(seqs, key=lambda k: seqs[k])
-        fused, stacked = self._fused(cfg, rad_table, best, sets, stack)
+        fused, stacked = fused_features(cfg, rad_table, best, sets, stack)
         write_text(fused.to_csv(float_format="%.17g" if stacked else "%.10g"), out.fused)
         from gliorad.grading.stacking import STACK_COLUMN_3D
 
@@ -113,45 +152,6 @@ class GradeStage(RunStage):
                     "fusion": "stacked" if stacked else "features",
                     "n_features": int(fused.shape[1]), "n_patients": int(fused.shape[0]),
                     "scheme": scheme, "warnings": warnings_}, out.model_inputs)
-
-    @staticmethod
-    def _deep_sets(ctx: StageContext, cfg: RunConfig) -> tuple[dict, dict, dict]:
-        """The 3D CNN's feature sets, its predictions and (cross-fitted) out-of-sample scores."""
-        sets, cnn, stack = {}, {}, {}
-        if cfg.deep3d:
-            d3 = Deep3DFiles.of(ctx)
-            for v in cfg.deep3d:
-                sets[f"deep_{v}"] = d3.features(v)
-                cnn[f"cnn_{v}"] = d3.predictions(v)
-            if "deep3d_oof" in ctx.stage.inputs:
-                oof = Deep3DOOFFiles.of(ctx)
-                for v in cfg.deep3d:
-                    stack[f"cnn_{v}"] = honest_cnn_scores(d3.predictions(v), oof.predictions(v))
-        return sets, cnn, stack
-
-    @staticmethod
-    def _fused(cfg: RunConfig, rad_table: Path, best: str, sets: dict, stack: dict):
-        """The final model's features: the best radiomics set with the first deep variant's
-        features, or its out-of-sample probability when stacking."""
-        import pandas as pd
-
-        from gliorad.grading.paper import radiomics_by_sequence
-        from gliorad.grading.stacking import STACK_COLUMN_3D
-        from gliorad.tables import feature_matrix, read_table
-
-        nonfinite = cfg.run.nonfinite
-        parts = [radiomics_by_sequence(feature_matrix(read_table(rad_table), rad_table.name,
-                                                      nonfinite=nonfinite))[best]]
-        first = next(iter(cfg.deep3d), None)
-        stacked = bool(stack)
-        if stacked:  # late fusion: the radiomics model stacked with the CNN's probability
-            parts.append(stack[f"cnn_{first}"].rename(STACK_COLUMN_3D).to_frame())
-        elif first:
-            parts.append(feature_matrix(read_table(sets[f"deep_{first}"]), f"deep_{first}",
-                                        nonfinite=nonfinite))
-        fused = pd.concat(parts, axis=1, join="inner")
-        fused.index.name = "patient_id"
-        return fused, stacked
 
 
 class SurvivalStage(RunStage):
