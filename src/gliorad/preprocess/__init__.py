@@ -11,8 +11,7 @@ skull-stripped and co-registered).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from gliorad.lazy import lazy_exports
 
 #: public name -> submodule; loaded on first use so that ``import gliorad.preprocess.config`` (for
 #: the settings model) does not pull in SimpleITK, scipy or matplotlib.
@@ -66,13 +65,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f"gliorad.preprocess.{_EXPORTS[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'gliorad.preprocess' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
