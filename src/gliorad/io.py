@@ -347,6 +347,20 @@ def array_to_image(array: np.ndarray, reference: sitk.Image | Geometry | None = 
     return img
 
 
+def nibabel_to_image(img: Any) -> sitk.Image:
+    """A nibabel image (RAS affine; e.g. nilearn's MNI152 templates) as a SimpleITK image (LPS)
+    at the same physical place."""
+    arr = np.asarray(img.dataobj, dtype=np.float32)
+    out = sitk.GetImageFromArray(np.ascontiguousarray(arr.transpose(2, 1, 0)))
+    flip = np.diag([-1.0, -1.0, 1.0])
+    m = flip @ img.affine[:3, :3]
+    spacing = np.linalg.norm(m, axis=0)
+    out.SetSpacing(tuple(float(s) for s in spacing))
+    out.SetDirection(tuple(float(v) for v in (m / spacing).ravel()))
+    out.SetOrigin(tuple(float(v) for v in flip @ img.affine[:3, 3]))
+    return out
+
+
 # ----------------------------------------------------------------------------------------- write
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:

@@ -67,7 +67,7 @@ from scipy import ndimage
 
 from gliorad.cohort import NAMING_SCHEMES, STANDARD_SEQUENCES
 from gliorad.errors import GlioradInputError
-from gliorad.io import atomic_dir, write_image, write_json, write_text
+from gliorad.io import atomic_dir, nibabel_to_image, write_image, write_json, write_text
 from gliorad.synthetic_config import CentreEffects, SynthConfig  # noqa: F401  (light home)
 
 # Relative signal per compartment (white matter on T1 = 0.85). Columns: csf, gm, wm, oedema,
@@ -94,27 +94,14 @@ class Atlas:
     mask: np.ndarray
 
 
-def _nib_to_sitk(img) -> sitk.Image:
-    """nibabel (RAS) image -> SimpleITK (LPS) image with the same physical placement."""
-    arr = np.asarray(img.dataobj, dtype=np.float32)
-    out = sitk.GetImageFromArray(np.ascontiguousarray(arr.transpose(2, 1, 0)))
-    flip = np.diag([-1.0, -1.0, 1.0])
-    m = flip @ img.affine[:3, :3]
-    spacing = np.linalg.norm(m, axis=0)
-    out.SetSpacing(tuple(spacing))
-    out.SetDirection(tuple((m / spacing).ravel()))
-    out.SetOrigin(tuple(flip @ img.affine[:3, 3]))
-    return out
-
-
 @functools.lru_cache(maxsize=4)
 def load_atlas(spacing: float) -> Atlas:
     """MNI152 tissue maps from nilearn's wheel, resampled to an isotropic ``spacing`` grid."""
     from nilearn import datasets
 
-    gm = _nib_to_sitk(datasets.load_mni152_gm_template(resolution=1))
-    wm = _nib_to_sitk(datasets.load_mni152_wm_template(resolution=1))
-    mask = _nib_to_sitk(datasets.load_mni152_brain_mask(resolution=1))
+    gm = nibabel_to_image(datasets.load_mni152_gm_template(resolution=1))
+    wm = nibabel_to_image(datasets.load_mni152_wm_template(resolution=1))
+    mask = nibabel_to_image(datasets.load_mni152_brain_mask(resolution=1))
     size = [math.ceil(n * s / spacing) for n, s in zip(gm.GetSize(), gm.GetSpacing())]
     ref = sitk.Image(size, sitk.sitkFloat32)
     ref.SetSpacing((spacing,) * 3)

@@ -26,9 +26,10 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from gliorad.errors import GlioradInputError, check_option
+from gliorad.io import nibabel_to_image
 from gliorad.preprocess.config import PreprocessConfig, RegistrationSettings
 from gliorad.preprocess.steps import (
-    _itk_reason,
+    affine_from,
     ball,
     fill_holes_slices,
     head_mask_array,
@@ -37,8 +38,9 @@ from gliorad.preprocess.steps import (
     mask_image,
     metric_value,
     radius_vox,
+    registration_method,
     resample_to,
-    sitk_threads,
+    run_registration,
     transform_record,
 )
 
@@ -77,27 +79,14 @@ def nonzero_strip(images: dict[str, sitk.Image], config: PreprocessConfig) -> St
 
 
 # ----------------------------------------------------------------------------------------- atlas
-def _nib_to_sitk(img) -> sitk.Image:
-    """nibabel (RAS affine) image -> SimpleITK (LPS) image at the same physical place."""
-    arr = np.asarray(img.dataobj, dtype=np.float32)
-    out = sitk.GetImageFromArray(np.ascontiguousarray(arr.transpose(2, 1, 0)))
-    flip = np.diag([-1.0, -1.0, 1.0])
-    m = flip @ img.affine[:3, :3]
-    spacing = np.linalg.norm(m, axis=0)
-    out.SetSpacing(tuple(float(s) for s in spacing))
-    out.SetDirection(tuple(float(v) for v in (m / spacing).ravel()))
-    out.SetOrigin(tuple(float(v) for v in flip @ img.affine[:3, 3]))
-    return out
-
-
 @functools.lru_cache(maxsize=4)
 def mni_template(spacing: float = 1.0) -> tuple[sitk.Image, sitk.Image]:
     """The MNI152 2009c T1 template (skull-stripped, 0..1) and its brain mask (float 0/1), from
     nilearn's wheel (no download), resampled to ``spacing`` mm."""
     from nilearn import datasets
 
-    t1 = _nib_to_sitk(datasets.load_mni152_template(resolution=1))
-    mask = _nib_to_sitk(datasets.load_mni152_brain_mask(resolution=1))
+    t1 = nibabel_to_image(datasets.load_mni152_template(resolution=1))
+    mask = nibabel_to_image(datasets.load_mni152_brain_mask(resolution=1))
     if spacing != 1.0:
         grid = isotropic_grid(t1, spacing)
         t1 = resample_to(t1, grid)
@@ -112,34 +101,8 @@ def _centroid(mask: np.ndarray, image: sitk.Image) -> np.ndarray:
 
 def _stage(fixed, moving, tx, settings: RegistrationSettings, mask, shrink, smooth,
            iterations: int | None = None, lbfgs: bool = False) -> dict[str, Any]:
-    reg = sitk.ImageRegistrationMethod()
-    reg.SetMetricAsMattesMutualInformation(settings.histogram_bins)
-    reg.SetMetricSamplingStrategy(reg.RANDOM)
-    reg.SetMetricSamplingPercentage(settings.sampling, settings.seed)
-    reg.SetMetricFixedMask(mask)
-    reg.SetInterpolator(sitk.sitkLinear)
-    if lbfgs:
-        reg.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=1e-5,
-                                 numberOfIterations=iterations or 50,
-                                 maximumNumberOfCorrections=5,
-                                 maximumNumberOfFunctionEvaluations=400)
-    else:
-        reg.SetOptimizerAsRegularStepGradientDescent(
-            learningRate=settings.learning_rate, minStep=settings.min_step,
-            numberOfIterations=iterations or settings.iterations, relaxationFactor=0.5,
-            gradientMagnitudeTolerance=1e-8)
-        reg.SetOptimizerScalesFromPhysicalShift()
-    reg.SetShrinkFactorsPerLevel(shrink)
-    reg.SetSmoothingSigmasPerLevel(smooth)
-    reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
-    reg.SetInitialTransform(tx, inPlace=True)
-    try:
-        with sitk_threads(1 if settings.deterministic else None):
-            reg.Execute(fixed, moving)
-    except RuntimeError as err:
-        raise GlioradInputError(f"atlas registration failed: {_itk_reason(err)}") from err
-    return {"iterations": int(reg.GetOptimizerIteration()),
-            "stop": reg.GetOptimizerStopConditionDescription()}
+    reg = registration_method(settings, mask, shrink, smooth, iterations=iterations, lbfgs=lbfgs)
+    return run_registration(reg, fixed, moving, tx, settings, "atlas")
 
 
 def atlas_strip(images: dict[str, sitk.Image], config: PreprocessConfig) -> StripResult:
@@ -183,10 +146,7 @@ def atlas_strip(images: dict[str, sitk.Image], config: PreprocessConfig) -> Stri
     info["initial_metric"] = metric_value(fixed, tpl, sim, rset, head_img)
     st = _stage(fixed, tpl, sim, rset, head_img, [4, 2, 1], [4.0, 2.0, 1.0])
     info["stages"].append({"stage": "similarity", **st})
-    aff = sitk.AffineTransform(3)
-    aff.SetCenter(sim.GetCenter())
-    aff.SetMatrix(sim.GetMatrix())
-    aff.SetTranslation(sim.GetTranslation())
+    aff = affine_from(sim)
     st = _stage(fixed, tpl, aff, rset, head_img, [2, 1], [2.0, 1.0])
     info["stages"].append({"stage": "affine", **st})
     info["affine"] = transform_record(aff)

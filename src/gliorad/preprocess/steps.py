@@ -218,9 +218,15 @@ def same_grid(a: sitk.Image, b: sitk.Image, tol: float = 1e-4) -> bool:
 
 
 # ---------------------------------------------------------------------------------- registration
-def _method(settings: RegistrationSettings, fixed_mask: sitk.Image | None,
-            shrink: list[int] | None = None, smooth: list[float] | None = None
-            ) -> sitk.ImageRegistrationMethod:
+def registration_method(
+    settings: RegistrationSettings, fixed_mask: sitk.Image | None,
+    shrink: list[int] | None = None, smooth: list[float] | None = None,
+    *, iterations: int | None = None, lbfgs: bool = False,
+) -> sitk.ImageRegistrationMethod:
+    """Mattes MI sampled at random (``settings.sampling``, seeded) inside ``fixed_mask``, linear
+    interpolation, multi-resolution ``shrink`` / ``smooth`` (mm; default the settings'); regular-
+    step gradient descent with physical-shift scales (``iterations`` or the settings'), or with
+    ``lbfgs`` L-BFGS-B (``iterations`` or 50; for B-spline stages)."""
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(settings.histogram_bins)
     reg.SetMetricSamplingStrategy(reg.RANDOM)
@@ -228,15 +234,47 @@ def _method(settings: RegistrationSettings, fixed_mask: sitk.Image | None,
     if fixed_mask is not None:
         reg.SetMetricFixedMask(fixed_mask)
     reg.SetInterpolator(sitk.sitkLinear)
-    reg.SetOptimizerAsRegularStepGradientDescent(
-        learningRate=settings.learning_rate, minStep=settings.min_step,
-        numberOfIterations=settings.iterations, relaxationFactor=0.5,
-        gradientMagnitudeTolerance=1e-8)
-    reg.SetOptimizerScalesFromPhysicalShift()
-    reg.SetShrinkFactorsPerLevel(shrink or settings.shrink_factors)
-    reg.SetSmoothingSigmasPerLevel(smooth or settings.smoothing_mm)
+    if lbfgs:
+        reg.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=1e-5,
+                                 numberOfIterations=iterations or 50,
+                                 maximumNumberOfCorrections=5,
+                                 maximumNumberOfFunctionEvaluations=400)
+    else:
+        reg.SetOptimizerAsRegularStepGradientDescent(
+            learningRate=settings.learning_rate, minStep=settings.min_step,
+            numberOfIterations=iterations or settings.iterations, relaxationFactor=0.5,
+            gradientMagnitudeTolerance=1e-8)
+        reg.SetOptimizerScalesFromPhysicalShift()
+    reg.SetShrinkFactorsPerLevel(settings.shrink_factors if shrink is None else shrink)
+    reg.SetSmoothingSigmasPerLevel(settings.smoothing_mm if smooth is None else smooth)
     reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
     return reg
+
+
+def run_registration(reg: sitk.ImageRegistrationMethod, fixed: sitk.Image, moving: sitk.Image,
+                     transform: sitk.Transform, settings: RegistrationSettings,
+                     what: str) -> dict[str, Any]:
+    """Optimise ``transform`` in place (one ITK thread when ``settings.deterministic``); the
+    optimiser's iterations and stop condition. Raises :class:`GlioradInputError` (``<what>
+    registration failed: <ITK's reason>``) when ITK cannot register the pair."""
+    reg.SetInitialTransform(transform, inPlace=True)
+    try:
+        with sitk_threads(1 if settings.deterministic else None):
+            reg.Execute(fixed, moving)
+    except RuntimeError as err:
+        raise GlioradInputError(f"{what} registration failed: {_itk_reason(err)}") from err
+    return {"iterations": int(reg.GetOptimizerIteration()),
+            "stop": reg.GetOptimizerStopConditionDescription()}
+
+
+def affine_from(transform: sitk.Transform) -> sitk.AffineTransform:
+    """The affine transform equal to a rigid or similarity ``transform`` (its next stage's
+    start)."""
+    aff = sitk.AffineTransform(3)
+    aff.SetCenter(transform.GetCenter())
+    aff.SetMatrix(transform.GetMatrix())
+    aff.SetTranslation(transform.GetTranslation())
+    return aff
 
 
 def metric_value(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform,
@@ -297,20 +335,10 @@ def register(
     final: sitk.Transform = rigid
     for name, tx in stages:
         if name == "affine":
-            aff = sitk.AffineTransform(3)
-            aff.SetCenter(rigid.GetCenter())
-            aff.SetMatrix(rigid.GetMatrix())
-            aff.SetTranslation(rigid.GetTranslation())
-            tx = aff
-        reg = _method(settings, fixed_mask)
-        reg.SetInitialTransform(tx, inPlace=True)
-        try:
-            with sitk_threads(1 if settings.deterministic else None):
-                reg.Execute(fixed, moving)
-        except RuntimeError as err:
-            raise GlioradInputError(f"{name} registration failed: {_itk_reason(err)}") from err
-        info["stages"].append({"stage": name, "iterations": int(reg.GetOptimizerIteration()),
-                               "stop": reg.GetOptimizerStopConditionDescription()})
+            tx = affine_from(rigid)
+        run = run_registration(registration_method(settings, fixed_mask), fixed, moving, tx,
+                               settings, name)
+        info["stages"].append({"stage": name, **run})
         final = tx
     info["initial_metric"] = scores[start]
     info["final_metric"] = metric_value(fixed, moving, final, settings, fixed_mask)
