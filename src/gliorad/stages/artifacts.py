@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from gliorad.files import File
+
 __all__ = [
     "AgreementFiles",
     "Artifacts",
@@ -30,17 +32,6 @@ __all__ = [
     "SurvivalFiles",
     "ValidateFiles",
 ]
-
-
-class File:
-    """A file (or folder) of a stage's outputs, relative to its folder: ``table = File("x.csv")``
-    makes ``SplitFiles(folder).table`` the path ``folder / "x.csv"``."""
-
-    def __init__(self, *parts: str) -> None:
-        self.parts = parts
-
-    def __get__(self, obj: Artifacts | None, owner: type | None = None) -> Any:
-        return self if obj is None else obj.folder.joinpath(*self.parts)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from gliorad.files import File
 from gliorad.survival.config import DAYS_PER_YEAR, EVENT, SIGNATURE, TIME, time_label
 from gliorad.survival.crossval import CVResult
 from gliorad.survival.evaluation import SurvivalAnalysis, jsonable
@@ -53,13 +54,8 @@ class _OutputFolder:
     def __post_init__(self) -> None:
         object.__setattr__(self, "folder", Path(self.folder))
 
-    @property
-    def metrics(self) -> Path:
-        return self.folder / "metrics.json"
-
-    @property
-    def provenance(self) -> Path:
-        return self.folder / "provenance.json"
+    metrics = File("metrics.json")
+    provenance = File("provenance.json")
 
 
 @dataclass(frozen=True)
@@ -70,33 +66,13 @@ class AnalysisFiles(_OutputFolder):
     PAPER_TABLES: ClassVar[dict[str, str]] = {
         "integrated": "table3_integrated", "clinical": "table4_clinical"}
 
-    @property
-    def signature(self) -> Path:
-        return self.folder / "signature.json"
-
-    @property
-    def signature_formula(self) -> Path:
-        return self.folder / "signature_formula.csv"
-
-    @property
-    def signature_ranking(self) -> Path:
-        return self.folder / "signature_ranking.csv"
-
-    @property
-    def sequence_choice(self) -> Path:
-        return self.folder / "sequence_choice.csv"
-
-    @property
-    def univariate(self) -> Path:
-        return self.folder / "table_univariate.csv"
-
-    @property
-    def calibration(self) -> Path:
-        return self.folder / "calibration.csv"
-
-    @property
-    def bundle(self) -> Path:
-        return self.folder / "bundle"
+    signature = File("signature.json")
+    signature_formula = File("signature_formula.csv")
+    signature_ranking = File("signature_ranking.csv")
+    sequence_choice = File("sequence_choice.csv")
+    univariate = File("table_univariate.csv")
+    calibration = File("calibration.csv")
+    bundle = File("bundle")
 
     def paper_table(self, which: str, long: bool = False) -> Path:
         """Table 3 (``integrated``) or 4 (``clinical``); ``long``: the numeric table."""
@@ -119,17 +95,9 @@ class AnalysisFiles(_OutputFolder):
 class CVFiles(_OutputFolder):
     """The files of a cross-validation folder written by :func:`write_cv`."""
 
-    @property
-    def folds(self) -> Path:
-        return self.folder / "cv_folds.csv"
-
-    @property
-    def out_of_fold(self) -> Path:
-        return self.folder / "cv_out_of_fold.csv"
-
-    @property
-    def km(self) -> Path:
-        return self.folder / "km_cv.png"
+    folds = File("cv_folds.csv")
+    out_of_fold = File("cv_out_of_fold.csv")
+    km = File("km_cv.png")
 
 
 # ============================================================================ tables and figures
