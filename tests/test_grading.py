@@ -35,7 +35,7 @@ from gliorad.selection import SelectionFallbackWarning
 from gliorad.tables import (
     align_features_labels,
     feature_matrix,
-    load_grading_data,
+    load_grading_inputs,
     parse_grade_labels,
     read_table,
 )
@@ -590,7 +590,7 @@ def test_labels_from_clinical_and_alignment(tmp_path):
     clin.write_text("\n".join(rows) + "\n")
     feat = tmp_path / "feat.csv"
     X.reset_index().to_csv(feat, index=False)
-    Xa, labels, align = load_grading_data(feat, clin)
+    Xa, labels, align, _ = load_grading_inputs(feat, clin)
     assert list(Xa.index) == list(X.index[2:])
     assert align.only_in_features == list(X.index[:2]) and align.only_in_labels == ["EXTRA"]
     assert labels.y.tolist() == y.iloc[2:].tolist()
@@ -598,7 +598,7 @@ def test_labels_from_clinical_and_alignment(tmp_path):
     with pytest.raises(GlioradInputError, match=r"no patient id is in both"):
         align_features_labels(X.set_axis([f"Z{i}" for i in range(10)]), labels)
     with pytest.raises(GlioradInputError, match=r"neither a file nor a column of feat.csv"):
-        load_grading_data(feat, "grade_col")
+        load_grading_inputs(feat, "grade_col")
 
 
 # ----------------------------------------------------------------------- paper tables

@@ -54,7 +54,6 @@ __all__ = [
     "feature_matrix",
     "is_error_literal",
     "labels_from_clinical",
-    "load_grading_data",
     "load_grading_inputs",
     "parse_grade_labels",
     "read_features",
@@ -614,17 +613,3 @@ def load_grading_inputs(
     X, grade, align = align_features_labels(X, grade)
     return X, grade, align, cleaning
 
-
-def load_grading_data(
-    features: str | Path,
-    labels: str | Path,
-    id_column: str | None = None,
-    exclude: tuple[str, ...] = (),
-    clinical_cfg=None,
-    nonfinite: str = "missing",
-) -> tuple[pd.DataFrame, GradeLabels, Alignment]:
-    """:func:`load_grading_inputs` without the cleaning record (its changes are logged)."""
-    X, grade, align, cleaning = load_grading_inputs(features, labels, id_column, exclude,
-                                                    clinical_cfg, nonfinite)
-    cleaning.log()
-    return X, grade, align
