@@ -124,13 +124,8 @@ def univariate_cox(
     pandas.DataFrame
         The stacked coefficient tables (module docstring).
     """
-    categorical = dict(categorical or {})
-    tables = []
-    for factor in factors:
-        sub = _prepare(df, time_col, event_col, [factor], dropna)
-        cat = {factor: categorical[factor]} if factor in categorical else None
-        model = CoxModel(categorical=cat).fit(sub[[factor]], sub[time_col], sub[event_col])
-        tables.append(coef_table(model, labels, alpha))
+    tables = [multivariable_cox(df, time_col, event_col, [factor], categorical, labels, dropna,
+                                alpha).table for factor in factors]
     return pd.concat(tables, ignore_index=True)
 
 
