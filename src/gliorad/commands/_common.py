@@ -1,15 +1,19 @@
-"""Shared pieces of the command modules: the command-group factory, the exit on bad input, and
-option types that several commands declare with the same name and help.
+"""Shared pieces of the command modules: the command-group factory, the exit on bad input, the
+end of a per-patient batch, option types that several commands declare with the same name and
+help, and option groups (:class:`Options`, :func:`with_options`) for the options several commands
+of one group take together.
 
 Only typer, the standard library and :mod:`gliorad.errors` are imported here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import inspect
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NoReturn
+from types import SimpleNamespace
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -45,6 +49,61 @@ def check_jobs(jobs: int) -> int:
     if jobs == 0 or jobs < -1:
         raise GlioradInputError(f"--jobs {jobs}: expected a positive number or -1 (all cores)")
     return jobs
+
+
+def echo_batch(result: Any, summary: str) -> None:
+    """The end of a per-patient batch (``result``: ``warnings`` by patient, ``ok``,
+    ``problems``): each warning as ``warning: patient <id>: ...`` on stderr, then ``summary``;
+    exit 2 listing the problems when a patient failed (the others have been written)."""
+    for pid, lines in sorted(result.warnings.items()):
+        for line in lines:
+            typer.echo(f"warning: patient {pid}: {line}", err=True)
+    typer.echo(summary)
+    if not result.ok:
+        fail(GlioradInputError(result.problems))
+
+
+class Options:
+    """Options that several commands take together, declared once as the parameters of a
+    ``template`` function (never called). A command decorated with :func:`with_options` takes
+    them through a parameter whose default is the group (``run: SimpleNamespace = RUN``)."""
+
+    def __init__(self, template: Callable[..., None]) -> None:
+        self.parameters = tuple(inspect.signature(template, eval_str=True).parameters.values())
+
+    def without(self, *names: str) -> Options:
+        """The group less the options ``names`` (for a command that lacks them)."""
+        unknown = set(names) - {p.name for p in self.parameters}
+        if unknown:
+            raise ValueError(f"no option(s) {sorted(unknown)} in this group")
+        group = object.__new__(Options)
+        group.parameters = tuple(p for p in self.parameters if p.name not in names)
+        return group
+
+
+def with_options(func: Callable[..., None]) -> Callable[..., None]:
+    """A decorator (under ``@app.command()``): each parameter of ``func`` whose default is an
+    :class:`Options` group stands for the group's options, in its place (typer reads them from
+    the signature); ``func`` receives their values together in that parameter, as a namespace
+    (``run.seed``)."""
+    parameters: list[inspect.Parameter] = []
+    groups: dict[str, list[str]] = {}
+    for p in inspect.signature(func, eval_str=True).parameters.values():
+        if isinstance(p.default, Options):
+            groups[p.name] = [q.name for q in p.default.parameters]
+            parameters += p.default.parameters
+        else:
+            parameters.append(p)
+
+    def command(**kwargs: Any) -> None:
+        for name, members in groups.items():
+            kwargs[name] = SimpleNamespace(**{m: kwargs.pop(m) for m in members})
+        func(**kwargs)
+
+    command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    command.__name__, command.__qualname__, command.__doc__, command.__module__ = (
+        func.__name__, func.__qualname__, func.__doc__, func.__module__)
+    return command
 
 
 # Option types shared by several commands (a command whose wording differs declares its own).

@@ -15,16 +15,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Annotated, Any
 
 import typer
 
 from gliorad.commands._common import (
     NonfiniteOpt,
+    Options,
     OutOpt,
     PresetOpt,
     command_group,
     exit_on_input_error,
+    with_options,
 )
 from gliorad.errors import GlioradInputError
 
@@ -39,28 +42,6 @@ ConfigOpt = Annotated[Path | None, typer.Option(
 TimeUnitOpt = Annotated[str | None, typer.Option(
     help="Unit of os_time in the clinical table: days, months or years (default: the "
     "--config's clinical.time_unit, else days).")]
-SplitOpt = Annotated[str | None, typer.Option(
-    "--split", help="column (by --split-column), random, or none (all patients train).")]
-SplitColumnOpt = Annotated[str | None, typer.Option(help="Clinical column that names the cohort.")]
-TrainOpt = Annotated[str | None, typer.Option("--train", help="Training value of the split column (paper: B).")]
-ExternalOpt = Annotated[list[str] | None, typer.Option(
-    "--external", help="External validation value(s) of the split column; repeatable (default: all others).")]
-FractionOpt = Annotated[float | None, typer.Option(help="Training fraction of a random split.")]
-SequenceOpt = Annotated[str | None, typer.Option(
-    "--sequence", help="Force the signature's radiomics sequence (skip the choice by AUC).")]
-SequencesOpt = Annotated[str | None, typer.Option(
-    help="Comma-separated candidate sequences (column prefixes), e.g. t1,t1ce,t2; 'none' = all features.")]
-DeepPrefixOpt = Annotated[str | None, typer.Option(
-    help="Prefix of the deep (2D CNN) feature columns; 'none': radiomics only (a table without "
-    "them).")]
-SeedOpt = Annotated[int | None, typer.Option(help="Random seed.")]
-ClinicalSelectionOpt = Annotated[str | None, typer.Option(
-    "--clinical-selection", help="Factor rule of the clinical Cox model: paper (univariate then "
-    "multivariable P < p_threshold) or prespecified (every listed factor, no P-value selection).")]
-IntegratedSelectionOpt = Annotated[str | None, typer.Option(
-    "--integrated-selection", help="Factor rule of the integrated Cox model: paper or prespecified "
-    "(every listed factor plus the signature).")]
-JobsOpt = Annotated[int | None, typer.Option("--jobs", min=1, help="Parallel workers (random forests).")]
 OverwriteOpt = Annotated[bool, typer.Option(help="Replace an existing, different output folder.")]
 ExtraOpt = Annotated[list[Path] | None, typer.Option(
     "--extra-features", help="More feature tables joined by patient id (e.g. the 2D CNN features); "
@@ -241,8 +222,8 @@ def _up_to_date(out: Path, provenance: dict[str, Any], overwrite: bool) -> bool:
 
 
 def _build_folder(
-    command: str, cfg: Any, ccfg: Any, features: Path, clinical: Path, extra: list[Path] | None,
-    out: Path, overwrite: bool, nonfinite: str,
+    command: str, cfg: Any, ccfg: Any, features: Path, clinical: Path, out: Path,
+    build: SimpleNamespace,
     analyse: Callable[[Any, Any], Any], write: Callable[..., dict[str, Any]],
     *, inputs: dict[str, Path] | None = None, key: dict[str, Any] | None = None,
     training: bool = True,
@@ -250,7 +231,8 @@ def _build_folder(
     """The body of every command: provenance; None (after saying so) when ``out`` already holds
     this run; else read the inputs, ``analyse(features, clinical)`` and write the result with
     ``write(result, folder, provenance, table_cleaning=...)`` into ``out`` as a whole. Returns
-    the metrics.
+    the metrics. ``build``: the :data:`BUILD` options (extra feature tables, overwrite,
+    non-finite cells).
 
     ``inputs``: files hashed besides the tables; ``key``: more provenance key entries;
     ``training``: the tables need survival columns and empty / constant feature columns are
@@ -259,10 +241,11 @@ def _build_folder(
     ``metrics.json``)."""
     from gliorad.io import atomic_dir
 
+    extra, nonfinite = build.extra_features, build.nonfinite
     prov = _provenance(command, cfg, ccfg, {**(inputs or {}), **_input_files(features, clinical, extra)})
     prov["key"].update(key or {})
     prov["key"]["nonfinite"] = nonfinite
-    if _up_to_date(out, prov, overwrite):
+    if _up_to_date(out, prov, build.overwrite):
         typer.echo(f"up to date: {out} (same {'settings' if training else 'bundle'} and inputs)")
         return None
     cleaning: dict[str, Any] = {}
@@ -311,43 +294,94 @@ def _summary(metrics: dict[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------------------------ commands
-@app.command()
-def fit(
+def _inputs(
     features: FeaturesArg,
     clinical: ClinicalArg,
     out: OutOpt,
     config: ConfigOpt = None,
     preset: PresetOpt = "paper",
     time_unit: TimeUnitOpt = None,
-    split: SplitOpt = None,
-    split_column: SplitColumnOpt = None,
-    train: TrainOpt = None,
-    external: ExternalOpt = None,
-    train_fraction: FractionOpt = None,
-    sequence: SequenceOpt = None,
-    sequences: SequencesOpt = None,
-    deep_prefix: DeepPrefixOpt = None,
-    clinical_selection: ClinicalSelectionOpt = None,
-    integrated_selection: IntegratedSelectionOpt = None,
-    seed: SeedOpt = None,
-    jobs: JobsOpt = None,
+) -> None:
+    """The arguments and leading options of ``fit`` and ``cv`` (never called: :data:`INPUTS`)."""
+
+
+def _model_options(
+    split: Annotated[str | None, typer.Option(
+        "--split", help="column (by --split-column), random, or none (all patients train).")
+    ] = None,
+    split_column: Annotated[str | None, typer.Option(
+        help="Clinical column that names the cohort.")] = None,
+    train: Annotated[str | None, typer.Option(
+        "--train", help="Training value of the split column (paper: B).")] = None,
+    external: Annotated[list[str] | None, typer.Option(
+        "--external", help="External validation value(s) of the split column; repeatable "
+        "(default: all others).")] = None,
+    train_fraction: Annotated[float | None, typer.Option(
+        help="Training fraction of a random split.")] = None,
+    sequence: Annotated[str | None, typer.Option(
+        "--sequence", help="Force the signature's radiomics sequence (skip the choice by AUC).")
+    ] = None,
+    sequences: Annotated[str | None, typer.Option(
+        help="Comma-separated candidate sequences (column prefixes), e.g. t1,t1ce,t2; 'none' = "
+        "all features.")] = None,
+    deep_prefix: Annotated[str | None, typer.Option(
+        help="Prefix of the deep (2D CNN) feature columns; 'none': radiomics only (a table "
+        "without them).")] = None,
+    clinical_selection: Annotated[str | None, typer.Option(
+        "--clinical-selection", help="Factor rule of the clinical Cox model: paper (univariate "
+        "then multivariable P < p_threshold) or prespecified (every listed factor, no P-value "
+        "selection).")] = None,
+    integrated_selection: Annotated[str | None, typer.Option(
+        "--integrated-selection", help="Factor rule of the integrated Cox model: paper or "
+        "prespecified (every listed factor plus the signature).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    jobs: Annotated[int | None, typer.Option(
+        "--jobs", min=1, help="Parallel workers (random forests).")] = None,
+) -> None:
+    """The model-building options of ``fit`` and ``cv``, the settings :func:`_cli_overrides`
+    makes of them (never called: :data:`MODEL`)."""
+
+
+def _build_options(
     extra_features: ExtraOpt = None,
     overwrite: OverwriteOpt = False,
     nonfinite: NonfiniteOpt = "missing",
 ) -> None:
+    """The options every command ends with: how the tables are read and an existing output
+    folder treated (never called: :data:`BUILD`, read by :func:`_build_folder`)."""
+
+
+INPUTS = Options(_inputs)
+MODEL = Options(_model_options)
+BUILD = Options(_build_options)
+
+
+def _train(command: str, inputs: SimpleNamespace, model: SimpleNamespace,
+           changes: dict[str, Any], build: SimpleNamespace,
+           analyse: Callable[..., Any], write: Callable[..., dict[str, Any]]
+           ) -> dict[str, Any] | None:
+    """``fit`` / ``cv``: the settings (preset < YAML < the model options and ``changes``), then
+    :func:`_build_folder` with ``analyse(features, clinical, cfg)``."""
+    cli = {**_cli_overrides(**vars(model)), **changes}
+    cfg, ccfg = _settings(inputs.preset, inputs.config, inputs.time_unit, cli)
+    return _build_folder(command, cfg, ccfg, inputs.features, inputs.clinical, inputs.out, build,
+                         lambda f, c: analyse(f, c, cfg), write)
+
+
+@app.command()
+@with_options
+def fit(
+    inputs: SimpleNamespace = INPUTS,
+    model: SimpleNamespace = MODEL,
+    build: SimpleNamespace = BUILD,
+) -> None:
     """Fit the signature and nomograms on the training cohort, validate on the others; write
     metrics.json, signature.json, Tables 3/4, figures and the model bundle."""
     with exit_on_input_error():
-        cli = _cli_overrides(split, split_column, train, external, train_fraction, sequence,
-                             sequences, deep_prefix, seed, jobs, clinical_selection,
-                             integrated_selection)
-        cfg, ccfg = _settings(preset, config, time_unit, cli)
         from gliorad.survival.artifacts import write_analysis
         from gliorad.survival.evaluation import run_analysis
 
-        metrics = _build_folder("fit", cfg, ccfg, features, clinical, extra_features, out,
-                                overwrite, nonfinite, lambda f, c: run_analysis(f, c, cfg),
-                                write_analysis)
+        metrics = _train("fit", inputs, model, {}, build, run_analysis, write_analysis)
     if metrics is None:
         return
     sig = metrics["signature"]
@@ -356,49 +390,25 @@ def fit(
                f"{metrics['integrated_factors']}; clinical factors: {metrics['clinical_factors']}")
     _models_summary(metrics)
     _summary(metrics)
-    typer.echo(f"wrote {out}")
+    typer.echo(f"wrote {inputs.out}")
 
 
 @app.command()
+@with_options
 def cv(
-    features: FeaturesArg,
-    clinical: ClinicalArg,
-    out: OutOpt,
-    config: ConfigOpt = None,
-    preset: PresetOpt = "paper",
-    time_unit: TimeUnitOpt = None,
+    inputs: SimpleNamespace = INPUTS,
     folds: Annotated[int | None, typer.Option(min=2, help="Cross-validation folds.")] = None,
-    split: SplitOpt = None,
-    split_column: SplitColumnOpt = None,
-    train: TrainOpt = None,
-    external: ExternalOpt = None,
-    train_fraction: FractionOpt = None,
-    sequence: SequenceOpt = None,
-    sequences: SequencesOpt = None,
-    deep_prefix: DeepPrefixOpt = None,
-    clinical_selection: ClinicalSelectionOpt = None,
-    integrated_selection: IntegratedSelectionOpt = None,
-    seed: SeedOpt = None,
-    jobs: JobsOpt = None,
-    extra_features: ExtraOpt = None,
-    overwrite: OverwriteOpt = False,
-    nonfinite: NonfiniteOpt = "missing",
+    model: SimpleNamespace = MODEL,
+    build: SimpleNamespace = BUILD,
 ) -> None:
     """Cross-validate the whole model building inside the training cohort (held-out C-indices
     of the signature, integrated and clinical models; cross-validated risk groups)."""
     with exit_on_input_error():
-        cli = _cli_overrides(split, split_column, train, external, train_fraction, sequence,
-                             sequences, deep_prefix, seed, jobs, clinical_selection,
-                             integrated_selection)
-        if folds is not None:
-            cli["cv_folds"] = folds
-        cfg, ccfg = _settings(preset, config, time_unit, cli)
         from gliorad.survival.artifacts import write_cv
         from gliorad.survival.crossval import cross_validate
 
-        metrics = _build_folder("cv", cfg, ccfg, features, clinical, extra_features, out,
-                                overwrite, nonfinite, lambda f, c: cross_validate(f, c, cfg),
-                                write_cv)
+        changes = {"cv_folds": folds} if folds is not None else {}
+        metrics = _train("cv", inputs, model, changes, build, cross_validate, write_cv)
     if metrics is None:
         return
     s = metrics["summary"]
@@ -409,10 +419,11 @@ def cv(
     typer.echo(f"  cross-validated risk groups: log-rank P {_fmt(s.get('cv_logrank_p'), 4)}")
     for w in metrics.get("warnings", []):
         typer.echo(f"warning: {w}", err=True)
-    typer.echo(f"wrote {out}")
+    typer.echo(f"wrote {inputs.out}")
 
 
 @app.command()
+@with_options
 def validate(
     bundle: Annotated[Path, typer.Argument(help="Model bundle folder (from 'survival fit', <out>/bundle).")],
     features: FeaturesArg,
@@ -423,9 +434,7 @@ def validate(
     name: Annotated[str, typer.Option(help="Cohort name without --cohort-column.")] = "validation",
     config: ConfigOpt = None,
     time_unit: TimeUnitOpt = None,
-    extra_features: ExtraOpt = None,
-    overwrite: OverwriteOpt = False,
-    nonfinite: NonfiniteOpt = "missing",
+    build: SimpleNamespace = BUILD,
 ) -> None:
     """Apply a saved bundle (signature, cut-off, nomograms) unchanged to new patients: risk
     groups, survival predictions, and with os_time/event the C-indices, log-rank and calibration."""
@@ -437,8 +446,8 @@ def validate(
         models = load_bundle(bundle)
         _, ccfg = _settings("paper", config, time_unit, {})
         metrics = _build_folder(
-            "validate", models.config, ccfg, features, clinical, extra_features, out, overwrite,
-            nonfinite, lambda f, c: apply_models(models, f, c, by=cohort_column, name=name),
+            "validate", models.config, ccfg, features, clinical, out, build,
+            lambda f, c: apply_models(models, f, c, by=cohort_column, name=name),
             lambda result, tmp, prov, **kw: write_analysis(result, tmp, prov, bundle=False, **kw),
             inputs={"bundle": bundle / "bundle.json", "signature": bundle / "signature.skops"},
             key={"cohort_column": cohort_column, "name": name}, training=False)
