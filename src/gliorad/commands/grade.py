@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from types import SimpleNamespace
+from typing import Annotated, Any
 
 import typer
 
 from gliorad.commands._common import (
     NonfiniteOpt,
+    Options,
     OutOpt,
     PresetOpt,
     command_group,
     exit_on_input_error,
+    with_options,
 )
 from gliorad.errors import GlioradInputError
 
@@ -29,21 +32,44 @@ FeaturesOpt = Annotated[Path, typer.Option(
 LabelsOpt = Annotated[str, typer.Option(
     "--labels", help="Clinical table (CSV with a grade column) or the name of a label column "
     "in the feature table (HGG/LGG, GBM/LGG, II/III/IV or 0/1; HGG is positive).")]
-ConfigOpt = Annotated[Path | None, typer.Option(
-    help="YAML file with a 'grading:' section (over the preset).")]
 IdOpt = Annotated[str | None, typer.Option(
     "--id-column", help="Id column (default: patient_id, id, patient, subject_id, ...).")]
-ExcludeOpt = Annotated[str | None, typer.Option(
-    help="Comma-separated non-feature columns to ignore (e.g. centre,age).")]
-SeedOpt = Annotated[int | None, typer.Option(help="Random seed (overrides the config).")]
-JobsOpt = Annotated[int, typer.Option(min=1, help="Folds fitted in parallel.")]
 OverwriteOpt = Annotated[bool, typer.Option(help="Replace a different earlier run in --out.")]
 
 
-def _config(preset: str, config: Path | None, **overrides):
+def _table(features: FeaturesOpt, labels: LabelsOpt, out: OutOpt) -> None:
+    """The feature table, its labels and the output folder of ``cv`` and ``fit`` (never called:
+    :data:`TABLE`)."""
+
+
+def _run_options(
+    preset: PresetOpt = "paper",
+    config: Annotated[Path | None, typer.Option(
+        help="YAML file with a 'grading:' section (over the preset).")] = None,
+    id_column: IdOpt = None,
+    exclude: Annotated[str | None, typer.Option(
+        help="Comma-separated non-feature columns to ignore (e.g. centre,age).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (overrides the config).")] = None,
+    jobs: Annotated[int, typer.Option(min=1, help="Folds fitted in parallel.")] = 2,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """The settings and run options of ``cv``, ``fit`` and (without ``--exclude``) ``tables``
+    (never called: :data:`RUN`)."""
+
+
+TABLE = Options(_table)
+RUN = Options(_run_options)
+RUN_NO_EXCLUDE = RUN.without("exclude")
+
+
+def _config(run: SimpleNamespace, **overrides):
+    """The grading settings: ``--preset``, then ``--config``, then ``--seed`` and ``overrides``
+    (those given)."""
     from gliorad.grading.config import GradingConfig
 
+    preset, config = run.preset, run.config
     cfg = GradingConfig.from_yaml(config, preset) if config else GradingConfig.preset(preset)
+    overrides["seed"] = run.seed
     upd = {k: v for k, v in overrides.items() if v is not None}
     return GradingConfig.from_dict({**cfg.model_dump(), **upd}, "command-line options") if upd \
         else cfg
@@ -55,6 +81,16 @@ def _exclude(value: str | None) -> tuple[str, ...]:
 
 def _command() -> str:
     return " ".join(["gliorad", *sys.argv[1:]]) if sys.argv else "gliorad grade"
+
+
+def _run_args(run: SimpleNamespace) -> dict[str, Any]:
+    """The keyword arguments of a :mod:`gliorad.grading.run` stage from the :data:`RUN`
+    options (``exclude`` where the command has it) and the command line."""
+    args = {"id_column": run.id_column, "n_jobs": run.jobs, "overwrite": run.overwrite,
+            "command": _command()}
+    if hasattr(run, "exclude"):
+        args["exclude"] = _exclude(run.exclude)
+    return args
 
 
 def _pairs(values: list[str] | None, option: str) -> dict[str, Path]:
@@ -87,31 +123,23 @@ def _fmt(v) -> str:
 
 
 @app.command()
+@with_options
 def cv(
-    features: FeaturesOpt,
-    labels: LabelsOpt,
-    out: OutOpt,
+    table: SimpleNamespace = TABLE,
     scheme: Annotated[str, typer.Option(
         help="cv (repeated stratified k-fold) or split (train/validation/test ratios).")] = "cv",
     splits: Annotated[int | None, typer.Option(min=2, help="Folds per repeat.")] = None,
     repeats: Annotated[int | None, typer.Option(min=1, help="CV repeats.")] = None,
-    preset: PresetOpt = "paper",
-    config: ConfigOpt = None,
-    id_column: IdOpt = None,
-    exclude: ExcludeOpt = None,
-    seed: SeedOpt = None,
-    jobs: JobsOpt = 2,
-    overwrite: OverwriteOpt = False,
+    run: SimpleNamespace = RUN,
     nonfinite: NonfiniteOpt = "missing",
 ) -> None:
     """Leak-free evaluation: metrics.json, predictions.csv, roc.png, selected_features.csv."""
     from gliorad.grading.run import run_cv
 
     with exit_on_input_error():
-        cfg = _config(preset, config, cv_splits=splits, cv_repeats=repeats, seed=seed)
-        res = run_cv(features, labels, out, cfg, scheme=scheme, id_column=id_column,
-                     exclude=_exclude(exclude), n_jobs=jobs, overwrite=overwrite,
-                     command=_command(), nonfinite=nonfinite)
+        cfg = _config(run, cv_splits=splits, cv_repeats=repeats)
+        res = run_cv(table.features, table.labels, table.out, cfg, scheme=scheme,
+                     **_run_args(run), nonfinite=nonfinite)
     if _up_to_date(res):
         return
     m = res.metrics
@@ -127,17 +155,10 @@ def cv(
 
 
 @app.command()
+@with_options
 def fit(
-    features: FeaturesOpt,
-    labels: LabelsOpt,
-    out: OutOpt,
-    preset: PresetOpt = "paper",
-    config: ConfigOpt = None,
-    id_column: IdOpt = None,
-    exclude: ExcludeOpt = None,
-    seed: SeedOpt = None,
-    jobs: JobsOpt = 2,
-    overwrite: OverwriteOpt = False,
+    table: SimpleNamespace = TABLE,
+    run: SimpleNamespace = RUN,
     stack_column: Annotated[list[str] | None, typer.Option(
         "--stack-column", help="A column of another model's out-of-sample HGG probabilities "
         "(e.g. a CNN's, out-of-fold for its own training patients): the saved model stacks "
@@ -149,11 +170,8 @@ def fit(
     from gliorad.grading.run import run_fit
 
     with exit_on_input_error():
-        cfg = _config(preset, config, seed=seed)
-        res = run_fit(features, labels, out, cfg, id_column=id_column,
-                      exclude=_exclude(exclude), n_jobs=jobs, overwrite=overwrite,
-                      command=_command(), stack_columns=tuple(stack_column or ()),
-                      nonfinite=nonfinite)
+        res = run_fit(table.features, table.labels, table.out, _config(run), **_run_args(run),
+                      stack_columns=tuple(stack_column or ()), nonfinite=nonfinite)
     if _up_to_date(res):
         return
     typer.echo(f"selected features: {', '.join(res.metrics['selected_features'])}")
@@ -193,6 +211,7 @@ def evaluate(
 
 
 @app.command()
+@with_options
 def tables(
     labels: LabelsOpt,
     out: OutOpt,
@@ -213,12 +232,7 @@ def tables(
     fuse_with: Annotated[str, typer.Option(
         help="Radiomics set fused with deep_* sets and stacked with --stack scores: best "
         "(highest validation AUC under split, CV AUC under cv) or a set name.")] = "best",
-    preset: PresetOpt = "paper",
-    config: ConfigOpt = None,
-    id_column: IdOpt = None,
-    seed: SeedOpt = None,
-    jobs: JobsOpt = 2,
-    overwrite: OverwriteOpt = False,
+    run: SimpleNamespace = RUN_NO_EXCLUDE,
     nonfinite: NonfiniteOpt = "missing",
 ) -> None:
     """The paper's Tables S3, 1 and 2 with DeLong P of best fused vs best CNN (tables.md, CSV)."""
@@ -228,10 +242,9 @@ def tables(
         sets = _pairs(set_, "--set")
         if not sets and radiomics is None:
             raise GlioradInputError("give feature sets with --set NAME=PATH and/or --radiomics")
-        cfg = _config(preset, config, seed=seed)
+        cfg = _config(run)
         res = run_tables(sets, labels, out, _pairs(cnn, "--cnn"), cfg, scheme=scheme,
-                         fuse_with=fuse_with, radiomics_table=radiomics, id_column=id_column,
-                         n_jobs=jobs, overwrite=overwrite, command=_command(),
+                         fuse_with=fuse_with, radiomics_table=radiomics, **_run_args(run),
                          stack_scores=_pairs(stack, "--stack"), nonfinite=nonfinite)
     if _up_to_date(res):
         return
