@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from gliorad.commands._common import command_group, exit_on_input_error
+from gliorad.commands._common import command_group, echo_batch, exit_on_input_error
 from gliorad.errors import GlioradInputError
 
 app = command_group("import", "Bring other data layouts into a cohort folder gliorad reads.")
@@ -57,10 +57,5 @@ def slices(
         res = import_slices(src_dir, out_dir, spacing=_floats(spacing, "--spacing"),
                             channels=[c for c in channels.split(",") if c.strip()], label=label,
                             overwrite=overwrite, echo=typer.echo)
-        for pid, lines in sorted(res.warnings.items()):
-            for line in lines:
-                typer.echo(f"warning: patient {pid}: {line}", err=True)
-        typer.echo(f"{len(res.done)} imported, {len(res.skipped)} skipped (already there; "
-                   f"--overwrite replaces), {len(res.failed)} failed -> {out_dir}")
-        if not res.ok:
-            raise GlioradInputError(res.problems)
+    echo_batch(res, f"{len(res.done)} imported, {len(res.skipped)} skipped (already there; "
+               f"--overwrite replaces), {len(res.failed)} failed -> {out_dir}")

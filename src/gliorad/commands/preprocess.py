@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gliorad.commands._common import exit_on_input_error, fail
+from gliorad.commands._common import echo_batch, exit_on_input_error
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
@@ -100,7 +100,6 @@ def preprocess_cmd(
     default) and z-score inside the brain, per patient; writes BraTS-named files in the reference
     sequence's space (its physical box, axes reoriented to LPS; not an atlas space), a brain mask,
     qc.json and qc.png."""
-    from gliorad.errors import GlioradInputError
     from gliorad.preprocess.config import load_preprocess_config, with_overrides
     from gliorad.preprocess.pipeline import preprocess
 
@@ -112,10 +111,5 @@ def preprocess_cmd(
             cfg = with_overrides(cfg, **over)
         result = preprocess(raw_dir, out_dir, cfg, cohort, overwrite=overwrite,
                             patient_id=patient_id, echo=typer.echo)
-    for pid, lines in sorted(result.warnings.items()):
-        for line in lines:
-            typer.echo(f"warning: patient {pid}: {line}", err=True)
-    typer.echo(f"{len(result.done)} done, {len(result.skipped)} skipped, "
-               f"{len(result.failed)} failed -> {result.out_dir}")
-    if not result.ok:
-        fail(GlioradInputError(result.problems))
+    echo_batch(result, f"{len(result.done)} done, {len(result.skipped)} skipped, "
+                       f"{len(result.failed)} failed -> {result.out_dir}")
