@@ -9,7 +9,7 @@ Only typer, the standard library and :mod:`gliorad.errors` are imported here.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
@@ -76,8 +76,18 @@ class Options:
         unknown = set(names) - {p.name for p in self.parameters}
         if unknown:
             raise ValueError(f"no option(s) {sorted(unknown)} in this group")
-        group = object.__new__(Options)
-        group.parameters = tuple(p for p in self.parameters if p.name not in names)
+        return self._of(p for p in self.parameters if p.name not in names)
+
+    def plus(self, name: str, annotation: Any, default: Any = None) -> Options:
+        """The group and then one more option (``annotation``: its ``Annotated`` type)."""
+        more = inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default,
+                                 annotation=annotation)
+        return self._of((*self.parameters, more))
+
+    @classmethod
+    def _of(cls, parameters: Iterable[inspect.Parameter]) -> Options:
+        group = object.__new__(cls)
+        group.parameters = tuple(parameters)
         return group
 
 

@@ -10,53 +10,32 @@ Thin layer over :mod:`gliorad.features.deep3d` and :mod:`gliorad.features.deep2d
 inside the commands). The networks are trained on the training patients only: ``--train-ids``
 (a file) or a seeded stratified split (``--test-fraction``); features are written for every
 patient. Exit 2 lists each problem on its own ``error:`` line. The argument and options both
-commands take are declared once (:func:`_leading`, ``--config``, :func:`_shared`) and added around
-each command's own options by :func:`_network_command`.
+commands take are declared once (:func:`_leading_options` with each network's ``--config``,
+:data:`SHARED`) and added around each command's own options by
+:func:`~gliorad.commands._common.with_options`.
 """
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Annotated, Any, NamedTuple
 
 import typer
 
-from gliorad.commands._common import ProgressOpt, check_jobs, command_group, exit_on_input_error
+from gliorad.commands._common import (
+    Options,
+    ProgressOpt,
+    check_jobs,
+    command_group,
+    exit_on_input_error,
+    with_options,
+)
 from gliorad.errors import GlioradInputError
 
 app = command_group(
     "deep",
     "Deep CNN features: 3D ResNet18(+SE) on patches, 2D dual-task ResNet18 on largest slices.")
-
-# Options of both networks' commands.
-CohortDirArg = Annotated[Path, typer.Argument(
-    help="Cohort folder (BraTS naming or --cohort-config).")]
-OutOpt = Annotated[Path, typer.Option("--out", help="Output folder (tables, model, provenance).")]
-ClinicalOpt = Annotated[Path | None, typer.Option(
-    help="Clinical table (default: COHORT_DIR/clinical.csv).")]
-PresetOpt = Annotated[str, typer.Option(help="Settings preset: demo or paper.")]
-ValIdsOpt = Annotated[Path | None, typer.Option(help="File of validation patient ids.")]
-IdsOpt = Annotated[Path | None, typer.Option(
-    help="File of patient ids to extract features for (default: all).")]
-TestFractionOpt = Annotated[float, typer.Option(
-    min=0.01, max=0.99, help="Held-out share when no --train-ids is given.")]
-SplitSeedOpt = Annotated[int, typer.Option(help="Seed of that split.")]
-MasksOpt = Annotated[Path | None, typer.Option(
-    help="Folder of automatic masks (default: the cohort's manual seg files).")]
-EpochsOpt = Annotated[int | None, typer.Option(min=1, help="Override the training epochs.")]
-SeedOpt = Annotated[int | None, typer.Option(help="Override the training seed.")]
-DeviceOpt = Annotated[str | None, typer.Option(help="auto, cpu or cuda.")]
-JobsOpt = Annotated[int, typer.Option(help="Processes preparing the inputs; -1 = all cores.")]
-OverwriteOpt = Annotated[bool, typer.Option(help="Replace an earlier run in --out.")]
-CohortConfigOpt = Annotated[Path | None, typer.Option(
-    help="gliorad YAML config (cohort and clinical sections).")]
-SequencesOpt = Annotated[str | None, typer.Option(
-    help="Comma-separated input sequences, in channel order (default: the preset's, or the "
-    "--cohort-config's cohort.sequences when the cohort lacks one of those).")]
-
 
 def read_ids(path: Path, option: str) -> list[str]:
     """Patient ids from a file: one per line (or the first column of a CSV); blank lines, lines
@@ -172,81 +151,71 @@ def _summary(res, what: str) -> None:
 
 
 def _leading(
-    cohort_dir: CohortDirArg,
-    out: OutOpt,
-    clinical: ClinicalOpt = None,
-    preset: PresetOpt = "demo",
+    cohort_dir: Annotated[Path, typer.Argument(
+        help="Cohort folder (BraTS naming or --cohort-config).")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder (tables, model, provenance).")],
+    clinical: Annotated[Path | None, typer.Option(
+        help="Clinical table (default: COHORT_DIR/clinical.csv).")] = None,
+    preset: Annotated[str, typer.Option(help="Settings preset: demo or paper.")] = "demo",
 ) -> None:
-    """The argument and options every network's command starts with (never called: read by
-    :func:`_network_command`)."""
+    """The argument and options every network's command starts with, before ``--config``
+    (never called: :func:`_leading_options`)."""
 
 
 def _shared(
-    val_ids: ValIdsOpt = None,
-    ids: IdsOpt = None,
-    test_fraction: TestFractionOpt = 0.3,
-    split_seed: SplitSeedOpt = 0,
-    masks: MasksOpt = None,
-    epochs: EpochsOpt = None,
-    seed: SeedOpt = None,
-    device: DeviceOpt = None,
-    jobs: JobsOpt = 1,
-    overwrite: OverwriteOpt = False,
+    val_ids: Annotated[Path | None, typer.Option(help="File of validation patient ids.")] = None,
+    ids: Annotated[Path | None, typer.Option(
+        help="File of patient ids to extract features for (default: all).")] = None,
+    test_fraction: Annotated[float, typer.Option(
+        min=0.01, max=0.99, help="Held-out share when no --train-ids is given.")] = 0.3,
+    split_seed: Annotated[int, typer.Option(help="Seed of that split.")] = 0,
+    masks: Annotated[Path | None, typer.Option(
+        help="Folder of automatic masks (default: the cohort's manual seg files).")] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Override the training epochs.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Override the training seed.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
+    jobs: Annotated[int, typer.Option(help="Processes preparing the inputs; -1 = all cores.")] = 1,
+    overwrite: Annotated[bool, typer.Option(help="Replace an earlier run in --out.")] = False,
     progress: ProgressOpt = True,
-    cohort_config: CohortConfigOpt = None,
-    sequences: SequencesOpt = None,
+    cohort_config: Annotated[Path | None, typer.Option(
+        help="gliorad YAML config (cohort and clinical sections).")] = None,
+    sequences: Annotated[str | None, typer.Option(
+        help="Comma-separated input sequences, in channel order (default: the preset's, or the "
+        "--cohort-config's cohort.sequences when the cohort lacks one of those).")] = None,
 ) -> None:
-    """The options of every network's command, after its own (never called: read by
-    :func:`_network_command`)."""
+    """The options of every network's command, after its own (never called: :data:`SHARED`)."""
 
 
-def _network_command(config_class: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """A decorator: ``func`` (its own options, then ``shared``) as a command that takes
-    :func:`_leading`'s argument and options, ``--config`` (a YAML file of ``config_class``'s
-    fields), its own options, then :func:`_shared`'s. Typer reads them from the signature;
-    ``func`` receives all but its own together as ``shared`` (a namespace)."""
-    config = inspect.Parameter(
-        "config", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
-        annotation=Annotated[Path | None, typer.Option(help=(
-            f"YAML settings (fields of {config_class}; 'preset: demo' to start from a preset)."))])
-    lead, tail = (list(inspect.signature(f, eval_str=True).parameters.values())
-                  for f in (_leading, _shared))
-    lead.append(config)
-
-    def decorate(func: Callable[..., None]) -> Callable[..., None]:
-        own = [p for p in inspect.signature(func, eval_str=True).parameters.values()
-               if p.name != "shared"]
-
-        def command(**kwargs: Any) -> None:
-            shared = SimpleNamespace(**{p.name: kwargs.pop(p.name) for p in (*lead, *tail)})
-            func(**kwargs, shared=shared)
-
-        command.__signature__ = inspect.Signature([*lead, *own, *tail])  # type: ignore[attr-defined]
-        command.__name__, command.__qualname__, command.__doc__ = (
-            func.__name__, func.__qualname__, func.__doc__)
-        return command
-
-    return decorate
+def _leading_options(config_class: str) -> Options:
+    """:func:`_leading`'s argument and options, then ``--config`` (a YAML file of
+    ``config_class``'s fields)."""
+    return Options(_leading).plus("config", Annotated[Path | None, typer.Option(help=(
+        f"YAML settings (fields of {config_class}; 'preset: demo' to start from a preset)."))])
 
 
-def _prepared(network: Any, changes: dict, train_ids: Path | None, shared: SimpleNamespace
-              ) -> tuple[Any, _Patients, dict[str, Any]]:
+LEADING_3D = _leading_options("Deep3DConfig")
+LEADING_2D = _leading_options("Deep2DConfig")
+SHARED = Options(_shared)
+
+
+def _prepared(network: Any, changes: dict, train_ids: Path | None, lead: SimpleNamespace,
+              shared: SimpleNamespace) -> tuple[Any, _Patients, dict[str, Any]]:
     """The network's settings (``--preset`` or ``--config``, then the command line's ``changes``
     and ``--sequences``), the patients, and the keyword options of its stage function."""
     from gliorad.errors import check_option
     from gliorad.features.deep import with_changes
 
-    config = shared.config
+    config = lead.config
     if config is None:
-        check_option("--preset", shared.preset, network.presets)
+        check_option("--preset", lead.preset, network.presets)
     check_jobs(shared.jobs)
-    cfg = network.load_config(config if config is not None else shared.preset)
+    cfg = network.load_config(config if config is not None else lead.preset)
     changes = {**changes, "train": {k: v for k, v in {
         "epochs": shared.epochs, "seed": shared.seed, "device": shared.device}.items()
         if v is not None}}
     changes = {k: v for k, v in changes.items() if v is not None and v != {}}
     cfg = with_changes(cfg, changes, "command line") if changes else cfg
-    pt = _patients(shared.cohort_dir, shared.clinical, shared.cohort_config, shared.ids, train_ids,
+    pt = _patients(lead.cohort_dir, lead.clinical, shared.cohort_config, shared.ids, train_ids,
                    shared.val_ids, shared.test_fraction, shared.split_seed)
     cfg = _sequences(cfg, shared.sequences, pt.cohort, config is None)
     options = {"ids": pt.ids, "val_ids": pt.val, "masks": shared.masks,
@@ -255,8 +224,9 @@ def _prepared(network: Any, changes: dict, train_ids: Path | None, shared: Simpl
 
 
 @app.command()
-@_network_command("Deep3DConfig")
+@with_options
 def cnn3d(
+    lead: SimpleNamespace = LEADING_3D,
     input_kind: Annotated[str | None, typer.Option(
         "--input", help="patch (tumour-centred) or full (complete MRI).")] = None,
     se: Annotated[bool | None, typer.Option("--se/--no-se", help="SE block after stage 4.")] = None,
@@ -264,16 +234,16 @@ def cnn3d(
         help="File of training patient ids (one per line); default: a stratified split.")] = None,
     cv_folds: Annotated[int | None, typer.Option(
         min=2, help="Also write out-of-fold probabilities for every patient (K networks).")] = None,
-    *,
-    shared: SimpleNamespace,
+    shared: SimpleNamespace = SHARED,
 ) -> None:
     """3D ResNet18 (+SE) trained on HGG vs LGG; 512 features per patient (cnn3d_000...)."""
     from gliorad.features.deep3d import CNN3D, cnn3d_out_of_fold, deep_features_3d
 
     with exit_on_input_error():
         net = {"se": se} if se is not None else {}
-        cfg, pt, options = _prepared(CNN3D, {"input": input_kind, "net": net}, train_ids, shared)
-        out = shared.out
+        cfg, pt, options = _prepared(CNN3D, {"input": input_kind, "net": net}, train_ids, lead,
+                                     shared)
+        out = lead.out
         res = deep_features_3d(pt.cohort, pt.table, pt.train, out, cfg, **options)
         _summary(res, f"cnn3d {cfg.variant}")
         if cv_folds is not None:
@@ -287,8 +257,9 @@ def cnn3d(
 
 
 @app.command()
-@_network_command("Deep2DConfig")
+@with_options
 def cnn2d(
+    lead: SimpleNamespace = LEADING_2D,
     imagenet_weights: Annotated[Path | None, typer.Option(
         help="Local torchvision-format resnet18 state dict (.pth/.safetensors); none: from scratch.")] = None,
     survival_loss: Annotated[str | None, typer.Option(help="cox or censored_l1.")] = None,
@@ -296,8 +267,7 @@ def cnn2d(
         min=0.0, help="Weight of the survival term (grade term: 1).")] = None,
     train_ids: Annotated[Path | None, typer.Option(
         help="File of training patient ids (LGG among them are trained on); default: a split.")] = None,
-    *,
-    shared: SimpleNamespace,
+    shared: SimpleNamespace = SHARED,
 ) -> None:
     """2D dual-task ResNet18 (grade II/III + survival) on LGG; 512 features (cnn2d_000...)."""
     import warnings
@@ -306,9 +276,10 @@ def cnn2d(
 
     with exit_on_input_error():
         cfg, pt, options = _prepared(CNN2D, {"survival_loss": survival_loss,
-                                             "survival_weight": survival_weight}, train_ids, shared)
+                                             "survival_weight": survival_weight}, train_ids, lead,
+                                     shared)
         with warnings.catch_warnings():  # the no-ImageNet message is printed as a note below
             warnings.simplefilter("ignore", UserWarning)
-            res = deep_features_2d(pt.cohort, pt.table, pt.train, shared.out, cfg,
+            res = deep_features_2d(pt.cohort, pt.table, pt.train, lead.out, cfg,
                                    imagenet_weights=imagenet_weights, **options)
         _summary(res, "cnn2d dual-task")
