@@ -25,6 +25,10 @@ from gliorad.errors import GlioradInputError
 app = command_group(
     "features", "Radiomics (pyradiomics) from automatic and manual masks, ICC agreement, cropping.")
 
+# The argument and option radiomics and crop take alike.
+CohortDirArg = Annotated[Path, typer.Argument(help="Cohort folder (BraTS naming or --config).")]
+ConfigOpt = Annotated[Path | None, typer.Option(help="YAML config (cohort section).")]
+
 
 def _csv_list(value: str | None, name: str) -> list[str] | None:
     if value is None:
@@ -81,7 +85,7 @@ def _region(value: str):
 
 @app.command()
 def radiomics(
-    cohort_dir: Annotated[Path, typer.Argument(help="Cohort folder (BraTS naming or --config).")],
+    cohort_dir: CohortDirArg,
     out: Annotated[Path, typer.Option("--out", help="Output folder (tables, cache, provenance).")],
     masks: Annotated[Path | None, typer.Option(
         "--masks", help="Folder of automatic masks (<id>_seg.nii.gz or <id>.nii.gz).")] = None,
@@ -98,7 +102,7 @@ def radiomics(
     jobs: Annotated[int, typer.Option(help="Parallel cases; -1 = all cores.")] = -1,
     progress: ProgressOpt = True,
     overwrite: Annotated[bool, typer.Option(help="Ignore the cache and compute every case.")] = False,
-    config: Annotated[Path | None, typer.Option(help="YAML config (cohort section).")] = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Radiomics per patient, sequence and mask source; one table per source (CSV, Parquet)."""
     from gliorad.errors import check_option
@@ -166,7 +170,7 @@ def agreement(
 
 @app.command()
 def crop(
-    cohort_dir: Annotated[Path, typer.Argument(help="Cohort folder (BraTS naming or --config).")],
+    cohort_dir: CohortDirArg,
     out: Annotated[Path, typer.Option("--out", help="Output folder (one sub-folder per patient).")],
     masks: Annotated[Path | None, typer.Option(
         "--masks", help="Folder of automatic masks; default: the cohort's manual seg files.")] = None,
@@ -186,7 +190,7 @@ def crop(
         "paper's cropping.")] = "0",
     jobs: Annotated[int, typer.Option(help="Parallel patients; -1 = all cores.")] = -1,
     overwrite: Annotated[bool, typer.Option(help="Redo patients already cropped.")] = False,
-    config: Annotated[Path | None, typer.Option(help="YAML config (cohort section).")] = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Coordinate cropping: tumour-centred patches, largest-area slices, complete volumes."""
     from gliorad.crop import CropFailedError, crop_cohort
