@@ -148,8 +148,14 @@ def _as_xy(X: pd.DataFrame, y: pd.Series | GradeLabels) -> tuple[pd.DataFrame, p
     return X, values.astype(int)
 
 
-def _model(config: GradingConfig, model: GradingModel | None) -> GradingModel:
-    return config.make_model() if model is None else model
+def _setup(X: pd.DataFrame, y: pd.Series | GradeLabels, config: GradingConfig | None,
+           model: GradingModel | None
+           ) -> tuple[GradingConfig, pd.DataFrame, pd.Series, GradingModel]:
+    """An evaluation's settings (default: the ``paper`` preset), its checked ``X`` and 0/1
+    ``y``, and its model (``model``, else the one the settings make)."""
+    config = config or GradingConfig.preset("paper")
+    X, y = _as_xy(X, y)
+    return config, X, y, config.make_model() if model is None else model
 
 
 def _fit_predict(model, X_train, y_train, X_test, n_jobs_inner: int | None):
@@ -251,9 +257,7 @@ def cross_validate_grading(
     GradingResult
         See the module docstring for how the metrics are defined.
     """
-    config = config or GradingConfig.preset("paper")
-    X, y = _as_xy(X, y)
-    model = _model(config, model)
+    config, X, y, model = _setup(X, y, config, model)
     problem = cv_problem(int(y.sum()), int((y == 0).sum()), config.cv_splits)
     if problem:
         raise GlioradInputError(problem)
@@ -355,9 +359,7 @@ def split_evaluate_grading(
     fixes the split instead (e.g. the split the CNNs were trained on); patients of ``X`` missing
     from it are an error.
     """
-    config = config or GradingConfig.preset("paper")
-    X, y = _as_xy(X, y)
-    model = _model(config, model)
+    config, X, y, model = _setup(X, y, config, model)
     if parts is None:
         train, val, test = split_positions(y, config)
     else:
