@@ -93,7 +93,23 @@ def _check_class_weight(value) -> None:
             "{class: weight}")
 
 
-class TunedSVC(ClassifierMixin, BaseEstimator):
+class _BinaryProbabilityClassifier(ClassifierMixin):
+    """A binary classifier (no multi-class) whose ``predict`` is the class with the larger
+    ``predict_proba``."""
+
+    def predict(self, X) -> np.ndarray:
+        """The class with the larger probability (agrees with :meth:`predict_proba`, which
+        checks that the model is fitted)."""
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False
+        return tags
+
+
+class TunedSVC(_BinaryProbabilityClassifier, BaseEstimator):
     """RBF SVM with ``C`` and ``gamma`` chosen by stratified grid-search CV, then Platt-scaled.
 
     The grid is scored on the mean inner-fold ROC AUC of the SVM's decision function (as
@@ -217,18 +233,8 @@ class TunedSVC(ClassifierMixin, BaseEstimator):
         X = validate_data(self, X, dtype=np.float64, reset=False)
         return self.calibrated_.predict_proba(X)
 
-    def predict(self, X) -> np.ndarray:
-        """The class with the larger probability (agrees with :meth:`predict_proba`)."""
-        check_is_fitted(self, "calibrated_")
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_class = False
-        return tags
-
-
-class GradingModel(ClassifierMixin, BaseEstimator):
+class GradingModel(_BinaryProbabilityClassifier, BaseEstimator):
     """The paper's grading model as one estimator (binary: HGG vs LGG).
 
     Steps (``pipeline_`` after fitting; names in :data:`STEPS`):
@@ -453,15 +459,9 @@ class GradingModel(ClassifierMixin, BaseEstimator):
         """Probability of the positive class ``classes_[1]`` (the score AUCs are computed on)."""
         return self.predict_proba(X)[:, 1]
 
-    def predict(self, X) -> np.ndarray:
-        """The class with the larger probability."""
-        check_is_fitted(self, "pipeline_")
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
-
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True
-        tags.classifier_tags.multi_class = False
         return tags
 
 
