@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from types import SimpleNamespace
+from typing import Annotated
 
+import pytest
+import typer
 from typer.testing import CliRunner
 
 from gliorad.cli import app
+from gliorad.commands._common import Options, command_group, with_options
 
 runner = CliRunner()
 
@@ -90,3 +95,50 @@ def test_demo_runs_stages_and_resumes(tmp_path):
     assert res.exit_code == 0 and "cohort: up to date, skipped" in res.output
     res = runner.invoke(app, ["demo", "--workspace", str(ws), "--until", "segmentation"])
     assert res.exit_code == 2 and "is not a stage; expected one of: cohort, validate" in res.output
+
+
+# ------------------------------------------------------------------------ option groups
+def _pair(
+    first: Annotated[int, typer.Option(help="First of the pair.")] = 1,
+    second: Annotated[str, typer.Option(help="Second of the pair.")] = "b",
+) -> None:
+    """A group's template (never called)."""
+
+
+PAIR = Options(_pair)
+SECOND_AND_THIRD = PAIR.without("first").plus(
+    "third", Annotated[float, typer.Option(help="Third, added.")], 0.5)
+
+
+def test_option_groups_stand_in_place_and_arrive_together():
+    """commands._common: a group declared once stands where a command names it (its --help
+    too) and reaches the command as one namespace; without() / plus() derive a group."""
+    toy = command_group("toy", "Toy commands.")
+    got = {}
+
+    @toy.command()
+    @with_options
+    def one(
+        name: Annotated[str, typer.Argument(help="A name.")],
+        pair: SimpleNamespace = PAIR,
+        last: Annotated[bool, typer.Option(help="The last option.")] = False,
+    ) -> None:
+        got["one"] = (name, vars(pair), last)
+
+    @toy.command()
+    @with_options
+    def two(pair: SimpleNamespace = SECOND_AND_THIRD) -> None:
+        got["two"] = vars(pair)
+
+    res = runner.invoke(toy, ["one", "x", "--second", "s", "--last"])
+    assert res.exit_code == 0, res.output
+    assert got["one"] == ("x", {"first": 1, "second": "s"}, True)
+    res = runner.invoke(toy, ["two", "--third", "2"])
+    assert res.exit_code == 0, res.output
+    assert got["two"] == {"second": "b", "third": 2.0}
+    text = runner.invoke(toy, ["one", "--help"], env={"COLUMNS": "200"}).output
+    assert 0 < text.index("--first") < text.index("--second") < text.index("--last")
+    text = runner.invoke(toy, ["two", "--help"], env={"COLUMNS": "200"}).output
+    assert "--first" not in text and "Third, added." in text
+    with pytest.raises(ValueError, match=r"no option\(s\) \['nope'\] in this group"):
+        PAIR.without("nope")
