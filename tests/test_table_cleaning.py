@@ -351,15 +351,8 @@ def test_grade_tables_records_cleaning_per_set(tmp_path, tiny_yaml):
 
 
 # ------------------------------------------------------------------------------- survival
-SURV_YAML = """
-survival:
-  sequence: {n_estimators: 20, cv_folds: 3, top_k: 5}
-  signature: {n_estimators: 80, n_alphas: 8, l1_ratios: [1.0], cv_folds: 3}
-  calibration_boot: 0
-  min_level_size: 10
-  cv_folds: 3
-  times: [1095]
-"""
+# the survival CLI tests' settings (small forests, one horizon): the same analysis, messier table
+from test_survival_analysis import CLI_YAML as SURV_YAML
 
 
 @pytest.fixture(scope="module")
