@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -89,43 +90,22 @@ def coef_table(
 
 
 def univariate_cox(
-    df: pd.DataFrame,
-    time_col: str,
-    event_col: str,
-    factors: Sequence[str],
-    categorical: Mapping[str, object] | None = None,
-    labels: Mapping[str, str] | None = None,
-    dropna: bool = False,
-    alpha: float = 0.05,
+    df: pd.DataFrame, time_col: str, event_col: str, factors: Sequence[str], **options: Any
 ) -> pd.DataFrame:
-    """One Cox model per factor (R: ``coxph(Surv(time, event) ~ factor)`` for each factor).
+    """One Cox model per factor (R: ``coxph(Surv(time, event) ~ factor)`` for each factor): the
+    :func:`multivariable_cox` table of each factor alone, stacked.
 
-    Parameters
-    ----------
-    df : pandas.DataFrame
-        One row per patient.
-    time_col, event_col : str
-        Survival columns (event 1 = death).
-    factors : sequence of str
-        Factor columns.
-    categorical : dict, optional
-        ``{factor: reference_level}`` for categorical factors (string columns are categorical
-        anyway, with their first sorted level as reference).
-    labels : dict, optional
-        Display names, e.g. ``{"histology": "Histologic type"}``.
-    dropna : bool
-        If True each model uses the rows complete for its factor (R's ``na.omit``); if False
-        missing values raise :class:`GlioradInputError`.
-    alpha : float
-        1 - confidence level of the hazard-ratio interval.
+    ``options`` (``categorical``, ``labels``, ``dropna``, ``alpha``) are as
+    :func:`multivariable_cox`; with ``dropna=True`` each model uses the rows complete for its
+    factor (R's ``na.omit``).
 
     Returns
     -------
     pandas.DataFrame
         The stacked coefficient tables (module docstring).
     """
-    tables = [multivariable_cox(df, time_col, event_col, [factor], categorical, labels, dropna,
-                                alpha).table for factor in factors]
+    tables = [multivariable_cox(df, time_col, event_col, [factor], **options).table
+              for factor in factors]
     return pd.concat(tables, ignore_index=True)
 
 
@@ -150,8 +130,24 @@ def multivariable_cox(
 ) -> CoxFit:
     """One Cox model with all ``factors`` (R: ``coxph(Surv(time, event) ~ f1 + f2 + ...)``).
 
-    Parameters are as :func:`univariate_cox`; with ``dropna=True`` the model uses complete
-    cases over all factors.
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        One row per patient.
+    time_col, event_col : str
+        Survival columns (event 1 = death).
+    factors : sequence of str
+        Factor columns.
+    categorical : dict, optional
+        ``{factor: reference_level}`` for categorical factors (string columns are categorical
+        anyway, with their first sorted level as reference).
+    labels : dict, optional
+        Display names, e.g. ``{"histology": "Histologic type"}``.
+    dropna : bool
+        If True the model uses complete cases over all factors (R's ``na.omit``); if False
+        missing values raise :class:`GlioradInputError`.
+    alpha : float
+        1 - confidence level of the hazard-ratio interval.
 
     Returns
     -------
@@ -199,14 +195,8 @@ def _significant(table: pd.DataFrame, threshold: float) -> list[str]:
 
 
 def select_cox_factors(
-    df: pd.DataFrame,
-    time_col: str,
-    event_col: str,
-    factors: Sequence[str],
-    categorical: Mapping[str, object] | None = None,
-    labels: Mapping[str, str] | None = None,
-    threshold: float = 0.05,
-    dropna: bool = False,
+    df: pd.DataFrame, time_col: str, event_col: str, factors: Sequence[str],
+    threshold: float = 0.05, **options: Any,
 ) -> CoxSelection:
     """The paper's two-step rule for building the integrated Cox model.
 
@@ -220,22 +210,23 @@ def select_cox_factors(
     factor is kept or dropped as a whole, never level by level. For one-coefficient factors it
     is the usual coefficient P value.
 
-    Parameters are as :func:`univariate_cox`. With ``dropna=True`` each step uses the rows
-    complete for its factors (so the multivariable steps may use fewer patients).
+    ``options`` (``categorical``, ``labels``, ``dropna``, ``alpha``) are as
+    :func:`multivariable_cox`. With ``dropna=True`` each step uses the rows complete for its
+    factors (so the multivariable steps may use fewer patients).
 
     Returns
     -------
     CoxSelection
     """
     threshold = check_probability(threshold, "threshold")
-    uni = univariate_cox(df, time_col, event_col, factors, categorical, labels, dropna)
+    uni = univariate_cox(df, time_col, event_col, factors, **options)
     selected_uni = _significant(uni, threshold)
     if not selected_uni:
         return CoxSelection(uni, [], None, [], None, f"no factor has P < {threshold:g} univariately")
-    multi = multivariable_cox(df, time_col, event_col, selected_uni, categorical, labels, dropna)
+    multi = multivariable_cox(df, time_col, event_col, selected_uni, **options)
     kept = _significant(multi.table, threshold)
     final = (
-        multivariable_cox(df, time_col, event_col, kept, categorical, labels, dropna)
+        multivariable_cox(df, time_col, event_col, kept, **options)
         if kept
         else None
     )
