@@ -6,6 +6,7 @@ and what was expected.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ from scipy import stats as sps
 from gliorad.errors import GlioradInputError
 
 __all__ = [
+    "PairedDifference",
     "as_binary",
     "as_float_vector",
     "check_alpha",
@@ -124,3 +126,24 @@ def z_and_p(diff: float, se: float) -> tuple[float, float]:
     else:
         z = diff / se
     return z, float(2.0 * sps.norm.sf(abs(z)))
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """A paired difference of two estimates on the same subjects (``diff = a - b``) with its
+    Wald interval and two-sided z-test (:func:`paired_difference`)."""
+
+    diff: float
+    se_diff: float
+    ci_low: float
+    ci_high: float
+    z: float
+    p: float
+
+
+def paired_difference(diff: float, se: float, alpha: float) -> dict[str, float]:
+    """The :class:`PairedDifference` fields of ``diff`` with standard error ``se``: the
+    ``1 - alpha`` Wald interval (:func:`wald_ci`) and the z-test (:func:`z_and_p`)."""
+    z, p = z_and_p(diff, se)
+    low, high = wald_ci(diff, se, alpha)
+    return {"diff": diff, "se_diff": se, "ci_low": low, "ci_high": high, "z": z, "p": p}

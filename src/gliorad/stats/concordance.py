@@ -17,12 +17,13 @@ import numpy as np
 
 from gliorad.errors import GlioradInputError
 from gliorad.stats.common import (
+    PairedDifference,
     as_binary,
     as_float_vector,
     check_alpha,
     check_same_length,
+    paired_difference,
     wald_ci,
-    z_and_p,
 )
 
 __all__ = [
@@ -50,17 +51,12 @@ class ConcordanceResult:
 
 
 @dataclass(frozen=True)
-class ConcordanceComparison:
-    """Paired comparison of two C-indices on the same subjects (``diff = c_a - c_b``)."""
+class ConcordanceComparison(PairedDifference):
+    """Paired comparison of two C-indices on the same subjects (``diff = c_a - c_b``; the
+    interval and test fields are :class:`~gliorad.stats.common.PairedDifference`'s)."""
 
     c_a: float
     c_b: float
-    diff: float
-    se_diff: float
-    ci_low: float
-    ci_high: float
-    z: float
-    p: float
 
 
 def _count_lower_left(x: np.ndarray, v: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -294,8 +290,5 @@ def compare_concordance(
     c_b, dfb_b, _ = _c_and_dfbeta(t, e, b)
     diff = float(c_a - c_b)
     se = float(np.sqrt(np.sum((dfb_a - dfb_b) ** 2)))
-    z, p = z_and_p(diff, se)
-    low, high = wald_ci(diff, se, alpha)
-    return ConcordanceComparison(
-        c_a=float(c_a), c_b=float(c_b), diff=diff, se_diff=se, ci_low=low, ci_high=high, z=z, p=p
-    )
+    return ConcordanceComparison(c_a=float(c_a), c_b=float(c_b),
+                                 **paired_difference(diff, se, alpha))

@@ -16,11 +16,12 @@ import numpy as np
 from scipy import stats as sps
 
 from gliorad.stats.common import (
+    PairedDifference,
     check_alpha,
     labels_and_scores,
+    paired_difference,
     require_both_classes,
     wald_ci,
-    z_and_p,
 )
 
 __all__ = ["AucResult", "DelongTestResult", "delong_test", "roc_auc", "roc_auc_ci"]
@@ -39,17 +40,12 @@ class AucResult:
 
 
 @dataclass(frozen=True)
-class DelongTestResult:
-    """Paired DeLong test of two ROC AUCs measured on the same subjects (``diff = a - b``)."""
+class DelongTestResult(PairedDifference):
+    """Paired DeLong test of two ROC AUCs measured on the same subjects (``diff = a - b``; the
+    interval and test fields are :class:`~gliorad.stats.common.PairedDifference`'s)."""
 
     auc_a: float
     auc_b: float
-    diff: float
-    se_diff: float
-    ci_low: float
-    ci_high: float
-    z: float
-    p: float
     n_pos: int
     n_neg: int
 
@@ -209,17 +205,5 @@ def delong_test(y: Any, score_a: Any, score_b: Any, alpha: float = 0.05) -> Delo
     diff = float(auc[0] - auc[1])
     var = float(cov[0, 0] + cov[1, 1] - 2.0 * cov[0, 1])
     se = float(np.sqrt(max(var, 0.0)))
-    z, p = z_and_p(diff, se)
-    low, high = wald_ci(diff, se, alpha)
-    return DelongTestResult(
-        auc_a=float(auc[0]),
-        auc_b=float(auc[1]),
-        diff=diff,
-        se_diff=se,
-        ci_low=low,
-        ci_high=high,
-        z=z,
-        p=p,
-        n_pos=n_pos,
-        n_neg=n_neg,
-    )
+    return DelongTestResult(auc_a=float(auc[0]), auc_b=float(auc[1]), n_pos=n_pos, n_neg=n_neg,
+                            **paired_difference(diff, se, alpha))
