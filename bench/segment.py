@@ -86,19 +86,20 @@ import numpy as np, SimpleITK as sitk
 from gliorad.cohort import discover_cohort
 from gliorad.config import CohortConfig
 from gliorad.io import write_json
-from gliorad.segmentation import (_model_config_json, build_network, get_preset, load_model,
-                                  predict_cohort, BRATS2018_REGIONS, _deep_merge, _validate_config)
+from gliorad.segmentation import (model_config_json, build_network, get_preset, load_model,
+                                  predict_cohort, BRATS2018_REGIONS, validate_config)
+from gliorad.settings import merge
 from gliorad.training import save_weights
 tmp, preset, kind = args["tmp"], args["preset"], args["input"]
 cfg = get_preset(preset)
 if args.get("inference"):
-    cfg = _validate_config(_deep_merge(cfg.model_dump(), {"inference": args["inference"]}), "bench")
+    cfg = validate_config(merge(cfg.model_dump(), {"inference": args["inference"]}), "bench")
 torch.manual_seed(0)
 net = build_network(cfg)
 model_dir = f"{tmp}/model_{preset}"
 os.makedirs(model_dir, exist_ok=True)
 save_weights(net, f"{model_dir}/model.safetensors")
-write_json(_model_config_json(cfg, BRATS2018_REGIONS, "brats2018"), f"{model_dir}/config.json")
+write_json(model_config_json(cfg, BRATS2018_REGIONS, "brats2018"), f"{model_dir}/config.json")
 root = args["brats"] if kind == "brats" else f"{tmp}/cohort_{kind}"
 if not os.path.isdir(root):
     pid = "P001"

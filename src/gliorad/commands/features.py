@@ -28,6 +28,9 @@ app = command_group(
 # The argument and option radiomics and crop take alike.
 CohortDirArg = Annotated[Path, typer.Argument(help="Cohort folder (BraTS naming or --config).")]
 ConfigOpt = Annotated[Path | None, typer.Option(help="YAML config (cohort section).")]
+MasksOpt = Annotated[Path | None, typer.Option(
+    "--masks", help="Folder of automatic masks (<id>_seg.nii.gz or <id>.nii.gz); without it the "
+    "cohort's manual seg files are the masks.")]
 
 
 def _csv_list(value: str | None, name: str) -> list[str] | None:
@@ -87,8 +90,7 @@ def _region(value: str):
 def radiomics(
     cohort_dir: CohortDirArg,
     out: Annotated[Path, typer.Option("--out", help="Output folder (tables, cache, provenance).")],
-    masks: Annotated[Path | None, typer.Option(
-        "--masks", help="Folder of automatic masks (<id>_seg.nii.gz or <id>.nii.gz).")] = None,
+    masks: MasksOpt = None,
     manual: Annotated[bool, typer.Option(
         help="Also use the cohort's manual seg files as a mask source.")] = True,
     preset: Annotated[str, typer.Option(help="Parameter preset: fast, paper or paper788.")] = "fast",
@@ -172,8 +174,7 @@ def agreement(
 def crop(
     cohort_dir: CohortDirArg,
     out: Annotated[Path, typer.Option("--out", help="Output folder (one sub-folder per patient).")],
-    masks: Annotated[Path | None, typer.Option(
-        "--masks", help="Folder of automatic masks; default: the cohort's manual seg files.")] = None,
+    masks: MasksOpt = None,
     size: Annotated[str, typer.Option(help="Patch size z,y,x in voxels (paper 96,128,96).")] = "96,128,96",
     sequences: Annotated[str | None, typer.Option(
         help="Comma-separated sequences for the patch channels (default: the cohort's).")] = None,

@@ -82,6 +82,7 @@ if TYPE_CHECKING:
         MODEL_FILES,
         PatchDataset,
         SegmentationTrainResult,
+        model_config_json,
         split_ids,
         train_segmentation,
     )
@@ -96,8 +97,8 @@ _LAZY: dict[str, str] = {
                      "predict_case", "predict_cohort", "predict_volume", "prepare_model",
                      "probabilities_to_labels", "remove_small_components", "segment_case",
                      "sliding_window_predict"], "infer"),
-    **dict.fromkeys(["MODEL_FILES", "PatchDataset", "SegmentationTrainResult", "split_ids",
-                     "train_segmentation"], "train"),
+    **dict.fromkeys(["MODEL_FILES", "PatchDataset", "SegmentationTrainResult",
+                     "model_config_json", "split_ids", "train_segmentation"], "train"),
 }
 
 #: Config names are imported above; the others on first access (:data:`_LAZY`).
@@ -133,6 +134,7 @@ __all__ = [
     "load_model",
     "load_segmentation_config",
     "mask_path",
+    "model_config_json",
     "predict_case",
     "predict_cohort",
     "predict_volume",

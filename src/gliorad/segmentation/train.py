@@ -37,7 +37,8 @@ from gliorad.training import (
     seed_everything,
 )
 
-__all__ = ["MODEL_FILES", "PatchDataset", "SegmentationTrainResult", "split_ids", "train_segmentation"]
+__all__ = ["MODEL_FILES", "PatchDataset", "SegmentationTrainResult", "model_config_json", "split_ids",
+           "train_segmentation"]
 
 
 class PatchDataset(torch.utils.data.Dataset):
@@ -113,7 +114,7 @@ def split_ids(ids: Sequence[str], val_fraction: float, seed: int) -> tuple[list[
     return [p for p in ids if p not in val], val
 
 
-def _model_config_json(cfg: SegmentationConfig, regions: dict[str, list[int]], naming: str) -> dict[str, Any]:
+def model_config_json(cfg: SegmentationConfig, regions: dict[str, list[int]], naming: str) -> dict[str, Any]:
     return {"segmentation": cfg.model_dump(mode="json"), "regions": regions, "naming": naming,
             "in_channels": len(cfg.sequences), "out_channels": cfg.out_channels,
             "format": "gliorad-segmentation-model-1"}
@@ -150,7 +151,7 @@ def train_segmentation(
     cfg = config
     out = Path(model_dir)
     regions = resolve_regions(cfg, cohort.naming)
-    cfg_json = _model_config_json(cfg, regions, cohort.naming)
+    cfg_json = model_config_json(cfg, regions, cohort.naming)
     if overwrite:
         for name in MODEL_FILES:
             (out / name).unlink(missing_ok=True)
