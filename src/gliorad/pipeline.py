@@ -29,6 +29,7 @@ from typing import Any
 from gliorad import __version__
 from gliorad.errors import GlioradInputError
 from gliorad.io import file_hash, write_json
+from gliorad.provenance import digest, versions
 
 RECORD = "_stage.json"
 log = logging.getLogger("gliorad.pipeline")
@@ -105,10 +106,6 @@ class Workspace:
         return removed
 
 
-def _canonical(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
-
-
 def outputs_hash(folder: Path) -> str:
     """Hash of every file in a stage folder except its record (names and contents)."""
     h = hashlib.sha256()
@@ -127,14 +124,12 @@ def fingerprint(stage: Stage, workspace: Workspace) -> str:
         upstream[name] = rec["outputs_hash"]
     payload = {"stage": stage.name, "gliorad": __version__, "settings": stage.settings,
                "inputs": upstream}
-    return hashlib.sha256(_canonical(payload).encode()).hexdigest()
+    return digest(payload, compact=True)
 
 
-def _versions() -> dict[str, str]:
-    from gliorad.provenance import versions
-
-    return versions("python", "gliorad", "numpy", "torch", "monai", "SimpleITK",
-                    "pyradiomics-bhklab", "scikit-learn", "lifelines", "scikit-survival")
+#: The libraries a run's results depend on, recorded in every stage record.
+PACKAGES = ("python", "gliorad", "numpy", "torch", "monai", "SimpleITK", "pyradiomics-bhklab",
+            "scikit-learn", "lifelines", "scikit-survival")
 
 
 def _run_stage(stage: Stage, ws: Workspace, fp: str) -> None:
@@ -151,7 +146,7 @@ def _run_stage(stage: Stage, ws: Workspace, fp: str) -> None:
         record = {
             "stage": stage.name, "description": stage.description, "fingerprint": fp,
             "settings": stage.settings, "inputs": {n: ws.record(n)["outputs_hash"] for n in stage.inputs},
-            "outputs_hash": outputs_hash(tmp), "versions": _versions(),
+            "outputs_hash": outputs_hash(tmp), "versions": versions(*PACKAGES),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
             "seconds": round(time.time() - started, 3),
         }

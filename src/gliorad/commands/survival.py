@@ -203,17 +203,12 @@ def _provenance(command: str, cfg: Any, ccfg: Any, inputs: dict[str, Path]) -> d
 
 
 def _up_to_date(out: Path, provenance: dict[str, Any], overwrite: bool) -> bool:
-    import json
+    from gliorad.provenance import finished_run
 
     if not out.exists() or not any(out.iterdir()):
         return False
-    prov = out / "provenance.json"
-    if prov.is_file() and not overwrite:
-        try:
-            if json.loads(prov.read_text(encoding="utf-8")).get("key") == provenance["key"]:
-                return True
-        except json.JSONDecodeError:
-            pass
+    if not overwrite and finished_run(out, (), lambda prov: prov.get("key") == provenance["key"]):
+        return True
     if not overwrite:
         raise GlioradInputError(
             f"{out}: output folder exists with other settings or inputs; pass --overwrite to replace it"

@@ -81,6 +81,7 @@ from gliorad.features.deep_train import (  # noqa: F401  (ArrayDataset: re-expor
     training_layout,
 )
 from gliorad.io import file_hash, read_array, write_bytes, write_json, write_text
+from gliorad.provenance import digest, finished_run
 from gliorad.settings import Presets, validate
 
 #: Column prefixes of the deep feature tables (the survival code expects ``cnn2d_``).
@@ -334,12 +335,6 @@ def file_hashes(files: Mapping[str, Mapping[str, Path]]) -> dict[str, dict[str, 
             for pid, fs in files.items()}
 
 
-def fingerprint(obj: Any) -> str:
-    import hashlib
-
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-
-
 def versions() -> dict[str, str]:
     from gliorad.provenance import versions as recorded
 
@@ -359,22 +354,13 @@ def previous_run(out: Path, fp: str, outputs: Iterable[str], overwrite: bool) ->
     ``overwrite`` removes the stage's own files first (``outputs``, ``provenance.json`` and
     ``model/``; nothing else in the folder)."""
     outputs = list(outputs)
-    prov_path = out / "provenance.json"
     if out.exists() and not out.is_dir():
         raise GlioradInputError(f"{out}: output path exists and is not a folder")
     if overwrite:
         remove_outputs(out, [*outputs, "provenance.json"])
         shutil.rmtree(out / "model", ignore_errors=True)
         return None
-    if not prov_path.is_file():
-        return None
-    try:
-        prov = json.loads(prov_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        prov = {}
-    if prov.get("fingerprint") == fp and all((out / name).is_file() for name in outputs):
-        return prov
-    return None
+    return finished_run(out, outputs, fp)
 
 
 def remove_outputs(out: Path, names: Iterable[str]) -> None:
@@ -574,7 +560,7 @@ def run_network(
     fp_data = {"stage": f"features.{network.kind}", "config": cfg.model_dump(mode="json"),
                **labels.fingerprint, "ids": feat_ids,
                "masks": str(masks) if masks is not None else "manual", "inputs": file_stats(files)}
-    fp = fingerprint(fp_data)
+    fp = digest(fp_data)
     old = previous_run(out, fp, outputs, overwrite)
     if old is not None:
         table, pred = load_outputs(out, f"{stem}.csv", pred_name)

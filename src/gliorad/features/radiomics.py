@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import hashlib
 import importlib.util
 import json
 import logging
@@ -75,6 +74,7 @@ from gliorad.features.radiomics_tables import (  # re-exported: importable from 
     write_outputs,
 )
 from gliorad.io import IMAGE_EXTENSIONS, Geometry, file_hash, read_image, write_json
+from gliorad.provenance import digest
 
 __all__ = [
     "BENIGN_WARNINGS",
@@ -196,12 +196,8 @@ def settings_key(params: Mapping[str, Any], labels: tuple[int, ...] | None, min_
     """Hash of everything that changes a case's features (used to validate cached cases)."""
     import radiomics
 
-    blob = json.dumps(
-        {"params": params, "labels": labels, "min_voxels": min_voxels, "cache": CACHE_VERSION,
-         "pyradiomics": radiomics.__version__},
-        sort_keys=True, default=str,
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()
+    return digest({"params": params, "labels": labels, "min_voxels": min_voxels,
+                   "cache": CACHE_VERSION, "pyradiomics": radiomics.__version__})
 
 
 # ---------------------------------------------------------------------------------------- region

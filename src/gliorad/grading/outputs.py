@@ -19,9 +19,6 @@ Files
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
-import hashlib
-import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -29,9 +26,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gliorad.errors import GlioradInputError
 from gliorad.grading.evaluate import GradingResult, roc_table
-from gliorad.io import atomic_dir, atomic_path, file_hash, write_json, write_text
+from gliorad.io import atomic_path, write_json, write_text
+from gliorad.provenance import record
+from gliorad.provenance import run_folder as shared_run_folder
 
 __all__ = ["RUN_FILES", "plot_roc", "provenance", "run_folder", "write_grading_outputs"]
 
@@ -39,60 +37,22 @@ RUN_FILES = ("metrics.json", "predictions.csv", "selected_features.csv", "folds.
              "roc.csv", "roc.png", "provenance.json")
 
 
-def versions() -> dict[str, str]:
-    """Versions of gliorad and the libraries a grading result depends on."""
-    from gliorad.provenance import versions as recorded
-
-    return recorded("numpy", "scipy", "pandas", "scikit-learn", "skops")
+#: The libraries a grading result depends on (besides gliorad and Python).
+PACKAGES = ("numpy", "scipy", "pandas", "scikit-learn", "skops")
 
 
 def provenance(settings: Mapping[str, Any], inputs: Mapping[str, str | Path],
                command: str | None = None) -> dict[str, Any]:
-    """Settings, versions, input file hashes and a fingerprint of what decides the result."""
-    hashes = {name: {"path": str(Path(p).resolve()), "sha256": file_hash(p)}
-              for name, p in inputs.items()}
-    decided_by = json.dumps({"settings": settings,
-                             "inputs": {k: v["sha256"] for k, v in hashes.items()}},
-                            sort_keys=True, default=str)
-    return {
-        "settings": dict(settings),
-        "inputs": hashes,
-        "versions": versions(),
-        "command": command,
-        "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "fingerprint": hashlib.sha256(decided_by.encode()).hexdigest(),
-    }
-
-
-def _done(folder: Path, fingerprint: str, files: tuple[str, ...]) -> bool:
-    prov = folder / "provenance.json"
-    if not prov.is_file() or not all((folder / f).is_file() for f in files):
-        return False
-    try:
-        return json.loads(prov.read_text(encoding="utf-8")).get("fingerprint") == fingerprint
-    except (json.JSONDecodeError, OSError):
-        return False
+    """Settings, versions, input file hashes and a fingerprint of what decides the result
+    (:func:`gliorad.provenance.record`)."""
+    return record(settings, inputs, command, PACKAGES)
 
 
 @contextlib.contextmanager
 def run_folder(out: str | Path, fingerprint: str, overwrite: bool = False,
                files: tuple[str, ...] = RUN_FILES) -> Iterator[Path | None]:
-    """Yield a temporary folder to write a run into, or ``None`` when ``out`` is up to date.
-
-    On success the temporary folder replaces ``out``; on failure it is removed and ``out`` is
-    left as it was.
-    """
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise GlioradInputError(f"{out}: exists and is not a folder")
-    if not overwrite and _done(out, fingerprint, files):
-        yield None
-        return
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise GlioradInputError(
-            f"{out}: folder is not empty and holds no run with the same inputs and settings; "
-            "pass --overwrite to replace it, or choose another folder")
-    with atomic_dir(out) as tmp:
+    """:func:`gliorad.provenance.run_folder` with the grading run's files."""
+    with shared_run_folder(out, fingerprint, overwrite, files) as tmp:
         yield tmp
 
 

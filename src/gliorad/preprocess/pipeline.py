@@ -24,7 +24,6 @@ Output per patient: ``<id>/<id>_<seq>.nii.gz`` (BraTS 2018 names, float32),
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -62,6 +61,7 @@ from gliorad.preprocess.steps import (
     sitk_threads,
     zscore,
 )
+from gliorad.provenance import digest
 
 BRAINMASK = "brainmask"
 QC_JSON = "qc.json"
@@ -147,8 +147,7 @@ def fingerprint(files: dict[str, Path | DicomSeries],
     were found) are left out."""
     hashes = {k: file_hash(p) for k, p in sorted(files.items())}
     settings = config.model_dump(mode="json", exclude={"threads", "layout", "patterns"})
-    blob = json.dumps({"settings": settings, "inputs": hashes}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest(), hashes
+    return digest({"settings": settings, "inputs": hashes}), hashes
 
 
 def _wrap(path: Path, step: str, fn: Callable[[], Any]) -> Any:

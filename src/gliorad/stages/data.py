@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,6 +10,7 @@ from typing import Any
 from gliorad.errors import GlioradInputError
 from gliorad.io import write_json, write_text
 from gliorad.pipeline import StageContext
+from gliorad.provenance import digest
 from gliorad.run_config import RunConfig
 from gliorad.stages.artifacts import CohortFiles, PreprocessFiles, SplitFiles, ValidateFiles
 from gliorad.stages.base import RunStage, clinical_path, load_cohort, source_stage
@@ -68,12 +67,12 @@ class ValidateStage(RunStage):
         return ("cohort",) if cfg.synthetic else ()
 
     def settings(self, cfg: RunConfig) -> dict[str, Any]:
-        digest = None
+        listed = None
         if cfg.synthetic is None:  # a changed, added or removed input file reruns validate
             listing = input_listing(Path(cfg.cohort.root), [Path(cfg.clinical.path)])
-            digest = hashlib.sha256(json.dumps(listing, sort_keys=True).encode()).hexdigest()
+            listed = digest(listing)
         return {"cohort": cfg.cohort.model_dump(mode="json"),
-                "clinical": cfg.clinical.model_dump(mode="json"), "input_files": digest}
+                "clinical": cfg.clinical.model_dump(mode="json"), "input_files": listed}
 
     def run(self, ctx: StageContext, cfg: RunConfig) -> None:
         from gliorad.clinical import read_clinical
