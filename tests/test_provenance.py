@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gliorad.errors import GlioradInputError
-from gliorad.provenance import PROVENANCE, digest, finished_run, record, run_folder
+from gliorad.provenance import PROVENANCE, digest, finished_run, read_record, record, run_folder
 
 
 # --------------------------------------------------------------------------------- reference
@@ -110,3 +110,16 @@ def test_run_folder_on_a_file_is_refused(tmp_path):
             run_folder(f, "fp"):
         pass
     assert f.read_text() == "x"
+
+
+@pytest.mark.parametrize("content", [None, b"{bad", b"[1]", b"\xff\xfe", b'"text"'])
+def test_read_record_missing_or_unreadable_is_empty(tmp_path, content):
+    path = tmp_path / "rec.json"
+    if content is not None:
+        path.write_bytes(content)
+    assert read_record(path) == {}
+
+
+def test_read_record_reads_an_object(tmp_path):
+    (tmp_path / "rec.json").write_text('{"a": [1, 2]}', encoding="utf-8")
+    assert read_record(tmp_path / "rec.json") == {"a": [1, 2]}

@@ -53,6 +53,7 @@ from gliorad.features.config import (
     PAPER_SLICE_SEQUENCES,
     PAPER_SLICE_SIZE,
 )
+from gliorad.provenance import read_record
 
 Volumes = np.ndarray | Mapping[str, np.ndarray]
 
@@ -607,10 +608,7 @@ def crop_cohort(
             continue
         rec_path = out / pid / f"{pid}.json"
         if rec_path.is_file() and not overwrite:
-            try:
-                old = json.loads(rec_path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                old = {}
+            old = read_record(rec_path)
             images = {s: str(files[s]) for s in seqs}
             if (old.get("settings") == json.loads(json.dumps(settings))
                     and old.get("input_stats") == _input_stats(images, str(mask_of[pid]))):

@@ -7,6 +7,8 @@
   (sorted keys; ``compact`` without spaces, the form the run workspace's stage records use).
 * :func:`record`: a standalone command's ``provenance.json`` (settings, input files with their
   hashes, versions, command line, time, and the fingerprint of settings + input hashes).
+* :func:`read_record`: a JSON record (provenance, per-case record, training state) as a dict,
+  empty when it is missing or unreadable (then the work it describes is done again).
 * :func:`finished_run`: the provenance of a finished run in a folder that matches, or None: the
   one skip rule (``provenance.json`` readable, matching, every output file present).
 * :func:`run_folder`: write a command's outputs into a temporary folder that replaces the output
@@ -31,8 +33,8 @@ from typing import Any
 
 from gliorad.errors import GlioradInputError
 
-__all__ = ["PROVENANCE", "digest", "finished_run", "record", "run_folder", "version_of",
-           "versions"]
+__all__ = ["PROVENANCE", "digest", "finished_run", "read_record", "record", "run_folder",
+           "version_of", "versions"]
 
 #: The provenance file of a standalone command's output folder.
 PROVENANCE = "provenance.json"
@@ -98,20 +100,26 @@ def record(settings: Mapping[str, Any], inputs: Mapping[str, str | Path],
     }
 
 
+def read_record(path: str | Path) -> dict[str, Any]:
+    """The JSON object in ``path``, or ``{}`` when the file is missing, unreadable or holds
+    something else than an object."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # missing, unreadable, not UTF-8, not JSON
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def finished_run(folder: str | Path, outputs: Iterable[str],
                  matches: Callable[[dict[str, Any]], bool] | str) -> dict[str, Any] | None:
     """The provenance of the finished run in ``folder`` when it ``matches`` (a fingerprint, or a
     test of the provenance) and every file of ``outputs`` is there; else None (no, unreadable
     or other provenance, or an output missing: the run is made again)."""
     folder = Path(folder)
-    path = folder / PROVENANCE
-    if not path.is_file() or not all((folder / name).is_file() for name in outputs):
+    if not all((folder / name).is_file() for name in outputs):
         return None
-    try:
-        prov = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, OSError, UnicodeDecodeError):
-        return None
-    if not isinstance(prov, dict):
+    prov = read_record(folder / PROVENANCE)
+    if not prov:
         return None
     ok = prov.get("fingerprint") == matches if isinstance(matches, str) else matches(prov)
     return prov if ok else None

@@ -32,6 +32,7 @@ from gliorad.cohort import Cohort
 from gliorad.errors import GlioradInputError
 from gliorad.io import array_to_image, file_hash, write_image, write_json
 from gliorad.progress import ProgressBar
+from gliorad.provenance import read_record
 from gliorad.segmentation.config import SegmentationConfig, validate_config
 from gliorad.segmentation.data import Case, load_case, resample_to, usable_ids, versions
 
@@ -314,7 +315,7 @@ def predict_cohort(
     if not chosen:
         raise GlioradInputError(f"{cohort.root}: no patient has all of {', '.join(cfg.sequences)}")
     prov_path = out / "prediction.json"
-    old = json.loads(prov_path.read_text(encoding="utf-8")) if prov_path.is_file() else {}
+    old = read_record(prov_path)
     settings = {"model": str(model.path), "weights_sha256": model.weights_sha256,
                 "inference": cfg.inference.model_dump(mode="json")}
     same_model = old.get("settings", {}) == settings

@@ -24,6 +24,7 @@ import torch
 from gliorad.cohort import SEG, Cohort
 from gliorad.errors import GlioradInputError
 from gliorad.io import file_hash, write_bytes, write_json
+from gliorad.provenance import read_record
 from gliorad.segmentation.config import SegmentationConfig, resolve_regions
 from gliorad.segmentation.data import CaseCache, usable_ids, versions
 from gliorad.segmentation.evaluate import dice_score
@@ -158,7 +159,7 @@ def train_segmentation(
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     old_cfg = out / "config.json"
     if old_cfg.is_file():
-        old = json.loads(old_cfg.read_text(encoding="utf-8"))
+        old = read_record(old_cfg)
         if _comparable(old) != _comparable(cfg_json):
             raise GlioradInputError(
                 f"{out}: holds a model trained with other settings; pass overwrite (--overwrite) to "
@@ -181,7 +182,7 @@ def train_segmentation(
         cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"monitor": "train_loss", "mode": "min"})})
     state = out / "checkpoints" / "train_state.json"
     if (out / "model.safetensors").is_file() and state.is_file():
-        st = json.loads(state.read_text(encoding="utf-8"))
+        st = read_record(state)
         if st.get("stopped_early") or st.get("epoch", 0) >= cfg.train.epochs:
             return SegmentationTrainResult(out, train, val, None, skipped=True)
 
