@@ -29,6 +29,8 @@ from gliorad.workflow import build_stages
 
 #: The demo preset with cross-fitted CNNs: every stage but preprocess.
 DEMO = {"deep3d": {"cross_fit": 2}}
+#: The demo with cross-fitted 2D CNNs too (the signature reads their out-of-fold head outputs).
+DEEP2D_CF = {"deep3d": {"cross_fit": 2}, "deep2d": {"cross_fit": 2}}
 #: Two 3D CNN variants (the first one feeds the fused grading model and the bundle).
 TWO_VARIANTS = {"deep3d": {"variants": ["patch_se", "full_se"]}}
 #: Grading by cross-validation (no cross-fitted CNNs: they need scheme split).
@@ -78,6 +80,13 @@ CASES = [
     ("deep3d_oof", DEMO, {"deep3d": {"cross_fit": 3}}, {"deep3d_oof", B}),
     ("deep2d", DEMO, {"deep2d": {"train": {"epochs": 3}}}, {"deep2d", B}),
     ("deep2d", DEMO, {"deep2d": {"size": [48, 48]}}, {"deep2d", B}),
+    # the survival stage then reads another table of the deep2d stage
+    ("deep2d", DEMO, {"deep2d": {"cross_fit": 3}}, {"deep2d", "survival", B}),
+    ("deep2d", DEEP2D_CF, {"deep2d": {"cross_fit": 3}}, {"deep2d", "survival", B}),
+    ("deep2d", DEEP2D_CF, {"deep2d": {"cross_fit": 0}}, {"deep2d", "survival", B}),
+    # run.seed also shuffles the 2D CNN's folds
+    ("run", DEEP2D_CF, {"run": {"seed": 1}},
+     {"cohort", "split", "segment", "deep3d_oof", "deep2d", "grade", "survival", B}),
     ("grade", DEMO, {"grading": {"svm_C": [2.0]}}, {"grade", B}),
     ("grade", DEMO, {"grading": {"rf_k": 4}}, {"grade", B}),
     ("grade", DEMO, {"grading": {"class_weight": "balanced"}}, {"grade", B}),

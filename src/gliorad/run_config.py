@@ -13,7 +13,9 @@ A run config extends :class:`gliorad.config.GlioradConfig` (``cohort``, ``clinic
 ``deep3d``        ``enabled``, ``preset``, ``variants``, ``cross_fit`` (folds of cross-fitted CNNs
                   whose out-of-fold scores feed the stacked grading rows; 0: off) and
                   :class:`~gliorad.features.deep3d.Deep3DConfig` fields
-``deep2d``        ``enabled``, ``preset``, ``imagenet_weights`` and :class:`~gliorad.features.deep2d.Deep2DConfig` fields
+``deep2d``        ``enabled``, ``preset``, ``imagenet_weights``, ``cross_fit`` (folds of cross-fitted
+                  networks whose out-of-fold head outputs replace the 2D CNN's features in the
+                  survival signature; 0: off) and :class:`~gliorad.features.deep2d.Deep2DConfig` fields
 ``grading``       ``enabled``, ``preset``, ``scheme`` and :class:`~gliorad.grading.config.GradingConfig` fields
 ``survival``      ``enabled``, ``preset`` and :class:`~gliorad.survival.config.SurvivalConfig` fields
 ``report``        ``enabled``, ``title``
@@ -116,6 +118,7 @@ class RunConfig:
     grading_scheme: str
     survival: Any | None               # SurvivalConfig
     report: ReportSection
+    deep2d_cross_fit: int = 0          # folds of the cross-fitted 2D CNNs for the signature (0: off)
     notes: tuple[str, ...] = ()        # what the config resolution changed (config check prints)
 
     def section_json(self, name: str) -> Any:
@@ -137,6 +140,8 @@ class RunConfig:
             out[name] = self.section_json(name)
         out["grading_scheme"] = self.grading_scheme
         out["deep3d_cross_fit"] = self.deep3d_cross_fit
+        if self.deep2d_cross_fit:  # off: left out, so configs made before it keep their dump
+            out["deep2d_cross_fit"] = self.deep2d_cross_fit
         out["segmentation_train_patients"] = self.segmentation_train_patients
         out["imagenet_weights"] = str(self.imagenet_weights) if self.imagenet_weights else None
         return out
@@ -273,11 +278,7 @@ def parse_run_config(data: Mapping[str, Any], source: str = "config",
     own, rest = _split(sec["deep3d"], {"enabled": True, "preset": "demo", "variants": ["patch_se"],
                                        "cross_fit": 0}, where("deep3d"))
     deep3d_cfgs: dict[str, Any] = {}
-    cross_fit = own["cross_fit"]
-    if isinstance(cross_fit, bool) or not isinstance(cross_fit, int) or cross_fit == 1 \
-            or cross_fit < 0:
-        raise GlioradInputError(f"{where('deep3d')}.cross_fit: expected 0 (off) or a number of "
-                                f"folds >= 2 (got {cross_fit!r})")
+    cross_fit = _folds(own["cross_fit"], where("deep3d"))
     if own["enabled"]:
         variants = own["variants"]
         if not isinstance(variants, list) or not variants or len(set(variants)) != len(variants):
@@ -291,9 +292,10 @@ def parse_run_config(data: Mapping[str, Any], source: str = "config",
             merged = _merge(_merge(base3.model_dump(), rest, "deep3d"), DEEP3D_VARIANTS[v], "deep3d")
             deep3d_cfgs[v] = validate(Deep3DConfig, merged, source, "deep3d")
 
-    own, rest = _split(sec["deep2d"], {"enabled": True, "preset": "demo", "imagenet_weights": None},
-                       where("deep2d"))
+    own, rest = _split(sec["deep2d"], {"enabled": True, "preset": "demo", "imagenet_weights": None,
+                                       "cross_fit": 0}, where("deep2d"))
     deep2d_cfg, weights = None, None
+    cross_fit_2d = _folds(own["cross_fit"], where("deep2d"))
     if own["enabled"]:
         base2 = DEEP2D_PRESETS.config(str(own["preset"]), where=f"{where('deep2d')}.preset")
         base2 = base2.model_copy(update={"sequences": seqs.resolve(
@@ -359,7 +361,17 @@ def parse_run_config(data: Mapping[str, Any], source: str = "config",
                      radiomics=radiomics, agreement=agreement, deep3d=deep3d_cfgs,
                      deep3d_cross_fit=cross_fit if deep3d_cfgs else 0, deep2d=deep2d_cfg,
                      imagenet_weights=weights, grading=grading, grading_scheme=scheme,
-                     survival=survival, report=report, notes=tuple(notes))
+                     survival=survival, report=report,
+                     deep2d_cross_fit=cross_fit_2d if deep2d_cfg is not None else 0,
+                     notes=tuple(notes))
+
+
+def _folds(value: Any, where: str) -> int:
+    """A section's ``cross_fit``: 0 (off) or a number of folds >= 2."""
+    if isinstance(value, bool) or not isinstance(value, int) or value == 1 or value < 0:
+        raise GlioradInputError(f"{where}.cross_fit: expected 0 (off) or a number of folds >= 2 "
+                                f"(got {value!r})")
+    return value
 
 
 class _SequenceRule:

@@ -279,6 +279,29 @@ def stratified_split(labels: pd.Series, fraction: float, seed: int) -> tuple[lis
     return sorted(set(map(str, labels.index)) - set(held)), held
 
 
+def stratified_folds(strata: pd.Series, folds: int, seed: int, levels: Sequence[Any] = (0, 1),
+                     what: str = "smaller class size") -> list[tuple[list[str], list[str]]]:
+    """The cross-fitting folds of the feature networks (:func:`gliorad.features.deep3d.
+    cnn3d_out_of_fold`, :func:`gliorad.features.deep2d.cnn2d_cross_fit`): a seeded stratified
+    ``folds``-fold split (scikit-learn's ``StratifiedKFold``, shuffled with ``seed``) of
+    ``strata``' index in its order; ``[(trained on, held out), ...]``, fold ``k`` at ``k - 1``.
+
+    Raises :class:`GlioradInputError` when ``folds`` is below 2 or above the smallest count
+    of a stratum of ``levels`` (``what`` names it in the message): every fold holds out patients
+    of each stratum."""
+    from sklearn.model_selection import StratifiedKFold
+
+    ids = [str(p) for p in strata.index]
+    y = strata.to_numpy()
+    smallest = int(strata.value_counts().reindex(list(levels), fill_value=0).min())
+    if int(folds) < 2 or smallest < int(folds):
+        raise GlioradInputError(f"folds {folds}: expected at least 2 and at most the {what} "
+                                f"({smallest})")
+    skf = StratifiedKFold(n_splits=int(folds), shuffle=True, random_state=int(seed))
+    return [([ids[i] for i in tr], [ids[i] for i in te])
+            for tr, te in skf.split(np.zeros(len(y)), y)]
+
+
 # ------------------------------------------------------------------------------------ outputs
 @dataclass
 class DeepResult:

@@ -48,6 +48,15 @@ every patient, HGG included), ``cnn2d_dual_predictions.csv`` (``patient_id``,
 ``split``), ``metrics.json`` (held-out LGG patients: grade II/III AUC with DeLong CI, C-index of
 the risk score with its 95% CI), ``model/``, ``provenance.json`` (see :mod:`gliorad.features.deep`).
 
+Cross-fitting (:func:`cnn2d_cross_fit`, the run config's ``deep2d.cross_fit: k``; not the
+paper's): the 512 features are in-sample on the network's own training patients, and a survival
+signature selected on them over-fits. ``k`` more networks, each trained without one fold of the
+LGG training patients, give those patients out-of-fold values; since pooled features of different
+networks are not comparable column by column, only the dual head's two outputs are cross-fitted
+(``cnn2d_oof_grade``, ``cnn2d_oof_risk``: ``cnn2d_cross_fit.csv``), and the signature reads them
+instead of the 512 features. Every other patient's values come from the network trained on all
+LGG training patients (the one the bundle keeps: :func:`head_features_2d`).
+
 Presets (:data:`PRESETS`): ``paper`` (3x240x240, ResNet18, batch 8, 200 epochs, lr 5e-4 halved
 after 10 epochs without validation improvement, a quarter of the training LGG patients for
 validation; ImageNet weights expected) and ``demo`` (80x80 slices, the paper's 240 mm field of
@@ -83,7 +92,7 @@ from gliorad.features.config import (  # noqa: F401  (Net2DConfig: its old home)
     Deep2DConfig,
     Net2DConfig,
 )
-from gliorad.io import file_hash
+from gliorad.io import file_hash, write_json, write_text
 from gliorad.nets.resnet import ResNet18, load_torchvision_weights
 
 DAYS_PER_YEAR = 365.25
@@ -481,3 +490,180 @@ def _metrics(pred: pd.DataFrame, clinical: pd.DataFrame, survival_loss: str) -> 
                                 part["survival_output"].to_numpy()])
         out[split] = {"n_lgg": len(part), **_task_metrics(outs, arr, survival_loss, with_ci=True)}
     return out
+
+
+# ------------------------------------------------------------------------------------ cross-fitting
+#: ``cnn2d_cross_fit.csv`` / ``.parquet`` / ``_predictions.csv`` and ``cross_fit.json``
+#: (:func:`cnn2d_cross_fit`); the fold networks' runs are in ``cross_fit/fold<k>``.
+STEM_CROSS_FIT = f"{deep.PREFIX_2D}cross_fit"
+CROSS_FIT_SUMMARY = "cross_fit.json"
+CROSS_FIT_FOLDS = "cross_fit"
+#: The cross-fitted columns, per task of the dual head: the probability of grade III and the
+#: risk score (higher = worse), the only outputs comparable between networks.
+OOF_COLUMNS = {"grade": f"{deep.PREFIX_2D}oof_grade", "risk": f"{deep.PREFIX_2D}oof_risk"}
+_HEAD_COLUMN = {"grade": "probability_grade_iii", "risk": "risk_score"}  # in the predictions
+_TASK_MASK = {"grade": "grade_mask", "risk": "surv_mask"}  # in the training targets
+
+
+def head_features_2d(outs: np.ndarray, config: Deep2DConfig) -> dict[str, np.ndarray]:
+    """The cross-fitted columns (:data:`OOF_COLUMNS`) of head outputs ``(N, 2)`` (or one
+    patient's ``(2,)``) of a network of ``config``, computed as the stage's predictions table
+    (:meth:`Cnn2D.head_columns`): what ``gliorad predict`` gives a new patient from the bundle's
+    network (the one trained on every training patient), as the stage gives the patients outside
+    the training cohort."""
+    cols = CNN2D.head_columns(config, np.atleast_2d(np.asarray(outs)))
+    return {OOF_COLUMNS[task]: cols[_HEAD_COLUMN[task]] for task in OOF_COLUMNS}
+
+
+@dataclass
+class CrossFit2D:
+    """Outcome of :func:`cnn2d_cross_fit`: the cross-fitted ``table`` (index ``patient_id``, the
+    kept :data:`OOF_COLUMNS`), the per-patient ``predictions`` (which network gave each value),
+    the full network's run, the fold networks' runs, the ``summary`` (``cross_fit.json``) and
+    the files written."""
+
+    table: pd.DataFrame
+    predictions: pd.DataFrame
+    full: deep.DeepResult
+    folds: list[deep.DeepResult]
+    summary: dict[str, Any]
+    files: dict[str, Path]
+
+
+def _tasks_trained(result: deep.DeepResult) -> dict[str, bool]:
+    """Which tasks a network learnt (its training targets after :func:`task_fallback`)."""
+    import json
+
+    data = json.loads((result.out_dir / "model" / "config.json").read_text(encoding="utf-8"))
+    targets = data["train_targets"].values()
+    return {task: any(t[mask] for t in targets) for task, mask in _TASK_MASK.items()}
+
+
+def cnn2d_cross_fit(cohort: Any, clinical: str | os.PathLike | pd.DataFrame,
+                    train_ids: Sequence[str], out_dir: str | os.PathLike,
+                    config: str | os.PathLike | Deep2DConfig = "demo", *, folds: int = 5,
+                    seed: int = 0, imagenet_weights: str | os.PathLike | None = None,
+                    ids: Sequence[str] | None = None, masks: str | os.PathLike | None = None,
+                    overwrite: bool = False, progress: bool = True, n_jobs: int = 1,
+                    parquet: bool = True) -> CrossFit2D:
+    """The 2D network's inputs to the survival signature without in-sample optimism
+    (``deep2d.cross_fit``): cross-fitted head outputs.
+
+    The network trained on every LGG patient of ``train_ids`` (:func:`deep_features_2d` in
+    ``out_dir``, the same run and files as without cross-fitting) gives the features of every
+    patient, but on its own training patients they are in-sample. So ``folds`` more networks are
+    trained (``out_dir/cross_fit/fold<k>``), each on the LGG training patients outside fold
+    ``k`` (a seeded split stratified by death, :func:`gliorad.features.deep.stratified_folds`;
+    with ``val_fraction`` a part of them monitors the loss), never reading a label of fold
+    ``k``. Each LGG training patient's value then comes from the fold network that did not see
+    it; every other patient's (the external cohort, a new patient in ``gliorad predict``) from
+    the full network, as in stacking: a model fitted on out-of-fold values is applied to the full
+    model's.
+
+    **Only the head outputs are cross-fitted.** The 512 pooled features of different networks
+    are not in one coordinate system (channels come in any order and mix differently in every
+    training), so column ``cnn2d_017`` of one fold network and of another are different
+    quantities and a column mixing them per patient would be noise. The two outputs of the dual
+    head are the same quantities in every network: ``cnn2d_oof_grade`` (probability of grade
+    III) and ``cnn2d_oof_risk`` (the risk score, higher = shorter survival; :func:`risk_score`).
+    The Cox loss does not identify the risk's location (the partial likelihood is the same when a
+    constant is added), so with ``survival_loss: cox`` each fold network's risk is moved by a
+    constant onto the full network's: ``+ mean_R(full) - mean_R(fold k)`` with ``R`` the LGG
+    training patients (their images only; no label); a patient's value then depends on labels
+    of the other folds (as in any cross-fitting) and on its own only through ``mean_R(full)``,
+    one constant shared by every training patient (no difference between patients). The grade
+    probability and the ``censored_l1`` risk (a predicted log time) are identified and kept as
+    they are. A task a network could not learn (:func:`task_fallback`, e.g. a fold without a
+    death) gives no column, with a note.
+
+    Writes ``cnn2d_cross_fit.csv`` (and ``.parquet``): the kept columns for every patient of
+    the full run; ``cnn2d_cross_fit_predictions.csv``: ``patient_id``, ``network`` (``full`` or
+    ``fold<k>``), ``fold`` (0: full network), both columns and ``risk_offset``;
+    ``cross_fit.json``: the folds (patients trained on, monitoring, held out), offsets, kept
+    columns, out-of-fold metrics of the training patients, notes. Arguments as
+    :func:`deep_features_2d`; ``folds`` >= 2 and at most the smaller of the LGG training
+    patients' deaths and others; ``seed`` shuffles the folds.
+    """
+    from gliorad.cohort import Cohort, discover_cohort
+
+    cfg = load_deep2d_config(config)
+    if not isinstance(cohort, Cohort):
+        cohort = discover_cohort(cohort)
+    net = Cnn2D(imagenet_weights)
+    net.check(cfg)
+    table_clin = deep.read_clinical_table(clinical)
+    train, _, _ = deep.check_ids(train_ids, None, ids, cohort.ids)
+    labels = net.labels(cfg, table_clin, train, [])
+    lgg = sorted(labels.train + labels.val)  # R: the LGG training patients (monitoring included)
+    died = pd.Series({p: int(bool(labels.targets[p]["surv_mask"] and labels.targets[p]["event"]))
+                      for p in lgg})
+    splits = deep.stratified_folds(died, folds, seed,
+                                   what="smaller of the LGG training patients' deaths and others")
+    out = Path(out_dir)
+    common = {"imagenet_weights": imagenet_weights, "masks": masks, "overwrite": overwrite,
+              "progress": progress, "n_jobs": n_jobs}
+    full = deep_features_2d(cohort, table_clin, train, out, cfg, ids=ids, parquet=parquet, **common)
+    runs = [deep_features_2d(cohort, table_clin, trained, out / CROSS_FIT_FOLDS / f"fold{k}", cfg,
+                             ids=lgg, parquet=False, **common)
+            for k, (trained, _) in enumerate(splits, 1)]
+
+    base = full.predictions.set_index("patient_id")
+    cols = list(OOF_COLUMNS.values())
+    values = pd.DataFrame({OOF_COLUMNS[t]: base[_HEAD_COLUMN[t]] for t in OOF_COLUMNS})
+    network = pd.Series("full", index=base.index)
+    fold_of = pd.Series(0, index=base.index)
+    offset = pd.Series(0.0, index=base.index)
+    records = {"full": {"trained_on": full.train_ids, "monitoring": full.val_ids}}
+    trained = {"full": _tasks_trained(full)}
+    for k, ((_, held), res) in enumerate(zip(splits, runs), 1):
+        seen = set(res.train_ids) | set(res.val_ids)
+        if seen & set(held):  # cannot happen: deep_features_2d reads the labels it is given
+            raise RuntimeError(f"fold {k}: the network saw held-out patients {sorted(seen & set(held))}")
+        pred = res.predictions.set_index("patient_id")
+        shift = 0.0
+        if cfg.survival_loss == "cox":
+            shift = float(base.loc[lgg, "risk_score"].mean() - pred.loc[lgg, "risk_score"].mean())
+        values.loc[held, OOF_COLUMNS["grade"]] = pred.loc[held, _HEAD_COLUMN["grade"]]
+        values.loc[held, OOF_COLUMNS["risk"]] = pred.loc[held, _HEAD_COLUMN["risk"]] + shift
+        network.loc[held], fold_of.loc[held], offset.loc[held] = f"fold{k}", k, shift
+        records[f"fold{k}"] = {"trained_on": res.train_ids, "monitoring": res.val_ids,
+                               "held_out": sorted(held), "risk_offset": shift}
+        trained[f"fold{k}"] = _tasks_trained(res)
+
+    notes: list[str] = []
+    kept = []
+    for task, col in OOF_COLUMNS.items():
+        lacking = [name for name, tasks in trained.items() if not tasks[task]]
+        if lacking:
+            notes.append(f"{col} left out: the {'grade II vs III' if task == 'grade' else 'survival'}"
+                         f" task was off in the network(s) {', '.join(lacking)} (too few "
+                         f"{'patients of a grade' if task == 'grade' else 'deaths'} in their "
+                         "training patients); fewer folds may keep it")
+        else:
+            kept.append(col)
+    for n in notes:
+        warnings.warn(n, UserWarning, stacklevel=2)
+    table = values[kept].astype(np.float64)
+    table.index.name = "patient_id"
+    pred = values[cols].assign(network=network, fold=fold_of, risk_offset=offset)
+    pred = pred.rename_axis("patient_id").reset_index()[
+        ["patient_id", "network", "fold", *cols, "risk_offset"]]
+    # out-of-fold metrics of the training patients (read after extraction, never fed back)
+    oof = pd.DataFrame({"patient_id": lgg,
+                        "probability_grade_iii": values.loc[lgg, OOF_COLUMNS["grade"]].to_numpy(),
+                        "survival_output": risk_score(values.loc[lgg, OOF_COLUMNS["risk"]]
+                                                      .to_numpy(), cfg.survival_loss),
+                        "split": "train"})
+    metrics = _metrics(oof, table_clin, cfg.survival_loss).get("train")
+    summary = {"folds": int(folds), "seed": int(seed), "stratified_by": "death (LGG training patients)",
+               "columns": kept, "all_columns": cols,
+               "rule": "LGG training patients: the fold network that did not see them (risk "
+                       "moved onto the full network's location with a Cox loss); every other "
+                       "patient: the network trained on all LGG training patients",
+               "networks": records, "tasks_trained": trained, "metrics_out_of_fold": metrics,
+               "notes": notes}
+    files = deep.write_table(table, out / STEM_CROSS_FIT, parquet)
+    name = f"{STEM_CROSS_FIT}_predictions.csv"
+    files[name] = write_text(pred.to_csv(index=False, float_format="%.17g"), out / name)
+    files[CROSS_FIT_SUMMARY] = write_json(summary, out / CROSS_FIT_SUMMARY)
+    return CrossFit2D(table, pred, full, runs, summary, files)

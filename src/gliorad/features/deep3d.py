@@ -332,8 +332,6 @@ def cnn3d_out_of_fold(
     monitor every fold network's loss instead of ``val_fraction`` of its training folds. Writes
     ``cnn3d_<variant>_oof_predictions.csv`` (``patient_id``, ``probability``, ``fold``) and
     returns it."""
-    from sklearn.model_selection import StratifiedKFold
-
     from gliorad.cohort import Cohort, discover_cohort
 
     cfg = load_deep3d_config(config)
@@ -348,20 +346,14 @@ def cnn3d_out_of_fold(
     if lab["grade_group"].isna().any():
         raise GlioradInputError(f"patients {lab.index[lab['grade_group'].isna()].tolist()[:10]} "
                                 "have no grade; out-of-fold probabilities need every grade")
-    y = (lab["grade_group"] == "HGG").astype(int).to_numpy()
-    if int(folds) < 2 or min(y.sum(), (1 - y).sum()) < int(folds):
-        raise GlioradInputError(
-            f"folds {folds}: expected at least 2 and at most the smaller class size "
-            f"({int(min(y.sum(), (1 - y).sum()))})"
-        )
+    y = (lab["grade_group"] == "HGG").astype(int)
+    splits = deep.stratified_folds(y, folds, seed)
     if not isinstance(cohort, Cohort):
         cohort = discover_cohort(cohort)
     out = Path(out_dir)
-    skf = StratifiedKFold(n_splits=int(folds), shuffle=True, random_state=int(seed))
     parts = []
-    for k, (tr, te) in enumerate(skf.split(np.zeros(len(y)), y), 1):
-        test = [all_ids[i] for i in te]
-        res = deep_features_3d(cohort, table_clin, [all_ids[i] for i in tr], out / f"fold{k}",
+    for k, (trained, test) in enumerate(splits, 1):
+        res = deep_features_3d(cohort, table_clin, trained, out / f"fold{k}",
                                cfg, ids=test, val_ids=val or None, masks=masks,
                                overwrite=overwrite,
                                progress=progress, n_jobs=n_jobs)

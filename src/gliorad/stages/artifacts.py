@@ -144,11 +144,22 @@ class Deep3DOOFFiles(Artifacts):
 
 
 class Deep2DFiles(Artifacts):
-    """``deep2d``: the 2D dual-task network's features of the LGG patients."""
+    """``deep2d``: the 2D dual-task network's features of the LGG patients; with
+    ``deep2d.cross_fit`` also the cross-fitted head outputs, their sources and summary, and the
+    fold networks' runs (:func:`gliorad.features.deep2d.cnn2d_cross_fit`)."""
 
     stage = "deep2d"
     features = File("cnn2d_dual.csv")
     excluded = File("excluded.json")
+    cross_fitted = File("cnn2d_cross_fit.csv")
+    cross_fit_predictions = File("cnn2d_cross_fit_predictions.csv")
+    cross_fit_summary = File("cross_fit.json")
+    folds = File("cross_fit")
+
+    def signature_features(self, cross_fit: int) -> Path:
+        """The table the survival signature reads: the cross-fitted head outputs when
+        ``cross_fit`` (the run's ``deep2d_cross_fit``) is on, else the 512 features."""
+        return self.cross_fitted if cross_fit else self.features
 
 
 class GradeFiles(Artifacts):

@@ -105,7 +105,10 @@ class Deep3DOOFStage(RunStage):
 
 
 class Deep2DStage(RunStage):
-    """2D dual-task ResNet18 on LGG patients of the survival training cohort only."""
+    """2D dual-task ResNet18 on LGG patients of the survival training cohort only; with
+    ``deep2d.cross_fit`` also that many fold networks, whose out-of-fold head outputs of the
+    training patients (:func:`gliorad.features.deep2d.cnn2d_cross_fit`) are the signature's deep
+    columns instead of the 512 in-sample features."""
 
     name = "deep2d"
     description = "2D dual-task ResNet18 (LGG, survival training cohort)"
@@ -122,17 +125,33 @@ class Deep2DStage(RunStage):
         weights = cfg.imagenet_weights
         return {"deep2d": cfg.deep2d.model_dump(mode="json"),
                 "imagenet_weights": file_hash(weights) if weights else None,
-                "train_cohort": survival_training_name(cfg)}  # not in split.csv's content
+                "train_cohort": survival_training_name(cfg),  # not in split.csv's content
+                # off: left out, so that workspaces made before the option keep their fingerprint
+                **({"cross_fit": cfg.deep2d_cross_fit, "seed": cfg.run.seed}
+                   if cfg.deep2d_cross_fit else {})}
+
+    def describe(self, cfg: RunConfig) -> str:
+        if not cfg.deep2d_cross_fit:
+            return self.description
+        return (f"{self.description}, and {cfg.deep2d_cross_fit} cross-fitted networks: "
+                "out-of-fold head outputs for the signature")
 
     def run(self, ctx: StageContext, cfg: RunConfig) -> None:
-        from gliorad.features.deep2d import deep_features_2d
+        from gliorad.features.deep2d import cnn2d_cross_fit, deep_features_2d
 
         cohort = load_cohort(ctx, cfg)
         sp, masks = _with_tumour(ctx, cfg, Deep2DFiles(ctx.work_dir).excluded)
         lgg = sp[sp["grade_group"] == "LGG"]
         train_ids = ids_of(lgg, "survival_cohort", survival_training_name(cfg))
-        deep_features_2d(cohort, clinical_path(ctx), train_ids, ctx.work_dir, cfg.deep2d,
-                         imagenet_weights=cfg.imagenet_weights,
-                         ids=lgg["patient_id"].astype(str).tolist(), masks=masks,
-                         progress=progress(), n_jobs=cfg.run.n_jobs)
+        options = {"imagenet_weights": cfg.imagenet_weights,
+                   "ids": lgg["patient_id"].astype(str).tolist(), "masks": masks,
+                   "progress": progress(), "n_jobs": cfg.run.n_jobs}
+        if cfg.deep2d_cross_fit:
+            res = cnn2d_cross_fit(cohort, clinical_path(ctx), train_ids, ctx.work_dir, cfg.deep2d,
+                                  folds=cfg.deep2d_cross_fit, seed=cfg.run.seed, **options)
+            for note in res.summary["notes"]:
+                ctx.log.warning(note)
+        else:
+            deep_features_2d(cohort, clinical_path(ctx), train_ids, ctx.work_dir, cfg.deep2d,
+                             **options)
         copy_tree(ctx.work_dir, ctx.out_dir)

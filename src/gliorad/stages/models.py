@@ -168,6 +168,8 @@ class SurvivalStage(RunStage):
     def settings(self, cfg: RunConfig) -> dict[str, Any]:
         return {"survival": cfg.survival.model_dump(mode="json"), "masks": mask_source(cfg),
                 **strict(cfg),
+                # which deep table the signature reads (off: left out, fingerprints kept)
+                **({"deep2d_cross_fit": cfg.deep2d_cross_fit} if cfg.deep2d_cross_fit else {}),
                 **({} if cfg.clinical.missing == "exclude" else {"missing": cfg.clinical.missing})}
 
     def run(self, ctx: StageContext, cfg: RunConfig) -> None:
@@ -182,7 +184,8 @@ class SurvivalStage(RunStage):
         records = {"features": cleaned}
         if with_deep:
             deep, records["deep_features"] = read_features(
-                Deep2DFiles.of(ctx).features, first_column_id=True, nonfinite=nonfinite)
+                Deep2DFiles.of(ctx).signature_features(cfg.deep2d_cross_fit),
+                first_column_id=True, nonfinite=nonfinite)
             feats = feats.join(deep, how="inner")
         for rec in records.values():
             for line in rec.warnings():
@@ -193,7 +196,9 @@ class SurvivalStage(RunStage):
         out = SurvivalFiles(ctx.out_dir)
         write_analysis(analysis, out.analysis,
                        {"config": cfg.survival.model_dump(mode="json"), "masks": mask_source(cfg),
-                        "deep_features": with_deep},
+                        "deep_features": with_deep,
+                        **({"deep_features_cross_fit": cfg.deep2d_cross_fit}
+                           if cfg.deep2d_cross_fit else {})},
                        table_cleaning={k: rec.to_dict() for k, rec in records.items()})
         save_bundle(analysis.models, out.bundle)
 
@@ -279,8 +284,9 @@ def training_ranges(ctx: StageContext, cfg: RunConfig, done: list[str],
 
         models = load_bundle(SurvivalFiles.of(ctx).bundle)
         table = read_table(RadiomicsFiles.of(ctx).table(mask_source(cfg)))
-        if "deep2d" in done and Deep2DFiles.of(ctx).features.is_file():
-            table = table.join(read_table(Deep2DFiles.of(ctx).features), how="inner")
+        deep = ("deep2d" in done and Deep2DFiles.of(ctx).signature_features(cfg.deep2d_cross_fit))
+        if deep and deep.is_file():
+            table = table.join(read_table(deep), how="inner")
         train = set(sp.loc[sp["survival_cohort"] == survival_training_name(cfg), "patient_id"])
         cols = list(models.signature.features_)
         rows = table.loc[table.index.isin(train)].reindex(columns=cols).astype(float)
