@@ -29,6 +29,7 @@ from gliorad.training_config import TrainConfig
 
 __all__ = [
     "BORDER_MODES",
+    "CROSS_FIT_COLUMNS_2D",
     "DEEP2D_PRESETS",
     "DEEP3D_PRESETS",
     "DUAL_GRADE_HEADS",
@@ -90,6 +91,10 @@ SURVIVAL_LOSSES: dict[str, str] = {
     "censored_l1": "L1 on log survival time in years; censored patients penalised only when the "
                    "prediction is below their censoring time",
 }
+#: The 2D network's cross-fitted columns (``deep2d.cross_fit``; :func:`gliorad.features.deep2d.
+#: cnn2d_cross_fit`), per task of the dual head: the probability of grade III and the risk score
+#: (higher = worse); named here so that the bundle's checks know them without torch.
+CROSS_FIT_COLUMNS_2D: dict[str, str] = {"grade": "cnn2d_oof_grade", "risk": "cnn2d_oof_risk"}
 
 
 def check_inputs(sequences: Sequence[str], size: Sequence[int]) -> None:

@@ -87,6 +87,7 @@ from gliorad.crop import slice_stack
 from gliorad.errors import GlioradInputError, check_option
 from gliorad.features import deep, deep_train
 from gliorad.features.config import (  # noqa: F401  (Net2DConfig: its old home)
+    CROSS_FIT_COLUMNS_2D,
     DEEP2D_PRESETS,
     SURVIVAL_LOSSES,
     Deep2DConfig,
@@ -500,7 +501,7 @@ CROSS_FIT_SUMMARY = "cross_fit.json"
 CROSS_FIT_FOLDS = "cross_fit"
 #: The cross-fitted columns, per task of the dual head: the probability of grade III and the
 #: risk score (higher = worse), the only outputs comparable between networks.
-OOF_COLUMNS = {"grade": f"{deep.PREFIX_2D}oof_grade", "risk": f"{deep.PREFIX_2D}oof_risk"}
+OOF_COLUMNS = CROSS_FIT_COLUMNS_2D
 _HEAD_COLUMN = {"grade": "probability_grade_iii", "risk": "risk_score"}  # in the predictions
 _TASK_MASK = {"grade": "grade_mask", "risk": "surv_mask"}  # in the training targets
 
