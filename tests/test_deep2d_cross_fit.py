@@ -18,35 +18,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
+# the deep-feature tests' 12 patients (9 LGG: 4 II, 5 III, 5 deaths; 3 HGG) and tiny 2D
+# settings (32x32 slices, widths 4-16, 2 epochs)
+from test_deep_features import cfg2d, small_cohort
+
 from gliorad.errors import GlioradInputError
 from gliorad.features import deep, deep2d
-from gliorad.features.config import Deep2DConfig, Net2DConfig
-from gliorad.features.deep import with_changes
-from gliorad.training_config import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")  # tests/conftest.py
-
-GRADE, RISK = deep2d.OOF_COLUMNS["grade"], deep2d.OOF_COLUMNS["risk"]
 
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):
-    """12 synthetic patients at 4 mm (seed 3): 9 LGG (4 II, 5 III; 5 deaths), 3 HGG."""
-    from gliorad.clinical import read_clinical
-    from gliorad.cohort import discover_cohort
-    from gliorad.synthetic import SynthConfig, generate_cohort
-
-    root = tmp_path_factory.mktemp("deep2d_cf") / "cohort"
-    generate_cohort(root, SynthConfig(n_patients=12, seed=3, spacing=4.0, grade_slope=2.5,
-                                      infiltration_slope=0.0, mismatch_slope=0.0), n_jobs=1)
-    return discover_cohort(root), read_clinical(root / "clinical.csv")
+    return small_cohort(tmp_path_factory.mktemp("deep2d_cf") / "cohort")
 
 
-def cfg2d(**kw) -> Deep2DConfig:
-    base = Deep2DConfig(size=(32, 32), net=Net2DConfig(widths=(4, 8, 8, 16), hidden=8),
-                        val_fraction=0.0, weights="last", predict_batch_size=1,
-                        train=TrainConfig(epochs=2, batch_size=4, monitor="train_loss"))
-    return with_changes(base, kw) if kw else base
+GRADE, RISK = deep2d.OOF_COLUMNS["grade"], deep2d.OOF_COLUMNS["risk"]
 
 
 def training_ids(clin: pd.DataFrame) -> list[str]:

@@ -48,15 +48,19 @@ TINY = (4, 8, 8, 16)
 pytestmark = pytest.mark.usefixtures("torch_one_thread")  # tests/conftest.py
 
 
-@pytest.fixture(scope="module")
-def cohort(tmp_path_factory):
-    """12 synthetic patients at 4 mm (seed 3, grade from malignancy only: 9 LGG (4 II, 5 III), 3 HGG)."""
+def small_cohort(root):
+    """12 synthetic patients at 4 mm (seed 3, grade from malignancy only: 9 LGG (4 II, 5 III;
+    5 deaths), 3 HGG) in ``root``: (cohort, clinical table)."""
     from gliorad.synthetic import SynthConfig, generate_cohort
 
-    root = tmp_path_factory.mktemp("deep") / "cohort"
     generate_cohort(root, SynthConfig(n_patients=12, seed=3, spacing=4.0, grade_slope=2.5,
                                       infiltration_slope=0.0, mismatch_slope=0.0), n_jobs=1)
     return discover_cohort(root), read_clinical(root / "clinical.csv")
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    return small_cohort(tmp_path_factory.mktemp("deep") / "cohort")
 
 
 def cfg3d(**kw) -> Deep3DConfig:
