@@ -458,10 +458,14 @@ def _describe(dirs: Mapping[str, Path]) -> tuple[dict[str, dict[str, Any]], dict
         minfo = read_model_info(dirs["grading"])
         cols = [str(c) for c in model.feature_names_in_]
         columns["grading"] = cols
-        comps["grading"] = {"kind": "GradingModel (skops)", "needs": {
+        # the paper's model (stacked or not) as before; another candidate by its class, with
+        # the grading.model setting and, for auto, the chosen candidate (model.json)
+        choice = {k: minfo[k] for k in ("model", "chosen") if k in minfo}
+        kind = "GradingModel" if "model" not in minfo else type(model).__name__
+        comps["grading"] = {"kind": f"{kind} (skops)", "needs": {
             "feature_columns": len(cols), "selected_features": minfo.get("selected_features"),
             "threshold": float(minfo.get("threshold", 0.5)),
-            "positive_class": minfo.get("positive_class", "HGG")}}
+            "positive_class": minfo.get("positive_class", "HGG"), **choice}}
     if "survival" in dirs:
         from gliorad.survival.bundle import load_bundle
 

@@ -25,7 +25,8 @@ from gliorad.commands._common import (
 from gliorad.errors import GlioradInputError
 
 app = command_group(
-    "grade", "Grade HGG vs LGG from a feature table: the paper's selection + SVM model.")
+    "grade", "Grade HGG vs LGG from a feature table: the paper's selection + SVM model, another "
+    "candidate, or the one chosen by inner cross-validation (--model auto).")
 
 FeaturesOpt = Annotated[Path, typer.Option(
     "--features", help="Feature table (CSV/TSV/Parquet): one row per patient, an id column.")]
@@ -50,6 +51,14 @@ def _run_options(
     exclude: Annotated[str | None, typer.Option(
         help="Comma-separated non-feature columns to ignore (e.g. centre,age).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (overrides the config).")] = None,
+    model: Annotated[str | None, typer.Option(
+        "--model", help="paper (the paper's recipe, default), auto (the candidate with the best "
+        "inner cross-validated AUC on the training patients, nested in every evaluation fold), "
+        "or a candidate: logistic_l1, logistic_enet, svm, rf, extra_trees, hgb, ensemble "
+        "(overrides the config).")] = None,
+    candidates: Annotated[str | None, typer.Option(
+        help="Comma-separated candidates that auto and ensemble search (default: all), e.g. "
+        "paper,rf,logistic_l1.")] = None,
     jobs: Annotated[int, typer.Option(min=1, help="Folds fitted in parallel.")] = 2,
     overwrite: OverwriteOpt = False,
 ) -> None:
@@ -63,13 +72,13 @@ RUN_NO_EXCLUDE = RUN.without("exclude")
 
 
 def _config(run: SimpleNamespace, **overrides):
-    """The grading settings: ``--preset``, then ``--config``, then ``--seed`` and ``overrides``
-    (those given)."""
+    """The grading settings: ``--preset``, then ``--config``, then ``--seed``, ``--model``,
+    ``--candidates`` and ``overrides`` (those given)."""
     from gliorad.grading.config import GradingConfig
 
     preset, config = run.preset, run.config
     cfg = GradingConfig.from_yaml(config, preset) if config else GradingConfig.preset(preset)
-    overrides["seed"] = run.seed
+    overrides.update(seed=run.seed, model=run.model, candidates=run.candidates)
     upd = {k: v for k, v in overrides.items() if v is not None}
     return GradingConfig.from_dict({**cfg.model_dump(), **upd}, "command-line options") if upd \
         else cfg
@@ -151,7 +160,21 @@ def cv(
     if scheme == "cv":
         typer.echo(f"mean AUC over {cfg.cv_repeats} repeat(s): {m['auc_mean']:.3f}"
                    + (f" (SD {m['auc_sd']:.3f})" if m.get("auc_sd") is not None else ""))
+    if "candidates" in m:
+        _echo_candidates(m["candidates"]["table"])
     typer.echo(f"wrote {res.out}")
+
+
+def _echo_candidates(rows: list[dict[str, Any]]) -> None:
+    """The candidates table of an automatic choice (candidates.csv), one line per candidate."""
+    typer.echo("candidates (outer AUC, 95% CI; paired DeLong P vs paper; chosen in folds):")
+    for r in rows:
+        ci = (f" ({r['auc_ci_low']:.3f}-{r['auc_ci_high']:.3f})" if r["auc"] is not None
+              else "")
+        p = f", P vs paper {r['p_vs_paper']:.3g}" if r["p_vs_paper"] is not None else ""
+        chosen = (f", chosen {r['n_chosen']:.0f}x" if r["n_chosen"] is not None else "")
+        note = f" [{r['note']}]" if r["note"] else ""
+        typer.echo(f"  {r['candidate']:<14} AUC {_fmt(r['auc'])}{ci}{p}{chosen}{note}")
 
 
 @app.command()
@@ -174,12 +197,26 @@ def fit(
                       stack_columns=tuple(stack_column or ()), nonfinite=nonfinite)
     if _up_to_date(res):
         return
-    typer.echo(f"selected features: {', '.join(res.metrics['selected_features'])}")
-    if "stack_weights" in res.metrics:
+    m = res.metrics
+    if "chosen" in m:
+        typer.echo(f"model {m['model']}: chose {m['chosen']} ({m['choice_reason']})")
+    elif "model" in m:
+        typer.echo(f"model: {m['model']}")
+    selected = m["selected_features"]
+    shown = ", ".join(selected[:30]) + (f" ... ({len(selected)} in all)" if len(selected) > 30
+                                        else "")
+    typer.echo(f"selected features: {shown}")
+    if "stack_weights" in m:
         typer.echo("stack weights (log-odds): " + ", ".join(
-            f"{k} {v:+.3f}" for k, v in res.metrics["stack_weights"].items()))
-    typer.echo(f"SVM C={res.metrics['best_params']['C']:g}, "
-               f"gamma={res.metrics['best_params']['gamma']:g}; wrote {res.out}/model.skops")
+            f"{k} {v:+.3f}" for k, v in m["stack_weights"].items()))
+    params = m["best_params"]
+    if "C" in params and "gamma" in params:
+        typer.echo(f"SVM C={params['C']:g}, gamma={params['gamma']:g}; wrote "
+                   f"{res.out}/model.skops")
+    else:
+        tuned = ", ".join(f"{k}={v}" for k, v in params.items()
+                          if k not in ("model", "stack_weights"))
+        typer.echo(f"{tuned + '; ' if tuned else ''}wrote {res.out}/model.skops")
 
 
 @app.command()

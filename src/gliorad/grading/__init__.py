@@ -3,6 +3,12 @@
 - :mod:`.config` — :class:`GradingConfig` (pydantic) with ``paper`` and ``demo`` presets
 - :mod:`.model` — :class:`GradingModel` (impute -> z-score -> Levene -> LASSO -> RF top-k ->
   tuned SVM, one scikit-learn estimator) and :class:`TunedSVC`
+- :mod:`.candidates` — the other candidates (L1 / elastic-net logistic, RBF SVM on all
+  features, random forest, extra trees, gradient boosting, soft vote), :data:`CANDIDATES`
+- :mod:`.auto` — :class:`AutoGradingModel` (the candidate chosen by inner CV,
+  ``grading.model: auto``) and :func:`make_candidate`
+- :mod:`.comparison` — every candidate's outer AUC, DeLong P against the paper's recipe,
+  choice and selection frequencies (``candidates.csv``)
 - :mod:`.evaluate` — leak-free repeated CV / split evaluation, metrics with DeLong CIs,
   :func:`compare_models` (paired DeLong tests)
 - :mod:`.paper` — the paper's Tables S3, 1 and 2 (:func:`paper_tables`)
@@ -25,6 +31,16 @@ from gliorad.grading.config import PRESETS, GradingConfig
 from gliorad.lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from gliorad.grading.auto import AutoGradingModel, make_candidate
+    from gliorad.grading.candidates import (
+        CANDIDATES,
+        BoostingGrader,
+        ForestGrader,
+        LogisticGrader,
+        SoftVoteGrader,
+        SVMGrader,
+    )
+    from gliorad.grading.comparison import CandidateResult
     from gliorad.grading.evaluate import (
         GradingResult,
         binary_metrics,
@@ -40,6 +56,10 @@ if TYPE_CHECKING:
 #: module that defines it: loaded on first access, so that ``gliorad.grading.config`` -- what a
 #: run config's check needs -- stays light.
 _LAZY: dict[str, str] = {
+    **dict.fromkeys(["AutoGradingModel", "make_candidate"], "auto"),
+    **dict.fromkeys(["CANDIDATES", "BoostingGrader", "ForestGrader", "LogisticGrader",
+                     "SVMGrader", "SoftVoteGrader"], "candidates"),
+    "CandidateResult": "comparison",
     **dict.fromkeys(["GradingResult", "binary_metrics", "compare_models",
                      "cross_validate_grading", "split_evaluate_grading"], "evaluate"),
     **dict.fromkeys(["GradingModel", "TunedSVC"], "model"),
@@ -48,16 +68,25 @@ _LAZY: dict[str, str] = {
 }
 
 __all__ = [
+    "CANDIDATES",
     "PRESETS",
+    "AutoGradingModel",
+    "BoostingGrader",
+    "CandidateResult",
+    "ForestGrader",
     "GradingConfig",
     "GradingModel",
     "GradingResult",
+    "LogisticGrader",
     "PaperTables",
+    "SVMGrader",
+    "SoftVoteGrader",
     "TunedSVC",
     "binary_metrics",
     "compare_models",
     "cross_validate_grading",
     "load_model",
+    "make_candidate",
     "paper_tables",
     "save_model",
     "split_evaluate_grading",

@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_serializer, model_validator
 
 from gliorad.errors import GlioradInputError
-from gliorad.grading.defaults import PAPER_C, PAPER_GAMMA
+from gliorad.grading.defaults import CANDIDATE_NAMES, MODEL_CHOICES, PAPER_C, PAPER_GAMMA
 from gliorad.settings import Presets, Strict, read_yaml_mapping, validate
 
 __all__ = ["EVALUATION_FIELDS", "MODEL_NAMES", "PAPER_C", "PAPER_GAMMA", "PRESETS",
@@ -20,8 +20,11 @@ __all__ = ["EVALUATION_FIELDS", "MODEL_NAMES", "PAPER_C", "PAPER_GAMMA", "PRESET
 #: :class:`~gliorad.grading.model.GradingModel` parameters whose setting has another name; every
 #: other parameter (but ``n_jobs``, the caller's) is the setting of its own name.
 MODEL_NAMES: dict[str, str] = {"random_state": "seed"}
-#: Settings of the evaluation, not of the model (``seed`` serves both).
-EVALUATION_FIELDS = ("threshold", "cv_splits", "cv_repeats", "split_ratios", "seed")
+#: Settings of the evaluation and of the choice of model, not parameters of the paper's model
+#: (``seed`` serves both; ``model`` and ``candidates`` pick the estimator, see
+#: :meth:`GradingConfig.make_model`).
+EVALUATION_FIELDS = ("threshold", "cv_splits", "cv_repeats", "split_ratios", "seed", "model",
+                     "candidates")
 
 
 class GradingConfig(Strict):
@@ -40,6 +43,15 @@ class GradingConfig(Strict):
     Evaluation: ``cv_repeats`` x ``cv_splits`` repeated stratified CV, or a stratified split with
     ``split_ratios`` (train, validation, test; paper 6:2:2). ``threshold`` turns the HGG
     probability into a call for accuracy, sensitivity, precision and specificity.
+
+    Model (not in the paper): ``model`` is ``paper`` (the recipe above, the default), the name of
+    another candidate of :mod:`gliorad.grading.candidates` (``logistic_l1``, ``logistic_enet``,
+    ``svm``, ``rf``, ``extra_trees``, ``hgb``, ``ensemble``), or ``auto``: the candidate with the
+    best ``inner_cv``-fold cross-validated AUC on the training patients
+    (:class:`~gliorad.grading.auto.AutoGradingModel`; nested in every evaluation fold).
+    ``candidates`` limits what ``auto`` (and ``ensemble``) search; None: all. Both are left out
+    of the dumped settings at their defaults, so that results made before they existed keep
+    their fingerprints.
     """
 
     impute: Literal["median", "mean"] = "median"
@@ -65,6 +77,54 @@ class GradingConfig(Strict):
     cv_repeats: int = Field(3, ge=1)
     split_ratios: tuple[float, float, float] = (0.6, 0.2, 0.2)
     seed: int = 0
+    model: str = Field("paper", description="paper, auto, or a candidate's name "
+                       "(gliorad.grading.candidates)")
+    candidates: tuple[str, ...] | None = Field(
+        None, description="the candidates auto and ensemble search (None: all)")
+
+    @model_serializer(mode="wrap")
+    def _omit_default_model(self, handler: Any) -> dict[str, Any]:
+        # the default model and candidates are left out, so the settings (stage fingerprints,
+        # model folders, bundles) of runs made before these options existed stay the same
+        out = handler(self)
+        if isinstance(out, dict):
+            if self.model == "paper":
+                out.pop("model", None)
+            if self.candidates is None:
+                out.pop("candidates", None)
+        return out
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, v: str) -> str:
+        if v not in MODEL_CHOICES:
+            raise ValueError(f"model {v!r} is not valid; expected one of: "
+                             f"{', '.join(MODEL_CHOICES)}")
+        return v
+
+    @field_validator("candidates", mode="before")
+    @classmethod
+    def _candidate_list(cls, v: Any) -> Any:
+        if isinstance(v, str):  # "rf,svm" (a command line's or a YAML scalar)
+            return tuple(x.strip() for x in v.split(",") if x.strip())
+        return v
+
+    @field_validator("candidates")
+    @classmethod
+    def _known_candidates(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if v is None:
+            return v
+        unknown = [c for c in v if c not in CANDIDATE_NAMES]
+        if unknown:
+            raise ValueError(f"candidates {', '.join(map(repr, unknown))} not known; expected "
+                             f"names among: {', '.join(CANDIDATE_NAMES)}")
+        if not v:
+            raise ValueError("candidates is empty; give at least one of: "
+                             f"{', '.join(CANDIDATE_NAMES)} (or leave it out for all)")
+        twice = sorted({c for c in v if v.count(c) > 1})
+        if twice:
+            raise ValueError(f"candidates lists {', '.join(twice)} more than once")
+        return v
 
     @field_validator("svm_C", "svm_gamma")
     @classmethod
@@ -82,7 +142,20 @@ class GradingConfig(Strict):
             raise ValueError(
                 f"split_ratios {self.split_ratios} must be (train > 0, validation >= 0, "
                 "test > 0) summing to 1, e.g. (0.6, 0.2, 0.2)")
+        need = {"auto": 1, "ensemble": 2}.get(self.model, 0)
+        if len(self.searched()) < need:
+            raise ValueError(
+                f"model {self.model!r} needs at least {need} candidate(s) besides 'ensemble' to "
+                f"search; candidates {list(self.candidates or ())} leave "
+                f"{len(self.searched())}")
         return self
+
+    def searched(self) -> tuple[str, ...]:
+        """The single candidates ``auto`` and ``ensemble`` search (``candidates``, or all; never
+        ``ensemble`` itself), in the tie-breaking order of
+        :data:`~gliorad.grading.defaults.CANDIDATE_NAMES`."""
+        chosen = set(self.candidates or CANDIDATE_NAMES)
+        return tuple(c for c in CANDIDATE_NAMES if c in chosen and c != "ensemble")
 
     # ------------------------------------------------------------------------------ presets
     @classmethod
@@ -118,10 +191,17 @@ class GradingConfig(Strict):
         return params
 
     def make_model(self, n_jobs: int | None = None) -> Any:
-        """The unfitted :class:`~gliorad.grading.model.GradingModel` for these settings."""
+        """The unfitted model of ``model``: the paper's
+        :class:`~gliorad.grading.model.GradingModel` for these settings (the default), another
+        candidate or, for ``auto``, the :class:`~gliorad.grading.auto.AutoGradingModel` over
+        ``candidates`` (:func:`gliorad.grading.auto.make_candidate`)."""
         from gliorad.grading.model import GradingModel
 
-        return GradingModel(**self.model_params(), n_jobs=n_jobs)
+        if self.model == "paper":
+            return GradingModel(**self.model_params(), n_jobs=n_jobs)
+        from gliorad.grading.auto import make_candidate
+
+        return make_candidate(self.model, self, n_jobs=n_jobs)
 
 
 PRESETS = Presets(GradingConfig, {

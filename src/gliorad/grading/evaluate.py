@@ -18,6 +18,12 @@ assignment depends only on the seed and the labels).
 
 For a split (paper: 6:2:2), the model is fitted on the training part and the headline metrics
 are those of the test part; the validation part is reported beside them.
+
+Any model of ``grading.model`` is evaluated the same way. With ``auto``
+(:class:`~gliorad.grading.auto.AutoGradingModel`) the choice of model is nested too: each outer
+training part runs its own inner search, and every candidate is refitted there as well, so the
+result also holds each candidate's outer predictions (``GradingResult.candidates``,
+:mod:`gliorad.grading.comparison`).
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ from sklearn.model_selection import RepeatedStratifiedKFold, train_test_split
 
 from gliorad import stats
 from gliorad.errors import GlioradInputError
+from gliorad.grading.auto import AutoGradingModel
+from gliorad.grading.comparison import CandidateResult, candidate_results, search_record
 from gliorad.grading.config import GradingConfig, cv_problem
 from gliorad.grading.model import GradingModel, fit_quietly
 from gliorad.tables import GradeLabels
@@ -60,6 +68,8 @@ class GradingResult:
     ``predictions`` has one row per (patient, repeat) for CV, or per held-out patient for a
     split: ``patient_id``, ``label`` (1 = HGG), ``probability`` (of HGG), ``fold``, ``repeat``,
     ``split``. ``selection`` has one row per feature that any fold selected at any stage.
+    ``candidates`` (``grading.model: auto`` only) holds every candidate's outer predictions and
+    their table (:class:`~gliorad.grading.comparison.CandidateResult`).
     """
 
     scheme: str
@@ -69,6 +79,7 @@ class GradingResult:
     fits: list[dict[str, Any]]
     config: GradingConfig
     notes: list[str] = field(default_factory=list)
+    candidates: CandidateResult | None = None
 
     def scores(self, repeat: int = 1, split: str | None = None) -> pd.Series:
         """Out-of-sample HGG probabilities indexed by patient id (repeat 1 / the test split)."""
@@ -158,10 +169,18 @@ def _setup(X: pd.DataFrame, y: pd.Series | GradeLabels, config: GradingConfig | 
     return config, X, y, config.make_model() if model is None else model
 
 
+def _searches(model) -> bool:
+    """Whether ``model`` chooses among candidates (then every candidate is reported too)."""
+    return isinstance(model, AutoGradingModel) and model.pick == "best"
+
+
 def _fit_predict(model, X_train, y_train, X_test, n_jobs_inner: int | None):
     est = clone(model).set_params(n_jobs=n_jobs_inner)
+    if _searches(est):  # refit every candidate on this training part: their outer predictions
+        est.set_params(refit="all")
     est, fallback = fit_quietly(est, X_train, y_train)
     prob = est.decision_score(X_test)
+    search = {"search": search_record(est, X_test)} if _searches(est) else {}
     return {
         "probability": prob,
         "stage_features": {k: est.stage_features_[k] for k in est.active_steps_},
@@ -171,6 +190,7 @@ def _fit_predict(model, X_train, y_train, X_test, n_jobs_inner: int | None):
         "inner_auc": est.inner_score_,
         "fallback_warnings": fallback,
         "n_imputed_cells": est.n_imputed_cells_,
+        **search,
     }
 
 
@@ -186,8 +206,10 @@ def _run(tasks, n_jobs: int) -> list[dict[str, Any]]:
 def _selection_table(fits: list[dict[str, Any]]) -> pd.DataFrame:
     """How often each feature survived each stage, over all fitted folds."""
     n = len(fits)
-    # the selection steps that ran (stage_features holds active steps only, rf last)
+    # the selection steps that ran (stage_features holds active steps only, the final one last:
+    # rf for the paper's model, "model" for the other candidates)
     stages = list(fits[0]["stage_features"])
+    final = stages[-1]
     counts: dict[str, dict[str, float]] = {}
     for f in fits:
         for stage in stages:
@@ -198,13 +220,15 @@ def _selection_table(fits: list[dict[str, Any]]) -> pd.DataFrame:
             counts[feat]["_imp"] = counts[feat].get("_imp", 0.0) + imp
     rows = []
     for feat, c in counts.items():
-        n_sel = int(c.get("rf", 0))
+        n_sel = int(c.get(final, 0))
         row = {"feature": feat, "n_selected": n_sel, "frequency": n_sel / n,
                "mean_importance_when_selected": c["_imp"] / n_sel if n_sel else None}
         for stage in stages[:-1]:
             row[f"{stage}_frequency"] = c.get(stage, 0) / n
         rows.append(row)
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows, columns=["feature", "n_selected", "frequency",
+                                        "mean_importance_when_selected",
+                                        *[f"{stage}_frequency" for stage in stages[:-1]]])
     return table.sort_values(["n_selected", "feature"], ascending=[False, True],
                              ignore_index=True)
 
@@ -212,11 +236,14 @@ def _selection_table(fits: list[dict[str, Any]]) -> pd.DataFrame:
 def _fold_records(fits, meta) -> list[dict[str, Any]]:
     out = []
     for f, m in zip(fits, meta, strict=True):
+        search = f.get("search")
+        chosen = ({"chosen": search["chosen"], "choice_reason": search["reason"],
+                   "inner_scores": search["inner"]} if search else {})
         out.append({**m, "selected": f["selected"], "best_params": f["best_params"],
                     "inner_cv_auc": _finite_or_none(f["inner_auc"]),
                     "n_per_stage": {k: len(v) for k, v in f["stage_features"].items()},
                     "fallback_warnings": f["fallback_warnings"],
-                    "n_imputed_cells": f["n_imputed_cells"]})
+                    "n_imputed_cells": f["n_imputed_cells"], **chosen})
     return out
 
 
@@ -299,9 +326,15 @@ def cross_validate_grading(
         "fold_auc": [m["test_auc"] for m in meta],
         "n_fallback_warnings": sum(len(f["fallback_warnings"]) for f in fits),
     }
+    candidates = None
+    if _searches(model):
+        candidates = candidate_results(fits, meta, [test for _, test in splits],
+                                       [np.full(len(test), "cv-test") for _, test in splits],
+                                       X.index, y, pred, "cv")
+        metrics["candidates"] = candidates.block()
     return GradingResult(scheme="cv", predictions=pred, metrics=metrics,
                          selection=_selection_table(fits), fits=_fold_records(fits, meta),
-                         config=config)
+                         config=config, candidates=candidates)
 
 
 # ---------------------------------------------------------------------------------- split
@@ -387,9 +420,14 @@ def split_evaluate_grading(
         "n_fallback_warnings": len(fit["fallback_warnings"]),
     }
     meta = [{"repeat": 1, "fold": 1, "n_train": len(train), "n_test": len(held_out)}]
+    candidates = None
+    if _searches(model):
+        candidates = candidate_results([fit], meta, [held_out], [split_name], X.index, y, pred,
+                                       "split")
+        metrics["candidates"] = candidates.block()
     return GradingResult(scheme="split", predictions=pred, metrics=metrics,
                          selection=_selection_table([fit]), fits=_fold_records([fit], meta),
-                         config=config)
+                         config=config, candidates=candidates)
 
 
 # ----------------------------------------------------------------------------- comparisons

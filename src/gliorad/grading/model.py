@@ -48,7 +48,8 @@ from gliorad.selection import (
     split_k,
 )
 
-__all__ = ["GradingModel", "TunedSVC"]
+__all__ = ["BinaryProbabilityClassifier", "GradingModel", "TunedSVC", "binary_target",
+           "check_class_weight", "fit_quietly", "inner_folds"]
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ STEPS = ("impute", "zscore", "levene", "redundancy", "lasso", "rf", "svm")
 LASSO_CHOICES = ("logistic", "lasso", "none")
 
 
-def _binary_target(name: str, y) -> np.ndarray:
+def binary_target(name: str, y) -> np.ndarray:
     """Refuse anything but a two-class target, with scikit-learn's expected wording."""
     y = np.asarray(y)
     kind = type_of_target(y, input_name="y", raise_unknown=True)
@@ -75,7 +76,7 @@ def _binary_target(name: str, y) -> np.ndarray:
     return classes
 
 
-def _folds(name: str, n_splits: int, y: np.ndarray, random_state) -> StratifiedKFold:
+def inner_folds(name: str, n_splits: int, y: np.ndarray, random_state) -> StratifiedKFold:
     """Stratified folds, fewer when the smallest class is smaller than ``n_splits``."""
     smallest = int(np.unique(y, return_counts=True)[1].min())
     if smallest < 2:
@@ -86,14 +87,14 @@ def _folds(name: str, n_splits: int, y: np.ndarray, random_state) -> StratifiedK
     return StratifiedKFold(min(int(n_splits), smallest), shuffle=True, random_state=random_state)
 
 
-def _check_class_weight(value) -> None:
+def check_class_weight(value) -> None:
     if value is not None and value != "balanced" and not isinstance(value, dict):
         raise GlioradInputError(
             f"class_weight {value!r} is not valid; expected None, 'balanced' or a dict "
             "{class: weight}")
 
 
-class _BinaryProbabilityClassifier(ClassifierMixin):
+class BinaryProbabilityClassifier(ClassifierMixin):
     """A binary classifier (no multi-class) whose ``predict`` is the class with the larger
     ``predict_proba``."""
 
@@ -109,7 +110,7 @@ class _BinaryProbabilityClassifier(ClassifierMixin):
         return tags
 
 
-class TunedSVC(_BinaryProbabilityClassifier, BaseEstimator):
+class TunedSVC(BinaryProbabilityClassifier, BaseEstimator):
     """RBF SVM with ``C`` and ``gamma`` chosen by stratified grid-search CV, then Platt-scaled.
 
     The grid is scored on the mean inner-fold ROC AUC of the SVM's decision function (as
@@ -164,14 +165,14 @@ class TunedSVC(_BinaryProbabilityClassifier, BaseEstimator):
     def fit(self, X, y):
         """Grid-search ``C`` x ``gamma``, then refit the best with probability estimates."""
         X, y = validate_data(self, X, y, dtype=np.float64)
-        _binary_target(type(self).__name__, y)
+        binary_target(type(self).__name__, y)
         grid = {"C": [float(c) for c in np.atleast_1d(self.C_grid)],
                 "gamma": [float(g) for g in np.atleast_1d(self.gamma_grid)]}
         for key, values in grid.items():
             if not values or min(values) <= 0:
                 raise GlioradInputError(
                     f"{key}_grid {values!r} is not valid; expected positive numbers")
-        _check_class_weight(self.class_weight)
+        check_class_weight(self.class_weight)
         if len(grid["C"]) * len(grid["gamma"]) == 1:
             self.best_params_ = {"C": grid["C"][0], "gamma": grid["gamma"][0]}
             self.best_score_ = float("nan")
@@ -181,7 +182,7 @@ class TunedSVC(_BinaryProbabilityClassifier, BaseEstimator):
         self.calibrated_ = CalibratedClassifierCV(
             SVC(kernel="rbf", class_weight=self.class_weight, **self.best_params_),
             method="sigmoid", ensemble=False,
-            cv=_folds(type(self).__name__, self.cv, y, self.random_state),
+            cv=inner_folds(type(self).__name__, self.cv, y, self.random_state),
         ).fit(X, y)
         self.classes_ = self.calibrated_.classes_
         return self
@@ -193,7 +194,7 @@ class TunedSVC(_BinaryProbabilityClassifier, BaseEstimator):
         (grid order: ``C`` outer, ``gamma`` inner; ties go to the first point), without its
         per-fit overhead, which dominates for the small matrices grading produces.
         """
-        folds = list(_folds(type(self).__name__, self.cv, y, self.random_state).split(X, y))
+        folds = list(inner_folds(type(self).__name__, self.cv, y, self.random_state).split(X, y))
         positive = y == np.unique(y)[1]
         points = [(c, g) for c in grid["C"] for g in grid["gamma"]]
 
@@ -234,7 +235,7 @@ class TunedSVC(_BinaryProbabilityClassifier, BaseEstimator):
         return self.calibrated_.predict_proba(X)
 
 
-class GradingModel(_BinaryProbabilityClassifier, BaseEstimator):
+class GradingModel(BinaryProbabilityClassifier, BaseEstimator):
     """The paper's grading model as one estimator (binary: HGG vs LGG).
 
     Steps (``pipeline_`` after fitting; names in :data:`STEPS`):
@@ -351,7 +352,7 @@ class GradingModel(_BinaryProbabilityClassifier, BaseEstimator):
         ]
 
     def _build(self, names: list[str]) -> Pipeline:
-        _check_class_weight(self.class_weight)
+        check_class_weight(self.class_weight)
         check_option("impute", self.impute, ("median", "mean"))
         check_option("levene_center", self.levene_center, LEVENE_CENTERS)
         check_option("levene_test", self.levene_test, LEVENE_TESTS)
@@ -382,7 +383,7 @@ class GradingModel(_BinaryProbabilityClassifier, BaseEstimator):
     def fit(self, X, y):
         """Fit imputation, scaling, selection and the tuned SVM on ``X``, ``y``."""
         X, y = validate_data(self, X, y, dtype=np.float64, ensure_all_finite="allow-nan")
-        _binary_target(type(self).__name__, y)
+        binary_target(type(self).__name__, y)
         names = self._input_names()
         missing = np.isnan(X)
         empty = np.flatnonzero(missing.all(axis=0))

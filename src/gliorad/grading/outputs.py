@@ -14,6 +14,12 @@ Files
 ``folds.json``             per fold: selected features, ``C``/``gamma``, inner-CV AUC, warnings
 ``roc.csv`` / ``roc.png``  ROC curve points per repeat (or per split part) and the figure
 ``provenance.json``        settings, versions, input hashes, seed, command, fingerprint
+
+With ``grading.model: auto`` also (:data:`CANDIDATE_FILES`, :mod:`gliorad.grading.comparison`):
+``candidates.csv`` (every candidate's outer AUC with DeLong CI, paired DeLong P against the
+paper's recipe, how often the inner search chose it, selection frequency),
+``candidate_predictions.csv`` and ``candidate_selection.csv``; ``metrics.json`` then has a
+``candidates`` block and ``folds.json`` each fold's choice and inner scores.
 """
 
 from __future__ import annotations
@@ -31,10 +37,13 @@ from gliorad.io import atomic_path, write_json, write_text
 from gliorad.provenance import record
 from gliorad.provenance import run_folder as shared_run_folder
 
-__all__ = ["RUN_FILES", "plot_roc", "provenance", "run_folder", "write_grading_outputs"]
+__all__ = ["CANDIDATE_FILES", "RUN_FILES", "plot_roc", "provenance", "run_folder",
+           "write_grading_outputs"]
 
 RUN_FILES = ("metrics.json", "predictions.csv", "selected_features.csv", "folds.json",
              "roc.csv", "roc.png", "provenance.json")
+#: Written besides :data:`RUN_FILES` when the model was chosen among candidates.
+CANDIDATE_FILES = ("candidates.csv", "candidate_predictions.csv", "candidate_selection.csv")
 
 
 #: The libraries a grading result depends on (besides gliorad and Python).
@@ -117,6 +126,11 @@ def write_grading_outputs(result: GradingResult, folder: str | Path,
     write_csv(result.predictions, folder / "predictions.csv")
     write_csv(result.selection, folder / "selected_features.csv")
     write_json(result.fits, folder / "folds.json")
+    if result.candidates is not None:
+        for name, table in zip(CANDIDATE_FILES, (result.candidates.table,
+                                                 result.candidates.predictions,
+                                                 result.candidates.selection), strict=True):
+            write_csv(table, folder / name)
     curves = _curves(result)
     rows = [roc_table(y, s).assign(curve=name) for name, (y, s) in curves.items()]
     write_csv(pd.concat(rows, ignore_index=True)[["curve", "fpr", "tpr", "threshold"]],

@@ -42,8 +42,8 @@ from gliorad.tables import (
     resolve_labels,
 )
 
-__all__ = ["StageResult", "read_predictions", "run_compare", "run_cv", "run_evaluate", "run_fit",
-           "run_tables"]
+__all__ = ["StageResult", "model_choice", "read_predictions", "run_compare", "run_cv",
+           "run_evaluate", "run_fit", "run_tables"]
 
 Echo = Callable[[str], None]
 
@@ -120,6 +120,11 @@ def run_fit(
     ``stack_columns``: columns of out-of-sample probabilities of another model (e.g. a CNN's);
     the saved model is then a :class:`~gliorad.grading.stacking.StackedGradingModel` (the
     grading model on the other columns, stacked with these by a logistic regression).
+
+    The model is the settings' ``model`` (:meth:`GradingConfig.make_model`); with ``auto`` the
+    saved model is the :class:`~gliorad.grading.auto.AutoGradingModel` holding the chosen
+    candidate refitted on every patient, and ``model.json`` adds ``model``, ``chosen``,
+    ``choice_reason``, ``choice_rule`` and ``inner_scores`` (see :func:`model_choice`).
     """
     from gliorad.grading.model import fit_quietly
     from gliorad.grading.persist import save_model
@@ -150,6 +155,7 @@ def run_fit(
         model, fallback = fit_quietly(model, X, grade.y.to_numpy())
         stacked = ({"stack_weights": model.stack_weights_, "stack_oof_auc": model.oof_auc_}
                    if stack_columns else {})
+        choice = model_choice(model.base_ if stack_columns else model, config)
         info = {
             "feature_columns": list(X.columns), "positive_class": "HGG",
             "label_meaning": "probability is that of HGG; label 1 = HGG, 0 = LGG",
@@ -160,16 +166,33 @@ def run_fit(
             "config": config.model_dump(mode="json"), "fallback_warnings": fallback,
             "n_imputed_cells": model.n_imputed_cells_, **_alignment_metrics(align, grade),
             "table_cleaning": {"features": cleaning.to_dict()},
-            **stacked, "provenance": prov,
+            **stacked, **choice, "provenance": prov,
         }
         save_model(model, tmp, info)
+        # the paper's importances are its forest's; another candidate's are its own (or none)
+        importance = "rf_importance" if config.model == "paper" else "importance"
         write_csv(pd.DataFrame({"feature": model.selected_features_,
-                                "rf_importance": [model.importances_[f]
-                                                  for f in model.selected_features_]}),
+                                importance: [model.importances_[f]
+                                             for f in model.selected_features_]}),
                   tmp / "selected_features.csv")
         write_json(prov, tmp / "provenance.json")
     return StageResult(Path(out), skipped=False, metrics=info, messages=align.messages(),
                        warnings=warned)
+
+
+def model_choice(model: Any, config: GradingConfig) -> dict[str, Any]:
+    """What ``model.json`` records of the model choice: nothing for the paper's recipe (its
+    ``model.json`` stays as before); the candidate's name otherwise; with ``auto`` (or
+    ``ensemble``) also the chosen candidate, why, the rule and every candidate's inner AUC."""
+    if config.model == "paper":
+        return {}
+    out: dict[str, Any] = {"model": config.model}
+    if hasattr(model, "chosen_"):
+        from gliorad.grading.auto import CHOICE_RULE
+
+        out.update(chosen=model.chosen_, choice_reason=model.choice_reason_,
+                   choice_rule=CHOICE_RULE, inner_scores=[dict(r) for r in model.inner_scores_])
+    return out
 
 
 EVAL_FILES = ("predictions.csv", "provenance.json")

@@ -36,7 +36,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.utils.validation import check_is_fitted
 
 from gliorad.errors import GlioradInputError
-from gliorad.grading.model import GradingModel, _binary_target
+from gliorad.grading.model import GradingModel, binary_target
 
 __all__ = ["STACK_COLUMN_3D", "StackedGradingModel", "logit"]
 
@@ -138,7 +138,7 @@ class StackedGradingModel(ClassifierMixin, BaseEstimator):
         """Out-of-fold radiomics scores, the base model on all patients, then the combiner."""
         Xf, S = self._split(X, fitting=True)
         y = np.asarray(y)
-        _binary_target(type(self).__name__, y)
+        binary_target(type(self).__name__, y)
         self.feature_columns_ = [str(c) for c in Xf.columns]
         self.feature_names_in_ = np.asarray([str(c) for c in X.columns], dtype=object)
         self.n_features_in_ = X.shape[1]
