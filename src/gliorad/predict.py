@@ -394,6 +394,9 @@ def _survival(bundle: ModelBundle, features: Mapping[str, float], clinical: Mapp
         "cutoff_method": models.cutoff_method, "groups": "high: score > cut-off; low: score <= cut-off",
         "population": models.config.population, "training_cohort": models.training,
     }
+    if not sig.features_:  # survival.model 'clinical' (issue 18): no image signature
+        out.update(signature_score=None, risk_group=None, cutoff=None)
+        notes.append(f"no signature score or risk group: {sig.empty_reason_}")
     if models.config.population == "LGG" and predicted_grade == "HGG":
         notes.append("the survival models were fitted on LGG patients and this patient is "
                      "predicted HGG: interpret the survival numbers with caution")
@@ -698,7 +701,7 @@ def _out_of_distribution(b: ModelBundle, features: Mapping[str, float],
                     "patient was not compared with the training patients")
     margin = float(tr.get("margin", ranges.MARGIN))
     out = ranges.out_of_range(tr.get("features") or {}, features, "feature", margin)
-    if survival is not None and tr.get("signature_score"):
+    if survival is not None and tr.get("signature_score") and survival["signature_score"] is not None:
         out += ranges.out_of_range({"signature score": tr["signature_score"]},
                                    {"signature score": survival["signature_score"]}, "survival",
                                    margin)

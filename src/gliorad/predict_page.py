@@ -88,8 +88,11 @@ def summary_page(result: Mapping[str, Any], overlays: Mapping[str, str], display
         rows.append(_row("Dice vs the manual mask in the folder", _num(m["dice_vs_manual"])))
     surv_html = ""
     if s is not None:
-        rows += [_row("Signature score", _num(s["signature_score"])),
-                 _row("Risk group", f"{s['risk_group']} (cut-off {_num(s['cutoff'])})")]
+        if s["signature_score"] is None:  # survival.model 'clinical'
+            rows.append(_row("Signature", "none: the survival model is the clinical model"))
+        else:
+            rows += [_row("Signature score", _num(s["signature_score"])),
+                     _row("Risk group", f"{s['risk_group']} (cut-off {_num(s['cutoff'])})")]
         parts = []
         for which, nom in s["nomograms"].items():
             if not nom.get("computed"):

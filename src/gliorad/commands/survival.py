@@ -87,10 +87,22 @@ def _cli_overrides(
     train_fraction: float | None, sequence: str | None, sequences: str | None,
     deep_prefix: str | None, seed: int | None, jobs: int | None,
     clinical_selection: str | None = None, integrated_selection: str | None = None,
+    model: str | None = None, candidates: str | None = None,
 ) -> dict[str, Any]:
     from gliorad.errors import check_option
+    from gliorad.survival.config import SURVIVAL_CANDIDATES, SURVIVAL_MODELS
 
     out: dict[str, Any] = {}
+    if model is not None:
+        out["model"] = check_option("--model", model, SURVIVAL_MODELS)
+    if candidates is not None:
+        names = [c.strip() for c in candidates.split(",") if c.strip()]
+        unknown = [c for c in names if c not in SURVIVAL_CANDIDATES]
+        if unknown or not names:
+            raise GlioradInputError(
+                f"--candidates {candidates!r}: {', '.join(map(repr, unknown)) or 'no name'} not "
+                f"known; expected a comma-separated list of: {', '.join(SURVIVAL_CANDIDATES)}")
+        out["candidates"] = names
     for key, opt, value in (("clinical_selection", "--clinical-selection", clinical_selection),
                             ("integrated_selection", "--integrated-selection", integrated_selection)):
         if value is not None:
@@ -274,6 +286,18 @@ def _models_summary(metrics: dict[str, Any]) -> None:
         typer.echo(line)
 
 
+def _search_summary(search: dict[str, Any] | None) -> None:
+    """The model search (not with --model paper): each candidate's inner C-index, the choice."""
+    if not search:
+        return
+    typer.echo(f"model {search['setting']}: {search['chosen']} ({search['why']})")
+    for c in search["candidates"]:
+        ext = ", ".join(f"{k} {_fmt(v.get('c_index'))}" for k, v in c["external"].items())
+        typer.echo(f"  {c['name']:<9} inner C {_fmt(c['inner_c_index'])}"
+                   + (f"; after the choice, for reporting: {ext}" if ext else "")
+                   + (f" ({c['reason']})" if c.get("reason") else ""))
+
+
 def _summary(metrics: dict[str, Any]) -> None:
     typer.echo(f"{'cohort':<14}{'role':<10}{'n':>5}{'events':>8}  {'C integrated (95% CI)':<26}"
                f"{'C clinical (95% CI)':<26}{'compare P':>10}{'log-rank P':>12}")
@@ -329,6 +353,13 @@ def _model_options(
     integrated_selection: Annotated[str | None, typer.Option(
         "--integrated-selection", help="Factor rule of the integrated Cox model: paper or "
         "prespecified (every listed factor plus the signature).")] = None,
+    model: Annotated[str | None, typer.Option(
+        "--model", help="How the image signature is made: paper (the paper's signature, the "
+        "default), coxnet, rsf, gbcox, clinical (no signature), or auto (the best inner "
+        "cross-validated C-index in the training cohort; writes candidates.csv).")] = None,
+    candidates: Annotated[str | None, typer.Option(
+        "--candidates", help="Comma-separated candidates --model auto searches (default: all: "
+        "paper,clinical,coxnet,gbcox,rsf).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     jobs: Annotated[int | None, typer.Option(
         "--jobs", min=1, help="Parallel workers (random forests).")] = None,
@@ -383,6 +414,7 @@ def fit(
     typer.echo(f"signature ({len(sig['features'])} features, sequence {sig['sequence']}): {sig['formula']}")
     typer.echo(f"cut-off ({sig['cutoff_method']}): {sig['cutoff']:.4g}; integrated factors: "
                f"{metrics['integrated_factors']}; clinical factors: {metrics['clinical_factors']}")
+    _search_summary(metrics.get("model_search"))
     _models_summary(metrics)
     _summary(metrics)
     typer.echo(f"wrote {inputs.out}")

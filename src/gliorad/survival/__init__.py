@@ -97,6 +97,9 @@ from typing import TYPE_CHECKING
 from gliorad.lazy import lazy_exports
 from gliorad.survival.config import (
     PRESETS,
+    SURVIVAL_CANDIDATES,
+    SURVIVAL_MODELS,
+    SearchConfig,
     SequenceConfig,
     SignatureConfig,
     SplitConfig,
@@ -108,6 +111,14 @@ if TYPE_CHECKING:
     from gliorad.survival.artifacts import AnalysisFiles, CVFiles, write_analysis, write_cv
     from gliorad.survival.bundle import load_bundle, save_bundle
     from gliorad.survival.calibration import CalibrationResult, calibrate_survival
+    from gliorad.survival.candidates import (
+        BoostedSignature,
+        CoxnetSignature,
+        ForestSignature,
+        NoSignature,
+        SignatureModel,
+        make_candidate,
+    )
     from gliorad.survival.coding import (
         FactorCoding,
         prepare_table,
@@ -136,6 +147,7 @@ if TYPE_CHECKING:
     from gliorad.survival.models import SurvivalModels, fit_models
     from gliorad.survival.nomogram import Nomogram, build_nomogram
     from gliorad.survival.plots import plot_calibration, plot_km, plot_nomogram
+    from gliorad.survival.search import ModelSearch, fit_chosen_model, pick_best
     from gliorad.survival.sequence_choice import choose_sequence
     from gliorad.survival.signature import DeepRadiomicsSignature, make_survival_y
     from gliorad.survival.zph import cox_zph
@@ -145,6 +157,8 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(["AnalysisFiles", "CVFiles", "write_analysis", "write_cv"], "artifacts"),
     **dict.fromkeys(["load_bundle", "save_bundle"], "bundle"),
     **dict.fromkeys(["CalibrationResult", "calibrate_survival"], "calibration"),
+    **dict.fromkeys(["BoostedSignature", "CoxnetSignature", "ForestSignature", "NoSignature",
+                     "SignatureModel", "make_candidate"], "candidates"),
     **dict.fromkeys(["FactorCoding", "prepare_table", "read_feature_table", "split_cohorts"], "coding"),
     **dict.fromkeys(["CoxModel"], "cox"),
     **dict.fromkeys(["CoxFit", "CoxSelection", "coef_table", "multivariable_cox",
@@ -157,6 +171,7 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(["SurvivalModels", "fit_models"], "models"),
     **dict.fromkeys(["Nomogram", "build_nomogram"], "nomogram"),
     **dict.fromkeys(["plot_calibration", "plot_km", "plot_nomogram"], "plots"),
+    **dict.fromkeys(["ModelSearch", "fit_chosen_model", "pick_best"], "search"),
     **dict.fromkeys(["choose_sequence"], "sequence_choice"),
     **dict.fromkeys(["DeepRadiomicsSignature", "make_survival_y"], "signature"),
     **dict.fromkeys(["cox_zph"], "zph"),
@@ -165,7 +180,10 @@ _LAZY: dict[str, str] = {
 #: Config names are imported above; the others on first access (:data:`_LAZY`).
 __all__ = [
     "PRESETS",
+    "SURVIVAL_CANDIDATES",
+    "SURVIVAL_MODELS",
     "AnalysisFiles",
+    "BoostedSignature",
     "CVFiles",
     "CVResult",
     "CalibrationResult",
@@ -173,13 +191,19 @@ __all__ = [
     "CoxFit",
     "CoxModel",
     "CoxSelection",
+    "CoxnetSignature",
     "CutpointResult",
     "DeepRadiomicsSignature",
     "FactorCoding",
+    "ForestSignature",
     "LogrankResult",
+    "ModelSearch",
+    "NoSignature",
     "Nomogram",
+    "SearchConfig",
     "SequenceConfig",
     "SignatureConfig",
+    "SignatureModel",
     "SplitConfig",
     "SurvivalAnalysis",
     "SurvivalConfig",
@@ -193,14 +217,17 @@ __all__ = [
     "cox_zph",
     "cross_validate",
     "evaluate_cohort",
+    "fit_chosen_model",
     "fit_models",
     "kaplan_meier",
     "load_bundle",
     "logrank_test",
+    "make_candidate",
     "make_survival_y",
     "median_cutpoint",
     "multivariable_cox",
     "optimal_cutpoint",
+    "pick_best",
     "plot_calibration",
     "plot_km",
     "plot_nomogram",

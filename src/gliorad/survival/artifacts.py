@@ -13,6 +13,7 @@ Analysis folder::
     table_univariate.csv    table3_integrated[_long].csv   table4_clinical[_long].csv
     nomogram_<model>.png    km_<cohort>.png   calibration_<model>_<cohort>_<t>d.png  (+ .svg)
     predictions_<cohort>.csv   calibration.csv   provenance.json   bundle/
+    candidates.csv          the model search (survival.model other than paper, issue 18)
 
 Cross-validation folder: ``metrics.json``, ``cv_folds.csv``, ``cv_out_of_fold.csv``,
 ``km_cv.png`` (+ ``.svg``), ``provenance.json``.
@@ -73,6 +74,8 @@ class AnalysisFiles(_OutputFolder):
     univariate = File("table_univariate.csv")
     calibration = File("calibration.csv")
     bundle = File("bundle")
+    #: The model search's candidates (:meth:`gliorad.survival.search.ModelSearch.table`).
+    candidates = File("candidates.csv")
 
     def paper_table(self, which: str, long: bool = False) -> Path:
         """Table 3 (``integrated``) or 4 (``clinical``); ``long``: the numeric table."""
@@ -203,6 +206,8 @@ def write_analysis(analysis: SurvivalAnalysis, out: Any, provenance: Mapping[str
         write_text(m.signature.ranking_table().to_csv(index=False), files.signature_ranking)
     if m.sequence_choice is not None:
         write_text(m.sequence_choice.table.to_csv(index=False), files.sequence_choice)
+    if m.search is not None:
+        write_text(m.search.table().to_csv(index=False), files.candidates)
     screen = next((sel for sel in (m.selection_integrated, m.selection_clinical)
                    if sel is not None and not sel.univariate.empty), None)
     if screen is not None:

@@ -9,7 +9,12 @@ A bundle is a folder:
     (each model's factor rule, whether it was fitted, whether the integrated model is the
     clinical one, and the reason when a model is absent or equals the other), library versions.
 ``signature.skops``
-    The fitted :class:`DeepRadiomicsSignature` (skops; loaded with an explicit trusted-type list).
+    The fitted :class:`DeepRadiomicsSignature`, or the candidate of ``survival.model`` (issue
+    18: :mod:`gliorad.survival.candidates`; ``bundle.json`` then names it in
+    ``signature_model`` and keeps the search's choice in ``model_search``) (skops; loaded with
+    an explicit trusted-type list). The random survival forest and the boosted Cox model hold
+    scikit-survival estimators: such a bundle loads only with the scikit-survival minor version
+    it was saved with.
 ``cox_integrated.skops``, ``cox_clinical.skops``
     The fitted Cox models as plain dictionaries of arrays and lists (coefficients, covariance,
     design coding, means, Efron baseline), rebuilt into :class:`CoxModel` objects on loading;
@@ -30,6 +35,7 @@ import pandas as pd
 
 from gliorad.errors import GlioradInputError
 from gliorad.survival._design import Design, Term
+from gliorad.survival.candidates import SignatureModel
 from gliorad.survival.coding import FactorCoding
 from gliorad.survival.config import SurvivalConfig
 from gliorad.survival.cox import CoxModel
@@ -38,11 +44,29 @@ from gliorad.survival.models import SurvivalModels, build_nomograms
 from gliorad.survival.signature import DeepRadiomicsSignature
 
 FORMAT_VERSION = 1
-#: Types skops may instantiate from ``signature.skops`` (besides its built-in safe types).
-TRUSTED_TYPES = ["gliorad.survival.signature.DeepRadiomicsSignature"]
+#: Types skops may instantiate from ``signature.skops`` (besides its built-in safe types): the
+#: paper's signature, the candidates, and the scikit-learn / scikit-survival internals of the
+#: forest and the boosted model (checked by the tests against ``skops.io.get_untrusted_types``).
+TRUSTED_TYPES = [
+    "gliorad.survival.signature.DeepRadiomicsSignature",
+    "gliorad.survival.candidates.BoostedSignature",
+    "gliorad.survival.candidates.CoxnetSignature",
+    "gliorad.survival.candidates.ForestSignature",
+    "gliorad.survival.candidates.NoSignature",
+    "sklearn.tree._tree.Tree",
+    "sksurv.ensemble.boosting.GradientBoostingSurvivalAnalysis",
+    "sksurv.ensemble.forest.RandomSurvivalForest",
+    "sksurv.ensemble.survival_loss.CoxPH",
+    "sksurv.functions.StepFunction",
+    "sksurv.linear_model.coxph.BreslowEstimator",
+    "sksurv.tree.tree.SurvivalTree",
+]
+#: Candidates whose saved state is scikit-survival's (not portable across its minor versions).
+SKSURV_STATE = ("rsf", "gbcox")
 
 __all__ = [
     "FORMAT_VERSION",
+    "SKSURV_STATE",
     "TRUSTED_TYPES",
     "cox_from_dict",
     "cox_to_dict",
@@ -159,6 +183,10 @@ def save_bundle(models: SurvivalModels, folder: str | Path) -> Path:
         "signature_formula": models.signature.formula_text(),
         "versions": versions(),
     }
+    if models.search is not None:  # a model other than the paper's (its bundles keep their bytes)
+        meta["signature_model"] = models.search.chosen
+        meta["model_search"] = {k: v for k, v in models.search.to_dict().items()
+                                if k in ("setting", "chosen", "why", "inner_folds")}
     write_json(meta, folder / "bundle.json")
     return folder
 
@@ -176,6 +204,16 @@ def _load_skops(path: Path, trusted: list[str]) -> Any:
     if untrusted:
         raise GlioradInputError(f"{path}: refusing to load untrusted type(s) {untrusted}")
     return sio.loads(data, trusted=trusted)
+
+
+def _check_sksurv(meta_path: Path, saved: str | None, kind: str) -> None:
+    """A bundle whose signature holds scikit-survival state loads with the same minor version."""
+    now = versions().get("scikit-survival")
+    if saved is None or now is None or saved.split(".")[:2] != now.split(".")[:2]:
+        raise GlioradInputError(
+            f"{meta_path}: the signature ({kind}) was saved with scikit-survival {saved}; "
+            f"scikit-survival {now} is installed: install scikit-survival=={saved} (its saved "
+            "state is not portable across minor versions), or refit the survival models")
 
 
 def load_bundle(folder: str | Path) -> SurvivalModels:
@@ -196,9 +234,13 @@ def load_bundle(folder: str | Path) -> SurvivalModels:
             f"{meta_path}: bundle format {meta.get('format')!r} is not supported (expected {FORMAT_VERSION})"
         )
     cfg = SurvivalConfig.model_validate(meta["config"])
+    kind = meta.get("signature_model", "paper")
+    if kind in SKSURV_STATE:
+        _check_sksurv(meta_path, (meta.get("versions") or {}).get("scikit-survival"), kind)
     signature = _load_skops(folder / "signature.skops", TRUSTED_TYPES)
-    if not isinstance(signature, DeepRadiomicsSignature):
-        raise GlioradInputError(f"{folder / 'signature.skops'}: does not hold a DeepRadiomicsSignature")
+    if not isinstance(signature, DeepRadiomicsSignature | SignatureModel):
+        raise GlioradInputError(f"{folder / 'signature.skops'}: does not hold a DeepRadiomicsSignature "
+                                "or a survival candidate (gliorad.survival.candidates)")
     fits = {}
     for which in ("integrated", "clinical"):
         path = folder / f"cox_{which}.skops"

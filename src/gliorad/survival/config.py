@@ -13,7 +13,7 @@ import math
 import warnings
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_serializer
 
 from gliorad.settings import Presets, Strict
 
@@ -29,7 +29,10 @@ __all__ = [
     "EVENT",
     "PRESETS",
     "SIGNATURE",
+    "SURVIVAL_CANDIDATES",
+    "SURVIVAL_MODELS",
     "TIME",
+    "SearchConfig",
     "SequenceConfig",
     "SignatureConfig",
     "SplitConfig",
@@ -118,6 +121,39 @@ class SignatureConfig(Strict):
                           "None: one ranking (the paper's)")
 
 
+#: The survival candidates (``survival.model: NAME``), in the order that breaks ties of the
+#: automatic choice: the paper's signature first, then the simpler models (the pre-specified
+#: clinical model, the Cox elastic net), the tree ensembles last (:mod:`gliorad.survival.candidates`).
+SURVIVAL_CANDIDATES = ("paper", "clinical", "coxnet", "gbcox", "rsf")
+#: Every value of ``survival.model``: a candidate, or ``auto`` (chosen by inner cross-validation
+#: in the training cohort, :mod:`gliorad.survival.search`).
+SURVIVAL_MODELS = ("paper", "auto", *SURVIVAL_CANDIDATES[1:])
+
+
+class SearchConfig(Strict):
+    """Settings of the candidates besides the paper's signature, and of the inner
+    cross-validation that scores them (not in the paper; :mod:`gliorad.survival.search`).
+
+    ``inner_folds``: stratified folds (on the event) of the training cohort in which ``auto``
+    scores every candidate, also the folds of the Cox elastic net's penalty search (both fewer
+    when the training cohort has fewer events or censored patients). ``coxnet_*``: the Cox
+    elastic net on all z-scored features (mixing, penalties on the path, smallest penalty as a
+    fraction of the largest). ``rsf_*``: the random survival forest (trees, leaf size).
+    ``gbcox_*``: gradient-boosted Cox model (trees, learning rate, row subsample, depth).
+    """
+
+    inner_folds: int = Field(5, ge=2)
+    coxnet_l1_ratio: float = Field(0.5, gt=0.0, le=1.0)
+    coxnet_n_alphas: int = Field(30, ge=2)
+    coxnet_alpha_min_ratio: float = Field(0.01, gt=0.0, lt=1.0)
+    rsf_trees: int = Field(200, ge=1)
+    rsf_min_samples_leaf: int = Field(10, ge=1)
+    gbcox_trees: int = Field(200, ge=1)
+    gbcox_learning_rate: float = Field(0.05, gt=0.0, le=1.0)
+    gbcox_subsample: float = Field(0.8, gt=0.0, le=1.0)
+    gbcox_max_depth: int = Field(2, ge=1)
+
+
 DEFAULT_FACTORS = ["age", "sex", "location", "grade", "laterality", "histology", "enhancement"]
 DEFAULT_REFERENCES = {
     "sex": "F", "location": "frontal", "grade": "II", "laterality": "left",
@@ -139,6 +175,17 @@ class SurvivalConfig(Strict):
     P < ``p_threshold``, refitted. ``prespecified`` (the rms / TRIPOD habit): every usable factor
     of ``factors`` (the integrated model adds the signature), no P-value selection; a factor with
     a single level or that cannot be estimated in the training cohort is left out with a warning.
+
+    ``model`` (not in the paper) decides how the image signature is made: ``paper`` (the paper's
+    deep-radiomics signature, the default), ``coxnet`` (Cox elastic net on all fused features),
+    ``rsf`` (random survival forest), ``gbcox`` (gradient-boosted Cox model), ``clinical`` (no
+    signature: the integrated model is the clinical model), or ``auto``: the candidate whose
+    integrated model has the best inner cross-validated C-index in the training cohort
+    (:mod:`gliorad.survival.search`; external cohorts never influence the choice).
+    ``candidates`` limits what ``auto`` searches (None: all of :data:`SURVIVAL_CANDIDATES`; read
+    by ``auto`` only, so a preset's list stays valid when a command line names one model);
+    ``search`` holds the candidates' settings. The three are left out of the dumped settings at
+    their defaults, so results made before they existed keep their fingerprints.
     """
 
     population: Literal["LGG", "all"] = "LGG"
@@ -163,6 +210,64 @@ class SurvivalConfig(Strict):
     cv_folds: int = Field(5, ge=2)
     seed: int = 0
     n_jobs: int = Field(1, ge=1)
+    model: str = Field("paper", description="paper, auto, or a candidate's name "
+                       "(gliorad.survival.candidates)")
+    candidates: tuple[str, ...] | None = Field(
+        None, description="the candidates auto searches (None: all)")
+    search: SearchConfig = Field(default_factory=SearchConfig)
+
+    @model_serializer(mode="wrap")
+    def _omit_default_model(self, handler: Any) -> dict[str, Any]:
+        # the default model, candidates and search settings are left out, so the settings (stage
+        # fingerprints, model folders, bundles) of runs made before these options existed stay
+        # the same
+        out = handler(self)
+        if isinstance(out, dict):
+            if self.model == "paper":
+                out.pop("model", None)
+            if self.candidates is None:
+                out.pop("candidates", None)
+            if self.search == SearchConfig():
+                out.pop("search", None)
+        return out
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, v: str) -> str:
+        if v not in SURVIVAL_MODELS:
+            raise ValueError(f"model {v!r} is not valid; expected one of: "
+                             f"{', '.join(SURVIVAL_MODELS)}")
+        return v
+
+    @field_validator("candidates", mode="before")
+    @classmethod
+    def _candidate_list(cls, v: Any) -> Any:
+        if isinstance(v, str):  # "coxnet,rsf" (a command line's or a YAML scalar)
+            return tuple(x.strip() for x in v.split(",") if x.strip())
+        return v
+
+    @field_validator("candidates")
+    @classmethod
+    def _known_candidates(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if v is None:
+            return v
+        unknown = [c for c in v if c not in SURVIVAL_CANDIDATES]
+        if unknown:
+            raise ValueError(f"candidates {', '.join(map(repr, unknown))} not known; expected "
+                             f"names among: {', '.join(SURVIVAL_CANDIDATES)}")
+        if not v:
+            raise ValueError("candidates is empty; give at least one of: "
+                             f"{', '.join(SURVIVAL_CANDIDATES)} (or leave it out for all)")
+        twice = sorted({c for c in v if v.count(c) > 1})
+        if twice:
+            raise ValueError(f"candidates lists {', '.join(twice)} more than once")
+        return v
+
+    def searched(self) -> tuple[str, ...]:
+        """The candidates ``auto`` searches (``candidates``, or all), in the tie-breaking order
+        of :data:`SURVIVAL_CANDIDATES`."""
+        chosen = set(self.candidates or SURVIVAL_CANDIDATES)
+        return tuple(c for c in SURVIVAL_CANDIDATES if c in chosen)
 
     @field_validator("times")
     @classmethod

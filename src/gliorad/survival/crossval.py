@@ -27,7 +27,7 @@ from gliorad.survival.config import (
     warn,
 )
 from gliorad.survival.evaluation import evaluate_cohort, jsonable, records
-from gliorad.survival.models import fit_models
+from gliorad.survival.search import fit_chosen_model
 
 __all__ = ["CVResult", "cross_validate"]
 
@@ -58,8 +58,9 @@ def cross_validate(
     features: pd.DataFrame, clinical: pd.DataFrame, cfg: SurvivalConfig | None = None,
 ) -> CVResult:
     """Stratified ``cfg.cv_folds``-fold cross-validation of the whole model building (sequence
-    choice, signature, cut-off, factor selection) inside the training cohort of the split;
-    validation cohorts are not touched."""
+    choice, signature, cut-off, factor selection; with ``model: auto`` the model search too,
+    nested in each fold, whose choice is the fold table's ``model``) inside the training cohort
+    of the split; validation cohorts are not touched."""
     from sklearn.model_selection import StratifiedKFold
 
     from gliorad.stats import compare_concordance, concordance_ci
@@ -90,7 +91,8 @@ def cross_validate(
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", SurvivalWarning)
             try:
-                models = fit_models(train.iloc[tr], fcols, cfg, name=fold_name, nomograms=False)
+                models = fit_chosen_model(train.iloc[tr], fcols, cfg, name=fold_name,
+                                          nomograms=False)
                 res = evaluate_cohort(models, train.iloc[te], f"{train_name} held-out {k}",
                                       "validation", calibration=False, refit_tables=False)
             except GlioradInputError as err:
@@ -107,6 +109,9 @@ def cross_validate(
             "c_index_integrated": m["c_index_integrated"], "c_index_clinical": m["c_index_clinical"],
             "compare_p": m["compare_p"], "logrank_p": m["logrank_p"],
         })
+        if models.search is not None:  # survival.model other than paper: the fold's choice
+            chosen = models.search.candidates[models.search.chosen]
+            rows[-1].update(model=models.search.chosen, inner_c_index=chosen.inner_c_index)
         d = res.data
         part = pd.DataFrame({"fold": k, TIME: d[TIME], EVENT: d[EVENT], SIGNATURE: d[SIGNATURE],
                              "signature_score": d["signature_score"]}, index=d.index)

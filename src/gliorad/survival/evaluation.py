@@ -39,11 +39,11 @@ from gliorad.survival.cox_tables import univariate_cox
 from gliorad.survival.models import (
     SurvivalModels,
     categorical_for,
-    fit_models,
     fit_multivariable,
     inestimable,
     quiet_lifelines,
 )
+from gliorad.survival.search import fit_chosen_model, report_external
 
 __all__ = [
     "SURVIVAL_METRICS",
@@ -73,24 +73,10 @@ class CohortResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def _cohort_data(models: SurvivalModels, df: pd.DataFrame, name: str) -> tuple[pd.DataFrame, dict, list[str]]:
+def _cohort_data(models: SurvivalModels, df: pd.DataFrame, name: str, role: str
+                 ) -> tuple[pd.DataFrame, dict, list[str]]:
     """Coded factors + signature for a cohort (missing values per the coding's policy)."""
-    notes: list[str] = []
-    feats = df.reindex(columns=models.signature.features_)
-    missing_cols = [c for c in models.signature.features_ if c not in df.columns]
-    if missing_cols:
-        raise GlioradInputError(f"cohort {name}: feature table lacks signature feature(s) {missing_cols[:5]}")
-    bad = ~np.isfinite(feats.to_numpy(float)).all(axis=1)
-    if bad.any():
-        if models.coding.missing == "impute":
-            feats = feats.fillna(pd.Series(models.signature.center_, index=models.signature.features_))
-            notes.append(f"cohort {name}: {int(bad.sum())} patient(s) with missing signature "
-                         "features imputed with the training means")
-        else:
-            notes.append(f"cohort {name}: {int(bad.sum())} patient(s) with missing signature "
-                         "features left out (complete case)")
-            feats = feats.loc[~bad]
-    scored = models.score(feats)
+    scored, notes = models.score_cohort(df, name, training=role == "training")
     coded, n_missing, coding_notes = models.coding.apply(df.loc[scored.index], name)
     notes += coding_notes
     data = coded.join(scored)
@@ -233,7 +219,7 @@ def evaluate_cohort(
 
     notes: list[str] = []
     sink: list[str] = []
-    data, counts, data_notes = _cohort_data(models, df, name)
+    data, counts, data_notes = _cohort_data(models, df, name, role)
     notes += data_notes
     predictions = data[["signature_score", SIGNATURE]].copy()
     for which, nom in (("integrated", models.nomogram_integrated), ("clinical", models.nomogram_clinical)):
@@ -412,10 +398,13 @@ class SurvivalAnalysis:
     def metrics(self) -> dict[str, Any]:
         """``metrics.json`` content."""
         m = self.models
+        weights = getattr(m.signature, "weights_", None)  # none for the tree candidates
+        search = {} if m.search is None else {"model_search": m.search.to_dict()}
         return jsonable({
             "training": m.training,
             "cohorts": {name: c.metrics for name, c in self.cohorts.items()},
-            "signature": {"features": m.signature.features_, "weights": m.signature.weights_.tolist(),
+            "signature": {"features": m.signature.features_,
+                          "weights": None if weights is None else weights.tolist(),
                           "formula": m.signature.formula_text(), "cutoff": m.cutoff,
                           "cutoff_method": m.cutoff_method, "sequence": m.sequence,
                           "constant": m.signature.empty_reason_ is not None,
@@ -427,6 +416,7 @@ class SurvivalAnalysis:
             "models": m.model_info,
             "factor_coding": m.coding.to_dict(),
             "times_days": list(self.config.times),
+            **search,
             "notes": self.notes,
             "warnings": self.warnings,
         })
@@ -444,8 +434,11 @@ def run_analysis(
     train_name = next(iter(cohorts))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SurvivalWarning)
-        models = fit_models(table.loc[cohorts[train_name]], fcols, cfg, name=train_name)
+        models = fit_chosen_model(table.loc[cohorts[train_name]], fcols, cfg, name=train_name)
     _rewarn(caught)
+    if models.search is not None:  # after the choice: every candidate in the validation cohorts
+        report_external(models, table.loc[cohorts[train_name]], fcols,
+                        {k: table.loc[ids] for k, ids in cohorts.items()}, roles)
     return _evaluate_all(models, table, cohorts, roles, notes)
 
 

@@ -62,6 +62,7 @@ __all__ = [
     "SurvivalModels",
     "build_nomograms",
     "categorical_for",
+    "complete_columns",
     "fit_estimable",
     "fit_models",
     "fit_multivariable",
@@ -70,6 +71,7 @@ __all__ = [
     "prespecified_model",
     "quiet_lifelines",
     "select_model",
+    "signature_sequence",
 ]
 
 
@@ -320,6 +322,12 @@ class SurvivalModels:
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     model_info: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The training patients' signature where it is not the signature's in-sample prediction
+    #: (the random survival forest's out-of-bag score), by patient; None otherwise.
+    training_scores: pd.Series | None = None
+    #: The model search (:class:`gliorad.survival.search.ModelSearch`) when ``model`` is not
+    #: ``paper``; None otherwise.
+    search: Any = None
 
     @property
     def integrated_model(self) -> CoxModel | None:
@@ -344,6 +352,51 @@ class SurvivalModels:
         group = np.where(risk > self.cutoff, "high", "low")
         return pd.DataFrame({"signature_score": risk, SIGNATURE: group}, index=features.index)
 
+    def score_cohort(self, df: pd.DataFrame, name: str, training: bool = False
+                     ) -> tuple[pd.DataFrame, list[str]]:
+        """:meth:`score` of a cohort's patients whose signature features are complete (missing
+        ones imputed with the training means under ``missing: impute``), with notes on the
+        others. ``training``: the training patients, scored by :attr:`training_scores` where
+        the model has them."""
+        notes: list[str] = []
+        features = self.signature.features_
+        missing_cols = [c for c in features if c not in df.columns]
+        if missing_cols:
+            raise GlioradInputError(f"cohort {name}: feature table lacks signature feature(s) "
+                                    f"{missing_cols[:5]}")
+        feats = df.reindex(columns=features)
+        bad = ~np.isfinite(feats.to_numpy(float)).all(axis=1)
+        if bad.any():
+            if self.coding.missing == "impute":
+                feats = feats.fillna(pd.Series(self.signature.center_, index=features))
+                notes.append(f"cohort {name}: {int(bad.sum())} patient(s) with missing signature "
+                             "features imputed with the training means")
+            else:
+                notes.append(f"cohort {name}: {int(bad.sum())} patient(s) with missing signature "
+                             "features left out (complete case)")
+                feats = feats.loc[~bad]
+        scores = self.training_scores
+        if training and scores is not None and feats.index.isin(scores.index).all():
+            risk = scores.loc[feats.index].to_numpy(float)
+            group = np.where(risk > self.cutoff, "high", "low")
+            return pd.DataFrame({"signature_score": risk, SIGNATURE: group},
+                                index=feats.index), notes
+        return self.score(feats), notes
+
+    def linear_predictor(self, df: pd.DataFrame, which: str = "integrated",
+                         training: bool = False) -> pd.Series | None:
+        """The ``which`` Cox model's linear predictor of the patients of ``df`` that can be
+        scored (:meth:`score_cohort`, then the factor coding's missing-value rule), by patient;
+        None when there is no such model."""
+        fit = getattr(self, which)
+        if fit is None:
+            return None
+        scored, _ = self.score_cohort(df, "scored", training)
+        coded, _, _ = self.coding.apply(df.loc[scored.index], "scored")
+        data = coded.join(scored)
+        names = list(fit.model.feature_names_in_)
+        return pd.Series(fit.model.predict_risk(data[names]), index=data.index, name=which)
+
 
 def fused_columns(feature_columns: Sequence[str], seq_cfg: SequenceConfig, sequence: str | None) -> list[str]:
     """Radiomics columns of ``sequence`` plus deep columns (all columns without sequences; every
@@ -366,8 +419,10 @@ def fused_columns(feature_columns: Sequence[str], seq_cfg: SequenceConfig, seque
     return cols
 
 
-def _choose_sequence(train: pd.DataFrame, fcols: list[str], cfg: SurvivalConfig, notes: list[str],
-                     sink: list[str]):
+def signature_sequence(train: pd.DataFrame, fcols: list[str], cfg: SurvivalConfig,
+                       notes: list[str], sink: list[str]) -> tuple[str | None, Any]:
+    """The radiomics sequence of the signature (:func:`.sequence_choice.choose_sequence` on the
+    training cohort, or None without sequences / on the ``all`` fallback) and the choice."""
     from gliorad.survival.sequence_choice import choose_sequence, sequence_columns
 
     sc = cfg.sequence
@@ -398,9 +453,13 @@ def _choose_sequence(train: pd.DataFrame, fcols: list[str], cfg: SurvivalConfig,
 
 def fit_models(
     train: pd.DataFrame, feature_columns: Sequence[str], cfg: SurvivalConfig,
-    name: str = "training", nomograms: bool = True,
+    name: str = "training", nomograms: bool = True, sequenced: tuple[Any, Any] | None = None,
 ) -> SurvivalModels:
     """Fit the sequence choice, signature, cut-off, coding and both Cox models on ``train``.
+
+    The signature is ``cfg.model``'s: the paper's :class:`.DeepRadiomicsSignature`, or a
+    candidate of :mod:`.candidates` (``clinical``: none, so no sequence choice either); ``auto``
+    is resolved first by :func:`gliorad.survival.search.fit_chosen_model`.
 
     Parameters
     ----------
@@ -413,6 +472,8 @@ def fit_models(
         Training cohort name (for messages).
     nomograms : bool
         Build the nomograms (False inside cross-validation).
+    sequenced : (sequence, choice), optional
+        The sequence choice already made on ``train`` (the model search's), not repeated.
     """
     notes: list[str] = []
     sink: list[str] = []
@@ -420,15 +481,75 @@ def fit_models(
         raise GlioradInputError(
             f"training cohort {name}: no event (death) among its {len(train)} patients; nothing can "
             "be fitted: choose a training cohort with events (split.train, or a random split)")
-    fcols = list(feature_columns)
-    sequence, choice = _choose_sequence(train, fcols, cfg, notes, sink)
-    fused = fused_columns(fcols, cfg.sequence, sequence)
+    if cfg.model == "auto":
+        raise GlioradInputError("fit_models fits one survival model; model 'auto' is chosen "
+                                "first (gliorad.survival.search.fit_chosen_model)")
+    clinical_only = cfg.model == "clinical"
+    sequence, choice, fused = None, None, []
+    if not clinical_only:
+        sequence, choice = (signature_sequence(train, list(feature_columns), cfg, notes, sink)
+                            if sequenced is None else sequenced)
+        fused = complete_columns(train, fused_columns(feature_columns, cfg.sequence, sequence),
+                                 notes)
+    if cfg.model == "paper":
+        signature, score = _paper_signature(train, fused, cfg, name, sink)
+        training_scores = None
+    else:
+        from gliorad.survival.candidates import make_candidate
+
+        signature = make_candidate(cfg.model, cfg).fit(
+            train[fused], make_survival_y(train[TIME], train[EVENT]))
+        score = signature.training_risk_
+        training_scores = pd.Series(score, index=train.index, name="signature_score")
+    if signature.empty_reason_ is not None and not clinical_only:
+        warn(sink, f"signature, training cohort {name}: {signature.empty_reason_}; the signature is "
+                   "constant (every weight 0)")
+    if clinical_only:
+        cutoff, cutoff_method, cutoff_detail = 0.0, "median", {}
+    else:
+        cutoff, cutoff_method, cutoff_detail = _cutoff(train, score, cfg, name, notes, sink)
+    coding, coding_notes = fit_coding(train, cfg)
+    notes += coding_notes
+    data, _, apply_notes = coding.apply(train, name)
+    notes += apply_notes
+    data[TIME] = train.loc[data.index, TIME]
+    data[EVENT] = train.loc[data.index, EVENT]
+    data[SIGNATURE] = np.where(pd.Series(score, index=train.index).loc[data.index] > cutoff, "high", "low")
+    signature_problem = None
+    if clinical_only:
+        signature_problem = signature.empty_reason_
+    elif data[SIGNATURE].nunique() < 2:
+        signature_problem = (f"every training patient is in the {data[SIGNATURE].iloc[0]} signature "
+                             f"group (cut-off {cutoff:g}; the signature is constant or nearly so)")
+        warn(sink, f"training cohort {name}: {signature_problem}; the signature is left out of the "
+                   "Cox models and no risk groups are compared")
+    fits = _cox_models(data, coding, cfg, name, signature_problem, coding_notes, sink)
+    models = SurvivalModels(
+        config=cfg, training=name, sequence=sequence, feature_columns=fused, signature=signature,
+        cutoff=float(cutoff), cutoff_method=cutoff_method, coding=coding, cutoff_detail=cutoff_detail,
+        sequence_choice=choice, notes=notes, warnings=sink, training_scores=training_scores, **fits,
+    )
+    if nomograms:
+        build_nomograms(models)
+    return models
+
+
+def complete_columns(train: pd.DataFrame, columns: Sequence[str], notes: list[str]) -> list[str]:
+    """``columns`` without those that have missing values in the training cohort (noted)."""
+    fused = list(columns)
     values = train[fused].to_numpy(float)
     has_nan = ~np.isfinite(values).all(axis=0)
     if has_nan.any():
         notes.append(f"{int(has_nan.sum())} fused feature column(s) with missing values in the "
                      "training cohort left out of the signature")
         fused = [c for c, bad in zip(fused, has_nan, strict=True) if not bad]
+    return fused
+
+
+def _paper_signature(
+    train: pd.DataFrame, fused: list[str], cfg: SurvivalConfig, name: str, sink: list[str],
+) -> tuple[DeepRadiomicsSignature, np.ndarray]:
+    """The paper's signature fitted on ``train`` and its training score."""
     sc = cfg.signature
     n_events = int(train[EVENT].sum())
     n_censored = len(train) - n_events
@@ -450,33 +571,7 @@ def fit_models(
         warnings.filterwarnings("ignore", message="all coefficients are zero")
         warnings.filterwarnings("ignore", message="DeepRadiomicsSignature: the elastic net kept no")
         signature.fit(train[fused], make_survival_y(train[TIME], train[EVENT]))
-    score = signature.predict(train[fused])
-    if signature.empty_reason_ is not None:
-        warn(sink, f"signature, training cohort {name}: {signature.empty_reason_}; the signature is "
-                   "constant (every weight 0)")
-    cutoff, cutoff_method, cutoff_detail = _cutoff(train, score, cfg, name, notes, sink)
-    coding, coding_notes = fit_coding(train, cfg)
-    notes += coding_notes
-    data, _, apply_notes = coding.apply(train, name)
-    notes += apply_notes
-    data[TIME] = train.loc[data.index, TIME]
-    data[EVENT] = train.loc[data.index, EVENT]
-    data[SIGNATURE] = np.where(pd.Series(score, index=train.index).loc[data.index] > cutoff, "high", "low")
-    signature_problem = None
-    if data[SIGNATURE].nunique() < 2:
-        signature_problem = (f"every training patient is in the {data[SIGNATURE].iloc[0]} signature "
-                             f"group (cut-off {cutoff:g}; the signature is constant or nearly so)")
-        warn(sink, f"training cohort {name}: {signature_problem}; the signature is left out of the "
-                   "Cox models and no risk groups are compared")
-    fits = _cox_models(data, coding, cfg, name, signature_problem, coding_notes, sink)
-    models = SurvivalModels(
-        config=cfg, training=name, sequence=sequence, feature_columns=fused, signature=signature,
-        cutoff=float(cutoff), cutoff_method=cutoff_method, coding=coding, cutoff_detail=cutoff_detail,
-        sequence_choice=choice, notes=notes, warnings=sink, **fits,
-    )
-    if nomograms:
-        build_nomograms(models)
-    return models
+    return signature, signature.predict(train[fused])
 
 
 def _cutoff(
