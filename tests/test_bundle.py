@@ -357,6 +357,30 @@ def test_version_rule():
     assert "not installed here" in version_problems({"skops": "0.16"}, {}, "b")[0]
 
 
+# ------------------------------------------------------------------------------------ columns
+def test_deep_columns_a_network_produces():
+    """A model may read a network's numbered features below its feature count and the columns
+    predict computes from that network's head: the 3D network's HGG probability (stacked
+    grading) and the 2D network's cross-fitted head outputs (deep2d.cross_fit); nothing else."""
+    from gliorad.bundle import _deep_column_problems, _split_columns
+    from gliorad.features.config import CROSS_FIT_COLUMNS_2D
+
+    head_2d = list(CROSS_FIT_COLUMNS_2D.values())
+    assert head_2d == ["cnn2d_oof_grade", "cnn2d_oof_risk"]
+    cols = ["t1ce_original_firstorder_Mean", "cnn2d_003", *head_2d]
+    assert _split_columns(cols)["cnn2d"] == ["cnn2d_003", *head_2d]
+    assert _deep_column_problems("cnn2d", ["cnn2d_003", *head_2d], 16, "survival") == []
+    assert _deep_column_problems("cnn3d", ["cnn3d_015", "cnn3d_probability"], 16, "grading") == []
+    for kind, bad in (("cnn2d", "cnn2d_016"), ("cnn2d", "cnn2d_oof_survival"),
+                      ("cnn2d", "cnn2d_probability"), ("cnn3d", "cnn3d_oof_risk")):
+        problems = _deep_column_problems(kind, [bad], 16, "survival")
+        assert problems == [(f"the survival model uses {kind} column(s) ['{bad}'] that the {kind} "
+                             "network (16 features) does not produce")]
+    assert _deep_column_problems("cnn2d", head_2d, None, "survival") == [(
+        "the survival model uses 2 cnn2d feature column(s) (e.g. cnn2d_oof_grade) but no cnn2d "
+        "network was given")]
+
+
 # ------------------------------------------------------------------------------------ save
 def test_save_refuses_inconsistent_inputs(built, tmp_path):
     from gliorad.features.radiomics import load_params

@@ -372,6 +372,75 @@ def test_signature_only_nomogram(built, tmp_path):
     assert res["messages"] == []
 
 
+def _cross_fitted_survival_bundle(built, tmp_path) -> Path:
+    """A bundle whose survival signature reads the cross-fitted 2D head outputs
+    (``deep2d.cross_fit``): the survival models fitted on the synthetic survival table with three
+    T1-Gd radiomics columns and ``cnn2d_oof_grade`` / ``cnn2d_oof_risk`` made from the 240
+    patients' grades and survival times and scaled like the bundle network's head outputs, so
+    that the signature keeps them."""
+    import warnings
+
+    from gliorad.clinical import read_clinical
+    from gliorad.features.radiomics import load_params
+    from gliorad.survival.bundle import save_bundle
+    from gliorad.survival.coding import read_feature_table
+    from gliorad.survival.config import SurvivalConfig
+    from gliorad.survival.evaluation import run_analysis
+
+    feats = read_feature_table(built.survival_features)
+    clin = read_clinical(built.survival_clinical)
+    p2 = pd.read_csv(built.sources["cnn2d"] / "cnn2d_dual_predictions.csv")
+    rng = np.random.default_rng(11)
+    rows = clin.loc[feats.index]
+    risk = -np.log(rows["os_days"].to_numpy(float)) + rng.normal(scale=0.3, size=len(rows))
+    risk = (risk - risk.mean()) / risk.std() * p2["risk_score"].std() + p2["risk_score"].mean()
+    logit = 1.5 * (rows["grade"] == "III").to_numpy(float) - 0.75 + rng.normal(size=len(rows))
+    table = feats[[c for c in feats.columns if c.startswith("t1ce_")][:3]].assign(
+        cnn2d_oof_grade=1 / (1 + np.exp(-logit)), cnn2d_oof_risk=risk)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        analysis = run_analysis(table, clin, SurvivalConfig.preset("demo", **SURVIVAL))
+    save_bundle(analysis.models, tmp_path / "surv")
+    return save_model_bundle(tmp_path / "b", config={}, **{**built.sources,
+                                                          "survival": tmp_path / "surv"},
+                             radiomics_params=load_params("fast"))
+
+
+def test_cross_fitted_2d_columns_of_the_signature(built, bundle, tmp_path):
+    """A signature on the cross-fitted 2D head outputs (``deep2d.cross_fit``): the bundle accepts
+    it, and predict gives a patient the head outputs of the bundle's network (the one trained on
+    every training patient): for a training patient with its manual mask, exactly the
+    probability of grade III and risk score the deep stage wrote for it
+    (``cnn2d_dual_predictions.csv``), which the signature scores. A bundle whose signature
+    reads the numbered features has no such column (features.csv as before)."""
+    from gliorad.features.config import CROSS_FIT_COLUMNS_2D
+
+    head = list(CROSS_FIT_COLUMNS_2D.values())
+    b = load_model_bundle(_cross_fitted_survival_bundle(built, tmp_path))
+    assert set(head) <= set(b.feature_columns("survival"))
+    assert b.manifest["components"]["survival"]["needs"]["signature_features"] == \
+        b.feature_columns("survival")
+    pid = next(p for p in built.train_ids if p.startswith("SYNA"))
+    res = predict_patient(built.cohort / pid, b, tmp_path / "o",
+                          mask=built.cohort / pid / f"{pid}_seg.nii.gz")
+    row = pd.read_csv(tmp_path / "o" / "features.csv", index_col=0,
+                      float_precision="round_trip").iloc[0]
+    p2 = pd.read_csv(built.sources["cnn2d"] / "cnn2d_dual_predictions.csv",
+                     dtype={"patient_id": str}, float_precision="round_trip").set_index("patient_id")
+    assert row[CROSS_FIT_COLUMNS_2D["grade"]] == pytest.approx(p2.at[pid, "probability_grade_iii"],
+                                                               rel=1e-15)
+    assert row[CROSS_FIT_COLUMNS_2D["risk"]] == p2.at[pid, "risk_score"]
+    X = row[b.feature_columns("survival")].to_frame().T.astype(float)
+    X.index = pd.Index([pid])
+    assert res["survival"]["signature_score"] == pytest.approx(
+        float(b.survival.signature.predict(X)[0]), rel=1e-12)
+    # the numbered-feature signature of the session's bundle: no head column computed
+    res = predict_patient(built.cohort / pid, bundle, tmp_path / "o2",
+                          mask=built.cohort / pid / f"{pid}_seg.nii.gz")
+    cols = pd.read_csv(tmp_path / "o2" / "features.csv", index_col=0).columns
+    assert not set(head) & set(cols) and not set(head) & set(bundle.feature_columns("survival"))
+
+
 def test_cli_prints_the_prediction(built, tmp_path):
     r = runner.invoke(app, [str(built.cohort / built.held_out), "--bundle", str(built.bundle),
                             "--out", str(tmp_path), "--clinical", "age=45",

@@ -228,6 +228,21 @@ def _split_columns(columns: list[str]) -> dict[str, list[str]]:
     return out
 
 
+def _head_columns(kind: str) -> set[str]:
+    """A network's columns besides its numbered features, computed from its head outputs by
+    ``gliorad predict``: the 3D network's HGG probability (the stacked grading model's input,
+    :data:`gliorad.grading.stacking.STACK_COLUMN_3D`) and the 2D network's cross-fitted head
+    columns (``deep2d.cross_fit``: :data:`gliorad.features.config.CROSS_FIT_COLUMNS_2D`, a new
+    patient's from the bundle's network trained on every training patient)."""
+    if kind == "cnn3d":
+        from gliorad.grading.stacking import STACK_COLUMN_3D
+
+        return {STACK_COLUMN_3D}
+    from gliorad.features.config import CROSS_FIT_COLUMNS_2D
+
+    return set(CROSS_FIT_COLUMNS_2D.values())
+
+
 def _deep_column_problems(kind: str, columns: list[str], n_features: int | None,
                           model_name: str) -> list[str]:
     if not columns:
@@ -235,9 +250,8 @@ def _deep_column_problems(kind: str, columns: list[str], n_features: int | None,
     if n_features is None:
         return [(f"the {model_name} model uses {len(columns)} {kind} feature column(s) (e.g. "
                  f"{columns[0]}) but no {kind} network was given")]
-    from gliorad.grading.stacking import STACK_COLUMN_3D
-
-    bad = [c for c in columns if c != STACK_COLUMN_3D  # the network's own probability
+    known = _head_columns(kind)
+    bad = [c for c in columns if c not in known
            and (not c.split("_")[-1].isdigit() or int(c.split("_")[-1]) >= n_features)]
     if bad:
         return [(f"the {model_name} model uses {kind} column(s) {bad[:5]} that the {kind} network "

@@ -26,6 +26,10 @@
    features from the tumour-centred crop and the 2D CNN's from the largest tumour slice (when the
    survival signature uses them), each by the deep stage's per-case function
    (:func:`gliorad.features.deep.deep_case`: the cohort run's preparation and extraction).
+   A signature on the cross-fitted 2D head outputs (``deep2d.cross_fit``: ``cnn2d_oof_grade``,
+   ``cnn2d_oof_risk``) gets them from the bundle's 2D network, the one trained on every training
+   patient, as the stage gives every patient outside the training cohort
+   (:func:`gliorad.features.deep2d.head_features_2d`).
 6. **Grade.** The grading model's HGG probability and the predicted grade (HGG when the
    probability reaches the model's threshold).
 7. **Survival** (bundles with LGG survival models): the signature score and risk group (``high``
@@ -567,6 +571,7 @@ def predict_patient(
         notes.append("the bundle does not record the training cohort's voxel spacing: features "
                      "are computed at the patient's own spacing")
 
+    from gliorad.features.config import CROSS_FIT_COLUMNS_2D
     from gliorad.features.deep import PREFIX_2D, PREFIX_3D
 
     # which per-case functions run: the columns the models read (deep columns by their prefix)
@@ -576,6 +581,8 @@ def predict_patient(
     needs_2d = b.survival is not None and any(c.startswith(PREFIX_2D)
                                               for c in b.feature_columns("survival"))
     needs_3d = any(c.startswith(PREFIX_3D) for c in b.feature_columns("grading"))
+    uses_head_2d = b.survival is not None and bool(
+        set(CROSS_FIT_COLUMNS_2D.values()) & set(b.feature_columns("survival")))
 
     with tempfile.TemporaryDirectory(prefix="gliorad-predict-") as tmp_name:
         tmp = Path(tmp_name)
@@ -613,6 +620,13 @@ def predict_patient(
                                         "the bundle has no 2D network")
             vals, cnn2d_out, _ = _deep("cnn2d", b.cnn2d, work_files, mask_file)
             features.update(vals)
+            if uses_head_2d:
+                # the signature reads the cross-fitted head outputs (deep2d.cross_fit): a new
+                # patient's come from the bundle's network, trained on every training patient
+                from gliorad.features.deep2d import head_features_2d
+
+                features.update({c: float(v[0]) for c, v in
+                                 head_features_2d(cnn2d_out, b.cnn2d[1]).items()})
 
     # ---- grade
     import pandas as pd
