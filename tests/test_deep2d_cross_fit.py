@@ -11,6 +11,7 @@ table (:meth:`Deep2DFiles.signature_features`) on the written files.
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -270,3 +271,54 @@ def test_the_survival_stage_reads_the_cross_fitted_table(cohort, tmp_path):
     cols = ["t1ce_original_firstorder_Mean", "t2_original_firstorder_Mean", *table.columns]
     assert fused_columns(cols, SequenceConfig(), "t1ce") == ["t1ce_original_firstorder_Mean",
                                                              GRADE, RISK]
+
+
+# ------------------------------------------------------------------------------------ CLI
+def test_cli_cross_fit(cohort, tmp_path):
+    """``gliorad features deep cnn2d --cross-fit K``: the full network's run as without it, and
+    the cross-fitted table of the same function (folds seeded by --split-seed); --help lists the
+    option; bad values and --val-ids with it exit 2."""
+    from typer.testing import CliRunner
+
+    from gliorad.commands.deep import app
+
+    coh, clin = cohort
+    ids_file = tmp_path / "train.txt"
+    ids_file.write_text("\n".join(training_ids(clin)) + "\n")
+    yaml2d = tmp_path / "d2.yaml"
+    yaml2d.write_text("size: [32, 32]\nval_fraction: 0.0\nweights: last\npredict_batch_size: 1\n"
+                      "net:\n  widths: [4, 8, 8, 16]\n  hidden: 8\n"
+                      "train:\n  epochs: 2\n  batch_size: 4\n  monitor: train_loss\n")
+    runner = CliRunner()
+    out = tmp_path / "o"
+    r = runner.invoke(app, ["cnn2d", str(coh.root), "--out", str(out), "--config", str(yaml2d),
+                            "--train-ids", str(ids_file), "--cross-fit", "2", "--split-seed", "4",
+                            "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert "cnn2d dual-task: 12 patients x 16 features" in r.output
+    assert (f"cross-fitted head outputs (2 fold networks): 12 patients x {GRADE}, {RISK} -> "
+            f"{out / 'cnn2d_cross_fit.csv'}") in r.output
+    summary = json.loads((out / "cross_fit.json").read_text(encoding="utf-8"))
+    assert summary["folds"] == 2 and summary["seed"] == 4
+    # the same as the function with the same settings and seed
+    ref = cross_fit(coh, clin, tmp_path / "ref", cfg2d(), folds=2, seed=4)
+    got = pd.read_csv(out / "cnn2d_cross_fit.csv", index_col=0, float_precision="round_trip")
+    np.testing.assert_array_equal(got.loc[ref.table.index].to_numpy(), ref.table.to_numpy())
+    assert (summary["networks"]["fold1"]["held_out"]
+            == ref.summary["networks"]["fold1"]["held_out"])
+    text = runner.invoke(app, ["cnn2d", "--help"], env={"COLUMNS": "200"}).output
+    assert " --cross-fit " in text and "cnn2d_oof_risk" in text
+    assert " --cross-fit " not in runner.invoke(app, ["cnn3d", "--help"],
+                                                env={"COLUMNS": "200"}).output
+    r = runner.invoke(app, ["cnn2d", str(coh.root), "--out", str(tmp_path / "x"),
+                            "--train-ids", str(ids_file), "--cross-fit", "1"])
+    assert r.exit_code == 2 and "--cross-fit" in r.output
+    r = runner.invoke(app, ["cnn2d", str(coh.root), "--out", str(tmp_path / "x"),
+                            "--train-ids", str(ids_file), "--cross-fit", "2",
+                            "--val-ids", str(ids_file)])
+    assert r.exit_code == 2 and "error: --val-ids: not with --cross-fit" in r.output
+    r = runner.invoke(app, ["cnn2d", str(coh.root), "--out", str(tmp_path / "x"), "--config",
+                            str(yaml2d), "--train-ids", str(ids_file), "--cross-fit", "5"])
+    assert r.exit_code == 2 and re.search(r"error: folds 5: expected at least 2 and at most the "
+                                          r"smaller of the LGG training patients' deaths", r.output)
+    assert not (tmp_path / "x").exists()

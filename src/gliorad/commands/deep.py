@@ -4,7 +4,9 @@
   512 features per patient, the CNN's own HGG probabilities, held-out grade AUC (DeLong CI);
   ``--cv-folds K`` adds out-of-fold probabilities for every patient (K more networks).
 * ``cnn2d``: 2D ResNet18 dual-task (grade II vs III + survival) on the largest tumour slice,
-  ImageNet-initialised from a local torchvision-format file (``--imagenet-weights``).
+  ImageNet-initialised from a local torchvision-format file (``--imagenet-weights``);
+  ``--cross-fit K`` adds cross-fitted head outputs for the survival signature (K more networks,
+  :func:`gliorad.features.deep2d.cnn2d_cross_fit`).
 
 Thin layer over :mod:`gliorad.features.deep3d` and :mod:`gliorad.features.deep2d` (imported
 inside the commands). The networks are trained on the training patients only: ``--train-ids``
@@ -267,19 +269,46 @@ def cnn2d(
         min=0.0, help="Weight of the survival term (grade term: 1).")] = None,
     train_ids: Annotated[Path | None, typer.Option(
         help="File of training patient ids (LGG among them are trained on); default: a split.")] = None,
+    cross_fit: Annotated[int | None, typer.Option(
+        "--cross-fit", min=2, help=(
+            "Also train K networks on folds of the LGG training patients (seeded by "
+            "--split-seed): cnn2d_cross_fit.csv holds the head outputs cnn2d_oof_grade and "
+            "cnn2d_oof_risk, out-of-fold for those patients and from the network trained on all "
+            "of them for the others, the survival signature's input without in-sample optimism "
+            "(deep2d.cross_fit; not the paper's). Not with --val-ids."))] = None,
     shared: SimpleNamespace = SHARED,
 ) -> None:
     """2D dual-task ResNet18 (grade II/III + survival) on LGG; 512 features (cnn2d_000...)."""
     import warnings
 
-    from gliorad.features.deep2d import CNN2D, deep_features_2d
+    from gliorad.features.deep2d import CNN2D, cnn2d_cross_fit, deep_features_2d
 
     with exit_on_input_error():
+        if cross_fit is not None and shared.val_ids is not None:
+            raise GlioradInputError(
+                "--val-ids: not with --cross-fit (each network monitors its loss on a seeded "
+                "part of its own training patients, val_fraction); give the patients in "
+                "--train-ids")
         cfg, pt, options = _prepared(CNN2D, {"survival_loss": survival_loss,
                                              "survival_weight": survival_weight}, train_ids, lead,
                                      shared)
         with warnings.catch_warnings():  # the no-ImageNet message is printed as a note below
             warnings.simplefilter("ignore", UserWarning)
-            res = deep_features_2d(pt.cohort, pt.table, pt.train, lead.out, cfg,
-                                   imagenet_weights=imagenet_weights, **options)
+            if cross_fit is None:
+                res = deep_features_2d(pt.cohort, pt.table, pt.train, lead.out, cfg,
+                                       imagenet_weights=imagenet_weights, **options)
+            else:
+                options.pop("val_ids")
+                cf = cnn2d_cross_fit(pt.cohort, pt.table, pt.train, lead.out, cfg,
+                                     folds=cross_fit, seed=shared.split_seed,
+                                     imagenet_weights=imagenet_weights, **options)
+                res = cf.full
         _summary(res, "cnn2d dual-task")
+        if cross_fit is not None:
+            from gliorad.features.deep2d import STEM_CROSS_FIT
+
+            typer.echo(f"cross-fitted head outputs ({cross_fit} fold networks): "
+                       f"{cf.table.shape[0]} patients x {', '.join(cf.table.columns) or 'none'} -> "
+                       f"{lead.out / f'{STEM_CROSS_FIT}.csv'}")
+            for note in cf.summary["notes"]:
+                typer.echo(f"note: {note}")
