@@ -5,6 +5,7 @@ rendered in headless Chromium."""
 from __future__ import annotations
 
 import base64
+import html
 import re
 import shutil
 import subprocess
@@ -24,8 +25,10 @@ from typer.testing import CliRunner
 from gliorad.errors import GlioradInputError
 from gliorad.report import SECTIONS, ReportInputs, build_report, inputs_from_workspace
 from gliorad.report.figures import png_size, svg_wrapping_png, tumour_slice
+from gliorad.report.sections import OPTIONAL
 
-SECTION_IDS = [sid for sid, _ in SECTIONS]
+#: Every section of a run of the paper's models (the model comparison only comes with a search).
+SECTION_IDS = [sid for sid, _ in SECTIONS if sid not in OPTIONAL]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
@@ -595,6 +598,243 @@ def test_svg_wrapping_png(tmp_path):
     ET.fromstring(svg)  # the vector SVG parses
     with pytest.raises(GlioradInputError, match=r"bad.png: not a PNG image"):
         svg_wrapping_png(b"\x89PNG\r\n\x1a\n" + b"\0" * 4, "bad.png")
+
+
+# ================================================================== model comparison
+#: Survival settings of the searched analysis: the report fixture's, with survival.model auto.
+SURVIVAL_SEARCH = {
+    "split": {"method": "column", "column": "centre", "train": "B", "external": ["A"]},
+    "sequence": {"sequences": ["t1", "t1ce", "t2"], "n_estimators": 20, "cv_folds": 3, "top_k": 5},
+    "signature": {"n_estimators": 80, "n_alphas": 8, "l1_ratios": [1.0], "cv_folds": 3},
+    "calibration_boot": 3, "min_level_size": 10, "cv_folds": 3, "times": [1095],
+    "model": "auto", "candidates": ["paper", "clinical", "coxnet"], "search": {"inner_folds": 3}}
+
+
+@pytest.fixture(scope="session")
+def searched(workspace, tmp_path_factory) -> dict[str, Path]:
+    """The writers' outputs of model searches (small): grading tables with grading.model auto
+    under a split and under repeated CV, a grading model fitted with auto in a bundle folder, and
+    a survival analysis with survival.model auto."""
+    from gliorad.grading.config import GradingConfig
+    from gliorad.grading.run import run_fit, run_tables
+    from gliorad.survival.artifacts import write_analysis
+    from gliorad.survival.config import SurvivalConfig
+    from gliorad.survival.evaluation import run_analysis
+    from gliorad.synthetic import SynthConfig, sample_patients, synthetic_feature_table
+
+    base = tmp_path_factory.mktemp("searched")
+    gi = base / "grade_inputs"
+    _grading_inputs(gi)
+    auto = {"model": "auto", "candidates": ["paper", "logistic_l1", "rf"]}
+    sets = {"radiomics_t1ce": gi / "radiomics_t1ce.csv"}
+    run_tables(sets, gi / "clinical.csv", base / "split", config=GradingConfig.preset("demo", **auto),
+               scheme="split")
+    run_tables(sets, gi / "clinical.csv", base / "cv", scheme="cv",
+               config=GradingConfig.preset("demo", model="auto", cv_splits=3, cv_repeats=2,
+                                           candidates=["paper", "logistic_l1"]))
+    run_fit(gi / "radiomics_t1ce.csv", gi / "clinical.csv", base / "fit",
+            GradingConfig.preset("demo", **auto))
+    (base / "bundle" / "grading").mkdir(parents=True)
+    shutil.copyfile(base / "fit" / "model.json", base / "bundle" / "grading" / "model.json")
+    pat = sample_patients(SynthConfig(n_patients=240, seed=4))
+    clin = pat.rename(columns={"os_time": "os_days"})[
+        ["age", "sex", "grade", "grade_group", "histology", "location", "laterality",
+         "enhancement", "centre", "os_days", "event"]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        analysis = run_analysis(synthetic_feature_table(pat, n_features=90, n_deep=30, seed=0),
+                                clin, SurvivalConfig.model_validate(SURVIVAL_SEARCH))
+    write_analysis(analysis, base / "survival", {"config": "test"}, bundle=False)
+    return {"split": base / "split", "cv": base / "cv", "bundle": base / "bundle",
+            "survival": base / "survival"}
+
+
+class _Tables(HTMLParser):
+    """The cell texts of every table of a page: ``[header, *rows]`` per table."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables: list[list[list[str]]] = []
+        self.cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self.cell = []
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th"):
+            self.tables[-1][-1].append("".join(self.cell))
+            self.cell = None
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell.append(data)
+
+
+def _tables(html: str) -> list[pd.DataFrame]:
+    parser = _Tables()
+    parser.feed(html)
+    return [pd.DataFrame(t[1:], columns=t[0]) for t in parser.tables]
+
+
+def _stampless(text: str) -> str:
+    """The page without the two times it was built at (heading, provenance)."""
+    text = re.sub(r"on \d{4}-\d\d-\d\d \d\d:\d\d UTC", "on <time>", text, count=1)
+    return re.sub(r"(report generated \(UTC\)</th><td>)[^<]*<", r"\1<time><", text, count=1)
+
+
+def test_model_comparison_absent_for_the_paper_models(report, workspace, tmp_path, monkeypatch):
+    """A run of the paper's models (no candidates block, no model search) has no model
+    comparison: no section, no contents entry, and the report is byte for byte the report
+    built without the section existing (the time stamp aside)."""
+    from gliorad.report import build
+
+    text = report.read_text(encoding="utf-8")
+    assert "model-comparison" not in text and "Model comparison" not in text
+    inputs = inputs_from_workspace(workspace)
+    before = [t for t in build.TEMPLATES if t.id not in OPTIONAL]
+    assert len(before) == len(build.TEMPLATES) - 1
+    monkeypatch.setattr(build, "TEMPLATES", tuple(before))
+    old = build_report(inputs, tmp_path / "old").read_bytes()
+    monkeypatch.undo()
+    new = build_report(inputs, tmp_path / "new").read_bytes()
+    assert _stampless(new.decode()) == _stampless(old.decode())
+    assert _stampless(new.decode()) == _stampless(text)
+    for fig in (tmp_path / "old" / "figures").iterdir():
+        assert (tmp_path / "new" / "figures" / fig.name).read_bytes() == fig.read_bytes()
+
+
+def test_model_comparison_shows_the_searches(searched, tmp_path):
+    """grading.model auto (split) and survival.model auto: one section before the provenance,
+    with every candidate's numbers as the writers computed them, the chosen one marked, the
+    rule and why; the bundle's grading model with its choice."""
+    import json
+
+    inp = ReportInputs(grade_tables=searched["split"], survival=searched["survival"],
+                       bundle=searched["bundle"])
+    text = build_report(inp, tmp_path / "r").read_text(encoding="utf-8")
+    dom = _dom(text)
+    assert list(dom.sections)[-2:] == ["model-comparison", "provenance"]
+    assert dom.sections["model-comparison"] == "ran"
+    assert '<a href="#model-comparison">Model comparison (beyond the paper)</a>' in text
+    sec = _section_html(text, "model-comparison")
+    grading, survival = _tables(sec)
+    # grading: the writer's candidates block of the set
+    block = json.loads((searched["split"] / "metrics.json").read_text(encoding="utf-8"))[
+        "radiomics_t1ce"]["candidates"]
+    assert "<h3>T1-Gd (radiomics_t1ce)</h3>" in sec
+    assert f"Choice rule: {block['rule']}".replace("'", "&#x27;") in sec
+    chosen = block["choices"][0]["chosen"]
+    assert f"repeat 1 fold 1: {chosen} ({block['choices'][0]['reason']})" in sec
+    assert list(grading["Candidate"]) == ["auto (nested choice)", "paper", "logistic_l1", "rf"]
+    assert grading.set_index("Candidate")["Chosen"].to_dict() == {
+        "auto (nested choice)": "", **{n: "chosen" if n == chosen else ""
+                                       for n in ("paper", "logistic_l1", "rf")}}
+    assert "Mean AUC (SD) over repeats" not in grading.columns  # a split: no repeats
+    for r, shown in zip(block["table"], grading.to_dict(orient="records"), strict=True):
+        assert shown["Outer AUC (95% CI)"] == (f"{r['auc']:.3f} ({r['auc_ci_low']:.3f}-"
+                                               f"{r['auc_ci_high']:.3f})")
+        assert shown["Validation AUC"] == f"{r['validation_auc']:.3f}"
+        if r["candidate"] == "paper":
+            assert shown["AUC minus paper (95% CI)"] == shown["P vs paper"] == ""
+        else:
+            assert shown["AUC minus paper (95% CI)"] == (
+                f"{r['diff_vs_paper']:+.3f} ({r['diff_ci_low']:+.3f} to {r['diff_ci_high']:+.3f})")
+            p = r["p_vs_paper"]
+            assert shown["P vs paper"] == ("< 0.001" if p < 0.001 else f"{p:.3f}")
+        if r["candidate"] != "auto":
+            assert shown["Chosen in outer folds"] == (
+                f"{int(r['n_chosen'])} of 1 ({100 * r['n_chosen']:.0f}%)")
+            assert shown["Inner AUC (mean)"] == f"{r['inner_auc_mean']:.3f}"
+            assert shown["Most often selected (frequency over outer folds)"] == (
+                r["top_features"] or "")
+    assert grading.set_index("Candidate").at["paper", "Features (mean)"] == "8.0"  # rf_k 8
+    # the bundle's grading model (fitted on every patient) and its choice
+    info = json.loads((searched["bundle"] / "grading" / "model.json").read_text(encoding="utf-8"))
+    assert (f"grading.model auto; chose {info['chosen']}: {info['choice_reason']}."
+            in sec)
+    # survival: the writer's model_search block
+    ms = json.loads((searched["survival"] / "metrics.json").read_text(encoding="utf-8"))[
+        "model_search"]
+    assert f"survival.model auto: {ms['chosen']} chosen ({ms['why']})." in sec
+    assert "ties going to the first of paper, clinical, coxnet, gbcox, rsf" in sec
+    assert "Validation-cohort C-indices are computed after the choice, for reporting only" in sec
+    assert list(survival["Candidate"]) == [c["name"] for c in ms["candidates"]] == [
+        "paper", "clinical", "coxnet"]
+    assert list(survival["Chosen"]) == ["chosen" if c["name"] == ms["chosen"] else ""
+                                        for c in ms["candidates"]]
+    for c, shown in zip(ms["candidates"], survival.to_dict(orient="records"), strict=True):
+        assert shown["Inner C-index"] == f"{c['inner_c_index']:.4f}"
+        a = c["external"]["A"]
+        assert shown["C-index A (external) (95% CI)"] == (f"{a['c_index']:.3f} ({a['ci'][0]:.3f}-"
+                                                          f"{a['ci'][1]:.3f})")
+        sig = c["inner_c_index_signature"]
+        assert shown["Inner C-index of the signature"] == ("" if sig is None else f"{sig:.4f}")
+    # the search's notes (escaped as every text of the report)
+    assert ms["notes"] and all(html.escape(n) in sec for n in ms["notes"])
+
+
+def test_model_comparison_under_repeated_cv(searched, tmp_path):
+    """Under repeated CV every outer fold chose: the count over the folds, the most often
+    chosen marked, the mean AUC (SD) over repeats."""
+    import json
+
+    sec = _section_html(build_report(ReportInputs(grade_tables=searched["cv"]), tmp_path / "r")
+                        .read_text(encoding="utf-8"), "model-comparison")
+    (table,) = _tables(sec)
+    block = json.loads((searched["cv"] / "metrics.json").read_text(encoding="utf-8"))[
+        "radiomics_t1ce"]["candidates"]
+    n = len(block["choices"])
+    assert n == 6 and "LGG survival" not in sec
+    counts = {c: sum(x["chosen"] == c for x in block["choices"]) for c in ("paper", "logistic_l1")}
+    top = max(counts.values())
+    rows = table.set_index("Candidate")
+    for c, k in counts.items():
+        assert rows.at[c, "Chosen in outer folds"] == f"{k} of {n} ({100 * k / n:.0f}%)"
+        assert rows.at[c, "Chosen"] == ("most often" if k == top else "")
+    for r in block["table"]:
+        name = "auto (nested choice)" if r["candidate"] == "auto" else r["candidate"]
+        assert rows.at[name, "Mean AUC (SD) over repeats"] == f"{r['auc_mean']:.3f} ({r['auc_sd']:.3f})"
+    assert "Validation AUC" not in table.columns
+    assert sec.count("<li>repeat ") == 6
+
+
+def test_model_comparison_parts_follow_the_run(searched, workspace, tmp_path):
+    """Only the survival search (grading with the paper's model): the survival part alone; a
+    search whose part the config switched off is not shown; a bad block names the file."""
+    inp = ReportInputs(grade_tables=workspace / "grade" / "tables", survival=searched["survival"])
+    sec = _section_html(build_report(inp, tmp_path / "r").read_text(encoding="utf-8"),
+                        "model-comparison")
+    assert "LGG survival" in sec and "Grading (HGG vs LGG)" not in sec
+    inp = ReportInputs(grade_tables=searched["split"], survival=searched["survival"],
+                       config={"survival": {"enabled": False}})
+    sec = _section_html(build_report(inp, tmp_path / "r").read_text(encoding="utf-8"),
+                        "model-comparison")
+    assert "LGG survival" not in sec and "Grading (HGG vs LGG)" in sec
+    inp = ReportInputs(grade_tables=searched["split"], config={"grading": {"enabled": False}})
+    assert "model-comparison" not in build_report(inp, tmp_path / "r").read_text(encoding="utf-8")
+    # a bad survival block, a bad grading table
+    import json
+
+    surv = _copy(searched["survival"], tmp_path / "surv")
+    data = json.loads((surv / "metrics.json").read_text(encoding="utf-8"))
+    data["model_search"] = ["not", "a", "block"]
+    (surv / "metrics.json").write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(GlioradInputError, match=r"surv/metrics\.json: 'model_search' is a list, "
+                                                r"not a dict"):
+        build_report(ReportInputs(survival=surv), tmp_path / "r2")
+    grade = _copy(searched["split"], tmp_path / "grade")
+    data = json.loads((grade / "metrics.json").read_text(encoding="utf-8"))
+    data["radiomics_t1ce"]["candidates"]["table"] = "rows"
+    (grade / "metrics.json").write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(GlioradInputError, match=r"grade/metrics\.json: radiomics_t1ce\.candidates"
+                                                r"\.table: expected a list of rows"):
+        build_report(ReportInputs(grade_tables=grade), tmp_path / "r3")
+    assert not (tmp_path / "r2").exists() and not (tmp_path / "r3").exists()
 
 
 # ================================================================== command line

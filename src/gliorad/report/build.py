@@ -42,7 +42,7 @@ def build_report(inputs: ReportInputs, out_dir: str | Path) -> Path:
     ctx = Context(inputs)
     off = switched_off(inputs.config)
     # the run carries only what ran
-    built = [t.build(ctx) for t in TEMPLATES if t.stage not in off]
+    built = [t.build(ctx) for t in TEMPLATES if t.included(ctx, off)]
     page = _page(inputs.title, built)
     _write_figures(ctx.figures, out / "figures")
     return write_text(page, out / "report.html")

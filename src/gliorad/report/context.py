@@ -109,6 +109,9 @@ class SectionTemplate:
     absent : what that line names (e.g. "Grading tables")
     stage : the run-config section whose ``enabled: false`` leaves this section out
     ran : for a section that reads several inputs (``reads`` None): whether any is present
+    shown : for a section that only some runs have (the model comparison): whether this run
+        has it; when not, the section is left out of the report (no "not run" line, no entry
+        in the contents), so that other runs' reports stay as they were
     """
 
     id: str
@@ -118,6 +121,12 @@ class SectionTemplate:
     absent: str = ""
     stage: str | None = None
     ran: Callable[[ReportInputs], bool] | None = None
+    shown: Callable[[Context], bool] | None = None
+
+    def included(self, ctx: Context, off: list[str]) -> bool:
+        """Whether the report has this section: its stage is not switched off and, for a
+        section only some runs have, this run has it."""
+        return self.stage not in off and (self.shown is None or self.shown(ctx))
 
     def build(self, ctx: Context) -> Section:
         if self.reads is not None and not present(getattr(ctx.inputs, self.reads)):

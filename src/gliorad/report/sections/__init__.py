@@ -1,8 +1,10 @@
 """The report's sections, in report order: one :class:`SectionTemplate` each (id, title, the
 input it reads, the run-config part that turns it off) and the function writing its HTML.
 
-A section whose input is absent says so ("not run in this workspace"); a file that is present but
-unreadable (bad JSON, a table without its columns, a PNG that is not one) raises
+A section whose input is absent says so ("not run in this workspace"), except the model
+comparison (:mod:`~gliorad.report.sections.models`), which only runs that searched a model have
+(``grading.model: auto``, ``survival.model`` other than ``paper``): the others' reports do not
+mention it. A file that is present but unreadable (bad JSON, a table without its columns, a PNG that is not one) raises
 :class:`~gliorad.errors.GlioradInputError` naming the file.
 
 Figures
@@ -27,6 +29,7 @@ from gliorad.report.context import SectionTemplate
 from gliorad.report.sections.agreement import agreement_html
 from gliorad.report.sections.cohort import cohort_html, cohort_ran
 from gliorad.report.sections.grading import grading_html
+from gliorad.report.sections.models import model_comparison_html, model_search_ran
 from gliorad.report.sections.provenance import provenance_html
 from gliorad.report.sections.segmentation import segmentation_html
 from gliorad.report.sections.survival import (
@@ -38,7 +41,7 @@ from gliorad.report.sections.survival import (
     signature_html,
 )
 
-__all__ = ["SECTIONS", "TEMPLATES"]
+__all__ = ["OPTIONAL", "SECTIONS", "TEMPLATES"]
 
 
 def _survival(sid: str, title: str, body) -> SectionTemplate:
@@ -62,8 +65,14 @@ TEMPLATES: tuple[SectionTemplate, ...] = (
     _survival("nomograms", "Nomograms", nomograms_html),
     _survival("c-index", "C-index comparison", cindex_html),
     _survival("calibration", "Calibration curves", calibration_html),
+    # only in runs that searched a model (grading.model auto, survival.model not paper)
+    SectionTemplate("model-comparison", "Model comparison (beyond the paper)",
+                    model_comparison_html, shown=model_search_ran),
     SectionTemplate("provenance", "Provenance", provenance_html),
 )
 
-#: ``(html id, title)`` of every section, in report order.
+#: ``(html id, title)`` of every section, in report order (the model comparison only in runs
+#: that searched a model: :data:`OPTIONAL`).
 SECTIONS: tuple[tuple[str, str], ...] = tuple((t.id, t.title) for t in TEMPLATES)
+#: The ids of the sections only some runs have (left out of the others' reports).
+OPTIONAL: tuple[str, ...] = tuple(t.id for t in TEMPLATES if t.shown is not None)
