@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import inspect
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -189,6 +190,115 @@ def test_preset_overrides_keep_what_the_preset_resolves_to():
     cfg = DEEP3D_PRESETS.config("paper", {"train": {"epochs": 3}})
     assert (cfg.train.epochs, cfg.train.batch_size) == (3, 8)
     assert DEEP3D_PRESETS.config("paper") == Deep3DConfig()
+
+
+# ------------------------------------------------------------------------------ run presets
+REFERENCE = Path(__file__).resolve().parent / "reference" / "run_presets"
+#: A cohort folder and clinical table for the presets that need one (paper, best).
+COHORT = {"cohort": {"root": "c"}, "clinical": {"path": "c.csv"}}
+
+
+def _dump(name: str, overrides: dict | None = None) -> dict:
+    """A run preset's resolved settings (the workspace's dump, stage fingerprints' source)
+    without what depends on where gliorad is installed."""
+    from gliorad.run_config import load_run_config
+
+    data = json.loads(json.dumps(load_run_config(name, overrides).resolved()))
+    data.pop("source")
+    if overrides:
+        data["cohort"]["root"], data["clinical"]["path"] = "<cohort>", "<clinical>"
+    return data
+
+
+@pytest.mark.parametrize("name", ["demo", "paper"])
+def test_paper_and_demo_presets_resolve_as_before(name):
+    """The paper and demo presets resolve to the settings they had before the model searches
+    (``tests/reference/run_presets/<name>.json``, written by :func:`_dump` at commit 72b2da6):
+    new settings at their defaults are left out of the dump, so no stage of an existing run is
+    redone. Rewrite a reference only for an intended change of the recipe."""
+    want = json.loads((REFERENCE / f"{name}.json").read_text(encoding="utf-8"))
+    assert _dump(name, COHORT if name == "paper" else None) == want
+
+
+def test_best_preset_is_the_paper_with_the_model_searches(tmp_path):
+    """``best`` = ``paper`` with grading.model and survival.model auto and cross-fitted 2D CNN
+    inputs to the signature (5 folds); every other setting is the paper's (3D cross-fitting off,
+    as there). A file starting from it overrides it key by key."""
+    from gliorad.run_config import RUN_PRESETS, load_run_config, preset_text
+
+    assert "best" in RUN_PRESETS and preset_text("best").startswith("# gliorad run preset")
+    cfg = load_run_config("best", COHORT)
+    assert cfg.grading.model == "auto" and cfg.grading.candidates is None
+    assert cfg.survival.model == "auto" and cfg.survival.candidates is None
+    assert (cfg.deep2d_cross_fit, cfg.deep3d_cross_fit) == (5, 0)
+    best, paper = _dump("best", COHORT), _dump("paper", COHORT)
+    assert best["grading"].pop("model") == best["survival"].pop("model") == "auto"
+    assert best.pop("deep2d_cross_fit") == 5
+    assert best == paper
+    own = tmp_path / "my.yaml"
+    own.write_text("preset: best\ncohort:\n  root: c\nclinical:\n  path: c.csv\n"
+                   "deep2d:\n  cross_fit: 3\ngrading:\n  candidates: [paper, rf]\n",
+                   encoding="utf-8")
+    mine = load_run_config(own)
+    assert mine.deep2d_cross_fit == 3 and mine.grading.model == "auto"
+    assert mine.grading.candidates == ("paper", "rf") and mine.survival.model == "auto"
+    assert mine.deep2d.train.epochs == cfg.deep2d.train.epochs == 200  # the paper's network
+
+
+def test_config_check_best(tmp_path):
+    """``gliorad config check best``: with a cohort (the paper's needs) it validates and prints
+    the searches; without one it names the missing key, as for ``paper``; ``config show best``
+    prints the documented preset."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from gliorad.cli import app
+
+    cfg = _paper_config(tmp_path)
+    runner = CliRunner()
+    res = runner.invoke(app, ["config", "check", "best", "--set", f"cohort.root={tmp_path / 'cohort'}",
+                              "--set", f"clinical.path={tmp_path / 'clinical.csv'}"])
+    assert res.exit_code == 0, res.output
+    out = yaml.safe_load(res.stdout)
+    assert out["grading"]["model"] == out["survival"]["model"] == "auto"
+    assert out["deep2d_cross_fit"] == 5 and out["deep3d_cross_fit"] == 0
+    cfg.write_text(cfg.read_text(encoding="utf-8").replace("preset: paper", "preset: best"),
+                   encoding="utf-8")
+    res = runner.invoke(app, ["config", "check", str(cfg)])
+    assert res.exit_code == 0 and yaml.safe_load(res.stdout)["deep2d_cross_fit"] == 5
+    for name in ("best", "paper"):
+        res = runner.invoke(app, ["config", "check", name])
+        assert res.exit_code == 2
+        assert re.search(rf"error: .*{name}\.yaml: cohort\.root: required", res.output)
+    res = runner.invoke(app, ["config", "show", "best"])
+    assert res.exit_code == 0 and yaml.safe_load(res.stdout)["preset"] == "paper"
+    assert "# " in res.stdout
+
+
+def test_run_presets_that_start_from_each_other_in_a_circle(tmp_path, monkeypatch):
+    import gliorad.run_config as rc
+
+    (tmp_path / "a.yaml").write_text("preset: b\nrun: {seed: 1}\n", encoding="utf-8")
+    (tmp_path / "b.yaml").write_text("preset: a\n", encoding="utf-8")
+    (tmp_path / "c.yaml").write_text("preset: nope\n", encoding="utf-8")
+    monkeypatch.setattr(rc, "PRESET_DIR", tmp_path)
+    monkeypatch.setattr(rc, "RUN_PRESETS", ("a", "b", "c"))
+    with pytest.raises(GlioradInputError, match=r"^run preset 'a': the presets start from each "
+                                                r"other in a circle \(a -> b -> a\)$"):
+        rc.load_run_config("a")
+    with pytest.raises(GlioradInputError, match=r"c\.yaml: preset 'nope' is not valid; expected "
+                                                r"one of: a, b, c$"):
+        rc.load_run_config("c")
+
+
+def test_config_check_on_the_best_preset_loads_nothing_heavy():
+    out = _run(f"""
+        import json, sys
+        from gliorad.run_config import load_run_config
+        load_run_config("best", {COHORT!r})
+        print(json.dumps(sorted(sys.modules)))
+    """)
+    assert not {m.split(".")[0] for m in out} & set(HEAVY)
 
 
 def test_every_stage_uses_the_one_preset_shape():

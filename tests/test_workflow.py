@@ -150,7 +150,7 @@ def test_bad_yaml_and_missing_file(tmp_path):
         load_run_config(bad)
     with pytest.raises(GlioradInputError, match=r"nope.yaml: config file not found"):
         load_run_config(tmp_path / "nope.yaml")
-    with pytest.raises(GlioradInputError, match=r"'nope' is neither a preset \(demo, paper\) nor a file"):
+    with pytest.raises(GlioradInputError, match=r"'nope' is neither a preset \(demo, paper, best\) nor a file"):
         load_run_config("nope")
     lst = tmp_path / "list.yaml"
     lst.write_text("- a\n")

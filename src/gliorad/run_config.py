@@ -24,8 +24,10 @@ A stage section starts from its ``preset`` and overrides the fields it gives (th
 :mod:`gliorad.settings`: nested mappings merge, ``survival.split`` is replaced whole), so
 ``segmentation: {preset: demo, train: {epochs: 40}}`` is the demo network trained longer. Every section is validated by the stage's own settings class when the file is loaded:
 an unknown key or a bad value is an error that names the file, the key, the value and the
-allowed values. The packaged presets (``gliorad config show demo|paper``) are documented YAML files
-in ``gliorad/presets/``.
+allowed values. The packaged presets (``gliorad config show demo|paper|best``) are documented YAML
+files in ``gliorad/presets/``: ``paper`` reproduces the publication, ``demo`` runs it on a
+synthetic cohort in minutes, ``best`` is ``paper`` with the model searches (``grading.model`` and
+``survival.model`` ``auto``) and cross-fitted 2D CNN inputs to the signature (``deep2d.cross_fit``).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from gliorad.errors import GlioradInputError, check_option
 from gliorad.settings import WHOLE, Strict, merge, read_yaml_mapping, relative, validate
 
 PRESET_DIR = Path(__file__).parent / "presets"
-RUN_PRESETS = ("demo", "paper")
+RUN_PRESETS = ("demo", "paper", "best")
 DEEP3D_VARIANTS = {
     "patch_se": {"input": "patch", "net": {"se": True}},
     "patch_nose": {"input": "patch", "net": {"se": False}},
@@ -157,11 +159,28 @@ def preset_text(name: str) -> str:
     return preset_path(name).read_text(encoding="utf-8")
 
 
+def preset_data(name: str, where: str = "run preset", _seen: tuple[str, ...] = ()
+                ) -> dict[str, Any]:
+    """The settings of a packaged preset, with those of the preset it starts from (its own
+    ``preset:`` key, e.g. ``best`` starts from ``paper``) laid under them by the merge rule."""
+    check_option(where, str(name), RUN_PRESETS)
+    if name in _seen:
+        raise GlioradInputError(f"run preset {name!r}: the presets start from each other in a "
+                                f"circle ({' -> '.join((*_seen, name))})")
+    path = preset_path(name)
+    data = read_yaml_mapping(path)
+    if "preset" in data:
+        base = preset_data(str(data.pop("preset")), f"{path}: preset", (*_seen, name))
+        data = _merge(_own_cohort(base, data), data)
+    return data
+
+
 def load_run_config(spec: str | Path, overrides: Mapping[str, Any] | None = None) -> RunConfig:
-    """A packaged preset name (``demo``, ``paper``) or a YAML file; a file may begin with
-    ``preset: demo`` to start from a packaged preset. ``overrides`` (nested) are applied last."""
+    """A packaged preset name (``demo``, ``paper``, ``best``) or a YAML file; a file may begin
+    with ``preset: demo`` to start from a packaged preset (as ``best`` starts from ``paper``).
+    ``overrides`` (nested) are applied last."""
     if isinstance(spec, str) and spec in RUN_PRESETS:
-        path, data = preset_path(spec), read_yaml_mapping(preset_path(spec))
+        path, data = preset_path(spec), preset_data(spec)
     else:
         path = Path(spec)
         if not path.is_file() and str(spec) not in RUN_PRESETS and "/" not in str(spec) \
@@ -171,8 +190,7 @@ def load_run_config(spec: str | Path, overrides: Mapping[str, Any] | None = None
         data = read_yaml_mapping(path)
         if "preset" in data:
             name = data.pop("preset")
-            check_option(f"{path}: preset", str(name), RUN_PRESETS)
-            data = _merge(_own_cohort(read_yaml_mapping(preset_path(str(name))), data), data)
+            data = _merge(_own_cohort(preset_data(str(name), f"{path}: preset"), data), data)
     data.pop("preset", None)
     if overrides:
         data = _merge(_own_cohort(data, overrides), overrides)

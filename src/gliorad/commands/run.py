@@ -39,7 +39,7 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
 
 
 def run(
-    config: Annotated[str, typer.Argument(help="Run config YAML, or a preset name (demo, paper).")],
+    config: Annotated[str, typer.Argument(help="Run config YAML, or a preset name (demo, paper, best).")],
     workspace: Annotated[Path, typer.Option("--workspace", "-w", help="Folder of the run's stages.")],
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="Override a setting: section.key=value (repeatable).")] = None,
@@ -60,7 +60,7 @@ def run(
 
 
 @config_app.command("show")
-def show(preset: Annotated[str, typer.Argument(help="demo or paper")] = "demo") -> None:
+def show(preset: Annotated[str, typer.Argument(help="demo, paper or best")] = "demo") -> None:
     """Print a documented preset to start a config file from."""
     from gliorad.run_config import preset_text
 
