@@ -634,8 +634,11 @@ def searched(workspace, tmp_path_factory) -> dict[str, Path]:
                                            candidates=["paper", "logistic_l1"]))
     run_fit(gi / "radiomics_t1ce.csv", gi / "clinical.csv", base / "fit",
             GradingConfig.preset("demo", **auto))
-    (base / "bundle" / "grading").mkdir(parents=True)
-    shutil.copyfile(base / "fit" / "model.json", base / "bundle" / "grading" / "model.json")
+    # as in a workspace: the bundle stage's folder holds the bundle (bundle/bundle/manifest.json)
+    (base / "bundle" / "bundle" / "grading").mkdir(parents=True)
+    (base / "bundle" / "bundle" / "manifest.json").write_text("{}", encoding="utf-8")
+    shutil.copyfile(base / "fit" / "model.json",
+                    base / "bundle" / "bundle" / "grading" / "model.json")
     pat = sample_patients(SynthConfig(n_patients=240, seed=4))
     clin = pat.rename(columns={"os_time": "os_days"})[
         ["age", "sex", "grade", "grade_group", "histology", "location", "laterality",
@@ -754,7 +757,8 @@ def test_model_comparison_shows_the_searches(searched, tmp_path):
                 r["top_features"] or "")
     assert grading.set_index("Candidate").at["paper", "Features (mean)"] == "8.0"  # rf_k 8
     # the bundle's grading model (fitted on every patient) and its choice
-    info = json.loads((searched["bundle"] / "grading" / "model.json").read_text(encoding="utf-8"))
+    info = json.loads((searched["bundle"] / "bundle" / "grading" / "model.json")
+                      .read_text(encoding="utf-8"))
     assert (f"grading.model auto; chose {info['chosen']}: {info['choice_reason']}."
             in sec)
     # survival: the writer's model_search block
@@ -815,6 +819,10 @@ def test_model_comparison_parts_follow_the_run(searched, workspace, tmp_path):
     sec = _section_html(build_report(inp, tmp_path / "r").read_text(encoding="utf-8"),
                         "model-comparison")
     assert "LGG survival" not in sec and "Grading (HGG vs LGG)" in sec
+    inp = ReportInputs(grade_tables=searched["split"], bundle=searched["bundle"] / "bundle")
+    sec = _section_html(build_report(inp, tmp_path / "r").read_text(encoding="utf-8"),
+                        "model-comparison")
+    assert "The bundle&#x27;s grading model" in sec and "grading.model auto; chose " in sec
     inp = ReportInputs(grade_tables=searched["split"], config={"grading": {"enabled": False}})
     assert "model-comparison" not in build_report(inp, tmp_path / "r").read_text(encoding="utf-8")
     # a bad survival block, a bad grading table

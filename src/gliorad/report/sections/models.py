@@ -155,7 +155,10 @@ def _bundle_choice(ctx: Context) -> list[str]:
     """The bundle's grading model and its choice (``grading/model.json``), when it records one."""
     if not present(ctx.inputs.bundle):
         return []
-    path = Path(ctx.inputs.bundle) / "grading" / "model.json"
+    folder = Path(ctx.inputs.bundle)
+    if not (folder / "manifest.json").is_file() and (folder / "bundle" / "manifest.json").is_file():
+        folder = folder / "bundle"  # a workspace's bundle stage folder holds the bundle
+    path = folder / "grading" / "model.json"
     if not path.is_file():
         return []
     info = read_json(path)
@@ -164,7 +167,7 @@ def _bundle_choice(ctx: Context) -> list[str]:
     parts = [f"grading.model {info['model']}"]
     if info.get("chosen"):
         parts.append(f"chose {info['chosen']}: {info.get('choice_reason', '')}")
-    return ["<h3>The bundle's grading model</h3>", para(
+    return ["<h3>" + esc("The bundle's grading model") + "</h3>", para(
         "Fitted on every graded patient with the fused features (what gliorad predict uses): "
         + "; ".join(parts) + ".")]
 
