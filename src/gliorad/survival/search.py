@@ -19,13 +19,17 @@ The choice uses the training cohort only (an external cohort never reaches these
 3. each candidate's **inner C-index** is Harrell's C of the held-out linear predictors, averaged
    over the folds weighted by their number of patients (as ``cv.glmnet``'s ``type.measure =
    "C"``; a fold whose C is undefined is left out); the signature's own out-of-fold C-index is
-   reported beside it;
+   reported beside it (a fold where the signature is constant counts, at 0.5). A fold where
+   the candidate's model building keeps no factor (the factor rule's "nothing significant": a
+   result, not a failure) predicts one risk for every held-out patient, so that fold's C-index
+   is 0.5 (``constant_folds`` lists such folds; skipping the candidate instead would let
+   ``auto`` choose among the candidates that happened to keep a factor on every fold);
 4. ``auto`` takes the best inner C-index (:func:`pick_best`); ties (equal to 1e-12, e.g. when
    the signature is never kept, so the integrated model is the clinical one) go to the first of
    :data:`~gliorad.survival.config.SURVIVAL_CANDIDATES`: ``paper``, ``clinical``, ``coxnet``,
    ``gbcox``, ``rsf`` (the paper's recipe, then the simpler models). A candidate that cannot be
-   fitted or scored on a fold (too few events, no model) has no inner C-index, says why, and is
-   skipped.
+   fitted or scored on a fold (an error: too few events, a model that cannot be estimated) has
+   no inner C-index, says why, and is skipped.
 
 After the choice, :func:`report_external` fits every other candidate on the whole training
 cohort and computes each one's C-index with its 95 % CI in every validation cohort: **for
@@ -72,7 +76,8 @@ _FOLD_ERRORS = (GlioradInputError, ValueError, ArithmeticError, np.linalg.LinAlg
 @dataclass
 class CandidateScore:
     """One candidate of a search: its inner cross-validated C-indices (None, with ``reason``,
-    when it cannot be scored) and, after the choice, its C-index in each validation cohort
+    when it cannot be scored; ``constant_folds``: the inner folds where its model kept no
+    factor, scored 0.5) and, after the choice, its C-index in each validation cohort
     (``external``: cohort -> ``role, n, n_events, c_index, ci, se, c_index_signature``, or
     ``reason``)."""
 
@@ -81,6 +86,8 @@ class CandidateScore:
     inner_c_index_signature: float | None = None
     inner_folds: int = 0
     reason: str | None = None
+    #: Inner folds whose model building kept no factor: one risk for every held-out patient.
+    constant_folds: list[int] = field(default_factory=list)
     external: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -210,9 +217,9 @@ def inner_scores(
                 m = _quiet_fit(train.iloc[tr], feature_columns, cfg.model_copy(update={"model": n}),
                                f"{name} inner fold {i}", sequenced)
                 lp = m.linear_predictor(held)
-                if lp is None:
-                    why = (m.model_info.get("integrated") or {}).get("reason")
-                    raise GlioradInputError(f"no integrated model ({why})")
+                if lp is None:  # the factor rule kept no factor: the same risk for everyone
+                    s.constant_folds.append(i)
+                    lp = pd.Series(0.0, index=held.index, name="integrated")
                 sig, _ = m.score_cohort(held, f"{name} inner fold {i}")
             except _FOLD_ERRORS as err:
                 text = " ".join(err.problems) if isinstance(err, GlioradInputError) else str(err)
@@ -221,7 +228,7 @@ def inner_scores(
             c = _c_or_none(held.loc[lp.index, TIME], held.loc[lp.index, EVENT], lp)
             if c is not None:
                 parts[n].append((len(lp), c))
-            if n != "clinical" and m.signature.empty_reason_ is None:
+            if n != "clinical":  # a constant signature (nothing found) scores 0.5 there
                 c_sig = _c_or_none(held.loc[sig.index, TIME], held.loc[sig.index, EVENT],
                                    sig["signature_score"])
                 if c_sig is not None:
@@ -234,6 +241,10 @@ def inner_scores(
         s.inner_c_index_signature = _weighted_c(sig_parts[n])
         if s.inner_c_index is None:
             s.reason = "no inner fold has comparable pairs (too few events)"
+        if s.constant_folds:
+            notes.append(f"model search, training cohort {name}: {n} kept no factor in inner "
+                         f"fold(s) {', '.join(map(str, s.constant_folds))} (one risk for every "
+                         "held-out patient: C-index 0.5 there)")
     return scores, k, notes
 
 
