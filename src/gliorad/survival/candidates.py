@@ -454,7 +454,13 @@ class NoSignature(SignatureModel):
 
     def fit(self, X: object, y: object) -> NoSignature:
         time, event = as_survival(y)
-        names = [str(c) for c in X.columns] if isinstance(X, pd.DataFrame) else []
+        if isinstance(X, pd.DataFrame):
+            names = [str(c) for c in X.columns]
+        else:  # the columns are not read, only counted (as the other candidates name them)
+            shape = np.shape(X)
+            names = [f"x{i}" for i in range(shape[1] if len(shape) == 2 else 0)]
+        if len(X) != time.size:
+            raise GlioradInputError(f"X has {len(X)} rows but y has {time.size} outcomes")
         self.feature_names_in_ = np.asarray(names, dtype=object)
         self.n_features_in_ = len(names)
         self.constant_features_: list[str] = []
@@ -471,6 +477,7 @@ class NoSignature(SignatureModel):
         return np.zeros((len(X), 0))
 
     def formula_text(self, digits: int = 4) -> str:
+        check_is_fitted(self, "features_")
         return "no signature (survival.model 'clinical')"
 
 
