@@ -40,6 +40,7 @@ auto`` on a 170 x 724 table under 10 minutes on 2 cores (bench/grading_models.py
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol
 
 import numpy as np
@@ -137,19 +138,23 @@ class CandidateModel(BinaryProbabilityClassifier, BaseEstimator):
         check_class_weight(self.class_weight)
         self.n_imputed_cells_ = int(np.isnan(X).sum())
         self.estimator_ = self._build(X, y)
-        self._fit_inner(X, y)
+        with self._threads():
+            self.estimator_.fit(X, y)
         self.classes_ = self.estimator_.classes_
         record_fit(self, input_names(self), *self._describe(input_names(self)))
         return self
 
-    def _fit_inner(self, X: np.ndarray, y: np.ndarray) -> None:
-        self.estimator_.fit(X, y)
+    def _threads(self) -> AbstractContextManager:
+        """The context of the inner estimator's fit and predictions (none: its ``n_jobs``
+        decides)."""
+        return nullcontext()
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities, columns in ``classes_`` order."""
         check_is_fitted(self, "estimator_")
         X = validate_data(self, X, dtype=np.float64, ensure_all_finite="allow-nan", reset=False)
-        return self.estimator_.predict_proba(X)
+        with self._threads():
+            return self.estimator_.predict_proba(X)
 
     def decision_score(self, X) -> np.ndarray:
         """Probability of the positive class ``classes_[1]`` (HGG)."""
@@ -185,6 +190,8 @@ class LogisticGrader(CandidateModel):
     Attributes (besides the shared ones, see the module text)
     ----------
     estimator_ : Pipeline (``impute``, ``zscore``, ``logistic``)
+    n_iter_ : int
+        Most solver iterations of any fit of the inner search.
     """
 
     def __init__(self, l1_ratios: tuple[float, ...] = (1.0,),
@@ -227,6 +234,7 @@ class LogisticGrader(CandidateModel):
         weight = {n: abs(float(c)) for n, c in zip(names, coef, strict=True)}
         scores = np.asarray(lr.scores_, dtype=float)  # (folds, l1_ratios, Cs)
         best = {"C": float(np.ravel(lr.C_)[0]), "l1_ratio": float(np.ravel(lr.l1_ratio_)[0])}
+        self.n_iter_ = int(np.max(lr.n_iter_))
         return used, weight, best, float(np.nanmax(scores.mean(axis=0)))
 
 
@@ -330,7 +338,14 @@ class BoostingGrader(CandidateModel):
         patients, L2 1.0; no early stopping).
     class_weight, random_state
     n_jobs : int or None
-        OpenMP threads of the fit (None: the library's default).
+        OpenMP threads of the fit and the predictions, read as scikit-learn reads ``n_jobs``
+        (None: one, unless in a :func:`joblib.parallel_config` context; -1: every core).
+
+    Attributes (besides the shared ones, see the module text)
+    ----------
+    estimator_ : HistGradientBoostingClassifier
+    n_iter_ : int
+        Boosting rounds run (``max_iter``: no early stopping).
     """
 
     def __init__(self, learning_rate: float = 0.05, max_iter: int = 200,
@@ -353,18 +368,21 @@ class BoostingGrader(CandidateModel):
             l2_regularization=self.l2_regularization, early_stopping=False,
             class_weight=self.class_weight, random_state=self.random_state)
 
-    def _fit_inner(self, X, y):
-        if self.n_jobs is None:
-            self.estimator_.fit(X, y)
-            return
+    def _threads(self) -> AbstractContextManager:
+        # OpenMP threads as scikit-learn reads n_jobs (None: one, -1: every core), not the
+        # library's default of every core: folds fitted in parallel, or other jobs on the
+        # machine, would otherwise be oversubscribed (OpenMP's waiting threads then slow a
+        # small fit down many times over)
+        from joblib import effective_n_jobs
         from threadpoolctl import threadpool_limits
 
-        with threadpool_limits(limits=max(1, int(self.n_jobs)), user_api="openmp"):
-            self.estimator_.fit(X, y)
+        return threadpool_limits(limits=max(1, effective_n_jobs(self.n_jobs)),
+                                 user_api="openmp")
 
     def _describe(self, names):
         best = {"learning_rate": float(self.learning_rate), "max_iter": int(self.max_iter),
                 "max_leaf_nodes": int(self.max_leaf_nodes)}
+        self.n_iter_ = int(self.estimator_.n_iter_)
         return list(names), {}, best, float("nan")
 
 
