@@ -39,7 +39,7 @@ from gliorad.grading.candidates import (
 from gliorad.grading.defaults import MODEL_CHOICES
 from gliorad.grading.model import BinaryProbabilityClassifier, binary_target, inner_folds
 
-__all__ = ["CHOICE_RULE", "FIT_ERRORS", "AutoGradingModel", "make_candidate"]
+__all__ = ["CHOICE_RULE", "FIT_ERRORS", "AutoGradingModel", "make_candidate", "used_features"]
 
 #: How :class:`AutoGradingModel` chooses (also written to the results).
 CHOICE_RULE = (
@@ -54,6 +54,14 @@ CHOICE_RULE = (
 FIT_ERRORS = (ValueError, ArithmeticError, RuntimeError)
 
 ENSEMBLE = "ensemble"
+
+
+def used_features(est: BaseEstimator) -> list[str]:
+    """The features a fitted candidate uses: its ``selected_features_``, or every input column
+    for a scikit-learn classifier without gliorad's fitted attributes."""
+    if hasattr(est, "selected_features_"):
+        return list(est.selected_features_)
+    return input_names(est)
 
 
 def _rows(data: Any, index: np.ndarray) -> Any:
@@ -110,6 +118,9 @@ class AutoGradingModel(BinaryProbabilityClassifier, BaseEstimator):
     estimators : list of (name, estimator) or None
         The candidates, in tie-breaking order (None: every single candidate of
         :data:`gliorad.grading.candidates.CANDIDATES` with its defaults, the paper's settings).
+        Any scikit-learn binary classifier with ``predict_proba`` can be one; one without the
+        gliorad candidates' fitted attributes (``selected_features_``, ``importances_``,
+        ``best_params_``) is taken to use every feature.
     ensemble : int, default 3
         Members of the ``ensemble`` candidate: the soft vote
         (:class:`~gliorad.grading.candidates.SoftVoteGrader`) of the candidates with the best
@@ -288,8 +299,9 @@ class AutoGradingModel(BinaryProbabilityClassifier, BaseEstimator):
         self.classes_ = np.asarray(est.classes_)
         chosen_auc = next(r["inner_auc"] for r in self.inner_scores_
                           if r["candidate"] == self.chosen_)
-        record_fit(self, input_names(self), est.selected_features_, est.importances_,
-                   {"model": self.chosen_, **est.best_params_},
+        record_fit(self, input_names(self), used_features(est),
+                   getattr(est, "importances_", {}),
+                   {"model": self.chosen_, **getattr(est, "best_params_", {})},
                    float("nan") if chosen_auc is None else chosen_auc)
         self.n_imputed_cells_ = int(n_missing)
 

@@ -69,11 +69,13 @@ def search_record(est: Any, X_test: Any) -> dict[str, Any]:
     """What one outer fold keeps of a fitted ``AutoGradingModel(refit="all")``: the choice, the
     inner scores, every candidate's HGG probabilities for ``X_test`` and the features each
     used."""
+    from gliorad.grading.auto import used_features
+
     return {"chosen": est.chosen_, "reason": est.choice_reason_,
             "inner": [dict(r) for r in est.inner_scores_],
             "scores": est.candidate_scores(X_test),
             "refit_errors": dict(est.refit_errors_),
-            "used": {n: (None if e is None else list(e.selected_features_))
+            "used": {n: (None if e is None else used_features(e))
                      for n, e in est.fitted_.items()}}
 
 
