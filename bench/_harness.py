@@ -193,3 +193,20 @@ def write_results(name: str, data: Mapping[str, Any], *,
     if echo:
         print(f"wrote {path}")
     return path
+
+
+# ------------------------------------------------------------------------------ pipeline draws
+def run_demo_draw(seed: int, workspace: Path, until: str, settings: Sequence[str]) -> float:
+    """``gliorad run demo`` for one cohort draw (``run.seed = seed``) up to the stage ``until``
+    with ``--set`` for each of ``settings``; the wall seconds (exits with the run's stderr tail
+    if it fails). A rerun with the same workspace reuses finished stages."""
+    exe = Path(sys.executable).with_name("gliorad")
+    cmd = [str(exe), "run", "demo", "-w", str(workspace), "--until", until,
+           "--set", f"run.seed={seed}"]
+    for s in settings:
+        cmd += ["--set", s]
+    with Stopwatch() as clock:
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        sys.exit(f"draw {seed} failed:\n{done.stderr[-3000:]}")
+    return clock.wall_s

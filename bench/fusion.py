@@ -37,13 +37,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from _harness import OUT_DIR, Column, Stopwatch, format_table, machine_info, write_results
+from _harness import OUT_DIR, Column, format_table, machine_info, run_demo_draw, write_results
 from scipy.stats import wilcoxon
 
 from gliorad.stats import roc_auc
@@ -53,16 +52,7 @@ SETTINGS = ["segmentation.enabled=false", "deep2d.enabled=false", "survival.enab
 
 def run_draw(seed: int, workspace: Path, cross_fit: int, extra: list[str] = ()) -> float:
     """Run the demo preset's stages up to grading for one seed; return the wall seconds."""
-    exe = Path(sys.executable).with_name("gliorad")
-    cmd = [str(exe), "run", "demo", "-w", str(workspace), "--until", "grade",
-           "--set", f"run.seed={seed}"]
-    for s in [*SETTINGS, f"deep3d.cross_fit={cross_fit}", *extra]:
-        cmd += ["--set", s]
-    with Stopwatch() as clock:
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        sys.exit(f"draw {seed} failed:\n{done.stderr[-3000:]}")
-    return clock.wall_s
+    return run_demo_draw(seed, workspace, "grade", [*SETTINGS, f"deep3d.cross_fit={cross_fit}", *extra])
 
 
 def collect(seed: int, ws: Path, seconds: float) -> dict:
