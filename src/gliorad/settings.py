@@ -28,14 +28,14 @@ import copy
 import os
 from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_serializer
 
 from gliorad.errors import GlioradInputError, check_option
 
-__all__ = ["WHOLE", "Presets", "Strict", "error_lines", "merge", "read_yaml_mapping", "relative",
+__all__ = ["WHOLE", "ModelChoice", "Presets", "Strict", "error_lines", "merge", "read_yaml_mapping", "relative",
            "validate"]
 
 M = TypeVar("M", bound=BaseModel)
@@ -50,6 +50,64 @@ class Strict(BaseModel):
     a new one)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelChoice(Strict):
+    """The base of a stage's settings that pick an estimator: ``model`` (one of :attr:`MODELS`)
+    and ``candidates`` (names among :attr:`CANDIDATES`, or None for all; a string
+    ``"a,b"`` is split at the commas). The subclass declares both fields (so they keep their
+    place in the dumped settings) and the two name lists.
+
+    The fields of :attr:`OMITTED_AT_DEFAULT` are left out of the dumped settings while they hold
+    their default, so that the settings (stage fingerprints, model folders, bundles) of runs made
+    before these options existed stay the same.
+    """
+
+    MODELS: ClassVar[tuple[str, ...]] = ()
+    CANDIDATES: ClassVar[tuple[str, ...]] = ()
+    OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("model", "candidates")
+
+    @model_serializer(mode="wrap")
+    def _omit_defaults(self, handler: Any) -> dict[str, Any]:
+        out = handler(self)
+        if isinstance(out, dict):
+            fields = type(self).model_fields
+            for name in self.OMITTED_AT_DEFAULT:
+                if getattr(self, name) == fields[name].get_default(call_default_factory=True):
+                    out.pop(name, None)
+        return out
+
+    @field_validator("model", check_fields=False)
+    @classmethod
+    def _known_model(cls, v: str) -> str:
+        if v not in cls.MODELS:
+            raise ValueError(f"model {v!r} is not valid; expected one of: {', '.join(cls.MODELS)}")
+        return v
+
+    @field_validator("candidates", mode="before", check_fields=False)
+    @classmethod
+    def _candidate_list(cls, v: Any) -> Any:
+        if isinstance(v, str):  # "a,b" (a command line's or a YAML scalar)
+            return tuple(x.strip() for x in v.split(",") if x.strip())
+        return v
+
+    @field_validator("candidates", check_fields=False)
+    @classmethod
+    def _known_candidates(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if v is None:
+            return v
+        names = ", ".join(cls.CANDIDATES)
+        unknown = [c for c in v if c not in cls.CANDIDATES]
+        if unknown:
+            raise ValueError(f"candidates {', '.join(map(repr, unknown))} not known; expected "
+                             f"names among: {names}")
+        if not v:
+            raise ValueError(f"candidates is empty; give at least one of: {names} (or leave it "
+                             "out for all)")
+        twice = sorted({c for c in v if v.count(c) > 1})
+        if twice:
+            raise ValueError(f"candidates lists {', '.join(twice)} more than once")
+        return v
 
 #: Mappings replaced as a whole by a user's value (dotted paths from the run config's root).
 WHOLE: frozenset[str] = frozenset({"survival.split"})

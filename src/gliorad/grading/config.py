@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_serializer, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from gliorad.errors import GlioradInputError
 from gliorad.grading.defaults import CANDIDATE_NAMES, MODEL_CHOICES, PAPER_C, PAPER_GAMMA
-from gliorad.settings import Presets, Strict, read_yaml_mapping, validate
+from gliorad.settings import ModelChoice, Presets, read_yaml_mapping, validate
 
 __all__ = ["EVALUATION_FIELDS", "MODEL_NAMES", "PAPER_C", "PAPER_GAMMA", "PRESETS",
            "GradingConfig", "cv_problem", "split_surely_fits"]
@@ -27,7 +27,7 @@ EVALUATION_FIELDS = ("threshold", "cv_splits", "cv_repeats", "split_ratios", "se
                      "candidates")
 
 
-class GradingConfig(Strict):
+class GradingConfig(ModelChoice):
     """Everything that decides a grading result.
 
     Model (paper, Xu et al. 2022): median imputation of missing cells -> z-score (fitted on the
@@ -51,8 +51,11 @@ class GradingConfig(Strict):
     (:class:`~gliorad.grading.auto.AutoGradingModel`; nested in every evaluation fold).
     ``candidates`` limits what ``auto`` (and ``ensemble``) search; None: all. Both are left out
     of the dumped settings at their defaults, so that results made before they existed keep
-    their fingerprints.
+    their fingerprints (:class:`~gliorad.settings.ModelChoice`).
     """
+
+    MODELS = MODEL_CHOICES
+    CANDIDATES = CANDIDATE_NAMES
 
     impute: Literal["median", "mean"] = "median"
     levene_alpha: float | None = Field(0.05, gt=0, lt=1, description="None skips Levene's test")
@@ -81,50 +84,6 @@ class GradingConfig(Strict):
                        "(gliorad.grading.candidates)")
     candidates: tuple[str, ...] | None = Field(
         None, description="the candidates auto and ensemble search (None: all)")
-
-    @model_serializer(mode="wrap")
-    def _omit_default_model(self, handler: Any) -> dict[str, Any]:
-        # the default model and candidates are left out, so the settings (stage fingerprints,
-        # model folders, bundles) of runs made before these options existed stay the same
-        out = handler(self)
-        if isinstance(out, dict):
-            if self.model == "paper":
-                out.pop("model", None)
-            if self.candidates is None:
-                out.pop("candidates", None)
-        return out
-
-    @field_validator("model")
-    @classmethod
-    def _known_model(cls, v: str) -> str:
-        if v not in MODEL_CHOICES:
-            raise ValueError(f"model {v!r} is not valid; expected one of: "
-                             f"{', '.join(MODEL_CHOICES)}")
-        return v
-
-    @field_validator("candidates", mode="before")
-    @classmethod
-    def _candidate_list(cls, v: Any) -> Any:
-        if isinstance(v, str):  # "rf,svm" (a command line's or a YAML scalar)
-            return tuple(x.strip() for x in v.split(",") if x.strip())
-        return v
-
-    @field_validator("candidates")
-    @classmethod
-    def _known_candidates(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
-        if v is None:
-            return v
-        unknown = [c for c in v if c not in CANDIDATE_NAMES]
-        if unknown:
-            raise ValueError(f"candidates {', '.join(map(repr, unknown))} not known; expected "
-                             f"names among: {', '.join(CANDIDATE_NAMES)}")
-        if not v:
-            raise ValueError("candidates is empty; give at least one of: "
-                             f"{', '.join(CANDIDATE_NAMES)} (or leave it out for all)")
-        twice = sorted({c for c in v if v.count(c) > 1})
-        if twice:
-            raise ValueError(f"candidates lists {', '.join(twice)} more than once")
-        return v
 
     @field_validator("svm_C", "svm_gamma")
     @classmethod

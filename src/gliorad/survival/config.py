@@ -13,9 +13,9 @@ import math
 import warnings
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_serializer
+from pydantic import Field, field_validator
 
-from gliorad.settings import Presets, Strict
+from gliorad.settings import ModelChoice, Presets, Strict
 
 #: Survival columns of a prepared table and the risk-group column the analysis adds.
 TIME, EVENT, SIGNATURE = "os_days", "event", "signature"
@@ -166,7 +166,7 @@ DEFAULT_LABELS = {
 }
 
 
-class SurvivalConfig(Strict):
+class SurvivalConfig(ModelChoice):
     """Every setting of the survival analysis. Times are in days (the clinical table's unit
     is converted on reading); ``times`` are the nomogram / calibration horizons.
 
@@ -185,8 +185,13 @@ class SurvivalConfig(Strict):
     ``candidates`` limits what ``auto`` searches (None: all of :data:`SURVIVAL_CANDIDATES`; read
     by ``auto`` only, so a preset's list stays valid when a command line names one model);
     ``search`` holds the candidates' settings. The three are left out of the dumped settings at
-    their defaults, so results made before they existed keep their fingerprints.
+    their defaults, so results made before they existed keep their fingerprints
+    (:class:`~gliorad.settings.ModelChoice`).
     """
+
+    MODELS = SURVIVAL_MODELS
+    CANDIDATES = SURVIVAL_CANDIDATES
+    OMITTED_AT_DEFAULT = ("model", "candidates", "search")
 
     population: Literal["LGG", "all"] = "LGG"
     split: SplitConfig = Field(default_factory=SplitConfig)
@@ -215,53 +220,6 @@ class SurvivalConfig(Strict):
     candidates: tuple[str, ...] | None = Field(
         None, description="the candidates auto searches (None: all)")
     search: SearchConfig = Field(default_factory=SearchConfig)
-
-    @model_serializer(mode="wrap")
-    def _omit_default_model(self, handler: Any) -> dict[str, Any]:
-        # the default model, candidates and search settings are left out, so the settings (stage
-        # fingerprints, model folders, bundles) of runs made before these options existed stay
-        # the same
-        out = handler(self)
-        if isinstance(out, dict):
-            if self.model == "paper":
-                out.pop("model", None)
-            if self.candidates is None:
-                out.pop("candidates", None)
-            if self.search == SearchConfig():
-                out.pop("search", None)
-        return out
-
-    @field_validator("model")
-    @classmethod
-    def _known_model(cls, v: str) -> str:
-        if v not in SURVIVAL_MODELS:
-            raise ValueError(f"model {v!r} is not valid; expected one of: "
-                             f"{', '.join(SURVIVAL_MODELS)}")
-        return v
-
-    @field_validator("candidates", mode="before")
-    @classmethod
-    def _candidate_list(cls, v: Any) -> Any:
-        if isinstance(v, str):  # "coxnet,rsf" (a command line's or a YAML scalar)
-            return tuple(x.strip() for x in v.split(",") if x.strip())
-        return v
-
-    @field_validator("candidates")
-    @classmethod
-    def _known_candidates(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
-        if v is None:
-            return v
-        unknown = [c for c in v if c not in SURVIVAL_CANDIDATES]
-        if unknown:
-            raise ValueError(f"candidates {', '.join(map(repr, unknown))} not known; expected "
-                             f"names among: {', '.join(SURVIVAL_CANDIDATES)}")
-        if not v:
-            raise ValueError("candidates is empty; give at least one of: "
-                             f"{', '.join(SURVIVAL_CANDIDATES)} (or leave it out for all)")
-        twice = sorted({c for c in v if v.count(c) > 1})
-        if twice:
-            raise ValueError(f"candidates lists {', '.join(twice)} more than once")
-        return v
 
     def searched(self) -> tuple[str, ...]:
         """The candidates ``auto`` searches (``candidates``, or all), in the tie-breaking order
