@@ -37,7 +37,7 @@ from gliorad.grading.candidates import (
     with_jobs,
 )
 from gliorad.grading.defaults import MODEL_CHOICES
-from gliorad.grading.model import BinaryProbabilityClassifier, binary_target, inner_folds
+from gliorad.grading.model import GradingClassifier, binary_target, inner_folds
 
 __all__ = ["CHOICE_RULE", "FIT_ERRORS", "AutoGradingModel", "make_candidate", "used_features"]
 
@@ -110,7 +110,7 @@ def _parallel(func, tasks: list[tuple], n_jobs: int | None) -> list:
     return Parallel(n_jobs=n_jobs)(delayed(func)(*t, 1) for t in tasks)
 
 
-class AutoGradingModel(BinaryProbabilityClassifier, BaseEstimator):
+class AutoGradingModel(GradingClassifier, BaseEstimator):
     """The candidate with the best inner cross-validated AUC, refitted on all the training data.
 
     Parameters
@@ -312,10 +312,6 @@ class AutoGradingModel(BinaryProbabilityClassifier, BaseEstimator):
         Xc = validate_data(self, X, dtype=np.float64, ensure_all_finite="allow-nan", reset=False)
         return self.estimator_.predict_proba(X if hasattr(X, "iloc") else Xc)
 
-    def decision_score(self, X) -> np.ndarray:
-        """Probability of the positive class ``classes_[1]`` (HGG)."""
-        return self.predict_proba(X)[:, 1]
-
     def candidate_scores(self, X) -> dict[str, np.ndarray | None]:
         """Every candidate's HGG probabilities for ``X`` (None where its refit failed); needs
         ``refit="all"``."""
@@ -331,11 +327,6 @@ class AutoGradingModel(BinaryProbabilityClassifier, BaseEstimator):
         table = pd.DataFrame(self.inner_scores_)
         table["members"] = [None if m is None else "+".join(m) for m in table["members"]]
         return table
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = True
-        return tags
 
 
 # ------------------------------------------------------------------------------- registry

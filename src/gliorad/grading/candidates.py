@@ -59,11 +59,12 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from gliorad.errors import GlioradInputError, check_option
 from gliorad.grading.defaults import PAPER_C, PAPER_GAMMA
 from gliorad.grading.model import (
-    BinaryProbabilityClassifier,
+    GradingClassifier,
     GradingModel,
     binary_target,
     check_class_weight,
     inner_folds,
+    input_names,
 )
 
 __all__ = [
@@ -92,13 +93,6 @@ ENET_L1_RATIOS = (0.25, 0.5, 0.75)
 FOREST_KINDS = {"rf": RandomForestClassifier, "extra_trees": ExtraTreesClassifier}
 
 
-def input_names(est: BaseEstimator) -> list[str]:
-    """The fitted estimator's input column names (``x0``, ``x1``, ... for an array)."""
-    if hasattr(est, "feature_names_in_"):
-        return [str(n) for n in est.feature_names_in_]
-    return [f"x{i}" for i in range(est.n_features_in_)]
-
-
 def with_jobs(est: BaseEstimator, n_jobs: int | None) -> BaseEstimator:
     """``est`` with ``n_jobs`` set where it has that parameter (every gliorad grader has)."""
     return est.set_params(n_jobs=n_jobs) if "n_jobs" in est.get_params(deep=False) else est
@@ -116,7 +110,7 @@ def record_fit(est: BaseEstimator, names: list[str], used: list[str],
     est.inner_score_ = float(inner_score)
 
 
-class CandidateModel(BinaryProbabilityClassifier, BaseEstimator):
+class CandidateModel(GradingClassifier, BaseEstimator):
     """Base of the single-estimator candidates: checks the data, fits ``_build(X, y)`` (the
     inner estimator, kept in ``estimator_``) and records the shared fitted attributes from
     ``_describe(names)``. Subclasses define those two and their parameters."""
@@ -155,15 +149,6 @@ class CandidateModel(BinaryProbabilityClassifier, BaseEstimator):
         X = validate_data(self, X, dtype=np.float64, ensure_all_finite="allow-nan", reset=False)
         with self._threads():
             return self.estimator_.predict_proba(X)
-
-    def decision_score(self, X) -> np.ndarray:
-        """Probability of the positive class ``classes_[1]`` (HGG)."""
-        return self.predict_proba(X)[:, 1]
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = True
-        return tags
 
 
 class LogisticGrader(CandidateModel):
@@ -386,7 +371,7 @@ class BoostingGrader(CandidateModel):
         return list(names), {}, best, float("nan")
 
 
-class SoftVoteGrader(BinaryProbabilityClassifier, BaseEstimator):
+class SoftVoteGrader(GradingClassifier, BaseEstimator):
     """The mean HGG probability of several candidates (soft vote, equal weights).
 
     Parameters
@@ -456,15 +441,6 @@ class SoftVoteGrader(BinaryProbabilityClassifier, BaseEstimator):
         Xc = validate_data(self, X, dtype=np.float64, ensure_all_finite="allow-nan", reset=False)
         data = X if hasattr(X, "iloc") else Xc
         return np.mean([e.predict_proba(data) for _, e in self.estimators_], axis=0)
-
-    def decision_score(self, X) -> np.ndarray:
-        """Probability of the positive class ``classes_[1]`` (HGG)."""
-        return self.predict_proba(X)[:, 1]
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = True
-        return tags
 
 
 # ------------------------------------------------------------------------------- registry

@@ -48,8 +48,8 @@ from gliorad.selection import (
     split_k,
 )
 
-__all__ = ["BinaryProbabilityClassifier", "GradingModel", "TunedSVC", "binary_target",
-           "check_class_weight", "fit_quietly", "inner_folds"]
+__all__ = ["BinaryProbabilityClassifier", "GradingClassifier", "GradingModel", "TunedSVC",
+           "binary_target", "check_class_weight", "fit_quietly", "inner_folds", "input_names"]
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,28 @@ class BinaryProbabilityClassifier(ClassifierMixin):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_class = False
         return tags
+
+
+class GradingClassifier(BinaryProbabilityClassifier):
+    """A grading estimator (the paper's model and every candidate): binary, accepts NaN cells,
+    and scores a patient by its HGG probability (:meth:`decision_score`)."""
+
+    def decision_score(self, X) -> np.ndarray:
+        """Probability of the positive class ``classes_[1]`` (HGG; the score AUCs are computed
+        on)."""
+        return self.predict_proba(X)[:, 1]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
+
+
+def input_names(est: BaseEstimator) -> list[str]:
+    """The fitted estimator's input column names (``x0``, ``x1``, ... for an array)."""
+    if hasattr(est, "feature_names_in_"):
+        return [str(n) for n in est.feature_names_in_]
+    return [f"x{i}" for i in range(est.n_features_in_)]
 
 
 class TunedSVC(BinaryProbabilityClassifier, BaseEstimator):
@@ -235,7 +257,7 @@ class TunedSVC(BinaryProbabilityClassifier, BaseEstimator):
         return self.calibrated_.predict_proba(X)
 
 
-class GradingModel(BinaryProbabilityClassifier, BaseEstimator):
+class GradingModel(GradingClassifier, BaseEstimator):
     """The paper's grading model as one estimator (binary: HGG vs LGG).
 
     Steps (``pipeline_`` after fitting; names in :data:`STEPS`):
@@ -384,7 +406,7 @@ class GradingModel(BinaryProbabilityClassifier, BaseEstimator):
         """Fit imputation, scaling, selection and the tuned SVM on ``X``, ``y``."""
         X, y = validate_data(self, X, y, dtype=np.float64, ensure_all_finite="allow-nan")
         binary_target(type(self).__name__, y)
-        names = self._input_names()
+        names = input_names(self)
         missing = np.isnan(X)
         empty = np.flatnonzero(missing.all(axis=0))
         # a sparse column can be missing for every patient of a cross-validation training fold:
@@ -408,11 +430,6 @@ class GradingModel(BinaryProbabilityClassifier, BaseEstimator):
         self.best_params_ = dict(pipeline.named_steps["svm"].best_params_)
         self.inner_score_ = float(pipeline.named_steps["svm"].best_score_)
         return self
-
-    def _input_names(self) -> list[str]:
-        if hasattr(self, "feature_names_in_"):
-            return [str(n) for n in self.feature_names_in_]
-        return [f"x{i}" for i in range(self.n_features_in_)]
 
     def _selection_pipelines(self) -> list[tuple[list[str], Pipeline | None]]:
         """(group's names, its fitted selection steps) per group; ``None``: the main pipeline."""
@@ -455,15 +472,6 @@ class GradingModel(BinaryProbabilityClassifier, BaseEstimator):
         check_is_fitted(self, "pipeline_")
         X = validate_data(self, X, dtype=np.float64, ensure_all_finite="allow-nan", reset=False)
         return self.pipeline_.predict_proba(X)
-
-    def decision_score(self, X) -> np.ndarray:
-        """Probability of the positive class ``classes_[1]`` (the score AUCs are computed on)."""
-        return self.predict_proba(X)[:, 1]
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = True
-        return tags
 
 
 def fit_quietly(model: GradingModel, X, y) -> tuple[GradingModel, list[str]]:
