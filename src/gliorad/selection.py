@@ -44,6 +44,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from gliorad.errors import GlioradInputError, check_option
+from gliorad.estimators import keep_params
 
 __all__ = [
     "CorrelationFilter",
@@ -206,10 +207,7 @@ class LeveneSelector(_Selector):
 
     def __init__(self, alpha: float = 0.05, test: str = "variance", center: str = "median",
                  min_features: int = 1):
-        self.alpha = alpha
-        self.test = test
-        self.center = center
-        self.min_features = min_features
+        keep_params(self, locals())
 
     def fit(self, X, y):
         """Compute Levene's test per feature between the classes of ``y``."""
@@ -304,13 +302,7 @@ class LassoSelector(_Selector):
         max_iter: int = 1000,
         random_state: int | None = 0,
     ):
-        self.method = method
-        self.n_strengths = n_strengths
-        self.cv = cv
-        self.min_features = min_features
-        self.class_weight = class_weight
-        self.max_iter = max_iter
-        self.random_state = random_state
+        keep_params(self, locals())
 
     def fit(self, X, y):
         """Fit the cross-validated L1 model and keep the features with non-zero coefficients."""
@@ -443,12 +435,7 @@ class RandomForestTopK(_Selector):
         random_state: int | None = 0,
         n_jobs: int | None = None,
     ):
-        self.k = k
-        self.n_estimators = n_estimators
-        self.max_features = max_features
-        self.class_weight = class_weight
-        self.random_state = random_state
-        self.n_jobs = n_jobs
+        keep_params(self, locals())
 
     def fit(self, X, y):
         """Fit the forest and keep the ``k`` most important features."""
@@ -500,8 +487,7 @@ class CorrelationFilter(_Selector):
     """
 
     def __init__(self, threshold: float = 0.9, method: str = "pearson"):
-        self.threshold = threshold
-        self.method = method
+        keep_params(self, locals())
 
     def fit(self, X, y=None):
         """Greedy redundancy filter over the features ordered by relevance to ``y``."""

@@ -28,6 +28,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from gliorad import stats
 from gliorad.errors import GlioradInputError, check_option
+from gliorad.estimators import keep_params
 from gliorad.grading.candidates import (
     GradingSettings,
     SoftVoteGrader,
@@ -37,7 +38,7 @@ from gliorad.grading.candidates import (
     with_jobs,
 )
 from gliorad.grading.defaults import MODEL_CHOICES
-from gliorad.grading.model import GradingClassifier, binary_target, inner_folds
+from gliorad.grading.model import GradingClassifier, binary_training_data, inner_folds
 
 __all__ = ["CHOICE_RULE", "FIT_ERRORS", "AutoGradingModel", "make_candidate", "used_features"]
 
@@ -165,13 +166,7 @@ class AutoGradingModel(GradingClassifier, BaseEstimator):
     def __init__(self, estimators: list[tuple[str, Any]] | None = None, ensemble: int = 3,
                  cv: int = 5, pick: str = "best", refit: str = "chosen",
                  random_state: int | None = 0, n_jobs: int | None = None):
-        self.estimators = estimators
-        self.ensemble = ensemble
-        self.cv = cv
-        self.pick = pick
-        self.refit = refit
-        self.random_state = random_state
-        self.n_jobs = n_jobs
+        keep_params(self, locals())
 
     # ------------------------------------------------------------------------- checking
     def _candidates(self) -> list[tuple[str, Any]]:
@@ -197,8 +192,7 @@ class AutoGradingModel(GradingClassifier, BaseEstimator):
     def fit(self, X, y):
         """Score every candidate by inner CV on ``X``, ``y``; refit the chosen one on all."""
         members = self._candidates()
-        Xc, y = validate_data(self, X, y, dtype=np.float64, ensure_all_finite="allow-nan")
-        binary_target(type(self).__name__, y)
+        Xc, y = binary_training_data(self, X, y)
         data = X if hasattr(X, "iloc") else Xc
         positive = (y == np.unique(y)[1]).astype(int)
         folds = list(inner_folds(type(self).__name__, self.cv, y, self.random_state)

@@ -57,11 +57,12 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from gliorad.errors import GlioradInputError, check_option
+from gliorad.estimators import keep_params
 from gliorad.grading.defaults import PAPER_C, PAPER_GAMMA
 from gliorad.grading.model import (
     GradingClassifier,
     GradingModel,
-    binary_target,
+    binary_training_data,
     check_class_weight,
     inner_folds,
     input_names,
@@ -127,8 +128,7 @@ class CandidateModel(GradingClassifier, BaseEstimator):
 
     def fit(self, X, y):
         """Fit the candidate on ``X`` (NaN cells allowed) and ``y`` (two classes)."""
-        X, y = validate_data(self, X, y, dtype=np.float64, ensure_all_finite="allow-nan")
-        binary_target(type(self).__name__, y)
+        X, y = binary_training_data(self, X, y)
         check_class_weight(self.class_weight)
         self.n_imputed_cells_ = int(np.isnan(X).sum())
         self.estimator_ = self._build(X, y)
@@ -183,14 +183,7 @@ class LogisticGrader(CandidateModel):
                  Cs: tuple[float, ...] = LOGISTIC_CS, cv: int = 5, impute: str = "median",
                  class_weight: Any = None, max_iter: int = 1000,
                  random_state: int | None = 0, n_jobs: int | None = None):
-        self.l1_ratios = l1_ratios
-        self.Cs = Cs
-        self.cv = cv
-        self.impute = impute
-        self.class_weight = class_weight
-        self.max_iter = max_iter
-        self.random_state = random_state
-        self.n_jobs = n_jobs
+        keep_params(self, locals())
 
     def _build(self, X, y):
         ratios = [float(r) for r in np.atleast_1d(self.l1_ratios)]
@@ -243,14 +236,7 @@ class SVMGrader(CandidateModel):
                  gamma_grid: tuple[float, ...] = PAPER_GAMMA, reference_features: int | None = 8,
                  cv: int = 5, impute: str = "median", class_weight: Any = None,
                  random_state: int | None = 0, n_jobs: int | None = None):
-        self.C_grid = C_grid
-        self.gamma_grid = gamma_grid
-        self.reference_features = reference_features
-        self.cv = cv
-        self.impute = impute
-        self.class_weight = class_weight
-        self.random_state = random_state
-        self.n_jobs = n_jobs
+        keep_params(self, locals())
 
     def _build(self, X, y):
         from gliorad.grading.model import TunedSVC
@@ -288,14 +274,7 @@ class ForestGrader(CandidateModel):
     def __init__(self, kind: str = "rf", n_estimators: int = 500, max_features: Any = "sqrt",
                  min_samples_leaf: int = 1, impute: str = "median", class_weight: Any = None,
                  random_state: int | None = 0, n_jobs: int | None = None):
-        self.kind = kind
-        self.n_estimators = n_estimators
-        self.max_features = max_features
-        self.min_samples_leaf = min_samples_leaf
-        self.impute = impute
-        self.class_weight = class_weight
-        self.random_state = random_state
-        self.n_jobs = n_jobs
+        keep_params(self, locals())
 
     def _build(self, X, y):
         check_option("kind", self.kind, FOREST_KINDS)
@@ -337,14 +316,7 @@ class BoostingGrader(CandidateModel):
                  max_leaf_nodes: int = 8, min_samples_leaf: int = 10,
                  l2_regularization: float = 1.0, class_weight: Any = None,
                  random_state: int | None = 0, n_jobs: int | None = None):
-        self.learning_rate = learning_rate
-        self.max_iter = max_iter
-        self.max_leaf_nodes = max_leaf_nodes
-        self.min_samples_leaf = min_samples_leaf
-        self.l2_regularization = l2_regularization
-        self.class_weight = class_weight
-        self.random_state = random_state
-        self.n_jobs = n_jobs
+        keep_params(self, locals())
 
     def _build(self, X, y):
         return HistGradientBoostingClassifier(
@@ -391,8 +363,7 @@ class SoftVoteGrader(GradingClassifier, BaseEstimator):
 
     def __init__(self, estimators: list[tuple[str, Any]] | None = None,
                  n_jobs: int | None = None):
-        self.estimators = estimators
-        self.n_jobs = n_jobs
+        keep_params(self, locals())
 
     def _members(self) -> list[tuple[str, Any]]:
         members = list(self.estimators or [])
@@ -407,8 +378,7 @@ class SoftVoteGrader(GradingClassifier, BaseEstimator):
     def fit(self, X, y):
         """Fit a clone of every member on ``X``, ``y``."""
         members = self._members()
-        Xc, y = validate_data(self, X, y, dtype=np.float64, ensure_all_finite="allow-nan")
-        binary_target(type(self).__name__, y)
+        Xc, y = binary_training_data(self, X, y)
         data = X if hasattr(X, "iloc") else Xc
         fitted = [(str(n), with_jobs(clone(e), self.n_jobs).fit(data, y)) for n, e in members]
         return self.set_fitted(fitted, int(np.isnan(Xc).sum()))

@@ -35,6 +35,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from gliorad import stats
 from gliorad.errors import GlioradInputError, check_option
+from gliorad.estimators import keep_params
 from gliorad.grading.defaults import PAPER_C, PAPER_GAMMA
 from gliorad.selection import (
     LEVENE_CENTERS,
@@ -49,7 +50,8 @@ from gliorad.selection import (
 )
 
 __all__ = ["BinaryProbabilityClassifier", "GradingClassifier", "GradingModel", "TunedSVC",
-           "binary_target", "check_class_weight", "fit_quietly", "inner_folds", "input_names"]
+           "binary_target", "binary_training_data", "check_class_weight", "fit_quietly",
+           "inner_folds", "input_names"]
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,17 @@ def binary_target(name: str, y) -> np.ndarray:
             "(one class is not enough)"
         )
     return classes
+
+
+def binary_training_data(est: BaseEstimator, X, y, allow_nan: bool = True
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """``X`` as floats (NaN cells refused unless ``allow_nan``) and ``y``, checked by
+    scikit-learn's ``validate_data`` (which records ``n_features_in_`` and ``feature_names_in_``
+    on ``est``) and by :func:`binary_target`."""
+    X, y = validate_data(est, X, y, dtype=np.float64,
+                         ensure_all_finite="allow-nan" if allow_nan else True)
+    binary_target(type(est).__name__, y)
+    return X, y
 
 
 def inner_folds(name: str, n_splits: int, y: np.ndarray, random_state) -> StratifiedKFold:
@@ -177,17 +190,11 @@ class TunedSVC(BinaryProbabilityClassifier, BaseEstimator):
         random_state: int | None = 0,
         n_jobs: int | None = None,
     ):
-        self.C_grid = C_grid
-        self.gamma_grid = gamma_grid
-        self.cv = cv
-        self.class_weight = class_weight
-        self.random_state = random_state
-        self.n_jobs = n_jobs
+        keep_params(self, locals())
 
     def fit(self, X, y):
         """Grid-search ``C`` x ``gamma``, then refit the best with probability estimates."""
-        X, y = validate_data(self, X, y, dtype=np.float64)
-        binary_target(type(self).__name__, y)
+        X, y = binary_training_data(self, X, y, allow_nan=False)
         grid = {"C": [float(c) for c in np.atleast_1d(self.C_grid)],
                 "gamma": [float(g) for g in np.atleast_1d(self.gamma_grid)]}
         for key, values in grid.items():
@@ -332,23 +339,7 @@ class GradingModel(GradingClassifier, BaseEstimator):
         n_jobs: int | None = None,
         feature_groups: tuple[str, ...] | None = None,
     ):
-        self.impute = impute
-        self.levene_alpha = levene_alpha
-        self.levene_test = levene_test
-        self.levene_center = levene_center
-        self.correlation_threshold = correlation_threshold
-        self.lasso = lasso
-        self.lasso_cv = lasso_cv
-        self.lasso_strengths = lasso_strengths
-        self.rf_n_estimators = rf_n_estimators
-        self.rf_k = rf_k
-        self.svm_C = svm_C
-        self.svm_gamma = svm_gamma
-        self.inner_cv = inner_cv
-        self.class_weight = class_weight
-        self.random_state = random_state
-        self.n_jobs = n_jobs
-        self.feature_groups = feature_groups
+        keep_params(self, locals())
 
     # ------------------------------------------------------------------------------ build
     def _selectors(self, k: int) -> list[tuple[str, Any]]:
@@ -404,8 +395,7 @@ class GradingModel(GradingClassifier, BaseEstimator):
     # -------------------------------------------------------------------------------- fit
     def fit(self, X, y):
         """Fit imputation, scaling, selection and the tuned SVM on ``X``, ``y``."""
-        X, y = validate_data(self, X, y, dtype=np.float64, ensure_all_finite="allow-nan")
-        binary_target(type(self).__name__, y)
+        X, y = binary_training_data(self, X, y)
         names = input_names(self)
         missing = np.isnan(X)
         empty = np.flatnonzero(missing.all(axis=0))

@@ -36,6 +36,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.utils.validation import check_is_fitted
 
 from gliorad.errors import GlioradInputError
+from gliorad.estimators import keep_params
 from gliorad.grading.model import GradingModel, binary_target
 
 __all__ = ["STACK_COLUMN_3D", "StackedGradingModel", "logit"]
@@ -92,12 +93,7 @@ class StackedGradingModel(ClassifierMixin, BaseEstimator):
     def __init__(self, base: GradingModel | None = None,
                  score_columns: tuple[str, ...] = ("cnn_probability",), cv: int = 5,
                  final_C: float = 1.0, random_state: int | None = 0, n_jobs: int | None = None):
-        self.base = base
-        self.score_columns = score_columns
-        self.cv = cv
-        self.final_C = final_C
-        self.random_state = random_state
-        self.n_jobs = n_jobs
+        keep_params(self, locals())
 
     # ------------------------------------------------------------------------- checking
     def _split(self, X: Any, fitting: bool) -> tuple[pd.DataFrame, np.ndarray]:
