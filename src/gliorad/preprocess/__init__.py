@@ -16,18 +16,16 @@ from gliorad.lazy import lazy_exports
 #: public name -> submodule; loaded on first use so that ``import gliorad.preprocess.config`` (for
 #: the settings model) does not pull in SimpleITK, scipy or matplotlib.
 _EXPORTS: dict[str, str] = {
-    "dice": "compare", "mask_dice_in_reference": "compare",
-    "DEFAULT_PATTERNS": "config", "PRESETS": "config", "PreprocessConfig": "config",
-    "load_preprocess_config": "config", "make_config": "config", "with_overrides": "config",
-    "RawPatient": "inputs", "find_raw_patients": "inputs", "match_files": "inputs",
-    "PatientResult": "pipeline", "PreprocessResult": "pipeline", "output_name": "pipeline",
-    "preprocess": "pipeline", "run_patient": "pipeline", "write_patient": "pipeline",
-    "STRIPPERS": "skullstrip", "StripResult": "skullstrip", "atlas_strip": "skullstrip",
-    "get_stripper": "skullstrip", "nonzero_strip": "skullstrip",
-    "register_stripper": "skullstrip",
-    "head_mask": "steps", "intensity_stats": "steps", "isotropic_grid": "steps",
-    "load_sequence": "steps", "n4_correct": "steps", "register": "steps",
-    "resample_to": "steps", "zscore": "steps",
+    **dict.fromkeys(["dice", "mask_dice_in_reference"], "compare"),
+    **dict.fromkeys(["DEFAULT_PATTERNS", "PRESETS", "PreprocessConfig", "load_preprocess_config",
+                     "make_config", "with_overrides"], "config"),
+    **dict.fromkeys(["RawPatient", "find_raw_patients", "match_files"], "inputs"),
+    **dict.fromkeys(["PatientResult", "PreprocessResult", "output_name", "preprocess",
+                     "run_patient", "write_patient"], "pipeline"),
+    **dict.fromkeys(["STRIPPERS", "StripResult", "atlas_strip", "get_stripper", "nonzero_strip",
+                     "register_stripper"], "skullstrip"),
+    **dict.fromkeys(["head_mask", "intensity_stats", "isotropic_grid", "load_sequence",
+                     "n4_correct", "register", "resample_to", "zscore"], "steps"),
 }
 
 __all__ = [
