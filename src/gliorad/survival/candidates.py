@@ -46,8 +46,14 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from gliorad.errors import GlioradInputError
+from gliorad.estimators import keep_params
 from gliorad.survival.config import SurvivalConfig
-from gliorad.survival.signature import as_survival, make_survival_y
+from gliorad.survival.signature import (
+    as_feature_table,
+    as_survival,
+    feature_columns,
+    make_survival_y,
+)
 
 __all__ = [
     "CANDIDATE_CLASSES",
@@ -65,26 +71,9 @@ CLINICAL_ONLY = ("survival.model 'clinical' builds no image signature: the integ
 
 
 def _feature_table(X: object) -> pd.DataFrame:
-    """``X`` as a numeric table without missing values (else :class:`GlioradInputError`)."""
-    if isinstance(X, pd.DataFrame):
-        frame = X.rename(columns=str)
-    else:
-        arr = np.asarray(X)
-        if arr.ndim != 2:
-            raise GlioradInputError(f"X must be a 2-D feature table; got shape {arr.shape}")
-        frame = pd.DataFrame(arr, columns=[f"x{i}" for i in range(arr.shape[1])])
-    try:
-        values = frame.to_numpy(dtype=float)
-    except (TypeError, ValueError):
-        bad = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
-        raise GlioradInputError(f"feature column(s) {bad[:5]} are not numeric") from None
-    bad_rows = ~np.isfinite(values).all(axis=1)
-    if bad_rows.any():
-        cols = [str(c) for c in frame.columns[~np.isfinite(values).all(axis=0)]]
-        raise GlioradInputError(
-            f"features have missing or infinite values in column(s) {cols[:5]} (rows "
-            f"{[str(r) for r in frame.index[bad_rows]][:5]}); impute or drop them first")
-    return frame
+    """``X`` as a numeric table with string column names and no missing values (else
+    :class:`GlioradInputError`; :func:`~gliorad.survival.signature.as_feature_table`)."""
+    return as_feature_table(X.rename(columns=str) if isinstance(X, pd.DataFrame) else X)
 
 
 class SignatureModel(BaseEstimator):
@@ -132,22 +121,8 @@ class SignatureModel(BaseEstimator):
         """The z-scored ``features_`` of ``X`` (a table with those columns, or an array with the
         columns seen in ``fit``)."""
         check_is_fitted(self, "features_")
-        if isinstance(X, pd.DataFrame):
-            cols = [str(c) for c in X.columns]
-            missing = [f for f in self.features_ if f not in cols]
-            if missing:
-                raise GlioradInputError(
-                    f"feature table lacks signature feature(s) {missing[:5]}"
-                    f"{' and more' if len(missing) > 5 else ''}")
-            frame = _feature_table(X.rename(columns=str)[self.features_])
-        else:
-            arr = np.asarray(X, dtype=float)
-            if arr.ndim != 2 or arr.shape[1] != self.n_features_in_:
-                raise GlioradInputError(
-                    f"X must have {self.n_features_in_} columns (as in fit); got shape {arr.shape}")
-            index = {n: i for i, n in enumerate(self.feature_names_in_)}
-            frame = _feature_table(arr[:, [index[f] for f in self.features_]])
-        return (frame.to_numpy(dtype=float) - self.center_) / self.scale_
+        values = feature_columns(X, self.features_, self.feature_names_in_)
+        return (values - self.center_) / self.scale_
 
     def predict(self, X: object) -> np.ndarray:
         """The risk score (higher = shorter expected survival)."""
@@ -270,11 +245,7 @@ class CoxnetSignature(SignatureModel):
 
     def __init__(self, l1_ratio: float = 0.5, n_alphas: int = 30, alpha_min_ratio: float = 0.01,
                  cv_folds: int = 5, random_state: int | None = 0):
-        self.l1_ratio = l1_ratio
-        self.n_alphas = n_alphas
-        self.alpha_min_ratio = alpha_min_ratio
-        self.cv_folds = cv_folds
-        self.random_state = random_state
+        keep_params(self, locals())
 
     def _fit(self, Z: np.ndarray, time: np.ndarray, event: np.ndarray) -> np.ndarray:
         from sklearn.model_selection import StratifiedKFold
@@ -357,10 +328,7 @@ class ForestSignature(SignatureModel):
 
     def __init__(self, n_estimators: int = 200, min_samples_leaf: int = 10,
                  random_state: int | None = 0, n_jobs: int | None = 1):
-        self.n_estimators = n_estimators
-        self.min_samples_leaf = min_samples_leaf
-        self.random_state = random_state
-        self.n_jobs = n_jobs
+        keep_params(self, locals())
 
     def _fit(self, Z: np.ndarray, time: np.ndarray, event: np.ndarray) -> np.ndarray:
         from sksurv.ensemble import RandomSurvivalForest
@@ -417,11 +385,7 @@ class BoostedSignature(SignatureModel):
 
     def __init__(self, n_estimators: int = 200, learning_rate: float = 0.05,
                  subsample: float = 0.8, max_depth: int = 2, random_state: int | None = 0):
-        self.n_estimators = n_estimators
-        self.learning_rate = learning_rate
-        self.subsample = subsample
-        self.max_depth = max_depth
-        self.random_state = random_state
+        keep_params(self, locals())
 
     def _fit(self, Z: np.ndarray, time: np.ndarray, event: np.ndarray) -> np.ndarray:
         from sksurv.ensemble import GradientBoostingSurvivalAnalysis

@@ -70,7 +70,9 @@ __all__ = [
     "RANKINGS",
     "WEIGHTINGS",
     "DeepRadiomicsSignature",
+    "as_feature_table",
     "as_survival",
+    "feature_columns",
     "make_survival_y",
     "minimal_depth",
     "null_model_residuals",
@@ -164,6 +166,55 @@ def minimal_depth(forest: Any, n_features: int) -> tuple[np.ndarray, np.ndarray]
 # ------------------------------------------------------------------------------------ estimator
 class _EmptySignature(Exception):
     """The elastic net keeps no feature or its penalty cannot be chosen (message: why)."""
+
+
+def as_feature_table(X: object) -> pd.DataFrame:
+    """``X`` (a table, or a 2-D array: columns ``x0, x1, ...``) as a numeric table without
+    missing or infinite values, else :class:`GlioradInputError` naming the columns and rows."""
+    if isinstance(X, pd.DataFrame):
+        frame = X
+    else:
+        arr = np.asarray(X)
+        if arr.ndim != 2:
+            raise GlioradInputError(f"X must be a 2-D feature table; got shape {arr.shape}")
+        frame = pd.DataFrame(arr, columns=[f"x{i}" for i in range(arr.shape[1])])
+    try:
+        values = frame.to_numpy(dtype=float)
+    except (TypeError, ValueError):
+        bad = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+        raise GlioradInputError(f"feature column(s) {bad[:5]} are not numeric") from None
+    finite = np.isfinite(values)
+    if not finite.all():
+        cols = [str(c) for c in frame.columns[~finite.all(axis=0)]]
+        rows = [str(r) for r in frame.index[~finite.all(axis=1)]]
+        raise GlioradInputError(
+            f"features have missing or infinite values in column(s) {cols[:5]}"
+            f"{' and more' if len(cols) > 5 else ''} (rows {rows[:5]}); impute or drop them first"
+        )
+    return frame
+
+
+def feature_columns(X: object, features: list[str], names_in: np.ndarray) -> np.ndarray:
+    """The ``features`` of ``X`` as a checked float array: from a table by name, or from an
+    array with the columns ``names_in`` seen in ``fit``."""
+    if isinstance(X, pd.DataFrame):
+        cols = [str(c) for c in X.columns]
+        missing = [f for f in features if f not in cols]
+        if missing:
+            raise GlioradInputError(
+                f"feature table lacks signature feature(s) {missing[:5]}"
+                f"{' and more' if len(missing) > 5 else ''}"
+            )
+        sub = X.rename(columns=str)[features]
+    else:
+        arr = np.asarray(X, dtype=float)
+        if arr.ndim != 2 or arr.shape[1] != len(names_in):
+            raise GlioradInputError(
+                f"X must have {len(names_in)} columns (as in fit); got shape {arr.shape}"
+            )
+        index = {n: i for i, n in enumerate(names_in)}
+        sub = pd.DataFrame(arr[:, [index[f] for f in features]], columns=features)
+    return as_feature_table(sub).to_numpy(dtype=float)
 
 
 class DeepRadiomicsSignature(BaseEstimator):
@@ -268,30 +319,6 @@ class DeepRadiomicsSignature(BaseEstimator):
         self.allow_empty = allow_empty
 
     # -------------------------------------------------------------------------- validation
-    @staticmethod
-    def _as_table(X: object) -> pd.DataFrame:
-        if isinstance(X, pd.DataFrame):
-            frame = X
-        else:
-            arr = np.asarray(X)
-            if arr.ndim != 2:
-                raise GlioradInputError(f"X must be a 2-D feature table; got shape {arr.shape}")
-            frame = pd.DataFrame(arr, columns=[f"x{i}" for i in range(arr.shape[1])])
-        try:
-            values = frame.to_numpy(dtype=float)
-        except (TypeError, ValueError):
-            bad = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
-            raise GlioradInputError(f"feature column(s) {bad[:5]} are not numeric") from None
-        finite = np.isfinite(values)
-        if not finite.all():
-            cols = [str(c) for c in frame.columns[~finite.all(axis=0)]]
-            rows = [str(r) for r in frame.index[~finite.all(axis=1)]]
-            raise GlioradInputError(
-                f"features have missing or infinite values in column(s) {cols[:5]}"
-                f"{' and more' if len(cols) > 5 else ''} (rows {rows[:5]}); impute or drop them first"
-            )
-        return frame
-
     def _check_params(self) -> None:
         check_option("ranking", self.ranking, RANKINGS)
         check_option("weighting", self.weighting, WEIGHTINGS)
@@ -327,7 +354,7 @@ class DeepRadiomicsSignature(BaseEstimator):
         DeepRadiomicsSignature
         """
         self._check_params()
-        frame = self._as_table(X)
+        frame = as_feature_table(X)
         time, event = as_survival(y)
         if len(frame) != time.size:
             raise GlioradInputError(f"X has {len(frame)} rows but y has {time.size} patients")
@@ -535,24 +562,7 @@ class DeepRadiomicsSignature(BaseEstimator):
 
     # ----------------------------------------------------------------------------- predict
     def _signature_columns(self, X: object) -> np.ndarray:
-        if isinstance(X, pd.DataFrame):
-            cols = [str(c) for c in X.columns]
-            missing = [f for f in self.features_ if f not in cols]
-            if missing:
-                raise GlioradInputError(
-                    f"feature table lacks signature feature(s) {missing[:5]}"
-                    f"{' and more' if len(missing) > 5 else ''}"
-                )
-            sub = X.rename(columns=str)[self.features_]
-        else:
-            arr = np.asarray(X, dtype=float)
-            if arr.ndim != 2 or arr.shape[1] != self.n_features_in_:
-                raise GlioradInputError(
-                    f"X must have {self.n_features_in_} columns (as in fit); got shape {arr.shape}"
-                )
-            index = {n: i for i, n in enumerate(self.feature_names_in_)}
-            sub = pd.DataFrame(arr[:, [index[f] for f in self.features_]], columns=self.features_)
-        return self._as_table(sub).to_numpy(dtype=float)
+        return feature_columns(X, self.features_, self.feature_names_in_)
 
     def transform(self, X: object) -> np.ndarray:
         """z-scored signature features, shape ``(n_samples, top_k)``."""
