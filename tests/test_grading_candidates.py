@@ -320,8 +320,10 @@ def test_cli_refuses_unknown_model_and_candidates(tmp_path):
             in res.output)
     res = _invoke(["fit", *base, "--model", "auto", "--candidates", "rf,unknown,svm"])
     assert res.exit_code == 2
-    assert ("--candidates 'rf,unknown,svm': unknown not known; expected comma-separated names "
-            "among: " + ", ".join(CANDIDATE_NAMES)) in res.output
+    assert ("--candidates 'rf,unknown,svm': 'unknown' not known; expected a comma-separated "
+            "list of: " + ", ".join(CANDIDATE_NAMES)) in res.output
+    res = _invoke(["fit", *base, "--model", "auto", "--candidates", " , "])
+    assert res.exit_code == 2 and "--candidates ' , ': no name not known" in res.output
     res = _invoke(["cv", *base, "--model", "ensemble", "--candidates", "rf"])
     assert res.exit_code == 2 and "model 'ensemble' needs at least 2 candidate(s)" in res.output
     assert not (tmp_path / "o").exists()

@@ -77,6 +77,27 @@ class ModelChoice(Strict):
                     out.pop(name, None)
         return out
 
+    @classmethod
+    def command_line(cls, model: str | None, candidates: str | None) -> dict[str, Any]:
+        """A command line's ``--model`` and ``--candidates`` (comma-separated) as settings
+        overrides (only those given), checked against :attr:`MODELS` / :attr:`CANDIDATES` with
+        the option names in the messages (the settings check them again, with a config file's
+        values); :class:`~gliorad.errors.GlioradInputError` for an unknown name."""
+        from gliorad.errors import GlioradInputError, check_option
+
+        out: dict[str, Any] = {}
+        if model is not None:
+            out["model"] = check_option("--model", model, cls.MODELS)
+        if candidates is not None:
+            names = [c.strip() for c in candidates.split(",") if c.strip()]
+            unknown = [c for c in names if c not in cls.CANDIDATES]
+            if unknown or not names:
+                raise GlioradInputError(
+                    f"--candidates {candidates!r}: {', '.join(map(repr, unknown)) or 'no name'} "
+                    f"not known; expected a comma-separated list of: {', '.join(cls.CANDIDATES)}")
+            out["candidates"] = names
+        return out
+
     @field_validator("model", check_fields=False)
     @classmethod
     def _known_model(cls, v: str) -> str:

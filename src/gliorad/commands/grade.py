@@ -22,7 +22,7 @@ from gliorad.commands._common import (
     exit_on_input_error,
     with_options,
 )
-from gliorad.errors import GlioradInputError, check_option
+from gliorad.errors import GlioradInputError
 
 app = command_group(
     "grade", "Grade HGG vs LGG from a feature table: the paper's selection + SVM model, another "
@@ -76,27 +76,13 @@ def _config(run: SimpleNamespace, **overrides):
     ``--candidates`` and ``overrides`` (those given)."""
     from gliorad.grading.config import GradingConfig
 
-    _check_model_options(run.model, run.candidates)
+    overrides.update(GradingConfig.command_line(run.model, run.candidates))
     preset, config = run.preset, run.config
     cfg = GradingConfig.from_yaml(config, preset) if config else GradingConfig.preset(preset)
-    overrides.update(seed=run.seed, model=run.model, candidates=run.candidates)
+    overrides.update(seed=run.seed)
     upd = {k: v for k, v in overrides.items() if v is not None}
     return GradingConfig.from_dict({**cfg.model_dump(), **upd}, "command-line options") if upd \
         else cfg
-
-
-def _check_model_options(model: str | None, candidates: str | None) -> None:
-    """Refuse an unknown ``--model`` or ``--candidates`` name, naming the option and the valid
-    names (the settings check them again, with the config file's values)."""
-    from gliorad.grading.defaults import CANDIDATE_NAMES, MODEL_CHOICES
-
-    if model is not None:
-        check_option("--model", model, MODEL_CHOICES)
-    unknown = [c for c in _exclude(candidates) if c not in CANDIDATE_NAMES]
-    if unknown:
-        raise GlioradInputError(f"--candidates {candidates!r}: {', '.join(unknown)} not known; "
-                                f"expected comma-separated names among: "
-                                f"{', '.join(CANDIDATE_NAMES)}")
 
 
 def _exclude(value: str | None) -> tuple[str, ...]:

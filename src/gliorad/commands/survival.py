@@ -90,19 +90,9 @@ def _cli_overrides(
     model: str | None = None, candidates: str | None = None,
 ) -> dict[str, Any]:
     from gliorad.errors import check_option
-    from gliorad.survival.config import SURVIVAL_CANDIDATES, SURVIVAL_MODELS
+    from gliorad.survival.config import SurvivalConfig
 
-    out: dict[str, Any] = {}
-    if model is not None:
-        out["model"] = check_option("--model", model, SURVIVAL_MODELS)
-    if candidates is not None:
-        names = [c.strip() for c in candidates.split(",") if c.strip()]
-        unknown = [c for c in names if c not in SURVIVAL_CANDIDATES]
-        if unknown or not names:
-            raise GlioradInputError(
-                f"--candidates {candidates!r}: {', '.join(map(repr, unknown)) or 'no name'} not "
-                f"known; expected a comma-separated list of: {', '.join(SURVIVAL_CANDIDATES)}")
-        out["candidates"] = names
+    out: dict[str, Any] = SurvivalConfig.command_line(model, candidates)
     for key, opt, value in (("clinical_selection", "--clinical-selection", clinical_selection),
                             ("integrated_selection", "--integrated-selection", integrated_selection)):
         if value is not None:
