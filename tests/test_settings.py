@@ -230,9 +230,11 @@ def test_best_preset_is_the_paper_with_the_model_searches(tmp_path):
     cfg = load_run_config("best", COHORT)
     assert cfg.grading.model == "auto" and cfg.grading.candidates is None
     assert cfg.survival.model == "auto" and cfg.survival.candidates is None
+    assert cfg.survival.signature_term == "continuous"
     assert (cfg.deep2d_cross_fit, cfg.deep3d_cross_fit) == (5, 0)
     best, paper = _dump("best", COHORT), _dump("paper", COHORT)
     assert best["grading"].pop("model") == best["survival"].pop("model") == "auto"
+    assert best["survival"].pop("signature_term") == "continuous"
     assert best.pop("deep2d_cross_fit") == 5
     assert best == paper
     own = tmp_path / "my.yaml"

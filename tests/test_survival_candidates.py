@@ -631,22 +631,28 @@ def bundle_cohort(folder):
     return clin, feats, *_training(clin, feats)
 
 
-@pytest.mark.parametrize("name", ["paper", "coxnet", "rsf", "gbcox", "clinical"])
-def test_bundle_of_every_candidate_predicts_as_the_fitted_models(name, bundle_cohort, tmp_path):
-    """Fit (survival.model NAME), save the survival bundle, load it (skops with the trusted
-    types, no pickle): the risk score, risk group and nomograms of the training patients, in the
-    cohort evaluation and in ``predict``'s survival part, are the fitted models'."""
+@pytest.mark.parametrize("case", ["paper", "coxnet", "rsf", "gbcox", "clinical",
+                                  "rsf+continuous"])
+def test_bundle_of_every_candidate_predicts_as_the_fitted_models(case, bundle_cohort, tmp_path):
+    """Fit (survival.model NAME, and ``+continuous``: ``signature_term: continuous``), save the
+    survival bundle, load it (skops with the trusted types, no pickle): the risk score, risk
+    group, continuous term and nomograms of the training patients, in the cohort evaluation and
+    in ``predict``'s survival part, are the fitted models'."""
     import skops.io as sio
 
     from gliorad.predict import _survival
     from gliorad.predict_page import summary_page
     from gliorad.survival.bundle import TRUSTED_TYPES
 
+    name, _, term = case.partition("+")
     clin, feats, train, fcols = bundle_cohort
-    cfg = _config(model=name, search={"inner_folds": 2}, times=[1095.0], **PRESPECIFIED)
+    cfg = _config(model=name, search={"inner_folds": 2}, times=[1095.0],
+                  signature_term=term or "group", **PRESPECIFIED)
     models = _quiet(fit_chosen_model, train, fcols, cfg, name="B")
+    assert ("signature_z" in models.integrated_factors) == (term == "continuous")
     save_bundle(models, tmp_path / "b")
     meta = json.loads((tmp_path / "b" / "bundle.json").read_text(encoding="utf-8"))
+    assert ("signature_z" in meta) == (term == "continuous")
     assert meta.get("signature_model") == (None if name == "paper" else name)
     data = (tmp_path / "b" / "signature.skops").read_bytes()
     assert set(sio.get_untrusted_types(data=data)) <= set(TRUSTED_TYPES)
@@ -683,6 +689,11 @@ def test_bundle_of_every_candidate_predicts_as_the_fitted_models(name, bundle_co
             assert out["signature_score"] == pytest.approx(preds.at[pid, "signature_score"],
                                                            rel=1e-12)
             assert out["risk_group"] == preds.at[pid, "signature"]
+        if term:
+            assert out["signature_z"] == pytest.approx(preds.at[pid, "signature_z"], rel=1e-12)
+            assert nom["points"]["signature_z"] is not None
+        else:
+            assert "signature_z" not in out and "signature_z" not in preds
     page = summary_page(
         {"grading": None, "survival": out, "mask": {"volume_ml": 1.0, "source": "given"},
          "inputs": {"native_spacing_mm": [1, 1, 1], "resampled": False, "sequences": {}},

@@ -398,6 +398,8 @@ def _survival(bundle: ModelBundle, features: Mapping[str, float], clinical: Mapp
         "cutoff_method": models.cutoff_method, "groups": "high: score > cut-off; low: score <= cut-off",
         "population": models.config.population, "training_cohort": models.training,
     }
+    if models.signature_scale is not None:  # signature_term: continuous
+        out["signature_z"] = float(scored.at[pid, "signature_z"])
     if not sig.features_:  # survival.model 'clinical' (issue 18): no image signature
         out.update(signature_score=None, risk_group=None, cutoff=None)
         notes.append(f"no signature score or risk group: {sig.empty_reason_}")
@@ -422,7 +424,8 @@ def _survival(bundle: ModelBundle, features: Mapping[str, float], clinical: Mapp
             notes.append("the integrated model is the clinical model (" + str(info.get("reason")
                          or "the signature was not kept") + "): the two nomograms agree")
         factors = list(nom.design.names)
-        needed = [f for f in factors if f != SIGNATURE]
+        term = models.signature_term  # the group, or signature_z (signature_term: continuous)
+        needed = [f for f in factors if f != term]
         absent = [f for f in needed if f not in parsed]
         if absent:
             detail = "; ".join(f"{f} ({_expected(f, ccfg, models.coding)})" for f in absent)
@@ -445,7 +448,7 @@ def _survival(bundle: ModelBundle, features: Mapping[str, float], clinical: Mapp
             messages.append(msg)
             nomograms[which] = {"computed": False, "reason": msg, "factors": factors}
             continue
-        data = coded.assign(**{SIGNATURE: group}) if SIGNATURE in factors else coded
+        data = (coded.assign(**{term: scored.at[pid, term]}) if term in factors else coded)
         for term in nom.design.terms:
             if term.kind == "numeric" and term.name in data and not (
                     term.low <= float(data.at[pid, term.name]) <= term.high):

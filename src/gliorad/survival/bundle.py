@@ -183,6 +183,9 @@ def save_bundle(models: SurvivalModels, folder: str | Path) -> Path:
         "signature_formula": models.signature.formula_text(),
         "versions": versions(),
     }
+    if models.signature_scale is not None:  # signature_term: continuous
+        meta["signature_z"] = {"center": models.signature_center, "scale": models.signature_scale,
+                               "formula": "signature_z = (signature_score - center) / scale"}
     if models.search is not None:  # a model other than the paper's (its bundles keep their bytes)
         meta["signature_model"] = models.search.chosen
         meta["model_search"] = {k: v for k, v in models.search.to_dict().items()
@@ -248,8 +251,9 @@ def load_bundle(folder: str | Path) -> SurvivalModels:
             fits[which] = None
             continue
         model = cox_from_dict(_load_skops(path, []))
-        fits[which] = CoxFit(table=coef_table(model, cfg.labels), model=model,
+        fits[which] = CoxFit(table=coef_table(model, cfg.factor_labels()), model=model,
                              factors=list(model.feature_names_in_))
+    zed = meta.get("signature_z") or {}
     models = SurvivalModels(
         config=cfg, training=meta["training"], sequence=meta["sequence"],
         feature_columns=list(meta["feature_columns"]), signature=signature,
@@ -258,6 +262,7 @@ def load_bundle(folder: str | Path) -> SurvivalModels:
         clinical=fits["clinical"], integrated_factors=list(meta["integrated_factors"]),
         clinical_factors=list(meta["clinical_factors"]), cutoff_detail=meta.get("cutoff_detail", {}),
         model_info=dict(meta.get("models") or {}),
+        signature_center=zed.get("center"), signature_scale=zed.get("scale"),
     )
     build_nomograms(models)
     return models

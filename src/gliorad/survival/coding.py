@@ -21,7 +21,14 @@ import numpy as np
 import pandas as pd
 
 from gliorad.errors import GlioradInputError, check_option
-from gliorad.survival.config import EVENT, SIGNATURE, TIME, SplitConfig, SurvivalConfig
+from gliorad.survival.config import (
+    EVENT,
+    SIGNATURE,
+    SIGNATURE_Z,
+    TIME,
+    SplitConfig,
+    SurvivalConfig,
+)
 
 __all__ = [
     "FactorCoding",
@@ -308,8 +315,8 @@ def fit_coding(train: pd.DataFrame, cfg: SurvivalConfig) -> tuple[FactorCoding, 
     notes: list[str] = []
     factors, references, levels, pooled, impute = [], {}, {}, {}, {}
     for f in cfg.factors:
-        if f == SIGNATURE:
-            raise GlioradInputError(f"{SIGNATURE!r} is added by the analysis; remove it from factors")
+        if f in (SIGNATURE, SIGNATURE_Z):
+            raise GlioradInputError(f"{f!r} is added by the analysis; remove it from factors")
         if f not in train.columns or train[f].isna().all():
             notes.append(f"factor {f!r} is not available in the training cohort: left out")
             continue

@@ -19,6 +19,9 @@ from gliorad.settings import ModelChoice, Presets, Strict
 
 #: Survival columns of a prepared table and the risk-group column the analysis adds.
 TIME, EVENT, SIGNATURE = "os_days", "event", "signature"
+#: The integrated Cox model's signature term under ``signature_term: continuous``: the
+#: signature score z-scored with the training patients' mean and SD (hazard ratio per SD).
+SIGNATURE_Z = "signature_z"
 DAYS_PER_YEAR = 365.25
 
 __all__ = [
@@ -29,6 +32,7 @@ __all__ = [
     "EVENT",
     "PRESETS",
     "SIGNATURE",
+    "SIGNATURE_Z",
     "SURVIVAL_CANDIDATES",
     "SURVIVAL_MODELS",
     "TIME",
@@ -187,11 +191,18 @@ class SurvivalConfig(ModelChoice):
     ``search`` holds the candidates' settings. The three are left out of the dumped settings at
     their defaults, so results made before they existed keep their fingerprints
     (:class:`~gliorad.settings.ModelChoice`).
+
+    ``signature_term`` (not in the paper) is how the signature enters the integrated Cox model:
+    ``group`` (the paper: the high/low risk group at the cut-off) or ``continuous`` (the score
+    z-scored with the training patients' mean and SD, ``signature_z``: a hazard ratio per SD;
+    the risk groups stay for the Kaplan-Meier curves and log-rank tests). A median split throws
+    away the ranking within each group; the continuous term keeps it. Left out of the dumped
+    settings at its default.
     """
 
     MODELS = SURVIVAL_MODELS
     CANDIDATES = SURVIVAL_CANDIDATES
-    OMITTED_AT_DEFAULT = ("model", "candidates", "search")
+    OMITTED_AT_DEFAULT = ("model", "candidates", "search", "signature_term")
 
     population: Literal["LGG", "all"] = "LGG"
     split: SplitConfig = Field(default_factory=SplitConfig)
@@ -220,6 +231,12 @@ class SurvivalConfig(ModelChoice):
     candidates: tuple[str, ...] | None = Field(
         None, description="the candidates auto searches (None: all)")
     search: SearchConfig = Field(default_factory=SearchConfig)
+    signature_term: Literal["group", "continuous"] = "group"
+
+    def factor_labels(self) -> dict[str, str]:
+        """``labels`` with the continuous signature term's (``signature_z``: "Signature (per
+        SD)") unless ``labels`` names it."""
+        return {SIGNATURE_Z: "Signature (per SD)", **self.labels}
 
     def searched(self) -> tuple[str, ...]:
         """The candidates ``auto`` searches (``candidates``, or all), in the tie-breaking order

@@ -28,6 +28,7 @@ from gliorad.survival.coding import column_cohorts, prepare_table, split_cohorts
 from gliorad.survival.config import (
     EVENT,
     SIGNATURE,
+    SIGNATURE_Z,
     TIME,
     SurvivalConfig,
     SurvivalWarning,
@@ -221,7 +222,8 @@ def evaluate_cohort(
     sink: list[str] = []
     data, counts, data_notes = _cohort_data(models, df, name, role)
     notes += data_notes
-    predictions = data[["signature_score", SIGNATURE]].copy()
+    predictions = data[["signature_score", SIGNATURE,
+                        *([SIGNATURE_Z] if SIGNATURE_Z in data.columns else [])]].copy()
     for which, nom in (("integrated", models.nomogram_integrated), ("clinical", models.nomogram_clinical)):
         if nom is None or data.empty:
             continue
@@ -318,6 +320,11 @@ def evaluate_cohort(
                 t_int = table
             else:
                 t_clin = table
+    if models.signature_term != SIGNATURE:  # signature_term: continuous
+        metrics["hr_signature_per_sd"] = _hr_row(t_int, models.signature_term)
+        if metrics["hr_signature_per_sd"] is None:
+            null("hr_signature_per_sd", "the continuous signature is not in this cohort's "
+                 "integrated model (table)")
     hr = _hr_row(t_int, SIGNATURE)
     metrics["hr_signature"] = hr if hr is not None else metrics.get("hr_signature_univariate")
     metrics["hr_signature_model"] = ("multivariable" if hr is not None else
@@ -412,7 +419,7 @@ class SurvivalAnalysis:
             "sequence_choice": None if m.sequence_choice is None else m.sequence_choice.to_dict(),
             "integrated_factors": m.integrated_factors,
             "clinical_factors": m.clinical_factors,
-            "signature_in_integrated_model": SIGNATURE in m.integrated_factors,
+            "signature_in_integrated_model": m.signature_term in m.integrated_factors,
             "models": m.model_info,
             "factor_coding": m.coding.to_dict(),
             "times_days": list(self.config.times),

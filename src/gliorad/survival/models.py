@@ -38,6 +38,7 @@ from gliorad.survival.coding import FactorCoding, fit_coding
 from gliorad.survival.config import (
     EVENT,
     SIGNATURE,
+    SIGNATURE_Z,
     TIME,
     SequenceConfig,
     SurvivalConfig,
@@ -153,7 +154,7 @@ def _univariate_screen(
         try:
             with quiet_lifelines():
                 uni = univariate_cox(data, TIME, EVENT, [f], categorical=categorical_for(coding, [f]),
-                                     labels=cfg.labels)
+                                     labels=cfg.factor_labels())
         except GlioradInputError as err:
             dropped[f] = " ".join(err.problems)
             continue
@@ -181,7 +182,7 @@ def _multivariable(
 ) -> CoxFit:
     with quiet_lifelines():
         return multivariable_cox(data, TIME, EVENT, list(factors),
-                                 categorical=categorical_for(coding, factors), labels=cfg.labels)
+                                 categorical=categorical_for(coding, factors), labels=cfg.factor_labels())
 
 
 def fit_estimable(
@@ -328,6 +329,25 @@ class SurvivalModels:
     #: The model search (:class:`gliorad.survival.search.ModelSearch`) when ``model`` is not
     #: ``paper``; None otherwise.
     search: Any = None
+    #: Under ``signature_term: continuous``: the training patients' signature mean and SD
+    #: (``ddof=0``) that z-score it into the integrated model's ``signature_z`` term; None
+    #: under ``group`` (the paper: the high/low group is the term).
+    signature_center: float | None = None
+    signature_scale: float | None = None
+
+    @property
+    def signature_term(self) -> str:
+        """The integrated model's signature term: ``signature_z`` or ``signature`` (the group)."""
+        return SIGNATURE if self.signature_scale is None else SIGNATURE_Z
+
+    def _scored(self, risk: np.ndarray, index: pd.Index) -> pd.DataFrame:
+        """``signature_score``, the risk group (``signature``) and, under a continuous
+        term, ``signature_z``."""
+        out = pd.DataFrame({"signature_score": risk,
+                            SIGNATURE: np.where(risk > self.cutoff, "high", "low")}, index=index)
+        if self.signature_scale is not None:
+            out[SIGNATURE_Z] = (risk - self.signature_center) / self.signature_scale
+        return out
 
     @property
     def integrated_model(self) -> CoxModel | None:
@@ -348,9 +368,7 @@ class SurvivalModels:
 
     def score(self, features: pd.DataFrame) -> pd.DataFrame:
         """Signature and risk group of patients (``signature_score``, ``signature``)."""
-        risk = self.signature.predict(features)
-        group = np.where(risk > self.cutoff, "high", "low")
-        return pd.DataFrame({"signature_score": risk, SIGNATURE: group}, index=features.index)
+        return self._scored(np.asarray(self.signature.predict(features), float), features.index)
 
     def score_cohort(self, df: pd.DataFrame, name: str, training: bool = False
                      ) -> tuple[pd.DataFrame, list[str]]:
@@ -377,10 +395,7 @@ class SurvivalModels:
                 feats = feats.loc[~bad]
         scores = self.training_scores
         if training and scores is not None and feats.index.isin(scores.index).all():
-            risk = scores.loc[feats.index].to_numpy(float)
-            group = np.where(risk > self.cutoff, "high", "low")
-            return pd.DataFrame({"signature_score": risk, SIGNATURE: group},
-                                index=feats.index), notes
+            return self._scored(scores.loc[feats.index].to_numpy(float), feats.index), notes
         return self.score(feats), notes
 
     def linear_predictor(self, df: pd.DataFrame, which: str = "integrated",
@@ -514,7 +529,17 @@ def fit_models(
     notes += apply_notes
     data[TIME] = train.loc[data.index, TIME]
     data[EVENT] = train.loc[data.index, EVENT]
-    data[SIGNATURE] = np.where(pd.Series(score, index=train.index).loc[data.index] > cutoff, "high", "low")
+    score_s = pd.Series(np.asarray(score, float), index=train.index)
+    data[SIGNATURE] = np.where(score_s.loc[data.index] > cutoff, "high", "low")
+    center = scale = None
+    if cfg.signature_term == "continuous" and not clinical_only:
+        # z-scored over the training patients whose score the Cox models see (complete cases)
+        center, scale = float(score_s.loc[data.index].mean()), float(score_s.loc[data.index].std(ddof=0))
+        if scale > 1e-12 * max(1.0, abs(center)):
+            data[SIGNATURE_Z] = (score_s.loc[data.index] - center) / scale
+        else:
+            scale = 1.0  # constant: the group check below leaves it out of the models
+            data[SIGNATURE_Z] = 0.0
     signature_problem = None
     if clinical_only:
         signature_problem = signature.empty_reason_
@@ -523,11 +548,13 @@ def fit_models(
                              f"group (cut-off {cutoff:g}; the signature is constant or nearly so)")
         warn(sink, f"training cohort {name}: {signature_problem}; the signature is left out of the "
                    "Cox models and no risk groups are compared")
-    fits = _cox_models(data, coding, cfg, name, signature_problem, coding_notes, sink)
+    term = SIGNATURE if scale is None else SIGNATURE_Z
+    fits = _cox_models(data, coding, cfg, name, signature_problem, coding_notes, sink, term)
     models = SurvivalModels(
         config=cfg, training=name, sequence=sequence, feature_columns=fused, signature=signature,
         cutoff=float(cutoff), cutoff_method=cutoff_method, coding=coding, cutoff_detail=cutoff_detail,
-        sequence_choice=choice, notes=notes, warnings=sink, training_scores=training_scores, **fits,
+        sequence_choice=choice, notes=notes, warnings=sink, training_scores=training_scores,
+        signature_center=center, signature_scale=scale, **fits,
     )
     if nomograms:
         build_nomograms(models)
@@ -601,6 +628,7 @@ def _cutoff(
 def _cox_models(
     data: pd.DataFrame, coding: FactorCoding, cfg: SurvivalConfig, name: str,
     signature_problem: str | None, coding_notes: Sequence[str], sink: list[str],
+    term: str = SIGNATURE,
 ) -> dict[str, Any]:
     """The integrated and clinical Cox models by their rules (``integrated_selection``,
     ``clinical_selection``); never aborts on the data.
@@ -633,7 +661,7 @@ def _cox_models(
         clinical, clin_factors = sel_clin.final, list(sel_clin.selected)
     # ---- integrated
     what_i = f"integrated model (training cohort {name})"
-    candidates = [*coding.factors, *([SIGNATURE] if sig_ok else [])]
+    candidates = [*coding.factors, *([term] if sig_ok else [])]
     sel_int, integrated, int_factors, int_reason = None, None, [], None
     sig_absent = signature_problem  # why the signature is not in the integrated model
     if not candidates:
@@ -641,16 +669,16 @@ def _cox_models(
     elif cfg.integrated_selection == "paper":
         sel_int = select_model(data, candidates, coding, cfg, what_i, sink)
         integrated, int_factors = sel_int.final, list(sel_int.selected)
-        if sig_ok and SIGNATURE not in int_factors:
+        if sig_ok and term not in int_factors:
             sig_absent = (f"it is not an independent prognostic factor (P >= {p} in the univariate "
                           "or multivariable step)")
             msg = (f"the signature is not an independent prognostic factor in training cohort {name} "
                    f"(P >= {p} in the univariate or multivariable step)")
             if cfg.force_signature:
                 integrated, int_factors, int_reason = fit_estimable(
-                    data, [*int_factors, SIGNATURE], coding, cfg, what_i, sink)
+                    data, [*int_factors, term], coding, cfg, what_i, sink)
                 msg += "; kept in the integrated model because force_signature is set"
-                if SIGNATURE not in int_factors:
+                if term not in int_factors:
                     sig_absent = ("force_signature is set, but its hazard ratio cannot be "
                                   "estimated in the training cohort (a risk group without events "
                                   "or complete separation)")
@@ -661,7 +689,7 @@ def _cox_models(
     else:
         sel_int, int_reason = prespecified_model(data, candidates, coding, cfg, what_i, sink)
         integrated, int_factors = sel_int.final, list(sel_int.selected)
-    if integrated is not None and SIGNATURE in int_factors:
+    if integrated is not None and term in int_factors:
         sig_absent = None
     elif sig_absent is None:
         sig_absent = "it cannot be estimated in the training cohort"
@@ -686,7 +714,7 @@ def _cox_models(
     info = {
         "integrated": {"rule": cfg.integrated_selection, "p_threshold": cfg.p_threshold,
                        "factors": int_factors, "fitted": integrated is not None,
-                       "same_as_clinical": same, "signature_in_model": SIGNATURE in int_factors,
+                       "same_as_clinical": same, "signature_in_model": term in int_factors,
                        "reason": int_reason},
         "clinical": {"rule": cfg.clinical_selection, "p_threshold": cfg.p_threshold,
                      "factors": clin_factors, "fitted": clinical is not None, "reason": clin_reason},
@@ -699,7 +727,7 @@ def _cox_models(
 def build_nomograms(models: SurvivalModels) -> None:
     """Nomograms of the integrated and clinical models at the configured times."""
     cfg = models.config
-    labels = cfg.labels
+    labels = cfg.factor_labels()
     fmt = "{t:g}-day survival"
     if models.integrated is not None:
         models.nomogram_integrated = build_nomogram(
