@@ -180,7 +180,9 @@ def coxnet_cv(
     The path ``alphas`` is that of all patients; each fold's model is fitted at those penalties;
     Harrell's C of the held-out linear predictors (a constant predictor scores 0.5) is averaged
     over the folds weighted by the number of held-out patients (a fold whose C is undefined, no
-    comparable pair, is left out). The best mean is taken; ties go to the largest penalty.
+    comparable pair, is left out). A fold whose path stops before the smallest penalties (the
+    solver's early stop when the fit saturates) predicts there with its last fitted penalty, as
+    ``cv.glmnet`` does. The best mean is taken; ties go to the largest penalty.
     Returns ``alphas``, ``coef`` (features x penalties, all patients), ``cv_scores`` (NaN where
     no fold scores), ``best`` (index, or None when no fold scores at any penalty).
     """
@@ -199,6 +201,9 @@ def coxnet_cv(
         for tr, te in folds:
             fold = CoxnetSurvivalAnalysis(l1_ratio=l1_ratio, alphas=alphas).fit(Z[tr], y[tr])
             lp = Z[te] @ fold.coef_
+            if lp.shape[1] < alphas.size:  # the fold's path stopped early: as cv.glmnet, the
+                # smaller penalties get the last fitted one's predictions
+                lp = np.hstack([lp, np.repeat(lp[:, -1:], alphas.size - lp.shape[1], axis=1)])
             for j in range(alphas.size):
                 try:
                     c = concordance_index(time[te], event[te], lp[:, j])
