@@ -123,3 +123,68 @@ def test_groups_are_the_same_and_the_continuous_term_ranks_better(cohort):
     assert "hr_signature_per_sd" not in rg.metrics
     # the within-group ranking the median split throws away
     assert rc.metrics["c_index_integrated"] > rg.metrics["c_index_integrated"] + 0.02
+
+
+def test_cli_signature_term(cohort, tmp_path):
+    """``gliorad survival fit --signature-term continuous`` fits the continuous term (metrics,
+    Table 3, bundle); a bad value exits 2 naming the option, nothing written."""
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from gliorad.commands.survival import app
+
+    train, ext, fcols = cohort
+    table = pd.concat([train, ext])
+    table[fcols].to_csv(tmp_path / "f.csv")
+    clin = table[["age", "grade", "histology", "sex", "centre", "os_days", "event"]]
+    clin.rename(columns={"os_days": "os_time"}).to_csv(tmp_path / "c.csv")
+    settings = merge(TINY, {**PRESPECIFIED, "split": {"train": "B", "external": ["A"]},
+                            "times": [1095.0]})
+    settings.pop("search")
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({"survival": settings}), encoding="utf-8")
+    base = ["fit", str(tmp_path / "f.csv"), str(tmp_path / "c.csv"), "--config",
+            str(tmp_path / "s.yaml"), "--model", "coxnet"]
+    runner = CliRunner()
+    res = runner.invoke(app, [*base, "--out", str(tmp_path / "bad"), "--signature-term", "linear"])
+    assert res.exit_code == 2
+    assert "--signature-term 'linear' is not valid; expected one of: group, continuous" in res.output
+    assert not (tmp_path / "bad").exists()
+    res = runner.invoke(app, [*base, "--out", str(tmp_path / "o"), "--signature-term",
+                              "continuous"])
+    assert res.exit_code == 0, res.output
+    metrics = json.loads((tmp_path / "o" / "metrics.json").read_text(encoding="utf-8"))
+    assert SIGNATURE_Z in metrics["integrated_factors"]
+    assert metrics["signature_in_integrated_model"] is True
+    assert metrics["cohorts"]["A"]["hr_signature_per_sd"]["hr"] > 1
+    bundle = json.loads((tmp_path / "o" / "bundle" / "bundle.json").read_text(encoding="utf-8"))
+    assert bundle["signature_z"]["scale"] > 0
+    assert bundle["config"]["signature_term"] == "continuous"
+    assert "Signature (per SD)" in (tmp_path / "o" / "table3_integrated.csv").read_text(
+        encoding="utf-8")
+
+
+def test_coxnet_cv_when_a_fold_path_stops_early(cohort):
+    """Two strong features: scikit-survival's fold paths stop before the smallest penalties
+    (the fit saturates). Found through ``survival fit --model coxnet`` (an IndexError before):
+    those penalties get the fold's last fitted predictions, as cv.glmnet pads them."""
+    from sklearn.model_selection import StratifiedKFold
+    from sksurv.linear_model import CoxnetSurvivalAnalysis
+
+    from gliorad.survival.candidates import coxnet_cv
+    from gliorad.survival.signature import make_survival_y
+
+    train, _, fcols = cohort
+    X = train[fcols].to_numpy(float)
+    Z = (X - X.mean(axis=0)) / X.std(axis=0)
+    time, event = train["os_days"].to_numpy(float), train["event"].to_numpy(int)
+    # (seed 24: one fold path of 29 penalties for 30, found by trying seeds 0-29)
+    folds = list(StratifiedKFold(3, shuffle=True, random_state=24).split(Z, event))
+    res = coxnet_cv(Z, time, event, 0.5, 30, 0.01, folds)
+    alphas = res["alphas"]
+    lengths = [CoxnetSurvivalAnalysis(l1_ratio=0.5, alphas=alphas).fit(
+        Z[tr], make_survival_y(time[tr], event[tr])).coef_.shape[1] for tr, _ in folds]
+    assert min(lengths) < alphas.size  # the case this test is about
+    assert res["cv_scores"].shape == alphas.shape and np.isfinite(res["cv_scores"]).all()
+    assert res["best"] is not None and res["coef"].shape == (2, alphas.size)

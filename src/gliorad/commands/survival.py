@@ -82,21 +82,26 @@ def _settings(
             validate(ClinicalConfig, clinical, source, "clinical"))
 
 
+_RULES = ("paper", "prespecified")
+
+
 def _cli_overrides(
     split: str | None, split_column: str | None, train: str | None, external: list[str] | None,
     train_fraction: float | None, sequence: str | None, sequences: str | None,
     deep_prefix: str | None, seed: int | None, jobs: int | None,
     clinical_selection: str | None = None, integrated_selection: str | None = None,
-    model: str | None = None, candidates: str | None = None,
+    model: str | None = None, candidates: str | None = None, signature_term: str | None = None,
 ) -> dict[str, Any]:
     from gliorad.errors import check_option
     from gliorad.survival.config import SurvivalConfig
 
     out: dict[str, Any] = SurvivalConfig.command_line(model, candidates)
-    for key, opt, value in (("clinical_selection", "--clinical-selection", clinical_selection),
-                            ("integrated_selection", "--integrated-selection", integrated_selection)):
+    for key, opt, value, allowed in (
+            ("clinical_selection", "--clinical-selection", clinical_selection, _RULES),
+            ("integrated_selection", "--integrated-selection", integrated_selection, _RULES),
+            ("signature_term", "--signature-term", signature_term, ("group", "continuous"))):
         if value is not None:
-            out[key] = check_option(opt, value, ["paper", "prespecified"])
+            out[key] = check_option(opt, value, allowed)
     sp: dict[str, Any] = {}
     if split is not None:
         sp["method"] = check_option("--split", split, ["column", "random", "none"])
@@ -314,6 +319,14 @@ def _inputs(
     """The arguments and leading options of ``fit`` and ``cv`` (never called: :data:`INPUTS`)."""
 
 
+def _rule_option(model: str, prespecified: str) -> Any:
+    """The ``--<model>-selection`` option type: the factor rule of one Cox model."""
+    return Annotated[str | None, typer.Option(
+        f"--{model}-selection", help=f"Factor rule of the {model} Cox model: paper (univariate "
+        f"then multivariable P < p_threshold) or prespecified ({prespecified}, no P-value "
+        "selection).")]
+
+
 def _model_options(
     split: Annotated[str | None, typer.Option(
         "--split", help="column (by --split-column), random, or none (all patients train).")
@@ -336,13 +349,11 @@ def _model_options(
     deep_prefix: Annotated[str | None, typer.Option(
         help="Prefix of the deep (2D CNN) feature columns; 'none': radiomics only (a table "
         "without them).")] = None,
-    clinical_selection: Annotated[str | None, typer.Option(
-        "--clinical-selection", help="Factor rule of the clinical Cox model: paper (univariate "
-        "then multivariable P < p_threshold) or prespecified (every listed factor, no P-value "
-        "selection).")] = None,
-    integrated_selection: Annotated[str | None, typer.Option(
-        "--integrated-selection", help="Factor rule of the integrated Cox model: paper or "
-        "prespecified (every listed factor plus the signature).")] = None,
+    clinical_selection: _rule_option("clinical", "every listed factor") = None,
+    integrated_selection: _rule_option("integrated", "every listed factor plus the signature") = None,
+    signature_term: Annotated[str | None, typer.Option(
+        "--signature-term", help="How the signature enters the integrated Cox model: group (the "
+        "paper's high/low split, default) or continuous (its z-scored score, HR per SD).")] = None,
     model: Annotated[str | None, typer.Option(
         "--model", help="How the image signature is made: paper (the paper's signature, the "
         "default), coxnet, rsf, gbcox, clinical (no signature), or auto (the best inner "
