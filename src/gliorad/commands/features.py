@@ -86,6 +86,22 @@ def _region(value: str):
         ) from err
 
 
+def _rings(value: str | None) -> tuple[float, ...]:
+    """``--peritumoural-mm 0,5,10`` as ring boundaries (the rule of ring_bounds)."""
+    from gliorad.features.config import ring_problem
+
+    if value is None:
+        return ()
+    usage = "expected comma-separated ring boundaries in mm such as 0,5,10"
+    try:
+        rings, problem = ring_problem([float(v) for v in value.split(",") if v.strip()])
+    except ValueError:
+        rings, problem = (), usage
+    if problem or not rings:
+        raise GlioradInputError(f"--peritumoural-mm {value!r}: {problem or usage}")
+    return rings
+
+
 @app.command()
 def radiomics(
     cohort_dir: CohortDirArg,
@@ -105,6 +121,10 @@ def radiomics(
     progress: ProgressOpt = True,
     overwrite: Annotated[bool, typer.Option(help="Ignore the cache and compute every case.")] = False,
     config: ConfigOpt = None,
+    peritumoural_mm: Annotated[str | None, typer.Option(
+        "--peritumoural-mm", help="Ring boundaries in mm, e.g. 0,5,10: first-order features in "
+        "the rings 0-5 and 5-10 mm outside the region (columns <seq>_peri0-5mm_firstorder_*).")
+    ] = None,
 ) -> None:
     """Radiomics per patient, sequence and mask source; one table per source (CSV, Parquet)."""
     from gliorad.errors import check_option
@@ -114,13 +134,14 @@ def radiomics(
         if params is None:
             check_option("--preset", preset, PRESETS)
         check_jobs(jobs)
+        rings = _rings(peritumoural_mm)
         cohort = _cohort(cohort_dir, config)
         try:
             result = extract_radiomics(
                 cohort, out, params=params if params is not None else preset,
                 sequences=_csv_list(sequences, "--sequences"), manual=manual, auto_masks=masks,
                 region=_region(region), min_voxels=min_voxels, n_jobs=jobs, progress=progress,
-                overwrite=overwrite, raise_on_failure=True,
+                overwrite=overwrite, raise_on_failure=True, peritumoural_mm=rings,
             )
         except RadiomicsFailedError as err:
             _summary(err.result)  # the cases that succeeded were written

@@ -10,14 +10,17 @@ so that a run config is checked (``gliorad config check``) without them.
 * the paper's network geometry the settings default to (patch and slice sizes, ResNet18 widths,
   head names), which :mod:`gliorad.crop` and :mod:`gliorad.nets.resnet` take from here;
 * the radiomics parameter presets and regions (:data:`RADIOMICS_PRESETS`, :data:`REGIONS`),
-  re-exported by :mod:`gliorad.features.radiomics`.
+  re-exported by :mod:`gliorad.features.radiomics`, and the check of the peritumoural ring
+  boundaries (:func:`ring_bounds`, :mod:`gliorad.features.peritumoural`).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from importlib import resources
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -51,6 +54,8 @@ __all__ = [
     "check_inputs",
     "load_config",
     "radiomics_preset_path",
+    "ring_bounds",
+    "ring_problem",
     "with_changes",
 ]
 
@@ -278,3 +283,41 @@ def radiomics_preset_path(name: str) -> Path:
             f"{', '.join(RADIOMICS_PRESETS)} (or the path of a pyradiomics parameter file)"
         )
     return Path(str(resources.files("gliorad.features").joinpath("params", f"{name}.yaml")))
+
+
+def ring_bounds(values: Any, where: str = "peritumoural_mm") -> tuple[float, ...]:
+    """Peritumoural ring boundaries in mm (:mod:`gliorad.features.peritumoural`) as floats:
+    ``()`` (off) or at least two finite values, strictly increasing, the first >= 0
+    (``[0, 5, 10]``: the rings (0, 5] and (5, 10] mm outside the region). Raises
+    :class:`GlioradInputError` naming ``where`` (the setting or option) and the value otherwise."""
+    out, problem = ring_problem(values)
+    if problem:
+        shown = list(values) if isinstance(values, Sequence) and not isinstance(values, str) \
+            else values
+        raise GlioradInputError(f"{where} {shown!r}: {problem}")
+    return out
+
+
+def ring_problem(values: Any) -> tuple[tuple[float, ...], str | None]:
+    """(boundaries, None), or ((), what is wrong with them) (:func:`ring_bounds`' rule)."""
+    if values is None:
+        return (), None
+    if isinstance(values, str) or not isinstance(values, Sequence):
+        return (), "expected a list of ring boundaries in mm such as [0, 5, 10]"
+    if any(isinstance(v, bool) or not isinstance(v, int | float) for v in values):
+        return (), "expected numbers (ring boundaries in mm such as [0, 5, 10])"
+    out = tuple(float(v) for v in values)
+    if not out:
+        problem = None
+    elif len(out) < 2:
+        problem = ("expected at least two boundaries (mm), e.g. [0, 5] for one ring 0-5 mm "
+                   "outside the region ([] = off)")
+    elif not all(math.isfinite(v) for v in out):
+        problem = "boundaries must be finite numbers of mm"
+    elif out[0] < 0:
+        problem = "the first boundary must be >= 0 mm (the rings lie outside the region)"
+    elif any(b <= a for a, b in pairwise(out)):
+        problem = "boundaries must be strictly increasing, e.g. [0, 5, 10]"
+    else:
+        problem = None
+    return ((), problem) if problem else (out, None)

@@ -26,6 +26,9 @@ what a cohort run needs around it:
   unchanged, so it computes only what is missing and a crash loses nothing. A failing case (bad
   file, empty or tiny region, pyradiomics refusing the mask) is recorded with its files and reason
   and does not stop the others.
+* **Peritumoural rings** (``peritumoural_mm``, off by default): first-order features in shells
+  just outside the region, columns such as ``flair_peri0-5mm_firstorder_Mean``; see
+  :mod:`gliorad.features.peritumoural`.
 
 Outputs in ``out_dir`` (all written atomically):
 
@@ -62,7 +65,8 @@ import SimpleITK as sitk
 import yaml
 
 from gliorad.errors import GlioradInputError
-from gliorad.features.config import RADIOMICS_PRESETS, REGIONS, radiomics_preset_path
+from gliorad.features.config import RADIOMICS_PRESETS, REGIONS, radiomics_preset_path, ring_bounds
+from gliorad.features.peritumoural import ring_features
 from gliorad.features.radiomics_tables import (  # re-exported: importable from here as before
     FAILURE_COLUMNS,
     RadiomicsResult,
@@ -192,12 +196,15 @@ def _validate_params(params: dict[str, Any], source: str) -> None:
         pk_log.propagate = old_prop
 
 
-def settings_key(params: Mapping[str, Any], labels: tuple[int, ...] | None, min_voxels: int) -> str:
-    """Hash of everything that changes a case's features (used to validate cached cases)."""
+def settings_key(params: Mapping[str, Any], labels: tuple[int, ...] | None, min_voxels: int,
+                 peritumoural_mm: Sequence[float] = ()) -> str:
+    """Hash of everything that changes a case's features (used to validate cached cases); the
+    rings enter only when given, so the keys of caches made without them stay valid."""
     import radiomics
 
+    rings = {"peritumoural_mm": list(peritumoural_mm)} if peritumoural_mm else {}
     return digest({"params": params, "labels": labels, "min_voxels": min_voxels,
-                   "cache": CACHE_VERSION, "pyradiomics": radiomics.__version__})
+                   "cache": CACHE_VERSION, "pyradiomics": radiomics.__version__, **rings})
 
 
 # ---------------------------------------------------------------------------------------- region
@@ -288,9 +295,12 @@ def extract_case(
     *,
     region: str | Iterable[int] = "whole",
     min_voxels: int = MIN_VOXELS,
+    peritumoural_mm: Sequence[float] = (),
     _validated: bool = False,
 ) -> CaseFeatures:
-    """Radiomics of one image inside one mask's region (see :func:`load_params`, :data:`REGIONS`).
+    """Radiomics of one image inside one mask's region (see :func:`load_params`, :data:`REGIONS`),
+    and with ``peritumoural_mm`` (ring boundaries in mm) first-order features in rings outside
+    it (:mod:`gliorad.features.peritumoural`; a too small ring gives NaN and a warning).
 
     ``image`` and ``mask`` are files gliorad reads (NIfTI, NRRD, MHA, DICOM folder) or SimpleITK
     images on the same grid. pyradiomics' warnings are returned, not printed. Raises
@@ -302,6 +312,7 @@ def extract_case(
     t0, c0 = time.perf_counter(), time.process_time()
     p = params if _validated else load_params(params)
     _, labels = resolve_region(region)
+    rings = ring_bounds(peritumoural_mm)
     img, img_name = _as_image(image, "image")
     seg, seg_name = _as_image(mask, "mask")
     diff = Geometry.of(img).differences(Geometry.of(seg))
@@ -322,6 +333,7 @@ def extract_case(
             warnings.simplefilter("always")
             extractor = _extractor(json.dumps(p, sort_keys=True))
             result = extractor.execute(img, roi, label=1)
+            ring = ring_features(img, roi, p, rings, min_voxels, _extractor) if rings else None
     except ValueError as err:  # pyradiomics' way of refusing a mask (checkMask etc.)
         raise GlioradInputError(
             f"{seg_name}: pyradiomics cannot use this mask with {img_name}: {err}"
@@ -337,6 +349,10 @@ def extract_case(
             diags[key] = _plain(value)
         else:
             feats[key] = float(value)
+    if ring is not None:
+        feats.update(ring[0])
+        diags.update(ring[1])
+        collector.messages.extend(ring[2])
     notes = list(dict.fromkeys(collector.messages + [
         f"{w.category.__name__}: {w.message}" for w in caught
         if not issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning, ImportWarning))
@@ -374,6 +390,7 @@ def radiomics_case(
     region: str | Iterable[int] = "whole",
     min_voxels: int = MIN_VOXELS,
     n_jobs: int = 1,
+    peritumoural_mm: Sequence[float] = (),
     _validated: bool = False,
 ) -> dict[str, CaseFeatures]:
     """Radiomics of one case: each image of ``images`` (sequence -> image) inside the region of
@@ -385,9 +402,10 @@ def radiomics_case(
     so the values are a function of the inputs and settings only: the same whatever ``n_jobs``,
     the caller's thread settings or the process. ``n_jobs`` > 1 computes the sequences in
     parallel worker processes (-1: all cores). :func:`feature_row` names the table columns.
-    Errors as :func:`extract_case`.
+    ``peritumoural_mm``: ring features as :func:`extract_case`. Errors as :func:`extract_case`.
     """
     p = params if _validated else load_params(params)
+    rings = ring_bounds(peritumoural_mm)
     items = list(images.items())
     jobs = min(resolve_jobs(n_jobs), max(1, len(items)))
     if jobs > 1:
@@ -395,7 +413,7 @@ def radiomics_case(
 
         parts = Parallel(n_jobs=jobs, backend="loky")(
             delayed(radiomics_case)({seq: img}, mask, p, region=region, min_voxels=min_voxels,
-                                    _validated=True) for seq, img in items)
+                                    peritumoural_mm=rings, _validated=True) for seq, img in items)
         return {seq: part[seq] for (seq, _), part in zip(items, parts, strict=True)}
     from threadpoolctl import threadpool_limits
 
@@ -404,7 +422,8 @@ def radiomics_case(
     try:
         with threadpool_limits(limits=THREADS_PER_CASE):
             return {seq: extract_case(img, mask, p, region=region, min_voxels=min_voxels,
-                                      _validated=True) for seq, img in items}
+                                      peritumoural_mm=rings, _validated=True)
+                    for seq, img in items}
     finally:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(old_threads)
 
@@ -482,6 +501,7 @@ class _Task:
     params: dict
     labels: tuple[int, ...] | None
     min_voxels: int
+    peritumoural_mm: tuple[float, ...] = ()
 
 
 def _stat(path: str | Path) -> list[int]:
@@ -517,7 +537,7 @@ def _run_case(task: _Task) -> dict[str, Any]:
     try:
         case = radiomics_case({task.sequence: task.image}, task.mask, task.params,
                               region=task.labels or "whole", min_voxels=task.min_voxels,
-                              _validated=True)[task.sequence]
+                              peritumoural_mm=task.peritumoural_mm, _validated=True)[task.sequence]
         record = {
             **base, "key": task.key, "image_stat": _stat(task.image), "mask_stat": _stat(task.mask),
             "image_sha256": file_hash(task.image), "mask_sha256": file_hash(task.mask),
@@ -566,6 +586,7 @@ def extract_radiomics(
     overwrite: bool = False,
     parquet: bool | None = None,
     raise_on_failure: bool = True,
+    peritumoural_mm: Sequence[float] = (),
 ) -> RadiomicsResult:
     """Radiomics for every patient, sequence and mask source of a cohort; see the module docstring.
 
@@ -600,6 +621,9 @@ def extract_radiomics(
     raise_on_failure : bool
         Raise :class:`RadiomicsFailedError` (a :class:`GlioradInputError` listing each failed case,
         carrying ``.result``) after writing the outputs when any case failed.
+    peritumoural_mm : list of float
+        Ring boundaries in mm (``[0, 5, 10]``: rings 0-5 and 5-10 mm outside the region) for
+        first-order ring features (:mod:`gliorad.features.peritumoural`); ``()``: none.
     """
     from gliorad.cohort import Cohort, discover_cohort
 
@@ -608,6 +632,7 @@ def extract_radiomics(
         cohort = discover_cohort(cohort)
     p = load_params(params)
     region_name, labels = resolve_region(region)
+    rings = ring_bounds(peritumoural_mm)
     if int(min_voxels) < 1:
         raise GlioradInputError(f"min_voxels {min_voxels!r}: expected a positive number of voxels")
     if isinstance(sequences, str):
@@ -639,7 +664,7 @@ def extract_radiomics(
     cache_root = out / "cache"
     if overwrite and cache_root.exists():
         shutil.rmtree(cache_root)
-    key = settings_key(p, labels, int(min_voxels))
+    key = settings_key(p, labels, int(min_voxels), rings)
     ids = cohort.ids
 
     masks: dict[str, dict[str, Path]] = {}
@@ -679,7 +704,7 @@ def extract_radiomics(
                 tasks.append(_Task(
                     source, pid, seq, str(img), str(by_pid[pid]),
                     str(cache_root / source / pid / f"{seq}.json"), key, p, labels,
-                    int(min_voxels),
+                    int(min_voxels), rings,
                 ))
 
     records: dict[tuple[str, str, str], dict[str, Any]] = {}
@@ -712,7 +737,7 @@ def extract_radiomics(
         out, cohort, seqs, masks, records, failures, p, params, region_name, labels,
         int(min_voxels), jobs, THREADS_PER_CASE, n_computed, n_cached, parquet,
         _parquet_engine() if parquet is not False else None,
-        time.perf_counter() - t_start, source_dirs, worker_peak,
+        time.perf_counter() - t_start, source_dirs, worker_peak, rings,
     )
     if failures and raise_on_failure:
         raise RadiomicsFailedError(

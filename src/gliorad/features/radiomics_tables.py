@@ -2,7 +2,8 @@
 
 * Column names (:func:`column_name`, :func:`parse_column`, :func:`feature_row`): a feature of a
   sequence is the column ``<sequence>_<imagetype>_<class>_<feature>`` (pyradiomics' key
-  prefixed by the sequence), e.g. ``t1ce_original_glcm_Contrast``. The cohort tables and a
+  prefixed by the sequence), e.g. ``t1ce_original_glcm_Contrast``; a peritumoural ring is an
+  image type, ``flair_peri0-5mm_firstorder_Mean`` (:mod:`gliorad.features.peritumoural`). The cohort tables and a
   patient's row from :func:`gliorad.predict.predict_patient` are named by :func:`feature_row`.
 * The outputs of :func:`gliorad.features.radiomics.extract_radiomics` (:func:`write_outputs`,
   :class:`RadiomicsResult`): ``radiomics_<source>.csv`` (and ``.parquet``),
@@ -107,12 +108,13 @@ def write_outputs(
     params: dict, params_arg: Any, region_name: str, labels: tuple[int, ...] | None,
     min_voxels: int, jobs: int, threads: int, n_computed: int, n_cached: int,
     parquet: bool | None, engine: str | None, elapsed: float, source_dirs: dict[str, str],
-    worker_peak: float | None,
+    worker_peak: float | None, peritumoural_mm: tuple[float, ...] = (),
 ) -> RadiomicsResult:
     """Write the tables, diagnostics, failures and provenance of a cohort run from its case
     ``records`` (``(source, patient, sequence)`` -> cache record); a patient is a row of a
     source's table when each of ``seqs`` has a record. ``engine`` writes the Parquet copies
-    (``None``: CSV only, with a note when ``parquet`` is ``None``)."""
+    (``None``: CSV only, with a note when ``parquet`` is ``None``). ``peritumoural_mm``: the
+    ring boundaries (mm) of the ring features, recorded in the provenance."""
     files: dict[str, Path] = {}
     tables: dict[str, pd.DataFrame] = {}
     diagnostics: dict[str, pd.DataFrame] = {}
@@ -167,6 +169,7 @@ def write_outputs(
         "params": params,
         "region": {"name": region_name, "labels": list(labels) if labels else "any label > 0"},
         "min_voxels": min_voxels,
+        "peritumoural_mm": list(peritumoural_mm),
         "cohort": str(cohort.root),
         "sequences": seqs,
         "sources": source_dirs,
