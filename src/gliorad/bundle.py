@@ -28,7 +28,7 @@ the run config, the SHA-256 of **every other file** (``files``), and per compone
 size, feature count, the survival models' clinical factors with their training levels, ...);
 ``inputs`` gathers what a new patient must provide: the sequences, the working voxel spacing of
 the training cohort, the radiomics parameters (pyradiomics parameters, region, minimum region
-size, sequences), the feature columns of the grading and survival models, the cohort naming and
+size, sequences, and the peritumoural ring boundaries when the run used them), the feature columns of the grading and survival models, the cohort naming and
 the preprocessing settings.
 
 Loading (:func:`load_model_bundle`) refuses, with a message naming the file or package:
@@ -191,7 +191,9 @@ def _source_dir(kind: str, path: str | os.PathLike) -> Path:
 
 
 def _radiomics_settings(params: Mapping[str, Any], info: Mapping[str, Any]) -> dict[str, Any]:
-    """pyradiomics parameters (validated), region and minimum region size."""
+    """pyradiomics parameters (validated), region, minimum region size and the peritumoural
+    ring boundaries (kept only when given, so bundles without rings read as before)."""
+    from gliorad.features.config import ring_bounds
     from gliorad.features.radiomics import MIN_VOXELS, load_params, resolve_region
 
     if not isinstance(params, Mapping):
@@ -201,14 +203,18 @@ def _radiomics_settings(params: Mapping[str, Any], info: Mapping[str, Any]) -> d
     if "params" in data:  # {"params": ..., "region": ..., "min_voxels": ...}
         region = data.get("region", info.get("radiomics_region", "whole"))
         min_voxels = data.get("min_voxels", info.get("radiomics_min_voxels", MIN_VOXELS))
+        rings = data.get("peritumoural_mm", info.get("radiomics_peritumoural_mm", ()))
         data = dict(data["params"])
     else:
         region = info.get("radiomics_region", "whole")
         min_voxels = info.get("radiomics_min_voxels", MIN_VOXELS)
+        rings = info.get("radiomics_peritumoural_mm", ())
     loaded = load_params(data)
     name, labels = resolve_region(region)
+    rings = ring_bounds(rings, "radiomics peritumoural_mm")
     return {"params": loaded, "region": region if isinstance(region, str) else list(labels),
-            "region_name": name, "min_voxels": int(min_voxels)}
+            "region_name": name, "min_voxels": int(min_voxels),
+            **({"peritumoural_mm": list(rings)} if rings else {})}
 
 
 def _split_columns(columns: list[str]) -> dict[str, list[str]]:
@@ -354,7 +360,7 @@ def save_model_bundle(
         and ``segmentation`` (a run with grading or survival switched off bundles the rest).
     radiomics_params : dict
         pyradiomics parameters (:func:`gliorad.features.radiomics.load_params`), or
-        ``{"params": ..., "region": ..., "min_voxels": ...}``.
+        ``{"params": ..., "region": ..., "min_voxels": ..., "peritumoural_mm": ...}``.
     training_ranges : dict, optional
         What ``gliorad predict`` compares a new patient with (:mod:`gliorad.ranges`: ``features``,
         ``signature_score``, ``intensity``), kept in ``inputs.training_ranges``.
@@ -362,7 +368,8 @@ def save_model_bundle(
         Extra provenance kept in the manifest. Keys read: ``working_spacing`` (mm, one number or
         x, y, z; default: the segmentation training patients' spacing, else the preprocessing
         spacing, else that of the images a deep-feature stage folder's ``provenance.json``
-        lists), ``radiomics_region`` (default ``whole``), ``radiomics_min_voxels``.
+        lists), ``radiomics_region`` (default ``whole``), ``radiomics_min_voxels``,
+        ``radiomics_peritumoural_mm`` (ring boundaries in mm; default none).
     """
     info = dict(info or {})
     config = dict(config or {})

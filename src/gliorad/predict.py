@@ -20,7 +20,8 @@
    radiomics and the CNN inputs (crops of a fixed number of voxels) depend on the spacing; the
    output says so.
 5. **Features.** Radiomics of every sequence the models use, inside the whole mask region (or the
-   bundle's region), with the bundle's pyradiomics parameters, by the radiomics stage's per-case
+   bundle's region; plus the bundle's peritumoural rings, if any), with the bundle's pyradiomics
+   parameters, by the radiomics stage's per-case
    function (:func:`gliorad.features.radiomics.radiomics_case`: one thread per case, the
    tables' column names); the 3D CNN's 512 (or ``n``)
    features from the tumour-centred crop and the 2D CNN's from the largest tumour slice (when the
@@ -242,7 +243,7 @@ def _radiomics(images: Mapping[str, Path], mask: Path, settings: Mapping[str, An
                columns: Sequence[str], n_jobs: int) -> dict[str, float]:
     """The model ``columns`` of the radiomics stage's per-case function
     (:func:`gliorad.features.radiomics.radiomics_case`) on the sequences they name, with the
-    bundle's parameters, region and minimum region size."""
+    bundle's parameters, region, minimum region size and peritumoural rings."""
     from gliorad.features.radiomics import feature_row, parse_column, radiomics_case, resolve_jobs
 
     seqs = sorted({parse_column(c)[0] for c in columns})
@@ -251,6 +252,7 @@ def _radiomics(images: Mapping[str, Path], mask: Path, settings: Mapping[str, An
         cases = radiomics_case({s: str(images[s]) for s in seqs}, str(mask), settings["params"],
                                region=settings.get("region", "whole"),
                                min_voxels=int(settings["min_voxels"]), n_jobs=n_jobs,
+                               peritumoural_mm=settings.get("peritumoural_mm", ()),
                                _validated=True)
     except GlioradInputError as err:
         raise GlioradInputError([f"radiomics: {p.replace(str(mask), 'the tumour mask')}"

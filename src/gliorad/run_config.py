@@ -8,7 +8,8 @@ A run config extends :class:`gliorad.config.GlioradConfig` (``cohort``, ``clinic
 ``preprocess``    ``enabled`` (default false), ``preset`` and :class:`~gliorad.preprocess.config.PreprocessConfig` fields
 ``segmentation``  ``enabled``, ``preset``, ``train_patients`` (a seeded subset of the grading
                   training part; null: all) and :class:`~gliorad.segmentation.SegmentationConfig` fields
-``radiomics``     ``params`` (``fast``, ``paper`` or a parameter file), ``sequences``, ``region``
+``radiomics``     ``params`` (``fast``, ``paper`` or a parameter file), ``sequences``, ``region``,
+                  ``peritumoural_mm`` (ring features outside the region; [] = off)
 ``agreement``     ICC of automatic- vs manual-mask radiomics: ``enabled``, ``kind``, ``threshold``
 ``deep3d``        ``enabled``, ``preset``, ``variants``, ``cross_fit`` (folds of cross-fitted CNNs
                   whose out-of-fold scores feed the stacked grading rows; 0: off) and
@@ -37,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator, model_serializer
 
 from gliorad.config import ClinicalConfig, CohortConfig
 from gliorad.errors import GlioradInputError, check_option
@@ -67,6 +68,29 @@ class RadiomicsSection(Strict):
     params: str = "fast"
     sequences: list[str] | None = None
     region: str = "whole"
+    peritumoural_mm: list[float] = Field(
+        default_factory=list, description="ring boundaries in mm for first-order features in "
+        "shells outside the region ([0, 5, 10]: rings 0-5 and 5-10 mm; [] = off); "
+        "gliorad.features.peritumoural")
+
+    @field_validator("peritumoural_mm", mode="before")
+    @classmethod
+    def _rings(cls, v: Any) -> Any:
+        from gliorad.features.config import ring_problem
+
+        out, problem = ring_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return list(out)
+
+    @model_serializer(mode="wrap")
+    def _omit_no_rings(self, handler: Any) -> dict[str, Any]:
+        # no rings (the default) is left out, so the settings (stage fingerprints, bundles) of
+        # runs made before the option existed stay the same
+        out = handler(self)
+        if isinstance(out, dict) and not self.peritumoural_mm:
+            out.pop("peritumoural_mm", None)
+        return out
 
 
 class AgreementSection(Strict):

@@ -108,8 +108,9 @@ class RadiomicsStage(RunStage):
         from gliorad.features.radiomics import load_params
 
         rad = cfg.radiomics
+        rings = {"peritumoural_mm": rad.peritumoural_mm} if rad.peritumoural_mm else {}
         return {"params": load_params(rad.params), "sequences": rad.sequences,
-                "region": rad.region, "auto": cfg.segmentation is not None}
+                "region": rad.region, "auto": cfg.segmentation is not None, **rings}
 
     def run(self, ctx: StageContext, cfg: RunConfig) -> None:
         from gliorad.features.radiomics import extract_radiomics
@@ -122,7 +123,7 @@ class RadiomicsStage(RunStage):
                                 manual=True,
                                 auto_masks=SegmentFiles.of(ctx).masks if auto else None,
                                 region=rad.region, n_jobs=cfg.run.n_jobs, progress=progress(),
-                                raise_on_failure=False)
+                                raise_on_failure=False, peritumoural_mm=rad.peritumoural_mm)
         for path in res.files.values():
             shutil.copy2(path, ctx.out_dir / Path(path).name)
         for note in res.notes:

@@ -247,7 +247,9 @@ class BundleStage(RunStage):
             radiomics_params=load_params(cfg.radiomics.params),
             info={"grading_inputs": (json.loads(grade.model_inputs.read_text(encoding="utf-8"))
                                      if grade else None),
-                  "radiomics_region": cfg.radiomics.region},
+                  "radiomics_region": cfg.radiomics.region,
+                  **({"radiomics_peritumoural_mm": cfg.radiomics.peritumoural_mm}
+                     if cfg.radiomics.peritumoural_mm else {})},
             training_ranges=training_ranges(ctx, cfg, list(done)),
         )
 
