@@ -399,3 +399,41 @@ def test_real_brats_case_rings(shared_data):
         assert abs(n - int(ref.sum())) <= 0.001 * ref.sum() and n > 1000
         assert case.features[f"{name}_firstorder_Mean"] == pytest.approx(img[ref].mean(), rel=1e-4)
     assert not case.warnings
+
+
+def test_the_stages_pass_the_rings_on(tmp_path, monkeypatch):
+    """The radiomics stage hands radiomics.peritumoural_mm to extract_radiomics and the bundle
+    stage to the bundle (info radiomics_peritumoural_mm); without rings neither gets the key."""
+    from types import SimpleNamespace
+
+    import gliorad.bundle
+    from gliorad.run_config import load_run_config
+    from gliorad.stages import images, models
+
+    class Captured(Exception):
+        pass
+
+    seen: dict = {}
+
+    def capture(name):
+        def fake(*args, **kwargs):
+            seen[name] = kwargs
+            raise Captured
+        return fake
+
+    monkeypatch.setattr(images, "load_cohort", lambda ctx, cfg: "cohort")
+    monkeypatch.setattr(R, "extract_radiomics", capture("extract"))
+    monkeypatch.setattr(gliorad.bundle, "save_model_bundle", capture("bundle"))
+    monkeypatch.setattr(models, "training_ranges", lambda *a, **k: {})
+    ctx = SimpleNamespace(work_dir=tmp_path, out_dir=tmp_path, stage=SimpleNamespace(inputs=[]),
+                          log=None)
+    for rings in ([0, 5, 10], []):
+        cfg = load_run_config("demo", {"segmentation": {"enabled": False},
+                                       "radiomics": {"peritumoural_mm": rings}})
+        for stage in (images.RadiomicsStage(), models.BundleStage()):
+            with pytest.raises(Captured):
+                stage.run(ctx, cfg)
+        assert seen["extract"]["peritumoural_mm"] == rings
+        info = seen["bundle"]["info"]
+        assert info.get("radiomics_peritumoural_mm") == (rings or None)
+        assert ("radiomics_peritumoural_mm" in info) == bool(rings)
