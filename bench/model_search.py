@@ -4,9 +4,12 @@
                                            [--quick] [--set KEY=VALUE ...]
 
 One draw is the ``demo`` run preset with ``run.seed = s`` (a new synthetic cohort, split, CNNs
-and models) and the model search switched on: ``grading.model auto``, ``survival.model auto``,
-``deep2d.cross_fit 3`` (the signature reads the cross-fitted 2D CNN's out-of-fold head outputs),
-run with the manual masks (``segmentation.enabled false``, as bench/fusion.py) through the
+and models) and what the ``best`` preset adds to the paper's recipe switched on: ``grading.model
+auto``, ``survival.model auto``, ``survival.signature_term continuous`` (the signature's z-scored
+score in the integrated Cox model, not the median split), ``deep2d.cross_fit 3`` (the signature
+reads the cross-fitted 2D CNN's out-of-fold head outputs), and peritumoural ring radiomics
+(``radiomics.peritumoural_mm [0, 5, 10]``: first-order features of each sequence in the 0-5 and
+5-10 mm shells outside the tumour mask, joining each sequence's radiomics set), run with the manual masks (``segmentation.enabled false``, as bench/fusion.py) through the
 survival stage, without the report. ``--set synthetic.n_patients=600`` gives the issue's
 600-patient draws.
 
@@ -45,7 +48,8 @@ from _harness import OUT_DIR, Column, format_table, machine_info, run_demo_draw,
 from gliorad.stats import roc_auc
 
 SETTINGS = ["segmentation.enabled=false", "report.enabled=false", "grading.model=auto",
-            "survival.model=auto", "deep2d.cross_fit=3"]
+            "survival.model=auto", "survival.signature_term=continuous", "deep2d.cross_fit=3",
+            "radiomics.peritumoural_mm=[0,5,10]"]
 FUSED = "fused_patch_se"
 ORACLE_GAP_GRADE, ORACLE_GAP_SURV = 0.05, 0.07
 
