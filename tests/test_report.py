@@ -601,8 +601,10 @@ def test_svg_wrapping_png(tmp_path):
 
 
 # ================================================================== model comparison
-#: Survival settings of the searched analysis: the report fixture's, with survival.model auto.
+#: Survival settings of the searched analysis: the report fixture's, with survival.model auto
+#: and the signature's continuous term (what the best preset sets).
 SURVIVAL_SEARCH = {
+    "signature_term": "continuous",
     "split": {"method": "column", "column": "centre", "train": "B", "external": ["A"]},
     "sequence": {"sequences": ["t1", "t1ce", "t2"], "n_estimators": 20, "cv_folds": 3, "top_k": 5},
     "signature": {"n_estimators": 80, "n_alphas": 8, "l1_ratios": [1.0], "cv_folds": 3},
@@ -780,6 +782,25 @@ def test_model_comparison_shows_the_searches(searched, tmp_path):
         assert shown["Inner C-index of the signature"] == ("" if sig is None else f"{sig:.4f}")
     # the search's notes (escaped as every text of the report)
     assert all(html.escape(n) in sec for n in ms["notes"])
+
+
+def test_continuous_signature_term_in_the_survival_sections(searched, tmp_path):
+    """survival.signature_term continuous: Table 3 shows the signature per SD and the
+    Kaplan-Meier captions give its hazard ratio per SD in the integrated model beside the
+    groups' (which stay)."""
+    import json
+
+    metrics = json.loads((searched["survival"] / "metrics.json").read_text(encoding="utf-8"))
+    text = build_report(ReportInputs(survival=searched["survival"]), tmp_path / "r").read_text(
+        encoding="utf-8")
+    assert "Signature (per SD)" in _section_html(text, "cox")
+    assert any(c["hr_signature_per_sd"] for c in metrics["cohorts"].values())
+    for c in metrics["cohorts"].values():
+        per_sd = c["hr_signature_per_sd"]
+        if per_sd is not None:
+            assert (f"in the integrated model HR per SD of the signature {per_sd['hr']:.2f}"
+                    in _section_html(text, "kaplan-meier"))
+        assert "HR high vs low" in _section_html(text, "kaplan-meier")
 
 
 def test_model_comparison_under_repeated_cv(searched, tmp_path):

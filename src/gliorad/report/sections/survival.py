@@ -37,6 +37,7 @@ _NULL_LABELS = {
     "logrank_p": "log-rank test", "c_index_signature": "C-index of the signature",
     "hr_signature_univariate": "hazard ratio of the signature groups (univariate)",
     "hr_signature": "hazard ratio of the signature groups",
+    "hr_signature_per_sd": "hazard ratio per SD of the signature (integrated model)",
     "c_index_integrated": "C-index of the integrated model",
     "c_index_clinical": "C-index of the clinical model", "compare_p": "paired C-index comparison",
     "table_integrated": "Table 3 column (integrated model refit)",
@@ -147,13 +148,16 @@ def km_html(ctx: Context) -> str:
             parts.append(para(f"Cohort {name}: no Kaplan-Meier figure (no survival data)."))
             continue
         hr = c.get("hr_signature") or {}
+        per_sd = c.get("hr_signature_per_sd") or {}  # survival.signature_term: continuous
         why_no_lr = (c.get("null_reasons") or {}).get("logrank_p")
         caption = (f"Cohort {name} ({c.get('role', '')}): {c.get('n_analysed', '?')} patients, "
                    f"{c.get('n_events', '?')} events; high risk {c.get('n_high', '?')}, low risk "
                    f"{c.get('n_low', '?')}; log-rank P {fmt_p(c.get('logrank_p')) or 'n/a'}"
                    + (f" ({why_no_lr})" if why_no_lr and is_missing(c.get("logrank_p")) else "")
                    + (f"; HR high vs low {fmt_ci(hr.get('hr'), hr.get('ci'), 2)}"
-                      f" ({c.get('hr_signature_model', '')})" if hr else "") + ".")
+                      f" ({c.get('hr_signature_model', '')})" if hr else "")
+                   + (f"; in the integrated model HR per SD of the signature "
+                      f"{fmt_ci(per_sd.get('hr'), per_sd.get('ci'), 2)}" if per_sd else "") + ".")
         parts.append(ctx.figures.add_png(f"km_{name}", png, caption))
     if not parts:
         parts.append(para("The survival analysis lists no cohort."))
