@@ -231,10 +231,12 @@ def test_best_preset_is_the_paper_with_the_model_searches(tmp_path):
     assert cfg.grading.model == "auto" and cfg.grading.candidates is None
     assert cfg.survival.model == "auto" and cfg.survival.candidates is None
     assert cfg.survival.signature_term == "continuous"
+    assert cfg.radiomics.peritumoural_mm == [0, 5, 10]
     assert (cfg.deep2d_cross_fit, cfg.deep3d_cross_fit) == (5, 0)
     best, paper = _dump("best", COHORT), _dump("paper", COHORT)
     assert best["grading"].pop("model") == best["survival"].pop("model") == "auto"
     assert best["survival"].pop("signature_term") == "continuous"
+    assert best["radiomics"].pop("peritumoural_mm") == [0, 5, 10]
     assert best.pop("deep2d_cross_fit") == 5
     assert best == paper
     own = tmp_path / "my.yaml"
