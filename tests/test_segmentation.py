@@ -239,7 +239,7 @@ def test_config_module_imports_no_heavy_library():
 def test_package_names_resolve_to_their_role_modules():
     import gliorad.segmentation as seg
 
-    roles = {"config", "data", "train", "infer", "evaluate"}
+    roles = {"config", "data", "train", "infer", "evaluate", "qc"}
     for name in seg.__all__:
         obj = getattr(seg, name)
         module = getattr(obj, "__module__", None)

@@ -16,6 +16,10 @@ Modules by role:
     :func:`mask_path`.
 ``evaluate``
     :func:`dice_score`, :func:`hd95`, :func:`evaluate_masks`.
+``qc``
+    The sanity check of each predicted mask (empty, implausibly small or large against the
+    training volumes: :func:`check_masks`) and what a run does with one that fails
+    (:func:`handle_flagged`).
 
 Every public name is importable from ``gliorad.segmentation``. The settings (``config``) are
 imported eagerly; the other names load their module (and with it torch, MONAI and SimpleITK) on
@@ -31,12 +35,14 @@ from gliorad.lazy import lazy_exports
 from gliorad.segmentation.config import (
     BRATS2018_REGIONS,
     BRATS2023_REGIONS,
+    FLAGGED,
     LABEL_MODES,
     PRECISIONS,
     PRESETS,
     REGION_NAMES,
     AugmentConfig,
     InferenceConfig,
+    MaskCheckConfig,
     SegmentationConfig,
     UNetConfig,
     default_regions,
@@ -78,6 +84,15 @@ if TYPE_CHECKING:
         segment_case,
         sliding_window_predict,
     )
+    from gliorad.segmentation.qc import (
+        VolumeBounds,
+        check_masks,
+        handle_flagged,
+        mask_measures,
+        qc_summary,
+        reference_volumes,
+        volume_bounds,
+    )
     from gliorad.segmentation.train import (
         MODEL_FILES,
         PatchDataset,
@@ -97,6 +112,8 @@ _LAZY: dict[str, str] = {
                      "predict_case", "predict_cohort", "predict_volume", "prepare_model",
                      "probabilities_to_labels", "remove_small_components", "segment_case",
                      "sliding_window_predict"], "infer"),
+    **dict.fromkeys(["VolumeBounds", "check_masks", "handle_flagged", "mask_measures",
+                     "qc_summary", "reference_volumes", "volume_bounds"], "qc"),
     **dict.fromkeys(["MODEL_FILES", "PatchDataset", "SegmentationTrainResult",
                      "model_config_json", "split_ids", "train_segmentation"], "train"),
 }
@@ -106,6 +123,7 @@ __all__ = [
     "BRATS2018_REGIONS",
     "BRATS2023_REGIONS",
     "DTYPES",
+    "FLAGGED",
     "LABEL_MODES",
     "MODEL_FILES",
     "PRECISIONS",
@@ -116,23 +134,28 @@ __all__ = [
     "CaseCache",
     "EvaluationResult",
     "InferenceConfig",
+    "MaskCheckConfig",
     "PatchDataset",
     "SegmentationConfig",
     "SegmentationModel",
     "SegmentationTrainResult",
     "UNetConfig",
+    "VolumeBounds",
     "build_network",
+    "check_masks",
     "default_regions",
     "dice_score",
     "evaluate_masks",
     "foreground_box",
     "get_preset",
+    "handle_flagged",
     "hd95",
     "inference_window",
     "label_names",
     "load_case",
     "load_model",
     "load_segmentation_config",
+    "mask_measures",
     "mask_path",
     "model_config_json",
     "predict_case",
@@ -140,7 +163,9 @@ __all__ = [
     "predict_volume",
     "prepare_model",
     "probabilities_to_labels",
+    "qc_summary",
     "reference_image",
+    "reference_volumes",
     "region_masks",
     "remove_small_components",
     "resample_to",
@@ -152,6 +177,7 @@ __all__ = [
     "usable_ids",
     "validate_config",
     "versions",
+    "volume_bounds",
     "with_overrides",
     "working_grid",
 ]

@@ -5,6 +5,12 @@ Imports no heavy library (no torch, MONAI, SimpleITK or NumPy), so that a run co
 without them. Label modes: ``wt`` is the whole tumour (any nonzero manual label, one channel, as
 in the paper); ``regions`` are the BraTS regions WT / TC / ET as three overlapping channels
 (BraTS 2018 labels WT = {1, 2, 4}, TC = {1, 4}, ET = {4}; with BraTS 2023 naming ET is label 3).
+
+The sanity check of each predicted mask (``qc``, :class:`MaskCheckConfig`, done by
+:mod:`gliorad.segmentation.qc`) and what ``gliorad run`` does with a mask that fails it
+(``flagged``, :data:`FLAGGED`) are left out of the dumped settings while at their defaults, so
+the settings (stage fingerprints, model folders, bundles) of runs made before they existed stay
+the same.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_serializer, model_validator
 
 from gliorad.errors import GlioradInputError, check_option
 from gliorad.settings import Presets, Strict, merge, read_yaml_mapping, validate
@@ -22,12 +28,14 @@ from gliorad.training_config import DEVICES, TrainConfig
 __all__ = [
     "BRATS2018_REGIONS",
     "BRATS2023_REGIONS",
+    "FLAGGED",
     "LABEL_MODES",
     "PRECISIONS",
     "PRESETS",
     "REGION_NAMES",
     "AugmentConfig",
     "InferenceConfig",
+    "MaskCheckConfig",
     "SegmentationConfig",
     "UNetConfig",
     "default_regions",
@@ -47,6 +55,12 @@ BRATS2018_REGIONS: dict[str, list[int]] = {"WT": [1, 2, 4], "TC": [1, 4], "ET": 
 BRATS2023_REGIONS: dict[str, list[int]] = {"WT": [1, 2, 3], "TC": [1, 3], "ET": [3]}
 #: Inference precisions (the torch dtypes are in :mod:`gliorad.segmentation.infer`).
 PRECISIONS: dict[str, str] = {"float32": "float32", "bfloat16": "bfloat16 autocast"}
+#: What ``gliorad run`` does with an automatic mask that fails the checks (``flagged``).
+FLAGGED: dict[str, str] = {
+    "manual": "replaced by the patient's manual mask where one exists (else the patient is "
+              "excluded)",
+    "exclude": "the patient is excluded from what reads the automatic masks",
+}
 
 
 class UNetConfig(Strict):
@@ -86,6 +100,21 @@ class InferenceConfig(Strict):
     device: str = "auto"
 
 
+class MaskCheckConfig(Strict):
+    """The sanity check of each predicted mask against the whole-tumour volumes of the U-Net's
+    training patients' manual masks (:func:`gliorad.segmentation.qc.volume_bounds`): a mask is
+    ``empty`` without a tumour voxel, ``small`` below ``small`` x the ``quantile`` of the
+    training volumes, ``large`` above ``large`` x their ``1 - quantile`` (numpy's linear
+    quantile; with 0.01 and fewer than 100 training masks, close to the minimum / maximum).
+    Fewer than :data:`gliorad.segmentation.qc.MIN_REFERENCE` training volumes: only empty masks
+    are flagged."""
+
+    quantile: float = Field(0.01, ge=0, lt=0.5, description="reference quantile of the training "
+                            "volumes (0: their minimum and maximum)")
+    small: float = Field(0.5, gt=0, le=1, description="flag below small x the low reference")
+    large: float = Field(2.0, ge=1, description="flag above large x the high reference")
+
+
 class SegmentationConfig(Strict):
     """Everything needed to train the segmentation network and to rebuild it for prediction."""
 
@@ -103,6 +132,27 @@ class SegmentationConfig(Strict):
     val_fraction: float = Field(0.2, ge=0, lt=1)
     cache_gb: float = Field(4.0, ge=0, description="memory for volumes kept between epochs")
     inference: InferenceConfig = Field(default_factory=InferenceConfig)
+    qc: MaskCheckConfig = Field(default_factory=MaskCheckConfig)
+    flagged: str = Field("manual", description="what gliorad run does with a mask that fails "
+                         "the checks: " + "; ".join(f"{k}: {v}" for k, v in FLAGGED.items()))
+
+    @field_validator("flagged")
+    @classmethod
+    def _known_handling(cls, v: str) -> str:
+        if v not in FLAGGED:
+            raise ValueError(f"flagged {v!r} is not valid; expected one of: {', '.join(FLAGGED)}")
+        return v
+
+    @model_serializer(mode="wrap")
+    def _omit_checks_at_default(self, handler: Any) -> dict[str, Any]:
+        # the checks at their defaults are left out (see the module docstring)
+        out = handler(self)
+        if isinstance(out, dict):
+            if self.qc == MaskCheckConfig():
+                out.pop("qc", None)
+            if self.flagged == "manual":
+                out.pop("flagged", None)
+        return out
 
     @model_validator(mode="after")
     def _check(self) -> SegmentationConfig:
