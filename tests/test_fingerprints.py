@@ -67,6 +67,9 @@ CASES = [
     ("split", DEMO, TRAIN_ON_A, {"split", "deep2d", "survival", B}),
     ("segment", DEMO, {"segmentation": {"train": {"epochs": 3}}}, {"segment", B}),
     ("segment", DEMO, {"segmentation": {"train_patients": 40}}, {"segment", B}),
+    # the handling of a mask that fails the checks, and the checks' rule
+    ("segment", DEMO, {"segmentation": {"flagged": "exclude"}}, {"segment", B}),
+    ("segment", DEMO, {"segmentation": {"qc": {"large": 3.0}}}, {"segment", B}),
     ("segment", NO_GRADING, TRAIN_ON_A, {"split", "segment", "deep2d", "survival", B}),
     ("radiomics", DEMO, {"radiomics": {"params": "paper"}}, {"radiomics", B}),
     ("radiomics", DEMO, {"radiomics": {"region": "core"}}, {"radiomics", B}),

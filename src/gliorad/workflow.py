@@ -29,8 +29,8 @@ from gliorad.stages import (
     tumour_masks,
 )
 
-__all__ = ["build_stages", "honest_cnn_scores", "run_workflow", "segmentation_ids",
-           "summary_lines", "tumour_masks"]
+__all__ = ["build_stages", "honest_cnn_scores", "mask_check_lines", "run_workflow",
+           "segmentation_ids", "summary_lines", "tumour_masks"]
 
 
 def run_workflow(
@@ -76,6 +76,36 @@ def summary_lines(workspace: str | Path) -> list[str]:
     bundle = BundleFiles.of(ws).bundle
     if bundle.is_dir():
         lines.append(f"model bundle: {bundle} (gliorad predict PATIENT_DIR --bundle ...)")
+    return [*lines, *mask_check_lines(ws)]
+
+
+def mask_check_lines(ws: Path, limit: int = 20) -> list[str]:
+    """Warnings about the automatic masks that failed the segment stage's checks
+    (``segment/qc.json``): how many, which were replaced by the manual mask and which patients
+    were left out of what reads the automatic masks. Empty when every mask passed."""
+    files = SegmentFiles.of(ws)
+    qc = _load(files.qc_summary) or {}
+    flagged = qc.get("flagged") or []
+    if not flagged:
+        return []
+    counts = ", ".join(f"{n} {f}" for f, n in (qc.get("counts") or {}).items() if f != "ok" and n)
+
+    def who(rows: list[dict[str, Any]]) -> str:
+        names = [f"{r['patient_id']} ({r['flag']})" for r in rows]
+        return ", ".join(names[:limit]) + (f" ... (+{len(names) - limit})"
+                                          if len(names) > limit else "")
+
+    head = (f"warning: segmentation: {len(flagged)} of {qc.get('n_masks')} automatic mask(s) "
+            f"failed the checks ({counts}; {qc.get('rule')}); see {files.qc_table}")
+    lines = [head]
+    replaced = [r for r in flagged if r.get("action") == "replaced_by_manual"]
+    excluded = [r for r in flagged if r.get("action") == "excluded"]
+    if replaced:
+        lines.append(f"warning: segmentation: replaced by the manual mask ({len(replaced)}): "
+                     f"{who(replaced)}")
+    if excluded:
+        lines.append(f"warning: segmentation: excluded from what reads the automatic masks "
+                     f"(radiomics, CNNs, grading, survival) ({len(excluded)}): {who(excluded)}")
     return lines
 
 

@@ -94,12 +94,17 @@ class SplitFiles(Artifacts):
 
 class SegmentFiles(Artifacts):
     """``segment``: the U-Net, every patient's automatic mask, the evaluation against manual
-    masks."""
+    masks (of the raw predictions), the check of each mask (``qc.csv``, ``qc.json``:
+    :mod:`gliorad.segmentation.qc`) and the raw predictions of the masks that failed it
+    (``flagged/``; ``masks/`` holds the manual mask in their place, or none)."""
 
     stage = "segment"
     model = File("model")
     masks = File("masks")
     evaluation = File("evaluation")
+    qc_table = File("qc.csv")
+    qc_summary = File("qc.json")
+    flagged = File("flagged")
 
 
 class RadiomicsFiles(Artifacts):

@@ -32,14 +32,21 @@ def _variants(cfg: RunConfig) -> dict[str, Any]:
 
 def _with_tumour(ctx: StageContext, cfg: RunConfig, record: Path | None = None):
     """The split's patients a CNN can use, and the automatic masks (None: manual ones): with
-    segmentation, patients whose automatic mask is empty are left out (listed in ``record``)."""
+    segmentation, patients whose automatic mask is empty, or who have none (it failed the
+    segment stage's checks and had no manual replacement: ``segment/qc.csv``), are left out
+    (listed in ``record``; ``no_automatic_mask`` only when there is one)."""
+    from gliorad.segmentation import mask_path
+
     sp = read_split(ctx)
     if cfg.segmentation is None:
         return sp, None
     masks = SegmentFiles.of(ctx).masks
-    kept, empty = tumour_masks(masks, sp["patient_id"].astype(str).tolist())
+    ids = sp["patient_id"].astype(str).tolist()
+    absent = [p for p in ids if not mask_path(masks, p).is_file()]
+    kept, empty = tumour_masks(masks, [p for p in ids if p not in set(absent)])
     if record is not None:
-        write_json({"empty_automatic_mask": empty}, record)
+        write_json({"empty_automatic_mask": empty,
+                    **({"no_automatic_mask": absent} if absent else {})}, record)
     return sp[sp["patient_id"].isin(kept)], masks
 
 

@@ -23,8 +23,8 @@ from gliorad.stages.base import (
 )
 from gliorad.stages.data import base_inputs
 
-__all__ = ["AgreementStage", "RadiomicsStage", "SegmentStage", "image_inputs",
-           "segmentation_ids"]
+__all__ = ["AgreementStage", "RadiomicsStage", "SegmentStage", "check_run_masks",
+           "image_inputs", "segmentation_ids"]
 
 
 def image_inputs(cfg: RunConfig) -> tuple[str, ...]:
@@ -57,7 +57,9 @@ def segmentation_ids(split, n: int | None, seed: int, survival_train: str | None
 
 class SegmentStage(RunStage):
     """3D U-Net (recombination + SE) trained on the grading training patients (validation part
-    for monitoring); masks for every patient; Dice vs manual."""
+    for monitoring); masks for every patient; Dice vs manual; each mask checked (empty,
+    implausibly small or large) and a failed one replaced by the manual mask or left out
+    (``segmentation.flagged``)."""
 
     name = "segment"
     description = "3D U-Net: train, segment every patient, Dice"
@@ -92,7 +94,54 @@ class SegmentStage(RunStage):
         copy_tree(work.model, out.model)
         copy_tree(work.masks, out.masks)
         if any(p.seg is not None for p in cohort.patients.values()):
-            evaluate_masks(out.masks, cohort, out_dir=out.evaluation)
+            evaluate_masks(out.masks, cohort, out_dir=out.evaluation)  # the raw predictions
+        check_run_masks(ctx, cfg, cohort, out, ids)
+
+
+def check_run_masks(ctx: StageContext, cfg: RunConfig, cohort, out: SegmentFiles,
+                    train_ids: Sequence[str]) -> dict[str, Any]:
+    """The check of every automatic mask in ``out.masks`` against the manual-mask volumes of the
+    U-Net's training patients, and ``segmentation.flagged`` applied to those that fail
+    (:mod:`gliorad.segmentation.qc`): ``qc.csv``, ``qc.json``, the raw failed predictions in
+    ``flagged/``, their ``qc`` in ``masks/prediction.json``, a warning each and a count in the
+    log (the end of ``gliorad run`` prints them: :func:`gliorad.workflow.summary_lines`)."""
+    import json
+
+    from gliorad.io import write_json, write_text
+    from gliorad.segmentation.qc import (
+        check_masks,
+        handle_flagged,
+        qc_summary,
+        reference_volumes,
+        volume_bounds,
+    )
+
+    seg = cfg.segmentation
+    bounds = volume_bounds(reference_volumes(cohort, train_ids).values(), seg.qc)
+    table = handle_flagged(check_masks(out.masks, cohort.ids, bounds), out.masks, out.flagged,
+                           cohort, seg.flagged, seg.label_mode)
+    summary = qc_summary(table, bounds, seg.flagged)
+    write_text(table.to_csv(index=False), out.qc_table)
+    write_json(summary, out.qc_summary)
+    prov_path = out.masks / "prediction.json"
+    if summary["flagged"] and prov_path.is_file():
+        prov = json.loads(prov_path.read_text(encoding="utf-8"))
+        for r in summary["flagged"]:
+            rec = prov.setdefault("patients", {}).setdefault(r["patient_id"], {})
+            rec["qc"] = {"flag": r["flag"], "action": r["action"],
+                         "raw_mask": f"../{out.flagged.name}/{r['patient_id']}.nii.gz"}
+        write_json(prov, prov_path)
+    for r in summary["flagged"]:
+        ctx.log.warning("segment: the automatic mask of %s is %s (%s); %s", r["patient_id"],
+                        r["flag"], r["reason"], r["action"].replace("_", " "))
+    if summary["flagged"]:
+        ctx.log.warning("segment: %d of %d automatic mask(s) failed the checks (%s): %d "
+                        "replaced by the manual mask, %d excluded; see qc.csv",
+                        len(summary["flagged"]), summary["n_masks"], summary["rule"],
+                        summary["actions"]["replaced_by_manual"], summary["actions"]["excluded"])
+    else:
+        ctx.log.info("segment: every automatic mask passed the checks (%s)", summary["rule"])
+    return summary
 
 
 class RadiomicsStage(RunStage):

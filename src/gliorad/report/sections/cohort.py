@@ -145,6 +145,13 @@ def _excluded_html(files: Mapping[str, Path], config: Mapping[str, Any]) -> str:
                 rows.append({"Left out of": f"{stage} (and what uses its features)",
                              "Patients": len(empty), "Why": "the automatic mask is empty",
                              "Who": _id_list(empty)})
+            absent = data.get("no_automatic_mask") or []
+            if absent:
+                rows.append({"Left out of": f"{stage} (and what uses its features)",
+                             "Patients": len(absent),
+                             "Why": "the automatic mask failed the segmentation checks and was "
+                                    "not replaced (segment/qc.csv)",
+                             "Who": _id_list(absent)})
     if rows:
         out += ["<h3>Patients left out of an analysis</h3>", html_table(pd.DataFrame(rows)),
                 para("clinical.missing: exclude leaves a patient without the values an analysis "
