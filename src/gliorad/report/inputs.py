@@ -27,6 +27,8 @@ class ReportInputs:
     validation : ``validation.json`` of the validate stage
     seg_evaluation : folder written by :func:`gliorad.segmentation.evaluate_masks`
     masks : the :func:`gliorad.segmentation.predict_cohort` mask folder
+    seg_qc : ``qc.json`` of the segment stage (:mod:`gliorad.segmentation.qc`), next to its
+        ``qc.csv`` and the ``flagged/`` folder of the raw masks that failed the checks
     agreement : folder written by :func:`gliorad.features.agreement.run_agreement`
     grade_tables : folder written by :func:`gliorad.grading.run.run_tables`
     survival : folder written by :func:`gliorad.survival.artifacts.write_analysis`
@@ -45,6 +47,7 @@ class ReportInputs:
     validation: Path | None = None
     seg_evaluation: Path | None = None
     masks: Path | None = None
+    seg_qc: Path | None = None
     agreement: Path | None = None
     grade_tables: Path | None = None
     survival: Path | None = None
@@ -56,7 +59,7 @@ class ReportInputs:
 
 
 PATH_FIELDS = ("cohort_root", "clinical", "truth", "validation", "seg_evaluation", "masks",
-               "agreement", "grade_tables", "survival", "bundle")
+               "seg_qc", "agreement", "grade_tables", "survival", "bundle")
 
 
 def _config_path(config: dict[str, Any], section: str, key: str, base: Path,
@@ -79,7 +82,7 @@ def inputs_from_workspace(ws: str | Path) -> ReportInputs:
     Layout: ``cohort/cohort`` (demo cohort, else ``config.yaml``'s ``cohort.root``; the clinical
     table is that cohort's ``clinical.csv``, else ``clinical.path``; the images are
     ``preprocess/cohort`` when preprocessing ran), ``validate/validation.json``,
-    ``segment/masks``, ``segment/evaluation``, ``agreement``, ``grade/tables``,
+    ``segment/masks``, ``segment/evaluation``, ``segment/qc.json``, ``agreement``, ``grade/tables``,
     ``survival/analysis``, ``bundle``, ``<stage>/_stage.json`` and ``config.yaml``. Only what
     exists is filled in.
     """
@@ -125,6 +128,7 @@ def inputs_from_workspace(ws: str | Path) -> ReportInputs:
         validation=found(root / "validate" / "validation.json", folder=False),
         seg_evaluation=found(root / "segment" / "evaluation"),
         masks=found(root / "segment" / "masks"),
+        seg_qc=found(root / "segment" / "qc.json", folder=False),
         agreement=found(root / "agreement"),
         grade_tables=found(root / "grade" / "tables"),
         survival=found(root / "survival" / "analysis"),

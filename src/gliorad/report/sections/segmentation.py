@@ -1,4 +1,5 @@
-"""Segmentation section: automatic vs manual masks (``gliorad.segmentation.evaluate_masks``).
+"""Segmentation section: automatic vs manual masks (``gliorad.segmentation.evaluate_masks``)
+and the check of each automatic mask (``qc.json`` / ``qc.csv``: :mod:`gliorad.segmentation.qc`).
 """
 
 from __future__ import annotations
@@ -35,8 +36,54 @@ def _summary_rows(summary: Mapping[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _overlays(ctx: Context, ev: dict[str, Any], ev_path: Path, rows: pd.DataFrame) -> str:
+_ACTION = {"kept": "kept", "replaced_by_manual": "replaced by the manual mask",
+           "excluded": "patient excluded (no automatic mask downstream)"}
+
+
+def _read_qc(ctx: Context) -> dict[str, Any] | None:
+    path = ctx.inputs.seg_qc
+    if path is None:
+        return None
+    qc = read_json(need(Path(path), "the segment stage's mask checks (qc.json)"))
+    get(qc, "counts", Path(path))
+    get(qc, "flagged", Path(path), list)
+    return qc
+
+
+def _qc_html(qc: dict[str, Any] | None) -> str:
+    """The counts of the mask checks and a table of the masks that failed them."""
+    if qc is None:
+        return ""
+    counts, flagged = qc["counts"], qc["flagged"]
+    rule = str(qc.get("rule", ""))
+    parts = ["<h3>Mask checks</h3>"]
+    if not flagged:
+        parts.append(para(f"Every automatic mask passed the checks ({qc.get('n_masks')} masks; "
+                          f"rule: {rule})."))
+        return "".join(parts)
+    handling = qc.get("flagged_handling", "manual")
+    actions = qc.get("actions") or {}
+    parts.append(para(
+        f"{len(flagged)} of {qc.get('n_masks')} automatic masks failed the checks "
+        f"({', '.join(f'{counts.get(f, 0)} {f}' for f in ('empty', 'small', 'large'))}); rule: "
+        f"{rule}. Handling (segmentation.flagged: {handling}): "
+        f"{actions.get('replaced_by_manual', 0)} replaced by the patient's manual mask, "
+        f"{actions.get('excluded', 0)} patient(s) excluded from what reads the automatic masks. "
+        "The Dice above is of the raw predictions."))
+    table = pd.DataFrame([{"Patient": r.get("patient_id"), "Volume (ml)": r.get("volume_ml"),
+                           "Flag": r.get("flag"), "Why": r.get("reason"),
+                           "Action": _ACTION.get(str(r.get("action")), r.get("action"))}
+                          for r in flagged])
+    parts.append(html_table(table, caption="Automatic masks that failed the checks"))
+    if qc.get("not_checked"):
+        parts.append(para(f"Not checked: {qc['not_checked']}.", "small"))
+    return "".join(parts)
+
+
+def _overlays(ctx: Context, ev: dict[str, Any], ev_path: Path, rows: pd.DataFrame,
+              qc: dict[str, Any] | None = None) -> str:
     from gliorad.segmentation import mask_path
+    from gliorad.stages.artifacts import SegmentFiles
 
     inp = ctx.inputs
     region = "WT" if (rows["region"] == "WT").any() else str(rows["region"].iloc[0])
@@ -73,6 +120,9 @@ def _overlays(ctx: Context, ev: dict[str, Any], ev_path: Path, rows: pd.DataFram
         if seq is None:
             raise GlioradInputError(f"{root}: patient {pid} has no image of {cohort.sequences}")
         auto = mask_path(masks, pid)
+        if qc is not None and pid in {str(r.get("patient_id")) for r in qc["flagged"]}:
+            # the raw prediction, not its manual replacement (or its absence)
+            auto = mask_path(SegmentFiles(Path(ctx.inputs.seg_qc).parent).flagged, pid)
         if not auto.is_file():
             raise GlioradInputError(f"{auto}: predicted mask not found (listed in {ev_path.name})")
         image, man, aut, aspect = F.tumour_slice(cohort.image_path(pid, seq), patient.seg, auto)
@@ -86,7 +136,8 @@ def _overlays(ctx: Context, ev: dict[str, Any], ev_path: Path, rows: pd.DataFram
 
 
 def segmentation_html(ctx: Context) -> str:
-    """Dice / HD95 by region, best / median / worst overlays, per-patient rows."""
+    """Dice / HD95 by region, the mask checks, best / median / worst overlays, per-patient
+    rows."""
     folder = Path(ctx.inputs.seg_evaluation)
     ev_path = need(folder / "evaluation.json", "the output of gliorad.segmentation.evaluate_masks")
     ev = read_json(ev_path)
@@ -108,8 +159,10 @@ def segmentation_html(ctx: Context) -> str:
         notes.append("predicted masks without a manual mask: "
                      + ", ".join(map(str, summary["masks_without_manual_segmentation"])))
     parts.append(note_list(notes))
+    qc = _read_qc(ctx)
+    parts.append(_qc_html(qc))
     parts.append("<h3>Examples</h3>")
-    parts.append(_overlays(ctx, ev, ev_path, rows))
+    parts.append(_overlays(ctx, ev, ev_path, rows, qc))
     cols = [c for c in ("patient_id", "region", "dice", "hd95_mm", "pred_ml", "truth_ml", "note")
             if c in rows.columns]
     per = rows[cols].sort_values(["region", "dice"], ascending=[True, False], kind="stable")
