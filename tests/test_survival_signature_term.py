@@ -188,3 +188,38 @@ def test_coxnet_cv_when_a_fold_path_stops_early(cohort):
     assert min(lengths) < alphas.size  # the case this test is about
     assert res["cv_scores"].shape == alphas.shape and np.isfinite(res["cv_scores"]).all()
     assert res["best"] is not None and res["coef"].shape == (2, alphas.size)
+
+
+def test_candidates_read_every_sequence_unless_told_to_follow_the_choice():
+    """``search.features: all`` (default): a candidate reads every sequence's radiomics plus
+    the deep columns, and no sequence choice is made for it; ``sequence``: the chosen
+    sequence's columns, as the paper's signature (which always follows the choice)."""
+    from gliorad.survival.search import fit_chosen_model
+    from gliorad.synthetic import SynthConfig, sample_patients, synthetic_feature_table
+
+    pat = sample_patients(SynthConfig(n_patients=240, seed=4))
+    feats = synthetic_feature_table(pat, n_features=60, n_deep=6, seed=0)
+    clin = pat.rename(columns={"os_time": "os_days"})[
+        ["age", "grade", "grade_group", "histology", "centre", "os_days", "event"]]
+    table, fcols, _ = prepare_table(feats, clin)
+    train = table[table["centre"] == "B"]
+    seqs = {"sequences": ["t1", "t1ce", "t2"], "deep_prefix": "cnn2d_", "n_estimators": 20,
+            "cv_folds": 3, "top_k": 5}
+
+    def fit(**search):
+        cfg = SurvivalConfig.model_validate(merge(TINY, {
+            **PRESPECIFIED, "model": "coxnet", "sequence": seqs,
+            "search": {**TINY["search"], **search}}))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return fit_chosen_model(train, fcols, cfg, name="B")
+
+    every = fit()
+    assert every.sequence is None and every.search.sequenced is None
+    assert set(every.feature_columns) == set(fcols)  # t1, t1ce, t2 radiomics + cnn2d_
+    chosen = fit(features="sequence")
+    assert chosen.sequence in ("t1", "t1ce", "t2") and chosen.sequence_choice is not None
+    assert set(chosen.feature_columns) == {
+        c for c in fcols if c.startswith((f"{chosen.sequence}_", "cnn2d_"))}
+    with pytest.raises(ValueError, match=r"search\.features\n.*'all' or 'sequence'"):
+        SurvivalConfig.model_validate({"search": {"features": "chosen"}})

@@ -144,9 +144,14 @@ class SearchConfig(Strict):
     elastic net on all z-scored features (mixing, penalties on the path, smallest penalty as a
     fraction of the largest). ``rsf_*``: the random survival forest (trees, leaf size).
     ``gbcox_*``: gradient-boosted Cox model (trees, learning rate, row subsample, depth).
+    ``features``: what the candidates read: ``all`` (every sequence of ``sequence.sequences``'
+    radiomics plus the deep columns: no sequence choice, whose single noisy pick the candidates
+    need not inherit) or ``sequence`` (the paper's: the chosen sequence's radiomics plus deep).
+    The paper's signature always reads the chosen sequence.
     """
 
     inner_folds: int = Field(5, ge=2)
+    features: Literal["all", "sequence"] = "all"
     coxnet_l1_ratio: float = Field(0.5, gt=0.0, le=1.0)
     coxnet_n_alphas: int = Field(30, ge=2)
     coxnet_alpha_min_ratio: float = Field(0.01, gt=0.0, lt=1.0)

@@ -434,6 +434,12 @@ def fused_columns(feature_columns: Sequence[str], seq_cfg: SequenceConfig, seque
     return cols
 
 
+def reads_sequence(cfg: SurvivalConfig) -> bool:
+    """Whether ``cfg.model``'s signature reads one chosen sequence (the paper's signature, or a
+    candidate under ``search.features: sequence``) rather than every sequence."""
+    return cfg.model == "paper" or (cfg.model != "clinical" and cfg.search.features == "sequence")
+
+
 def signature_sequence(train: pd.DataFrame, fcols: list[str], cfg: SurvivalConfig,
                        notes: list[str], sink: list[str]) -> tuple[str | None, Any]:
     """The radiomics sequence of the signature (:func:`.sequence_choice.choose_sequence` on the
@@ -502,8 +508,9 @@ def fit_models(
     clinical_only = cfg.model == "clinical"
     sequence, choice, fused = None, None, []
     if not clinical_only:
-        sequence, choice = (signature_sequence(train, list(feature_columns), cfg, notes, sink)
-                            if sequenced is None else sequenced)
+        if reads_sequence(cfg):  # else a candidate on every sequence (search.features: all)
+            sequence, choice = (signature_sequence(train, list(feature_columns), cfg, notes, sink)
+                                if sequenced is None else sequenced)
         fused = complete_columns(train, fused_columns(feature_columns, cfg.sequence, sequence),
                                  notes)
     if cfg.model == "paper":

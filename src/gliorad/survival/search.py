@@ -7,8 +7,10 @@ search, no table); for ``auto`` and a candidate's name it runs :func:`inner_scor
 
 The choice uses the training cohort only (an external cohort never reaches these functions):
 
-1. the sequence choice is made once on the training cohort (as for the paper's signature) and
-   shared by every candidate (the fused columns; ``clinical`` reads none);
+1. the candidates read every sequence's radiomics plus the deep columns (``search.features:
+   all``, the default; ``clinical`` reads none); the paper's signature, and every candidate
+   under ``search.features: sequence``, reads the sequence chosen once on the training cohort
+   (the paper's sequence choice, shared by the inner folds);
 2. ``search.inner_folds`` stratified folds (on the event, seeded by ``seed``; fewer when the
    training cohort has fewer events or censored patients) of the training cohort; in each fold
    every candidate's whole model building runs on the other folds
@@ -50,7 +52,7 @@ import pandas as pd
 
 from gliorad.errors import GlioradInputError
 from gliorad.survival.config import EVENT, SURVIVAL_CANDIDATES, TIME, SurvivalConfig, warn
-from gliorad.survival.models import SurvivalModels, fit_models, signature_sequence
+from gliorad.survival.models import SurvivalModels, fit_models, reads_sequence, signature_sequence
 
 __all__ = [
     "EXTERNAL_NOTE",
@@ -267,7 +269,7 @@ def fit_chosen_model(
     notes: list[str] = []
     sink: list[str] = []
     sequenced = None
-    if any(n != "clinical" for n in names):
+    if any(reads_sequence(cfg.model_copy(update={"model": n})) for n in names):
         sequenced = signature_sequence(train, list(feature_columns), cfg, notes, sink)
     scores, k, search_notes = inner_scores(train, feature_columns, cfg, names, sequenced, name)
     if cfg.model == "auto":
