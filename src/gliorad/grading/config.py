@@ -24,7 +24,7 @@ MODEL_NAMES: dict[str, str] = {"random_state": "seed"}
 #: (``seed`` serves both; ``model`` and ``candidates`` pick the estimator, see
 #: :meth:`GradingConfig.make_model`).
 EVALUATION_FIELDS = ("threshold", "cv_splits", "cv_repeats", "split_ratios", "seed", "model",
-                     "candidates")
+                     "candidates", "all_sequences")
 
 
 class GradingConfig(ModelChoice):
@@ -52,10 +52,15 @@ class GradingConfig(ModelChoice):
     ``candidates`` limits what ``auto`` (and ``ensemble``) search; None: all. Both are left out
     of the dumped settings at their defaults, so that results made before they existed keep
     their fingerprints (:class:`~gliorad.settings.ModelChoice`).
+
+    ``all_sequences`` (not in the paper; left out of the dump while False): besides one radiomics
+    set per sequence, grade ``radiomics_all`` (every sequence's radiomics together; Table S3 row
+    "All sequences"), which the run's fused model takes when its validation AUC is the best.
     """
 
     MODELS = MODEL_CHOICES
     CANDIDATES = CANDIDATE_NAMES
+    OMITTED_AT_DEFAULT = ("model", "candidates", "all_sequences")
 
     impute: Literal["median", "mean"] = "median"
     levene_alpha: float | None = Field(0.05, gt=0, lt=1, description="None skips Levene's test")
@@ -68,6 +73,7 @@ class GradingConfig(ModelChoice):
     lasso_strengths: int = Field(10, ge=1)
     rf_n_estimators: int = Field(100, ge=1)
     rf_k: int = Field(8, ge=1)
+    all_sequences: bool = False
     feature_groups: tuple[str, ...] | None = Field(
         None, description="column prefixes of feature sources selected separately (e.g. cnn3d_); "
                           "None: one joint selection (the paper's)")

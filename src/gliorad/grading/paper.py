@@ -69,6 +69,8 @@ __all__ = ["PaperTables", "markdown_table", "paper_tables", "parse_set_name",
 log = logging.getLogger(__name__)
 
 SEQUENCE_LABELS = {"t1": "T1WI", "t1ce": "T1-Gd", "t2": "T2WI", "flair": "T2-FLAIR"}
+#: The radiomics set of every sequence together (``grading.all_sequences``; not in the paper).
+ALL_SEQUENCES = "radiomics_all"
 INPUT_LABELS = {"patch": "MRI patches", "full": "complete MRI"}
 BLOCK_LABELS = {"nose": "Baseline", "se": "Baseline + SE module"}
 ROW_ORDER = [("patch", "nose"), ("patch", "se"), ("full", "nose"), ("full", "se")]
@@ -89,10 +91,11 @@ def parse_set_name(name: str) -> tuple[str, str]:
 
 
 def radiomics_by_sequence(
-    table: pd.DataFrame, sequences: tuple[str, ...] | None = None
+    table: pd.DataFrame, sequences: tuple[str, ...] | None = None, combined: bool = False,
 ) -> dict[str, pd.DataFrame]:
     """Split one radiomics table with ``<sequence>_...`` columns (as ``gliorad features
-    radiomics`` writes) into ``radiomics_<sequence>`` sets.
+    radiomics`` writes) into ``radiomics_<sequence>`` sets; ``combined`` (not in the paper) adds
+    ``radiomics_all``, every sequence's columns, where there are at least two sequences.
 
     ``sequences`` defaults to every prefix of :data:`SEQUENCE_LABELS` found in the columns.
     Columns of no listed sequence are an error (they would silently drop out of Table S3).
@@ -117,12 +120,14 @@ def radiomics_by_sequence(
         raise GlioradInputError(
             f"radiomics table: {len(left)} column(s) belong to no sequence in "
             f"{', '.join(found)}: {', '.join(left[:5])}{' ...' if len(left) > 5 else ''}")
+    if combined and len(out) > 1:
+        out[ALL_SEQUENCES] = table
     return out
 
 
 def _row_label(kind: str, detail: str) -> str:
     if kind == "radiomics":
-        return SEQUENCE_LABELS.get(detail, detail)
+        return "All sequences" if detail == "all" else SEQUENCE_LABELS.get(detail, detail)
     inp, block = detail.split("_")
     label = f"{BLOCK_LABELS[block]} ({INPUT_LABELS[inp]})"
     return f"Stacked: radiomics + CNN scores, {label}" if kind == "stacked" else label

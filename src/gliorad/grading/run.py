@@ -315,7 +315,7 @@ def run_tables(
             grade = grade or g
         X, cleanings[name] = clean_features(table, f"{name} ({Path(path).name})", nonfinite)
         if name == "radiomics" and radiomics_table is not None:
-            split = radiomics_by_sequence(X)
+            split = radiomics_by_sequence(X, combined=config.all_sequences)
             clash = sorted(set(split) & set(feature_sets))
             if clash:
                 raise GlioradInputError(f"{', '.join(clash)} given both as a set and in the "

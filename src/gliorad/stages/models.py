@@ -77,7 +77,8 @@ def fused_features(cfg: RunConfig, rad_table: Path, best: str, sets: dict, stack
 
     nonfinite = cfg.run.nonfinite
     parts = [radiomics_by_sequence(feature_matrix(read_table(rad_table), rad_table.name,
-                                                  nonfinite=nonfinite))[best]]
+                                                  nonfinite=nonfinite),
+                                   combined=cfg.grading.all_sequences)[best]]
     first = next(iter(cfg.deep3d), None)
     stacked = bool(stack)
     if stacked:  # late fusion: the radiomics model stacked with the CNN's probability
