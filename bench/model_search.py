@@ -9,8 +9,10 @@ auto``, ``survival.model auto``, ``survival.signature_term continuous`` (the sig
 score in the integrated Cox model, not the median split), ``deep2d.cross_fit 3`` (the signature
 reads the cross-fitted 2D CNN's out-of-fold head outputs), and peritumoural ring radiomics
 (``radiomics.peritumoural_mm [0, 5, 10]``: first-order features of each sequence in the 0-5 and
-5-10 mm shells outside the tumour mask, joining each sequence's radiomics set), run with the manual masks (``segmentation.enabled false``, as bench/fusion.py) through the
-survival stage, without the report. ``--set synthetic.n_patients=600`` gives the issue's
+5-10 mm shells outside the tumour mask, joining each sequence's radiomics set) with a grading set
+of every sequence's radiomics together (``grading.all_sequences``), run with the manual masks
+(``segmentation.enabled false``, as bench/fusion.py) through the survival stage, without the
+report. ``--set synthetic.n_patients=600`` gives the issue's
 600-patient draws.
 
 Grading, per draw (the grade stage's test part; ``grade/tables/metrics.json``): for the fused set
@@ -49,7 +51,7 @@ from gliorad.stats import roc_auc
 
 SETTINGS = ["segmentation.enabled=false", "report.enabled=false", "grading.model=auto",
             "survival.model=auto", "survival.signature_term=continuous", "deep2d.cross_fit=3",
-            "radiomics.peritumoural_mm=[0,5,10]"]
+            "radiomics.peritumoural_mm=[0,5,10]", "grading.all_sequences=true"]
 FUSED = "fused_patch_se"
 ORACLE_GAP_GRADE, ORACLE_GAP_SURV = 0.05, 0.07
 

@@ -237,6 +237,7 @@ def test_best_preset_is_the_paper_with_the_model_searches(tmp_path):
     assert best["grading"].pop("model") == best["survival"].pop("model") == "auto"
     assert best["survival"].pop("signature_term") == "continuous"
     assert best["radiomics"].pop("peritumoural_mm") == [0, 5, 10]
+    assert best["grading"].pop("all_sequences") is True
     assert best.pop("deep2d_cross_fit") == 5
     assert best == paper
     own = tmp_path / "my.yaml"
