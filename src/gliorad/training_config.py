@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from gliorad.errors import check_option
 from gliorad.settings import Strict
 
 __all__ = ["DEVICES", "RESUMABLE_CHANGES", "TrainConfig"]
@@ -49,6 +50,4 @@ class TrainConfig(Strict):
     @field_validator("device")
     @classmethod
     def _device(cls, v: str) -> str:
-        if v not in DEVICES:
-            raise ValueError(f"device {v!r} is not valid; expected one of: {', '.join(DEVICES)}")
-        return v
+        return check_option("device", v, DEVICES)

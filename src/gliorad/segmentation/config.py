@@ -139,9 +139,7 @@ class SegmentationConfig(Strict):
     @field_validator("flagged")
     @classmethod
     def _known_handling(cls, v: str) -> str:
-        if v not in FLAGGED:
-            raise ValueError(f"flagged {v!r} is not valid; expected one of: {', '.join(FLAGGED)}")
-        return v
+        return check_option("flagged", v, FLAGGED)
 
     @model_serializer(mode="wrap")
     def _omit_checks_at_default(self, handler: Any) -> dict[str, Any]:
