@@ -599,7 +599,7 @@ def test_cli_cv_auto_writes_the_candidates_table(table_csv, tmp_path):
 
 # ----------------------------------------------------------------------- the settings' dump
 def test_default_dump_and_paper_preset_unchanged():
-    new = {"model", "candidates"}
+    new = {"model", "candidates", "all_sequences"}
     assert new <= set(EVALUATION_FIELDS)
     for cfg in (GradingConfig(), GradingConfig.preset("paper"), GradingConfig.preset("demo")):
         dump = cfg.model_dump()
