@@ -426,8 +426,8 @@ def _survival(bundle: ModelBundle, features: Mapping[str, float], clinical: Mapp
             notes.append("the integrated model is the clinical model (" + str(info.get("reason")
                          or "the signature was not kept") + "): the two nomograms agree")
         factors = list(nom.design.names)
-        term = models.signature_term  # the group, or signature_z (signature_term: continuous)
-        needed = [f for f in factors if f != term]
+        sig_term = models.signature_term  # the group, or signature_z (continuous term)
+        needed = [f for f in factors if f != sig_term]
         absent = [f for f in needed if f not in parsed]
         if absent:
             detail = "; ".join(f"{f} ({_expected(f, ccfg, models.coding)})" for f in absent)
@@ -450,7 +450,8 @@ def _survival(bundle: ModelBundle, features: Mapping[str, float], clinical: Mapp
             messages.append(msg)
             nomograms[which] = {"computed": False, "reason": msg, "factors": factors}
             continue
-        data = (coded.assign(**{term: scored.at[pid, term]}) if term in factors else coded)
+        data = (coded.assign(**{sig_term: scored.at[pid, sig_term]}) if sig_term in factors
+                else coded)
         for term in nom.design.terms:
             if term.kind == "numeric" and term.name in data and not (
                     term.low <= float(data.at[pid, term.name]) <= term.high):

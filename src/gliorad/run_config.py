@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_serializer
+from pydantic import BaseModel, Field, field_validator
 
 from gliorad.config import ClinicalConfig, CohortConfig
 from gliorad.errors import GlioradInputError, check_option
@@ -65,6 +65,8 @@ class RunSettings(Strict):
 
 
 class RadiomicsSection(Strict):
+    OMITTED_AT_DEFAULT = ("peritumoural_mm",)  # no rings: dumps of older runs unchanged
+
     params: str = "fast"
     sequences: list[str] | None = None
     region: str = "whole"
@@ -83,14 +85,6 @@ class RadiomicsSection(Strict):
             raise ValueError(problem)
         return list(out)
 
-    @model_serializer(mode="wrap")
-    def _omit_no_rings(self, handler: Any) -> dict[str, Any]:
-        # no rings (the default) is left out, so the settings (stage fingerprints, bundles) of
-        # runs made before the option existed stay the same
-        out = handler(self)
-        if isinstance(out, dict) and not self.peritumoural_mm:
-            out.pop("peritumoural_mm", None)
-        return out
 
 
 class AgreementSection(Strict):

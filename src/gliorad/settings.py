@@ -47,25 +47,15 @@ MAX_LINE = 500
 class Strict(BaseModel):
     """The base of every settings class: an unknown key is an error (a typo is never silently
     ignored) and a validated settings object cannot be changed (``model_copy(update=...)`` makes
-    a new one)."""
+    a new one).
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ModelChoice(Strict):
-    """The base of a stage's settings that pick an estimator: ``model`` (one of :attr:`MODELS`)
-    and ``candidates`` (names among :attr:`CANDIDATES`, or None for all; a string
-    ``"a,b"`` is split at the commas). The subclass declares both fields (so they keep their
-    place in the dumped settings) and the two name lists.
-
-    The fields of :attr:`OMITTED_AT_DEFAULT` are left out of the dumped settings while they hold
-    their default, so that the settings (stage fingerprints, model folders, bundles) of runs made
-    before these options existed stay the same.
+    The fields a subclass lists in :attr:`OMITTED_AT_DEFAULT` are left out of the dumped
+    settings while they hold their default, so that the settings (stage fingerprints, model
+    folders, bundles) of runs made before those options existed stay the same.
     """
 
-    MODELS: ClassVar[tuple[str, ...]] = ()
-    CANDIDATES: ClassVar[tuple[str, ...]] = ()
-    OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("model", "candidates")
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = ()
 
     @model_serializer(mode="wrap")
     def _omit_defaults(self, handler: Any) -> dict[str, Any]:
@@ -76,6 +66,20 @@ class ModelChoice(Strict):
                 if getattr(self, name) == fields[name].get_default(call_default_factory=True):
                     out.pop(name, None)
         return out
+
+
+class ModelChoice(Strict):
+    """The base of a stage's settings that pick an estimator: ``model`` (one of :attr:`MODELS`)
+    and ``candidates`` (names among :attr:`CANDIDATES`, or None for all; a string
+    ``"a,b"`` is split at the commas). The subclass declares both fields (so they keep their
+    place in the dumped settings) and the two name lists.
+
+    Both are left out of the dumped settings at their defaults (:attr:`OMITTED_AT_DEFAULT`).
+    """
+
+    MODELS: ClassVar[tuple[str, ...]] = ()
+    CANDIDATES: ClassVar[tuple[str, ...]] = ()
+    OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("model", "candidates")
 
     @classmethod
     def command_line(cls, model: str | None, candidates: str | None) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, Field, field_validator, model_serializer, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from gliorad.errors import GlioradInputError, check_option
 from gliorad.settings import Presets, Strict, merge, read_yaml_mapping, validate
@@ -136,6 +136,10 @@ class Net3DConfig(Strict):
 class Deep3DConfig(Augmented):
     """Settings of the 3D deep-feature network (paper values are the defaults)."""
 
+    #: a zero margin is left out of the dump: runs made before the option keep their
+    #: fingerprints (no retraining)
+    OMITTED_AT_DEFAULT = ("margin",)
+
     sequences: list[str] = Field(default_factory=lambda: ["t1", "t1ce", "t2"])
     input: str = "patch"
     size: tuple[int, int, int] = PAPER_PATCH_SIZE
@@ -149,15 +153,6 @@ class Deep3DConfig(Augmented):
     weights: str = "best"
     predict_batch_size: int = Field(4, ge=1)
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=200, batch_size=8))
-
-    @model_serializer(mode="wrap")
-    def _omit_zero_margin(self, handler: Any) -> dict[str, Any]:
-        # A default margin is left out, so the settings (stage fingerprints, model folders,
-        # bundles) of runs made before the option existed stay the same: no retraining.
-        out = handler(self)
-        if isinstance(out, dict) and not any(self.margin):
-            out.pop("margin", None)
-        return out
 
     @field_validator("margin", mode="before")
     @classmethod

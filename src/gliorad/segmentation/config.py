@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator, model_serializer, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from gliorad.errors import GlioradInputError, check_option
 from gliorad.settings import Presets, Strict, merge, read_yaml_mapping, validate
@@ -118,6 +118,9 @@ class MaskCheckConfig(Strict):
 class SegmentationConfig(Strict):
     """Everything needed to train the segmentation network and to rebuild it for prediction."""
 
+    #: the mask checks at their defaults are left out of the dump (see the module docstring)
+    OMITTED_AT_DEFAULT = ("qc", "flagged")
+
     sequences: list[str] = Field(default_factory=lambda: ["t1", "t1ce", "t2"])
     spacing: float | None = Field(1.0, gt=0, description="isotropic mm; None keeps the input grid")
     label_mode: str = "wt"
@@ -140,17 +143,6 @@ class SegmentationConfig(Strict):
     @classmethod
     def _known_handling(cls, v: str) -> str:
         return check_option("flagged", v, FLAGGED)
-
-    @model_serializer(mode="wrap")
-    def _omit_checks_at_default(self, handler: Any) -> dict[str, Any]:
-        # the checks at their defaults are left out (see the module docstring)
-        out = handler(self)
-        if isinstance(out, dict):
-            if self.qc == MaskCheckConfig():
-                out.pop("qc", None)
-            if self.flagged == "manual":
-                out.pop("flagged", None)
-        return out
 
     @model_validator(mode="after")
     def _check(self) -> SegmentationConfig:
