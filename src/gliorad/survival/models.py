@@ -434,10 +434,11 @@ def fused_columns(feature_columns: Sequence[str], seq_cfg: SequenceConfig, seque
     return cols
 
 
-def reads_sequence(cfg: SurvivalConfig) -> bool:
-    """Whether ``cfg.model``'s signature reads one chosen sequence (the paper's signature, or a
-    candidate under ``search.features: sequence``) rather than every sequence."""
-    return cfg.model == "paper" or (cfg.model != "clinical" and cfg.search.features == "sequence")
+def reads_sequence(model: str, cfg: SurvivalConfig) -> bool:
+    """Whether ``model``'s signature reads one chosen sequence (the paper's signature, or a
+    candidate under ``search.features: sequence``) rather than every sequence (``clinical``:
+    none)."""
+    return model == "paper" or (model != "clinical" and cfg.search.features == "sequence")
 
 
 def signature_sequence(train: pd.DataFrame, fcols: list[str], cfg: SurvivalConfig,
@@ -508,7 +509,7 @@ def fit_models(
     clinical_only = cfg.model == "clinical"
     sequence, choice, fused = None, None, []
     if not clinical_only:
-        if reads_sequence(cfg):  # else a candidate on every sequence (search.features: all)
+        if reads_sequence(cfg.model, cfg):  # else a candidate on every sequence (search.features: all)
             sequence, choice = (signature_sequence(train, list(feature_columns), cfg, notes, sink)
                                 if sequenced is None else sequenced)
         fused = complete_columns(train, fused_columns(feature_columns, cfg.sequence, sequence),

@@ -269,7 +269,7 @@ def fit_chosen_model(
     notes: list[str] = []
     sink: list[str] = []
     sequenced = None
-    if any(reads_sequence(cfg.model_copy(update={"model": n})) for n in names):
+    if any(reads_sequence(n, cfg) for n in names):
         sequenced = signature_sequence(train, list(feature_columns), cfg, notes, sink)
     scores, k, search_notes = inner_scores(train, feature_columns, cfg, names, sequenced, name)
     if cfg.model == "auto":
