@@ -25,7 +25,7 @@ What agrees and what differs (see the docstring of gliorad.segmentation.evaluate
 - HD95: the surfaces and distances are the same; gliorad's default is the larger of the two
   directed 95th percentiles, the package's the 95th percentile of both directions pooled, which
   is ``hd95(..., pooled=True)``. The package's global HD95 ignores the voxel spacing (voxels, not
-  mm), so it equals gliorad's pooled HD95 at unit spacing, and gliorad's mm value on 1 mm grids.
+  mm), so it equals gliorad's pooled HD95 at unit spacing (and in mm on 1 mm grids).
 - One region empty, or no overlap: the package 373 (inf); gliorad None (one empty) or the measured
   distance (no overlap). Both empty: the package NaN, gliorad 0.
 """
