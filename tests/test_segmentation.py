@@ -212,7 +212,7 @@ def test_bad_config_files(tmp_path, content, pattern):
 
 
 def test_unknown_preset_name():
-    with pytest.raises(GlioradInputError, match=r"config 'fast' is neither a preset \(paper, demo\) nor a file"):
+    with pytest.raises(GlioradInputError, match=r"config 'fast' is neither a preset \(paper, demo, auto\) nor a file"):
         load_segmentation_config("fast")
 
 

@@ -7,6 +7,8 @@ survival CNNs).
   ``plateau_factor`` after ``plateau_patience`` epochs without improvement of the monitored value
   (the paper: lr 5e-4, halved after 10 epochs without validation improvement); optional early
   stopping; optional gradient clipping.
+* Or (``schedule``) a poly / cosine decay over the epochs or over a time budget (``minutes``:
+  no epoch starts once it is spent), floored at ``min_lr``; see :func:`scheduled_lr`.
 * CPU or CUDA (``device``), mixed precision (float16 autocast + gradient scaling on CUDA; bfloat16
   autocast on CPU only when ``amp=True``). **The CUDA path is untested** (no GPU was available when
   it was written).
@@ -51,7 +53,7 @@ from torch import nn
 from gliorad.errors import GlioradInputError, check_option
 from gliorad.io import atomic_path, write_json
 from gliorad.progress import ProgressBar
-from gliorad.training_config import DEVICES, RESUMABLE_CHANGES, TrainConfig
+from gliorad.training_config import DEVICES, RESUMABLE_CHANGES, SCHEDULES, TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,7 @@ class TrainResult:
     stopped_early: bool
     history: list[dict[str, Any]] = field(default_factory=list)
     resumed_from: int | None = None
+    stopped_by_time: bool = False
 
     @property
     def best_weights(self) -> Path:
@@ -284,7 +287,7 @@ def fit(
         optimizer.load_state_dict(blob["optimizer"])
         scheduler.load_state_dict(blob["scheduler"])
         scaler.load_state_dict(blob["scaler"])
-        state.update({k: old[k] for k in state})
+        state.update({k: old.get(k, state[k]) for k in state})
         hist_path = out / "history.json"
         history = json.loads(hist_path.read_text(encoding="utf-8")) if hist_path.is_file() else []
         resumed_from = state["epoch"]
@@ -301,6 +304,14 @@ def fit(
     bar = ProgressBar(progress, cfg.epochs, "train", columns=_EPOCH_COLUMNS, completed=start, info="")
     try:
         for epoch in range(start + 1, cfg.epochs + 1):
+            spent = sum(float(h.get("seconds", 0.0)) for h in history)
+            if cfg.minutes is not None and spent >= 60.0 * cfg.minutes:
+                state["stopped_by_time"] = True
+                break
+            if cfg.schedule != "plateau":
+                lr = scheduled_lr(cfg, epoch, spent)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
             t0 = time.perf_counter()
             es = epoch_seed(cfg.seed, epoch)
             seed_everything(es)
@@ -317,7 +328,9 @@ def fit(
                 optimizer.zero_grad(set_to_none=True)
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
                     outputs = model(inputs)
-                loss = loss_fn(outputs.float() if amp else outputs, targets)
+                if amp:
+                    outputs = [o.float() for o in outputs] if isinstance(outputs, list) else outputs.float()
+                loss = loss_fn(outputs, targets)
                 if not torch.isfinite(loss):
                     raise TrainingDivergedError(
                         f"training loss is {loss.item()} at epoch {epoch}, step {step}; lower the "
@@ -345,7 +358,8 @@ def fit(
                 row.update({k: float(v) for k, v in values.items()})
             if cfg.monitor in row:
                 value = float(row[cfg.monitor])
-                scheduler.step(value)
+                if cfg.schedule == "plateau":
+                    scheduler.step(value)
                 if _better(value, state["best_value"], cfg.mode):
                     state.update(best_value=value, best_epoch=epoch, since_best=0)
                     save_weights(model, out / "best.safetensors", {"epoch": str(epoch)})
@@ -369,7 +383,27 @@ def fit(
     finally:
         bar.close()
     return TrainResult(out, int(state["epoch"]), state["best_epoch"], state["best_value"],
-                       bool(state["stopped_early"]), history, resumed_from)
+                       bool(state["stopped_early"]), history, resumed_from,
+                       bool(state.get("stopped_by_time")))
+
+
+def scheduled_lr(cfg: TrainConfig, epoch: int, spent_seconds: float) -> float:
+    """The learning rate of ``epoch`` (1-based) under a ``poly`` or ``cosine`` schedule: progress
+    is the share of the epochs run before it, or of the time budget (``minutes``) spent, whichever
+    is larger; never below ``min_lr``. (With a time budget the schedule depends on the machine's
+    speed, so two runs are no longer identical.)"""
+    progress = (epoch - 1) / cfg.epochs
+    if cfg.minutes is not None:
+        progress = max(progress, spent_seconds / (60.0 * cfg.minutes))
+    progress = min(max(progress, 0.0), 1.0)
+    if cfg.schedule == "poly":
+        factor = (1.0 - progress) ** 0.9
+    elif cfg.schedule == "cosine":
+        factor = 0.5 * (1.0 + math.cos(math.pi * progress))
+    else:
+        raise GlioradInputError(f"schedule {cfg.schedule!r} has no per-epoch rate; expected one of "
+                                f"{', '.join(k for k in SCHEDULES if k != 'plateau')}")
+    return max(cfg.lr * factor, cfg.min_lr)
 
 
 def _memory_format(model: nn.Module) -> torch.memory_format | None:
@@ -438,3 +472,31 @@ class DiceBCELoss(nn.Module):
             )
         target = target.to(logits.dtype)
         return self.dice(logits, target) + self.bce(logits, target)
+
+
+class DeepSupervisionLoss(nn.Module):
+    """A loss over a deeply supervised network's outputs ``[full, 1/2, 1/4, ...]`` (see
+    :class:`gliorad.nets.RecombinationUNet`): ``sum_i w_i loss(out_i, target_i)`` with weights
+    ``1, 1/2, 1/4, ...`` normalised to sum 1 and each target resized to its output by nearest
+    neighbour (nnU-Net's scheme); a single tensor output is passed to ``loss`` unchanged, so
+    validation and networks without extra heads are scored as before."""
+
+    def __init__(self, loss: nn.Module | None = None):
+        super().__init__()
+        self.loss = loss if loss is not None else DiceBCELoss()
+
+    def forward(self, outputs: torch.Tensor | list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        if isinstance(outputs, torch.Tensor):
+            return self.loss(outputs, target)
+        weights = [0.5**i for i in range(len(outputs))]
+        total = sum(weights)
+        value = None
+        for w, out in zip(weights, outputs):
+            t = target
+            if out.shape[2:] != target.shape[2:]:
+                t = F.interpolate(target.float(), size=out.shape[2:], mode="nearest")
+            term = (w / total) * self.loss(out, t)
+            value = term if value is None else value + term
+        return value

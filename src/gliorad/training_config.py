@@ -14,7 +14,7 @@ from pydantic import Field, field_validator
 from gliorad.errors import check_option
 from gliorad.settings import Strict
 
-__all__ = ["DEVICES", "RESUMABLE_CHANGES", "TrainConfig"]
+__all__ = ["DEVICES", "RESUMABLE_CHANGES", "SCHEDULES", "TrainConfig"]
 
 DEVICES: dict[str, str] = {
     "auto": "CUDA when available, else CPU",
@@ -22,8 +22,17 @@ DEVICES: dict[str, str] = {
     "cuda": "the first CUDA GPU",
 }
 
+#: Learning-rate schedules of :func:`gliorad.training.fit`.
+SCHEDULES: dict[str, str] = {
+    "plateau": "multiplied by plateau_factor after plateau_patience epochs without improvement "
+               "(the paper)",
+    "poly": "lr x (1 - progress) ** 0.9 (nnU-Net), progress = share of the epochs or of the "
+            "time budget spent, whichever is larger",
+    "cosine": "lr x (1 + cos(pi x progress)) / 2",
+}
+
 #: Settings that may change between an interrupted run and its resumption.
-RESUMABLE_CHANGES = ("epochs", "early_stopping", "num_workers", "device")
+RESUMABLE_CHANGES = ("epochs", "early_stopping", "num_workers", "device", "minutes")
 
 
 class TrainConfig(Strict):
@@ -46,8 +55,20 @@ class TrainConfig(Strict):
     amp: bool | None = Field(None, description="None: float16 autocast on CUDA, off on CPU")
     num_workers: int = Field(0, ge=0)
     channels_last: bool = Field(True, description="channels-last memory format (faster CPU convolutions)")
+    schedule: str = Field("plateau", description="learning-rate schedule: "
+                          + "; ".join(f"{k}: {v}" for k, v in SCHEDULES.items()))
+    minutes: float | None = Field(None, gt=0, description="time budget of the training loop: no "
+                                  "epoch starts after it is spent (None: epochs only)")
+
+    #: new settings at their defaults are left out of dumps (fingerprints of older runs unchanged)
+    OMITTED_AT_DEFAULT = ("schedule", "minutes")
 
     @field_validator("device")
     @classmethod
     def _device(cls, v: str) -> str:
         return check_option("device", v, DEVICES)
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, v: str) -> str:
+        return check_option("schedule", v, SCHEDULES)

@@ -42,8 +42,12 @@ Device = Annotated[str | None, typer.Option(help="auto, cpu or cuda (default: th
 def train(
     cohort_dir: Annotated[Path, typer.Argument(help="Cohort folder with images and manual masks.")],
     out: Annotated[Path, typer.Option("--out", help="Model folder to write.")],
-    config: Annotated[str, typer.Option(help="Preset (paper, demo) or a YAML file.")] = "paper",
+    config: Annotated[str, typer.Option(help="Preset (paper, demo, auto) or a YAML file.")] = "paper",
     epochs: Annotated[int | None, typer.Option(min=1, help="Override the number of epochs.")] = None,
+    minutes: Annotated[float | None, typer.Option(
+        min=0.01, help="Time budget of the training loop per fold (no epoch starts after it).")] = None,
+    folds: Annotated[int | None, typer.Option(
+        min=1, help="k-fold training, the folds ensembled at prediction (1: one network).")] = None,
     sequences: Annotated[str | None, typer.Option(help="Comma-separated input sequences.")] = None,
     seed: Annotated[int | None, typer.Option(help="Override the seed.")] = None,
     device: Device = None,
@@ -57,17 +61,24 @@ def train(
 
     with exit_on_input_error():
         cfg = load_segmentation_config(config)
-        cfg = with_overrides(cfg, epochs=epochs, sequences=_split(sequences), seed=seed, device=device)
+        cfg = with_overrides(cfg, epochs=epochs, sequences=_split(sequences), seed=seed, device=device,
+                             minutes=minutes, folds=folds)
         cohort = _cohort(cohort_dir, naming, cfg.sequences)
         res = train_segmentation(cohort, out, cfg, overwrite=overwrite, progress=progress)
     if res.skipped:
         typer.echo(f"{out}: model already trained with these settings (skipped; --overwrite to retrain)")
         return
     fit = res.fit
+    if res.folds:
+        runs = ", ".join(str(f.epochs_run) for f in res.folds)
+        typer.echo(f"trained {len(res.folds)} folds on {len(res.train_ids)} patients (each "
+                   f"validating on its held-out part); epochs per fold {runs}; model in {out}")
+        return
     typer.echo(
         f"trained on {len(res.train_ids)} patients, validated on {len(res.val_ids)}; "
         f"{fit.epochs_run} epochs, best {cfg.train.monitor} {fit.best_value} at epoch {fit.best_epoch}"
-        f"{' (stopped early)' if fit.stopped_early else ''}; model in {out}"
+        f"{' (stopped early)' if fit.stopped_early else ''}"
+        f"{' (time budget spent)' if fit.stopped_by_time else ''}; model in {out}"
     )
 
 

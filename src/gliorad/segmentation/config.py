@@ -36,6 +36,7 @@ __all__ = [
     "AugmentConfig",
     "InferenceConfig",
     "MaskCheckConfig",
+    "PlanConfig",
     "SegmentationConfig",
     "UNetConfig",
     "default_regions",
@@ -64,21 +65,84 @@ FLAGGED: dict[str, str] = {
 
 
 class UNetConfig(Strict):
-    """Network size (see :class:`gliorad.nets.RecombinationUNet`)."""
+    """Network size (see :class:`gliorad.nets.RecombinationUNet`); ``strides`` (pooling factor
+    per level and axis, z first; None: 2 everywhere) and ``deep_supervision`` (extra heads) are
+    left out of the dump at their defaults."""
+
+    OMITTED_AT_DEFAULT = ("strides", "deep_supervision")
 
     features: tuple[int, ...] = (16, 32, 64, 128)
     bottleneck: int | None = 256
     expand_channels: int = Field(64, ge=1)
     se_reduction: int = Field(4, ge=1)
+    strides: tuple[tuple[int, int, int], ...] | None = Field(
+        None, description="pooling factor of each level per axis (z, y, x); None: 2 on every axis")
+    deep_supervision: int = Field(0, ge=0, description="extra 1x1x1 heads on the decoder levels "
+                                  "below the top, trained with weights 1/2, 1/4, ... (nnU-Net)")
+
+    @model_validator(mode="after")
+    def _levels(self) -> UNetConfig:
+        if self.strides is not None and len(self.strides) != len(self.features):
+            raise ValueError(f"strides has {len(self.strides)} levels; features has {len(self.features)}")
+        if self.strides is not None and min(min(s) for s in self.strides) < 1:
+            raise ValueError(f"strides {self.strides} must be positive")
+        if self.deep_supervision >= len(self.features):
+            raise ValueError(f"deep_supervision {self.deep_supervision} must be below the number of "
+                             f"levels ({len(self.features)})")
+        return self
 
 
 class AugmentConfig(Strict):
-    """Training augmentations (MONAI): random flips and per-channel intensity scale / shift."""
+    """Training augmentations (MONAI): random flips and per-channel intensity scale / shift (the
+    paper's). Beyond them, each off at probability 0 and left out of the dump at its default
+    (nnU-Net's set, elastic deformation left out for its CPU cost): a random rotation and scaling
+    of the patch (``affine_prob``), gamma (``gamma_prob``), Gaussian noise (``noise_prob``),
+    Gaussian blur (``blur_prob``) and simulated low resolution (``lowres_prob``)."""
+
+    OMITTED_AT_DEFAULT = ("affine_prob", "rotate_deg", "zoom", "gamma_prob", "gamma", "noise_prob",
+                          "noise_std", "blur_prob", "blur_sigma", "lowres_prob", "lowres_zoom")
 
     flip_prob: float = Field(0.5, ge=0, le=1)
     intensity_prob: float = Field(0.5, ge=0, le=1)
     scale: float = Field(0.1, ge=0, description="intensity x (1 + U(-scale, scale))")
     shift: float = Field(0.1, ge=0, description="intensity + U(-shift, shift) (z-score units)")
+    affine_prob: float = Field(0.0, ge=0, le=1, description="chance of a random rotation + scaling")
+    rotate_deg: float = Field(15.0, ge=0, le=180, description="rotation about each axis, U(-r, r)")
+    zoom: float = Field(0.2, ge=0, lt=1, description="scaling 1 + U(-zoom, zoom)")
+    gamma_prob: float = Field(0.0, ge=0, le=1)
+    gamma: tuple[float, float] = Field((0.7, 1.5), description="gamma range (MONAI "
+                                       "RandAdjustContrastd, mean and SD kept)")
+    noise_prob: float = Field(0.0, ge=0, le=1)
+    noise_std: float = Field(0.1, ge=0, description="Gaussian noise SD (z-score units)")
+    blur_prob: float = Field(0.0, ge=0, le=1)
+    blur_sigma: tuple[float, float] = Field((0.5, 1.0), description="blur sigma range (voxels)")
+    lowres_prob: float = Field(0.0, ge=0, le=1)
+    lowres_zoom: tuple[float, float] = Field((0.5, 1.0), description="down-sampling factor range")
+
+    @property
+    def affine(self) -> bool:
+        return self.affine_prob > 0 and (self.rotate_deg > 0 or self.zoom > 0)
+
+
+class PlanConfig(Strict):
+    """Planning from the training cohort's fingerprint (:mod:`gliorad.segmentation.plan`): the
+    working spacing, patch size, pooling strides and depth are chosen from the data within these
+    budgets, as nnU-Net does, and written to the model folder's ``plans.json``."""
+
+    volume_voxels: int = Field(
+        800_000, ge=4096, description="the median brain box at the working spacing has at most "
+        "this many voxels (the spacing is coarsened, keeping its anisotropy, until it does)")
+    patch_voxels: int = Field(262_144, ge=512, description="voxels of a training patch at most")
+    min_bottleneck: int = Field(4, ge=1, description="an axis is pooled while it stays >= this")
+    max_levels: int = Field(5, ge=1, le=6)
+    base_features: int = Field(16, ge=1, description="channels of the top level, doubled per "
+                               "level up to max_features")
+    max_features: int = Field(256, ge=1)
+    all_sequences: bool = Field(True, description="read every standard sequence (t1, t1ce, t2, "
+                                "flair) that all training patients have, not only `sequences`")
+    anisotropy: float = Field(3.0, gt=1, description="a cohort whose median spacing has a ratio "
+                              "above this is anisotropic: its through-plane spacing is kept and "
+                              "the thick axis pooled only once in-plane spacing has caught up")
 
 
 class InferenceConfig(Strict):
@@ -119,10 +183,21 @@ class SegmentationConfig(Strict):
     """Everything needed to train the segmentation network and to rebuild it for prediction."""
 
     #: the mask checks at their defaults are left out of the dump (see the module docstring)
-    OMITTED_AT_DEFAULT = ("qc", "flagged")
+    OMITTED_AT_DEFAULT = ("qc", "flagged", "plan", "patches_per_epoch", "folds",
+                          "choose_postprocessing")
 
     sequences: list[str] = Field(default_factory=lambda: ["t1", "t1ce", "t2"])
-    spacing: float | None = Field(1.0, gt=0, description="isotropic mm; None keeps the input grid")
+    spacing: float | tuple[float, float, float] | None = Field(
+        1.0, description="mm: one number (isotropic) or (x, y, z) (anisotropic); None keeps the "
+        "input grid")
+    plan: PlanConfig | None = Field(None, description="choose spacing, patch size and network "
+                                    "depth from the training cohort (preset auto); None: as set")
+    patches_per_epoch: int | None = Field(None, ge=1, description="training patches per epoch "
+                                          "(None: samples_per_volume per training patient)")
+    folds: int = Field(1, ge=1, description="k-fold training on the training patients, the folds "
+                       "averaged at inference (1: one network, val_fraction held out)")
+    choose_postprocessing: bool = Field(False, description="choose keep-largest-component and "
+                                        "the minimum component size on the validation patients")
     label_mode: str = "wt"
     regions: dict[str, list[int]] | None = Field(
         None, description="labels of WT/TC/ET; None: BraTS 2018 labels (2023 naming: ET = 3)")
@@ -155,6 +230,9 @@ class SegmentationConfig(Strict):
             raise ValueError(f"regions has keys {sorted(self.regions)}; expected {list(REGION_NAMES)}")
         if any(p < 1 for p in self.patch_size):
             raise ValueError(f"patch_size {self.patch_size} must be positive")
+        spacing = self.spacing if isinstance(self.spacing, tuple) else (self.spacing,)
+        if any(v is not None and not v > 0 for v in spacing):
+            raise ValueError(f"spacing {self.spacing} must be positive")
         return self
 
     @property
@@ -166,8 +244,9 @@ class SegmentationConfig(Strict):
         return self.inference.roi_size or self.patch_size
 
 
-#: Presets: ``paper`` (the paper's settings at 1 mm, for a GPU) and ``demo`` (minutes on 2 CPU
-#: cores at 3 mm with a narrow network).
+#: Presets: ``paper`` (the paper's settings at 1 mm, for a GPU), ``demo`` (minutes on 2 CPU
+#: cores at 3 mm with a narrow network) and ``auto`` (planned from the training cohort within a
+#: time budget, :class:`PlanConfig`).
 PRESETS = Presets(SegmentationConfig, {
     "paper": {},
     "demo": {
@@ -183,6 +262,23 @@ PRESETS = Presets(SegmentationConfig, {
         "train": {"epochs": 16, "batch_size": 2, "lr": 3e-3, "plateau_patience": 5},
         "val_fraction": 0.15,
         "inference": {"roi_size": (64, 64, 64), "overlap": 0.25, "min_component_ml": 0.5},
+    },
+    # planned from the training cohort (plans.json), nnU-Net's augmentations, deep supervision,
+    # poly decay over a 15-minute budget (--minutes / train.minutes), post-processing chosen on
+    # the validation patients; see bench/RESULTS.md ("Segmentation: real BraTS 2018 cases,
+    # leave-one-out") for what it gives on 2 CPU cores
+    "auto": {
+        "plan": {},
+        "samples_per_volume": 2,
+        "patches_per_epoch": 32,
+        "augment": {"affine_prob": 0.2, "gamma_prob": 0.3, "noise_prob": 0.15, "blur_prob": 0.1,
+                    "lowres_prob": 0.1},
+        "net": {"expand_channels": 32, "deep_supervision": 2},
+        "train": {"epochs": 1000, "batch_size": 2, "lr": 3e-3, "schedule": "poly", "minutes": 15,
+                  "val_every": 10, "monitor": "val_dice", "mode": "max"},
+        "val_fraction": 0.2,
+        "choose_postprocessing": True,
+        "inference": {"overlap": 0.25, "min_component_ml": 0.5},
     },
 }, what="segmentation preset")
 
@@ -214,15 +310,21 @@ def validate_config(data: Mapping[str, Any], where: str) -> SegmentationConfig:
 
 def with_overrides(cfg: SegmentationConfig, *, epochs: int | None = None,
                    sequences: Sequence[str] | None = None, seed: int | None = None,
-                   device: str | None = None) -> SegmentationConfig:
+                   device: str | None = None, minutes: float | None = None,
+                   folds: int | None = None) -> SegmentationConfig:
     """The config with the command line's overrides applied (None leaves a setting as it is)."""
     data = cfg.model_dump()
-    train = {k: v for k, v in {"epochs": epochs, "seed": seed, "device": device}.items() if v is not None}
+    train = {k: v for k, v in {"epochs": epochs, "seed": seed, "device": device,
+                               "minutes": minutes}.items() if v is not None}
     data = merge(data, {"train": train})
+    if folds is not None:
+        data["folds"] = folds
     if device is not None:
         data = merge(data, {"inference": {"device": device}})
     if sequences is not None:
         data["sequences"] = list(sequences)
+        if data.get("plan") is not None:  # sequences named on the command line are not replanned
+            data["plan"] = {**data["plan"], "all_sequences": False}
     return validate_config(data, "command line")
 
 

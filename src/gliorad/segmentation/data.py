@@ -63,12 +63,22 @@ def reference_image(geo: Geometry) -> sitk.Image:
     return img
 
 
-def working_grid(native: Geometry, spacing: float | None) -> Geometry:
-    """The grid of the arrays: ``native`` itself, or the same box at isotropic ``spacing``."""
-    if spacing is None or np.allclose(native.spacing, spacing, rtol=1e-3, atol=0):
+def working_grid(native: Geometry, spacing: float | Sequence[float] | None) -> Geometry:
+    """The grid of the arrays: ``native`` itself, or the same box at ``spacing`` (one number:
+    isotropic; else per axis in SimpleITK's (x, y, z) order, e.g. a slice stack's
+    (0.9, 0.9, 5.5) kept anisotropic)."""
+    if spacing is None:
         return native
-    size = tuple(max(1, math.ceil(n * s / spacing - 1e-6)) for n, s in zip(native.size, native.spacing))
-    return Geometry(size, (float(spacing),) * len(native.size), native.origin, native.direction)
+    target = ((float(spacing),) * len(native.size) if isinstance(spacing, int | float)
+              else tuple(float(v) for v in spacing))
+    if len(target) != len(native.size):
+        raise GlioradInputError(f"spacing {tuple(target)} has {len(target)} axes; the images have "
+                                f"{len(native.size)}")
+    if np.allclose(native.spacing, target, rtol=1e-3, atol=0):
+        return native
+    size = tuple(max(1, math.ceil(n * s / t - 1e-6))
+                 for n, s, t in zip(native.size, native.spacing, target))
+    return Geometry(size, target, native.origin, native.direction)
 
 
 def resample_to(img: sitk.Image, grid: Geometry, interpolator: int) -> sitk.Image:
@@ -168,7 +178,8 @@ class CaseCache:
         item = {"pid": pid, "image": image, "label": label,
                 "label_fg_indices": fg, "label_bg_indices": bg}
         self.meta[pid] = {"native_spacing": list(case.native.spacing), "resampled": case.resampled,
-                          "shape": list(case.image.shape[1:])}
+                          "shape": list(case.image.shape[1:]),
+                          "working_spacing": list(case.grid.spacing)}
         size = image.nbytes + label.nbytes + fg.nbytes + bg.nbytes
         if self.used + size <= self.budget:
             self.items[pid] = item

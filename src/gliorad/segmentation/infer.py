@@ -38,6 +38,7 @@ from gliorad.segmentation.data import Case, load_case, resample_to, usable_ids, 
 
 __all__ = [
     "DTYPES",
+    "FoldEnsemble",
     "SegmentationModel",
     "build_network",
     "foreground_box",
@@ -59,14 +60,36 @@ __all__ = [
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
-def build_network(cfg: SegmentationConfig) -> torch.nn.Module:
-    """The (untrained) U-Net of ``cfg``: its sequences in, one channel per output region out."""
+class FoldEnsemble(torch.nn.Module):
+    """The networks of a k-fold training as one network: the logit of the mean of their sigmoid
+    probabilities (so a sigmoid of its output is the folds' mean probability, nnU-Net's
+    ensembling). Its weights are the members' under ``members.<i>.``."""
+
+    def __init__(self, members: Sequence[torch.nn.Module]):
+        super().__init__()
+        self.members = torch.nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        prob = torch.stack([torch.sigmoid(m(x).float()) for m in self.members]).mean(0)
+        return torch.logit(prob, eps=1e-6)
+
+
+def build_network(cfg: SegmentationConfig, *, members: bool = True) -> torch.nn.Module:
+    """The (untrained) U-Net of ``cfg``: its sequences in, one channel per output region out;
+    with ``folds`` > 1 (and ``members``) a :class:`FoldEnsemble` of ``folds`` of them."""
     from gliorad.nets import RecombinationUNet
 
     n = cfg.net
-    return RecombinationUNet(3, len(cfg.sequences), cfg.out_channels, features=n.features,
-                             bottleneck=n.bottleneck, expand_channels=n.expand_channels,
-                             se_reduction=n.se_reduction)
+
+    def one() -> torch.nn.Module:
+        return RecombinationUNet(3, len(cfg.sequences), cfg.out_channels, features=n.features,
+                                 bottleneck=n.bottleneck, expand_channels=n.expand_channels,
+                                 se_reduction=n.se_reduction, strides=n.strides,
+                                 deep_supervision=n.deep_supervision)
+
+    if cfg.folds > 1 and members:
+        return FoldEnsemble([one() for _ in range(cfg.folds)])
+    return one()
 
 
 # ------------------------------------------------------------------------------ sliding window

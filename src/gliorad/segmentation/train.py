@@ -11,6 +11,7 @@ probability ``pos_fraction``, else on brain), flipped along each axis with proba
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 from collections.abc import Mapping, Sequence
@@ -28,53 +29,102 @@ from gliorad.provenance import read_record
 from gliorad.segmentation.config import SegmentationConfig, resolve_regions
 from gliorad.segmentation.data import CaseCache, usable_ids, versions
 from gliorad.segmentation.evaluate import dice_score
-from gliorad.segmentation.infer import build_network, predict_volume
+from gliorad.segmentation.infer import FoldEnsemble, build_network, predict_volume
 from gliorad.training import (
     RESUMABLE_CHANGES,
+    DeepSupervisionLoss,
     DiceBCELoss,
     TrainResult,
     fit,
+    load_weights,
     resolve_device,
+    save_weights,
     seed_everything,
 )
 
-__all__ = ["MODEL_FILES", "PatchDataset", "SegmentationTrainResult", "model_config_json", "split_ids",
-           "train_segmentation"]
+__all__ = ["MODEL_FILES", "PatchDataset", "SegmentationTrainResult", "fold_splits", "model_config_json",
+           "patch_transforms", "split_ids", "train_segmentation"]
 
 
 class PatchDataset(torch.utils.data.Dataset):
-    """Random training patches: tumour-biased crops, flips, intensity scale / shift (MONAI)."""
+    """Random training patches: tumour-biased crops, flips, intensity scale / shift (MONAI), and
+    the augmentations of :class:`~gliorad.segmentation.config.AugmentConfig` that are switched on.
 
-    def __init__(self, cache: CaseCache, ids: Sequence[str]):
-        from monai.transforms import (
-            Compose,
-            RandCropByPosNegLabeld,
-            RandFlipd,
-            RandScaleIntensityd,
-            RandShiftIntensityd,
-        )
+    ``length`` items an epoch (default: one per patient; ``patches_per_epoch`` sets it), each
+    item ``samples_per_volume`` patches of one patient, the patients taken in turn."""
 
-        cfg = cache.cfg
+    def __init__(self, cache: CaseCache, ids: Sequence[str], length: int | None = None):
         self.cache, self.ids = cache, list(ids)
-        aug = cfg.augment
-        keys = ["image", "label"]
-        self.transform = Compose([
-            RandCropByPosNegLabeld(
-                keys, label_key="label", spatial_size=cfg.patch_size, pos=cfg.pos_fraction,
-                neg=1.0 - cfg.pos_fraction, num_samples=cfg.samples_per_volume,
-                fg_indices_key="label_fg_indices", bg_indices_key="label_bg_indices",
-            ),
-            *[RandFlipd(keys, prob=aug.flip_prob, spatial_axis=a) for a in range(3)],
-            RandScaleIntensityd("image", factors=aug.scale, prob=aug.intensity_prob, channel_wise=True),
-            RandShiftIntensityd("image", offsets=aug.shift, prob=aug.intensity_prob, channel_wise=True),
-        ])
+        self.length = int(length) if length else len(self.ids)
+        self.transform = patch_transforms(cache.cfg)
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return self.length
 
     def __getitem__(self, i: int) -> list[dict[str, Any]]:
-        samples = self.transform(self.cache.get(self.ids[i]))
+        samples = self.transform(self.cache.get(self.ids[i % len(self.ids)]))
         return [{"image": _plain(s["image"]), "label": _plain(s["label"])} for s in samples]
+
+
+#: The crop before a random rotation / scaling is this much larger than the patch per axis, so
+#: that the rotated and scaled patch is filled with image (15 degrees about each axis, 20 %).
+AFFINE_MARGIN = 1.3
+
+
+def patch_transforms(cfg: SegmentationConfig) -> Any:
+    """The MONAI transforms drawing and augmenting the training patches of ``cfg``: with only the
+    paper's augmentations switched on, exactly the paper's chain (crop, flips, intensity scale
+    and shift)."""
+    from monai.transforms import (
+        Compose,
+        RandAdjustContrastd,
+        RandAffined,
+        RandCropByPosNegLabeld,
+        RandFlipd,
+        RandGaussianNoised,
+        RandGaussianSmoothd,
+        RandScaleIntensityd,
+        RandShiftIntensityd,
+        RandSimulateLowResolutiond,
+    )
+
+    aug = cfg.augment
+    keys = ["image", "label"]
+    crop = (tuple(math.ceil(p * AFFINE_MARGIN) for p in cfg.patch_size) if aug.affine
+            else cfg.patch_size)
+    chain: list[Any] = [RandCropByPosNegLabeld(
+        keys, label_key="label", spatial_size=crop, pos=cfg.pos_fraction,
+        neg=1.0 - cfg.pos_fraction, num_samples=cfg.samples_per_volume,
+        fg_indices_key="label_fg_indices", bg_indices_key="label_bg_indices",
+    )]
+    if aug.affine:
+        rad = math.radians(aug.rotate_deg)
+        # a stack of thick slices (an axis not pooled at the first level) turns in-plane only,
+        # about the array's first (through-plane) axis, as nnU-Net does
+        thick = cfg.net.strides is not None and cfg.net.strides[0][0] == 1
+        chain.append(RandAffined(
+            keys, spatial_size=cfg.patch_size, prob=aug.affine_prob,
+            rotate_range=(rad, 0.0, 0.0) if thick else (rad, rad, rad),
+            scale_range=(aug.zoom,) * 3, mode=("bilinear", "nearest"), padding_mode="zeros",
+        ))
+    chain += [
+        *[RandFlipd(keys, prob=aug.flip_prob, spatial_axis=a) for a in range(3)],
+        RandScaleIntensityd("image", factors=aug.scale, prob=aug.intensity_prob, channel_wise=True),
+        RandShiftIntensityd("image", offsets=aug.shift, prob=aug.intensity_prob, channel_wise=True),
+    ]
+    if aug.gamma_prob > 0:
+        chain.append(RandAdjustContrastd("image", prob=aug.gamma_prob, gamma=aug.gamma,
+                                         retain_stats=True))
+    if aug.noise_prob > 0:
+        chain.append(RandGaussianNoised("image", prob=aug.noise_prob, std=aug.noise_std))
+    if aug.blur_prob > 0:
+        sig = tuple(aug.blur_sigma)
+        chain.append(RandGaussianSmoothd("image", sigma_x=sig, sigma_y=sig, sigma_z=sig,
+                                         prob=aug.blur_prob))
+    if aug.lowres_prob > 0:
+        chain.append(RandSimulateLowResolutiond("image", prob=aug.lowres_prob,
+                                                zoom_range=tuple(aug.lowres_zoom)))
+    return Compose(chain)
 
 
 def _plain(x: Any) -> torch.Tensor:
@@ -92,6 +142,8 @@ def _soft_dice_loss_value(logits: np.ndarray, target: np.ndarray) -> tuple[float
 
 
 MODEL_FILES = ("model.safetensors", "config.json", "history.json", "provenance.json")
+#: Written besides :data:`MODEL_FILES` when the settings ask for them.
+EXTRA_FILES = ("plans.json", "postprocessing.json")
 
 
 @dataclass
@@ -101,6 +153,7 @@ class SegmentationTrainResult:
     val_ids: list[str]
     fit: TrainResult | None
     skipped: bool = False
+    folds: list[TrainResult] | None = None
 
 
 def split_ids(ids: Sequence[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
@@ -113,6 +166,20 @@ def split_ids(ids: Sequence[str], val_fraction: float, seed: int) -> tuple[list[
     n_val = min(len(ids) - 1, max(1, round(val_fraction * len(ids))))
     val = sorted(ids[i] for i in order[:n_val])
     return [p for p in ids if p not in val], val
+
+
+def fold_splits(ids: Sequence[str], folds: int, seed: int) -> list[tuple[list[str], list[str]]]:
+    """``folds`` seeded (training, validation) splits of ``ids``: every patient validates in
+    exactly one fold (scikit-learn's KFold on the sorted ids, shuffled with ``seed``)."""
+    from sklearn.model_selection import KFold
+
+    ids = sorted(ids)
+    if len(ids) < folds:
+        raise GlioradInputError(
+            f"{folds} folds need at least {folds} patients with a manual mask; there are {len(ids)} "
+            "(lower segmentation.folds)")
+    kf = KFold(folds, shuffle=True, random_state=seed % 2**32)
+    return [([ids[i] for i in tr], [ids[i] for i in va]) for tr, va in kf.split(ids)]
 
 
 def model_config_json(cfg: SegmentationConfig, regions: dict[str, list[int]], naming: str) -> dict[str, Any]:
@@ -131,6 +198,19 @@ def _comparable(cfg_json: Mapping[str, Any]) -> dict[str, Any]:
     return {**cfg_json, "segmentation": seg}
 
 
+def _available_sequences(cohort: Cohort, ids: Sequence[str] | None) -> list[str]:
+    """The standard sequences every patient of ``ids`` (default: those with a manual mask) has."""
+    from gliorad.cohort import STANDARD_SEQUENCES
+
+    chosen = list(ids) if ids is not None else [p for p in cohort.ids if SEG in cohort.patients[p].files]
+    have = [s for s in STANDARD_SEQUENCES
+            if chosen and all(s in cohort.patients[p].files for p in chosen if p in cohort.patients)]
+    if not have:
+        raise GlioradInputError(f"{cohort.root}: no sequence ({', '.join(STANDARD_SEQUENCES)}) is "
+                                "present for every training patient")
+    return have
+
+
 def train_segmentation(
     cohort: Cohort,
     model_dir: str | Path,
@@ -143,20 +223,54 @@ def train_segmentation(
 ) -> SegmentationTrainResult:
     """Train the U-Net on the cohort's patients that have a manual mask; write the model folder.
 
-    ``model_dir`` gets ``model.safetensors`` (best validation weights), ``config.json`` (all that is
-    needed to rebuild the network and prepare its input), ``history.json``, ``provenance.json``
-    and ``checkpoints/`` (for resuming). A finished model with the same settings is kept as it is
-    (skip); an interrupted one is resumed; other settings need ``overwrite=True``.
-    ``val_ids`` fixes the validation patients (default: a seeded ``val_fraction`` split).
+    ``model_dir`` gets ``model.safetensors`` (the trained weights: the best validation epoch
+    under the paper's plateau schedule, the last one under a poly / cosine schedule; with
+    ``folds`` > 1 the k networks in one file), ``config.json`` (all that is needed to rebuild the
+    network and prepare its input), ``history.json``, ``provenance.json``, ``checkpoints/`` (for
+    resuming; ``folds/fold_<i>/checkpoints`` with folds), and where asked ``plans.json`` (the
+    settings planned from the data, ``plan``) and ``postprocessing.json`` (the post-processing
+    chosen on the validation patients, ``choose_postprocessing``). A finished model with the same
+    settings is kept as it is (skip); an interrupted one is resumed; other settings need
+    ``overwrite=True``. ``val_ids`` fixes the validation patients (default: a seeded
+    ``val_fraction`` split; with folds each patient validates in one fold).
     """
     cfg = config
     out = Path(model_dir)
     regions = resolve_regions(cfg, cohort.naming)
-    cfg_json = model_config_json(cfg, regions, cohort.naming)
     if overwrite:
-        for name in MODEL_FILES:
+        for name in (*MODEL_FILES, *EXTRA_FILES):
             (out / name).unlink(missing_ok=True)
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        shutil.rmtree(out / "folds", ignore_errors=True)
+    plan_record = None
+    if cfg.plan is not None and cfg.plan.all_sequences:
+        cfg = cfg.model_copy(update={"sequences": _available_sequences(cohort, ids)})
+    usable = usable_ids(cohort, cfg, ids, need_seg=True)
+    if cfg.folds > 1:
+        if val_ids is not None:
+            raise GlioradInputError("val_ids cannot be fixed with segmentation.folds > 1: every "
+                                    "patient validates in one fold")
+        splits = fold_splits(usable, cfg.folds, cfg.train.seed)
+        train, val = list(usable), []
+    else:
+        if val_ids is not None:
+            val = sorted(val_ids)
+            unknown = [p for p in val if p not in usable]
+            if unknown:
+                raise GlioradInputError(f"val_ids {unknown} are not training-ready patients of {cohort.root}")
+            train = [p for p in usable if p not in val]
+        else:
+            train, val = split_ids(usable, cfg.val_fraction, cfg.train.seed)
+        splits = [(train, val)]
+    if not train:
+        raise GlioradInputError(
+            f"{cohort.root}: no patient with {', '.join(cfg.sequences)} and a manual mask to train on"
+        )
+    if cfg.plan is not None:
+        from gliorad.segmentation.plan import plan_segmentation
+
+        cfg, plan_record = plan_segmentation(cohort, sorted(set(train) | set(val)), cfg)
+    cfg_json = model_config_json(cfg, regions, cohort.naming)
     old_cfg = out / "config.json"
     if old_cfg.is_file():
         old = read_record(old_cfg)
@@ -165,33 +279,90 @@ def train_segmentation(
                 f"{out}: holds a model trained with other settings; pass overwrite (--overwrite) to "
                 "replace it or choose another folder"
             )
-    usable = usable_ids(cohort, cfg, ids, need_seg=True)
-    if val_ids is not None:
-        val = sorted(val_ids)
-        unknown = [p for p in val if p not in usable]
-        if unknown:
-            raise GlioradInputError(f"val_ids {unknown} are not training-ready patients of {cohort.root}")
-        train = [p for p in usable if p not in val]
-    else:
-        train, val = split_ids(usable, cfg.val_fraction, cfg.train.seed)
-    if not train:
-        raise GlioradInputError(
-            f"{cohort.root}: no patient with {', '.join(cfg.sequences)} and a manual mask to train on"
-        )
-    if not val and cfg.train.monitor != "train_loss":
+    if all(not v for _, v in splits) and cfg.train.monitor != "train_loss":
         cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"monitor": "train_loss", "mode": "min"})})
-    state = out / "checkpoints" / "train_state.json"
-    if (out / "model.safetensors").is_file() and state.is_file():
-        st = read_record(state)
-        if st.get("stopped_early") or st.get("epoch", 0) >= cfg.train.epochs:
-            return SegmentationTrainResult(out, train, val, None, skipped=True)
+    fold_dirs = [out / "checkpoints"] if cfg.folds == 1 else [out / "folds" / f"fold_{i}" / "checkpoints"
+                                                              for i in range(cfg.folds)]
+    if (out / "model.safetensors").is_file() and all(_finished(d, cfg) for d in fold_dirs):
+        return SegmentationTrainResult(out, train, val, None, skipped=True)
 
     out.mkdir(parents=True, exist_ok=True)
+    if plan_record is not None:
+        write_json(plan_record, out / "plans.json")
     write_json(cfg_json, out / "config.json")
     cache = CaseCache(cohort, cfg, regions, cfg.patch_size)
-    dataset = PatchDataset(cache, train)
+    t0 = time.perf_counter()
+    results, members = [], []
+    for k, ((tr, va), ckpt) in enumerate(zip(splits, fold_dirs)):
+        if cfg.folds > 1 and progress:
+            print(f"fold {k + 1}/{cfg.folds}: {len(tr)} training, {len(va)} validation patients")
+        res, net = _train_network(cfg, cache, tr, va, ckpt, progress)
+        results.append(res)
+        members.append(net)
+    seconds = time.perf_counter() - t0
+    if cfg.folds == 1:  # the chosen checkpoint file itself (its metadata names the epoch)
+        write_bytes(_chosen_weights(cfg, fold_dirs[0]).read_bytes(), out / "model.safetensors")
+    else:
+        save_weights(FoldEnsemble(members), out / "model.safetensors")
+    postprocessing = None
+    if cfg.choose_postprocessing:
+        postprocessing = choose_postprocessing(cfg, cache, members, [va for _, va in splits])
+        write_json(postprocessing, out / "postprocessing.json")
+        if postprocessing["chosen"] is not None:
+            chosen = postprocessing["chosen"]
+            cfg_json["segmentation"]["inference"].update(
+                keep_largest=chosen["keep_largest"], min_component_ml=chosen["min_component_ml"])
+            write_json(cfg_json, out / "config.json")
+    history = results[0].history if cfg.folds == 1 else [
+        {**row, "fold": k} for k, r in enumerate(results) for row in r.history]
+    write_json(history, out / "history.json")
+    write_json({
+        "versions": versions(), "seed": cfg.train.seed, "cohort": str(cohort.root),
+        "naming": cohort.naming, "train_ids": train, "val_ids": val,
+        "folds": ([{"train_ids": tr, "val_ids": va, "best_epoch": r.best_epoch,
+                    "epochs_run": r.epochs_run, "stopped_by_time": r.stopped_by_time}
+                   for (tr, va), r in zip(splits, results)] if cfg.folds > 1 else None),
+        "best_epoch": results[0].best_epoch, "best_value": results[0].best_value,
+        "monitor": cfg.train.monitor, "weights": _which_weights(cfg),
+        "epochs_run": results[0].epochs_run, "stopped_early": results[0].stopped_early,
+        "stopped_by_time": results[0].stopped_by_time,
+        "training_seconds_this_call": seconds, "resumed_from_epoch": results[0].resumed_from,
+        "inputs": {pid: {k: {"file": str(p), "sha256": file_hash(p)}
+                         for k, p in cohort.patients[pid].files.items() if k in (*cfg.sequences, SEG)}
+                   for pid in train + val},
+        "grids": cache.meta,
+    }, out / "provenance.json")
+    return SegmentationTrainResult(out, train, val, results[0], folds=results if cfg.folds > 1 else None)
+
+
+def _finished(ckpt: Path, cfg: SegmentationConfig) -> bool:
+    state = ckpt / "train_state.json"
+    if not state.is_file():
+        return False
+    st = read_record(state)
+    if st.get("stopped_early") or st.get("epoch", 0) >= cfg.train.epochs:
+        return True
+    if cfg.train.minutes is None:
+        return False
+    hist = ckpt / "history.json"
+    spent = sum(float(h.get("seconds", 0)) for h in read_record(hist)) if hist.is_file() else 0.0
+    return spent >= 60.0 * cfg.train.minutes
+
+
+def _which_weights(cfg: SegmentationConfig) -> str:
+    """``best`` (the best validation epoch) under the plateau schedule, else ``last``."""
+    return "best" if cfg.train.schedule == "plateau" else "last"
+
+
+def _train_network(cfg: SegmentationConfig, cache: CaseCache, train: list[str], val: list[str],
+                   ckpt: Path, progress: bool) -> tuple[TrainResult, torch.nn.Module]:
+    """One network trained on ``train`` (validated on ``val``) with checkpoints in ``ckpt``;
+    returns the fit and the network holding the weights the model keeps."""
+    per_item = cfg.samples_per_volume
+    length = math.ceil(cfg.patches_per_epoch / per_item) if cfg.patches_per_epoch else None
+    dataset = PatchDataset(cache, train, length)
     seed_everything(cfg.train.seed)
-    model = build_network(cfg)
+    model = build_network(cfg, members=False)
     device_name = cfg.train.device
 
     def validate(net: torch.nn.Module) -> dict[str, float]:
@@ -206,23 +377,74 @@ def train_segmentation(
             dices.append(dice)
         return {"val_loss": float(np.mean(losses)), "val_dice": float(np.mean(dices))}
 
-    t0 = time.perf_counter()
-    result = fit(model, dataset, DiceBCELoss(), out / "checkpoints", cfg.train,
-                 validate=validate if val else None, progress=progress)
-    seconds = time.perf_counter() - t0
-    ckpt = out / "checkpoints"
+    loss = DeepSupervisionLoss(DiceBCELoss()) if cfg.net.deep_supervision else DiceBCELoss()
+    result = fit(model, dataset, loss, ckpt, cfg.train, validate=validate if val else None,
+                 progress=progress)
+    net = build_network(cfg, members=False)
+    load_weights(net, _chosen_weights(cfg, ckpt))
+    net.eval()
+    return result, net
+
+
+def _chosen_weights(cfg: SegmentationConfig, ckpt: Path) -> Path:
     best = ckpt / "best.safetensors"
-    write_bytes((best if best.is_file() else ckpt / "last.safetensors").read_bytes(), out / "model.safetensors")
-    write_json(result.history, out / "history.json")
-    write_json({
-        "versions": versions(), "seed": cfg.train.seed, "cohort": str(cohort.root),
-        "naming": cohort.naming, "train_ids": train, "val_ids": val,
-        "best_epoch": result.best_epoch, "best_value": result.best_value, "monitor": cfg.train.monitor,
-        "epochs_run": result.epochs_run, "stopped_early": result.stopped_early,
-        "training_seconds_this_call": seconds, "resumed_from_epoch": result.resumed_from,
-        "inputs": {pid: {k: {"file": str(p), "sha256": file_hash(p)}
-                         for k, p in cohort.patients[pid].files.items() if k in (*cfg.sequences, SEG)}
-                   for pid in train + val},
-        "grids": cache.meta,
-    }, out / "provenance.json")
-    return SegmentationTrainResult(out, train, val, result)
+    return best if _which_weights(cfg) == "best" and best.is_file() else ckpt / "last.safetensors"
+
+
+def postprocessing_candidates(cfg: SegmentationConfig) -> list[dict[str, Any]]:
+    """The post-processings tried on the validation patients, simplest first: none, small
+    components removed (0.1, 0.5, 1, 5 ml; a configured size is added), largest component only."""
+    sizes = sorted({0.1, 0.5, 1.0, 5.0, float(cfg.inference.min_component_ml)} - {0.0})
+    return ([{"keep_largest": False, "min_component_ml": 0.0}]
+            + [{"keep_largest": False, "min_component_ml": m} for m in sizes]
+            + [{"keep_largest": True, "min_component_ml": 0.0}])
+
+
+def choose_postprocessing(cfg: SegmentationConfig, cache: CaseCache, members: Sequence[torch.nn.Module],
+                          val_sets: Sequence[Sequence[str]]) -> dict[str, Any]:
+    """The post-processing (:func:`postprocessing_candidates`) with the highest mean
+    whole-tumour Dice over the validation patients, each predicted by the network that did not
+    train on it (its fold's), on the working grid; a candidate must beat the simpler ones by more
+    than 0.001 to be chosen (nnU-Net keeps a post-processing only when it helps). Without
+    validation patients nothing is chosen (the configured post-processing stays)."""
+    from gliorad.segmentation.infer import probabilities_to_labels
+
+    device = resolve_device(cfg.inference.device)
+    cands = postprocessing_candidates(cfg)
+    scores: dict[int, list[float]] = {i: [] for i in range(len(cands))}
+    patients = []
+    for net, val in zip(members, val_sets):
+        net.to(device)
+        for pid in val:
+            item = cache.get(pid)
+            prob = predict_volume(net, item["image"], item["image"].any(axis=0), cfg, device)
+            voxel_ml = float(np.prod(cache.meta[pid]["working_spacing"])) / 1000.0
+            truth = item["label"][0] > 0
+            row = {"patient_id": pid}
+            for i, c in enumerate(cands):
+                inf = cfg.inference.model_copy(update=c)
+                labels = probabilities_to_labels(prob, cfg.model_copy(update={"inference": inf}),
+                                                 cache.regions, voxel_ml)
+                d = dice_score(labels > 0, truth)
+                scores[i].append(d)
+                row[_candidate_name(c)] = d
+            patients.append(row)
+    if not patients:
+        return {"chosen": None, "reason": "no validation patient (val_fraction 0 and one fold): the "
+                "configured post-processing is kept", "candidates": [], "patients": []}
+    means = {i: float(np.mean(v)) for i, v in scores.items()}
+    best = 0
+    for i in range(1, len(cands)):
+        if means[i] > means[best] + 1e-3:
+            best = i
+    table = [{**c, "name": _candidate_name(c), "mean_dice": means[i], "chosen": i == best}
+             for i, c in enumerate(cands)]
+    return {"chosen": cands[best], "reason": f"highest mean whole-tumour Dice on {len(patients)} "
+            f"validation patient(s): {means[best]:.4f} (none: {means[0]:.4f})",
+            "candidates": table, "patients": patients}
+
+
+def _candidate_name(c: Mapping[str, Any]) -> str:
+    if c["keep_largest"]:
+        return "largest_component"
+    return "none" if c["min_component_ml"] <= 0 else f"min_{c['min_component_ml']:g}ml"
