@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from gliorad import __version__
-from gliorad.commands._common import command_group, exit_on_input_error
+from gliorad.commands._common import SchedulerOpt, command_group, executor_of, exit_on_input_error
 from gliorad.commands._common import fail as _fail
 from gliorad.commands.deep import app as deep_app
 from gliorad.commands.dicom import app as dicom_app
@@ -79,6 +79,7 @@ def validate(
     time_unit: Annotated[str | None, typer.Option(help="Unit of os_time: days, months, years.")] = None,
     require_seg: Annotated[bool, typer.Option(help="Every patient must have a segmentation.")] = False,
     jobs: Annotated[int, typer.Option(min=1, help="Patients checked in parallel.")] = 2,
+    scheduler: SchedulerOpt = None,
 ) -> None:
     """Check that a cohort folder (and clinical table) is usable: exit 0, or 2 listing problems."""
     from gliorad.errors import check_option
@@ -101,7 +102,8 @@ def validate(
             "clinical": cfg.clinical.model_copy(update=clin_upd),
         })
         clinical = clinical if clinical is not None else cfg.clinical.path
-        report = run_validate(cohort_dir, clinical, cfg, n_jobs=jobs)
+        report = run_validate(cohort_dir, clinical, cfg, n_jobs=jobs,
+                              executor=executor_of(scheduler, jobs))
     if not report.ok:
         _fail(GlioradInputError(report.problems))
     typer.echo(f"ok: {report.summary()}")

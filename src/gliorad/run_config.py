@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from gliorad.config import ClinicalConfig, CohortConfig
 from gliorad.errors import GlioradInputError, check_option
@@ -57,11 +57,41 @@ SECTIONS = ("run", "cohort", "clinical", "synthetic", "preprocess", "segmentatio
 
 
 class RunSettings(Strict):
+    # where the per-case work runs (gliorad.executor): left out of dumps at the defaults, so
+    # workspaces made before the option keep theirs; never part of a stage's fingerprint
+    OMITTED_AT_DEFAULT = ("executor", "scheduler", "retries")
+
     seed: int = 0
     n_jobs: int = Field(2, ge=1, description="worker processes / torch threads")
     nonfinite: Literal["missing", "error"] = Field(
         "missing", description="feature-table cells that are spreadsheet errors or infinite: "
                                "read as missing (counted) or refused")
+    executor: Literal["local", "dask"] = Field(
+        "local", description="where the cohort stages' per-case work runs: this machine "
+        "(joblib) or a Dask cluster (docs/scaling.md)")
+    scheduler: str | None = Field(
+        None, description="the Dask scheduler's address (tcp://host:8786); none with executor "
+        "dask: a local Dask cluster of n_jobs workers")
+    retries: int = Field(2, ge=0, description="reruns of a case that fails on a Dask cluster")
+
+    @field_validator("scheduler")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        from gliorad.executor import check_scheduler
+
+        if v is None:
+            return v
+        try:
+            return check_scheduler(v, "scheduler")
+        except GlioradInputError as err:
+            raise ValueError(err.problems[0].removeprefix(f"scheduler {v!r}: ")) from None
+
+    @model_validator(mode="after")
+    def _scheduler_needs_dask(self) -> RunSettings:
+        if self.scheduler is not None and self.executor != "dask":
+            raise ValueError(f"scheduler {self.scheduler!r} is set but executor is "
+                             f"{self.executor!r}; set executor: dask to use it")
+        return self
 
 
 class RadiomicsSection(Strict):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -106,8 +107,12 @@ def validate(
     clinical_path: str | Path | None = None,
     config: GlioradConfig | None = None,
     n_jobs: int = 2,
+    executor: Any = None,
 ) -> ValidationReport:
-    """Check a cohort folder and optionally its clinical table; never raises for bad data."""
+    """Check a cohort folder and optionally its clinical table; never raises for bad data.
+
+    The patients' files are checked by ``n_jobs`` threads, or on a Dask cluster (``executor``:
+    :class:`gliorad.executor.Executor`)."""
     cfg = config or GlioradConfig()
     report = ValidationReport(None, None)
     try:
@@ -118,9 +123,19 @@ def validate(
     report.cohort = cohort
     if cohort is not None:
         pats = [cohort.patients[i] for i in cohort.ids]
-        with ThreadPoolExecutor(max_workers=max(1, n_jobs)) as pool:
-            for probs in pool.map(lambda p: check_patient(p, cfg.cohort), pats):
+        if executor is not None and executor.distributed:
+            from gliorad.executor import CaseError, run_cases
+
+            results = run_cases(check_patient, pats, executor=executor, names=cohort.ids,
+                                shared={"cfg": cfg.cohort})
+            for pid, probs in zip(cohort.ids, results):
+                if isinstance(probs, CaseError):
+                    probs = [f"patient {pid}: file checks failed on the cluster: {probs.reason}"]
                 report.problems.extend(probs)
+        else:
+            with ThreadPoolExecutor(max_workers=max(1, n_jobs)) as pool:
+                for probs in pool.map(lambda p: check_patient(p, cfg.cohort), pats):
+                    report.problems.extend(probs)
     if clinical_path is not None:
         p = Path(clinical_path)
         try:

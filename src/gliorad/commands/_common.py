@@ -51,6 +51,15 @@ def check_jobs(jobs: int) -> int:
     return jobs
 
 
+def executor_of(scheduler: str | None, jobs: int = 2) -> Any:
+    """``--scheduler``: None (this machine), or the :class:`gliorad.executor.Executor` of a
+    Dask cluster at that address (``local``: a local Dask cluster of ``jobs`` workers)."""
+    from gliorad.executor import Executor
+
+    return Executor.from_options(scheduler, jobs if jobs > 0 else 2, echo=lambda line: typer.echo(
+        line, err=True))
+
+
 def echo_batch(result: Any, summary: str) -> None:
     """The end of a per-patient batch (``result``: ``warnings`` by patient, ``ok``,
     ``problems``): each warning as ``warning: patient <id>: ...`` on stderr, then ``summary``;
@@ -120,6 +129,10 @@ def with_options(func: Callable[..., None]) -> Callable[..., None]:
 OutOpt = Annotated[Path, typer.Option("--out", help="Output folder.")]
 PresetOpt = Annotated[str, typer.Option(help="Settings preset: paper or demo.")]
 ProgressOpt = Annotated[bool, typer.Option(help="Show a progress bar.")]
+SchedulerOpt = Annotated[str | None, typer.Option(
+    "--scheduler", help="Run the per-case work on a Dask cluster: its scheduler's address "
+    "(tcp://host:8786; the workers need the same environment and the same paths to the files), "
+    "or 'local' for a local Dask cluster of --jobs workers. Default: this machine.")]
 NonfiniteOpt = Annotated[str, typer.Option(
     "--nonfinite", help="Feature-table cells with spreadsheet errors (#DIV/0!, #N/A, ...) or "
     "infinite values: 'missing' (read as missing, counted per column in a warning and in "

@@ -28,8 +28,10 @@ import typer
 from gliorad.commands._common import (
     Options,
     ProgressOpt,
+    SchedulerOpt,
     check_jobs,
     command_group,
+    executor_of,
     exit_on_input_error,
     with_options,
 )
@@ -177,6 +179,7 @@ def _shared(
     seed: Annotated[int | None, typer.Option(help="Override the training seed.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
     jobs: Annotated[int, typer.Option(help="Processes preparing the inputs; -1 = all cores.")] = 1,
+    scheduler: SchedulerOpt = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an earlier run in --out.")] = False,
     progress: ProgressOpt = True,
     cohort_config: Annotated[Path | None, typer.Option(
@@ -221,7 +224,8 @@ def _prepared(network: Any, changes: dict, train_ids: Path | None, lead: SimpleN
                    shared.val_ids, shared.test_fraction, shared.split_seed)
     cfg = _sequences(cfg, shared.sequences, pt.cohort, config is None)
     options = {"ids": pt.ids, "val_ids": pt.val, "masks": shared.masks,
-               "overwrite": shared.overwrite, "progress": shared.progress, "n_jobs": shared.jobs}
+               "overwrite": shared.overwrite, "progress": shared.progress, "n_jobs": shared.jobs,
+               "executor": executor_of(shared.scheduler, shared.jobs)}
     return cfg, pt, options
 
 
@@ -299,6 +303,9 @@ def cnn2d(
                                        imagenet_weights=imagenet_weights, **options)
             else:
                 options.pop("val_ids")
+                if options.pop("executor") is not None:
+                    raise GlioradInputError("--scheduler: not with --cross-fit (the fold "
+                                            "networks prepare their inputs on this machine)")
                 cf = cnn2d_cross_fit(pt.cohort, pt.table, pt.train, lead.out, cfg,
                                      folds=cross_fit, seed=shared.split_seed,
                                      imagenet_weights=imagenet_weights, **options)

@@ -16,8 +16,10 @@ from gliorad.commands._common import (
     NonfiniteOpt,
     OutOpt,
     ProgressOpt,
+    SchedulerOpt,
     check_jobs,
     command_group,
+    executor_of,
     exit_on_input_error,
 )
 from gliorad.errors import GlioradInputError
@@ -125,6 +127,7 @@ def radiomics(
         "--peritumoural-mm", help="Ring boundaries in mm, e.g. 0,5,10: first-order features in "
         "the rings 0-5 and 5-10 mm outside the region (columns <seq>_peri0-5mm_firstorder_*).")
     ] = None,
+    scheduler: SchedulerOpt = None,
 ) -> None:
     """Radiomics per patient, sequence and mask source; one table per source (CSV, Parquet)."""
     from gliorad.errors import check_option
@@ -142,6 +145,7 @@ def radiomics(
                 sequences=_csv_list(sequences, "--sequences"), manual=manual, auto_masks=masks,
                 region=_region(region), min_voxels=min_voxels, n_jobs=jobs, progress=progress,
                 overwrite=overwrite, raise_on_failure=True, peritumoural_mm=rings,
+                executor=executor_of(scheduler, jobs),
             )
         except RadiomicsFailedError as err:
             _summary(err.result)  # the cases that succeeded were written

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gliorad.commands._common import echo_batch, exit_on_input_error
+from gliorad.commands._common import SchedulerOpt, echo_batch, executor_of, exit_on_input_error
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
@@ -95,6 +95,7 @@ def preprocess_cmd(
     threads: Annotated[int | None, typer.Option(min=1, help="SimpleITK threads.")] = None,
     overwrite: Annotated[bool, typer.Option(
         help="Replace patients already in OUT_DIR.")] = False,
+    scheduler: SchedulerOpt = None,
 ) -> None:
     """N4, co-registration to the reference sequence, skull stripping, resampling (1 mm by
     default) and z-score inside the brain, per patient; writes BraTS-named files in the reference
@@ -110,6 +111,7 @@ def preprocess_cmd(
         if over:
             cfg = with_overrides(cfg, **over)
         result = preprocess(raw_dir, out_dir, cfg, cohort, overwrite=overwrite,
-                            patient_id=patient_id, echo=typer.echo)
+                            patient_id=patient_id, echo=typer.echo,
+                            executor=executor_of(scheduler))
     echo_batch(result, f"{len(result.done)} done, {len(result.skipped)} skipped, "
                        f"{len(result.failed)} failed -> {result.out_dir}")

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gliorad.commands._common import fail
+from gliorad.commands._common import SchedulerOpt, fail
 from gliorad.errors import GlioradInputError
 
 config_app = typer.Typer(help="Run configurations: show a documented preset, check a file.",
@@ -46,12 +46,18 @@ def run(
     force: Annotated[list[str] | None, typer.Option(help="Redo this stage (repeatable).")] = None,
     from_stage: Annotated[str | None, typer.Option("--from", help="Redo this stage and all after it.")] = None,
     until: Annotated[str | None, typer.Option(help="Stop after this stage.")] = None,
+    scheduler: SchedulerOpt = None,
 ) -> None:
     """Run the pipeline of CONFIG in a workspace; rerun to resume (finished stages are skipped)."""
+    from gliorad.settings import merge
     from gliorad.workflow import run_workflow, summary_lines
 
     try:
-        run_workflow(config, workspace, overrides=parse_overrides(set_), force=tuple(force or ()),
+        overrides = parse_overrides(set_)
+        if scheduler is not None:  # the same as --set run.executor=dask --set run.scheduler=ADDR
+            address = None if scheduler.strip() == "local" else scheduler
+            overrides = merge(overrides, {"run": {"executor": "dask", "scheduler": address}})
+        run_workflow(config, workspace, overrides=overrides, force=tuple(force or ()),
                      from_stage=from_stage, until=until, echo=typer.echo)
     except GlioradInputError as err:
         fail(err)

@@ -11,7 +11,13 @@ from typing import Annotated
 
 import typer
 
-from gliorad.commands._common import ProgressOpt, command_group, exit_on_input_error
+from gliorad.commands._common import (
+    ProgressOpt,
+    SchedulerOpt,
+    command_group,
+    executor_of,
+    exit_on_input_error,
+)
 
 app = command_group("segment",
                     "Tumour segmentation with the paper's 3D U-Net: train, predict, evaluate.")
@@ -92,6 +98,7 @@ def predict(
     naming: Naming = None,
     overwrite: Overwrite = False,
     progress: ProgressOpt = True,
+    scheduler: SchedulerOpt = None,
 ) -> None:
     """Predict a tumour mask for every patient, in the geometry of its images."""
     from gliorad.segmentation import load_model, predict_cohort
@@ -104,7 +111,8 @@ def predict(
     with exit_on_input_error():
         m = load_model(model, inference=upd)
         cohort = _cohort(cohort_dir, naming, m.config.sequences)
-        prov = predict_cohort(cohort, m, out, overwrite=overwrite, progress=progress)
+        prov = predict_cohort(cohort, m, out, overwrite=overwrite, progress=progress,
+                              executor=executor_of(scheduler))
     typer.echo(f"{len(prov['patients'])} masks in {out} ({prov['label_mode']} labels: {prov['labels']})")
 
 

@@ -195,12 +195,23 @@ def input_files(cohort: Any, ids: Sequence[str], sequences: Sequence[str],
 
 
 def prepare_all(fn: Callable[..., tuple[np.ndarray, dict[str, Any]]], files: Mapping[str, Any],
-                settings: Mapping[str, Any], n_jobs: int
+                settings: Mapping[str, Any], n_jobs: int, executor: Any = None
                 ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
-    """Run ``fn(files[pid], settings)`` for every patient (joblib processes when ``n_jobs > 1``)."""
+    """Run ``fn(files[pid], settings)`` for every patient (joblib processes when ``n_jobs > 1``,
+    or a Dask cluster: ``executor``, :class:`gliorad.executor.Executor`)."""
     from gliorad.features.radiomics import resolve_jobs
 
     ids = list(files)
+    if executor is not None and executor.distributed:
+        from gliorad.executor import CaseError, run_cases
+
+        results = run_cases(fn, [files[p] for p in ids], executor=executor, names=ids,
+                            shared={"settings": settings})
+        lost = [str(r) for r in results if isinstance(r, CaseError)]
+        if lost:
+            raise GlioradInputError([(f"{len(lost)} patient(s)' network inputs could not be "
+                                     "prepared on the cluster"), *lost])
+        return ({p: r[0] for p, r in zip(ids, results)}, {p: r[1] for p, r in zip(ids, results)})
     jobs = min(resolve_jobs(n_jobs), max(1, len(ids)))
     if jobs == 1:
         results = [fn(files[pid], settings) for pid in ids]
@@ -558,7 +569,7 @@ def run_network(
     train_ids: Sequence[str], out_dir: str | os.PathLike, config: Any, *,
     ids: Sequence[str] | None = None, val_ids: Sequence[str] | None = None,
     masks: str | os.PathLike | None = None, overwrite: bool = False, progress: bool = True,
-    n_jobs: int = 1, parquet: bool = True,
+    n_jobs: int = 1, parquet: bool = True, executor: Any = None,
 ) -> DeepResult:
     """The deep-feature stage of ``network``: train it on ``train_ids`` and write its features
     for every patient of ``ids`` (default: the cohort), its predictions, metrics and provenance
@@ -598,7 +609,8 @@ def run_network(
     out.mkdir(parents=True, exist_ok=True)
     try:
         t0 = time.perf_counter()
-        inputs, records = prepare_all(network.prepare_one, files, network.case_settings(cfg), n_jobs)
+        inputs, records = prepare_all(network.prepare_one, files, network.case_settings(cfg), n_jobs,
+                                      executor)
         t_prepare = time.perf_counter() - t0
         trained, init = network.train(cfg, {p: inputs[p] for p in train}, train_t, out / "model",
                                       {p: inputs[p] for p in val}, val_t, extra, progress)

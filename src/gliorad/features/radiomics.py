@@ -587,6 +587,7 @@ def extract_radiomics(
     parquet: bool | None = None,
     raise_on_failure: bool = True,
     peritumoural_mm: Sequence[float] = (),
+    executor: Any = None,
 ) -> RadiomicsResult:
     """Radiomics for every patient, sequence and mask source of a cohort; see the module docstring.
 
@@ -716,7 +717,7 @@ def extract_radiomics(
         else:
             records[(t.source, t.patient_id, t.sequence)] = rec
     n_cached = len(records)
-    statuses = _run_all(todo, jobs, progress)
+    statuses = _run_all(todo, jobs, progress, executor)
     worker_peak = max((s.get("peak_rss_mb", 0.0) for s in statuses), default=None)
     by_task = {(t.source, t.patient_id, t.sequence): t for t in todo}
     n_computed = 0
@@ -758,31 +759,18 @@ def _failure_line(f: Mapping[str, Any]) -> str:
     return f"{f['source']} mask, patient {f['patient_id']}, {f['sequence']}{files}: {f['reason']}"
 
 
-def _run_all(todo: list[_Task], jobs: int, progress: bool) -> list[dict[str, Any]]:
-    """Run the cases (in this process when ``jobs == 1``), with an optional rich progress bar."""
-    if not todo:
-        return []
-    if jobs == 1:
-        iterator: Iterable[dict[str, Any]] = map(_run_case, todo)
-    else:
-        from joblib import Parallel, delayed
-
-        iterator = Parallel(n_jobs=min(jobs, len(todo)), backend="loky",
-                            return_as="generator_unordered", batch_size=1)(
-            delayed(_run_case)(t) for t in todo)
-    out: list[dict[str, Any]] = []
-    if not progress:
-        return list(iterator)
-    from gliorad.progress import ProgressBar
+def _run_all(todo: list[_Task], jobs: int, progress: bool, executor: Any = None
+             ) -> list[dict[str, Any]]:
+    """Run the cases (:func:`gliorad.executor.run_cases`); a case lost on a cluster is failed."""
+    from gliorad.executor import run_cases
 
     columns = ("radiomics", "bar", "count", "{task.fields[failed]} failed", "elapsed", "remaining")
-    with ProgressBar(True, len(todo), "radiomics", columns=columns, failed=0) as bar:
-        n_failed = 0
-        for status in iterator:
-            out.append(status)
-            n_failed += status["status"] != "ok"
-            bar.advance(failed=n_failed)
-    return out
+    out = run_cases(_run_case, todo, executor=executor, jobs=jobs, progress=progress,
+                    label="radiomics", columns=columns, failed=lambda s: s["status"] != "ok",
+                    names=[f"{t.source}/{t.patient_id}/{t.sequence}" for t in todo])
+    return [s if isinstance(s, dict) else {**_failure(t.source, t.patient_id, t.sequence, t.image,
+                                                      t.mask, s.reason), "status": "failed"}
+            for t, s in zip(todo, out)]
 
 
 def _parquet_engine() -> str | None:

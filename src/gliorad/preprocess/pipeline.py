@@ -351,8 +351,14 @@ def staged_folder(out_dir: Path, pid: str, overwrite: bool) -> Iterator[Path]:
     """Yield an empty staging folder; on success it replaces ``out_dir/pid`` in one rename (the
     old folder, if any and ``overwrite``, is removed after); on failure it is deleted."""
     staging = out_dir / STAGING
-    staging.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{pid}.", dir=staging))
+    for attempt in range(3):  # another worker's finished patient may remove the empty staging
+        staging.mkdir(parents=True, exist_ok=True)
+        try:
+            tmp = Path(tempfile.mkdtemp(prefix=f"{pid}.", dir=staging))
+            break
+        except FileNotFoundError:
+            if attempt == 2:
+                raise
     final = out_dir / pid
     try:
         yield tmp
@@ -394,6 +400,7 @@ def preprocess(
     patient_id: str | None = None,
     echo: Callable[[str], None] | None = None,
     step_hook: StepHook | None = None,
+    executor: Any = None,
 ) -> PreprocessResult:
     """Preprocess every patient of ``raw_dir`` into ``out_dir`` (cohort layout, BraTS 2018 names).
 
@@ -402,7 +409,8 @@ def preprocess(
     written atomically. A patient that fails (bad file, failed registration, ...) is recorded in
     the result's ``failed`` with the file and reason, and the others go on. Raises
     :class:`GlioradInputError` only for problems that concern the whole run (no raw folder, no
-    patients, unknown stripper).
+    patients, unknown stripper). ``executor`` (:class:`gliorad.executor.Executor`): the patients
+    on a Dask cluster instead of one after the other here (no ``step_hook`` there).
     """
     cfg = config or PreprocessConfig()
     if cfg.steps.skull_strip:
@@ -414,12 +422,59 @@ def preprocess(
     out.mkdir(parents=True, exist_ok=True)
     result = PreprocessResult(out, layout)
     say = echo or (lambda _msg: None)
+    if executor is not None and executor.distributed:
+        _on_cluster(patients, out, cfg, overwrite, step_hook, result, say, executor)
+        return result
     for pat in patients:
         if pat.dicom is not None:
             say(f"{pat.id}: DICOM {pat.dicom.summary()}")
         res = _one(pat, out, cfg, overwrite, step_hook, result)
         say(f"{pat.id}: {res}")
     return result
+
+
+def _one_part(pat: RawPatient, out: Path, cfg: PreprocessConfig, overwrite: bool, layout: str
+              ) -> tuple[str, PreprocessResult]:
+    """:func:`_one` where a cluster runs it: its line and its own part of the result."""
+    part = PreprocessResult(out, layout)
+    return _one(pat, out, cfg, overwrite, None, part), part
+
+
+def _on_cluster(patients: list[RawPatient], out: Path, cfg: PreprocessConfig, overwrite: bool,
+                step_hook: StepHook | None, result: PreprocessResult,
+                say: Callable[[str], None], executor: Any) -> None:
+    """Every patient through :func:`_one_part` on a Dask cluster, merged into ``result``."""
+    from gliorad.executor import CaseError, run_cases
+
+    if step_hook is not None:
+        raise GlioradInputError("step timings (step_hook) are measured on this machine only; "
+                                "use the local executor")
+    for pat in patients:
+        if pat.dicom is not None:
+            say(f"{pat.id}: DICOM {pat.dicom.summary()}")
+
+    def merge(i: int, outcome: Any) -> None:
+        pid = patients[i].id
+        if isinstance(outcome, CaseError):
+            result.failed[pid] = [f"patient {pid}: {outcome.reason}"]
+            say(f"{pid}: failed")
+            return
+        line, part = outcome
+        result.done += part.done
+        result.skipped += part.skipped
+        result.failed.update(part.failed)
+        result.warnings.update(part.warnings)
+        say(f"{pid}: {line}")
+
+    run_cases(_one_part, patients, executor=executor, names=[p.id for p in patients],
+              shared={"out": out, "cfg": cfg, "overwrite": overwrite, "layout": result.layout},
+              on_result=merge)
+    order = {p.id: i for i, p in enumerate(patients)}  # the order of the local path
+    result.done.sort(key=order.__getitem__)
+    result.skipped.sort(key=order.__getitem__)
+    for name in ("failed", "warnings"):
+        setattr(result, name, dict(sorted(getattr(result, name).items(),
+                                          key=lambda kv: order.get(kv[0], -1))))
 
 
 def _one(pat: RawPatient, out: Path, cfg: PreprocessConfig, overwrite: bool,

@@ -323,12 +323,14 @@ def predict_cohort(
     ids: Sequence[str] | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    executor: Any = None,
 ) -> dict[str, Any]:
     """Predict a mask for every patient that has the model's sequences; returns the provenance.
 
     Patients whose mask exists and was made by the same model, settings and input files are
     skipped unless ``overwrite``. ``<mask_dir>/prediction.json`` records, per patient, the input
-    hashes, the grid and the seconds taken.
+    hashes, the grid and the seconds taken. ``executor`` (:class:`gliorad.executor.Executor`):
+    where the patients are segmented (None: one after the other in this process).
     """
     cfg = model.config
     device = prepare_model(model)
@@ -348,24 +350,43 @@ def predict_cohort(
             "choose another folder"
         )
     patients = dict(old.get("patients", {})) if same_model else {}
-    bar = ProgressBar(progress, len(chosen), "predict")
-    try:
-        for pid in chosen:
-            hashes = {s: file_hash(cohort.image_path(pid, s)) for s in cfg.sequences}
-            target = mask_path(out, pid)
-            prev = patients.get(pid)
-            if not overwrite and target.is_file() and prev and prev.get("inputs") == hashes:
-                bar.advance()
-                continue
-            t0 = time.perf_counter()
-            mask, record = segment_case(model, cohort, pid, device)
-            write_image(mask, target)
-            patients[pid] = {"inputs": hashes, "mask": target.name,
-                             "seconds": time.perf_counter() - t0, **record}
+    todo: dict[str, dict[str, str]] = {}  # patient -> input hashes, for those to predict
+    for pid in chosen:
+        hashes = {s: file_hash(cohort.image_path(pid, s)) for s in cfg.sequences}
+        prev = patients.get(pid)
+        if overwrite or not mask_path(out, pid).is_file() or not prev or prev.get("inputs") != hashes:
+            todo[pid] = hashes
+
+    def one(pid: str, model: SegmentationModel, cohort: Cohort, device: torch.device | None
+            ) -> dict[str, Any]:  # one patient, where the executor runs it (a worker: device None)
+        t0 = time.perf_counter()
+        mask, record = segment_case(model, cohort, pid, device or prepare_model(model))
+        write_image(mask, mask_path(out, pid))
+        return {"mask": mask_path(out, pid).name, "seconds": time.perf_counter() - t0, **record}
+
+    def done(i: int, result: Any) -> None:
+        pid = order[i]
+        if isinstance(result, CaseError):
+            failed.append(f"patient {pid}: {result.reason}")
+        else:
+            patients[pid] = {"inputs": todo[pid], **result}
             write_json(_prediction_json(settings, cfg, model, patients), prov_path)
-            bar.advance()
+        bar.advance()
+
+    from gliorad.executor import CaseError, run_cases
+
+    order, failed = list(todo), []
+    remote = executor is not None and executor.distributed
+    bar = ProgressBar(progress, len(chosen), "predict", completed=len(chosen) - len(todo))
+    try:
+        run_cases(one, order, executor=executor, names=order, on_result=done,
+                  shared={"model": model, "cohort": cohort, "device": None if remote else device})
     finally:
         bar.close()
+    if failed:
+        write_json(_prediction_json(settings, cfg, model, patients), prov_path)
+        raise GlioradInputError([(f"segmentation failed for {len(failed)} patient(s); the others' "
+                                 f"masks are in {out}"), *failed])
     prov = _prediction_json(settings, cfg, model, patients)
     write_json(prov, prov_path)
     return prov

@@ -31,6 +31,7 @@ __all__ = [
     "cohort_config",
     "cohort_root",
     "copy_tree",
+    "executor",
     "ids_of",
     "load_cohort",
     "mask_source",
@@ -78,6 +79,15 @@ def strict(cfg: RunConfig) -> dict[str, str]:
     """The feature-table setting of the stages that read tables: part of their fingerprints
     only when it is not the default, so workspaces made before the option keep theirs."""
     return {} if cfg.run.nonfinite == "missing" else {"nonfinite": cfg.run.nonfinite}
+
+
+def executor(cfg: RunConfig):
+    """Where the per-case work of a cohort stage runs (``run.executor``, ``run.scheduler``):
+    None for this machine, else a :class:`gliorad.executor.Executor` of a Dask cluster. The
+    results do not depend on it, so it is no part of a stage's fingerprint."""
+    from gliorad.executor import Executor
+
+    return Executor.of(cfg.run)
 
 
 def mask_source(cfg: RunConfig) -> str:

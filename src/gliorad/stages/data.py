@@ -13,7 +13,7 @@ from gliorad.pipeline import StageContext
 from gliorad.provenance import digest
 from gliorad.run_config import RunConfig
 from gliorad.stages.artifacts import CohortFiles, PreprocessFiles, SplitFiles, ValidateFiles
-from gliorad.stages.base import RunStage, clinical_path, load_cohort, source_stage
+from gliorad.stages.base import RunStage, clinical_path, executor, load_cohort, source_stage
 
 __all__ = ["CohortStage", "PreprocessStage", "SplitStage", "ValidateStage",
            "canonical_clinical_csv", "input_listing"]
@@ -89,7 +89,8 @@ class ValidateStage(RunStage):
             gcfg = GlioradConfig(cohort=cfg.cohort, clinical=cfg.clinical)
             clin_path, clin_cfg = cfg.clinical.path, cfg.clinical
             write_json({"files": input_listing(root, [Path(clin_path)])}, out.inputs)
-        report = run_validate(root, clin_path, gcfg, n_jobs=cfg.run.n_jobs)
+        report = run_validate(root, clin_path, gcfg, n_jobs=cfg.run.n_jobs,
+                              executor=executor(cfg))
         if not report.ok:
             raise GlioradInputError(report.problems)
         table = read_clinical(clin_path, clin_cfg)
@@ -114,7 +115,8 @@ class PreprocessStage(RunStage):
         from gliorad.preprocess.pipeline import preprocess as run_preprocess
 
         # per-patient results are kept in the resumable work folder, then moved in place
-        res = run_preprocess(cfg.cohort.root, ctx.work_dir / "cohort", cfg.preprocess, cfg.cohort)
+        res = run_preprocess(cfg.cohort.root, ctx.work_dir / "cohort", cfg.preprocess, cfg.cohort,
+                             executor=executor(cfg))
         if res.failed:
             raise GlioradInputError([f"preprocess: {f}" for f in res.failed])
         shutil.move(str(ctx.work_dir / "cohort"), PreprocessFiles(ctx.out_dir).cohort)

@@ -14,6 +14,7 @@ from gliorad.stages.base import (
     RunStage,
     clinical_path,
     copy_tree,
+    executor,
     ids_of,
     load_cohort,
     progress,
@@ -74,7 +75,8 @@ class Deep3DStage(RunStage):
             work = ctx.work_dir / name
             deep_features_3d(cohort, clinical_path(ctx), ids_of(sp, "grade_split", "train"), work,
                              vcfg, ids=ids, val_ids=ids_of(sp, "grade_split", "val") or None,
-                             masks=masks, progress=progress(), n_jobs=cfg.run.n_jobs)
+                             masks=masks, progress=progress(), n_jobs=cfg.run.n_jobs,
+                             executor=executor(cfg))
             copy_tree(work, out.variant(name))
 
 
@@ -160,5 +162,5 @@ class Deep2DStage(RunStage):
                 ctx.log.warning(note)
         else:
             deep_features_2d(cohort, clinical_path(ctx), train_ids, ctx.work_dir, cfg.deep2d,
-                             **options)
+                             executor=executor(cfg), **options)
         copy_tree(ctx.work_dir, ctx.out_dir)

@@ -14,6 +14,7 @@ from gliorad.stages.artifacts import AgreementFiles, RadiomicsFiles, SegmentFile
 from gliorad.stages.base import (
     RunStage,
     copy_tree,
+    executor,
     ids_of,
     load_cohort,
     progress,
@@ -90,7 +91,8 @@ class SegmentStage(RunStage):
                                     cfg.run.seed, survival_training_name(cfg))
         train_segmentation(cohort, work.model, cfg.segmentation, ids=ids, val_ids=val,
                            progress=progress())
-        predict_cohort(cohort, load_model(work.model), work.masks, progress=progress())
+        predict_cohort(cohort, load_model(work.model), work.masks, progress=progress(),
+                       executor=executor(cfg))
         copy_tree(work.model, out.model)
         copy_tree(work.masks, out.masks)
         if any(p.seg is not None for p in cohort.patients.values()):
@@ -172,7 +174,8 @@ class RadiomicsStage(RunStage):
                                 manual=True,
                                 auto_masks=SegmentFiles.of(ctx).masks if auto else None,
                                 region=rad.region, n_jobs=cfg.run.n_jobs, progress=progress(),
-                                raise_on_failure=False, peritumoural_mm=rad.peritumoural_mm)
+                                raise_on_failure=False, peritumoural_mm=rad.peritumoural_mm,
+                                executor=executor(cfg))
         for path in res.files.values():
             shutil.copy2(path, ctx.out_dir / Path(path).name)
         for note in res.notes:
