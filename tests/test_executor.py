@@ -280,6 +280,14 @@ def test_validate_and_preprocess_through_the_cluster(cluster, cohort_dir, tmp_pa
 
 
 # ------------------------------------------------------------------------- no cluster needed
+def test_no_scheduler_address_starts_a_local_dask_cluster():
+    lines: list[str] = []
+    got = run_cases(abs, [-1, 2, -3], executor=Executor("dask", None, n_workers=1,
+                                                        echo=lines.append))
+    assert got == [1, 2, 3]
+    assert len(lines) == 1 and ", 1 worker(s); dashboard http://" in lines[0]
+
+
 def test_local_run_cases_keeps_order_and_raises():
     assert run_cases(abs, [-3, 2, -1]) == [3, 2, 1]
     assert run_cases(abs, [-3, 2, -1], jobs=2) == [3, 2, 1]  # loky processes, item order

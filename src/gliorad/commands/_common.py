@@ -53,11 +53,14 @@ def check_jobs(jobs: int) -> int:
 
 def executor_of(scheduler: str | None, jobs: int = 2) -> Any:
     """``--scheduler``: None (this machine), or the :class:`gliorad.executor.Executor` of a
-    Dask cluster at that address (``local``: a local Dask cluster of ``jobs`` workers)."""
+    Dask cluster at that address (``local``: a local Dask cluster of ``jobs`` workers, -1: one
+    per core)."""
+    import os
+
     from gliorad.executor import Executor
 
-    return Executor.from_options(scheduler, jobs if jobs > 0 else 2, echo=lambda line: typer.echo(
-        line, err=True))
+    workers = jobs if jobs > 0 else (os.cpu_count() or 2)
+    return Executor.from_options(scheduler, workers, echo=lambda line: typer.echo(line, err=True))
 
 
 def echo_batch(result: Any, summary: str) -> None:
