@@ -118,7 +118,7 @@ def test_check_masks_flags_each_kind(tmp_path):
     assert table["volume_ml"].tolist() == pytest.approx([n * voxel_ml for n in shapes.values()])
     assert (table["action"] == "kept").all()
     summary = qc_summary(table, b, "manual")
-    assert summary["counts"] == {"ok": 1, "empty": 1, "small": 1, "large": 1}
+    assert summary["counts"] == {"ok": 1, "empty": 1, "small": 1, "large": 1, "disagree": 0}
     assert [r["patient_id"] for r in summary["flagged"]] == ["E", "S", "L"]
     assert "disagreement between folds" in summary["not_checked"]
 
@@ -267,13 +267,15 @@ def test_run_flags_replaces_or_excludes_and_warns(tmp_path, monkeypatch):
     res = runner.invoke(app, ["run", str(cfg), "--workspace", str(ws), "--until", "radiomics"])
     assert res.exit_code == 0, res.output
     qc = pd.read_csv(ws / "segment" / "qc.csv", dtype={"patient_id": str}).set_index("patient_id")
-    assert list(qc.columns) == ["volume_ml", "components", "largest_fraction", "flag", "reason",
+    assert list(qc.columns) == ["volume_ml", "components", "largest_fraction", "fold_agreement",
+                                "flag", "reason",
                                 "action"]
     assert qc.loc[empty, "flag"] == "empty" and qc.loc[huge, "flag"] == "large"
     assert (qc.drop(index=[empty, huge])["flag"] == "ok").all()
     assert set(qc.loc[[empty, huge], "action"]) == {"replaced_by_manual"}
     summary = json.loads((ws / "segment" / "qc.json").read_text(encoding="utf-8"))
-    assert summary["counts"] == {"ok": len(ids) - 2, "empty": 1, "small": 0, "large": 1}
+    assert summary["counts"] == {"ok": len(ids) - 2, "empty": 1, "small": 0, "large": 1,
+                                 "disagree": 0}
     assert summary["bounds"]["n_reference"] == len(seen["train_ids"])
     # the evaluation is of the raw predictions: Dice 0 for the empty one, not 1
     ev = pd.read_csv(ws / "segment" / "evaluation" / "evaluation.csv", dtype={"patient_id": str})

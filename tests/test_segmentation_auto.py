@@ -304,6 +304,7 @@ def test_cli_auto_two_folds_plans_ensembles_and_chooses_postprocessing(synth4, t
     cohort = discover_cohort(synth4, CohortConfig(sequences=m.config.sequences))
     prov = predict_cohort(cohort, m, tmp_path / "masks", progress=False)
     assert len(prov["patients"]) == 4
+    assert all(0 <= r["fold_agreement"] <= 1 for r in prov["patients"].values())
     # finished: a second call keeps the model
     r = CliRunner().invoke(app, ["train", str(synth4), "--out", str(model), "--config", str(cfg_path),
                                  "--folds", "2", "--no-progress"])
@@ -327,3 +328,30 @@ def test_spacing_setting_checks():
     assert SegmentationConfig(spacing=(0.9, 0.9, 5.5)).spacing == (0.9, 0.9, 5.5)
     with pytest.raises(ValueError, match=r"spacing .* must be positive"):
         SegmentationConfig(spacing=(1.0, 0.0, 1.0))
+
+
+def test_fold_agreement_and_the_disagree_flag(tmp_path):
+    from gliorad.segmentation.infer import fold_agreement
+    from gliorad.segmentation.qc import check_masks, qc_summary, volume_bounds
+
+    a = np.zeros((1, 4, 4, 4), np.float32)
+    a[0, :2] = 0.9  # 32 voxels
+    b = np.zeros_like(a)
+    b[0, 1:3] = 0.9  # 32 voxels, 16 shared: Dice 0.5
+    assert fold_agreement([a, a], 0.5) == 1.0
+    assert fold_agreement([a, b], 0.5) == pytest.approx(0.5)
+    assert fold_agreement([a, b, a], 0.5) == pytest.approx((0.5 + 1.0 + 0.5) / 3)
+    assert fold_agreement([np.zeros_like(a)] * 2, 0.5) == 1.0  # two empty masks agree
+    mask = np.zeros((6, 6, 6), np.uint8)
+    mask[2:4, 2:4, 2:4] = 1
+    for pid in ("A", "B", "C"):
+        _write(mask, tmp_path / f"{pid}.nii.gz", (1.0, 1.0, 1.0))
+    bounds = volume_bounds([])
+    table = check_masks(tmp_path, ["A", "B", "C"], bounds, {"A": 0.9, "B": 0.3}, 0.5)
+    flags = dict(zip(table["patient_id"], table["flag"]))
+    assert flags == {"A": "ok", "B": "disagree", "C": "ok"}
+    assert "mean pairwise Dice 0.300 < 0.5" in table.set_index("patient_id").loc["B", "reason"]
+    summary = qc_summary(table, bounds, "manual", 0.5)
+    assert summary["counts"]["disagree"] == 1 and "not_checked" not in summary
+    assert "folds' mean pairwise Dice below 0.5" in summary["rule"]
+    assert "not_checked" in qc_summary(check_masks(tmp_path, ["A"], bounds), bounds, "manual")

@@ -173,10 +173,14 @@ class MaskCheckConfig(Strict):
     Fewer than :data:`gliorad.segmentation.qc.MIN_REFERENCE` training volumes: only empty masks
     are flagged."""
 
+    OMITTED_AT_DEFAULT = ("min_fold_agreement",)
+
     quantile: float = Field(0.01, ge=0, lt=0.5, description="reference quantile of the training "
                             "volumes (0: their minimum and maximum)")
     small: float = Field(0.5, gt=0, le=1, description="flag below small x the low reference")
     large: float = Field(2.0, ge=1, description="flag above large x the high reference")
+    min_fold_agreement: float = Field(0.5, ge=0, le=1, description="a k-fold ensemble's mask is "
+                                      "flagged when its folds' mean pairwise Dice is below this")
 
 
 class SegmentationConfig(Strict):

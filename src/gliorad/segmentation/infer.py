@@ -41,6 +41,7 @@ __all__ = [
     "FoldEnsemble",
     "SegmentationModel",
     "build_network",
+    "fold_agreement",
     "foreground_box",
     "inference_window",
     "label_names",
@@ -213,10 +214,29 @@ def probabilities_to_labels(prob: np.ndarray, cfg: SegmentationConfig, regions: 
     return out
 
 
+def fold_agreement(probs: Sequence[np.ndarray], threshold: float) -> float:
+    """Mean pairwise Dice of the folds' whole-tumour masks (channel 0 at ``threshold``): 1 when
+    the folds agree (two empty masks agree), low when they segment different things."""
+    from gliorad.segmentation.evaluate import dice_score
+
+    masks = [p[0] >= threshold for p in probs]
+    pairs = [dice_score(a, b) for i, a in enumerate(masks) for b in masks[i + 1:]]
+    return float(np.mean(pairs))
+
+
 def predict_case(model: torch.nn.Module, case: Case, cfg: SegmentationConfig,
-                 regions: Mapping[str, Sequence[int]], device: torch.device) -> np.ndarray:
-    """Label array (z, y, x) in the patient's input geometry."""
-    prob = predict_volume(model, case.image, case.brain, cfg, device)
+                 regions: Mapping[str, Sequence[int]], device: torch.device,
+                 record: dict[str, Any] | None = None) -> np.ndarray:
+    """Label array (z, y, x) in the patient's input geometry. A :class:`FoldEnsemble` is
+    predicted fold by fold, the probabilities averaged; ``record`` (when given) then receives
+    ``fold_agreement`` (:func:`fold_agreement`, on the working grid)."""
+    if isinstance(model, FoldEnsemble):
+        probs = [predict_volume(m, case.image, case.brain, cfg, device) for m in model.members]
+        prob = np.mean(probs, axis=0)
+        if record is not None:
+            record["fold_agreement"] = fold_agreement(probs, cfg.inference.threshold)
+    else:
+        prob = predict_volume(model, case.image, case.brain, cfg, device)
     geo = case.grid
     if case.resampled:
         chans = []
@@ -300,13 +320,14 @@ def segment_case(model: SegmentationModel, cohort: Cohort, pid: str, device: tor
     """
     cfg = model.config
     case = load_case(cohort, pid, cfg, with_label=False)
-    labels = predict_case(model.network, case, cfg, model.regions, device)
+    agreement: dict[str, Any] = {}
+    labels = predict_case(model.network, case, cfg, model.regions, device, agreement)
     box = foreground_box(case.brain) if cfg.inference.crop_foreground else case.brain.shape
     box_shape = [b.stop - b.start for b in box] if cfg.inference.crop_foreground else list(box)
     record = {"predicted_box": box_shape, "window": list(inference_window(box_shape, cfg)),
               "native_spacing": list(case.native.spacing),
               "working_spacing": list(case.grid.spacing),
-              "tumour_voxels": int((labels > 0).sum())}
+              "tumour_voxels": int((labels > 0).sum()), **agreement}
     return array_to_image(labels, case.native), record
 
 

@@ -12,7 +12,8 @@ settings, each decision with its reason (``plans.json`` in the model folder):
   brain box would hold more than ``plan.volume_voxels`` voxels, the finest axes are coarsened
   (by 10 % a step, never beyond the coarsest axis): the time / memory budget.
 * **Patch size**: the median brain box at that spacing, shrunk along its longest extent (mm) until
-  it has at most ``plan.patch_voxels`` voxels, then rounded up to a multiple of the pooling.
+  it has at most ``plan.patch_voxels`` voxels, then rounded to the nearest multiple of the
+  pooling (smaller volumes are zero-padded for training; prediction covers the whole brain).
 * **Pooling and depth**: level by level, an axis is pooled (factor 2) while its patch size stays
   at least ``plan.min_bottleneck`` voxels and its current spacing is at most twice the finest
   current spacing (so a thick-slice axis is pooled only once the in-plane axes have caught up),
@@ -138,9 +139,9 @@ def plan_from_fingerprint(fp: dict[str, Any], cfg: SegmentationConfig) -> tuple[
         patch[axis] = max(plan.min_bottleneck, int(patch[axis] * 0.9))
     strides = _strides(patch, sp_zyx, plan)
     multiple = [math.prod(st[a] for st in strides) for a in range(3)]
-    patch = [max(m, math.ceil(n / m) * m) for n, m in zip(patch, multiple)]
+    patch = [max(m, math.floor(n / m + 0.5) * m) for n, m in zip(patch, multiple)]
     why.append(f"median brain box {shape} voxels (z, y, x) at that spacing; patch {patch} "
-               f"(at most about {plan.patch_voxels} voxels, a multiple of the pooling {multiple})")
+               f"(about {plan.patch_voxels} voxels at most, the nearest multiple of the pooling {multiple})")
     levels = len(strides)
     if levels == 0:
         raise GlioradInputError(

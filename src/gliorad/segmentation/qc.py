@@ -14,12 +14,16 @@ volumes of the manual masks the U-Net trained on (:func:`reference_volumes`,
 ``large``
     above ``large`` x the ``1 - quantile`` of the training volumes (defaults 2 x the 99th
     percentile);
+``disagree``
+    a k-fold ensemble's folds disagree: the mean pairwise Dice of their masks
+    (:func:`~gliorad.segmentation.infer.fold_agreement`, recorded per patient in
+    ``prediction.json``) is below ``min_fold_agreement`` (default 0.5); a single network has no
+    such check;
 ``ok``
     otherwise.
 
 With fewer than :data:`MIN_REFERENCE` training volumes there are no volume bounds and only empty
-masks are flagged. Disagreement between the folds of a k-fold ensemble is not checked: the
-segment stage trains one network. The components are reported, not flagged on.
+masks (and disagreeing folds) are flagged. The components are reported, not flagged on.
 
 :func:`handle_flagged` applies a run's ``segmentation.flagged``: ``manual`` replaces a flagged mask
 in the mask folder by the patient's manual mask where one exists (action
@@ -45,14 +49,14 @@ __all__ = ["ACTIONS", "FLAGS", "MIN_REFERENCE", "QC_COLUMNS", "VolumeBounds", "c
            "volume_bounds"]
 
 #: The flags, passing first.
-FLAGS = ("ok", "empty", "small", "large")
+FLAGS = ("ok", "empty", "small", "large", "disagree")
 #: What happened to a mask: kept, replaced by the manual one, or left out (patient excluded).
 ACTIONS = ("kept", "replaced_by_manual", "excluded")
 #: Training volumes needed for the volume bounds (fewer: only empty masks are flagged).
 MIN_REFERENCE = 5
 #: The columns of the segment stage's ``qc.csv``.
-QC_COLUMNS = ("patient_id", "volume_ml", "components", "largest_fraction", "flag", "reason",
-              "action")
+QC_COLUMNS = ("patient_id", "volume_ml", "components", "largest_fraction", "fold_agreement",
+              "flag", "reason", "action")
 
 
 @dataclass(frozen=True)
@@ -161,9 +165,12 @@ def reference_volumes(cohort: Any, ids: Iterable[str]) -> dict[str, float]:
     return out
 
 
-def check_masks(mask_dir: str | Path, ids: Iterable[str], bounds: VolumeBounds):
+def check_masks(mask_dir: str | Path, ids: Iterable[str], bounds: VolumeBounds,
+                agreement: Mapping[str, float] | None = None, min_agreement: float = 0.5):
     """The check of each patient's mask ``<mask_dir>/<id>.nii.gz`` (patients without one are
-    left out): a table of :data:`QC_COLUMNS` with action ``kept`` (see :func:`handle_flagged`)."""
+    left out): a table of :data:`QC_COLUMNS` with action ``kept`` (see :func:`handle_flagged`).
+    ``agreement``: each patient's fold agreement (a k-fold ensemble's masks); a mask whose
+    volume passes is flagged ``disagree`` below ``min_agreement``."""
     import pandas as pd
 
     from gliorad.segmentation.infer import mask_path
@@ -176,7 +183,12 @@ def check_masks(mask_dir: str | Path, ids: Iterable[str], bounds: VolumeBounds):
         arr, voxel_ml = _read(path)
         m = mask_measures(arr, voxel_ml)
         flag, reason = flag_volume(m["volume_ml"], bounds)
-        rows.append({"patient_id": pid, **m, "flag": flag, "reason": reason, "action": "kept"})
+        agree = (agreement or {}).get(pid)
+        if flag == "ok" and agree is not None and agree < min_agreement:
+            flag, reason = "disagree", (f"the folds' masks agree with mean pairwise Dice "
+                                        f"{agree:.3f} < {min_agreement:g}")
+        rows.append({"patient_id": pid, **m, "fold_agreement": agree, "flag": flag,
+                     "reason": reason, "action": "kept"})
     return pd.DataFrame(rows, columns=list(QC_COLUMNS))
 
 
@@ -215,18 +227,22 @@ def handle_flagged(table, mask_dir: str | Path, raw_dir: str | Path, cohort: Any
     return out
 
 
-def qc_summary(table, bounds: VolumeBounds, flagged: str) -> dict[str, Any]:
-    """``qc.json``: counts by flag and action, the bounds and rule, and the flagged masks."""
+def qc_summary(table, bounds: VolumeBounds, flagged: str, min_agreement: float | None = None
+               ) -> dict[str, Any]:
+    """``qc.json``: counts by flag and action, the bounds and rule, and the flagged masks;
+    ``min_agreement`` is given when the masks came from a k-fold ensemble."""
     bad = table[table["flag"] != "ok"]
+    folds = (f"disagree: the folds' mean pairwise Dice below {min_agreement:g}"
+             if min_agreement is not None else None)
     return {
         "n_masks": len(table),
         "counts": {f: int((table["flag"] == f).sum()) for f in FLAGS},
         "actions": {a: int((table["action"] == a).sum()) for a in ACTIONS},
         "flagged_handling": flagged,
-        "rule": bounds.rule(),
+        "rule": bounds.rule() + (f"; {folds}" if folds else ""),
         "bounds": bounds.as_json(),
-        "not_checked": "disagreement between folds (the segment stage trains one network, "
-                       "no k-fold ensemble)",
+        **({} if folds else {"not_checked": "disagreement between folds (one network, no "
+                                              "k-fold ensemble)"}),
         "flagged": [_record(r) for r in bad.to_dict("records")],
     }
 

@@ -71,6 +71,14 @@ class PatchDataset(torch.utils.data.Dataset):
 AFFINE_MARGIN = 1.3
 
 
+def crop_size(cfg: SegmentationConfig) -> tuple[int, ...]:
+    """The size of the crop a training patch is drawn from: the patch, or with a random
+    rotation / scaling :data:`AFFINE_MARGIN` times it (smaller volumes are zero-padded to it)."""
+    if cfg.augment.affine:
+        return tuple(math.ceil(p * AFFINE_MARGIN) for p in cfg.patch_size)
+    return tuple(cfg.patch_size)
+
+
 def patch_transforms(cfg: SegmentationConfig) -> Any:
     """The MONAI transforms drawing and augmenting the training patches of ``cfg``: with only the
     paper's augmentations switched on, exactly the paper's chain (crop, flips, intensity scale
@@ -90,8 +98,7 @@ def patch_transforms(cfg: SegmentationConfig) -> Any:
 
     aug = cfg.augment
     keys = ["image", "label"]
-    crop = (tuple(math.ceil(p * AFFINE_MARGIN) for p in cfg.patch_size) if aug.affine
-            else cfg.patch_size)
+    crop = crop_size(cfg)
     chain: list[Any] = [RandCropByPosNegLabeld(
         keys, label_key="label", spatial_size=crop, pos=cfg.pos_fraction,
         neg=1.0 - cfg.pos_fraction, num_samples=cfg.samples_per_volume,
@@ -290,7 +297,7 @@ def train_segmentation(
     if plan_record is not None:
         write_json(plan_record, out / "plans.json")
     write_json(cfg_json, out / "config.json")
-    cache = CaseCache(cohort, cfg, regions, cfg.patch_size)
+    cache = CaseCache(cohort, cfg, regions, crop_size(cfg))
     t0 = time.perf_counter()
     results, members = [], []
     for k, ((tr, va), ckpt) in enumerate(zip(splits, fold_dirs)):

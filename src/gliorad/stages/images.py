@@ -120,12 +120,18 @@ def check_run_masks(ctx: StageContext, cfg: RunConfig, cohort, out: SegmentFiles
 
     seg = cfg.segmentation
     bounds = volume_bounds(reference_volumes(cohort, train_ids).values(), seg.qc)
-    table = handle_flagged(check_masks(out.masks, cohort.ids, bounds), out.masks, out.flagged,
-                           cohort, seg.flagged, seg.label_mode)
-    summary = qc_summary(table, bounds, seg.flagged)
+    prov_path = out.masks / "prediction.json"
+    records = (json.loads(prov_path.read_text(encoding="utf-8")).get("patients", {})
+               if prov_path.is_file() else {})
+    agreement = {pid: float(r["fold_agreement"]) for pid, r in records.items()
+                 if r.get("fold_agreement") is not None}
+    table = handle_flagged(
+        check_masks(out.masks, cohort.ids, bounds, agreement, seg.qc.min_fold_agreement),
+        out.masks, out.flagged, cohort, seg.flagged, seg.label_mode)
+    summary = qc_summary(table, bounds, seg.flagged,
+                         seg.qc.min_fold_agreement if agreement else None)
     write_text(table.to_csv(index=False), out.qc_table)
     write_json(summary, out.qc_summary)
-    prov_path = out.masks / "prediction.json"
     if summary["flagged"] and prov_path.is_file():
         prov = json.loads(prov_path.read_text(encoding="utf-8"))
         for r in summary["flagged"]:
