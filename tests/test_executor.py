@@ -198,7 +198,7 @@ def test_a_worker_killed_while_it_holds_a_case_loses_no_case(cluster, cohort_dir
 
     thread = threading.Thread(target=run)
     with Client(cluster.address, timeout=30) as watch:
-        names = {w["name"]: a for a, w in watch.scheduler_info(n_workers=-1)["workers"].items()}
+        names = {w["name"]: a for a, w in watch.scheduler_info()["workers"].items()}
         thread.start()
         deadline = time.monotonic() + 120
         while not watch.processing(workers=[names["w2"]]).get(names["w2"]):

@@ -150,7 +150,7 @@ class Executor:
                     f"Dask scheduler {self.scheduler}: no answer ({err}); start one with 'dask "
                     "scheduler' and workers with 'dask worker ADDRESS' (docs/scaling.md)") from err
             _check_workers(client)
-            n = len(client.scheduler_info(n_workers=-1).get("workers", {}))
+            n = len(client.nthreads())
             say(f"dask: {client.scheduler.address}, {n} worker(s)"
                 + ("" if n else " (the cases wait until a worker joins)")
                 + f"; dashboard {_dashboard(client)}")
@@ -159,7 +159,7 @@ class Executor:
 
 def _dashboard(client: Any) -> str:
     """The dashboard's address, when the scheduler serves one (its plots need bokeh there)."""
-    if "dashboard" not in client.scheduler_info(n_workers=0).get("services", {}):
+    if "dashboard" not in client.scheduler_info().get("services", {}):
         return "not served (a scheduler started with its dashboard, and bokeh, serves one)"
     return str(client.dashboard_link)
 
