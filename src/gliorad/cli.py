@@ -26,6 +26,7 @@ from gliorad.commands.report import report as report_cmd
 from gliorad.commands.run import config_app
 from gliorad.commands.run import run as run_cmd
 from gliorad.commands.segment import app as segment_app
+from gliorad.commands.serve import serve_cmd
 from gliorad.commands.survival import app as survival_app
 from gliorad.errors import GlioradInputError
 
@@ -44,6 +45,7 @@ app.command("run")(run_cmd)
 app.add_typer(config_app, name="config")
 app.command("report")(report_cmd)
 app.command("predict")(predict_cmd)
+app.command("serve")(serve_cmd)
 
 
 def _version(value: bool) -> None:

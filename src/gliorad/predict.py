@@ -59,7 +59,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -83,12 +83,16 @@ from gliorad.io import (
 )
 from gliorad.predict_page import fmt_values, overlays, summary_page
 
-__all__ = ["OUTPUT_FILES", "find_patient", "parse_clinical_values", "predict_patient"]
+__all__ = ["OUTPUT_FILES", "PROGRESS_STEPS", "clinical_fields", "find_patient",
+           "parse_clinical_values", "predict_patient"]
 
 #: Files written into ``out_dir``.
 OUTPUT_FILES = {"mask": "mask.nii.gz", "features": "features.csv", "json": "prediction.json",
                 "html": "summary.html"}
 NUMERIC_FACTORS = ("age",)
+#: The steps :func:`predict_patient` reports to its ``progress`` callback, in order (a step the
+#: bundle or the inputs do not need is skipped).
+PROGRESS_STEPS = ("preprocessing", "segmentation", "features", "grading", "survival", "writing")
 
 
 # ------------------------------------------------------------------------------------ files
@@ -360,6 +364,38 @@ def parse_clinical_values(values: Mapping[str, str], coding: Any, clinical_cfg: 
     return out, problems, notes
 
 
+def clinical_fields(bundle: ModelBundle) -> list[dict[str, Any]]:
+    """The clinical factors the bundle's nomograms take, for a form: one dict per factor with
+    ``name``, ``kind`` (``number``: ``min`` / ``max``; ``choice``: the accepted ``choices``, the
+    spellings :func:`parse_clinical_values` takes) and the ``nomograms`` that need it; empty
+    without survival models. The signature term is not a clinical factor."""
+    from gliorad.clinical import allowed_values
+
+    models = bundle.survival
+    if models is None:
+        return []
+    ccfg = _clinical_config(bundle)
+    tables = allowed_values(ccfg)
+    fields: dict[str, dict[str, Any]] = {}
+    for which in ("integrated", "clinical"):
+        nom = getattr(models, f"nomogram_{which}")
+        if nom is None:
+            continue
+        for f in nom.design.names:
+            if f == models.signature_term:
+                continue
+            if f not in fields:
+                if f in NUMERIC_FACTORS or f not in tables:  # as parse_clinical_values reads it
+                    lo, hi = ccfg.age_range if f == "age" else (None, None)
+                    fields[f] = {"name": f, "kind": "number", "min": lo, "max": hi}
+                else:
+                    fields[f] = {"name": f, "kind": "choice",
+                                 "choices": _accepted(f, ccfg, models.coding)}
+                fields[f]["nomograms"] = []
+            fields[f]["nomograms"].append(which)
+    return list(fields.values())
+
+
 def _clinical_config(bundle: ModelBundle) -> Any:
     from pydantic import ValidationError
 
@@ -485,6 +521,7 @@ def predict_patient(
     clinical: dict[str, str] | None = None,
     mask: Path | None = None,
     n_jobs: int = 1,
+    progress: Callable[[str], None] | None = None,
 ) -> dict:
     """Predict one patient with a model bundle; see the module docstring for the steps.
 
@@ -503,6 +540,8 @@ def predict_patient(
         A tumour mask on the images' grid to use instead of the bundle's segmentation.
     n_jobs : int
         Processes for the radiomics of the sequences (-1: all cores).
+    progress : callable, optional
+        Called with the name of each step (:data:`PROGRESS_STEPS`) as it starts.
 
     Returns
     -------
@@ -517,11 +556,13 @@ def predict_patient(
     if mask is None and b.segmentation is None:
         raise GlioradInputError(f"{b.path}: the bundle has no segmentation model; give the tumour "
                                 "mask (--mask)")
+    step = progress or (lambda name: None)
     sequences = b.sequences
     notes: list[str] = []
     pre = b.inputs.get("preprocess")
     pre_record = None
     if pre:
+        step("preprocessing")
         cohort, pid, pre_record, pre_mask = _preprocess(patient_dir, pre, out, sequences, mask,
                                                         b.config.get("cohort"))
         notes.append("preprocessed with the bundle's settings (gliorad preprocess)"
@@ -546,6 +587,7 @@ def predict_patient(
         if pre:
             mask_record.update(given_file=str(mask), sha256=file_hash(mask))
     else:
+        step("segmentation")
         mask_img, mask_record = _segment(b, cohort, pid)
     mask_arr = sitk.GetArrayFromImage(mask_img)
     n_vox = int(np.count_nonzero(mask_arr))
@@ -590,6 +632,7 @@ def predict_patient(
     uses_head_2d = b.survival is not None and bool(
         set(CROSS_FIT_COLUMNS_2D.values()) & set(b.feature_columns("survival")))
 
+    step("features")
     with tempfile.TemporaryDirectory(prefix="gliorad-predict-") as tmp_name:
         tmp = Path(tmp_name)
         work_files: dict[str, Path] = {}
@@ -640,6 +683,7 @@ def predict_patient(
     grading: dict[str, Any] | None = None
     grade = None
     if b.grading is not None:
+        step("grading")
         gcols = b.feature_columns("grading")
         X = pd.DataFrame([{c: features[c] for c in gcols}], index=pd.Index([pid], name="patient_id"))
         prob = float(b.grading.decision_score(X)[0])
@@ -657,6 +701,7 @@ def predict_patient(
     messages: list[str] = []
     survival: dict[str, Any] | None = None
     if b.survival is not None:
+        step("survival")
         survival, messages = _survival(b, features, clinical or {}, grade)
         if cnn2d_out is not None:
             from gliorad.features.deep2d import risk_score
@@ -693,6 +738,7 @@ def predict_patient(
         "files": {k: str(out / v) for k, v in OUTPUT_FILES.items()},
     }
     result = json.loads(json.dumps(result, default=json_default))
+    step("writing")
     out.mkdir(parents=True, exist_ok=True)
     # prediction.json is written last and marks a complete prediction: an older one goes first
     (out / OUTPUT_FILES["json"]).unlink(missing_ok=True)
