@@ -501,6 +501,30 @@ def test_token_required(built, bundle, tmp_path):
     assert TestClient(app2).get("/api/info").status_code == 401
 
 
+def test_a_bundle_without_segmentation_asks_for_the_mask(built, tmp_path):
+    """A bundle with neither segmentation nor survival models (as test_predict makes one): the
+    form has no clinical factor, an upload without a mask is refused, one with it accepted."""
+    from gliorad.bundle import save_model_bundle
+    from gliorad.features.radiomics import load_params
+
+    s = built.sources
+    path = save_model_bundle(tmp_path / "b", config={}, segmentation=None, cnn3d=s["cnn3d"],
+                             cnn2d=None, grading=s["grading"], survival=None,
+                             radiomics_params=load_params("fast"), info={"working_spacing": [4] * 3})
+    client = TestClient(create_app(ServeSettings(bundle=path, data=tmp_path / "data")))
+    info = client.get("/api/info").json()
+    assert info["models"] == {"segmentation": False, "grading": True, "survival": False}
+    assert info["clinical"] == []
+    r = client.post("/api/jobs", files=_files(built))
+    assert r.status_code == 422 and r.json()["detail"] == (
+        "this bundle has no segmentation model: send the tumour mask (a NIfTI label mask on the "
+        "images' grid) in 'mask'")
+    seg = built.cohort / built.held_out / f"{built.held_out}_seg.nii.gz"
+    r = client.post("/api/jobs", files=[*_files(built), ("mask", (seg.name, seg.read_bytes(), "x"))])
+    assert r.status_code == 202
+    assert r.json()["steps"] == ["queued", "features", "grading", "writing", "viewer"]
+
+
 def test_restart_keeps_results_and_runs_unfinished_jobs_and_results_expire(service, built,
                                                                           bundle):
     """A second service over the same data folder serves the finished jobs and queues again

@@ -462,6 +462,9 @@ def create_app(settings: ServeSettings, bundle: Any = None) -> FastAPI:
             raise ServeError(422, "no images: send the sequences this bundle's models need ("
                                   f"{', '.join(b.sequences)}) as NIfTI files in form fields named "
                                   "after them, or one ZIP in 'study'")
+        if b.segmentation is None and not _given(mask):
+            raise ServeError(422, "this bundle has no segmentation model: send the tumour mask "
+                                  "(a NIfTI label mask on the images' grid) in 'mask'")
         job_id, folder = manager.new_upload()
         submitted = False
         try:

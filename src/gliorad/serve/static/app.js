@@ -83,13 +83,20 @@ function showProblems(el, problems) {
 }
 
 // ------------------------------------------------------------------------------ start
-async function start() {
+// The token in the address (#token=..., as gliorad serve prints it): kept, then dropped from
+// the address bar and history.
+function tokenFromAddress() {
   const hash = new URLSearchParams(location.hash.slice(1));
-  if (hash.get("token")) {
-    state.token = hash.get("token");
-    sessionStorage.setItem("gliorad-token", state.token);
-    history.replaceState(null, "", location.pathname);
-  }
+  if (!hash.get("token")) return false;
+  state.token = hash.get("token");
+  sessionStorage.setItem("gliorad-token", state.token);
+  history.replaceState(null, "", location.pathname);
+  return true;
+}
+
+async function start() {
+  tokenFromAddress();
+  window.addEventListener("hashchange", () => { if (tokenFromAddress()) loadInfo(); });
   $("token-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     state.token = $("token").value.trim();
@@ -127,6 +134,11 @@ async function loadInfo() {
   $("need-line").textContent = info.zip_only ? "one ZIP laid out as the bundle's files"
     : info.sequences.join(", ");
   buildClinical(info.clinical);
+  if (!info.models.segmentation) {  // the mask is needed: shown, and asked for
+    $("options").open = true;
+    $("mask-line").firstChild.textContent = "Tumour mask (required: this bundle has no " +
+      "segmentation model; a NIfTI label mask on the images' grid) ";
+  }
   renderAssign();
 }
 
@@ -175,6 +187,7 @@ function setupDrop() {
   }
   drop.addEventListener("drop", (e) => addFiles(e.dataTransfer.files));
   $("files").addEventListener("change", () => { addFiles($("files").files); $("files").value = ""; });
+  $("mask").addEventListener("change", renderAssign);
 }
 
 function addFiles(list) {
@@ -231,6 +244,7 @@ function renderAssign() {
     }
     if (info.zip_only) problems.push("this bundle takes one ZIP");
   }
+  if (!info.models.segmentation && !$("mask").files.length) problems.push("the tumour mask");
   $("assign-status").textContent = rows.length === 0 ? "" :
     (problems.length ? "Still needed: " + problems.join("; ") : "Ready.");
   $("submit").disabled = problems.length > 0 || rows.length === 0;
