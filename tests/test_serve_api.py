@@ -525,6 +525,42 @@ def test_a_bundle_without_segmentation_asks_for_the_mask(built, tmp_path):
     assert r.json()["steps"] == ["queued", "features", "grading", "writing", "viewer"]
 
 
+def test_a_bundle_that_preprocesses_names_the_patient_by_its_folder(built, tmp_path):
+    """A bundle whose run preprocessed (the cheap ``brats`` preset): the upload is checked with
+    the preprocessing's own file matching, and the patient folder takes the form's id (or
+    ``patient`` for files at the top of the archive), as gliorad preprocess names patients."""
+    from gliorad.bundle import save_model_bundle
+    from gliorad.features.radiomics import load_params
+    from gliorad.preprocess.config import make_config
+
+    s = built.sources
+    pre = make_config("brats", sequences=SEQUENCES, reference="t1ce").model_dump(mode="json")
+    path = save_model_bundle(tmp_path / "b", config={"preprocess": pre}, segmentation=None,
+                             cnn3d=s["cnn3d"], cnn2d=None, grading=s["grading"], survival=None,
+                             radiomics_params=load_params("fast"), info={"working_spacing": [4] * 3})
+    app = create_app(ServeSettings(bundle=path, data=tmp_path / "data"))
+    client = TestClient(app)
+    seg = built.cohort / built.held_out / f"{built.held_out}_seg.nii.gz"
+    mask = ("mask", (seg.name, seg.read_bytes(), "x"))
+    flat = _zip_bytes({p.name: p.read_bytes() for p in (_path(built, q) for q in SEQUENCES)})
+    for data, expected in (({}, "patient"), ({"patient_id": "P9"}, "P9")):
+        r = client.post("/api/jobs", files=[("study", ("s.zip", flat, "x")), mask], data=data)
+        assert r.status_code == 202, r.text
+        job = r.json()
+        assert job["patient_id"] == expected and job["steps"][1] == "preprocessing"
+        task = app.state.manager.get(job["id"]).task
+        assert task["patient_dir"] == f"upload/study/{expected}"
+        assert (app.state.manager.job_dir(job["id"]) / task["patient_dir"]
+                / _path(built, "t1").name).is_file()
+    # the preprocessing's patterns find no T2: refused at upload with their message
+    two = _zip_bytes({p.name: p.read_bytes() for p in (_path(built, q) for q in ("t1", "t1ce"))})
+    r = client.post("/api/jobs", files=[("study", ("s.zip", two, "x")), mask])
+    assert r.status_code == 422 and r.json()["detail"].startswith(
+        "patient: missing t2 image: no file matches patterns ['*t2', '*t2w', '!*flair*'] (files: "
+        f"{built.held_out}_t1.nii.gz, {built.held_out}_t1ce.nii.gz)"), r.text
+    assert os.listdir(tmp_path / "data" / "incoming") == []
+
+
 def test_restart_keeps_results_and_runs_unfinished_jobs_and_results_expire(service, built,
                                                                           bundle):
     """A second service over the same data folder serves the finished jobs and queues again

@@ -312,6 +312,8 @@ class _Intake:
         archive.unlink()
         root = patient_root(self.up / "study")
         kind = study_kind(root, self.limits, base=self.up / "study")
+        if self.pre:
+            root = self._name_patient_folder(root, pid)
         if self.pre or kind == "nifti":
             found = self.verify(root)
             return {"patient_dir": root.relative_to(self.folder).as_posix()}, found, f"zip-{kind}"
@@ -325,6 +327,24 @@ class _Intake:
             raise self._problems(GlioradInputError(ident.problems))
         return ({"study_dir": root.relative_to(self.folder).as_posix(), "convert_dicom": True},
                 pid or "patient", "zip-dicom")
+
+    def _name_patient_folder(self, root: Path, pid: str | None) -> Path:
+        """A bundle that preprocesses names the patient by its folder (as ``gliorad preprocess``
+        does): the folder is renamed to the form's patient id, or to ``patient`` when the
+        archive's files lie at its top or in a folder with a generic name (``DICOM``, ...)."""
+        from gliorad.preprocess.inputs import GENERIC_FOLDER_NAMES
+
+        study = self.up / "study"
+        flat = root == study
+        name = pid or ("patient" if flat or root.name.lower() in GENERIC_FOLDER_NAMES else None)
+        if name is None or (not flat and root.name == name):
+            return root
+        if flat:
+            moved = self.up / "study-files"
+            study.rename(moved)
+            study.mkdir()
+            return moved.rename(study / name)
+        return root.rename(root.parent / name)  # patient_root: the only entry of its parent
 
     def mask(self, upload: UploadFile) -> str:
         name = Path(upload.filename or "").name
