@@ -14,7 +14,7 @@ from pydantic import Field, field_validator
 from gliorad.errors import check_option
 from gliorad.settings import Strict
 
-__all__ = ["DEVICES", "RESUMABLE_CHANGES", "SCHEDULES", "TrainConfig"]
+__all__ = ["DATA_DEVICES", "DEVICES", "LOADERS", "RESUMABLE_CHANGES", "SCHEDULES", "TrainConfig"]
 
 DEVICES: dict[str, str] = {
     "auto": "CUDA when available, else CPU",
@@ -31,8 +31,26 @@ SCHEDULES: dict[str, str] = {
     "cosine": "lr x (1 + cos(pi x progress)) / 2",
 }
 
+#: How :func:`gliorad.training.fit` makes its batches (``loader``).
+LOADERS: dict[str, str] = {
+    "auto": "thread on CUDA, process on the CPU",
+    "process": "MONAI DataLoader: batches made in num_workers worker processes (0: in the "
+               "training loop itself, between steps)",
+    "thread": "MONAI ThreadDataLoader: batches made in a background thread while the network "
+              "trains (num_workers > 0: in that many threads, each item's augmentations seeded "
+              "from the epoch and the item, as with item_seeds)",
+}
+
+#: Where a dataset that supports it (the segmentation patches) keeps its volumes and cuts and
+#: augments its training patches (``data_device``).
+DATA_DEVICES: dict[str, str] = {
+    "auto": "the training device when it is a CUDA GPU and the loader is thread, else the CPU",
+    "cpu": "the CPU (patches are moved to the training device batch by batch)",
+}
+
 #: Settings that may change between an interrupted run and its resumption.
-RESUMABLE_CHANGES = ("epochs", "early_stopping", "num_workers", "device", "minutes")
+RESUMABLE_CHANGES = ("epochs", "early_stopping", "num_workers", "device", "minutes", "loader",
+                     "data_device")
 
 
 class TrainConfig(Strict):
@@ -59,9 +77,17 @@ class TrainConfig(Strict):
                           + "; ".join(f"{k}: {v}" for k, v in SCHEDULES.items()))
     minutes: float | None = Field(None, gt=0, description="time budget of the training loop: no "
                                   "epoch starts after it is spent (None: epochs only)")
+    loader: str = Field("auto", description="how batches are made: "
+                        + "; ".join(f"{k}: {v}" for k, v in LOADERS.items()))
+    data_device: str = Field("auto", description="where volumes are kept and patches cut and "
+                             "augmented: " + "; ".join(f"{k}: {v}" for k, v in DATA_DEVICES.items()))
+    item_seeds: bool = Field(False, description="seed each item's random augmentations from "
+                             "(epoch seed, item index), so that an epoch's batches do not depend "
+                             "on the number of workers or of torchrun processes (always on under "
+                             "torchrun and with thread workers)")
 
     #: new settings at their defaults are left out of dumps (fingerprints of older runs unchanged)
-    OMITTED_AT_DEFAULT = ("schedule", "minutes")
+    OMITTED_AT_DEFAULT = ("schedule", "minutes", "loader", "data_device", "item_seeds")
 
     @field_validator("device")
     @classmethod
@@ -72,3 +98,13 @@ class TrainConfig(Strict):
     @classmethod
     def _schedule(cls, v: str) -> str:
         return check_option("schedule", v, SCHEDULES)
+
+    @field_validator("loader")
+    @classmethod
+    def _loader(cls, v: str) -> str:
+        return check_option("loader", v, LOADERS)
+
+    @field_validator("data_device")
+    @classmethod
+    def _data_device(cls, v: str) -> str:
+        return check_option("data_device", v, DATA_DEVICES)

@@ -60,9 +60,18 @@ def train(
     naming: Naming = None,
     overwrite: Overwrite = False,
     progress: ProgressOpt = True,
+    cache_dir: Annotated[str | None, typer.Option(
+        help="Folder of ready volumes (float32 .npy) kept for later runs with the same inputs and "
+             "settings; 'none' for no disk cache (default: only volumes beyond the memory "
+             "budget, in $GLIORAD_CACHE_DIR or ~/.cache/gliorad/volumes).")] = None,
 ) -> None:
     """Train the U-Net on every patient with a manual mask (a seeded part is held out for
-    validation). An interrupted run resumes; a finished one with the same settings is kept."""
+    validation). An interrupted run resumes; a finished one with the same settings is kept.
+
+    On several GPUs or machines: torchrun --nproc_per_node N $(which gliorad) segment train ...
+    (PyTorch DDP; docs/scaling.md)."""
+    import os
+
     from gliorad.segmentation import load_segmentation_config, train_segmentation, with_overrides
 
     with exit_on_input_error():
@@ -70,7 +79,11 @@ def train(
         cfg = with_overrides(cfg, epochs=epochs, sequences=_split(sequences), seed=seed, device=device,
                              minutes=minutes, folds=folds)
         cohort = _cohort(cohort_dir, naming, cfg.sequences)
-        res = train_segmentation(cohort, out, cfg, overwrite=overwrite, progress=progress)
+        disk = None if cache_dir is None else False if cache_dir.lower() == "none" else Path(cache_dir)
+        res = train_segmentation(cohort, out, cfg, overwrite=overwrite, progress=progress,
+                                 cache_dir=disk)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 reports
+        return
     if res.skipped:
         typer.echo(f"{out}: model already trained with these settings (skipped; --overwrite to retrain)")
         return

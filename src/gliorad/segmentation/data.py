@@ -150,24 +150,56 @@ def _pad_to(arr: np.ndarray, size: Sequence[int]) -> np.ndarray:
     return np.pad(arr, pad) if any(p[1] for p in pad) else arr
 
 
+#: Version of the on-disk volume cache's layout (part of each entry's key).
+DISK_FORMAT = "gliorad-volume-cache-1"
+
+
 class CaseCache:
-    """Training / validation volumes, kept in memory up to ``cache_gb`` (then read each time).
+    """Training / validation volumes, kept in memory up to ``cache_gb``; beyond it, with a
+    ``disk_dir``, as ready arrays on disk (``.npy`` memory maps: a patch reads only its own bytes,
+    worker processes share the page cache), else read again each time.
 
     Volumes smaller than ``min_size`` are zero-padded at the far end; the tumour and brain voxel
-    indices that the tumour-biased crop needs are computed once per volume.
+    indices that the tumour-biased crop needs are computed once per volume. A disk entry is a
+    folder ``<disk_dir>/<key>`` (image float32, label uint8, the two index arrays, meta.json),
+    ``key`` the SHA-256 of the patient's input files' SHA-256, the settings that make the arrays
+    (sequences, spacing, label mode, regions, minimum size) and :data:`DISK_FORMAT`; it survives
+    between epochs and runs and is shared by runs with the same inputs and settings. The arrays
+    are float32 as in memory, so a patch is the same whichever way its volume came.
+    ``disk_all``: every volume goes to disk (a cache for later runs), not only those beyond the
+    memory budget.
     """
 
     def __init__(self, cohort: Cohort, cfg: SegmentationConfig, regions: Mapping[str, Sequence[int]],
-                 min_size: Sequence[int]):
+                 min_size: Sequence[int], disk_dir: str | Path | None = None, disk_all: bool = False):
         self.cohort, self.cfg, self.regions, self.min_size = cohort, cfg, regions, tuple(min_size)
         self.items: dict[str, dict[str, Any]] = {}
         self.budget = int(cfg.cache_gb * 2**30)
         self.used = 0
         self.meta: dict[str, dict[str, Any]] = {}
+        self.disk_dir = Path(disk_dir) if disk_dir is not None else None
+        self.disk_all = disk_all
+        self.on_disk: dict[str, Path] = {}
 
     def get(self, pid: str) -> dict[str, Any]:
         if pid in self.items:
             return self.items[pid]
+        item = self._from_disk(pid) if self.disk_dir is not None else None
+        if item is None:
+            item = self._load(pid)
+        size = sum(item[k].nbytes for k in ("image", "label", "label_fg_indices", "label_bg_indices"))
+        if self.used + size <= self.budget:
+            if pid in self.on_disk:  # read the memory map into memory once
+                item = {k: np.array(v) if isinstance(v, np.ndarray) else v for k, v in item.items()}
+            self.items[pid] = item
+            self.used += size
+            if self.disk_all and pid not in self.on_disk:
+                self._to_disk(pid, item)
+        elif self.disk_dir is not None and pid not in self.on_disk:
+            item = self._to_disk(pid, item)
+        return item
+
+    def _load(self, pid: str) -> dict[str, Any]:
         case = load_case(self.cohort, pid, self.cfg, with_label=True, regions=self.regions)
         image, label = _pad_to(case.image, self.min_size), _pad_to(case.label, self.min_size)
         brain = _pad_to(case.brain, self.min_size)
@@ -175,16 +207,80 @@ class CaseCache:
         bg = np.flatnonzero(brain & ~label.any(axis=0))
         if bg.size == 0:
             bg = np.flatnonzero(~label.any(axis=0))
-        item = {"pid": pid, "image": image, "label": label,
-                "label_fg_indices": fg, "label_bg_indices": bg}
         self.meta[pid] = {"native_spacing": list(case.native.spacing), "resampled": case.resampled,
                           "shape": list(case.image.shape[1:]),
                           "working_spacing": list(case.grid.spacing)}
-        size = image.nbytes + label.nbytes + fg.nbytes + bg.nbytes
-        if self.used + size <= self.budget:
-            self.items[pid] = item
-            self.used += size
-        return item
+        return {"pid": pid, "image": image, "label": label, "label_fg_indices": fg,
+                "label_bg_indices": bg}
+
+    def disk_key(self, pid: str) -> str:
+        """The disk entry's name of patient ``pid`` (see the class docstring)."""
+        import hashlib
+        import json
+
+        from gliorad.io import file_hash
+
+        files = {s: self.cohort.image_path(pid, s) for s in self.cfg.sequences}
+        seg = self.cohort.patients[pid].files.get(SEG)
+        if seg is None:
+            raise GlioradInputError(f"patient {pid!r}: no manual segmentation (seg) in {self.cohort.root}")
+        files[SEG] = seg
+        spacing = self.cfg.spacing
+        payload = {"format": DISK_FORMAT, "inputs": {k: file_hash(p) for k, p in files.items()},
+                   "sequences": list(self.cfg.sequences), "label_mode": self.cfg.label_mode,
+                   "spacing": list(spacing) if isinstance(spacing, tuple) else spacing,
+                   "regions": {k: list(v) for k, v in sorted(dict(self.regions).items())},
+                   "min_size": list(self.min_size)}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
+
+    _ARRAYS = ("image", "label", "label_fg_indices", "label_bg_indices")
+
+    def _from_disk(self, pid: str) -> dict[str, Any] | None:
+        import json
+
+        folder = self.disk_dir / self.disk_key(pid)
+        meta_path = folder / "meta.json"
+        if not meta_path.is_file():
+            return None
+        try:
+            item = {k: np.load(folder / f"{k}.npy", mmap_mode="r") for k in self._ARRAYS}
+            self.meta[pid] = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # a damaged entry is made again
+            return None
+        self.on_disk[pid] = folder
+        return {"pid": pid, **item}
+
+    def _to_disk(self, pid: str, item: dict[str, Any]) -> dict[str, Any]:
+        """Write ``item`` as a disk entry (atomically: a folder renamed into place) and return
+        it read back as memory maps."""
+        import json
+        import os
+        import shutil
+        import tempfile
+
+        self.disk_dir.mkdir(parents=True, exist_ok=True)
+        folder = self.disk_dir / self.disk_key(pid)
+        if not (folder / "meta.json").is_file():
+            tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=self.disk_dir))
+            try:
+                for k in self._ARRAYS:
+                    np.save(tmp / f"{k}.npy", np.ascontiguousarray(item[k]))
+                (tmp / "meta.json").write_text(json.dumps(self.meta.get(pid, {})), encoding="utf-8")
+                try:
+                    os.rename(tmp, folder)
+                except OSError:  # another process wrote the same entry first
+                    if not (folder / "meta.json").is_file():
+                        raise
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        self.on_disk[pid] = folder
+        return {"pid": pid, **{k: np.load(folder / f"{k}.npy", mmap_mode="r") for k in self._ARRAYS}}
+
+    def preload(self, ids: Sequence[str]) -> None:
+        """Load (or find on disk) every volume of ``ids`` now, e.g. before worker processes are
+        started, which then share them instead of each reading its own copies."""
+        for pid in ids:
+            self.get(pid)
 
 
 def usable_ids(cohort: Cohort, cfg: SegmentationConfig, ids: Sequence[str] | None, need_seg: bool) -> list[str]:

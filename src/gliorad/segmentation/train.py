@@ -10,10 +10,13 @@ probability ``pos_fraction``, else on brain), flipped along each axis with proba
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import shutil
+import threading
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,24 +54,98 @@ class PatchDataset(torch.utils.data.Dataset):
     the augmentations of :class:`~gliorad.segmentation.config.AugmentConfig` that are switched on.
 
     ``length`` items an epoch (default: one per patient; ``patches_per_epoch`` sets it), each
-    item ``samples_per_volume`` patches of one patient, the patients taken in turn."""
+    item ``samples_per_volume`` patches of one patient, the patients taken in turn.
 
-    def __init__(self, cache: CaseCache, ids: Sequence[str], length: int | None = None):
+    ``device`` (a CUDA GPU; MONAI's CacheDataset + ``ToDeviced`` anchor): the volumes the cache
+    holds in memory are copied there once and the patches are cut and augmented there (MONAI's
+    transforms run on CUDA tensors); a volume read from disk is cut on the CPU and its patches
+    copied. :meth:`seeded_item` draws an item with its own seed in a per-thread copy of the
+    transforms (thread workers, torchrun)."""
+
+    def __init__(self, cache: CaseCache, ids: Sequence[str], length: int | None = None,
+                 device: torch.device | None = None):
         self.cache, self.ids = cache, list(ids)
         self.length = int(length) if length else len(self.ids)
         self.transform = patch_transforms(cache.cfg)
+        self.device = device if device is not None and device.type != "cpu" else None
+        self._on_device: dict[str, dict[str, Any]] = {}
+        self._local = threading.local()
 
     def __len__(self) -> int:
         return self.length
 
     def __getitem__(self, i: int) -> list[dict[str, Any]]:
-        samples = self.transform(self.cache.get(self.ids[i % len(self.ids)]))
-        return [{"image": _plain(s["image"]), "label": _plain(s["label"])} for s in samples]
+        return self._draw(self.transform, i)
+
+    def seeded_item(self, i: int, seed: int) -> list[dict[str, Any]]:
+        """Item ``i`` with the random transforms seeded by ``seed`` (thread-safe)."""
+        transform = getattr(self._local, "transform", None)
+        if transform is None:
+            transform = self._local.transform = copy.deepcopy(self.transform)
+        transform.set_random_state(seed=seed)
+        return self._draw(transform, i)
+
+    def _volume(self, pid: str) -> dict[str, Any]:
+        item = self.cache.get(pid)
+        if self.device is None or pid not in self.cache.items:
+            return item
+        if pid not in self._on_device:
+            self._on_device[pid] = {**item, "image": torch.as_tensor(item["image"], device=self.device),
+                                    "label": torch.as_tensor(item["label"], device=self.device)}
+        return self._on_device[pid]
+
+    def _draw(self, transform: Any, i: int) -> list[dict[str, Any]]:
+        with warnings.catch_warnings():  # memory-mapped volumes are read-only: cut, never written
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            samples = transform(self._volume(self.ids[i % len(self.ids)]))
+        out = [{"image": _plain(s["image"]), "label": _plain(s["label"])} for s in samples]
+        if self.device is not None:
+            out = [{k: v.to(self.device, non_blocking=True) for k, v in s.items()} for s in out]
+        return out
 
 
 #: The crop before a random rotation / scaling is this much larger than the patch per axis, so
 #: that the rotated and scaled patch is filled with image (15 degrees about each axis, 20 %).
 AFFINE_MARGIN = 1.3
+
+
+class BiasFieldd:
+    """A random smooth bias field per sequence (MONAI's ``RandBiasField``: exp of a random
+    polynomial of ``degree`` 3 with coefficients U(-coeff, coeff)), applied to the patch's brain
+    voxels as if to the raw intensities: the patch holds z-scores ``z = (x - m) / s``, and a
+    field ``b`` on ``x`` gives ``z' = (z + k) b - k`` with ``k = m / s``, taken as
+    :data:`BIAS_OFFSET` (so a bias field both scales the contrast and shifts the brightness
+    locally, as in an uncorrected scan). Voxels outside the brain (0) stay 0."""
+
+    def __init__(self, prob: float, coeff: float, degree: int = 3):
+        from monai.transforms import RandBiasField
+
+        self.prob = prob
+        self.field = RandBiasField(degree=degree, coeff_range=(-coeff, coeff), prob=1.0)
+
+    def set_random_state(self, seed: int | None = None, state: Any = None) -> BiasFieldd:
+        self.field.set_random_state(seed, state)
+        return self
+
+    def __call__(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        d = dict(data)
+        rng = self.field.R
+        if rng.rand() >= self.prob:
+            return d
+        img = d["image"]
+        x = img.as_tensor() if hasattr(img, "as_tensor") else torch.as_tensor(img)
+        out = x.clone()
+        for c in range(x.shape[0]):
+            ones = torch.ones((1, *x.shape[1:]), dtype=x.dtype)
+            b = torch.as_tensor(self.field(ones, randomize=True))[0].to(x.dtype)
+            inside = x[c] != 0
+            out[c] = torch.where(inside, (x[c] + BIAS_OFFSET) * b - BIAS_OFFSET, x[c])
+        d["image"] = out
+        return d
+
+
+#: The ratio mean / SD of a brain MRI's raw intensities assumed by :class:`BiasFieldd`.
+BIAS_OFFSET = 3.0
 
 
 def crop_size(cfg: SegmentationConfig) -> tuple[int, ...]:
@@ -128,6 +205,8 @@ def patch_transforms(cfg: SegmentationConfig) -> Any:
         sig = tuple(aug.blur_sigma)
         chain.append(RandGaussianSmoothd("image", sigma_x=sig, sigma_y=sig, sigma_z=sig,
                                          prob=aug.blur_prob))
+    if aug.bias_prob > 0:
+        chain.append(BiasFieldd(aug.bias_prob, aug.bias_coeff))
     if aug.lowres_prob > 0:
         chain.append(RandSimulateLowResolutiond("image", prob=aug.lowres_prob,
                                                 zoom_range=tuple(aug.lowres_zoom)))
@@ -227,6 +306,7 @@ def train_segmentation(
     val_ids: Sequence[str] | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    cache_dir: str | Path | None | bool = None,
 ) -> SegmentationTrainResult:
     """Train the U-Net on the cohort's patients that have a manual mask; write the model folder.
 
@@ -240,15 +320,27 @@ def train_segmentation(
     settings is kept as it is (skip); an interrupted one is resumed; other settings need
     ``overwrite=True``. ``val_ids`` fixes the validation patients (default: a seeded
     ``val_fraction`` split; with folds each patient validates in one fold).
+
+    ``cache_dir``: the on-disk cache of ready volumes (:class:`CaseCache`): a folder (every volume
+    kept there for later runs with the same inputs and settings), None (only the volumes beyond
+    ``cache_gb`` of memory, in :func:`default_cache_dir`) or False (none: those are read again
+    each time). Under ``torchrun`` every process trains (:func:`gliorad.training.fit`) and rank 0
+    alone writes the model folder.
     """
+    from gliorad.training import barrier, distributed_env, start_process_group, train_device
+
     cfg = config
     out = Path(model_dir)
     regions = resolve_regions(cfg, cohort.naming)
-    if overwrite:
+    env = distributed_env()
+    if env.active:
+        start_process_group(train_device(cfg.train, env))
+    if overwrite and env.main:
         for name in (*MODEL_FILES, *EXTRA_FILES):
             (out / name).unlink(missing_ok=True)
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
         shutil.rmtree(out / "folds", ignore_errors=True)
+    barrier(env)  # removed before any rank reads the folder
     plan_record = None
     if cfg.plan is not None and cfg.plan.all_sequences:
         cfg = cfg.model_copy(update={"sequences": _available_sequences(cohort, ids)})
@@ -292,12 +384,16 @@ def train_segmentation(
                                                               for i in range(cfg.folds)]
     if (out / "model.safetensors").is_file() and all(_finished(d, cfg) for d in fold_dirs):
         return SegmentationTrainResult(out, train, val, None, skipped=True)
+    barrier(env)  # every rank has checked the folder before rank 0 writes into it
 
     out.mkdir(parents=True, exist_ok=True)
-    if plan_record is not None:
-        write_json(plan_record, out / "plans.json")
-    write_json(cfg_json, out / "config.json")
-    cache = CaseCache(cohort, cfg, regions, crop_size(cfg))
+    if env.main:
+        if plan_record is not None:
+            write_json(plan_record, out / "plans.json")
+        write_json(cfg_json, out / "config.json")
+    disk = default_cache_dir() if cache_dir is None else cache_dir or None
+    cache = CaseCache(cohort, cfg, regions, crop_size(cfg), disk_dir=disk,
+                      disk_all=cache_dir not in (None, False))
     t0 = time.perf_counter()
     results, members = [], []
     for k, ((tr, va), ckpt) in enumerate(zip(splits, fold_dirs)):
@@ -307,6 +403,8 @@ def train_segmentation(
         results.append(res)
         members.append(net)
     seconds = time.perf_counter() - t0
+    if not env.main:  # rank 0 writes the model folder
+        return SegmentationTrainResult(out, train, val, results[0], folds=results if cfg.folds > 1 else None)
     if cfg.folds == 1:  # the chosen checkpoint file itself (its metadata names the epoch)
         write_bytes(_chosen_weights(cfg, fold_dirs[0]).read_bytes(), out / "model.safetensors")
     else:
@@ -342,6 +440,17 @@ def train_segmentation(
     return SegmentationTrainResult(out, train, val, results[0], folds=results if cfg.folds > 1 else None)
 
 
+def default_cache_dir() -> Path:
+    """Where volumes beyond the memory budget are cached on disk when no folder is given:
+    ``$GLIORAD_CACHE_DIR``, else ``$XDG_CACHE_HOME/gliorad/volumes`` (``~/.cache/...``)."""
+    import os
+
+    if os.environ.get("GLIORAD_CACHE_DIR"):
+        return Path(os.environ["GLIORAD_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "gliorad" / "volumes"
+
+
 def _finished(ckpt: Path, cfg: SegmentationConfig) -> bool:
     state = ckpt / "train_state.json"
     if not state.is_file():
@@ -365,9 +474,14 @@ def _train_network(cfg: SegmentationConfig, cache: CaseCache, train: list[str], 
                    ckpt: Path, progress: bool) -> tuple[TrainResult, torch.nn.Module]:
     """One network trained on ``train`` (validated on ``val``) with checkpoints in ``ckpt``;
     returns the fit and the network holding the weights the model keeps."""
+    from gliorad.training import data_device, resolved_loader, train_device
+
     per_item = cfg.samples_per_volume
     length = math.ceil(cfg.patches_per_epoch / per_item) if cfg.patches_per_epoch else None
-    dataset = PatchDataset(cache, train, length)
+    device = train_device(cfg.train)
+    dataset = PatchDataset(cache, train, length, device=data_device(cfg.train, device))
+    if resolved_loader(cfg.train, device) == "process" and cfg.train.num_workers > 0:
+        cache.preload(train)  # the worker processes share these instead of reading their own
     seed_everything(cfg.train.seed)
     model = build_network(cfg, members=False)
     device_name = cfg.train.device
