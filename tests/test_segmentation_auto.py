@@ -154,7 +154,9 @@ def test_plan_isotropic_brain_is_coarsened_to_the_budget():
 
 
 def test_plan_thick_slices_stay_anisotropic_and_pool_in_plane_first():
-    cfg = get_preset("auto")
+    # a GPU-sized budget: in-plane stays fine (about 1.1 mm), far finer than the 5.5 mm slices
+    cfg = validate_config({**get_preset("auto").model_dump(), "plan": {"volume_voxels": 800_000,
+                           "patch_voxels": 262_144}}, "test")
     planned, rec = plan_from_fingerprint(_fp((0.9, 0.9, 5.5), (200.0, 200.0, 140.0)), cfg)
     assert isinstance(planned.spacing, tuple) and planned.spacing[2] == pytest.approx(5.5)
     assert planned.spacing[0] == planned.spacing[1] < 5.5
@@ -206,7 +208,8 @@ def test_fingerprint_of_a_small_cohort(tmp_path):
 def test_augmented_patches_keep_size_and_binary_labels():
     cfg = validate_config({**get_preset("auto").model_dump(), "patch_size": (16, 16, 16),
                            "augment": {"affine_prob": 1.0, "gamma_prob": 1.0, "noise_prob": 1.0,
-                                       "blur_prob": 1.0, "lowres_prob": 1.0}}, "test")
+                                       "blur_prob": 1.0, "lowres_prob": 1.0, "bias_prob": 1.0}},
+                          "test")
     rng = np.random.default_rng(1)
     label = np.zeros((1, 24, 24, 24), np.uint8)
     label[0, 8:16, 8:16, 8:16] = 1
@@ -217,6 +220,26 @@ def test_augmented_patches_keep_size_and_binary_labels():
     for s in t(item):
         assert tuple(s["image"].shape) == (2, 16, 16, 16) and tuple(s["label"].shape) == (1, 16, 16, 16)
         assert set(np.unique(np.asarray(s["label"]))) <= {0, 1}
+
+
+def test_bias_field_acts_on_raw_intensities_inside_the_brain_only():
+    from monai.transforms import Compose
+
+    from gliorad.segmentation.train import BIAS_OFFSET, BiasFieldd
+
+    rng = np.random.default_rng(2)
+    x = np.zeros((2, 12, 12, 12), np.float32)
+    x[:, 3:9, 3:9, 3:9] = rng.normal(size=(2, 6, 6, 6))
+    chain = Compose([BiasFieldd(1.0, 0.3)])
+    chain.set_random_state(5)
+    a = chain({"image": x})["image"]
+    chain.set_random_state(5)
+    assert torch.equal(a, chain({"image": x})["image"])  # seeded: reproducible
+    assert not a[:, :3].any() and not a[:, 9:].any()  # outside the brain stays 0
+    inside = torch.as_tensor(x) != 0
+    field = (a[inside] + BIAS_OFFSET) / (torch.as_tensor(x)[inside] + BIAS_OFFSET)
+    assert float(field.min()) > 0 and not torch.allclose(field, torch.ones_like(field))
+    assert BiasFieldd(0.0, 0.3)({"image": x})["image"] is x  # probability 0: unchanged
 
 
 def test_paper_chain_is_unchanged():

@@ -55,7 +55,8 @@ REGION_NAMES = ("WT", "TC", "ET")
 BRATS2018_REGIONS: dict[str, list[int]] = {"WT": [1, 2, 4], "TC": [1, 4], "ET": [4]}
 BRATS2023_REGIONS: dict[str, list[int]] = {"WT": [1, 2, 3], "TC": [1, 3], "ET": [3]}
 #: Inference precisions (the torch dtypes are in :mod:`gliorad.segmentation.infer`).
-PRECISIONS: dict[str, str] = {"float32": "float32", "bfloat16": "bfloat16 autocast"}
+PRECISIONS: dict[str, str] = {"float32": "float32", "bfloat16": "bfloat16 autocast",
+                              "float16": "float16 autocast (CUDA GPUs)"}
 #: What ``gliorad run`` does with an automatic mask that fails the checks (``flagged``).
 FLAGGED: dict[str, str] = {
     "manual": "replaced by the patient's manual mask where one exists (else the patient is "
@@ -97,10 +98,14 @@ class AugmentConfig(Strict):
     paper's). Beyond them, each off at probability 0 and left out of the dump at its default
     (nnU-Net's set, elastic deformation left out for its CPU cost): a random rotation and scaling
     of the patch (``affine_prob``), gamma (``gamma_prob``), Gaussian noise (``noise_prob``),
-    Gaussian blur (``blur_prob``) and simulated low resolution (``lowres_prob``)."""
+    Gaussian blur (``blur_prob``), simulated low resolution (``lowres_prob``) and, beyond nnU-Net,
+    a random bias field (``bias_prob``: the smooth intensity inhomogeneity of uncorrected
+    multi-centre MRI, applied to the intensities before their z-scoring, see
+    :class:`gliorad.segmentation.train.BiasFieldd`)."""
 
     OMITTED_AT_DEFAULT = ("affine_prob", "rotate_deg", "zoom", "gamma_prob", "gamma", "noise_prob",
-                          "noise_std", "blur_prob", "blur_sigma", "lowres_prob", "lowres_zoom")
+                          "noise_std", "blur_prob", "blur_sigma", "lowres_prob", "lowres_zoom",
+                          "bias_prob", "bias_coeff")
 
     flip_prob: float = Field(0.5, ge=0, le=1)
     intensity_prob: float = Field(0.5, ge=0, le=1)
@@ -118,6 +123,9 @@ class AugmentConfig(Strict):
     blur_sigma: tuple[float, float] = Field((0.5, 1.0), description="blur sigma range (voxels)")
     lowres_prob: float = Field(0.0, ge=0, le=1)
     lowres_zoom: tuple[float, float] = Field((0.5, 1.0), description="down-sampling factor range")
+    bias_prob: float = Field(0.0, ge=0, le=1, description="chance of a smooth multiplicative "
+                             "intensity inhomogeneity (MONAI's random bias field, per sequence)")
+    bias_coeff: float = Field(0.3, ge=0, description="bias field polynomial coefficients U(-c, c)")
 
     @property
     def affine(self) -> bool:
@@ -272,12 +280,14 @@ PRESETS = Presets(SegmentationConfig, {
     # the validation patients; see bench/RESULTS.md ("Segmentation: real BraTS 2018 cases,
     # leave-one-out") for what it gives on 2 CPU cores
     "auto": {
-        "plan": {},
+        # voxel budgets sized for 2 CPU cores (about 3 mm for a BraTS brain, 48^3 patches); on a
+        # GPU raise them (e.g. plan.volume_voxels 8000000, plan.patch_voxels 2000000)
+        "plan": {"volume_voxels": 130_000, "patch_voxels": 110_592, "base_features": 8},
         "samples_per_volume": 2,
         "patches_per_epoch": 32,
-        "augment": {"affine_prob": 0.2, "gamma_prob": 0.3, "noise_prob": 0.15, "blur_prob": 0.1,
-                    "lowres_prob": 0.1},
-        "net": {"expand_channels": 32, "deep_supervision": 2},
+        "augment": {"affine_prob": 0.2, "gamma_prob": 0.3, "noise_prob": 0.15, "blur_prob": 0.2,
+                    "lowres_prob": 0.25, "bias_prob": 0.3},
+        "net": {"expand_channels": 16, "deep_supervision": 2},
         "train": {"epochs": 1000, "batch_size": 2, "lr": 3e-3, "schedule": "poly", "minutes": 15,
                   "val_every": 10, "monitor": "val_dice", "mode": "max"},
         "val_fraction": 0.2,

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from monai.transforms import Randomizable
 
 from gliorad.cohort import SEG, Cohort
 from gliorad.errors import GlioradInputError
@@ -109,6 +110,49 @@ class PatchDataset(torch.utils.data.Dataset):
 AFFINE_MARGIN = 1.3
 
 
+class BiasFieldd(Randomizable):
+    """A random smooth bias field per sequence (MONAI's ``RandBiasField``: exp of a random
+    polynomial of ``degree`` 3 with coefficients U(-coeff, coeff)), applied to the patch's brain
+    voxels as if to the raw intensities: the patch holds z-scores ``z = (x - m) / s``, and a
+    field ``b`` on ``x`` gives ``z' = (z + k) b - k`` with ``k = m / s``, taken as
+    :data:`BIAS_OFFSET` (so a bias field both scales the contrast and shifts the brightness
+    locally, as in an uncorrected scan). Voxels outside the brain (0) stay 0."""
+
+    def __init__(self, prob: float, coeff: float, degree: int = 3):
+        from monai.transforms import RandBiasField
+
+        self.prob = prob
+        self.field = RandBiasField(degree=degree, coeff_range=(-coeff, coeff), prob=1.0)
+
+    def set_random_state(self, seed: int | None = None, state: Any = None) -> BiasFieldd:
+        super().set_random_state(seed, state)
+        self.field.set_random_state(seed=int(self.R.randint(2**31 - 1)))
+        return self
+
+    def randomize(self, data: Any = None) -> None:
+        self._do = self.R.rand() < self.prob
+
+    def __call__(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        d = dict(data)
+        self.randomize()
+        if not self._do:
+            return d
+        img = d["image"]
+        x = img.as_tensor() if hasattr(img, "as_tensor") else torch.as_tensor(img)
+        out = x.clone()
+        for c in range(x.shape[0]):
+            ones = torch.ones((1, *x.shape[1:]), dtype=x.dtype)
+            b = torch.as_tensor(self.field(ones, randomize=True))[0].to(x.dtype)
+            inside = x[c] != 0
+            out[c] = torch.where(inside, (x[c] + BIAS_OFFSET) * b - BIAS_OFFSET, x[c])
+        d["image"] = out
+        return d
+
+
+#: The ratio mean / SD of a brain MRI's raw intensities assumed by :class:`BiasFieldd`.
+BIAS_OFFSET = 3.0
+
+
 def crop_size(cfg: SegmentationConfig) -> tuple[int, ...]:
     """The size of the crop a training patch is drawn from: the patch, or with a random
     rotation / scaling :data:`AFFINE_MARGIN` times it (smaller volumes are zero-padded to it)."""
@@ -166,6 +210,8 @@ def patch_transforms(cfg: SegmentationConfig) -> Any:
         sig = tuple(aug.blur_sigma)
         chain.append(RandGaussianSmoothd("image", sigma_x=sig, sigma_y=sig, sigma_z=sig,
                                          prob=aug.blur_prob))
+    if aug.bias_prob > 0:
+        chain.append(BiasFieldd(aug.bias_prob, aug.bias_coeff))
     if aug.lowres_prob > 0:
         chain.append(RandSimulateLowResolutiond("image", prob=aug.lowres_prob,
                                                 zoom_range=tuple(aug.lowres_zoom)))
