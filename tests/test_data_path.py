@@ -240,16 +240,59 @@ def test_patches_from_disk_equal_patches_from_memory(tiny_cohort, tmp_path):
         assert torch.equal(a.seeded_item(i, 99)[0]["image"], sa[0]["image"])
 
 
-def test_train_segmentation_with_a_cache_folder_trains_the_same_weights(tiny_cohort, tmp_path):
+def _tiny_train_cfg():
     cfg = _tiny_cfg()
-    cfg = cfg.model_copy(update={
+    return cfg.model_copy(update={
         "net": cfg.net.model_copy(update={"features": (2, 4), "bottleneck": 4, "expand_channels": 4}),
         "train": cfg.train.model_copy(update={"epochs": 1, "batch_size": 1, "device": "cpu"}),
         "inference": cfg.inference.model_copy(update={"roi_size": (32, 32, 32), "device": "cpu"}),
         "val_fraction": 0.34})
+
+
+def test_train_segmentation_with_a_cache_folder_trains_the_same_weights(tiny_cohort, tmp_path):
+    cfg = _tiny_train_cfg()
     cohort = discover_cohort(tiny_cohort)
     train_segmentation(cohort, tmp_path / "a", cfg, progress=False, cache_dir=False)
     train_segmentation(cohort, tmp_path / "b", cfg, progress=False, cache_dir=tmp_path / "v")
     assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
     assert len([p for p in (tmp_path / "v").iterdir() if not p.name.startswith(".")]) == 3
     assert not (tmp_path / "b" / "cache").exists()  # nothing of the cache in the model folder
+
+    # prediction reading the next patient ahead in a thread writes the same masks
+    from gliorad.segmentation import load_model, predict_cohort
+
+    model = load_model(tmp_path / "a")
+    predict_cohort(cohort, model, tmp_path / "m1", progress=False, read_ahead=False)
+    predict_cohort(cohort, model, tmp_path / "m2", progress=False, read_ahead=True)
+    for pid in cohort.ids:
+        assert (tmp_path / "m1" / f"{pid}.nii.gz").read_bytes() == (tmp_path / "m2" / f"{pid}.nii.gz").read_bytes()
+
+
+def test_read_ahead_reads_the_next_patient_and_reports_its_error_in_turn():
+    from gliorad.segmentation.infer import _ReadAhead
+
+    calls = []
+
+    def read(pid):
+        calls.append(pid)
+        if pid == "b":
+            raise GlioradInputError("patient 'b': cannot read t1")
+        return pid.upper()
+
+    ahead = _ReadAhead(read, ["a", "b", "c"])
+    assert ahead.get("a") == "A"
+    with pytest.raises(GlioradInputError, match="patient 'b': cannot read t1"):
+        ahead.get("b")  # read while 'a' was predicted; its error raised now
+    assert ahead.get("c") == "C"
+    ahead.close()
+    assert sorted(calls) == ["a", "b", "c"]  # each patient read once (b while a was)
+
+
+def test_float16_inference_precision_is_a_known_setting():
+    from gliorad.segmentation import validate_config
+    from gliorad.segmentation.infer import DTYPES
+
+    cfg = validate_config({"inference": {"precision": "float16"}}, "test")
+    assert DTYPES[cfg.inference.precision] == torch.float16
+    with pytest.raises(GlioradInputError, match=r"inference\.precision.*float16"):
+        validate_config({"inference": {"precision": "half"}}, "test")

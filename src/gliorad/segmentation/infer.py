@@ -52,13 +52,18 @@ __all__ = [
     "predict_volume",
     "prepare_model",
     "probabilities_to_labels",
+    "read_case",
     "remove_small_components",
     "segment_case",
     "sliding_window_predict",
 ]
 
 #: The torch dtype of each of :data:`~gliorad.segmentation.config.PRECISIONS`.
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+#: Windows predicted together on a CUDA GPU (at least; ``sw_batch_size`` when larger): the
+#: Gaussian-weighted result does not depend on it (eval mode), only the GPU's use does.
+CUDA_WINDOW_BATCH = 4
 
 
 class FoldEnsemble(torch.nn.Module):
@@ -170,10 +175,11 @@ def predict_volume(model: torch.nn.Module, image: np.ndarray, brain: np.ndarray,
     box = foreground_box(brain) if inf.crop_foreground else tuple(slice(None) for _ in range(3))
     x = torch.from_numpy(np.ascontiguousarray(image[(slice(None), *box)]))[None].to(device)
     roi = inference_window(x.shape[2:], cfg)
+    batch = max(inf.sw_batch_size, CUDA_WINDOW_BATCH) if device.type == "cuda" else inf.sw_batch_size
     model.eval()
     with torch.inference_mode():
         y = sliding_window_predict(x, _predictor(model, device, inf.precision, activation),
-                                   roi, inf.overlap, inf.sw_batch_size, inf.tta)
+                                   roi, inf.overlap, batch, inf.tta)
     out = np.zeros((y.shape[1], *image.shape[1:]), np.float32)
     if not activation:
         out[:] = -20.0  # logit of "surely background" outside the box
@@ -308,18 +314,19 @@ def prepare_model(model: SegmentationModel) -> torch.device:
     return device
 
 
-def segment_case(model: SegmentationModel, cohort: Cohort, pid: str, device: torch.device
-                 ) -> tuple[sitk.Image, dict[str, Any]]:
+def segment_case(model: SegmentationModel, cohort: Cohort, pid: str, device: torch.device,
+                 case: Case | None = None) -> tuple[sitk.Image, dict[str, Any]]:
     """The tumour mask of one patient: its sequences read and resampled to the model's grid
     (:func:`~gliorad.segmentation.data.load_case`), predicted and post-processed
     (:func:`predict_case`), as a label image on the grid of the patient's first sequence, and a
     record (predicted box and window, native and working spacing, tumour voxels).
 
     The unit of work of :func:`predict_cohort` and of
-    :func:`gliorad.predict.predict_patient`; ``device`` is :func:`prepare_model`'s.
+    :func:`gliorad.predict.predict_patient`; ``device`` is :func:`prepare_model`'s. ``case``: the
+    patient already read (:func:`read_case`), e.g. while the previous one was predicted.
     """
     cfg = model.config
-    case = load_case(cohort, pid, cfg, with_label=False)
+    case = case if case is not None else read_case(model, cohort, pid)
     agreement: dict[str, Any] = {}
     labels = predict_case(model.network, case, cfg, model.regions, device, agreement)
     box = foreground_box(case.brain) if cfg.inference.crop_foreground else case.brain.shape
@@ -329,6 +336,35 @@ def segment_case(model: SegmentationModel, cohort: Cohort, pid: str, device: tor
               "working_spacing": list(case.grid.spacing),
               "tumour_voxels": int((labels > 0).sum()), **agreement}
     return array_to_image(labels, case.native), record
+
+
+def read_case(model: SegmentationModel, cohort: Cohort, pid: str) -> Case:
+    """Patient ``pid``'s sequences read and prepared for ``model`` (:func:`segment_case`'s input)."""
+    return load_case(cohort, pid, model.config, with_label=False)
+
+
+class _ReadAhead:
+    """Reads the next patient of ``order`` in a background thread while this one is predicted
+    (:func:`predict_cohort` on a GPU: the reading, resampling and z-scoring on the CPU overlap the
+    GPU's work); a patient's reading error is raised when that patient is asked for."""
+
+    def __init__(self, read: Callable[[str], Case], order: Sequence[str]):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.read, self.order = read, list(order)
+        self.next = {a: b for a, b in zip(self.order, self.order[1:])}
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="gliorad-read-ahead")
+        self.pending: dict[str, Any] = {}
+
+    def get(self, pid: str) -> Case:
+        fut = self.pending.pop(pid, None)
+        nxt = self.next.get(pid)
+        if nxt is not None and nxt not in self.pending:
+            self.pending[nxt] = self.pool.submit(self.read, nxt)
+        return fut.result() if fut is not None else self.read(pid)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def mask_path(mask_dir: str | Path, pid: str) -> Path:
@@ -345,13 +381,16 @@ def predict_cohort(
     overwrite: bool = False,
     progress: bool = True,
     executor: Any = None,
+    read_ahead: bool | None = None,
 ) -> dict[str, Any]:
     """Predict a mask for every patient that has the model's sequences; returns the provenance.
 
     Patients whose mask exists and was made by the same model, settings and input files are
     skipped unless ``overwrite``. ``<mask_dir>/prediction.json`` records, per patient, the input
     hashes, the grid and the seconds taken. ``executor`` (:class:`gliorad.executor.Executor`):
-    where the patients are segmented (None: one after the other in this process).
+    where the patients are segmented (None: one after the other in this process). ``read_ahead``:
+    read the next patient in a background thread while one is predicted (None: on a CUDA GPU, in
+    this process; the masks are the same either way).
     """
     cfg = model.config
     device = prepare_model(model)
@@ -381,7 +420,8 @@ def predict_cohort(
     def one(pid: str, model: SegmentationModel, cohort: Cohort, device: torch.device | None
             ) -> dict[str, Any]:  # one patient, where the executor runs it (a worker: device None)
         t0 = time.perf_counter()
-        mask, record = segment_case(model, cohort, pid, device or prepare_model(model))
+        read = (ahead.get(pid),) if ahead is not None else ()  # the patient read ahead, if so
+        mask, record = segment_case(model, cohort, pid, device or prepare_model(model), *read)
         write_image(mask, mask_path(out, pid))
         return {"mask": mask_path(out, pid).name, "seconds": time.perf_counter() - t0, **record}
 
@@ -398,12 +438,17 @@ def predict_cohort(
 
     order, failed = list(todo), []
     remote = executor is not None and executor.distributed
+    if read_ahead is None:
+        read_ahead = device.type == "cuda"
+    ahead = _ReadAhead(lambda p: read_case(model, cohort, p), order) if read_ahead and not remote else None
     bar = ProgressBar(progress, len(chosen), "predict", completed=len(chosen) - len(todo))
     try:
         run_cases(one, order, executor=executor, names=order, on_result=done,
                   shared={"model": model, "cohort": cohort, "device": None if remote else device})
     finally:
         bar.close()
+        if ahead is not None:
+            ahead.close()
     if failed:
         write_json(_prediction_json(settings, cfg, model, patients), prov_path)
         raise GlioradInputError([(f"segmentation failed for {len(failed)} patient(s); the others' "
