@@ -80,7 +80,7 @@ from gliorad.features.deep_train import (  # noqa: F401  (ArrayDataset: re-expor
     feature_table,
     training_layout,
 )
-from gliorad.io import file_hash, read_array, write_bytes, write_json, write_text
+from gliorad.io import atomic_path, file_hash, read_array, write_bytes, write_json, write_text
 from gliorad.provenance import digest, finished_run
 from gliorad.settings import Presets, validate
 
@@ -194,11 +194,30 @@ def input_files(cohort: Any, ids: Sequence[str], sequences: Sequence[str],
     return out
 
 
+def input_key(fn: Callable[..., Any], files: Mapping[str, Any], settings: Mapping[str, Any]) -> str:
+    """The name of a case's entry in an input cache (:func:`prepare_all`): the preparing
+    function, its settings and the input files (path, size, modification time)."""
+    import hashlib
+
+    stats = {k: [str(p), Path(p).stat().st_size, Path(p).stat().st_mtime_ns]
+             for k, p in sorted(files.items())}
+    payload = {"fn": f"{fn.__module__}.{fn.__qualname__}", "settings": settings, "files": stats}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
 def prepare_all(fn: Callable[..., tuple[np.ndarray, dict[str, Any]]], files: Mapping[str, Any],
-                settings: Mapping[str, Any], n_jobs: int, executor: Any = None
+                settings: Mapping[str, Any], n_jobs: int, executor: Any = None,
+                input_cache: str | os.PathLike | None = None,
                 ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
     """Run ``fn(files[pid], settings)`` for every patient (joblib processes when ``n_jobs > 1``,
-    or a Dask cluster: ``executor``, :class:`gliorad.executor.Executor`)."""
+    or a Dask cluster: ``executor``, :class:`gliorad.executor.Executor`).
+
+    ``input_cache``: a folder of prepared inputs (``<key>.npy`` and ``<key>.json``,
+    :func:`input_key`): a case found there is not read and cropped again (the fold networks of
+    :func:`gliorad.features.deep3d.cnn3d_out_of_fold` and
+    :func:`gliorad.features.deep2d.cnn2d_cross_fit` read each patient once)."""
+    if input_cache is not None:
+        return _prepare_cached(fn, files, settings, n_jobs, executor, Path(input_cache))
     from gliorad.features.radiomics import resolve_jobs
 
     ids = list(files)
@@ -223,6 +242,32 @@ def prepare_all(fn: Callable[..., tuple[np.ndarray, dict[str, Any]]], files: Map
     arrays = {pid: r[0] for pid, r in zip(ids, results)}
     records = {pid: r[1] for pid, r in zip(ids, results)}
     return arrays, records
+
+
+def _prepare_cached(fn: Callable[..., tuple[np.ndarray, dict[str, Any]]], files: Mapping[str, Any],
+                    settings: Mapping[str, Any], n_jobs: int, executor: Any, folder: Path
+                    ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
+    keys = {pid: input_key(fn, f, settings) for pid, f in files.items()}
+    arrays: dict[str, np.ndarray] = {}
+    records: dict[str, dict[str, Any]] = {}
+    for pid, key in keys.items():
+        try:
+            record = json.loads((folder / f"{key}.json").read_text(encoding="utf-8"))
+            arrays[pid] = np.load(folder / f"{key}.npy")
+            records[pid] = record
+        except (OSError, ValueError):  # absent or damaged: prepared (again)
+            arrays.pop(pid, None)
+    todo = {pid: files[pid] for pid in files if pid not in arrays}
+    if todo:
+        new_arrays, new_records = prepare_all(fn, todo, settings, n_jobs, executor)
+        folder.mkdir(parents=True, exist_ok=True)
+        for pid in todo:
+            with atomic_path(folder / f"{keys[pid]}.npy") as tmp, open(tmp, "wb") as fh:
+                np.save(fh, new_arrays[pid])
+            write_json(new_records[pid], folder / f"{keys[pid]}.json")
+        arrays.update(new_arrays)
+        records.update(new_records)
+    return {p: arrays[p] for p in files}, {p: records[p] for p in files}
 
 
 # ------------------------------------------------------------------------------------ labels
@@ -570,11 +615,21 @@ def run_network(
     ids: Sequence[str] | None = None, val_ids: Sequence[str] | None = None,
     masks: str | os.PathLike | None = None, overwrite: bool = False, progress: bool = True,
     n_jobs: int = 1, parquet: bool = True, executor: Any = None,
+    input_cache: str | os.PathLike | None = None,
 ) -> DeepResult:
     """The deep-feature stage of ``network``: train it on ``train_ids`` and write its features
     for every patient of ``ids`` (default: the cohort), its predictions, metrics and provenance
     (the module docstring); skipped when a finished run in ``out_dir`` has the same
-    fingerprint. Arguments as :func:`gliorad.features.deep3d.deep_features_3d`."""
+    fingerprint. Arguments as :func:`gliorad.features.deep3d.deep_features_3d`; ``input_cache``:
+    a folder of prepared inputs shared with other runs (:func:`prepare_all`).
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) the stage refuses to run: its networks train in well
+    under a second per epoch on a GPU (they read pre-cropped inputs held in memory) and every
+    process would write the same files."""
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        raise GlioradInputError(
+            f"the {network.dims} deep-feature stage runs as one process, not under torchrun "
+            "(WORLD_SIZE > 1): its network is not starved on one GPU; run it without torchrun")
     from gliorad.cohort import Cohort, discover_cohort
 
     t_start = time.perf_counter()
@@ -610,7 +665,7 @@ def run_network(
     try:
         t0 = time.perf_counter()
         inputs, records = prepare_all(network.prepare_one, files, network.case_settings(cfg), n_jobs,
-                                      executor)
+                                      executor, input_cache)
         t_prepare = time.perf_counter() - t0
         trained, init = network.train(cfg, {p: inputs[p] for p in train}, train_t, out / "model",
                                       {p: inputs[p] for p in val}, val_t, extra, progress)

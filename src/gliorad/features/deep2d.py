@@ -72,6 +72,7 @@ not hold on the external centre (HR 1.49, P 0.32); with them, it did in one draw
 from __future__ import annotations
 
 import os
+import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -603,10 +604,14 @@ def cnn2d_cross_fit(cohort: Any, clinical: str | os.PathLike | pd.DataFrame,
     out = Path(out_dir)
     common = {"imagenet_weights": imagenet_weights, "masks": masks, "overwrite": overwrite,
               "progress": progress, "n_jobs": n_jobs}
-    full = deep_features_2d(cohort, table_clin, train, out, cfg, ids=ids, parquet=parquet, **common)
-    runs = [deep_features_2d(cohort, table_clin, trained, out / CROSS_FIT_FOLDS / f"fold{k}", cfg,
-                             ids=lgg, parquet=False, **common)
-            for k, (trained, _) in enumerate(splits, 1)]
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".inputs-", dir=out) as inputs:  # each patient read once
+        common["input_cache"] = inputs
+        full = deep_features_2d(cohort, table_clin, train, out, cfg, ids=ids, parquet=parquet,
+                                **common)
+        runs = [deep_features_2d(cohort, table_clin, trained, out / CROSS_FIT_FOLDS / f"fold{k}",
+                                 cfg, ids=lgg, parquet=False, **common)
+                for k, (trained, _) in enumerate(splits, 1)]
 
     base = full.predictions.set_index("patient_id")
     cols = list(OOF_COLUMNS.values())

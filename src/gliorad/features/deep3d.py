@@ -54,6 +54,7 @@ held-out 0.81-0.82 (bench/RESULTS.md, "Demo").
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -351,14 +352,16 @@ def cnn3d_out_of_fold(
     if not isinstance(cohort, Cohort):
         cohort = discover_cohort(cohort)
     out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     parts = []
-    for k, (trained, test) in enumerate(splits, 1):
-        res = deep_features_3d(cohort, table_clin, trained, out / f"fold{k}",
-                               cfg, ids=test, val_ids=val or None, masks=masks,
-                               overwrite=overwrite,
-                               progress=progress, n_jobs=n_jobs)
-        p = res.predictions[res.predictions["patient_id"].isin(test)]
-        parts.append(p[["patient_id", "probability"]].assign(fold=k))
+    with tempfile.TemporaryDirectory(prefix=".inputs-", dir=out) as inputs:  # each patient read once
+        for k, (trained, test) in enumerate(splits, 1):
+            res = deep_features_3d(cohort, table_clin, trained, out / f"fold{k}",
+                                   cfg, ids=test, val_ids=val or None, masks=masks,
+                                   overwrite=overwrite, progress=progress, n_jobs=n_jobs,
+                                   input_cache=inputs)
+            p = res.predictions[res.predictions["patient_id"].isin(test)]
+            parts.append(p[["patient_id", "probability"]].assign(fold=k))
     pred = pd.concat(parts).sort_values("patient_id").reset_index(drop=True)
     write_text(pred.to_csv(index=False, float_format="%.17g"),
                out / f"{CNN3D.stem(cfg)}_oof_predictions.csv")
