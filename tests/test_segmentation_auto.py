@@ -378,3 +378,37 @@ def test_fold_agreement_and_the_disagree_flag(tmp_path):
     assert summary["counts"]["disagree"] == 1 and "not_checked" not in summary
     assert "folds' mean pairwise Dice below 0.5" in summary["rule"]
     assert "not_checked" in qc_summary(check_masks(tmp_path, ["A"], bounds), bounds, "manual")
+
+
+@pytest.mark.realdata
+def test_real_thick_slice_scans_are_planned_anisotropic_and_segmented(shared_data, tmp_path):
+    """pyradiomics' brain1 / brain2 (T1 post-Gd of TCGA-GBM patients, 0.78 x 0.78 x 6.5 mm, 25 and
+    23 slices) as a two-patient cohort: the plan keeps the 6.5 mm slices (no isotropic resampling),
+    does not pool the slice axis at the first level, and a tiny network trains on the stack and
+    writes masks on the native 25-slice grid."""
+    src = shared_data / "pyradiomics"
+    root = tmp_path / "stack"
+    for k, name in enumerate(("brain1", "brain2"), 1):
+        pid = f"P{k}"
+        (root / pid).mkdir(parents=True)
+        sitk.WriteImage(sitk.ReadImage(str(src / f"{name}_image.nrrd")), str(root / pid / f"{pid}_t1ce.nii.gz"))
+        sitk.WriteImage(sitk.ReadImage(str(src / f"{name}_label.nrrd")), str(root / pid / f"{pid}_seg.nii.gz"))
+    cohort = discover_cohort(root, CohortConfig(sequences=["t1ce"]))
+    cfg = get_preset("auto")
+    planned, rec = plan_from_fingerprint(fingerprint(cohort, cohort.ids, ["t1ce"]), cfg)
+    assert rec["decisions"]["anisotropic"] is True
+    assert planned.spacing[2] == pytest.approx(6.5) and planned.spacing[0] < 6.5
+    assert planned.net.strides[0] == (1, 2, 2)
+    tiny = validate_config({**cfg.model_dump(), "plan": {"volume_voxels": 60_000, "patch_voxels": 8192,
+                                                         "base_features": 2, "max_levels": 3},
+                            "net": {"expand_channels": 2, "deep_supervision": 1},
+                            "patches_per_epoch": 2, "val_fraction": 0.0,
+                            "train": {"epochs": 1, "minutes": None, "device": "cpu"},
+                            "inference": {"device": "cpu"}}, "test")
+    res = train_segmentation(cohort, tmp_path / "model", tiny, progress=False)
+    conf = json.loads((tmp_path / "model" / "config.json").read_text())["segmentation"]
+    assert conf["spacing"][2] == pytest.approx(6.5) and res.fit.epochs_run == 1
+    m = load_model(tmp_path / "model")
+    predict_cohort(cohort, m, tmp_path / "masks", progress=False)
+    mask = sitk.ReadImage(str(tmp_path / "masks" / "P1.nii.gz"))
+    assert mask.GetSize() == (256, 256, 25) and mask.GetSpacing()[2] == pytest.approx(6.5)
