@@ -1,12 +1,13 @@
 """Benchmark: segmentation training at demo settings and inference at paper / demo settings.
 
-    .venv/bin/python bench/segment.py [--quick] [--threads 2]
+    .venv/bin/python bench/segment.py [--quick] [--threads 2] [--train-config auto --train-only]
 
 Cases, each in a fresh process with ``torch.set_num_threads(threads)`` and OMP_WAIT_POLICY=PASSIVE
 (idle OpenMP threads sleep instead of spinning, which matters on a machine shared with other jobs):
 
 * ``demo_train``: synthetic cohorts at 3 mm (48 training patients, seed 0; 12 held-out patients,
-  seed 1, a separate cohort), ``gliorad segment train`` with the ``demo`` preset, then prediction and
+  seed 1, a separate cohort), ``gliorad segment train`` with the ``demo`` preset (``--train-config
+  auto``: the planned preset, ``--minutes`` its budget), then prediction and
   evaluation of the held-out patients: wall and CPU seconds, seconds per epoch, peak memory,
   held-out whole-tumour Dice / HD95.
 * ``infer_<preset>_<input>[_<setting>=<value>]``: prediction of one 240x240x155 1 mm patient with
@@ -54,9 +55,11 @@ t0 = time.perf_counter()
 generate_cohort(f"{tmp}/train", SynthConfig(n_patients=args["n_train"], seed=0, spacing=3.0), n_jobs=2)
 generate_cohort(f"{tmp}/test", SynthConfig(n_patients=args["n_test"], seed=1, spacing=3.0), n_jobs=2)
 gen = time.perf_counter() - t0
-cfg = get_preset("demo")
+cfg = get_preset(args.get("config", "demo"))
 if args.get("epochs"):
     cfg = with_overrides(cfg, epochs=args["epochs"])
+if args.get("minutes"):
+    cfg = with_overrides(cfg, minutes=args["minutes"])
 train = discover_cohort(f"{tmp}/train", CohortConfig(sequences=cfg.sequences))
 w0, c0 = time.perf_counter(), time.process_time()
 res = train_segmentation(train, f"{tmp}/model", cfg, progress=False)
@@ -165,17 +168,21 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="16+4 patients, 2 epochs; demo inference only")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-train", action="store_true", help="inference and FLOPs only")
+    ap.add_argument("--train-config", default="demo", help="segmentation preset of the training "
+                    "case (demo; auto: planned, 15 minutes unless --minutes)")
+    ap.add_argument("--minutes", type=float, default=None, help="training budget (auto)")
+    ap.add_argument("--train-only", action="store_true", help="the training case only")
     a = ap.parse_args()
     results: dict = {"machine": machine(), "threads": a.threads}
     with tempfile.TemporaryDirectory() as tmp:
         results["paper_net"] = run(FLOPS, {}, a.threads)
-        cases = [("demo", "brain", None), ("demo", "random", None)]
+        cases = [] if a.train_only else [("demo", "brain", None), ("demo", "random", None)]
         if not a.quick:
             cases += [("paper", "brain", None), ("paper", "random", None),
                       ("paper", "brain", {"precision": "bfloat16"}),
                       ("paper", "brain", {"max_single_window_voxels": 0})]
         brats = Path(__file__).resolve().parents[2] / "shared" / "data" / "brats2018"
-        if brats.is_dir() and not a.quick:  # real BraTS 2018 case (skipped when absent)
+        if brats.is_dir() and not a.quick and not a.train_only:  # real BraTS 2018 case (when present)
             cases += [("paper", "brats", None)]
         for preset, kind, inf in cases:
             suffix = "".join(f"_{k}={'x'.join(map(str, v)) if isinstance(v, list) else v}"
@@ -187,7 +194,9 @@ def main() -> None:
         if not a.skip_train:
             train_args = {"tmp": tmp, "n_train": 16, "n_test": 4, "epochs": 2} if a.quick else \
                 {"tmp": tmp, "n_train": 48, "n_test": 12}
+            train_args.update(config=a.train_config, minutes=a.minutes)
             results["demo_train"] = run(DEMO_TRAIN, train_args, a.threads)
+            results["demo_train"]["config"] = a.train_config
     report(results)
     write_results("segment", results)
 
@@ -215,7 +224,8 @@ def report(r: dict) -> None:
     t = r.get("demo_train")
     if t:
         d, h = t["test_dice"], t["test_hd95_mm"]
-        print(f"\ndemo training: {t['n_train']} train + {t['n_val']} validation patients (3 mm), {t['epochs']} epochs")
+        print(f"\n{t.get('config', 'demo')} training: {t['n_train']} train + {t['n_val']} validation "
+              f"patients (3 mm cohort), {t['epochs']} epochs")
         print(f"  wall {t['train_wall_s'] / 60:.1f} min (CPU {t['train_cpu_s'] / 60:.1f} min), "
               f"{t['epoch_s_mean']:.1f} s/epoch (median {t['epoch_s_median']:.1f}), peak {t['train_peak_mb']:.0f} MB")
         print(f"  held-out ({t['n_test']} patients): WT Dice mean {d['mean']:.3f} (95% CI {d['ci95_low']:.3f}-"
