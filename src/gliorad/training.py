@@ -323,11 +323,14 @@ def _make_loader(data: torch.utils.data.Dataset, cfg: TrainConfig, device: torch
         if threads:
             return _ThreadBatches(data, sampler, threads, pin)
         loader = DataLoader(data, batch_sampler=sampler, num_workers=0 if kind == "thread" else cfg.num_workers,
-                            generator=gen, pin_memory=pin)
+                            generator=gen, pin_memory=pin and kind == "process")
     else:
-        loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=True, generator=gen, pin_memory=pin,
+        loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=True, generator=gen,
+                            pin_memory=pin and kind == "process",
                             num_workers=0 if kind == "thread" else cfg.num_workers)
-    return _Background(loader) if kind == "thread" else loader
+    # the thread loader pins in its thread, skipping tensors already on the GPU (data_device),
+    # which torch's pin_memory refuses
+    return _Background(loader, pin=pin) if kind == "thread" else loader
 
 
 def _pinned(obj: Any) -> Any:
@@ -344,8 +347,8 @@ class _Background:
     """Iterates ``source`` in a background thread, up to ``ahead`` batches in advance (the next
     batch is made while the network trains on this one); an exception there is raised here."""
 
-    def __init__(self, source: Iterable[Any], ahead: int = 2):
-        self.source, self.ahead = source, ahead
+    def __init__(self, source: Iterable[Any], ahead: int = 2, pin: bool = False):
+        self.source, self.ahead, self.pin = source, ahead, pin
 
     def __len__(self) -> int:
         return len(self.source)  # type: ignore[arg-type]
@@ -369,7 +372,7 @@ class _Background:
         def run() -> None:
             try:
                 for batch in self.source:
-                    if not put(("batch", batch)):
+                    if not put(("batch", _pinned(batch) if self.pin else batch)):
                         return
                 put(("end", None))
             except BaseException as err:  # noqa: BLE001 (handed to the training loop, which raises it)
