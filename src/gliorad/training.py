@@ -192,6 +192,8 @@ def start_process_group(device: torch.device) -> None:
         return
     if not dist.is_available():
         raise GlioradInputError("this torch has no torch.distributed; run one process (not torchrun)")
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)  # NCCL's collectives (barriers too) on this rank's GPU
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
                             timeout=datetime.timedelta(hours=2))
     atexit.register(lambda: dist.is_initialized() and dist.destroy_process_group())
