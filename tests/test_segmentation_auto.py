@@ -185,7 +185,7 @@ def _write(arr, path: Path, spacing):
     sitk.WriteImage(img, str(path))
 
 
-def test_fingerprint_of_a_small_cohort(tmp_path):
+def test_fingerprint_of_a_small_cohort(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     brain = np.zeros((10, 12, 14), bool)
     brain[2:8, 2:10, 3:11] = True  # box 6 x 8 x 8 voxels (z, y, x)
@@ -202,6 +202,17 @@ def test_fingerprint_of_a_small_cohort(tmp_path):
     assert fp["median_brain_box_mm"] == [8.0, 8.0, 18.0]  # (x, y, z) mm
     assert fp["tumour_ml"]["median"] == pytest.approx(8 * 3.0 / 1000)
     assert fp["patients"]["A"]["intensity"]["t1"]["median"] == pytest.approx(100, abs=5)
+    # an earlier fingerprint is reused for unchanged files; a rewritten file is read again
+    import gliorad.segmentation.plan as plan_module
+
+    read = []
+    real = plan_module._case_fingerprint
+    monkeypatch.setattr(plan_module, "_case_fingerprint",
+                        lambda c, pid, seqs: read.append(pid) or real(c, pid, seqs))
+    assert fingerprint(cohort, ["A", "B"], ["t1", "t2"], fp["patients"]) == fp and read == []
+    _write(np.where(brain, 50.0, 0).astype(np.float32), tmp_path / "B" / "B_t2.nii.gz", (1.0, 1.0, 3.0))
+    again = fingerprint(cohort, ["A", "B"], ["t1", "t2"], fp["patients"])
+    assert read == ["B"] and again["patients"]["B"]["intensity"]["t2"]["median"] == 50.0
 
 
 # ------------------------------------------------------------------------------ augmentation

@@ -26,8 +26,10 @@ Spacings are in SimpleITK's (x, y, z) order; patch sizes and strides in the arra
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -69,11 +71,31 @@ def _case_fingerprint(cohort: Cohort, pid: str, sequences: Sequence[str]) -> dic
             "intensity": intensity, "tumour_ml": tumour_ml}
 
 
-def fingerprint(cohort: Cohort, ids: Sequence[str], sequences: Sequence[str]) -> dict[str, Any]:
-    """The training cohort's fingerprint (see the module docstring): per patient and pooled."""
+def _files_key(cohort: Cohort, pid: str, sequences: Sequence[str]) -> dict[str, list[Any]]:
+    """What a patient's fingerprint was read from: each file's path, size and modification time."""
+    keys = [*sequences, SEG] if SEG in cohort.patients[pid].files else list(sequences)
+    out = {}
+    for k in keys:
+        path = cohort.patients[pid].files[k]
+        st = path.stat()
+        out[k] = [str(path), st.st_size, st.st_mtime_ns]
+    return out
+
+
+def fingerprint(cohort: Cohort, ids: Sequence[str], sequences: Sequence[str],
+                previous: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The training cohort's fingerprint (see the module docstring): per patient and pooled.
+    ``previous`` (an earlier ``plans.json``'s ``patients``): a patient whose files (path, size,
+    modification time) are unchanged is not read again, so re-running a finished or interrupted
+    training does not re-read the cohort."""
     if not ids:
         raise GlioradInputError(f"{cohort.root}: no training patient to plan from")
-    cases = {pid: _case_fingerprint(cohort, pid, sequences) for pid in ids}
+    cases = {}
+    for pid in ids:
+        files = _files_key(cohort, pid, sequences)
+        old = (previous or {}).get(pid)
+        cases[pid] = (old if old is not None and old.get("files") == files
+                      else {**_case_fingerprint(cohort, pid, sequences), "files": files})
     spacing = np.array([c["spacing"] for c in cases.values()])
     box = np.array([c["brain_box_mm"] for c in cases.values()])
     tumours = [c["tumour_ml"] for c in cases.values() if c["tumour_ml"] is not None]
@@ -168,10 +190,17 @@ def plan_from_fingerprint(fp: dict[str, Any], cfg: SegmentationConfig) -> tuple[
     return planned, record
 
 
-def plan_segmentation(cohort: Cohort, ids: Sequence[str], cfg: SegmentationConfig
-                      ) -> tuple[SegmentationConfig, dict[str, Any]]:
-    """:func:`fingerprint` of the training patients, then :func:`plan_from_fingerprint`."""
-    return plan_from_fingerprint(fingerprint(cohort, ids, cfg.sequences), cfg)
+def plan_segmentation(cohort: Cohort, ids: Sequence[str], cfg: SegmentationConfig,
+                      previous: str | Path | None = None) -> tuple[SegmentationConfig, dict[str, Any]]:
+    """:func:`fingerprint` of the training patients (reusing the unchanged patients of an earlier
+    ``plans.json`` at ``previous``), then :func:`plan_from_fingerprint`."""
+    old = None
+    if previous is not None and Path(previous).is_file():
+        try:
+            old = json.loads(Path(previous).read_text(encoding="utf-8")).get("patients")
+        except (json.JSONDecodeError, AttributeError):
+            old = None  # unreadable: fingerprint again
+    return plan_from_fingerprint(fingerprint(cohort, ids, cfg.sequences, old), cfg)
 
 
 def _fmt(values: Sequence[float]) -> str:

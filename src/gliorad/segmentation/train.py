@@ -373,7 +373,8 @@ def train_segmentation(
     if cfg.plan is not None:
         from gliorad.segmentation.plan import plan_segmentation
 
-        cfg, plan_record = plan_segmentation(cohort, sorted(set(train) | set(val)), cfg)
+        cfg, plan_record = plan_segmentation(cohort, sorted(set(train) | set(val)), cfg,
+                                             previous=out / "plans.json")
     cfg_json = model_config_json(cfg, regions, cohort.naming)
     old_cfg = out / "config.json"
     if old_cfg.is_file():
