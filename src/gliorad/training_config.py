@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from gliorad.errors import check_option
 from gliorad.settings import Strict
@@ -53,6 +53,11 @@ RESUMABLE_CHANGES = ("epochs", "early_stopping", "num_workers", "device", "minut
                      "data_device")
 
 
+#: The choices of each option-valued setting of :class:`TrainConfig`.
+_OPTIONS: dict[str, dict[str, str]] = {"device": DEVICES, "schedule": SCHEDULES, "loader": LOADERS,
+                                       "data_device": DATA_DEVICES}
+
+
 class TrainConfig(Strict):
     """Settings of :func:`gliorad.training.fit` (the paper's values are the defaults where it gives them)."""
 
@@ -89,22 +94,7 @@ class TrainConfig(Strict):
     #: new settings at their defaults are left out of dumps (fingerprints of older runs unchanged)
     OMITTED_AT_DEFAULT = ("schedule", "minutes", "loader", "data_device", "item_seeds")
 
-    @field_validator("device")
+    @field_validator("device", "schedule", "loader", "data_device")
     @classmethod
-    def _device(cls, v: str) -> str:
-        return check_option("device", v, DEVICES)
-
-    @field_validator("schedule")
-    @classmethod
-    def _schedule(cls, v: str) -> str:
-        return check_option("schedule", v, SCHEDULES)
-
-    @field_validator("loader")
-    @classmethod
-    def _loader(cls, v: str) -> str:
-        return check_option("loader", v, LOADERS)
-
-    @field_validator("data_device")
-    @classmethod
-    def _data_device(cls, v: str) -> str:
-        return check_option("data_device", v, DATA_DEVICES)
+    def _known_option(cls, v: str, info: ValidationInfo) -> str:
+        return check_option(info.field_name, v, _OPTIONS[info.field_name])
