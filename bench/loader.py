@@ -42,14 +42,15 @@ def draw(cache, ids, cfg, loader: str, workers: int, patches: int, device: str) 
     import torch
 
     from gliorad.segmentation.train import PatchDataset
-    from gliorad.training import DistEnv, _make_loader, data_device, epoch_seed, train_device
+    from gliorad.training import epoch_seed
+    from gliorad.training_runtime import DistEnv, data_device, make_loader, train_device
 
     tcfg = cfg.train.model_copy(update={"loader": loader, "num_workers": workers, "device": device})
     dev = train_device(tcfg, DistEnv())
     per_batch = tcfg.batch_size * cfg.samples_per_volume
     n_items = max(2, -(-patches // cfg.samples_per_volume) + tcfg.batch_size)
     data = PatchDataset(cache, ids, n_items, device=data_device(tcfg, dev))
-    it = iter(_make_loader(data, tcfg, dev, epoch_seed(0, 1), DistEnv(), pin=dev.type == "cuda"))
+    it = iter(make_loader(data, tcfg, dev, epoch_seed(0, 1), DistEnv(), pin=dev.type == "cuda"))
     first = next(it)  # warm-up: worker start, first crops
     n, t0 = 0, time.perf_counter()
     shape = tuple(first["image"].shape[1:])

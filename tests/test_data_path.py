@@ -17,13 +17,12 @@ from gliorad.errors import GlioradInputError
 from gliorad.segmentation import get_preset, resolve_regions, train_segmentation
 from gliorad.segmentation.data import CaseCache
 from gliorad.segmentation.train import PatchDataset, crop_size
-from gliorad.training import (
+from gliorad.training import TrainConfig, fit
+from gliorad.training_runtime import (
+    BackgroundBatches,
     ItemSeeded,
     ShardedBatches,
-    TrainConfig,
-    _Background,
     data_device,
-    fit,
     item_seed,
     resolved_loader,
 )
@@ -133,11 +132,11 @@ def test_an_error_in_the_background_reaches_the_training_loop(tmp_path, settings
 
 
 def test_background_stops_when_the_loop_stops():
-    bg = _Background(range(100), ahead=2)
+    bg = BackgroundBatches(range(100), ahead=2)
     it = iter(bg)
     assert [next(it) for _ in range(3)] == [0, 1, 2]
     it.close()  # joins the thread
-    assert list(_Background(range(5))) == [0, 1, 2, 3, 4] and len(_Background(range(5))) == 5
+    assert list(BackgroundBatches(range(5))) == [0, 1, 2, 3, 4] and len(BackgroundBatches(range(5))) == 5
 
 
 def test_loader_settings_resolve_and_bad_values_name_the_field():

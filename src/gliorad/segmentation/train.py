@@ -332,7 +332,7 @@ def train_segmentation(
     each time). Under ``torchrun`` every process trains (:func:`gliorad.training.fit`) and rank 0
     alone writes the model folder.
     """
-    from gliorad.training import barrier, distributed_env, start_process_group, train_device
+    from gliorad.training_runtime import barrier, distributed_env, start_process_group, train_device
 
     cfg = config
     out = Path(model_dir)
@@ -480,7 +480,7 @@ def _train_network(cfg: SegmentationConfig, cache: CaseCache, train: list[str], 
                    ckpt: Path, progress: bool) -> tuple[TrainResult, torch.nn.Module]:
     """One network trained on ``train`` (validated on ``val``) with checkpoints in ``ckpt``;
     returns the fit and the network holding the weights the model keeps."""
-    from gliorad.training import data_device, resolved_loader, train_device
+    from gliorad.training_runtime import data_device, resolved_loader, train_device
 
     per_item = cfg.samples_per_volume
     length = math.ceil(cfg.patches_per_epoch / per_item) if cfg.patches_per_epoch else None
