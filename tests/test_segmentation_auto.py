@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -349,6 +350,18 @@ def test_sequences_named_on_the_command_line_are_not_replanned():
     cfg = with_overrides(get_preset("auto"), sequences=["t1", "t2"])
     assert cfg.plan.all_sequences is False and cfg.sequences == ["t1", "t2"]
     assert with_overrides(get_preset("auto"), minutes=3, folds=2).train.minutes == 3
+
+
+def test_config_check_says_which_settings_the_plan_chooses():
+    from gliorad.run_config import load_run_config
+
+    auto = load_run_config("demo", {"segmentation": {"preset": "auto"}}).notes
+    assert any(re.match(r"segmentation\.plan: spacing, patch_size, net\.features and the pooling "
+                        r"strides and sequences .*/plans\.json", n) for n in auto)
+    fixed = load_run_config("demo", {"segmentation": {"preset": "auto",
+                                                      "plan": {"all_sequences": False}}}).notes
+    assert any(n.startswith("segmentation.plan: spacing") and "sequences (" not in n for n in fixed)
+    assert not any(n.startswith("segmentation.plan") for n in load_run_config("demo").notes)
 
 
 def test_folds_refuse_fixed_validation_patients(synth4, tmp_path):

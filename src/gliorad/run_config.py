@@ -332,6 +332,13 @@ def parse_run_config(data: Mapping[str, Any], source: str = "config",
                                              seg_base["sequences"])
         segmentation = validate(SegmentationConfig, _merge(seg_base, rest, "segmentation"), source,
                                 "segmentation")
+        if segmentation.plan is not None:
+            notes.append(
+                "segmentation.plan: spacing, patch_size, net.features and the pooling strides "
+                + ("and sequences (every one of cohort.sequences all training patients have) "
+                   if segmentation.plan.all_sequences else "")
+                + "are chosen from the training patients when the U-Net trains (segment/model/"
+                "plans.json); the values shown for them here are the preset's starting points")
 
     radiomics = _check_radiomics(validate(RadiomicsSection, sec["radiomics"], source, "radiomics"),
                                  where("radiomics"), base)
