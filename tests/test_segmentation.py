@@ -392,6 +392,35 @@ def test_cli_evaluate_perfect_masks_and_regions(synth_cohort, tmp_path):
         assert s[name]["dice"]["mean"] == 1.0 and s[name]["hd95_mm"]["mean"] == 0.0
 
 
+def test_evaluate_in_parallel_gives_the_same_rows_and_names_a_bad_grid(synth_cohort, tmp_path):
+    """jobs=2 (loky processes) gives the serial rows in the serial order; a mask on another grid
+    stops it with the file named, as in one process, and writes no evaluation file."""
+    from gliorad.segmentation import evaluate_masks
+
+    cohort = discover_cohort(synth_cohort)
+    masks = tmp_path / "m"
+    masks.mkdir()
+    for pid in cohort.ids:
+        seg = sitk.ReadImage(str(cohort.patients[pid].seg))
+        arr = sitk.GetArrayFromImage(seg)
+        arr[:, :, : arr.shape[2] // 2] = 0  # half the tumour: Dice and HD95 away from 1 and 0
+        out = sitk.GetImageFromArray(arr)
+        out.CopyInformation(seg)
+        sitk.WriteImage(out, str(masks / f"{pid}.nii.gz"))
+    serial = evaluate_masks(masks, cohort, out_dir=tmp_path / "s", label_mode="regions")
+    parallel = evaluate_masks(masks, cohort, out_dir=tmp_path / "p", label_mode="regions", jobs=2)
+    assert parallel.rows == serial.rows and parallel.summary == serial.summary
+    assert [r["patient_id"] for r in serial.rows] == [p for p in cohort.ids for _ in range(3)]
+    bad = cohort.ids[1]
+    img = sitk.ReadImage(str(masks / f"{bad}.nii.gz"))
+    img.SetSpacing(tuple(2 * s for s in img.GetSpacing()))
+    sitk.WriteImage(img, str(masks / f"{bad}.nii.gz"))
+    for jobs in (1, 2):
+        with pytest.raises(GlioradInputError, match=rf"{bad}\.nii\.gz: grid differs from the manual mask"):
+            evaluate_masks(masks, cohort, out_dir=tmp_path / f"bad{jobs}", jobs=jobs)
+        assert not (tmp_path / f"bad{jobs}" / "evaluation.json").exists()
+
+
 def test_cli_evaluate_reports_empty_predictions(synth_cohort, tmp_path):
     cohort = discover_cohort(synth_cohort)
     masks = tmp_path / "m"

@@ -14,6 +14,7 @@ import typer
 from gliorad.commands._common import (
     ProgressOpt,
     SchedulerOpt,
+    check_jobs,
     command_group,
     executor_of,
     exit_on_input_error,
@@ -136,13 +137,16 @@ def evaluate(
     out: Annotated[Path | None, typer.Option(help="Folder for evaluation.json/.csv (default MASK_DIR).")] = None,
     label_mode: Annotated[str | None, typer.Option(help="wt or regions (default: from prediction.json).")] = None,
     naming: Naming = None,
+    jobs: Annotated[int, typer.Option(help="Parallel patients; -1 = all cores.")] = -1,
+    scheduler: SchedulerOpt = None,
 ) -> None:
     """Dice and HD95 per patient and summary (mean, median, bootstrap 95% CI)."""
     from gliorad.segmentation import evaluate_masks
 
     with exit_on_input_error():
         cohort = _cohort(cohort_dir, naming)
-        res = evaluate_masks(mask_dir, cohort, out_dir=out, label_mode=label_mode)
+        res = evaluate_masks(mask_dir, cohort, out_dir=out, label_mode=label_mode,
+                             jobs=check_jobs(jobs), executor=executor_of(scheduler, jobs))
     s = res.summary
     typer.echo(f"{s['n_patients']} patients")
     typer.echo(f"{'region':<6} {'metric':<8} {'mean':>8} {'median':>8} {'95% CI':>19} {'n':>4}")

@@ -35,6 +35,7 @@ Against the BraTS challenge's own evaluation (``brats-evaluation`` 0.0.10 on pan
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -111,20 +112,50 @@ def _summary(values: list[float], seed: int = 0) -> dict[str, Any]:
             "ci95_low": ci.ci_low, "ci95_high": ci.ci_high, "ci_method": "percentile bootstrap of the mean, 2000 resamples"}
 
 
+def _evaluate_case(case: tuple[str, Path, Path], *, names: list[str],
+                   regions: dict[str, list[int]]) -> list[dict[str, Any]]:
+    """The rows of one patient (``(id, predicted mask, manual mask)``), one per region."""
+    pid, mask, seg = case
+    pred_img, truth_img = read_image(mask), read_image(seg)
+    diff = Geometry.of(truth_img).differences(Geometry.of(pred_img))
+    if diff:
+        raise GlioradInputError(f"{mask}: grid differs from the manual mask ({'; '.join(diff)})")
+    pred, truth = sitk.GetArrayFromImage(pred_img), sitk.GetArrayFromImage(truth_img)
+    spacing = tuple(reversed(truth_img.GetSpacing()))
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    rows = []
+    for name in names:
+        if name == "WT":
+            p, t = pred > 0, truth > 0
+        else:
+            p, t = np.isin(pred, regions[name]), np.isin(truth, regions[name])
+        note = ("both empty" if not p.any() and not t.any() else
+                "empty prediction" if not p.any() else "empty manual mask" if not t.any() else "")
+        rows.append({"patient_id": pid, "region": name, "dice": dice_score(p, t),
+                     "hd95_mm": hd95(p, t, spacing), "pred_ml": float(p.sum()) * voxel_ml,
+                     "truth_ml": float(t.sum()) * voxel_ml, "note": note})
+    return rows
+
+
 def evaluate_masks(
     mask_dir: str | Path,
     cohort: Cohort,
     *,
     out_dir: str | Path | None = None,
     label_mode: str | None = None,
+    jobs: int = 1,
+    executor: Any = None,
 ) -> EvaluationResult:
     """Dice and HD95 of every predicted mask in ``mask_dir`` against the cohort's manual masks.
 
     ``label_mode`` (``wt`` or ``regions``) defaults to the one recorded in ``prediction.json``,
     else ``wt``. Writes ``evaluation.json`` and ``evaluation.csv`` to ``out_dir`` (default
-    ``mask_dir``).
+    ``mask_dir``). The patients are measured by ``jobs`` local processes (-1: one per core) or on ``executor``
+    (:func:`gliorad.executor.run_cases`; the same rows in the same order either way).
     """
     import pandas as pd
+
+    from gliorad.executor import CaseError, run_cases
 
     md = Path(mask_dir)
     if not md.is_dir():
@@ -142,25 +173,15 @@ def evaluate_masks(
         raise GlioradInputError(
             f"{md}: no mask <patient>.nii.gz matches a patient with a manual segmentation in {cohort.root}"
         )
-    rows: list[dict[str, Any]] = []
-    for pid in pairs:
-        pred_img, truth_img = read_image(masks[pid]), read_image(cohort.patients[pid].seg)
-        diff = Geometry.of(truth_img).differences(Geometry.of(pred_img))
-        if diff:
-            raise GlioradInputError(f"{masks[pid]}: grid differs from the manual mask ({'; '.join(diff)})")
-        pred, truth = sitk.GetArrayFromImage(pred_img), sitk.GetArrayFromImage(truth_img)
-        spacing = tuple(reversed(truth_img.GetSpacing()))
-        voxel_ml = float(np.prod(spacing)) / 1000.0
-        for name in names:
-            if name == "WT":
-                p, t = pred > 0, truth > 0
-            else:
-                p, t = np.isin(pred, regions[name]), np.isin(truth, regions[name])
-            note = ("both empty" if not p.any() and not t.any() else
-                    "empty prediction" if not p.any() else "empty manual mask" if not t.any() else "")
-            rows.append({"patient_id": pid, "region": name, "dice": dice_score(p, t),
-                         "hd95_mm": hd95(p, t, spacing), "pred_ml": float(p.sum()) * voxel_ml,
-                         "truth_ml": float(t.sum()) * voxel_ml, "note": note})
+    results = run_cases(_evaluate_case, [(pid, masks[pid], cohort.patients[pid].seg) for pid in pairs],
+                        executor=executor, jobs=(os.cpu_count() or 1) if jobs == -1 else max(1, int(jobs)),
+                        names=pairs,
+                        shared={"names": names, "regions": regions}, label="evaluate")
+    failed = [f"patient {pid}: {r.reason}" for pid, r in zip(pairs, results, strict=True)
+              if isinstance(r, CaseError)]
+    if failed:
+        raise GlioradInputError(failed)
+    rows: list[dict[str, Any]] = [row for r in results for row in r]
     summary: dict[str, Any] = {"label_mode": mode, "regions": {n: regions.get(n) for n in names if n != "WT"},
                                "n_patients": len(pairs),
                                "patients_without_mask": [p for p in with_seg if p not in masks],

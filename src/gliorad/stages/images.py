@@ -96,7 +96,8 @@ class SegmentStage(RunStage):
         copy_tree(work.model, out.model)
         copy_tree(work.masks, out.masks)
         if any(p.seg is not None for p in cohort.patients.values()):
-            evaluate_masks(out.masks, cohort, out_dir=out.evaluation)  # the raw predictions
+            evaluate_masks(out.masks, cohort, out_dir=out.evaluation, jobs=cfg.run.n_jobs,
+                           executor=executor(cfg))  # the raw predictions
         check_run_masks(ctx, cfg, cohort, out, ids)
 
 
