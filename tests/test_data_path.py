@@ -142,13 +142,6 @@ def test_background_stops_when_the_loop_stops():
 def test_loader_settings_resolve_and_bad_values_name_the_field():
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
     assert resolved_loader(TrainConfig(), cpu) == "process"
-    # on the CPU a dataset drawing from its own generators is drawn in a background thread
-    # (the loop's own batches), unless workers are asked for; torch's global one: in the loop
-    patches = PatchDataset.__new__(PatchDataset)
-    assert resolved_loader(TrainConfig(), cpu, patches) == "thread"
-    assert resolved_loader(TrainConfig(num_workers=2), cpu, patches) == "process"
-    assert resolved_loader(TrainConfig(loader="process"), cpu, patches) == "process"
-    assert resolved_loader(TrainConfig(), cpu, FlipDataset()) == "process"
     assert resolved_loader(TrainConfig(), gpu) == "thread"
     assert resolved_loader(TrainConfig(loader="process"), gpu) == "process"
     assert data_device(TrainConfig(), gpu) == gpu  # volumes on the GPU with the thread loader

@@ -33,9 +33,7 @@ SCHEDULES: dict[str, str] = {
 
 #: How :func:`gliorad.training.fit` makes its batches (``loader``).
 LOADERS: dict[str, str] = {
-    "auto": "thread on CUDA; on the CPU thread without workers for a dataset that draws from "
-            "its own random generators (the segmentation patches: the loop's own batches, made "
-            "while the network trains), else process",
+    "auto": "thread on CUDA, process on the CPU",
     "process": "MONAI DataLoader: batches made in num_workers worker processes (0: in the "
                "training loop itself, between steps)",
     "thread": "MONAI ThreadDataLoader: batches made in a background thread while the network "

@@ -72,20 +72,12 @@ def train_device(cfg: TrainConfig, env: DistEnv | None = None) -> torch.device:
     return device
 
 
-def resolved_loader(cfg: TrainConfig, device: torch.device, data: Any = None) -> str:
-    """``process`` or ``thread``: the configured loader, ``auto`` resolved for ``device`` and the
-    dataset ``data``: thread on CUDA; on the CPU thread when there are no workers and ``data``
-    draws its augmentations only from random generators it owns (``own_random_state``: then
-    the background thread draws exactly the items the loop would, while the network trains on
-    the previous batch; a dataset drawing from torch's global generator would interleave with
-    the loop's own draws, such as dropout), else process."""
+def resolved_loader(cfg: TrainConfig, device: torch.device) -> str:
+    """``process`` or ``thread``: the configured loader, ``auto`` resolved for ``device``."""
     check_option("loader", cfg.loader, LOADERS)
     if cfg.loader != "auto":
         return cfg.loader
-    if device.type == "cuda":
-        return "thread"
-    own = bool(getattr(data, "own_random_state", False))
-    return "thread" if cfg.num_workers == 0 and own else "process"
+    return "thread" if device.type == "cuda" else "process"
 
 
 def data_device(cfg: TrainConfig, device: torch.device) -> torch.device:
@@ -234,7 +226,7 @@ def make_loader(data: torch.utils.data.Dataset, cfg: TrainConfig, device: torch.
     drawing item-seeded items."""
     from monai.data import DataLoader
 
-    kind = resolved_loader(cfg, device, data)
+    kind = resolved_loader(cfg, device)
     threads = cfg.num_workers if kind == "thread" else 0
     seeded = cfg.item_seeds or env.active or threads > 0
     gen = torch.Generator().manual_seed(es)

@@ -61,11 +61,7 @@ class PatchDataset(torch.utils.data.Dataset):
     holds in memory are copied there once and the patches are cut and augmented there (MONAI's
     transforms run on CUDA tensors); a volume read from disk is cut on the CPU and its patches
     copied. :meth:`seeded_item` draws an item with its own seed in a per-thread copy of the
-    transforms (thread workers, torchrun). Every random draw comes from the transforms' own
-    generators (``own_random_state``), never from torch's or NumPy's global ones, so a
-    background thread may draw the items (:func:`gliorad.training_runtime.resolved_loader`)."""
-
-    own_random_state = True
+    transforms (thread workers, torchrun)."""
 
     def __init__(self, cache: CaseCache, ids: Sequence[str], length: int | None = None,
                  device: torch.device | None = None):
@@ -490,7 +486,7 @@ def _train_network(cfg: SegmentationConfig, cache: CaseCache, train: list[str], 
     length = math.ceil(cfg.patches_per_epoch / per_item) if cfg.patches_per_epoch else None
     device = train_device(cfg.train)
     dataset = PatchDataset(cache, train, length, device=data_device(cfg.train, device))
-    if resolved_loader(cfg.train, device, dataset) == "process" and cfg.train.num_workers > 0:
+    if resolved_loader(cfg.train, device) == "process" and cfg.train.num_workers > 0:
         cache.preload(train)  # the worker processes share these instead of reading their own
     seed_everything(cfg.train.seed)
     model = build_network(cfg, members=False)
