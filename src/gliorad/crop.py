@@ -552,7 +552,8 @@ def crop_cohort(
     import json
 
     from gliorad.cohort import Cohort, discover_cohort
-    from gliorad.features.radiomics import find_auto_masks, resolve_jobs
+    from gliorad.executor import resolve_jobs
+    from gliorad.features.radiomics import find_auto_masks
 
     check_option("format", fmt, ["npy", "nifti"])
     check_option("border", border, BORDER_MODES)

@@ -40,7 +40,7 @@ from typing import Any
 
 from gliorad.errors import GlioradInputError
 
-__all__ = ["EXECUTORS", "CaseError", "Executor", "check_scheduler", "run_cases"]
+__all__ = ["EXECUTORS", "CaseError", "Executor", "check_scheduler", "resolve_jobs", "run_cases"]
 
 #: The executors: ``local`` (this machine: in-process or joblib) and ``dask`` (a Dask cluster).
 EXECUTORS: tuple[str, ...] = ("local", "dask")
@@ -52,6 +52,16 @@ RETRIES = 2
 CONNECT_TIMEOUT_S = 10
 
 _ADDRESS = re.compile(r"^(?:(tcp|tls|ws|wss|ucx|inproc)://)?(\[[0-9a-fA-F:.]+\]|[\w.-]+):(\d{1,5})$")
+
+
+def resolve_jobs(n_jobs: int) -> int:
+    """Worker processes for ``n_jobs`` (-1: all cores, -2: all but one, ...); 0 is refused."""
+    import joblib
+
+    cores = joblib.cpu_count()
+    if n_jobs == 0:
+        raise GlioradInputError("n_jobs 0 is not valid; expected a positive number or -1 (all cores)")
+    return max(1, cores + 1 + n_jobs) if n_jobs < 0 else n_jobs
 
 
 def check_scheduler(address: str, where: str = "--scheduler") -> str:

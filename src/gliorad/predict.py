@@ -248,7 +248,8 @@ def _radiomics(images: Mapping[str, Path], mask: Path, settings: Mapping[str, An
     """The model ``columns`` of the radiomics stage's per-case function
     (:func:`gliorad.features.radiomics.radiomics_case`) on the sequences they name, with the
     bundle's parameters, region, minimum region size and peritumoural rings."""
-    from gliorad.features.radiomics import feature_row, parse_column, radiomics_case, resolve_jobs
+    from gliorad.executor import resolve_jobs
+    from gliorad.features.radiomics import feature_row, parse_column, radiomics_case
 
     seqs = sorted({parse_column(c)[0] for c in columns})
     resolve_jobs(n_jobs)  # a bad n_jobs is named as it is, not as a radiomics problem

@@ -8,6 +8,7 @@ or process draws an item. See :mod:`gliorad.training` for the whole contract.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -160,7 +161,7 @@ def item_seed(epoch_seed_value: int, index: int) -> int:
 
 
 #: Serialises reseeding + drawing of a dataset without :meth:`seeded_item` across thread workers.
-_ITEM_LOCK = __import__("threading").Lock()
+_ITEM_LOCK = threading.Lock()
 
 
 class ItemSeeded(torch.utils.data.Dataset):

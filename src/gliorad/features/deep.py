@@ -218,7 +218,7 @@ def prepare_all(fn: Callable[..., tuple[np.ndarray, dict[str, Any]]], files: Map
     :func:`gliorad.features.deep2d.cnn2d_cross_fit` read each patient once)."""
     if input_cache is not None:
         return _prepare_cached(fn, files, settings, n_jobs, executor, Path(input_cache))
-    from gliorad.features.radiomics import resolve_jobs
+    from gliorad.executor import resolve_jobs
 
     ids = list(files)
     if executor is not None and executor.distributed:

@@ -65,6 +65,7 @@ import SimpleITK as sitk
 import yaml
 
 from gliorad.errors import GlioradInputError
+from gliorad.executor import resolve_jobs  # re-exported: importable from here as before
 from gliorad.features.config import RADIOMICS_PRESETS, REGIONS, radiomics_preset_path, ring_bounds
 from gliorad.features.peritumoural import ring_features
 from gliorad.features.radiomics_tables import (  # re-exported: importable from here as before
@@ -426,18 +427,6 @@ def radiomics_case(
                     for seq, img in items}
     finally:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(old_threads)
-
-
-def resolve_jobs(n_jobs: int) -> int:
-    """Worker processes for ``n_jobs`` (-1: all cores, -2: all but one, ...); 0 is refused."""
-    import joblib
-
-    cores = joblib.cpu_count()
-    if n_jobs == 0:
-        raise GlioradInputError("n_jobs 0 is not valid; expected a positive number or -1 (all cores)")
-    return max(1, cores + 1 + n_jobs) if n_jobs < 0 else n_jobs
-
-
 
 
 # ------------------------------------------------------------------------------------ mask folders

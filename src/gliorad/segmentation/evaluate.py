@@ -35,7 +35,6 @@ Against the BraTS challenge's own evaluation (``brats-evaluation`` 0.0.10 on pan
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -150,12 +149,12 @@ def evaluate_masks(
 
     ``label_mode`` (``wt`` or ``regions``) defaults to the one recorded in ``prediction.json``,
     else ``wt``. Writes ``evaluation.json`` and ``evaluation.csv`` to ``out_dir`` (default
-    ``mask_dir``). The patients are measured by ``jobs`` local processes (-1: one per core) or on ``executor``
-    (:func:`gliorad.executor.run_cases`; the same rows in the same order either way).
+    ``mask_dir``). The patients are measured by ``jobs`` local processes (-1: all cores) or on
+    ``executor`` (:func:`gliorad.executor.run_cases`; the same rows in the same order either way).
     """
     import pandas as pd
 
-    from gliorad.executor import CaseError, run_cases
+    from gliorad.executor import CaseError, resolve_jobs, run_cases
 
     md = Path(mask_dir)
     if not md.is_dir():
@@ -174,8 +173,7 @@ def evaluate_masks(
             f"{md}: no mask <patient>.nii.gz matches a patient with a manual segmentation in {cohort.root}"
         )
     results = run_cases(_evaluate_case, [(pid, masks[pid], cohort.patients[pid].seg) for pid in pairs],
-                        executor=executor, jobs=(os.cpu_count() or 1) if jobs == -1 else max(1, int(jobs)),
-                        names=pairs,
+                        executor=executor, jobs=min(resolve_jobs(jobs), len(pairs)), names=pairs,
                         shared={"names": names, "regions": regions}, label="evaluate")
     failed = [f"patient {pid}: {r.reason}" for pid, r in zip(pairs, results, strict=True)
               if isinstance(r, CaseError)]
