@@ -49,16 +49,21 @@ from _harness import OUT_DIR, Column, format_table, machine_info, run_demo_draw,
 
 from gliorad.stats import roc_auc
 
-SETTINGS = ["segmentation.enabled=false", "report.enabled=false", "grading.model=auto",
-            "survival.model=auto", "survival.signature_term=continuous", "deep2d.cross_fit=3",
-            "radiomics.peritumoural_mm=[0,5,10]", "grading.all_sequences=true"]
+COMMON = ["segmentation.enabled=false", "report.enabled=false", "survival.model=auto",
+          "survival.signature_term=continuous", "survival.clinical_selection=prespecified",
+          "survival.integrated_selection=prespecified", "deep2d.cross_fit=3",
+          "radiomics.peritumoural_mm=[0,5,10]"]
+SETTINGS = [*COMMON, "grading.model=auto", "grading.all_sequences=true"]
+#: ``--survival-only``: grading off (so the 3D CNN too); the survival stage's inputs are the same.
+SURVIVAL_ONLY = [*COMMON, "grading.enabled=false"]
 FUSED = "fused_patch_se"
 ORACLE_GAP_GRADE, ORACLE_GAP_SURV = 0.05, 0.07
 
 
-def run_draw(seed: int, workspace: Path, extra: list[str]) -> float:
+def run_draw(seed: int, workspace: Path, extra: list[str], survival_only: bool = False) -> float:
     """Run the demo preset's stages up to survival for one seed; return the wall seconds."""
-    return run_demo_draw(seed, workspace, "survival", [*SETTINGS, *extra])
+    return run_demo_draw(seed, workspace, "survival",
+                         [*(SURVIVAL_ONLY if survival_only else SETTINGS), *extra])
 
 
 def _read(path: Path) -> dict:
@@ -88,10 +93,16 @@ def harrell(time: np.ndarray, event: np.ndarray, risk: np.ndarray) -> float:
     return float(concordance_index(time, -risk, event))
 
 
-def collect(seed: int, ws: Path, seconds: float) -> dict:
+def collect(seed: int, ws: Path, seconds: float, survival_only: bool = False) -> dict:
     truth = _read(ws / "cohort" / "cohort" / "truth.json")
     pats = truth["patients"]
-    # grading: the grade stage's test part
+    return {"seed": seed, "seconds": seconds,
+            **({} if survival_only else collect_grading(ws, pats)),
+            "survival": collect_survival(ws, pats)}
+
+
+def collect_grading(ws: Path, pats: dict) -> dict:
+    """The grade stage's test part: ``n_test``, ``oracle_auc`` and the ``grading`` sets."""
     metrics = _read(ws / "grade" / "tables" / "metrics.json")
     notes = _read(ws / "grade" / "tables" / "notes.json")["notes"]
     used = [n.split(": ", 1)[1].split(" ")[0] for n in notes
@@ -103,7 +114,11 @@ def collect(seed: int, ws: Path, seconds: float) -> dict:
     grading = {"fused": grading_set(metrics, FUSED, oracle_auc)}
     if used:
         grading["radiomics"] = grading_set(metrics, used[0], oracle_auc)
-    # survival: the validation cohort(s)
+    return {"n_test": len(test), "oracle_auc": oracle_auc, "grading": grading}
+
+
+def collect_survival(ws: Path, pats: dict) -> dict:
+    """The survival stage's validation cohort(s) against the oracle."""
     sm = _read(ws / "survival" / "analysis" / "metrics.json")
     search = sm["model_search"]
     cand = {c["name"]: c for c in search["candidates"]}
@@ -129,8 +144,7 @@ def collect(seed: int, ws: Path, seconds: float) -> dict:
             "p": c.get("compare_p"), "candidates": ext, "oracle": oracle,
             "within_oracle": bool(c["c_index_integrated"] is not None
                                   and oracle - c["c_index_integrated"] <= ORACLE_GAP_SURV)}
-    return {"seed": seed, "seconds": seconds, "n_test": len(test), "oracle_auc": oracle_auc,
-            "grading": grading, "survival": survival}
+    return survival
 
 
 def _slug(text: str) -> str:
@@ -157,10 +171,11 @@ def pooled(d: list[float], var: list[float]) -> dict | None:
 def summarise(rows: list[dict]) -> dict:
     out: dict = {"grading": {}, "survival": {}}
     for key in ("fused", "radiomics"):
-        rs = [r["grading"][key] for r in rows if key in r["grading"]]
+        rs = [r["grading"][key] for r in rows if key in r.get("grading", {})]
         if not rs:
             continue
-        gap = [r["oracle_auc"] - r["grading"][key]["auto"] for r in rows if key in r["grading"]]
+        gap = [r["oracle_auc"] - r["grading"][key]["auto"] for r in rows
+               if key in r.get("grading", {})]
         out["grading"][key] = {
             "auto_mean": float(np.mean([g["auto"] for g in rs])),
             "paper_mean": float(np.mean([g["paper"] for g in rs if g["paper"] is not None])),
@@ -195,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="one draw of 100 patients (a smoke run of the harness)")
     parser.add_argument("--first-seed", type=int, default=1)
     parser.add_argument("--workspace", type=Path, default=OUT_DIR / "model_search_ws")
+    parser.add_argument("--survival-only", action="store_true",
+                        help="grading (and the 3D CNN) off: the survival search alone, faster")
     parser.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE",
                         help="more run-config settings, e.g. synthetic.n_patients=600")
     args = parser.parse_args(argv)
@@ -203,38 +220,43 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for seed in range(args.first_seed, args.first_seed + args.draws):
         ws = args.workspace / f"seed{seed}"
-        seconds = run_draw(seed, ws, args.extra)
-        rows.append(collect(seed, ws, seconds))
+        seconds = run_draw(seed, ws, args.extra, args.survival_only)
+        rows.append(collect(seed, ws, seconds, args.survival_only))
         r = rows[-1]
-        g = r["grading"]["fused"]
-        print(f"draw seed {seed}: grading fused auto {g['auto']:.3f} (paper {g['paper']:.3f}, best "
-              f"single {g['best_single']} {g['best_single_auc']:.3f}), oracle {r['oracle_auc']:.3f}; "
-              f"survival auto chose {r['survival']['chosen']} ({seconds:.0f} s)", flush=True)
+        g = r.get("grading", {}).get("fused")
+        graded = ("" if g is None else
+                  f"grading fused auto {g['auto']:.3f} (paper {g['paper']:.3f}, best single "
+                  f"{g['best_single']} {g['best_single_auc']:.3f}), oracle {r['oracle_auc']:.3f}; ")
+        print(f"draw seed {seed}: {graded}survival auto chose {r['survival']['chosen']} "
+              f"({seconds:.0f} s)", flush=True)
         for c, s in r["survival"]["cohorts"].items():
             print(f"  survival {c}: auto {s['auto']}, clinical {s['clinical']}, oracle "
                   f"{s['oracle']:.3f}, candidates {s['candidates']}", flush=True)
     flat = []
     for r in rows:
-        g = r["grading"]["fused"]
-        row = {"seed": r["seed"], "paper": g["paper"], "auto": g["auto"],
-               "best": f"{g['best_single']} {g['best_single_auc']:.3f}", "oracle": r["oracle_auc"],
-               "surv_chosen": r["survival"]["chosen"], "seconds": r["seconds"]}
+        row = {"seed": r["seed"], "surv_chosen": r["survival"]["chosen"], "seconds": r["seconds"]}
+        if "grading" in r:
+            g = r["grading"]["fused"]
+            row.update(paper=g["paper"], auto=g["auto"], oracle=r["oracle_auc"],
+                       best=f"{g['best_single']} {g['best_single_auc']:.3f}")
         for c, s in r["survival"]["cohorts"].items():
             row.update(s_auto=s["auto"] if s["auto"] is not None else float("nan"),
                        s_clin=s["clinical"] if s["clinical"] is not None else float("nan"),
-                       s_oracle=s["oracle"])
+                       s_oracle=s["oracle"], s_diff=s["diff"], s_p=s["p"])
             break
         flat.append(row)
-    cols = [Column("seed", "seed"), Column("grade paper", "paper", ".3f"),
-            Column("grade auto", "auto", ".3f"), Column("best single", "best", align="<"),
-            Column("grade oracle", "oracle", ".3f"), Column("surv chosen", "surv_chosen", align="<"),
+    grade_cols = [Column("grade paper", "paper", ".3f"), Column("grade auto", "auto", ".3f"),
+                  Column("best single", "best", align="<"), Column("grade oracle", "oracle", ".3f")]
+    cols = [Column("seed", "seed"), *([] if args.survival_only else grade_cols),
+            Column("surv chosen", "surv_chosen", align="<"),
             Column("ext C auto", "s_auto", ".3f"), Column("ext C clinical", "s_clin", ".3f"),
             Column("ext C oracle", "s_oracle", ".3f"), Column("seconds", "seconds", ".0f")]
     print(format_table(flat, cols, rule="-+-"))
     summary = summarise(rows)
     print(json.dumps(summary, indent=1))
+    settings = SURVIVAL_ONLY if args.survival_only else SETTINGS
     write_results("model_search", {"machine": machine_info("platform", "python", "cpus"),
-                                   "settings": ["preset demo", *SETTINGS, *args.extra],
+                                   "settings": ["preset demo", *settings, *args.extra],
                                    "draws": rows, "summary": summary})
     return 0
 

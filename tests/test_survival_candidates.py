@@ -188,8 +188,11 @@ def test_candidates_follow_the_sklearn_contract(est):
     np.testing.assert_allclose(fitted.center_, X.mean().to_numpy())
     np.testing.assert_allclose(fitted.scale_, X.std(ddof=0).to_numpy())
     assert np.unique(risk).size > 1  # the signal of x0/x1 is seen
-    if not isinstance(est, ForestSignature):  # the forest's training risk is out-of-bag
-        np.testing.assert_allclose(fitted.training_risk_, risk)
+    # the training risk is out-of-sample (out-of-bag, out-of-fold) unless asked in-sample
+    assert not np.allclose(fitted.training_risk_, risk)
+    if not isinstance(est, ForestSignature):
+        insample = clone(est).set_params(training_score="in_sample").fit(X, y)
+        np.testing.assert_allclose(insample.training_risk_, risk)
 
 
 def test_candidates_refuse_bad_input():
@@ -229,8 +232,12 @@ def test_make_candidate_for_every_name_and_unknown_names():
         "n_estimators": 11, "min_samples_leaf": 10, "random_state": 7, "n_jobs": 2}
     assert make_candidate("coxnet", cfg).get_params() == {
         "l1_ratio": 0.9, "n_alphas": 30, "alpha_min_ratio": 0.01, "cv_folds": 4,
-        "random_state": 7}
-    assert make_candidate("gbcox", cfg).get_params()["max_depth"] == 3
+        "random_state": 7, "training_score": "out_of_fold"}
+    gb = make_candidate("gbcox", cfg).get_params()
+    assert gb["max_depth"] == 3 and gb["cv_folds"] == 4 and gb["training_score"] == "out_of_fold"
+    ins = SurvivalConfig(search={"training_score": "in_sample"})
+    assert make_candidate("coxnet", ins).training_score == "in_sample"
+    assert make_candidate("gbcox", ins).training_score == "in_sample"
     for name in ("nonsense", "paper", "auto"):
         with pytest.raises(GlioradInputError, match=rf"survival model '{name}' is not a "
                            r"candidate; expected one of: coxnet, rsf, gbcox, clinical"):
@@ -307,9 +314,11 @@ def test_coxnet_matches_scikit_survival():
     path = CoxnetSurvivalAnalysis(l1_ratio=0.7, n_alphas=6, alpha_min_ratio=0.05).fit(Z, y)
     np.testing.assert_allclose(est.alphas_, path.alphas_, rtol=1e-12)
     total, size = np.zeros(6), 0
+    oof = np.full((time.size, 6), np.nan)
     for tr, te in StratifiedKFold(3, shuffle=True, random_state=1).split(Z, event):
         fold = CoxnetSurvivalAnalysis(l1_ratio=0.7, alphas=path.alphas_).fit(Z[tr], y[tr])
         lp = Z[te] @ fold.coef_
+        oof[te] = lp
         total += te.size * np.array([concordance_index_censored(event[te], time[te], lp[:, j])[0]
                                      for j in range(6)])
         size += te.size
@@ -325,6 +334,77 @@ def test_coxnet_matches_scikit_survival():
                                - (est.center_ / est.scale_) @ est.weights_, rtol=1e-9)
     formula = est.formula()
     np.testing.assert_allclose(formula["raw_weight"], est.weights_ / est.scale_)
+    # the training patients' score: the fold model's held-out linear predictor at the chosen
+    # penalty (out_of_fold, the default), or the final model's (in_sample)
+    np.testing.assert_allclose(est.training_risk_, oof[:, best], rtol=1e-10, atol=1e-12)
+    assert est.to_dict()["training_risk"] == "out-of-fold"
+    ins = CoxnetSignature(l1_ratio=0.7, n_alphas=6, alpha_min_ratio=0.05, cv_folds=3,
+                          random_state=1, training_score="in_sample").fit(X, y)
+    np.testing.assert_allclose(ins.training_risk_, ins.predict(X), rtol=1e-12)
+    np.testing.assert_allclose(ins.weights_, est.weights_, rtol=0, atol=0)
+
+
+def test_boosted_training_score_is_cross_fitted():
+    """gbcox's training score is out-of-fold: each fold's patients scored by a boosted model
+    fitted without them (the final model's weights and predictions unchanged):
+
+    for tr, te in StratifiedKFold(3, shuffle=True, random_state=2).split(Z, event):
+        GradientBoostingSurvivalAnalysis(loss="coxph", n_estimators=15, learning_rate=0.1,
+            subsample=0.8, max_depth=2, min_samples_leaf=5, random_state=2
+        ).fit(Z[tr], y[tr]).predict(Z[te])
+    """
+    from sksurv.ensemble import GradientBoostingSurvivalAnalysis
+
+    X, y = _xy(n=80, p=4, seed=5)
+    kw = {"n_estimators": 15, "learning_rate": 0.1, "subsample": 0.8, "max_depth": 2,
+          "random_state": 2}
+    est = BoostedSignature(**kw, cv_folds=3).fit(X, y)
+    Z = ((X - X.mean()) / X.std(ddof=0)).to_numpy()
+    ref = np.empty(len(Z))
+    for tr, te in StratifiedKFold(3, shuffle=True, random_state=2).split(Z, y["event"]):
+        ref[te] = GradientBoostingSurvivalAnalysis(loss="coxph", min_samples_leaf=5, **kw).fit(
+            Z[tr], y[tr]).predict(Z[te])
+    np.testing.assert_allclose(est.training_risk_, ref, rtol=1e-10, atol=1e-12)
+    assert est.to_dict()["training_risk"] == "out-of-fold"
+    ins = BoostedSignature(**kw, training_score="in_sample").fit(X, y)
+    np.testing.assert_allclose(ins.training_risk_, ins.predict(X), rtol=1e-12)
+    np.testing.assert_allclose(ins.predict(X), est.predict(X), rtol=1e-12)
+    assert ins.to_dict()["training_risk"] == "in-sample"
+    # too few events for 2 folds: the in-sample score, stated
+    y1 = y.copy()
+    y1["event"] = False
+    y1["event"][0] = True
+    one = BoostedSignature(**kw).fit(X, y1)
+    assert one.training_risk_source_ == "in-sample"
+
+
+@pytest.mark.parametrize("cls", [CoxnetSignature, BoostedSignature])
+def test_out_of_fold_training_score_carries_no_optimism_on_noise(cls):
+    """On features unrelated to survival the final model's in-sample score still ranks its
+    own training patients (the fit's optimism); the out-of-fold score does not."""
+    from gliorad.stats import concordance_index
+
+    rng = np.random.default_rng(11)
+    n = 150
+    X = pd.DataFrame(rng.normal(size=(n, 30)), columns=[f"x{j}" for j in range(30)])
+    y = make_survival_y(rng.exponential(1000, n) + 1, rng.uniform(size=n) < 0.7)
+    kw = {"n_alphas": 10, "alpha_min_ratio": 0.001} if cls is CoxnetSignature else {}
+    oof = cls(**kw).fit(X, y)
+    ins = cls(**kw, training_score="in_sample").fit(X, y)
+    c_oof = concordance_index(y["time"], y["event"], oof.training_risk_)
+    c_ins = concordance_index(y["time"], y["event"], ins.training_risk_)
+    assert abs(c_oof - 0.5) < 0.08
+    assert ins.empty_reason_ is None  # this seed's elastic net keeps features (it may not)
+    assert c_ins > c_oof + 0.1
+
+
+def test_training_score_refuses_unknown_values():
+    X, y = _xy()
+    for cls in (CoxnetSignature, BoostedSignature):
+        with pytest.raises(GlioradInputError, match=r"training_score 'loo'.*out_of_fold.*in_sample"):
+            cls(training_score="loo").fit(X, y)
+    with pytest.raises(ValueError, match=r"training_score"):
+        SurvivalConfig(search={"training_score": "loo"})
 
 
 def test_inner_c_index_is_the_fold_weighted_harrell_c(interaction):
@@ -388,7 +468,9 @@ def test_a_candidate_failing_on_a_fold_has_no_inner_c_and_is_not_chosen(interact
                                                                         monkeypatch):
     clin, feats = interaction
     train, fcols = _training(clin, feats)
-    cfg = _config(model="auto", candidates=["clinical", "gbcox", "rsf"], **PRESPECIFIED)
+    # in-sample boosted scores: the interaction makes gbcox the choice (see below)
+    cfg = _config(model="auto", candidates=["clinical", "gbcox", "rsf"],
+                  search={"training_score": "in_sample"}, **PRESPECIFIED)
     real = BoostedSignature._fit
 
     def fails_on_folds(self, Z, time, event):  # the inner folds only: the whole cohort fits
@@ -452,8 +534,9 @@ def test_auto_prefers_trees_when_survival_follows_an_interaction(interaction):
 def test_auto_keeps_the_clinical_model_when_features_are_noise(folder):
     """Survival from clinical factors only, features pure noise: with the paper's factor rule
     the noise signatures are not kept (P >= 0.05), so their integrated models are the clinical
-    one: the choice is the clinical model or ties with it (the boosted model's in-sample risk
-    is kept and costs C-index)."""
+    one: the choice is the clinical model or ties with it. The boosted model's out-of-fold
+    training score shows no association either, so it is not kept; its in-sample score
+    (``training_score: in_sample``) looks significant, is kept and costs C-index."""
     clin, feats = make_survival_cohort(folder / "clinical", "clinical", seed=0)
     train, fcols = _training(clin, feats)
     search = _quiet(fit_chosen_model, train, fcols, _config(model="auto"),
@@ -461,7 +544,13 @@ def test_auto_keeps_the_clinical_model_when_features_are_noise(folder):
     c = {n: s.inner_c_index for n, s in search.candidates.items()}
     assert abs(c[search.chosen] - c["clinical"]) <= TIE
     assert c["clinical"] > 0.6  # the clinical factors carry the signal
-    assert c["gbcox"] < c["clinical"]
+    assert abs(c["gbcox"] - c["clinical"]) <= TIE
+    insample = _quiet(fit_chosen_model, train, fcols,
+                      _config(model="auto", candidates=["clinical", "gbcox"],
+                              search={"training_score": "in_sample"}), nomograms=False).search
+    ci = {n: s.inner_c_index for n, s in insample.candidates.items()}
+    assert ci["clinical"] == c["clinical"] and ci["gbcox"] < ci["clinical"] - 0.01
+    assert insample.chosen == "clinical"
 
 
 # ================================================================== no external influence

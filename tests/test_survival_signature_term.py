@@ -84,7 +84,8 @@ def test_a_factor_named_like_the_term_is_refused(cohort):
 
 def test_continuous_term_is_the_cox_model_of_the_z_scored_score(cohort):
     """The integrated model's coefficients are scikit-survival's Cox model on the same design
-    with the training score z-scored (mean 0, SD 1 with ddof=0)."""
+    with the training score z-scored (mean 0, SD 1 with ddof=0); the training score is the
+    elastic net's out-of-fold one (``search.training_score``), not its in-sample prediction."""
     from sksurv.linear_model import CoxPHSurvivalAnalysis
 
     from gliorad.survival.signature import make_survival_y
@@ -92,7 +93,9 @@ def test_continuous_term_is_the_cox_model_of_the_z_scored_score(cohort):
     train, _, fcols = cohort
     m = _fit(train, fcols, "continuous")
     assert m.signature_term == SIGNATURE_Z and SIGNATURE_Z in m.integrated_factors
-    score = m.signature.predict(train[m.signature.features_])
+    score = m.training_scores.loc[train.index].to_numpy()
+    np.testing.assert_allclose(score, m.signature.training_risk_)
+    assert not np.allclose(score, m.signature.predict(train[m.signature.features_]))
     assert m.signature_center == pytest.approx(score.mean(), rel=1e-12)
     assert m.signature_scale == pytest.approx(score.std(ddof=0), rel=1e-12)
     # reference: CoxPHSurvivalAnalysis(ties="efron").fit(X, Surv.from_arrays(event, time))

@@ -10,7 +10,9 @@ missing feature is imputed with), ``empty_reason_`` (why the score is constant, 
 ``predict`` (the score), ``score`` (Harrell's C-index), ``formula`` / ``formula_text`` /
 ``to_dict`` (what ``signature.json`` and ``signature_formula.csv`` hold). ``training_risk_`` is
 the score of the training patients as the analysis uses it for the cut-off and the Cox models:
-in-sample, except the forest's out-of-bag score.
+out-of-sample by default (the elastic net's and the boosted model's out-of-fold score, the
+forest's out-of-bag score; ``training_score: in_sample`` gives the final model's), so the
+integrated Cox model weighs the signature by what it does on patients it did not see.
 
 :class:`CoxnetSignature` (``coxnet``)
     Cox elastic net (scikit-survival ``CoxnetSurvivalAnalysis``) on every feature: the penalty
@@ -170,6 +172,11 @@ class SignatureModel(BaseEstimator):
 
 
 # ================================================================================= coxnet
+def _check_training_score(value: str) -> None:
+    if value not in ("out_of_fold", "in_sample"):
+        raise GlioradInputError(f"training_score {value!r}: expected 'out_of_fold' or 'in_sample'")
+
+
 def coxnet_cv(
     Z: np.ndarray, time: np.ndarray, event: np.ndarray, l1_ratio: float, n_alphas: int,
     alpha_min_ratio: float, folds: list[tuple[np.ndarray, np.ndarray]],
@@ -198,12 +205,14 @@ def coxnet_cv(
         alphas = np.asarray(path.alphas_, dtype=float)
         total = np.zeros(alphas.size)
         weight = np.zeros(alphas.size)
+        oof = np.full((time.size, alphas.size), np.nan)
         for tr, te in folds:
             fold = CoxnetSurvivalAnalysis(l1_ratio=l1_ratio, alphas=alphas).fit(Z[tr], y[tr])
             lp = Z[te] @ fold.coef_
             if lp.shape[1] < alphas.size:  # the fold's path stopped early: as cv.glmnet, the
                 # smaller penalties get the last fitted one's predictions
                 lp = np.hstack([lp, np.repeat(lp[:, -1:], alphas.size - lp.shape[1], axis=1)])
+            oof[te] = lp
             for j in range(alphas.size):
                 try:
                     c = concordance_index(time[te], event[te], lp[:, j])
@@ -215,7 +224,7 @@ def coxnet_cv(
         scores = np.where(weight > 0, total / np.where(weight > 0, weight, 1.0), np.nan)
     best = None if np.isnan(scores).all() else int(np.nanargmax(scores))  # first = largest alpha
     return {"alphas": alphas, "coef": np.asarray(path.coef_, dtype=float), "cv_scores": scores,
-            "best": best}
+            "best": best, "oof": oof}
 
 
 class CoxnetSignature(SignatureModel):
@@ -234,6 +243,11 @@ class CoxnetSignature(SignatureModel):
         when there are fewer events or censored patients; fewer than 2 events or censored
         patients: no search, the score is constant and ``empty_reason_`` says why).
     random_state : int, default 0
+    training_score : {"out_of_fold", "in_sample"}, default "out_of_fold"
+        The training patients' score (``training_risk_``) the analysis fits the integrated Cox
+        model and the cut-off on: each patient's linear predictor from the penalty search's fold
+        model that did not see it, at the chosen penalty, or the final model's (in-sample: the
+        selection's optimism then inflates the signature's hazard ratio in the integrated model).
 
     Attributes
     ----------
@@ -249,13 +263,15 @@ class CoxnetSignature(SignatureModel):
     description = "Cox elastic net"
 
     def __init__(self, l1_ratio: float = 0.5, n_alphas: int = 30, alpha_min_ratio: float = 0.01,
-                 cv_folds: int = 5, random_state: int | None = 0):
+                 cv_folds: int = 5, random_state: int | None = 0,
+                 training_score: str = "out_of_fold"):
         keep_params(self, locals())
 
     def _fit(self, Z: np.ndarray, time: np.ndarray, event: np.ndarray) -> np.ndarray:
         from sklearn.model_selection import StratifiedKFold
 
         nan = float("nan")
+        _check_training_score(self.training_score)
         self.weights_ = np.zeros(Z.shape[1])
         self.alpha_, self.l1_ratio_, self.cv_score_ = nan, float(self.l1_ratio), nan
         self.alphas_, self.cv_scores_ = np.array([]), np.array([])
@@ -281,6 +297,8 @@ class CoxnetSignature(SignatureModel):
                     self.empty_reason_ = (
                         "the elastic net set every weight to 0 (no feature is associated with "
                         "survival at the penalty chosen by cross-validation)")
+                elif self.training_score == "out_of_fold":
+                    return res["oof"][:, b].copy()  # the folds partition the patients
         return self._risk(Z)
 
     def _risk(self, Z: np.ndarray) -> np.ndarray:
@@ -306,7 +324,8 @@ class CoxnetSignature(SignatureModel):
         return {"weights": self.weights_.tolist(),
                 "raw_weights": (self.weights_ / self.scale_).tolist(), "intercept": 0.0,
                 "alpha": self.alpha_, "l1_ratio": self.l1_ratio_, "cv_score": self.cv_score_,
-                "n_nonzero": int(np.count_nonzero(self.weights_))}
+                "n_nonzero": int(np.count_nonzero(self.weights_)),
+                "training_risk": self.training_score.replace("_", "-")}
 
 
 # ================================================================================= forests
@@ -379,28 +398,55 @@ class BoostedSignature(SignatureModel):
         Fraction of the patients each tree is fitted on.
     max_depth : int, default 2
     random_state : int, default 0
+    training_score : {"out_of_fold", "in_sample"}, default "out_of_fold"
+        The training patients' score (``training_risk_``): from ``cv_folds`` more boosted
+        models, each fitted without a fold (stratified on the event) and scoring it, or the
+        final model's in-sample score (boosting fits its training patients closely, so the
+        integrated Cox model would over-weight it).
+    cv_folds : int, default 5
+        Folds of the out-of-fold score (fewer when there are fewer events or censored patients;
+        below 2: the in-sample score, stated in ``training_risk_source_``).
 
     Attributes
     ----------
     model_ : sksurv.ensemble.GradientBoostingSurvivalAnalysis
+    training_risk_source_ : str
+        ``out-of-fold`` or ``in-sample``.
     """
 
     name = "gbcox"
     description = "gradient-boosted Cox log hazard ratio"
 
     def __init__(self, n_estimators: int = 200, learning_rate: float = 0.05,
-                 subsample: float = 0.8, max_depth: int = 2, random_state: int | None = 0):
+                 subsample: float = 0.8, max_depth: int = 2, random_state: int | None = 0,
+                 training_score: str = "out_of_fold", cv_folds: int = 5):
         keep_params(self, locals())
 
-    def _fit(self, Z: np.ndarray, time: np.ndarray, event: np.ndarray) -> np.ndarray:
+    def _model(self) -> Any:
         from sksurv.ensemble import GradientBoostingSurvivalAnalysis
 
-        self.model_ = GradientBoostingSurvivalAnalysis(
+        return GradientBoostingSurvivalAnalysis(
             loss="coxph", n_estimators=int(self.n_estimators),
             learning_rate=float(self.learning_rate), subsample=float(self.subsample),
-            max_depth=int(self.max_depth), min_samples_leaf=5, random_state=self.random_state,
-        ).fit(Z, make_survival_y(time, event))
-        return self._risk(Z)
+            max_depth=int(self.max_depth), min_samples_leaf=5, random_state=self.random_state)
+
+    def _fit(self, Z: np.ndarray, time: np.ndarray, event: np.ndarray) -> np.ndarray:
+        from sklearn.model_selection import StratifiedKFold
+
+        _check_training_score(self.training_score)
+        y = make_survival_y(time, event)
+        self.model_ = self._model().fit(Z, y)
+        n_events = int(event.sum())
+        k = min(int(self.cv_folds), n_events, time.size - n_events)
+        if self.training_score == "in_sample" or k < 2:
+            self.training_risk_source_ = "in-sample"
+            return self._risk(Z)
+        oof = np.empty(time.size)
+        cv = StratifiedKFold(k, shuffle=True, random_state=self.random_state)
+        for tr, te in cv.split(np.zeros((time.size, 1)), event):
+            oof[te] = self._model().fit(Z[tr], y[tr]).predict(Z[te])
+        self.training_risk_source_ = "out-of-fold"
+        return oof
 
     def _risk(self, Z: np.ndarray) -> np.ndarray:
         return self.model_.predict(Z)
@@ -412,7 +458,7 @@ class BoostedSignature(SignatureModel):
                 f"{len(self.features_)} z-scored features")
 
     def _details(self) -> dict[str, Any]:
-        return {"training_risk": "in-sample"}
+        return {"training_risk": self.training_risk_source_}
 
 
 class NoSignature(SignatureModel):
@@ -463,14 +509,15 @@ def make_candidate(name: str, cfg: SurvivalConfig) -> SignatureModel:
     if name == "coxnet":
         return CoxnetSignature(l1_ratio=s.coxnet_l1_ratio, n_alphas=s.coxnet_n_alphas,
                                alpha_min_ratio=s.coxnet_alpha_min_ratio, cv_folds=s.inner_folds,
-                               random_state=cfg.seed)
+                               random_state=cfg.seed, training_score=s.training_score)
     if name == "rsf":
         return ForestSignature(n_estimators=s.rsf_trees, min_samples_leaf=s.rsf_min_samples_leaf,
                                random_state=cfg.seed, n_jobs=cfg.n_jobs)
     if name == "gbcox":
         return BoostedSignature(n_estimators=s.gbcox_trees, learning_rate=s.gbcox_learning_rate,
                                 subsample=s.gbcox_subsample, max_depth=s.gbcox_max_depth,
-                                random_state=cfg.seed)
+                                random_state=cfg.seed, training_score=s.training_score,
+                                cv_folds=s.inner_folds)
     if name == "clinical":
         return NoSignature()
     raise GlioradInputError(f"survival model {name!r} is not a candidate; expected one of: "

@@ -148,10 +148,16 @@ class SearchConfig(Strict):
     radiomics plus the deep columns: no sequence choice, whose single noisy pick the candidates
     need not inherit) or ``sequence`` (the paper's: the chosen sequence's radiomics plus deep).
     The paper's signature always reads the chosen sequence.
+    ``training_score``: the training patients' score of ``coxnet`` and ``gbcox`` that the
+    integrated Cox model and the cut-off are fitted on: ``out_of_fold`` (each patient's score
+    from a model fitted without its fold: the elastic net's penalty-search folds, ``inner_folds``
+    more boosted models) or ``in_sample`` (the final model's, whose optimism inflates the
+    signature's weight in the integrated model). The forest's is always out-of-bag.
     """
 
     inner_folds: int = Field(5, ge=2)
     features: Literal["all", "sequence"] = "all"
+    training_score: Literal["out_of_fold", "in_sample"] = "out_of_fold"
     coxnet_l1_ratio: float = Field(0.5, gt=0.0, le=1.0)
     coxnet_n_alphas: int = Field(30, ge=2)
     coxnet_alpha_min_ratio: float = Field(0.01, gt=0.0, lt=1.0)
