@@ -5,7 +5,8 @@
 
 One draw is the ``demo`` run preset with ``run.seed = s`` (a new synthetic cohort, split, CNNs
 and models) and what the ``best`` preset adds to the paper's recipe switched on: ``grading.model
-auto``, ``survival.model auto``, ``survival.signature_term continuous`` (the signature's z-scored
+auto``, ``survival.model auto``, ``survival.search.factor_rules [paper, prespecified]`` (the
+search also chooses the Cox factor rule), ``survival.signature_term continuous`` (the signature's z-scored
 score in the integrated Cox model, not the median split), ``deep2d.cross_fit 3`` (the signature
 reads the cross-fitted 2D CNN's out-of-fold head outputs), and peritumoural ring radiomics
 (``radiomics.peritumoural_mm [0, 5, 10]``: first-order features of each sequence in the 0-5 and
@@ -50,8 +51,8 @@ from _harness import OUT_DIR, Column, format_table, machine_info, run_demo_draw,
 from gliorad.stats import roc_auc
 
 COMMON = ["segmentation.enabled=false", "report.enabled=false", "survival.model=auto",
-          "survival.signature_term=continuous", "survival.clinical_selection=prespecified",
-          "survival.integrated_selection=prespecified", "deep2d.cross_fit=3",
+          "survival.signature_term=continuous",
+          "survival.search.factor_rules=[paper,prespecified]", "deep2d.cross_fit=3",
           "radiomics.peritumoural_mm=[0,5,10]"]
 SETTINGS = [*COMMON, "grading.model=auto", "grading.all_sequences=true"]
 #: ``--survival-only``: grading off (so the 3D CNN too); the survival stage's inputs are the same.

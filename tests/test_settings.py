@@ -221,7 +221,7 @@ def test_paper_and_demo_presets_resolve_as_before(name):
 
 
 def test_best_preset_is_the_paper_with_the_model_searches(tmp_path):
-    """``best`` = ``paper`` with grading.model and survival.model auto, pre-specified Cox factors
+    """``best`` = ``paper`` with grading.model and survival.model auto (the survival search choosing the factor rule too)
     and cross-fitted 2D CNN inputs to the signature (5 folds); every other setting is the paper's (3D cross-fitting off,
     as there). A file starting from it overrides it key by key."""
     from gliorad.run_config import RUN_PRESETS, load_run_config, preset_text
@@ -236,12 +236,14 @@ def test_best_preset_is_the_paper_with_the_model_searches(tmp_path):
     best, paper = _dump("best", COHORT), _dump("paper", COHORT)
     assert best["grading"].pop("model") == best["survival"].pop("model") == "auto"
     assert best["survival"].pop("signature_term") == "continuous"
-    # both Cox models keep every listed factor (the paper: P < 0.05 selection)
-    assert paper["survival"]["clinical_selection"] == paper["survival"]["integrated_selection"] \
-        == "paper"
-    assert best["survival"].pop("clinical_selection") == "prespecified"
-    assert best["survival"].pop("integrated_selection") == "prespecified"
-    del paper["survival"]["clinical_selection"], paper["survival"]["integrated_selection"]
+    # the search also chooses the factor rule of both Cox models
+    search = best["survival"].pop("search")
+    assert search["factor_rules"] == ["paper", "prespecified"]
+    del search["factor_rules"]
+    from gliorad.survival.config import SearchConfig
+
+    assert search == SearchConfig().model_dump(mode="json", exclude={"factor_rules"})  # defaults
+    assert cfg.survival.search.factor_rules == ["paper", "prespecified"]
     assert best["radiomics"].pop("peritumoural_mm") == [0, 5, 10]
     assert best["grading"].pop("all_sequences") is True
     assert best.pop("deep2d_cross_fit") == 5

@@ -800,3 +800,71 @@ def test_bundle_of_every_candidate_predicts_as_the_fitted_models(case, bundle_co
             load_bundle(tmp_path / "b")
     else:  # plain arrays: any version
         assert load_bundle(tmp_path / "b").signature.features_ == models.signature.features_
+
+
+# ================================================================== the factor rule searched too
+def test_factor_rules_search_scores_each_rule_as_its_own_search(interaction, tmp_path):
+    """``search.factor_rules``: each (candidate, rule) pair's inner C-index is the one a search
+    under that rule alone gives (same seeded folds); the best pair is fitted with that rule for
+    both Cox models; the external report, the table and the bundle follow."""
+    clin, feats = interaction
+    train, fcols = _training(clin, feats)
+    both = _config(model="auto", candidates=["clinical", "coxnet"],
+                   search={"factor_rules": ["paper", "prespecified"]})
+    models = _quiet(fit_chosen_model, train, fcols, both, nomograms=False)
+    search = models.search
+    assert list(search.candidates) == ["clinical (paper)", "clinical (prespecified)",
+                                       "coxnet (paper)", "coxnet (prespecified)"]
+    for rule in ("paper", "prespecified"):
+        alone = _quiet(fit_chosen_model, train, fcols,
+                       _config(model="auto", candidates=["clinical", "coxnet"],
+                               clinical_selection=rule, integrated_selection=rule),
+                       nomograms=False).search
+        for n in ("clinical", "coxnet"):
+            s = search.candidates[f"{n} ({rule})"]
+            assert (s.candidate, s.factor_rule) == (n, rule)
+            assert s.inner_c_index == alone.candidates[n].inner_c_index
+    best = max(search.candidates.values(), key=lambda s: s.inner_c_index)
+    assert search.chosen == best.name and search.why.startswith("best inner C-index")
+    assert (search.chosen_model, search.chosen_rule) == (best.candidate, best.factor_rule)
+    assert models.config.clinical_selection == models.config.integrated_selection \
+        == best.factor_rule
+    table = search.table()
+    assert table[["model", "factor_rule"]].values.tolist() == [
+        ["clinical", "paper"], ["clinical", "prespecified"], ["coxnet", "paper"],
+        ["coxnet", "prespecified"]]
+    d = search.to_dict()
+    assert d["factor_rules"] == ["paper", "prespecified"]
+    assert (d["chosen_model"], d["chosen_factor_rule"]) == (best.candidate, best.factor_rule)
+    # a named model: only its factor rule is chosen
+    named = _quiet(fit_chosen_model, train, fcols,
+                   _config(model="coxnet", search={"factor_rules": ["paper", "prespecified"]}),
+                   nomograms=False).search
+    c = {n: s.inner_c_index for n, s in named.candidates.items() if s.candidate == "coxnet"}
+    assert named.chosen_model == "coxnet" and named.chosen == max(c, key=c.get)
+    assert named.why.startswith("set by survival.model (coxnet); factor rule: best inner")
+    # end to end: every pair reported externally, the bundle names the model
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        analysis = run_analysis(feats, clin, both)
+    ext = analysis.models.search.candidates
+    for s in ext.values():  # the paper's rule keeps no factor on this cohort: a result
+        assert (s.external["A"].get("c_index") is not None
+                or s.external["A"]["reason"] == "no integrated model"), s.name
+    assert ext["coxnet (prespecified)"].external["A"]["c_index"] is not None
+    save_bundle(analysis.models, tmp_path / "bundle")
+    meta = json.loads((tmp_path / "bundle" / "bundle.json").read_text(encoding="utf-8"))
+    assert meta["signature_model"] == analysis.models.search.chosen_model
+    assert meta["model_search"]["chosen_factor_rule"] == analysis.models.search.chosen_rule
+    loaded = load_bundle(tmp_path / "bundle")
+    out = apply_models(loaded, feats, clin, by="centre")
+    np.testing.assert_allclose(
+        out.cohorts["A"].predictions["signature_score"].to_numpy(float),
+        analysis.cohorts["A"].predictions["signature_score"].to_numpy(float), rtol=1e-9)
+
+
+def test_factor_rules_refuse_repeats_and_unknown_rules():
+    with pytest.raises(ValueError, match=r"factor_rules \['paper', 'paper'\]: each rule once"):
+        SurvivalConfig(search={"factor_rules": ["paper", "paper"]})
+    with pytest.raises(ValueError, match=r"factor_rules\.0\n.*'paper' or 'prespecified'"):
+        SurvivalConfig(search={"factor_rules": ["stepwise"]})

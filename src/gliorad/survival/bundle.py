@@ -187,9 +187,10 @@ def save_bundle(models: SurvivalModels, folder: str | Path) -> Path:
         meta["signature_z"] = {"center": models.signature_center, "scale": models.signature_scale,
                                "formula": "signature_z = (signature_score - center) / scale"}
     if models.search is not None:  # a model other than the paper's (its bundles keep their bytes)
-        meta["signature_model"] = models.search.chosen
+        meta["signature_model"] = models.search.chosen_model
         meta["model_search"] = {k: v for k, v in models.search.to_dict().items()
-                                if k in ("setting", "chosen", "why", "inner_folds")}
+                                if k in ("setting", "chosen", "why", "inner_folds",
+                                         "chosen_factor_rule")}
     write_json(meta, folder / "bundle.json")
     return folder
 

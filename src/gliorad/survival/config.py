@@ -153,11 +153,25 @@ class SearchConfig(Strict):
     from a model fitted without its fold: the elastic net's penalty-search folds, ``inner_folds``
     more boosted models) or ``in_sample`` (the final model's, whose optimism inflates the
     signature's weight in the integrated model). The forest's is always out-of-bag.
+    ``factor_rules``: empty (the default): both Cox models follow ``clinical_selection`` /
+    ``integrated_selection``. A list (``[paper, prespecified]``): the search also chooses the
+    factor rule, one for both Cox models (so the integrated model is compared with a clinical
+    model built the same way): every candidate is scored under every rule by the same inner
+    folds, and the pair with the best inner C-index is fitted (ties: the candidate order, then
+    the order of this list).
     """
 
     inner_folds: int = Field(5, ge=2)
     features: Literal["all", "sequence"] = "all"
     training_score: Literal["out_of_fold", "in_sample"] = "out_of_fold"
+    factor_rules: list[Literal["paper", "prespecified"]] = Field(default_factory=list)
+
+    @field_validator("factor_rules")
+    @classmethod
+    def _distinct_rules(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"factor_rules {v}: each rule once")
+        return v
     coxnet_l1_ratio: float = Field(0.5, gt=0.0, le=1.0)
     coxnet_n_alphas: int = Field(30, ge=2)
     coxnet_alpha_min_ratio: float = Field(0.01, gt=0.0, lt=1.0)

@@ -63,6 +63,8 @@ __all__ = [
     "inner_scores",
     "pick_best",
     "report_external",
+    "rule_key",
+    "with_rule",
 ]
 
 #: Two inner C-indices closer than this are a tie.
@@ -91,6 +93,14 @@ class CandidateScore:
     #: Inner folds whose model building kept no factor: one risk for every held-out patient.
     constant_folds: list[int] = field(default_factory=list)
     external: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The candidate's model (``name`` unless the search also chose the factor rule, when
+    #: ``name`` is ``"<model> (<rule>)"``) and the factor rule of both Cox models (None: the
+    #: configured ``clinical_selection`` / ``integrated_selection``).
+    candidate: str = ""
+    factor_rule: str | None = None
+
+    def __post_init__(self) -> None:
+        self.candidate = self.candidate or self.name
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -109,6 +119,20 @@ class ModelSearch:
     notes: list[str] = field(default_factory=list)
     #: The training cohort's sequence choice shared by the candidates (not serialised).
     sequenced: tuple[Any, Any] | None = None
+    #: The factor rules searched (``search.factor_rules``; empty: the configured ones).
+    factor_rules: list[str] = field(default_factory=list)
+
+    @property
+    def chosen_model(self) -> str:
+        """The chosen candidate's model name (``coxnet``, ...), without its factor rule."""
+        return self.candidates[self.chosen].candidate if self.chosen in self.candidates \
+            else self.chosen
+
+    @property
+    def chosen_rule(self) -> str | None:
+        """The chosen factor rule (None: the configured ones)."""
+        c = self.candidates.get(self.chosen)
+        return None if c is None else c.factor_rule
 
     def table(self) -> pd.DataFrame:
         """``candidates.csv``: one row per candidate: ``candidate, chosen, inner_c_index,
@@ -119,6 +143,8 @@ class ModelSearch:
         for name, c in self.candidates.items():
             row: dict[str, Any] = {
                 "candidate": name, "chosen": name == self.chosen,
+                **({"model": c.candidate, "factor_rule": c.factor_rule}
+                   if self.factor_rules else {}),
                 "inner_c_index": c.inner_c_index,
                 "inner_c_index_signature": c.inner_c_index_signature,
                 "inner_folds": c.inner_folds,
@@ -143,6 +169,8 @@ class ModelSearch:
             "external_note": EXTERNAL_NOTE,
             "candidates": [c.to_dict() for c in self.candidates.values()],
             "notes": list(self.notes),
+            **({"factor_rules": list(self.factor_rules), "chosen_model": self.chosen_model,
+                "chosen_factor_rule": self.chosen_rule} if self.factor_rules else {}),
         }
 
 
@@ -260,7 +288,10 @@ def fit_chosen_model(
     inner cross-validation of that candidate and of ``clinical`` (the reference), then the
     candidate. ``auto``: the inner cross-validation of ``cfg.searched()``, then the best
     (:func:`pick_best`; when no candidate can be scored, the first searched, with a warning).
-    ``models.search`` holds the :class:`ModelSearch`; ``models.config`` stays ``cfg``.
+    With ``search.factor_rules`` every candidate is scored under each rule (one rule for both
+    Cox models) and the best (candidate, rule) pair is fitted; for a named candidate the rule
+    alone is chosen. ``models.search`` holds the :class:`ModelSearch`; ``models.config`` is
+    ``cfg`` with the chosen rule's ``clinical_selection`` / ``integrated_selection``.
     """
     if cfg.model == "paper":
         return fit_models(train, feature_columns, cfg, name=name, nomograms=nomograms)
@@ -271,24 +302,59 @@ def fit_chosen_model(
     sequenced = None
     if any(reads_sequence(n, cfg) for n in names):
         sequenced = signature_sequence(train, list(feature_columns), cfg, notes, sink)
-    scores, k, search_notes = inner_scores(train, feature_columns, cfg, names, sequenced, name)
+    rules = list(cfg.search.factor_rules)
+    scores: dict[str, CandidateScore] = {}
+    search_notes: list[str] = []
+    k = 0
+    for rule in rules or [None]:  # the same inner folds (seeded) for every rule
+        got, k, rule_notes = inner_scores(train, feature_columns, with_rule(cfg, rule), names,
+                                          sequenced, name)
+        for n, sc in got.items():
+            if rule is not None:
+                sc.name, sc.candidate, sc.factor_rule = rule_key(n, rule), n, rule
+            scores[sc.name] = sc
+        if rule is not None and len(rules) > 1:
+            rule_notes = [f"{t} [factor rule {rule}]" for t in rule_notes]
+        search_notes += [t for t in rule_notes if t not in search_notes]
+    order = [rule_key(n, r) if r else n for n in SURVIVAL_CANDIDATES for r in rules or [None]]
+    scores = {**{k: scores[k] for k in order if k in scores}, **scores}  # candidate, then rule
     if cfg.model == "auto":
-        chosen, why = pick_best({n: s.inner_c_index for n, s in scores.items()})
+        chosen, why = pick_best({n: s.inner_c_index for n, s in scores.items()}, order)
         if chosen is None:
-            chosen = names[0]
+            chosen = next(iter(scores))
             why = (f"no candidate could be scored by inner cross-validation "
                    f"({'; '.join(f'{n}: {s.reason}' for n, s in scores.items())}); the first "
                    f"searched, {chosen}, is fitted")
             warn(sink, f"model search, training cohort {name}: {why}")
     else:
-        chosen, why = cfg.model, f"set by survival.model ({cfg.model})"
-    models = fit_models(train, feature_columns, cfg.model_copy(update={"model": chosen}),
+        by_model = {n: s for n, s in scores.items() if s.candidate == cfg.model}
+        if len(by_model) > 1:  # a named model, the factor rule chosen by the inner C-index
+            chosen, why = pick_best({n: s.inner_c_index for n, s in by_model.items()}, order)
+            chosen = chosen or next(iter(by_model))
+            why = f"set by survival.model ({cfg.model}); factor rule: {why}"
+        else:
+            chosen, why = next(iter(by_model)), f"set by survival.model ({cfg.model})"
+    pick = scores[chosen]
+    fitted_cfg = with_rule(cfg, pick.factor_rule)
+    models = fit_models(train, feature_columns, fitted_cfg.model_copy(update={"model": pick.candidate}),
                         name=name, nomograms=nomograms, sequenced=sequenced)
-    models.config = cfg
+    models.config = fitted_cfg
     models.notes[:0] = notes + search_notes
     models.warnings[:0] = sink
-    models.search = ModelSearch(cfg.model, chosen, why, k, scores, search_notes, sequenced)
+    models.search = ModelSearch(cfg.model, chosen, why, k, scores, search_notes, sequenced, rules)
     return models
+
+
+def rule_key(model: str, rule: str) -> str:
+    """A candidate's name in a search that also chooses the factor rule."""
+    return f"{model} ({rule})"
+
+
+def with_rule(cfg: SurvivalConfig, rule: str | None) -> SurvivalConfig:
+    """``cfg`` with both Cox models under the factor rule ``rule`` (None: unchanged)."""
+    if rule is None:
+        return cfg
+    return cfg.model_copy(update={"clinical_selection": rule, "integrated_selection": rule})
 
 
 def report_external(
@@ -308,7 +374,9 @@ def report_external(
             fitted: SurvivalModels | None = models
         else:
             try:
-                fitted = _quiet_fit(train, feature_columns, cfg.model_copy(update={"model": cname}),
+                fitted = _quiet_fit(train, feature_columns,
+                                    with_rule(cfg, score.factor_rule).model_copy(
+                                        update={"model": score.candidate}),
                                     models.training, search.sequenced)
             except _FOLD_ERRORS as err:
                 text = " ".join(err.problems) if isinstance(err, GlioradInputError) else str(err)
@@ -336,7 +404,7 @@ def report_external(
                 out["reason"] = " ".join(err.problems)
                 continue
             out.update(c_index=c.c_index, ci=[c.ci_low, c.ci_high], se=c.se)
-            if cname != "clinical" and fitted.signature.empty_reason_ is None:
+            if score.candidate != "clinical" and fitted.signature.empty_reason_ is None:
                 sig, _ = fitted.score_cohort(df, cohort)
                 out["c_index_signature"] = _c_or_none(df.loc[sig.index, TIME],
                                                       df.loc[sig.index, EVENT],
