@@ -13,6 +13,7 @@ features, tens of trees)."""
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
@@ -276,6 +277,14 @@ def test_cli_refuses_unknown_model_and_candidates(command, tmp_path):
     bad.write_text("survival: {model: svm}\n", encoding="utf-8")
     res = runner.invoke(app, [*base, "--config", str(bad)])
     assert res.exit_code == 2 and "model 'svm' is not valid" in res.output
+    res = runner.invoke(app, [*base, "--model", "auto", "--factor-rules", "paper,stepwise"])
+    assert res.exit_code == 2
+    assert re.search(r"--factor-rules 'stepwise' is not valid; expected one of: paper, "
+                     r"prespecified", res.output), res.output
+    res = runner.invoke(app, [*base, "--factor-rules", " , "])
+    assert res.exit_code == 2 and "--factor-rules ' , ': expected a comma-separated" in res.output
+    res = runner.invoke(app, [*base, "--factor-rules", "paper,paper"])
+    assert res.exit_code == 2 and "each rule once" in res.output
     assert not (tmp_path / "o").exists()
 
 
@@ -695,6 +704,21 @@ def test_cli_fit_auto_writes_the_candidates_and_paper_writes_what_it_did(cli_inp
                                                          "inner_folds")}
     prov = json.loads((d / "auto" / "provenance.json").read_text(encoding="utf-8"))
     assert prov["key"]["config"]["model"] == "auto"
+    # the factor rule searched too: one row per (candidate, rule), the bundle names both
+    res = runner.invoke(app, [*base, "--out", str(d / "rules"), "--model", "auto", "--candidates",
+                              "clinical,coxnet", "--factor-rules", "paper,prespecified"])
+    assert res.exit_code == 0, res.output
+    ms = json.loads((d / "rules" / "metrics.json").read_text(encoding="utf-8"))["model_search"]
+    table = pd.read_csv(d / "rules" / "candidates.csv")
+    assert table[["model", "factor_rule"]].values.tolist() == [
+        ["clinical", "paper"], ["clinical", "prespecified"], ["coxnet", "paper"],
+        ["coxnet", "prespecified"]]
+    assert list(table["candidate"]) == ["clinical (paper)", "clinical (prespecified)",
+                                        "coxnet (paper)", "coxnet (prespecified)"]
+    bundle = json.loads((d / "rules" / "bundle" / "bundle.json").read_text(encoding="utf-8"))
+    assert bundle["signature_model"] == ms["chosen_model"]
+    assert bundle["model_search"]["chosen_factor_rule"] == ms["chosen_factor_rule"]
+    assert ms["chosen"] == f"{ms['chosen_model']} ({ms['chosen_factor_rule']})"
     # paper (the default): no search, no candidates.csv, no new keys anywhere
     res = runner.invoke(app, [*base[:-1], str(d / "paper.yaml"), "--out", str(d / "paper")])
     assert res.exit_code == 0, res.output

@@ -91,6 +91,7 @@ def _cli_overrides(
     deep_prefix: str | None, seed: int | None, jobs: int | None,
     clinical_selection: str | None = None, integrated_selection: str | None = None,
     model: str | None = None, candidates: str | None = None, signature_term: str | None = None,
+    factor_rules: str | None = None,
 ) -> dict[str, Any]:
     from gliorad.errors import check_option
     from gliorad.survival.config import SurvivalConfig
@@ -102,6 +103,13 @@ def _cli_overrides(
             ("signature_term", "--signature-term", signature_term, ("group", "continuous"))):
         if value is not None:
             out[key] = check_option(opt, value, allowed)
+    if factor_rules is not None:
+        rules = [r.strip() for r in factor_rules.split(",") if r.strip()]
+        if not rules:
+            raise GlioradInputError(f"--factor-rules {factor_rules!r}: expected a comma-separated "
+                                    "list of paper, prespecified")
+        out.setdefault("search", {})["factor_rules"] = [
+            check_option("--factor-rules", r, _RULES) for r in rules]
     sp: dict[str, Any] = {}
     if split is not None:
         sp["method"] = check_option("--split", split, ["column", "random", "none"])
@@ -361,6 +369,10 @@ def _model_options(
     candidates: Annotated[str | None, typer.Option(
         "--candidates", help="Comma-separated candidates --model auto searches (default: all: "
         "paper,clinical,coxnet,gbcox,rsf).")] = None,
+    factor_rules: Annotated[str | None, typer.Option(
+        "--factor-rules", help="Comma-separated factor rules the search also chooses among, one "
+        "for both Cox models, e.g. paper,prespecified (default: none, the --clinical-selection / "
+        "--integrated-selection rules).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     jobs: Annotated[int | None, typer.Option(
         "--jobs", min=1, help="Parallel workers (random forests).")] = None,
