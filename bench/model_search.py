@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         for c, s in r["survival"]["cohorts"].items():
             row.update(s_auto=s["auto"] if s["auto"] is not None else float("nan"),
                        s_clin=s["clinical"] if s["clinical"] is not None else float("nan"),
-                       s_oracle=s["oracle"], s_diff=s["diff"], s_p=s["p"])
+                       s_oracle=s["oracle"])
             break
         flat.append(row)
     grade_cols = [Column("grade paper", "paper", ".3f"), Column("grade auto", "auto", ".3f"),

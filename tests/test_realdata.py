@@ -563,6 +563,17 @@ def test_lgg_survival_commands(tmp_path, lgg):
     assert re.search(r"warning: .*only 1 event\(s\) among 3 patients", out)
     metrics = json.loads((tmp_path / "fit" / "metrics.json").read_text())
     assert metrics  # written, with the null metrics' reasons
+    # the model search with the factor rule searched too: 1 death is too few for inner folds,
+    # a result (every pair unscored, the first fitted, with the reason), not an error
+    out = cli("survival", "fit", table, clin, "--out", tmp_path / "auto", *common, "--model",
+              "auto", "--factor-rules", "paper,prespecified")
+    assert re.search(r"no candidate could be scored by inner cross-validation \(paper \(paper\): "
+                     r"1 event\(s\) among 3 patients: too few for an inner cross-validation", out)
+    ms = json.loads((tmp_path / "auto" / "metrics.json").read_text())["model_search"]
+    assert ms["factor_rules"] == ["paper", "prespecified"] and ms["chosen"] == "paper (paper)"
+    assert (ms["chosen_model"], ms["chosen_factor_rule"]) == ("paper", "paper")
+    assert len(ms["candidates"]) == 10 and all(c["inner_c_index"] is None
+                                               for c in ms["candidates"])
     out = cli("survival", "validate", tmp_path / "fit" / "bundle", table, clin, "--config",
               lgg / "gliorad.yaml", "--out", tmp_path / "val")
     assert re.search(r"validation\s+external\s+3\s+1", out)

@@ -47,9 +47,9 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from gliorad.errors import GlioradInputError
+from gliorad.errors import GlioradInputError, check_option
 from gliorad.estimators import keep_params
-from gliorad.survival.config import SurvivalConfig
+from gliorad.survival.config import TRAINING_SCORES, SurvivalConfig
 from gliorad.survival.signature import (
     as_feature_table,
     as_survival,
@@ -172,11 +172,6 @@ class SignatureModel(BaseEstimator):
 
 
 # ================================================================================= coxnet
-def _check_training_score(value: str) -> None:
-    if value not in ("out_of_fold", "in_sample"):
-        raise GlioradInputError(f"training_score {value!r}: expected 'out_of_fold' or 'in_sample'")
-
-
 def coxnet_cv(
     Z: np.ndarray, time: np.ndarray, event: np.ndarray, l1_ratio: float, n_alphas: int,
     alpha_min_ratio: float, folds: list[tuple[np.ndarray, np.ndarray]],
@@ -271,7 +266,7 @@ class CoxnetSignature(SignatureModel):
         from sklearn.model_selection import StratifiedKFold
 
         nan = float("nan")
-        _check_training_score(self.training_score)
+        check_option("training_score", self.training_score, TRAINING_SCORES)
         self.weights_ = np.zeros(Z.shape[1])
         self.alpha_, self.l1_ratio_, self.cv_score_ = nan, float(self.l1_ratio), nan
         self.alphas_, self.cv_scores_ = np.array([]), np.array([])
@@ -433,7 +428,7 @@ class BoostedSignature(SignatureModel):
     def _fit(self, Z: np.ndarray, time: np.ndarray, event: np.ndarray) -> np.ndarray:
         from sklearn.model_selection import StratifiedKFold
 
-        _check_training_score(self.training_score)
+        check_option("training_score", self.training_score, TRAINING_SCORES)
         y = make_survival_y(time, event)
         self.model_ = self._model().fit(Z, y)
         n_events = int(event.sum())

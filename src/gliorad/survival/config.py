@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import Field, field_validator
 
@@ -36,6 +36,7 @@ __all__ = [
     "SURVIVAL_CANDIDATES",
     "SURVIVAL_MODELS",
     "TIME",
+    "TRAINING_SCORES",
     "SearchConfig",
     "SequenceConfig",
     "SignatureConfig",
@@ -134,6 +135,12 @@ SURVIVAL_CANDIDATES = ("paper", "clinical", "coxnet", "gbcox", "rsf")
 SURVIVAL_MODELS = ("paper", "auto", *SURVIVAL_CANDIDATES[1:])
 
 
+#: How the elastic net's and the boosted model's training patients are scored
+#: (``search.training_score``).
+TrainingScore = Literal["out_of_fold", "in_sample"]
+TRAINING_SCORES: tuple[str, ...] = get_args(TrainingScore)
+
+
 class SearchConfig(Strict):
     """Settings of the candidates besides the paper's signature, and of the inner
     cross-validation that scores them (not in the paper; :mod:`gliorad.survival.search`).
@@ -163,15 +170,8 @@ class SearchConfig(Strict):
 
     inner_folds: int = Field(5, ge=2)
     features: Literal["all", "sequence"] = "all"
-    training_score: Literal["out_of_fold", "in_sample"] = "out_of_fold"
+    training_score: TrainingScore = "out_of_fold"
     factor_rules: list[Literal["paper", "prespecified"]] = Field(default_factory=list)
-
-    @field_validator("factor_rules")
-    @classmethod
-    def _distinct_rules(cls, v: list[str]) -> list[str]:
-        if len(set(v)) != len(v):
-            raise ValueError(f"factor_rules {v}: each rule once")
-        return v
     coxnet_l1_ratio: float = Field(0.5, gt=0.0, le=1.0)
     coxnet_n_alphas: int = Field(30, ge=2)
     coxnet_alpha_min_ratio: float = Field(0.01, gt=0.0, lt=1.0)
@@ -181,6 +181,13 @@ class SearchConfig(Strict):
     gbcox_learning_rate: float = Field(0.05, gt=0.0, le=1.0)
     gbcox_subsample: float = Field(0.8, gt=0.0, le=1.0)
     gbcox_max_depth: int = Field(2, ge=1)
+
+    @field_validator("factor_rules")
+    @classmethod
+    def _distinct_rules(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"factor_rules {v}: each rule once")
+        return v
 
 
 DEFAULT_FACTORS = ["age", "sex", "location", "grade", "laterality", "histology", "enhancement"]

@@ -125,14 +125,12 @@ class ModelSearch:
     @property
     def chosen_model(self) -> str:
         """The chosen candidate's model name (``coxnet``, ...), without its factor rule."""
-        return self.candidates[self.chosen].candidate if self.chosen in self.candidates \
-            else self.chosen
+        return self.candidates[self.chosen].candidate
 
     @property
     def chosen_rule(self) -> str | None:
         """The chosen factor rule (None: the configured ones)."""
-        c = self.candidates.get(self.chosen)
-        return None if c is None else c.factor_rule
+        return self.candidates[self.chosen].factor_rule
 
     def table(self) -> pd.DataFrame:
         """``candidates.csv``: one row per candidate: ``candidate, chosen, inner_c_index,
